@@ -1,0 +1,46 @@
+//! The order's history: every state change, with who did it and when (API.md `GET /orders/{id}/history`).
+
+use crate::time::Timestamp;
+
+/// Who caused a change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Actor {
+    /// A shop's API token (the merchant's staff, the console or an integration), by token id.
+    Token(String),
+    /// rescind itself, e.g. a worker completing a step.
+    System,
+}
+
+impl Actor {
+    /// The text stored in the history, e.g. `token:tok_01J…` or `system`.
+    pub fn label(&self) -> String {
+        match self {
+            Actor::Token(id) => format!("token:{id}"),
+            Actor::System => "system".to_owned(),
+        }
+    }
+}
+
+/// One line of an order's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub at: Timestamp,
+    /// A stable dotted name, e.g. `order.cancelled`, `step.refund`.
+    pub kind: String,
+    pub actor: String,
+    /// A sentence for people.
+    pub message: String,
+    /// Machine-readable details: `(key, value)` pairs, rendered as a JSON object at the edge.
+    pub data: Vec<(String, String)>,
+}
+
+impl HistoryEntry {
+    pub fn new(at: Timestamp, kind: &str, actor: &Actor, message: impl Into<String>) -> Self {
+        HistoryEntry { at, kind: kind.to_owned(), actor: actor.label(), message: message.into(), data: Vec::new() }
+    }
+
+    pub fn with(mut self, key: &str, value: impl ToString) -> Self {
+        self.data.push((key.to_owned(), value.to_string()));
+        self
+    }
+}

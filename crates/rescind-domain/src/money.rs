@@ -1,0 +1,192 @@
+//! Money: a non-negative decimal amount in a currency's minor units. Never a float.
+
+use rust_decimal::Decimal;
+use std::fmt;
+use std::str::FromStr;
+
+/// The largest amount rescind accepts for one money field. Far above any real order, small enough
+/// that sums over a thousand lines cannot overflow a decimal.
+const MONEY_AMOUNT_MAX: i64 = 1_000_000_000_000;
+
+/// An ISO 4217 currency code such as `JPY` or `USD`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    /// Accepts three upper-case ASCII letters.
+    pub fn parse(code: &str) -> Result<Currency, MoneyError> {
+        let bytes = code.as_bytes();
+        if bytes.len() != 3 || !bytes.iter().all(u8::is_ascii_uppercase) {
+            return Err(MoneyError::InvalidCurrency(code.to_owned()));
+        }
+        Ok(Currency([bytes[0], bytes[1], bytes[2]]))
+    }
+
+    pub fn code(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("currency codes are ASCII")
+    }
+
+    /// Digits after the decimal point in this currency (ISO 4217 minor units): 0 for JPY, 3 for KWD.
+    pub fn minor_units(&self) -> u32 {
+        match self.code() {
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+            | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+            "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+            _ => 2,
+        }
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// Why a money value was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("`{0}` is not an ISO 4217 currency code (three capital letters)")]
+    InvalidCurrency(String),
+    #[error("`{0}` is not a decimal amount such as \"1200\" or \"9.99\"")]
+    NotADecimal(String),
+    #[error("`{amount}` has more decimals than {currency} allows ({minor_units})")]
+    TooPrecise { amount: String, currency: String, minor_units: u32 },
+    #[error("`{0}` is larger than the largest accepted amount")]
+    TooLarge(String),
+}
+
+/// A non-negative amount. The currency is the order's; amounts of one order share it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Money(Decimal);
+
+impl Money {
+    pub const ZERO: Money = Money(Decimal::ZERO);
+
+    /// Parses a plain decimal string (digits, at most one point; no sign, exponent or spaces) and
+    /// checks it fits the currency's minor units.
+    pub fn parse(text: &str, currency: Currency) -> Result<Money, MoneyError> {
+        let money = Money::parse_stored(text)?;
+        let minor_units = currency.minor_units();
+        if money.0.normalize().scale() > minor_units {
+            return Err(MoneyError::TooPrecise {
+                amount: text.to_owned(),
+                currency: currency.code().to_owned(),
+                minor_units,
+            });
+        }
+        Ok(money)
+    }
+
+    /// Parses an amount without a currency check: for values the store wrote itself.
+    pub fn parse_stored(text: &str) -> Result<Money, MoneyError> {
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+        let well_formed = !whole.is_empty()
+            && whole.bytes().all(|b| b.is_ascii_digit())
+            && fraction.bytes().all(|b| b.is_ascii_digit())
+            && (fraction.is_empty() == !text.contains('.'));
+        if !well_formed {
+            return Err(MoneyError::NotADecimal(text.to_owned()));
+        }
+        let value = Decimal::from_str(text).map_err(|_| MoneyError::NotADecimal(text.to_owned()))?;
+        if value > Decimal::from(MONEY_AMOUNT_MAX) {
+            return Err(MoneyError::TooLarge(text.to_owned()));
+        }
+        Ok(Money(value))
+    }
+
+    pub fn from_minor_units(minor: i64, currency: Currency) -> Money {
+        Money(Decimal::new(minor.max(0), currency.minor_units()))
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.0.is_zero()
+    }
+
+    pub fn checked_add(self, other: Money) -> Option<Money> {
+        self.0.checked_add(other.0).map(Money)
+    }
+
+    /// `self - other`, or `None` when that would be negative.
+    pub fn checked_sub(self, other: Money) -> Option<Money> {
+        if other.0 > self.0 {
+            None
+        } else {
+            Some(Money(self.0 - other.0))
+        }
+    }
+
+    /// `self - other`, floored at zero.
+    pub fn saturating_sub(self, other: Money) -> Money {
+        self.checked_sub(other).unwrap_or(Money::ZERO)
+    }
+
+    pub fn checked_mul(self, quantity: u32) -> Option<Money> {
+        self.0.checked_mul(Decimal::from(quantity)).map(Money)
+    }
+
+    /// The amount written with exactly the currency's minor units: `"1200"` in JPY, `"9.90"` in USD.
+    pub fn format(&self, currency: Currency) -> String {
+        let mut value = self.0.round_dp(currency.minor_units());
+        value.rescale(currency.minor_units());
+        value.to_string()
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.normalize())
+    }
+}
+
+impl std::iter::Sum for Money {
+    fn sum<I: Iterator<Item = Money>>(iter: I) -> Money {
+        Money(iter.map(|money| money.0).sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jpy() -> Currency {
+        Currency::parse("JPY").unwrap()
+    }
+    fn usd() -> Currency {
+        Currency::parse("USD").unwrap()
+    }
+
+    #[test]
+    fn amounts_are_written_with_the_currencys_minor_units() {
+        assert_eq!(Money::parse("1200", jpy()).unwrap().format(jpy()), "1200");
+        assert_eq!(Money::parse("9.9", usd()).unwrap().format(usd()), "9.90");
+        assert_eq!(Money::parse("0", usd()).unwrap().format(usd()), "0.00");
+    }
+
+    #[test]
+    fn floats_signs_exponents_and_excess_decimals_are_refused() {
+        for bad in ["-1", "1e3", " 1", "1.", ".5", "", "1.2.3", "abc", "+1"] {
+            assert!(Money::parse(bad, usd()).is_err(), "{bad:?} should be refused");
+        }
+        assert!(matches!(Money::parse("10.5", jpy()), Err(MoneyError::TooPrecise { .. })));
+        assert!(Money::parse("10.50", usd()).is_ok());
+        assert!(Money::parse("10.500", usd()).is_ok(), "trailing zeros add no precision");
+        assert!(matches!(Money::parse("10000000000000", usd()), Err(MoneyError::TooLarge(_))));
+    }
+
+    #[test]
+    fn subtraction_never_goes_below_zero() {
+        let five = Money::parse("5", usd()).unwrap();
+        let three = Money::parse("3", usd()).unwrap();
+        assert_eq!(three.checked_sub(five), None);
+        assert_eq!(three.saturating_sub(five), Money::ZERO);
+        assert_eq!(five.checked_sub(three).unwrap().format(usd()), "2.00");
+    }
+
+    #[test]
+    fn currency_codes_are_three_capital_letters() {
+        assert!(Currency::parse("jpy").is_err());
+        assert!(Currency::parse("JP").is_err());
+        assert_eq!(Currency::parse("KWD").unwrap().minor_units(), 3);
+    }
+}

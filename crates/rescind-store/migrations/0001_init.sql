@@ -1,0 +1,135 @@
+-- rescind's first schema. Money is TEXT holding a decimal string, exact in both backends;
+-- times are BIGINT microseconds since the Unix epoch, UTC. Never edit a landed migration: add one.
+-- The same file serves SQLite and PostgreSQL; the identity column placeholder is the one thing that differs
+-- (see `Dialect` in src/lib.rs).
+
+CREATE TABLE shops (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    customer_cancellation_requests BOOLEAN NOT NULL DEFAULT FALSE,
+    inventory_push_interval_s BIGINT NOT NULL DEFAULT 300,
+    -- The next human order number handed out when an import names none.
+    next_order_number BIGINT NOT NULL DEFAULT 1001,
+    created_at BIGINT NOT NULL
+);
+
+CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY,
+    shop_id TEXT NOT NULL REFERENCES shops (id),
+    -- SHA-256 of the secret, hex. The secret itself is never stored.
+    token_hash TEXT NOT NULL UNIQUE,
+    scopes TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+
+CREATE TABLE channels (
+    id TEXT PRIMARY KEY,
+    shop_id TEXT NOT NULL REFERENCES shops (id),
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    base_url TEXT,
+    credentials TEXT,
+    cancel_sync BOOLEAN NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX channels_by_shop ON channels (shop_id, id);
+
+CREATE TABLE orders (
+    id TEXT PRIMARY KEY,
+    shop_id TEXT NOT NULL REFERENCES shops (id),
+    number TEXT NOT NULL,
+    channel_id TEXT NOT NULL REFERENCES channels (id),
+    channel_kind TEXT NOT NULL,
+    channel_order_id TEXT,
+    status TEXT NOT NULL,
+    financial_status TEXT NOT NULL,
+    fulfillment_status TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    sub_total TEXT NOT NULL,
+    total_shipping TEXT NOT NULL,
+    total_tax TEXT NOT NULL,
+    total_discount TEXT NOT NULL,
+    total_price TEXT NOT NULL,
+    total_paid TEXT NOT NULL,
+    total_refund_price TEXT NOT NULL,
+    cancel_reason TEXT,
+    canceled_at BIGINT,
+    customer TEXT NOT NULL,
+    customer_name TEXT NOT NULL,
+    customer_email TEXT,
+    shipping_address TEXT NOT NULL,
+    line_items TEXT NOT NULL,
+    payment TEXT,
+    inventory_deducted BOOLEAN NOT NULL,
+    warehouse_id TEXT,
+    warnings TEXT NOT NULL,
+    cancellation_id TEXT,
+    cancellation_status TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+-- Duplicate detection (API.md: 409 duplicate_order), enforced by the database.
+CREATE UNIQUE INDEX orders_by_channel_order_id ON orders (channel_id, channel_order_id);
+CREATE INDEX orders_by_shop ON orders (shop_id, id);
+
+CREATE TABLE cancellations (
+    id TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL REFERENCES orders (id),
+    shop_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    reason TEXT,
+    reason_code TEXT,
+    reason_detail TEXT,
+    staff_note TEXT,
+    refund BOOLEAN NOT NULL,
+    refund_method TEXT,
+    restock BOOLEAN NOT NULL,
+    notify_customer BOOLEAN NOT NULL,
+    needs_attention BOOLEAN NOT NULL,
+    steps TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    completed_at BIGINT
+);
+-- At most one cancellation in effect per order (C7), whatever races the application loses.
+CREATE UNIQUE INDEX cancellations_one_in_effect ON cancellations (order_id)
+    WHERE status IN ('processing', 'awaiting_refund', 'completed');
+CREATE INDEX cancellations_by_shop ON cancellations (shop_id, id);
+
+CREATE TABLE refunds (
+    id TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL REFERENCES orders (id),
+    shop_id TEXT NOT NULL,
+    cancellation_id TEXT,
+    amount TEXT NOT NULL,
+    method TEXT NOT NULL,
+    note TEXT,
+    actor TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX refunds_by_order ON refunds (order_id, created_at);
+
+CREATE TABLE order_history (
+    id __IDENTITY_PRIMARY_KEY__,
+    order_id TEXT NOT NULL REFERENCES orders (id),
+    at BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    message TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX order_history_by_order ON order_history (order_id, id);
+
+CREATE TABLE idempotency_keys (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    -- SHA-256 of method, path and body: the same key with another request is refused (422).
+    fingerprint TEXT NOT NULL,
+    -- NULL while the first request is still being answered.
+    status_code INTEGER,
+    response_body TEXT,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);

@@ -1,0 +1,828 @@
+// The queries of one backend. This file is compiled twice, inside `mod sqlite` and `mod postgres`
+// of lib.rs, each defining `Db` and `DIALECT`; the SQL is written once for both (`$1` parameters work
+// in SQLite too).
+
+use crate::codec::{
+    address_from_json, address_to_json, customer_from_json, customer_to_json, history_data_from_json,
+    history_data_to_json, line_items_from_json, line_items_to_json, parse_named, payment_from_json, payment_to_json,
+    scopes_from_text, scopes_to_text, steps_from_json, steps_to_json, warnings_from_json, warnings_to_json,
+};
+use crate::{
+    ApiToken, ChangeError, Channel, IdempotencyClaim, ImportError, OrderFilter, Page, Settings, SettingsPatch, Shop,
+    IDEMPOTENCY_ABANDONED_AFTER_S, IDEMPOTENCY_RETENTION_S,
+};
+use anyhow::{Context, Result};
+use rescind_domain::{
+    Cancellation, CancellationStatus, ChannelKind, Currency, FinancialStatus, FulfillmentStatus, HistoryEntry, Money,
+    Order, OrderChange, OrderStatus, Refund, RefundMethod, RequestedBy, Timestamp,
+};
+use sqlx::{Database, Pool, QueryBuilder, Row};
+use std::collections::HashMap;
+
+type Connection = <Db as Database>::Connection;
+type DbRow = <Db as Database>::Row;
+
+/// The migrations, oldest first. Never edit one that has landed: add a new one.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+
+const ORDER_COLUMNS: &str = "id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
+    financial_status, fulfillment_status, currency, sub_total, total_shipping, total_tax, total_discount, \
+    total_price, total_paid, total_refund_price, cancel_reason, canceled_at, customer, shipping_address, \
+    line_items, payment, inventory_deducted, warehouse_id, warnings, cancellation_id, created_at, updated_at";
+
+const CANCELLATION_COLUMNS: &str = "id, order_id, status, requested_by, reason, reason_code, reason_detail, \
+    staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, created_at, updated_at, \
+    completed_at";
+
+const REFUND_COLUMNS: &str = "id, order_id, cancellation_id, amount, method, note, actor, created_at";
+
+/// The pools of one database. On SQLite `write` has a single connection; on PostgreSQL both are the
+/// same pool.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    write: Pool<Db>,
+    read: Pool<Db>,
+}
+
+fn time(micros: i64) -> Timestamp {
+    Timestamp::from_unix_micros(micros)
+}
+
+fn money_column(row: &DbRow, column: &str) -> Result<Money> {
+    let text: String = row.try_get(column)?;
+    Ok(Money::parse_stored(&text)?)
+}
+
+fn order_from_row(row: &DbRow) -> Result<(Order, Option<String>)> {
+    let currency: String = row.try_get("currency")?;
+    let payment: Option<String> = row.try_get("payment")?;
+    let order = Order {
+        id: row.try_get("id")?,
+        shop_id: row.try_get("shop_id")?,
+        number: row.try_get("number")?,
+        channel_id: row.try_get("channel_id")?,
+        channel_kind: parse_named(&row.try_get::<String, _>("channel_kind")?, ChannelKind::parse, "channel kind")?,
+        channel_order_id: row.try_get("channel_order_id")?,
+        status: parse_named(&row.try_get::<String, _>("status")?, OrderStatus::parse, "order status")?,
+        financial_status: parse_named(
+            &row.try_get::<String, _>("financial_status")?,
+            FinancialStatus::parse,
+            "financial status",
+        )?,
+        fulfillment_status: parse_named(
+            &row.try_get::<String, _>("fulfillment_status")?,
+            FulfillmentStatus::parse,
+            "fulfillment status",
+        )?,
+        currency: Currency::parse(&currency)?,
+        sub_total: money_column(row, "sub_total")?,
+        total_shipping: money_column(row, "total_shipping")?,
+        total_tax: money_column(row, "total_tax")?,
+        total_discount: money_column(row, "total_discount")?,
+        total_price: money_column(row, "total_price")?,
+        total_paid: money_column(row, "total_paid")?,
+        total_refund_price: money_column(row, "total_refund_price")?,
+        cancel_reason: row.try_get("cancel_reason")?,
+        canceled_at: row.try_get::<Option<i64>, _>("canceled_at")?.map(time),
+        created_at: time(row.try_get("created_at")?),
+        updated_at: time(row.try_get("updated_at")?),
+        customer: customer_from_json(&row.try_get::<String, _>("customer")?)?,
+        shipping_address: address_from_json(&row.try_get::<String, _>("shipping_address")?)?,
+        line_items: line_items_from_json(&row.try_get::<String, _>("line_items")?)?,
+        payment: payment.as_deref().map(payment_from_json).transpose()?,
+        inventory_deducted: row.try_get("inventory_deducted")?,
+        warehouse_id: row.try_get("warehouse_id")?,
+        warnings: warnings_from_json(&row.try_get::<String, _>("warnings")?)?,
+        refunds: Vec::new(),
+        cancellation: None,
+    };
+    Ok((order, row.try_get("cancellation_id")?))
+}
+
+fn cancellation_from_row(row: &DbRow) -> Result<(String, Cancellation)> {
+    let refund_method: Option<String> = row.try_get("refund_method")?;
+    let cancellation = Cancellation {
+        id: row.try_get("id")?,
+        status: parse_named(&row.try_get::<String, _>("status")?, CancellationStatus::parse, "cancellation status")?,
+        requested_by: parse_named(&row.try_get::<String, _>("requested_by")?, RequestedBy::parse, "requester")?,
+        reason: row.try_get("reason")?,
+        reason_code: row.try_get("reason_code")?,
+        reason_detail: row.try_get("reason_detail")?,
+        staff_note: row.try_get("staff_note")?,
+        refund: row.try_get("refund")?,
+        refund_method: refund_method
+            .map(|method| parse_named(&method, RefundMethod::parse, "refund method"))
+            .transpose()?,
+        restock: row.try_get("restock")?,
+        notify_customer: row.try_get("notify_customer")?,
+        needs_attention: row.try_get("needs_attention")?,
+        steps: steps_from_json(&row.try_get::<String, _>("steps")?)?,
+        created_at: time(row.try_get("created_at")?),
+        updated_at: time(row.try_get("updated_at")?),
+        completed_at: row.try_get::<Option<i64>, _>("completed_at")?.map(time),
+    };
+    Ok((row.try_get("order_id")?, cancellation))
+}
+
+fn refund_from_row(row: &DbRow) -> Result<(String, Refund)> {
+    let refund = Refund {
+        id: row.try_get("id")?,
+        amount: money_column(row, "amount")?,
+        method: parse_named(&row.try_get::<String, _>("method")?, RefundMethod::parse, "refund method")?,
+        note: row.try_get("note")?,
+        cancellation_id: row.try_get("cancellation_id")?,
+        actor: row.try_get("actor")?,
+        created_at: time(row.try_get("created_at")?),
+    };
+    Ok((row.try_get("order_id")?, refund))
+}
+
+fn channel_from_row(row: &DbRow) -> Result<Channel> {
+    Ok(Channel {
+        id: row.try_get("id")?,
+        shop_id: row.try_get("shop_id")?,
+        kind: parse_named(&row.try_get::<String, _>("kind")?, ChannelKind::parse, "channel kind")?,
+        name: row.try_get("name")?,
+        base_url: row.try_get("base_url")?,
+        credentials: row.try_get("credentials")?,
+        cancel_sync: row.try_get("cancel_sync")?,
+        created_at: time(row.try_get("created_at")?),
+    })
+}
+
+/// Escapes `%`, `_` and `\` so user text matches literally inside a LIKE pattern.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for character in text.chars() {
+        if matches!(character, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(character);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Loads orders (rows already fetched) with their current cancellation and their refunds.
+async fn complete_orders(connection: &mut Connection, rows: Vec<DbRow>) -> Result<Vec<Order>> {
+    let mut orders = Vec::with_capacity(rows.len());
+    let mut cancellation_ids = Vec::new();
+    for row in &rows {
+        let (order, cancellation_id) = order_from_row(row)?;
+        cancellation_ids.extend(cancellation_id);
+        orders.push(order);
+    }
+    if orders.is_empty() {
+        return Ok(orders);
+    }
+    let mut cancellations: HashMap<String, Cancellation> = HashMap::new();
+    if !cancellation_ids.is_empty() {
+        let mut query = QueryBuilder::<Db>::new(format!("SELECT {CANCELLATION_COLUMNS} FROM cancellations WHERE id IN ("));
+        let mut list = query.separated(", ");
+        for id in cancellation_ids {
+            list.push_bind(id);
+        }
+        query.push(")");
+        for row in query.build().fetch_all(&mut *connection).await.context("failed to load cancellations")? {
+            let (order_id, cancellation) = cancellation_from_row(&row)?;
+            cancellations.insert(order_id, cancellation);
+        }
+    }
+    let mut query = QueryBuilder::<Db>::new(format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE order_id IN ("));
+    let mut list = query.separated(", ");
+    for order in &orders {
+        list.push_bind(order.id.clone());
+    }
+    query.push(") ORDER BY created_at, id");
+    let mut refunds: HashMap<String, Vec<Refund>> = HashMap::new();
+    for row in query.build().fetch_all(&mut *connection).await.context("failed to load refunds")? {
+        let (order_id, refund) = refund_from_row(&row)?;
+        refunds.entry(order_id).or_default().push(refund);
+    }
+    for order in &mut orders {
+        order.cancellation = cancellations.remove(&order.id);
+        order.refunds = refunds.remove(&order.id).unwrap_or_default();
+    }
+    Ok(orders)
+}
+
+/// Loads the orders of `ids` (those that exist in the shop), locked for the transaction where the
+/// backend locks rows.
+async fn load_orders_for_change(connection: &mut Connection, shop_id: &str, ids: &[String]) -> Result<Vec<Order>> {
+    let mut sorted: Vec<&String> = ids.iter().collect();
+    // Locks are taken in id order so two bulk changes cannot deadlock.
+    sorted.sort();
+    sorted.dedup();
+    let mut query = QueryBuilder::<Db>::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE shop_id = "));
+    query.push_bind(shop_id.to_owned());
+    query.push(" AND id IN (");
+    let mut list = query.separated(", ");
+    for id in sorted {
+        list.push_bind(id.clone());
+    }
+    query.push(") ORDER BY id ");
+    query.push(DIALECT.lock_order);
+    let rows = query.build().fetch_all(&mut *connection).await.context("failed to load orders for a change")?;
+    complete_orders(connection, rows).await
+}
+
+async fn insert_history(connection: &mut Connection, order_id: &str, entries: &[HistoryEntry]) -> Result<()> {
+    for entry in entries {
+        sqlx::query("INSERT INTO order_history (order_id, at, kind, actor, message, data) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(order_id)
+            .bind(entry.at.unix_micros())
+            .bind(&entry.kind)
+            .bind(&entry.actor)
+            .bind(&entry.message)
+            .bind(history_data_to_json(&entry.data))
+            .execute(&mut *connection)
+            .await
+            .context("failed to write the order's history")?;
+    }
+    Ok(())
+}
+
+async fn insert_order(connection: &mut Connection, order: &Order) -> Result<(), sqlx::Error> {
+    let currency = order.currency;
+    sqlx::query(
+        "INSERT INTO orders (id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
+         financial_status, fulfillment_status, currency, sub_total, total_shipping, total_tax, total_discount, \
+         total_price, total_paid, total_refund_price, cancel_reason, canceled_at, customer, customer_name, \
+         customer_email, shipping_address, line_items, payment, inventory_deducted, warehouse_id, warnings, \
+         cancellation_id, cancellation_status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+         $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, \
+         $30, $31, $32)",
+    )
+    .bind(&order.id)
+    .bind(&order.shop_id)
+    .bind(&order.number)
+    .bind(&order.channel_id)
+    .bind(order.channel_kind.as_str())
+    .bind(&order.channel_order_id)
+    .bind(order.status.as_str())
+    .bind(order.financial_status.as_str())
+    .bind(order.fulfillment_status.as_str())
+    .bind(currency.code())
+    .bind(order.sub_total.format(currency))
+    .bind(order.total_shipping.format(currency))
+    .bind(order.total_tax.format(currency))
+    .bind(order.total_discount.format(currency))
+    .bind(order.total_price.format(currency))
+    .bind(order.total_paid.format(currency))
+    .bind(order.total_refund_price.format(currency))
+    .bind(&order.cancel_reason)
+    .bind(order.canceled_at.map(Timestamp::unix_micros))
+    .bind(customer_to_json(&order.customer))
+    .bind(&order.customer.name)
+    .bind(&order.customer.email)
+    .bind(address_to_json(&order.shipping_address))
+    .bind(line_items_to_json(&order.line_items))
+    .bind(order.payment.as_ref().map(payment_to_json))
+    .bind(order.inventory_deducted)
+    .bind(&order.warehouse_id)
+    .bind(warnings_to_json(&order.warnings))
+    .bind(order.cancellation.as_ref().map(|c| c.id.clone()))
+    .bind(order.cancellation.as_ref().map(|c| c.status.as_str()))
+    .bind(order.created_at.unix_micros())
+    .bind(order.updated_at.unix_micros())
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// Writes everything a decision changed: the order row, its cancellation, new refunds, history.
+async fn save_change(connection: &mut Connection, change: &OrderChange) -> Result<()> {
+    let order = &change.order;
+    let currency = order.currency;
+    sqlx::query(
+        "UPDATE orders SET status = $1, financial_status = $2, fulfillment_status = $3, total_refund_price = $4, \
+         cancel_reason = $5, canceled_at = $6, customer = $7, customer_name = $8, customer_email = $9, \
+         shipping_address = $10, line_items = $11, warnings = $12, cancellation_id = $13, \
+         cancellation_status = $14, updated_at = $15 WHERE id = $16",
+    )
+    .bind(order.status.as_str())
+    .bind(order.financial_status.as_str())
+    .bind(order.fulfillment_status.as_str())
+    .bind(order.total_refund_price.format(currency))
+    .bind(&order.cancel_reason)
+    .bind(order.canceled_at.map(Timestamp::unix_micros))
+    .bind(customer_to_json(&order.customer))
+    .bind(&order.customer.name)
+    .bind(&order.customer.email)
+    .bind(address_to_json(&order.shipping_address))
+    .bind(line_items_to_json(&order.line_items))
+    .bind(warnings_to_json(&order.warnings))
+    .bind(order.cancellation.as_ref().map(|c| c.id.clone()))
+    .bind(order.cancellation.as_ref().map(|c| c.status.as_str()))
+    .bind(order.updated_at.unix_micros())
+    .bind(&order.id)
+    .execute(&mut *connection)
+    .await
+    .context("failed to update the order")?;
+
+    if let Some(cancellation) = &order.cancellation {
+        sqlx::query(
+            "INSERT INTO cancellations (id, order_id, shop_id, status, requested_by, reason, reason_code, \
+             reason_detail, staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, \
+             created_at, updated_at, completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+             $14, $15, $16, $17, $18) ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+             refund_method = excluded.refund_method, needs_attention = excluded.needs_attention, \
+             steps = excluded.steps, updated_at = excluded.updated_at, completed_at = excluded.completed_at",
+        )
+        .bind(&cancellation.id)
+        .bind(&order.id)
+        .bind(&order.shop_id)
+        .bind(cancellation.status.as_str())
+        .bind(cancellation.requested_by.as_str())
+        .bind(&cancellation.reason)
+        .bind(&cancellation.reason_code)
+        .bind(&cancellation.reason_detail)
+        .bind(&cancellation.staff_note)
+        .bind(cancellation.refund)
+        .bind(cancellation.refund_method.map(RefundMethod::as_str))
+        .bind(cancellation.restock)
+        .bind(cancellation.notify_customer)
+        .bind(cancellation.needs_attention)
+        .bind(steps_to_json(&cancellation.steps))
+        .bind(cancellation.created_at.unix_micros())
+        .bind(cancellation.updated_at.unix_micros())
+        .bind(cancellation.completed_at.map(Timestamp::unix_micros))
+        .execute(&mut *connection)
+        .await
+        .context("failed to write the cancellation")?;
+    }
+
+    for refund in &change.new_refunds {
+        sqlx::query(
+            "INSERT INTO refunds (id, order_id, shop_id, cancellation_id, amount, method, note, actor, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&refund.id)
+        .bind(&order.id)
+        .bind(&order.shop_id)
+        .bind(&refund.cancellation_id)
+        .bind(refund.amount.format(currency))
+        .bind(refund.method.as_str())
+        .bind(&refund.note)
+        .bind(&refund.actor)
+        .bind(refund.created_at.unix_micros())
+        .execute(&mut *connection)
+        .await
+        .context("failed to write a refund")?;
+    }
+    insert_history(connection, &order.id, &change.history).await
+}
+
+impl Backend {
+    pub(crate) async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    pub(crate) async fn migrate(&self) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        if let Some(lock) = DIALECT.migration_lock {
+            sqlx::query(lock).execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS rescind_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+             applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM rescind_migrations").fetch_all(&mut *tx).await?;
+        for (version, name, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            let sql = sql.replace("__IDENTITY_PRIMARY_KEY__", DIALECT.identity_primary_key);
+            sqlx::raw_sql(&sql).execute(&mut *tx).await.with_context(|| format!("migration {version} ({name}) failed"))?;
+            sqlx::query("INSERT INTO rescind_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(version)
+                .bind(name)
+                .bind(crate::now().unix_micros())
+                .execute(&mut *tx)
+                .await?;
+            tracing::info!(version, name, "applied migration");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn create_shop(&self, shop: &Shop, token: &ApiToken, now: Timestamp) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO shops (id, name, customer_cancellation_requests, inventory_push_interval_s, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&shop.id)
+        .bind(&shop.name)
+        .bind(shop.settings.customer_cancellation_requests)
+        .bind(shop.settings.inventory_push_interval_s)
+        .bind(now.unix_micros())
+        .execute(&mut *tx)
+        .await
+        .context("failed to create the shop")?;
+        insert_token(&mut tx, token, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn shop(&self, shop_id: &str) -> Result<Option<Shop>> {
+        let row = sqlx::query(
+            "SELECT id, name, customer_cancellation_requests, inventory_push_interval_s FROM shops WHERE id = $1",
+        )
+        .bind(shop_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|row| {
+            Ok(Shop {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                settings: Settings {
+                    customer_cancellation_requests: row.try_get("customer_cancellation_requests")?,
+                    inventory_push_interval_s: row.try_get("inventory_push_interval_s")?,
+                },
+            })
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn count_shops(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM shops").fetch_one(&self.read).await?)
+    }
+
+    pub(crate) async fn create_token(&self, token: &ApiToken, now: Timestamp) -> Result<()> {
+        let mut connection = self.write.acquire().await?;
+        insert_token(&mut connection, token, now).await
+    }
+
+    pub(crate) async fn token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
+        let row = sqlx::query("SELECT id, shop_id, token_hash, scopes FROM api_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.read)
+            .await
+            .context("failed to look up a token")?;
+        row.map(|row| {
+            Ok(ApiToken {
+                id: row.try_get("id")?,
+                shop_id: row.try_get("shop_id")?,
+                token_hash: row.try_get("token_hash")?,
+                scopes: scopes_from_text(&row.try_get::<String, _>("scopes")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn update_settings(&self, shop_id: &str, patch: SettingsPatch) -> Result<Settings> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "UPDATE shops SET customer_cancellation_requests = COALESCE($1, customer_cancellation_requests), \
+             inventory_push_interval_s = COALESCE($2, inventory_push_interval_s) WHERE id = $3",
+        )
+        .bind(patch.customer_cancellation_requests)
+        .bind(patch.inventory_push_interval_s)
+        .bind(shop_id)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("SELECT customer_cancellation_requests, inventory_push_interval_s FROM shops WHERE id = $1")
+            .bind(shop_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let settings = Settings {
+            customer_cancellation_requests: row.try_get("customer_cancellation_requests")?,
+            inventory_push_interval_s: row.try_get("inventory_push_interval_s")?,
+        };
+        tx.commit().await?;
+        Ok(settings)
+    }
+
+    pub(crate) async fn create_channel(&self, channel: &Channel) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO channels (id, shop_id, kind, name, base_url, credentials, cancel_sync, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&channel.id)
+        .bind(&channel.shop_id)
+        .bind(channel.kind.as_str())
+        .bind(&channel.name)
+        .bind(&channel.base_url)
+        .bind(&channel.credentials)
+        .bind(channel.cancel_sync)
+        .bind(channel.created_at.unix_micros())
+        .execute(&self.write)
+        .await
+        .context("failed to create the channel")?;
+        Ok(())
+    }
+
+    pub(crate) async fn channel(&self, shop_id: &str, channel_id: &str) -> Result<Option<Channel>> {
+        let row = sqlx::query(
+            "SELECT id, shop_id, kind, name, base_url, credentials, cancel_sync, created_at FROM channels \
+             WHERE shop_id = $1 AND id = $2",
+        )
+        .bind(shop_id)
+        .bind(channel_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(channel_from_row).transpose()
+    }
+
+    pub(crate) async fn channels(&self, shop_id: &str) -> Result<Vec<Channel>> {
+        let rows = sqlx::query(
+            "SELECT id, shop_id, kind, name, base_url, credentials, cancel_sync, created_at FROM channels \
+             WHERE shop_id = $1 ORDER BY id",
+        )
+        .bind(shop_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(channel_from_row).collect()
+    }
+
+    pub(crate) async fn import_order(
+        &self,
+        shop_id: &str,
+        channel_id: &str,
+        channel_order_id: Option<&str>,
+        requested_number: Option<&str>,
+        build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>>,
+    ) -> Result<Order, ImportError> {
+        let mut tx = self.write.begin().await.context("failed to start the import")?;
+        if let Some(existing_id) = self.existing_order_id(&mut tx, channel_id, channel_order_id).await? {
+            return Err(ImportError::Duplicate { existing_id });
+        }
+        let number = match requested_number {
+            Some(number) => number.to_owned(),
+            None => {
+                let next: i64 = sqlx::query_scalar(
+                    "UPDATE shops SET next_order_number = next_order_number + 1 WHERE id = $1 \
+                     RETURNING next_order_number - 1",
+                )
+                .bind(shop_id)
+                .fetch_one(&mut *tx)
+                .await
+                .context("failed to number the order")?;
+                format!("#{next}")
+            }
+        };
+        let (order, imported) = build(number).map_err(ImportError::Invalid)?;
+        if let Err(error) = insert_order(&mut tx, &order).await {
+            let unique = error.as_database_error().is_some_and(|db| db.is_unique_violation());
+            drop(tx);
+            if unique {
+                let mut connection = self.write.acquire().await.context("failed to reconnect")?;
+                if let Some(existing_id) = self.existing_order_id(&mut connection, channel_id, channel_order_id).await? {
+                    return Err(ImportError::Duplicate { existing_id });
+                }
+            }
+            return Err(ImportError::Store(anyhow::Error::new(error).context("failed to store the order")));
+        }
+        insert_history(&mut tx, &order.id, &[imported]).await?;
+        tx.commit().await.context("failed to commit the import")?;
+        Ok(order)
+    }
+
+    async fn existing_order_id(
+        &self,
+        connection: &mut Connection,
+        channel_id: &str,
+        channel_order_id: Option<&str>,
+    ) -> Result<Option<String>> {
+        let Some(channel_order_id) = channel_order_id else { return Ok(None) };
+        Ok(sqlx::query_scalar("SELECT id FROM orders WHERE channel_id = $1 AND channel_order_id = $2")
+            .bind(channel_id)
+            .bind(channel_order_id)
+            .fetch_optional(&mut *connection)
+            .await?)
+    }
+
+    pub(crate) async fn order(&self, shop_id: &str, order_id: &str) -> Result<Option<Order>> {
+        let mut connection = self.read.acquire().await?;
+        let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE shop_id = $1 AND id = $2"))
+            .bind(shop_id)
+            .bind(order_id)
+            .fetch_optional(&mut *connection)
+            .await
+            .context("failed to load the order")?;
+        Ok(complete_orders(&mut connection, row.into_iter().collect()).await?.pop())
+    }
+
+    pub(crate) async fn orders(
+        &self,
+        shop_id: &str,
+        filter: &OrderFilter,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Order>> {
+        let mut query = QueryBuilder::<Db>::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE shop_id = "));
+        query.push_bind(shop_id.to_owned());
+        if let Some(status) = filter.status {
+            query.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(status) = filter.fulfillment_status {
+            query.push(" AND fulfillment_status = ").push_bind(status.as_str());
+        }
+        if let Some(channel_id) = &filter.channel_id {
+            query.push(" AND channel_id = ").push_bind(channel_id.clone());
+        }
+        if let Some(status) = filter.cancellation_status {
+            query.push(" AND cancellation_status = ").push_bind(status.as_str());
+        }
+        if let Some(text) = &filter.q {
+            let pattern = like_pattern(text);
+            query.push(" AND (");
+            for (index, column) in ["number", "channel_order_id", "customer_name", "customer_email"].iter().enumerate() {
+                if index > 0 {
+                    query.push(" OR ");
+                }
+                query.push(format!("{column} {} ", DIALECT.like)).push_bind(pattern.clone()).push(" ESCAPE '\\'");
+            }
+            query.push(")");
+        }
+        if let Some(cursor) = cursor {
+            query.push(" AND id < ").push_bind(cursor.to_owned());
+        }
+        query.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        let mut connection = self.read.acquire().await?;
+        let mut rows = query.build().fetch_all(&mut *connection).await.context("failed to list orders")?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let items = complete_orders(&mut connection, rows).await?;
+        let next_cursor = if more { items.last().map(|order| order.id.clone()) } else { None };
+        Ok(Page { items, next_cursor })
+    }
+
+    pub(crate) async fn history(&self, shop_id: &str, order_id: &str) -> Result<Option<Vec<HistoryEntry>>> {
+        let mut connection = self.read.acquire().await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM orders WHERE shop_id = $1 AND id = $2")
+            .bind(shop_id)
+            .bind(order_id)
+            .fetch_optional(&mut *connection)
+            .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let rows = sqlx::query("SELECT at, kind, actor, message, data FROM order_history WHERE order_id = $1 ORDER BY id")
+            .bind(order_id)
+            .fetch_all(&mut *connection)
+            .await
+            .context("failed to load the history")?;
+        rows.iter()
+            .map(|row| {
+                Ok(HistoryEntry {
+                    at: time(row.try_get("at")?),
+                    kind: row.try_get("kind")?,
+                    actor: row.try_get("actor")?,
+                    message: row.try_get("message")?,
+                    data: history_data_from_json(&row.try_get::<String, _>("data")?)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    pub(crate) async fn change_order<E>(
+        &self,
+        shop_id: &str,
+        order_id: &str,
+        decide: impl FnOnce(&Order) -> Result<OrderChange, E>,
+    ) -> Result<OrderChange, ChangeError<E>> {
+        let mut tx = self.write.begin().await.context("failed to start a change")?;
+        let Some(order) = load_orders_for_change(&mut tx, shop_id, &[order_id.to_owned()]).await?.pop() else {
+            return Err(ChangeError::NotFound);
+        };
+        let change = decide(&order).map_err(ChangeError::Refused)?;
+        save_change(&mut tx, &change).await?;
+        tx.commit().await.context("failed to commit a change")?;
+        Ok(change)
+    }
+
+    pub(crate) async fn change_orders<E>(
+        &self,
+        shop_id: &str,
+        order_ids: &[String],
+        mut decide: impl FnMut(&Order) -> Result<OrderChange, E>,
+    ) -> Result<Vec<Result<OrderChange, ChangeError<E>>>> {
+        let mut tx = self.write.begin().await.context("failed to start a bulk change")?;
+        let mut orders: HashMap<String, Order> = load_orders_for_change(&mut tx, shop_id, order_ids)
+            .await?
+            .into_iter()
+            .map(|order| (order.id.clone(), order))
+            .collect();
+        let mut results = Vec::with_capacity(order_ids.len());
+        for order_id in order_ids {
+            let Some(order) = orders.get_mut(order_id) else {
+                results.push(Err(ChangeError::NotFound));
+                continue;
+            };
+            match decide(order) {
+                Ok(change) => {
+                    save_change(&mut tx, &change).await?;
+                    // A repeated id in the same request sees the first change.
+                    *order = change.order.clone();
+                    results.push(Ok(change));
+                }
+                Err(refusal) => results.push(Err(ChangeError::Refused(refusal))),
+            }
+        }
+        tx.commit().await.context("failed to commit a bulk change")?;
+        Ok(results)
+    }
+
+    pub(crate) async fn claim_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<IdempotencyClaim> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND (created_at < $3 \
+             OR (status_code IS NULL AND created_at < $4))",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(now.plus_seconds(-IDEMPOTENCY_RETENTION_S).unix_micros())
+        .bind(now.plus_seconds(-IDEMPOTENCY_ABANDONED_AFTER_S).unix_micros())
+        .execute(&mut *tx)
+        .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (scope, key) DO NOTHING",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(fingerprint)
+        .bind(now.unix_micros())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let claim = if inserted == 1 {
+            IdempotencyClaim::New
+        } else {
+            let row = sqlx::query(
+                "SELECT fingerprint, status_code, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2",
+            )
+            .bind(scope)
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+            let stored_fingerprint: String = row.try_get("fingerprint")?;
+            let status_code: Option<i32> = row.try_get("status_code")?;
+            match status_code {
+                _ if stored_fingerprint != fingerprint => IdempotencyClaim::Mismatch,
+                None => IdempotencyClaim::InProgress,
+                Some(status_code) => IdempotencyClaim::Replay {
+                    status_code: u16::try_from(status_code).context("stored status code out of range")?,
+                    body: row.try_get::<Option<String>, _>("response_body")?.unwrap_or_default(),
+                },
+            }
+        };
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    pub(crate) async fn complete_idempotency_key(&self, scope: &str, key: &str, status_code: u16, body: &str) -> Result<()> {
+        sqlx::query("UPDATE idempotency_keys SET status_code = $1, response_body = $2 WHERE scope = $3 AND key = $4")
+            .bind(i32::from(status_code))
+            .bind(body)
+            .bind(scope)
+            .bind(key)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn release_idempotency_key(&self, scope: &str, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status_code IS NULL")
+            .bind(scope)
+            .bind(key)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn purge_idempotency_keys(&self, now: Timestamp) -> Result<u64> {
+        let deleted = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(now.plus_seconds(-IDEMPOTENCY_RETENTION_S).unix_micros())
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+        Ok(deleted)
+    }
+}
+
+async fn insert_token(connection: &mut Connection, token: &ApiToken, now: Timestamp) -> Result<()> {
+    sqlx::query("INSERT INTO api_tokens (id, shop_id, token_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&token.id)
+        .bind(&token.shop_id)
+        .bind(&token.token_hash)
+        .bind(scopes_to_text(&token.scopes))
+        .bind(now.unix_micros())
+        .execute(&mut *connection)
+        .await
+        .context("failed to store the token")?;
+    Ok(())
+}

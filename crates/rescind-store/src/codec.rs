@@ -1,0 +1,185 @@
+//! How the parts of an order that are stored as JSON columns (customer, address, lines, payment,
+//! warnings, steps, history data) are written and read back. These are storage shapes, not API shapes.
+
+use anyhow::{anyhow, Context, Result};
+use rescind_domain::{
+    Address, Customer, LineItem, Money, Payment, PaymentMethod, Step, StepKind, StepStatus, Timestamp, Warning,
+};
+use serde_json::{json, Map, Value};
+
+fn text(value: &Value, key: &str) -> Result<String> {
+    value.get(key).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| anyhow!("stored JSON lacks `{key}`"))
+}
+
+fn optional_text(value: &Value, key: &str) -> Option<String> {
+    value.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn number(value: &Value, key: &str) -> Result<i64> {
+    value.get(key).and_then(Value::as_i64).ok_or_else(|| anyhow!("stored JSON lacks number `{key}`"))
+}
+
+fn money(value: &Value, key: &str) -> Result<Money> {
+    Ok(Money::parse_stored(&text(value, key)?)?)
+}
+
+fn parse(json: &str) -> Result<Value> {
+    serde_json::from_str(json).context("stored JSON column is not valid JSON")
+}
+
+/// Parses a named enumeration value written by rescind itself.
+pub(crate) fn parse_named<T>(text: &str, parse: fn(&str) -> Option<T>, what: &str) -> Result<T> {
+    parse(text).ok_or_else(|| anyhow!("stored {what} `{text}` is not a known value"))
+}
+
+pub(crate) fn customer_to_json(customer: &Customer) -> String {
+    json!({"name": customer.name, "email": customer.email, "phone": customer.phone}).to_string()
+}
+
+pub(crate) fn customer_from_json(json: &str) -> Result<Customer> {
+    let value = parse(json)?;
+    Ok(Customer {
+        name: text(&value, "name")?,
+        email: optional_text(&value, "email"),
+        phone: optional_text(&value, "phone"),
+    })
+}
+
+pub(crate) fn address_to_json(address: &Address) -> String {
+    json!({
+        "name": address.name, "postcode": address.postcode, "prefecture": address.prefecture,
+        "province": address.province, "address1": address.address1, "address2": address.address2,
+        "phone": address.phone,
+    })
+    .to_string()
+}
+
+pub(crate) fn address_from_json(json: &str) -> Result<Address> {
+    let value = parse(json)?;
+    Ok(Address {
+        name: text(&value, "name")?,
+        postcode: text(&value, "postcode")?,
+        prefecture: optional_text(&value, "prefecture"),
+        province: optional_text(&value, "province"),
+        address1: text(&value, "address1")?,
+        address2: optional_text(&value, "address2"),
+        phone: optional_text(&value, "phone"),
+    })
+}
+
+pub(crate) fn line_items_to_json(lines: &[LineItem]) -> String {
+    Value::Array(
+        lines
+            .iter()
+            .map(|line| {
+                json!({
+                    "id": line.id, "sku": line.sku, "title": line.title, "quantity": line.quantity,
+                    "cancelled_quantity": line.cancelled_quantity, "price": line.price.to_string(),
+                })
+            })
+            .collect(),
+    )
+    .to_string()
+}
+
+pub(crate) fn line_items_from_json(json: &str) -> Result<Vec<LineItem>> {
+    let value = parse(json)?;
+    let lines = value.as_array().ok_or_else(|| anyhow!("stored line items are not an array"))?;
+    lines
+        .iter()
+        .map(|line| {
+            Ok(LineItem {
+                id: text(line, "id")?,
+                sku: text(line, "sku")?,
+                title: text(line, "title")?,
+                quantity: u32::try_from(number(line, "quantity")?)?,
+                cancelled_quantity: u32::try_from(number(line, "cancelled_quantity")?)?,
+                price: money(line, "price")?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn payment_to_json(payment: &Payment) -> String {
+    json!({
+        "method": payment.method.as_str(), "amount": payment.amount.to_string(),
+        "provider_id": payment.provider_id, "reference": payment.reference,
+        "points_amount": payment.points_amount.to_string(),
+    })
+    .to_string()
+}
+
+pub(crate) fn payment_from_json(json: &str) -> Result<Payment> {
+    let value = parse(json)?;
+    Ok(Payment {
+        method: parse_named(&text(&value, "method")?, PaymentMethod::parse, "payment method")?,
+        amount: money(&value, "amount")?,
+        provider_id: optional_text(&value, "provider_id"),
+        reference: optional_text(&value, "reference"),
+        points_amount: money(&value, "points_amount")?,
+    })
+}
+
+pub(crate) fn warnings_to_json(warnings: &[Warning]) -> String {
+    Value::Array(warnings.iter().map(|warning| Value::from(warning.as_str())).collect()).to_string()
+}
+
+pub(crate) fn warnings_from_json(json: &str) -> Result<Vec<Warning>> {
+    let value = parse(json)?;
+    let items = value.as_array().ok_or_else(|| anyhow!("stored warnings are not an array"))?;
+    items
+        .iter()
+        .map(|item| parse_named(item.as_str().unwrap_or_default(), Warning::parse, "warning"))
+        .collect()
+}
+
+pub(crate) fn steps_to_json(steps: &[Step]) -> String {
+    Value::Array(
+        steps
+            .iter()
+            .map(|step| {
+                json!({
+                    "kind": step.kind.as_str(), "status": step.status.as_str(), "message": step.message,
+                    "attempts": step.attempts, "updated_at": step.updated_at.unix_micros(),
+                })
+            })
+            .collect(),
+    )
+    .to_string()
+}
+
+pub(crate) fn steps_from_json(json: &str) -> Result<Vec<Step>> {
+    let value = parse(json)?;
+    let items = value.as_array().ok_or_else(|| anyhow!("stored steps are not an array"))?;
+    items
+        .iter()
+        .map(|step| {
+            Ok(Step {
+                kind: parse_named(&text(step, "kind")?, StepKind::parse, "step kind")?,
+                status: parse_named(&text(step, "status")?, StepStatus::parse, "step status")?,
+                message: text(step, "message")?,
+                attempts: u32::try_from(number(step, "attempts")?)?,
+                updated_at: Timestamp::from_unix_micros(number(step, "updated_at")?),
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn history_data_to_json(data: &[(String, String)]) -> String {
+    let map: Map<String, Value> = data.iter().map(|(key, value)| (key.clone(), Value::from(value.as_str()))).collect();
+    Value::Object(map).to_string()
+}
+
+pub(crate) fn history_data_from_json(json: &str) -> Result<Vec<(String, String)>> {
+    let value = parse(json)?;
+    let map = value.as_object().ok_or_else(|| anyhow!("stored history data is not an object"))?;
+    Ok(map.iter().map(|(key, value)| (key.clone(), value.as_str().unwrap_or_default().to_owned())).collect())
+}
+
+pub(crate) fn scopes_to_text(scopes: &[rescind_domain::Scope]) -> String {
+    scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+pub(crate) fn scopes_from_text(text: &str) -> Result<Vec<rescind_domain::Scope>> {
+    text.split_whitespace().map(|name| parse_named(name, rescind_domain::Scope::parse, "scope")).collect()
+}

@@ -1,0 +1,348 @@
+//! rescind's storage: one interface ([`Store`]) over two backends, SQLite (the embedded default) and
+//! PostgreSQL (production). Both run the same SQL from one source (`backend.rs`, compiled once per
+//! backend with its own `Db` type and [`Dialect`]), so they cannot drift apart.
+//!
+//! Every change to an order is a read-decide-write in one transaction: the store loads the order
+//! (locked on PostgreSQL; SQLite has a single writer connection), hands it to a pure decision of the
+//! domain crate, and writes the [`OrderChange`] it returns — order row, cancellation, refunds and
+//! history together — or nothing.
+
+mod codec;
+pub mod ids;
+mod now;
+
+pub use ids::{new_id, RandomIds};
+pub use now::now;
+
+use anyhow::Result;
+use rescind_domain::{
+    CancellationStatus, ChannelKind, FulfillmentStatus, HistoryEntry, Order, OrderChange,
+    OrderStatus, Scope, Timestamp,
+};
+
+/// The SQL that differs between the backends.
+pub(crate) struct Dialect {
+    /// Appended to the order lookup of a read-decide-write: row locks on PostgreSQL; nothing on
+    /// SQLite, whose single writer connection already serializes writers.
+    pub lock_order: &'static str,
+    /// Case-insensitive LIKE.
+    pub like: &'static str,
+    /// The identity column of the migrations.
+    pub identity_primary_key: &'static str,
+    /// Serializes concurrent migrators, where the backend needs it.
+    pub migration_lock: Option<&'static str>,
+}
+
+/// A platform tenant (B6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shop {
+    pub id: String,
+    pub name: String,
+    pub settings: Settings,
+}
+
+/// A shop's settings (API.md "Shop settings").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub customer_cancellation_requests: bool,
+    pub inventory_push_interval_s: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { customer_cancellation_requests: false, inventory_push_interval_s: 300 }
+    }
+}
+
+/// A partial update of [`Settings`]: `None` keeps the current value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SettingsPatch {
+    pub customer_cancellation_requests: Option<bool>,
+    pub inventory_push_interval_s: Option<i64>,
+}
+
+/// A stored API token: only the hash of its secret is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: String,
+    pub shop_id: String,
+    /// Hex SHA-256 of the secret.
+    pub token_hash: String,
+    pub scopes: Vec<Scope>,
+}
+
+/// A sales channel integration of a shop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Channel {
+    pub id: String,
+    pub shop_id: String,
+    pub kind: ChannelKind,
+    pub name: String,
+    pub base_url: Option<String>,
+    /// Write-only secrets as a JSON object; never returned by the API, never logged.
+    pub credentials: Option<String>,
+    pub cancel_sync: bool,
+    pub created_at: Timestamp,
+}
+
+/// Filters of the order list (API.md `GET /orders`). `q` matches number, channel order id, customer
+/// name or email.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrderFilter {
+    pub status: Option<OrderStatus>,
+    pub fulfillment_status: Option<FulfillmentStatus>,
+    pub channel_id: Option<String>,
+    pub cancellation_status: Option<CancellationStatus>,
+    pub q: Option<String>,
+}
+
+/// One page of a list, newest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass back as `cursor` for the next page; `None` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Why an import did not store an order.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("an order with this channel_order_id already exists in this channel ({existing_id})")]
+    Duplicate { existing_id: String },
+    #[error("the order is invalid")]
+    Invalid(Vec<String>),
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+/// Why a change to one order was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError<E> {
+    #[error("no such order in this shop")]
+    NotFound,
+    /// The domain decided against it; nothing was written.
+    #[error("the change was refused")]
+    Refused(E),
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+/// Where an `Idempotency-Key` stands when a request arrives (B3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// First use: the request runs and its response is stored.
+    New,
+    /// Seen with the same request: send the stored response again.
+    Replay { status_code: u16, body: String },
+    /// Seen with a different request.
+    Mismatch,
+    /// The first request with this key has not been answered yet.
+    InProgress,
+}
+
+/// How long a stored response is replayed (API.md: at least 24 h).
+pub const IDEMPOTENCY_RETENTION_S: i64 = 24 * 60 * 60;
+/// A claim older than this without a response belongs to a request that died; a retry may take it over.
+pub const IDEMPOTENCY_ABANDONED_AFTER_S: i64 = 60;
+
+/// The most orders a bulk change loads at once (API.md: bulk cancel takes at most 1000 ids).
+pub const BULK_ORDERS_MAX: usize = 1000;
+
+mod sqlite {
+    //! The SQLite backend.
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+    use std::str::FromStr;
+    pub(crate) type Db = sqlx::Sqlite;
+    const DIALECT: crate::Dialect = crate::Dialect {
+        lock_order: "",
+        like: "LIKE",
+        identity_primary_key: "INTEGER PRIMARY KEY AUTOINCREMENT",
+        migration_lock: None,
+    };
+    /// Readers run beside the single writer thanks to WAL.
+    const READ_CONNECTIONS_MAX: u32 = 8;
+
+    pub(crate) async fn connect(url: &str) -> anyhow::Result<Backend> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // A committed transaction is on disk: an answer of 200 must survive a power cut.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .foreign_keys(true);
+        // One writer connection: writes queue in the pool instead of failing with SQLITE_BUSY.
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        let read = SqlitePoolOptions::new().max_connections(READ_CONNECTIONS_MAX).connect_with(options).await?;
+        Ok(Backend { write, read })
+    }
+
+    include!("backend.rs");
+}
+
+mod postgres {
+    //! The PostgreSQL backend.
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use std::str::FromStr;
+    pub(crate) type Db = sqlx::Postgres;
+    const DIALECT: crate::Dialect = crate::Dialect {
+        lock_order: "FOR UPDATE",
+        like: "ILIKE",
+        identity_primary_key: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        migration_lock: Some("SELECT pg_advisory_xact_lock(7220301)"),
+    };
+    /// Enough for the HTTP workers of one process; PostgreSQL's own default limit is 100.
+    const CONNECTIONS_MAX: u32 = 16;
+
+    pub(crate) async fn connect(url: &str) -> anyhow::Result<Backend> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new().max_connections(CONNECTIONS_MAX).connect_with(options).await?;
+        Ok(Backend { write: pool.clone(), read: pool })
+    }
+
+    include!("backend.rs");
+}
+
+/// The store, on whichever backend the database URL names.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(sqlite::Backend),
+    Postgres(postgres::Backend),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $backend:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($backend) => $call,
+            Store::Postgres($backend) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// Connects (creating an SQLite file on first start) and applies pending migrations.
+    /// `sqlite://path` or `postgres://…`.
+    pub async fn open(database_url: &str) -> Result<Store> {
+        let store = if database_url.starts_with("sqlite:") {
+            Store::Sqlite(sqlite::connect(database_url).await?)
+        } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
+            Store::Postgres(postgres::connect(database_url).await?)
+        } else {
+            anyhow::bail!("unsupported database URL `{database_url}`: use sqlite://FILE or postgres://…");
+        };
+        let opened = &store;
+        dispatch!(opened, backend => backend.migrate().await)?;
+        Ok(store)
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        dispatch!(self, backend => backend.close().await)
+    }
+
+    pub async fn create_shop(&self, shop: &Shop, token: &ApiToken) -> Result<()> {
+        dispatch!(self, backend => backend.create_shop(shop, token, now()).await)
+    }
+
+    pub async fn shop(&self, shop_id: &str) -> Result<Option<Shop>> {
+        dispatch!(self, backend => backend.shop(shop_id).await)
+    }
+
+    pub async fn count_shops(&self) -> Result<i64> {
+        dispatch!(self, backend => backend.count_shops().await)
+    }
+
+    pub async fn create_token(&self, token: &ApiToken) -> Result<()> {
+        dispatch!(self, backend => backend.create_token(token, now()).await)
+    }
+
+    pub async fn token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
+        dispatch!(self, backend => backend.token_by_hash(token_hash).await)
+    }
+
+    pub async fn update_settings(&self, shop_id: &str, patch: SettingsPatch) -> Result<Settings> {
+        dispatch!(self, backend => backend.update_settings(shop_id, patch).await)
+    }
+
+    pub async fn create_channel(&self, channel: &Channel) -> Result<()> {
+        dispatch!(self, backend => backend.create_channel(channel).await)
+    }
+
+    pub async fn channel(&self, shop_id: &str, channel_id: &str) -> Result<Option<Channel>> {
+        dispatch!(self, backend => backend.channel(shop_id, channel_id).await)
+    }
+
+    pub async fn channels(&self, shop_id: &str) -> Result<Vec<Channel>> {
+        dispatch!(self, backend => backend.channels(shop_id).await)
+    }
+
+    /// Stores a new order. `build` receives the order number to use (the request's, or the next of
+    /// the shop's counter) and returns the order or its problems.
+    pub async fn import_order(
+        &self,
+        shop_id: &str,
+        channel_order_id: Option<&str>,
+        channel_id: &str,
+        requested_number: Option<&str>,
+        build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>>,
+    ) -> Result<Order, ImportError> {
+        dispatch!(self, backend => backend.import_order(shop_id, channel_id, channel_order_id, requested_number, build).await)
+    }
+
+    pub async fn order(&self, shop_id: &str, order_id: &str) -> Result<Option<Order>> {
+        dispatch!(self, backend => backend.order(shop_id, order_id).await)
+    }
+
+    pub async fn orders(&self, shop_id: &str, filter: &OrderFilter, cursor: Option<&str>, limit: u32) -> Result<Page<Order>> {
+        dispatch!(self, backend => backend.orders(shop_id, filter, cursor, limit).await)
+    }
+
+    /// The order's history, oldest first; `None` when the order is not in this shop.
+    pub async fn history(&self, shop_id: &str, order_id: &str) -> Result<Option<Vec<HistoryEntry>>> {
+        dispatch!(self, backend => backend.history(shop_id, order_id).await)
+    }
+
+    /// Read-decide-write on one order in one transaction.
+    pub async fn change_order<E>(
+        &self,
+        shop_id: &str,
+        order_id: &str,
+        decide: impl FnOnce(&Order) -> Result<OrderChange, E>,
+    ) -> Result<OrderChange, ChangeError<E>> {
+        dispatch!(self, backend => backend.change_order(shop_id, order_id, decide).await)
+    }
+
+    /// Read-decide-write on many orders in one transaction; one order's refusal never stops the
+    /// others. Results come in the order of `order_ids`.
+    pub async fn change_orders<E>(
+        &self,
+        shop_id: &str,
+        order_ids: &[String],
+        decide: impl FnMut(&Order) -> Result<OrderChange, E>,
+    ) -> Result<Vec<Result<OrderChange, ChangeError<E>>>> {
+        dispatch!(self, backend => backend.change_orders(shop_id, order_ids, decide).await)
+    }
+
+    pub async fn claim_idempotency_key(&self, scope: &str, key: &str, fingerprint: &str) -> Result<IdempotencyClaim> {
+        dispatch!(self, backend => backend.claim_idempotency_key(scope, key, fingerprint, now()).await)
+    }
+
+    pub async fn complete_idempotency_key(&self, scope: &str, key: &str, status_code: u16, body: &str) -> Result<()> {
+        dispatch!(self, backend => backend.complete_idempotency_key(scope, key, status_code, body).await)
+    }
+
+    /// Forgets a claim whose request failed unexpectedly, so a retry runs it again.
+    pub async fn release_idempotency_key(&self, scope: &str, key: &str) -> Result<()> {
+        dispatch!(self, backend => backend.release_idempotency_key(scope, key).await)
+    }
+
+    /// Deletes stored responses older than [`IDEMPOTENCY_RETENTION_S`]; returns how many.
+    pub async fn purge_idempotency_keys(&self) -> Result<u64> {
+        dispatch!(self, backend => backend.purge_idempotency_keys(now()).await)
+    }
+}
