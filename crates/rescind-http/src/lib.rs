@@ -1,1 +1,99 @@
+//! rescind's HTTP API (shared/API.md): routers per resource, authentication, idempotency, the error
+//! type, metrics and the OpenAPI document generated from the handlers.
 
+pub mod auth;
+pub mod body;
+pub mod demo;
+pub mod error;
+pub mod idempotency;
+pub mod input;
+pub mod metrics;
+pub mod openapi;
+mod routes;
+pub mod wire;
+
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post};
+use axum::Router;
+use rescind_store::Store;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often stored idempotent responses past their retention are deleted.
+const IDEMPOTENCY_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Store,
+    pub metrics: Arc<metrics::Metrics>,
+    /// SHA-256 of `RESCIND_ADMIN_TOKEN`; `None` disables platform administration.
+    pub admin_token_hash: Option<String>,
+}
+
+impl AppState {
+    pub fn new(store: Store, admin_token: Option<&str>) -> Self {
+        AppState {
+            store,
+            metrics: Arc::new(metrics::Metrics::default()),
+            admin_token_hash: admin_token.filter(|token| !token.is_empty()).map(auth::hash_secret),
+        }
+    }
+}
+
+/// The whole application: `/api/v1/…` behind authentication and idempotency, plus the open
+/// `/healthz`, `/metrics` and `/api/v1/openapi.json`.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/shops", post(routes::admin::create_shop))
+        .route("/shops/{shop_id}/tokens", post(routes::admin::create_token))
+        .route("/settings", get(routes::settings::get_settings).patch(routes::settings::update_settings))
+        .route("/channels", post(routes::channels::create_channel).get(routes::channels::list_channels))
+        .route("/channels/{channel_id}", get(routes::channels::get_channel))
+        .route("/orders", post(routes::orders::import_order).get(routes::orders::list_orders))
+        .route("/orders/cancel", post(routes::cancel::bulk_cancel))
+        .route("/orders/{order_id}", get(routes::orders::get_order))
+        .route("/orders/{order_id}/history", get(routes::orders::order_history))
+        .route("/orders/{order_id}/cancel", post(routes::cancel::cancel_order))
+        .route("/orders/{order_id}/refunds", post(routes::cancel::record_refund))
+        .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
+        .layer(from_fn_with_state(state.clone(), auth::authenticate));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/api/v1/openapi.json", get(routes::ops::openapi_document))
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/metrics", get(routes::ops::metrics))
+        .fallback(routes::ops::not_found)
+        .layer(from_fn(body::limit_body))
+        .layer(from_fn_with_state(state.clone(), metrics::track))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets requests in flight finish and
+/// closes the database.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let store = state.store.clone();
+    let purger = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut interval = tokio::time::interval(IDEMPOTENCY_PURGE_INTERVAL);
+            loop {
+                interval.tick().await;
+                match store.purge_idempotency_keys().await {
+                    Ok(deleted) if deleted > 0 => tracing::info!(deleted, "purged expired idempotency keys"),
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(error = format!("{error:#}"), "failed to purge idempotency keys"),
+                }
+            }
+        }
+    });
+    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    purger.abort();
+    store.close().await;
+    served
+}

@@ -1,1 +1,107 @@
-fn main() {}
+//! The `rescind` binary: parses the command line and wires the pieces together.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use rescind_http::AppState;
+use rescind_store::Store;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "rescind", version, about = "Cancel e-commerce orders correctly everywhere at once.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve(ServeArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "RESCIND_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// `sqlite://FILE` (created on first start) or `postgres://…`.
+    #[arg(long, env = "RESCIND_DATABASE_URL", default_value = "sqlite://rescind.db")]
+    database_url: String,
+    /// The platform operator's token: may create shops and their tokens.
+    #[arg(long, env = "RESCIND_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Create a demo shop with orders when the database has no shop yet, and print its token.
+    #[arg(long, env = "RESCIND_DEMO")]
+    demo: bool,
+    #[arg(long, env = "RESCIND_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+    }
+    let store = Store::open(&args.database_url).await.with_context(|| format!("cannot open the database {}", redact(&args.database_url)))?;
+    if args.demo {
+        if let Some(demo) = rescind_http::demo::seed(&store).await? {
+            println!("Demo shop {} created with {} orders.", demo.shop_id, demo.orders);
+            println!("Its API token (shown once): {}", demo.token);
+            println!("Try: curl -H 'Authorization: Bearer {}' http://{}/api/v1/orders", demo.token, args.listen);
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(address = %listener.local_addr()?, backend = store.backend_name(), "rescind is serving");
+    let state = AppState::new(store, args.admin_token.as_deref());
+    rescind_http::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("rescind stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// The database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

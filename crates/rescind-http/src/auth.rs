@@ -1,0 +1,109 @@
+//! Who is calling: the platform operator (the `RESCIND_ADMIN_TOKEN`) or a shop's scoped token (B6).
+//! Secrets are random 256-bit values; only their SHA-256 is stored and compared.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::Response;
+use rand::RngCore;
+use rescind_domain::Scope;
+use sha2::{Digest, Sha256};
+
+/// The caller of a request, put in the request's extensions by [`authenticate`].
+#[derive(Clone, Debug)]
+pub enum Principal {
+    /// The platform operator: may only create shops and their tokens.
+    Admin,
+    Shop(ShopAccess),
+}
+
+/// A shop's token, resolved.
+#[derive(Clone, Debug)]
+pub struct ShopAccess {
+    pub token_id: String,
+    pub shop_id: String,
+    pub scopes: Vec<Scope>,
+}
+
+impl Principal {
+    /// The shop, when the token holds `scope`; 403 otherwise.
+    pub fn shop(&self, scope: Scope) -> Result<&ShopAccess, ApiError> {
+        self.shop_with_any(&[scope])
+    }
+
+    /// The shop, when the token holds one of `scopes`; 403 otherwise.
+    pub fn shop_with_any(&self, scopes: &[Scope]) -> Result<&ShopAccess, ApiError> {
+        match self {
+            Principal::Admin => Err(ApiError::forbidden(
+                "The platform token may only create shops and tokens; use a shop's token for this endpoint.",
+            )),
+            Principal::Shop(access) if scopes.iter().any(|scope| access.scopes.contains(scope)) => Ok(access),
+            Principal::Shop(_) => Err(ApiError::forbidden(format!(
+                "This token lacks the scope this endpoint needs ({}).",
+                scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>().join(" or ")
+            ))),
+        }
+    }
+
+    /// Passes only the platform operator; 403 for shop tokens.
+    pub fn admin(&self) -> Result<(), ApiError> {
+        match self {
+            Principal::Admin => Ok(()),
+            Principal::Shop(_) => Err(ApiError::forbidden("Only the platform operator's token may manage shops.")),
+        }
+    }
+
+    /// The namespace of this caller's idempotency keys.
+    pub fn idempotency_scope(&self) -> String {
+        match self {
+            Principal::Admin => "admin".to_owned(),
+            Principal::Shop(access) => format!("shop:{}", access.shop_id),
+        }
+    }
+
+    /// What the history records as the actor.
+    pub fn actor(&self) -> rescind_domain::Actor {
+        match self {
+            Principal::Admin => rescind_domain::Actor::System,
+            Principal::Shop(access) => rescind_domain::Actor::Token(access.token_id.clone()),
+        }
+    }
+}
+
+/// Hex SHA-256 of a secret.
+pub fn hash_secret(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A new token secret: `rsk_` and 64 hex digits (256 random bits).
+pub fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("rsk_{hex}")
+}
+
+/// Resolves the bearer token of every `/api/v1` request (but the OpenAPI document) into a
+/// [`Principal`], or answers 401.
+pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Result<Response, ApiError> {
+    let secret = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|secret| !secret.is_empty())
+        .ok_or_else(ApiError::unauthorized)?;
+    let hash = hash_secret(secret);
+    let principal = if state.admin_token_hash.as_deref() == Some(hash.as_str()) {
+        Principal::Admin
+    } else {
+        let token = state.store.token_by_hash(&hash).await?.ok_or_else(ApiError::unauthorized)?;
+        Principal::Shop(ShopAccess { token_id: token.id, shop_id: token.shop_id, scopes: token.scopes })
+    };
+    request.extensions_mut().insert(principal);
+    Ok(next.run(request).await)
+}

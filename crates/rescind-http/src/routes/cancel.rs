@@ -1,0 +1,253 @@
+//! Cancelling (API.md "Cancelling"): one order, many orders, dry runs, and recording refunds.
+
+use crate::auth::Principal;
+use crate::body::parse_json;
+use crate::error::{cancel_error_code, ApiError, ErrorBody};
+use crate::input::{self, Problems};
+use crate::wire::{
+    order_body, refund_body, BulkCancelRequest, BulkCancelResponse, BulkCancelResult, CancelRequest, DryRunBody,
+    OrderBody, PlanBody, PlanStepBody, RecordRefundRequest, RecordRefundResponse, RestockLine,
+};
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use rescind_domain::cancel::cancel_order as decide_cancel;
+use rescind_domain::{
+    plan_cancellation, record_refund as decide_refund, CancelError, CancelPlan, CancellationStatus, Order,
+    OrderStatus, RequestedBy, Scope, StepKind,
+};
+use rescind_store::{now, ChangeError, RandomIds, BULK_ORDERS_MAX};
+
+/// 200 when every step has finished, 202 while one is still running or waiting on a partner.
+fn cancel_status(order: &Order) -> StatusCode {
+    match order.cancellation.as_ref().map(|cancellation| cancellation.status) {
+        Some(CancellationStatus::Processing) => StatusCode::ACCEPTED,
+        Some(
+            CancellationStatus::Requested
+            | CancellationStatus::AwaitingRefund
+            | CancellationStatus::Completed
+            | CancellationStatus::Rejected
+            | CancellationStatus::Failed
+            | CancellationStatus::Undone,
+        )
+        | None => StatusCode::OK,
+    }
+}
+
+fn plan_body(order: &Order, plan: &CancelPlan) -> PlanBody {
+    PlanBody {
+        steps: plan
+            .steps
+            .iter()
+            .map(|step| PlanStepBody {
+                kind: step.kind.as_str().to_owned(),
+                action: step.action.clone(),
+                fee: step.fee.map(|fee| fee.format(order.currency)),
+            })
+            .collect(),
+        refund_amount: plan.refund_amount.format(order.currency),
+        restock: plan.restock.iter().map(|(sku, quantity)| RestockLine { sku: sku.clone(), quantity: *quantity }).collect(),
+        warnings: plan.warnings.iter().map(|warning| warning.as_str().to_owned()).collect(),
+        cancellation_status: plan.cancellation_status.as_str().to_owned(),
+    }
+}
+
+/// Cancels one order (C1–C7, W1–W6), or with `dry_run` shows what that would do (B2).
+#[utoipa::path(post, path = "/api/v1/orders/{order_id}/cancel", tag = "cancelling", params(("order_id" = String, Path)),
+    request_body = CancelRequest, security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Cancelled: every step has finished; or the plan of a dry run", body = OrderBody),
+        (status = 202, description = "A step is still running or waiting", body = OrderBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "order_not_cancellable, return_required, already_cancelled, channel_cancel_required, payment_provider_required", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn cancel_order(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(order_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let shop = principal.shop(Scope::WriteOrder)?;
+    let request: CancelRequest = parse_json(&body)?;
+    let options = input::cancel_options(&request, RequestedBy::Merchant).map_err(ApiError::invalid)?;
+    if request.dry_run == Some(true) {
+        let order = state.store.order(&shop.shop_id, &order_id).await?.ok_or_else(|| ApiError::not_found("order"))?;
+        let plan = plan_cancellation(&order, &options)?;
+        return Ok(Json(DryRunBody { plan: plan_body(&order, &plan) }).into_response());
+    }
+    let actor = principal.actor();
+    let changed = state
+        .store
+        .change_order(&shop.shop_id, &order_id, |order| {
+            decide_cancel(order, &options, &actor, &mut RandomIds, now()).map(|(_, change)| change)
+        })
+        .await;
+    match changed {
+        Ok(change) => {
+            let outcome = change.order.cancellation.as_ref().map_or("completed", |c| c.status.as_str());
+            state.metrics.count_cancellation(outcome);
+            Ok((cancel_status(&change.order), Json(order_body(&change.order))).into_response())
+        }
+        Err(ChangeError::NotFound) => Err(ApiError::not_found("order")),
+        Err(ChangeError::Refused(refusal)) => {
+            state.metrics.count_cancellation(cancel_error_code(&refusal));
+            Err(refusal.into())
+        }
+        Err(ChangeError::Store(error)) => Err(ApiError::internal(&error)),
+    }
+}
+
+/// The two per-order messages of W8 for a cancelled order: the channel step's and the restock step's.
+fn step_messages(order: &Order) -> Vec<String> {
+    let Some(cancellation) = &order.cancellation else { return Vec::new() };
+    [(StepKind::ChannelCancel, "channel"), (StepKind::Restock, "restock")]
+        .iter()
+        .filter_map(|(kind, label)| cancellation.step(*kind).map(|step| format!("{label}: {}", step.message)))
+        .collect()
+}
+
+/// Cancels up to 1000 orders with the same options; one result per order, in the order given (W8).
+#[utoipa::path(post, path = "/api/v1/orders/cancel", tag = "cancelling", request_body = BulkCancelRequest,
+    security(("bearer" = [])),
+    responses((status = 200, body = BulkCancelResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn bulk_cancel(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> Result<Json<BulkCancelResponse>, ApiError> {
+    let shop = principal.shop(Scope::WriteOrder)?;
+    let request: BulkCancelRequest = parse_json(&body)?;
+    let mut problems = Problems::default();
+    let order_ids: Vec<String> = match &request.order_ids {
+        None => {
+            problems.push("order_ids", "is required");
+            Vec::new()
+        }
+        Some(ids) if ids.is_empty() => {
+            problems.push("order_ids", "needs at least one order id");
+            Vec::new()
+        }
+        Some(ids) if ids.len() > BULK_ORDERS_MAX => {
+            problems.push("order_ids", format_args!("has {} ids; at most {BULK_ORDERS_MAX} are accepted", ids.len()));
+            Vec::new()
+        }
+        Some(ids) => ids.clone(),
+    };
+    let options = input::cancel_options(&request.options(), RequestedBy::Merchant);
+    let options = match options {
+        Ok(options) if problems.0.is_empty() => options,
+        Ok(_) => return Err(ApiError::invalid(problems.0)),
+        Err(errors) => {
+            problems.0.extend(errors);
+            return Err(ApiError::invalid(problems.0));
+        }
+    };
+    let actor = principal.actor();
+    let results = state
+        .store
+        .change_orders(&shop.shop_id, &order_ids, |order| {
+            decide_cancel(order, &options, &actor, &mut RandomIds, now())
+                .map(|(_, change)| change)
+                .map_err(|refusal| (refusal, order.number.clone(), order.status))
+        })
+        .await?;
+    let results = order_ids
+        .iter()
+        .zip(results)
+        .map(|(order_id, result)| match result {
+            Ok(change) => {
+                let outcome = change.order.cancellation.as_ref().map_or("completed", |c| c.status.as_str());
+                state.metrics.count_cancellation(outcome);
+                BulkCancelResult {
+                    order_id: order_id.clone(),
+                    number: Some(change.order.number.clone()),
+                    ok: true,
+                    status: Some(change.order.status.as_str().to_owned()),
+                    code: None,
+                    messages: step_messages(&change.order),
+                }
+            }
+            Err(ChangeError::Refused((refusal, number, status))) => {
+                state.metrics.count_cancellation(cancel_error_code(&refusal));
+                refused_result(order_id, number, status, &refusal)
+            }
+            Err(ChangeError::NotFound) => BulkCancelResult {
+                order_id: order_id.clone(),
+                number: None,
+                ok: false,
+                status: None,
+                code: Some("not_found".to_owned()),
+                messages: vec!["order: no such order in this shop".to_owned()],
+            },
+            Err(ChangeError::Store(error)) => {
+                tracing::error!(error = format!("{error:#}"), "bulk cancel: unexpected per-order error");
+                BulkCancelResult {
+                    order_id: order_id.clone(),
+                    number: None,
+                    ok: false,
+                    status: None,
+                    code: Some("internal".to_owned()),
+                    messages: vec!["order: something went wrong on our side; nothing was changed".to_owned()],
+                }
+            }
+        })
+        .collect();
+    Ok(Json(BulkCancelResponse { results }))
+}
+
+fn refused_result(order_id: &str, number: String, status: OrderStatus, refusal: &CancelError) -> BulkCancelResult {
+    let error = ApiError::from(refusal.clone());
+    BulkCancelResult {
+        order_id: order_id.to_owned(),
+        number: Some(number),
+        ok: false,
+        status: Some(status.as_str().to_owned()),
+        code: Some(error.code.to_owned()),
+        messages: vec![
+            format!("channel: not run: {}", error.errors.as_ref().and_then(|errors| errors.first()).unwrap_or(&error.message)),
+            "restock: not run: the order was not cancelled".to_owned(),
+        ],
+    }
+}
+
+/// Records a refund made outside rescind (a bank transfer, store credit, points). Completes a
+/// cancellation waiting for it (W4); on an order that is not cancelled it warns the goods still ship (W9).
+#[utoipa::path(post, path = "/api/v1/orders/{order_id}/refunds", tag = "cancelling", params(("order_id" = String, Path)),
+    request_body = RecordRefundRequest, security(("bearer" = [])),
+    responses((status = 201, body = RecordRefundResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "payment_provider_required", body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn record_refund(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(order_id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<RecordRefundResponse>), ApiError> {
+    let shop = principal.shop(Scope::WriteOrder)?;
+    let request: RecordRefundRequest = parse_json(&body)?;
+    let actor = principal.actor();
+    let changed = state
+        .store
+        .change_order(&shop.shop_id, &order_id, |order| {
+            let refund = input::refund_request(&request, order.currency).map_err(ApiError::invalid)?;
+            decide_refund(order, &refund, &actor, &mut RandomIds, now()).map_err(ApiError::from)
+        })
+        .await;
+    match changed {
+        Ok(change) => {
+            let refund = change.new_refunds.first().expect("a recorded refund creates one refund");
+            Ok((
+                StatusCode::CREATED,
+                Json(RecordRefundResponse { refund: refund_body(&change.order, refund), order: order_body(&change.order) }),
+            ))
+        }
+        Err(ChangeError::NotFound) => Err(ApiError::not_found("order")),
+        Err(ChangeError::Refused(error)) => Err(error),
+        Err(ChangeError::Store(error)) => Err(ApiError::internal(&error)),
+    }
+}

@@ -1,0 +1,17 @@
+//! One module per resource of API.md.
+
+pub mod admin;
+pub mod cancel;
+pub mod channels;
+pub mod ops;
+pub mod orders;
+pub mod settings;
+
+use crate::error::ApiError;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::Query;
+
+/// Query strings that cannot be decoded are a 400 with the API's error body.
+pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query.map(|Query(value)| value).map_err(|rejection| ApiError::invalid(vec![format!("query: {}", rejection.body_text())]))
+}

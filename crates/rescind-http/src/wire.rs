@@ -1,0 +1,633 @@
+//! The JSON shapes of API.md, and their conversion from domain values. The domain knows nothing of
+//! these shapes; this module is the only place that does.
+
+use rescind_domain::{
+    Cancellation, CancellationStatus, ChannelKind, FinancialStatus, FulfillmentStatus, HistoryEntry, Order,
+    OrderStatus, PaymentMethod, RefundMethod, RequestedBy, Scope, StepKind, StepStatus, Timestamp, Warning,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::ToSchema;
+
+/// RFC 3339 UTC, e.g. `2026-11-22T10:00:00.123456Z`.
+pub fn rfc3339(at: Timestamp) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.unix_micros()) * 1000)
+        .ok()
+        .and_then(|time| time.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn enum_schema(names: Vec<&'static str>) -> Object {
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names)).build()
+}
+
+macro_rules! enum_schemas {
+    ($($function:ident => $enum:ty),+ $(,)?) => {
+        $(pub(crate) fn $function() -> Object { enum_schema(<$enum>::names()) })+
+    };
+}
+
+enum_schemas! {
+    order_status_schema => OrderStatus,
+    financial_status_schema => FinancialStatus,
+    fulfillment_status_schema => FulfillmentStatus,
+    cancellation_status_schema => CancellationStatus,
+    requested_by_schema => RequestedBy,
+    step_kind_schema => StepKind,
+    step_status_schema => StepStatus,
+    refund_method_schema => RefundMethod,
+    payment_method_schema => PaymentMethod,
+    channel_kind_schema => ChannelKind,
+    warning_schema => Warning,
+    scope_schema => Scope,
+}
+
+fn nullable_refund_method_schema() -> Object {
+    enum_schema(RefundMethod::names())
+}
+
+fn warnings_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new().items(warning_schema()).build()
+}
+
+fn scopes_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new().items(scope_schema()).build()
+}
+
+// ---- platform administration ----
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateShopRequest {
+    pub name: Option<String>,
+    pub settings: Option<SettingsPatchBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShopBody {
+    pub id: String,
+    pub name: String,
+    pub settings: SettingsBody,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreateShopResponse {
+    pub shop: ShopBody,
+    /// The shop's first token, with every scope. Shown once; only its hash is kept.
+    pub token: String,
+    #[schema(schema_with = scopes_schema)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    #[schema(schema_with = scopes_schema)]
+    pub scopes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreateTokenResponse {
+    pub id: String,
+    /// Shown once; only its hash is kept.
+    pub token: String,
+    #[schema(schema_with = scopes_schema)]
+    pub scopes: Vec<String>,
+}
+
+// ---- settings ----
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettingsBody {
+    pub customer_cancellation_requests: bool,
+    pub inventory_push_interval_s: i64,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatchBody {
+    pub customer_cancellation_requests: Option<bool>,
+    /// Seconds between stock pushes; 0 pushes at once.
+    pub inventory_push_interval_s: Option<i64>,
+}
+
+// ---- channels ----
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateChannelRequest {
+    #[schema(schema_with = channel_kind_schema)]
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub base_url: Option<String>,
+    /// Write-only: never returned, never logged.
+    #[schema(value_type = Option<Object>)]
+    pub credentials: Option<Map<String, Value>>,
+    pub cancel_sync: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelBody {
+    pub id: String,
+    #[schema(schema_with = channel_kind_schema)]
+    pub kind: String,
+    pub name: String,
+    pub base_url: Option<String>,
+    pub cancel_sync: bool,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelList {
+    pub items: Vec<ChannelBody>,
+}
+
+// ---- orders ----
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerBody {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddressBody {
+    pub name: Option<String>,
+    pub postcode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefecture: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub province: Option<String>,
+    pub address1: Option<String>,
+    pub address2: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LineItemInput {
+    pub sku: Option<String>,
+    pub title: Option<String>,
+    pub quantity: Option<i64>,
+    /// Unit price, a decimal string.
+    #[schema(value_type = Option<String>, example = "1200")]
+    pub price: Option<Value>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentInput {
+    #[schema(schema_with = payment_method_schema)]
+    pub method: Option<String>,
+    #[schema(value_type = Option<String>, example = "3960")]
+    pub amount: Option<Value>,
+    pub provider_id: Option<String>,
+    pub reference: Option<String>,
+    #[schema(value_type = Option<String>, example = "0")]
+    pub points_amount: Option<Value>,
+}
+
+/// `POST /orders`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportOrderRequest {
+    pub channel_id: Option<String>,
+    pub channel_order_id: Option<String>,
+    pub number: Option<String>,
+    #[schema(example = "JPY")]
+    pub currency: Option<String>,
+    pub customer: Option<CustomerBody>,
+    pub shipping_address: Option<AddressBody>,
+    pub line_items: Option<Vec<LineItemInput>>,
+    #[schema(value_type = Option<String>)]
+    pub total_shipping: Option<Value>,
+    #[schema(value_type = Option<String>)]
+    pub total_tax: Option<Value>,
+    #[schema(value_type = Option<String>)]
+    pub total_discount: Option<Value>,
+    pub payment: Option<PaymentInput>,
+    #[schema(schema_with = financial_status_schema)]
+    pub financial_status: Option<String>,
+    #[schema(schema_with = fulfillment_status_schema)]
+    pub fulfillment_status: Option<String>,
+    pub deduct_inventory: Option<bool>,
+    pub warehouse_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LineItemBody {
+    pub id: String,
+    pub sku: String,
+    pub title: String,
+    pub quantity: u32,
+    pub cancelled_quantity: u32,
+    #[schema(example = "1200")]
+    pub price: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentBody {
+    #[schema(schema_with = payment_method_schema)]
+    pub method: String,
+    pub amount: String,
+    pub provider_id: Option<String>,
+    pub reference: Option<String>,
+    pub points_amount: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepBody {
+    #[schema(schema_with = step_kind_schema)]
+    pub kind: String,
+    #[schema(schema_with = step_status_schema)]
+    pub status: String,
+    pub message: String,
+    pub attempts: u32,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancellationBody {
+    pub id: String,
+    #[schema(schema_with = cancellation_status_schema)]
+    pub status: String,
+    #[schema(schema_with = requested_by_schema)]
+    pub requested_by: String,
+    pub reason: Option<String>,
+    pub reason_code: Option<String>,
+    pub reason_detail: Option<String>,
+    pub staff_note: Option<String>,
+    pub refund: bool,
+    #[schema(schema_with = nullable_refund_method_schema)]
+    pub refund_method: Option<String>,
+    pub restock: bool,
+    pub notify_customer: bool,
+    pub needs_attention: bool,
+    pub steps: Vec<StepBody>,
+    pub created_at: String,
+    pub completed_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundBody {
+    pub id: String,
+    pub order_id: String,
+    pub amount: String,
+    #[schema(schema_with = refund_method_schema)]
+    pub method: String,
+    pub note: Option<String>,
+    pub cancellation_id: Option<String>,
+    pub created_at: String,
+}
+
+/// The warehouse's outbound request for the order; always null until a warehouse integration exists.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutboundBody {
+    pub id: String,
+    pub warehouse_id: String,
+    pub external_id: Option<String>,
+    pub status: String,
+}
+
+/// The order object of API.md.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderBody {
+    pub id: String,
+    pub number: String,
+    pub channel_id: String,
+    #[schema(schema_with = channel_kind_schema)]
+    pub channel_kind: String,
+    pub channel_order_id: Option<String>,
+    #[schema(schema_with = order_status_schema)]
+    pub status: String,
+    #[schema(schema_with = financial_status_schema)]
+    pub financial_status: String,
+    #[schema(schema_with = fulfillment_status_schema)]
+    pub fulfillment_status: String,
+    pub currency: String,
+    pub sub_total: String,
+    pub total_shipping: String,
+    pub total_tax: String,
+    pub total_discount: String,
+    pub total_price: String,
+    pub total_paid: String,
+    pub total_refund_price: String,
+    pub cancel_reason: Option<String>,
+    pub canceled_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub customer: CustomerBody,
+    pub shipping_address: AddressBody,
+    pub line_items: Vec<LineItemBody>,
+    pub payment: Option<PaymentBody>,
+    pub warehouse_id: Option<String>,
+    pub outbound: Option<OutboundBody>,
+    pub cancellation: Option<CancellationBody>,
+    pub refunds: Vec<RefundBody>,
+    #[schema(schema_with = warnings_schema)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderList {
+    pub items: Vec<OrderBody>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryEntryBody {
+    pub at: String,
+    pub kind: String,
+    pub actor: String,
+    pub message: String,
+    #[schema(value_type = Object)]
+    pub data: Map<String, Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryList {
+    pub items: Vec<HistoryEntryBody>,
+}
+
+// ---- cancelling ----
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelLineItemInput {
+    pub line_item_id: Option<String>,
+    pub quantity: Option<i64>,
+}
+
+/// The options of a cancel (W1); every field is optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    pub reason: Option<String>,
+    pub reason_code: Option<String>,
+    pub reason_detail: Option<String>,
+    pub staff_note: Option<String>,
+    /// Give the money back (default true).
+    pub refund: Option<bool>,
+    /// Default: the way the customer paid.
+    #[schema(schema_with = refund_method_schema)]
+    pub refund_method: Option<String>,
+    /// Put the stock back (default true).
+    pub restock: Option<bool>,
+    pub notify_customer: Option<bool>,
+    /// Partial cancellation (B1); not available yet.
+    pub line_items: Option<Vec<CancelLineItemInput>>,
+    /// Answer the plan without changing anything (B2).
+    pub dry_run: Option<bool>,
+}
+
+/// `POST /orders/cancel`: the cancel options plus the orders, at most 1000.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkCancelRequest {
+    pub order_ids: Option<Vec<String>>,
+    pub reason: Option<String>,
+    pub reason_code: Option<String>,
+    pub reason_detail: Option<String>,
+    pub staff_note: Option<String>,
+    pub refund: Option<bool>,
+    #[schema(schema_with = refund_method_schema)]
+    pub refund_method: Option<String>,
+    pub restock: Option<bool>,
+    pub notify_customer: Option<bool>,
+}
+
+impl BulkCancelRequest {
+    /// The options that apply to every order, as a single cancel would take them.
+    pub fn options(&self) -> CancelRequest {
+        CancelRequest {
+            reason: self.reason.clone(),
+            reason_code: self.reason_code.clone(),
+            reason_detail: self.reason_detail.clone(),
+            staff_note: self.staff_note.clone(),
+            refund: self.refund,
+            refund_method: self.refund_method.clone(),
+            restock: self.restock,
+            notify_customer: self.notify_customer,
+            line_items: None,
+            dry_run: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkCancelResult {
+    pub order_id: String,
+    pub number: Option<String>,
+    pub ok: bool,
+    /// The order's status after the attempt; null when there is no such order.
+    #[schema(schema_with = order_status_schema)]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// `channel: …` and `restock: …` (W8).
+    pub messages: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkCancelResponse {
+    pub results: Vec<BulkCancelResult>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanStepBody {
+    #[schema(schema_with = step_kind_schema)]
+    pub kind: String,
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fee: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RestockLine {
+    pub sku: String,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanBody {
+    pub steps: Vec<PlanStepBody>,
+    pub refund_amount: String,
+    pub restock: Vec<RestockLine>,
+    #[schema(schema_with = warnings_schema)]
+    pub warnings: Vec<String>,
+    #[schema(schema_with = cancellation_status_schema)]
+    pub cancellation_status: String,
+}
+
+/// The answer to a dry run (B2).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DryRunBody {
+    pub plan: PlanBody,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordRefundRequest {
+    #[schema(value_type = Option<String>, example = "1200")]
+    pub amount: Option<Value>,
+    #[schema(schema_with = refund_method_schema)]
+    pub method: Option<String>,
+    pub note: Option<String>,
+}
+
+/// The refund recorded, and the order after it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordRefundResponse {
+    #[serde(flatten)]
+    pub refund: RefundBody,
+    pub order: OrderBody,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthBody {
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+// ---- conversions ----
+
+pub fn cancellation_body(cancellation: &Cancellation) -> CancellationBody {
+    CancellationBody {
+        id: cancellation.id.clone(),
+        status: cancellation.status.as_str().to_owned(),
+        requested_by: cancellation.requested_by.as_str().to_owned(),
+        reason: cancellation.reason.clone(),
+        reason_code: cancellation.reason_code.clone(),
+        reason_detail: cancellation.reason_detail.clone(),
+        staff_note: cancellation.staff_note.clone(),
+        refund: cancellation.refund,
+        refund_method: cancellation.refund_method.map(|method| method.as_str().to_owned()),
+        restock: cancellation.restock,
+        notify_customer: cancellation.notify_customer,
+        needs_attention: cancellation.needs_attention,
+        steps: cancellation
+            .steps
+            .iter()
+            .map(|step| StepBody {
+                kind: step.kind.as_str().to_owned(),
+                status: step.status.as_str().to_owned(),
+                message: step.message.clone(),
+                attempts: step.attempts,
+                updated_at: rfc3339(step.updated_at),
+            })
+            .collect(),
+        created_at: rfc3339(cancellation.created_at),
+        completed_at: cancellation.completed_at.map(rfc3339),
+    }
+}
+
+pub fn refund_body(order: &Order, refund: &rescind_domain::Refund) -> RefundBody {
+    RefundBody {
+        id: refund.id.clone(),
+        order_id: order.id.clone(),
+        amount: refund.amount.format(order.currency),
+        method: refund.method.as_str().to_owned(),
+        note: refund.note.clone(),
+        cancellation_id: refund.cancellation_id.clone(),
+        created_at: rfc3339(refund.created_at),
+    }
+}
+
+pub fn order_body(order: &Order) -> OrderBody {
+    let currency = order.currency;
+    let money = |amount: rescind_domain::Money| amount.format(currency);
+    OrderBody {
+        id: order.id.clone(),
+        number: order.number.clone(),
+        channel_id: order.channel_id.clone(),
+        channel_kind: order.channel_kind.as_str().to_owned(),
+        channel_order_id: order.channel_order_id.clone(),
+        status: order.status.as_str().to_owned(),
+        financial_status: order.financial_status.as_str().to_owned(),
+        fulfillment_status: order.fulfillment_status.as_str().to_owned(),
+        currency: currency.code().to_owned(),
+        sub_total: money(order.sub_total),
+        total_shipping: money(order.total_shipping),
+        total_tax: money(order.total_tax),
+        total_discount: money(order.total_discount),
+        total_price: money(order.total_price),
+        total_paid: money(order.total_paid),
+        total_refund_price: money(order.total_refund_price),
+        cancel_reason: order.cancel_reason.clone(),
+        canceled_at: order.canceled_at.map(rfc3339),
+        created_at: rfc3339(order.created_at),
+        updated_at: rfc3339(order.updated_at),
+        customer: CustomerBody {
+            name: Some(order.customer.name.clone()),
+            email: order.customer.email.clone(),
+            phone: order.customer.phone.clone(),
+        },
+        shipping_address: AddressBody {
+            name: Some(order.shipping_address.name.clone()),
+            postcode: Some(order.shipping_address.postcode.clone()),
+            prefecture: order.shipping_address.prefecture.clone(),
+            province: order.shipping_address.province.clone(),
+            address1: Some(order.shipping_address.address1.clone()),
+            address2: order.shipping_address.address2.clone(),
+            phone: order.shipping_address.phone.clone(),
+        },
+        line_items: order
+            .line_items
+            .iter()
+            .map(|line| LineItemBody {
+                id: line.id.clone(),
+                sku: line.sku.clone(),
+                title: line.title.clone(),
+                quantity: line.quantity,
+                cancelled_quantity: line.cancelled_quantity,
+                price: money(line.price),
+            })
+            .collect(),
+        payment: order.payment.as_ref().map(|payment| PaymentBody {
+            method: payment.method.as_str().to_owned(),
+            amount: money(payment.amount),
+            provider_id: payment.provider_id.clone(),
+            reference: payment.reference.clone(),
+            points_amount: money(payment.points_amount),
+        }),
+        warehouse_id: order.warehouse_id.clone(),
+        outbound: None,
+        cancellation: order.cancellation.as_ref().map(cancellation_body),
+        refunds: order.refunds.iter().map(|refund| refund_body(order, refund)).collect(),
+        warnings: order.warnings.iter().map(|warning| warning.as_str().to_owned()).collect(),
+    }
+}
+
+pub fn history_body(entry: &HistoryEntry) -> HistoryEntryBody {
+    HistoryEntryBody {
+        at: rfc3339(entry.at),
+        kind: entry.kind.clone(),
+        actor: entry.actor.clone(),
+        message: entry.message.clone(),
+        data: entry.data.iter().map(|(key, value)| (key.clone(), Value::from(value.as_str()))).collect(),
+    }
+}
+
+pub fn channel_body(channel: &rescind_store::Channel) -> ChannelBody {
+    ChannelBody {
+        id: channel.id.clone(),
+        kind: channel.kind.as_str().to_owned(),
+        name: channel.name.clone(),
+        base_url: channel.base_url.clone(),
+        cancel_sync: channel.cancel_sync,
+        created_at: rfc3339(channel.created_at),
+    }
+}
+
+pub fn settings_body(settings: &rescind_store::Settings) -> SettingsBody {
+    SettingsBody {
+        customer_cancellation_requests: settings.customer_cancellation_requests,
+        inventory_push_interval_s: settings.inventory_push_interval_s,
+    }
+}
