@@ -6,7 +6,9 @@ use crate::channel::ChannelKind;
 use crate::history::{Actor, HistoryEntry};
 use crate::ids::IdSource;
 use crate::money::Money;
-use crate::order::{FinancialStatus, FulfillmentStatus, Order, OrderChange, OrderStatus, PaymentMethod, Warning};
+use crate::order::{
+    FinancialStatus, FulfillmentStatus, Order, OrderChange, OrderStatus, PaymentMethod, Warning,
+};
 use crate::refund::{apply_refunds, needs_payment_provider, Refund, RefundMethod};
 use crate::time::Timestamp;
 
@@ -30,7 +32,9 @@ impl CancellationStatus {
     /// The order counts as cancelled (or being cancelled) while its cancellation is in one of these.
     pub const fn is_in_effect(self) -> bool {
         match self {
-            CancellationStatus::Processing | CancellationStatus::AwaitingRefund | CancellationStatus::Completed => true,
+            CancellationStatus::Processing
+            | CancellationStatus::AwaitingRefund
+            | CancellationStatus::Completed => true,
             CancellationStatus::Requested
             | CancellationStatus::Rejected
             | CancellationStatus::Failed
@@ -145,7 +149,10 @@ pub enum CancelError {
     AlreadyCancelled { number: String },
     /// C2.
     #[error("order {number} has already {status}; it cannot be cancelled and must be handled as a return")]
-    ReturnRequired { number: String, status: &'static str },
+    ReturnRequired {
+        number: String,
+        status: &'static str,
+    },
     /// C1, C4 without a warehouse integration, C5, closed orders.
     #[error("{message}")]
     NotCancellable { message: String },
@@ -189,7 +196,10 @@ pub struct CancelPlan {
 }
 
 /// Decides what cancelling `order` with `options` does (C1–C7, W2, W4–W6), or why it cannot be.
-pub fn plan_cancellation(order: &Order, options: &CancelOptions) -> Result<CancelPlan, CancelError> {
+pub fn plan_cancellation(
+    order: &Order,
+    options: &CancelOptions,
+) -> Result<CancelPlan, CancelError> {
     check_cancellable(order)?;
     let channel_step = plan_channel_step(order)?;
     let warehouse_step = plan_warehouse_step(order)?;
@@ -206,11 +216,22 @@ pub fn plan_cancellation(order: &Order, options: &CancelOptions) -> Result<Cance
         fee: None,
     };
 
-    let still_owed = refund.amount.saturating_sub(refund.immediate.iter().map(|(_, amount)| *amount).sum());
-    let cancellation_status =
-        if still_owed.is_zero() { CancellationStatus::Completed } else { CancellationStatus::AwaitingRefund };
+    let still_owed = refund
+        .amount
+        .saturating_sub(refund.immediate.iter().map(|(_, amount)| *amount).sum());
+    let cancellation_status = if still_owed.is_zero() {
+        CancellationStatus::Completed
+    } else {
+        CancellationStatus::AwaitingRefund
+    };
     Ok(CancelPlan {
-        steps: vec![channel_step, warehouse_step, refund.step, restock_step, notify_step],
+        steps: vec![
+            channel_step,
+            warehouse_step,
+            refund.step,
+            restock_step,
+            notify_step,
+        ],
         refund_amount: refund.amount,
         immediate_refunds: refund.immediate,
         restock: Vec::new(),
@@ -223,13 +244,21 @@ pub fn plan_cancellation(order: &Order, options: &CancelOptions) -> Result<Cance
 
 /// C1, C2, C5, C7 and closed orders, decided by the order's statuses alone.
 fn check_cancellable(order: &Order) -> Result<(), CancelError> {
-    let cancellation_in_effect = order.cancellation.as_ref().is_some_and(|c| c.status.is_in_effect());
+    let cancellation_in_effect = order
+        .cancellation
+        .as_ref()
+        .is_some_and(|c| c.status.is_in_effect());
     if order.status == OrderStatus::Cancelled || cancellation_in_effect {
-        return Err(CancelError::AlreadyCancelled { number: order.number.clone() });
+        return Err(CancelError::AlreadyCancelled {
+            number: order.number.clone(),
+        });
     }
     if order.status == OrderStatus::Closed {
         return Err(CancelError::NotCancellable {
-            message: format!("order {} is closed and can no longer be cancelled", order.number),
+            message: format!(
+                "order {} is closed and can no longer be cancelled",
+                order.number
+            ),
         });
     }
     match order.fulfillment_status {
@@ -260,7 +289,10 @@ fn check_cancellable(order: &Order) -> Result<(), CancelError> {
 /// C3: the channel cancels first; the own store needs no call.
 fn plan_channel_step(order: &Order) -> Result<PlannedStep, CancelError> {
     if order.channel_kind.requires_channel_cancel() {
-        return Err(CancelError::ChannelCancelRequired { number: order.number.clone(), kind: order.channel_kind });
+        return Err(CancelError::ChannelCancelRequired {
+            number: order.number.clone(),
+            kind: order.channel_kind,
+        });
     }
     Ok(PlannedStep {
         kind: StepKind::ChannelCancel,
@@ -312,7 +344,12 @@ fn default_refund_method(order: &Order) -> RefundMethod {
 fn plan_refund(order: &Order, options: &CancelOptions) -> Result<RefundPlan, CancelError> {
     let currency = order.currency;
     let owed = order.refundable();
-    let step = |status: StepStatus, action: String| PlannedStep { kind: StepKind::Refund, status, action, fee: None };
+    let step = |status: StepStatus, action: String| PlannedStep {
+        kind: StepKind::Refund,
+        status,
+        action,
+        fee: None,
+    };
     // An order cancelled before it was paid has nothing left to collect.
     let status_when_nothing_owed = match order.financial_status {
         FinancialStatus::Pending => FinancialStatus::Voided,
@@ -338,7 +375,10 @@ fn plan_refund(order: &Order, options: &CancelOptions) -> Result<RefundPlan, Can
         return Ok(RefundPlan {
             step: step(
                 StepStatus::Waiting,
-                format!("not requested: {} stays owed until a refund is recorded", owed.format(currency)),
+                format!(
+                    "not requested: {} stays owed until a refund is recorded",
+                    owed.format(currency)
+                ),
             ),
             amount: owed,
             immediate: Vec::new(),
@@ -347,18 +387,30 @@ fn plan_refund(order: &Order, options: &CancelOptions) -> Result<RefundPlan, Can
         });
     }
 
-    let method = options.refund_method.unwrap_or_else(|| default_refund_method(order));
+    let method = options
+        .refund_method
+        .unwrap_or_else(|| default_refund_method(order));
     if method == RefundMethod::Channel && !order.channel_kind.requires_channel_cancel() {
         return Err(CancelError::RefundMethodNotApplicable {
             method,
             why: "only a marketplace that collected the money refunds it itself; this is an own store order".to_owned(),
         });
     }
-    let points_paid = order.payment.as_ref().map_or(Money::ZERO, |payment| payment.points_amount);
-    let points_refunded: Money =
-        order.refunds.iter().filter(|refund| refund.method == RefundMethod::Points).map(|refund| refund.amount).sum();
-    let points_part =
-        if method == RefundMethod::Points { owed } else { points_paid.saturating_sub(points_refunded).min(owed) };
+    let points_paid = order
+        .payment
+        .as_ref()
+        .map_or(Money::ZERO, |payment| payment.points_amount);
+    let points_refunded: Money = order
+        .refunds
+        .iter()
+        .filter(|refund| refund.method == RefundMethod::Points)
+        .map(|refund| refund.amount)
+        .sum();
+    let points_part = if method == RefundMethod::Points {
+        owed
+    } else {
+        points_paid.saturating_sub(points_refunded).min(owed)
+    };
     let rest = owed.saturating_sub(points_part);
 
     let mut immediate = Vec::new();
@@ -367,7 +419,10 @@ fn plan_refund(order: &Order, options: &CancelOptions) -> Result<RefundPlan, Can
     }
     let rest_text = rest.format(currency);
     let step = if rest.is_zero() {
-        step(StepStatus::Succeeded, format!("refunded {} as points", points_part.format(currency)))
+        step(
+            StepStatus::Succeeded,
+            format!("refunded {} as points", points_part.format(currency)),
+        )
     } else {
         match method {
             _ if needs_payment_provider(method) => {
@@ -375,7 +430,10 @@ fn plan_refund(order: &Order, options: &CancelOptions) -> Result<RefundPlan, Can
             }
             RefundMethod::StoreCredit | RefundMethod::Points => {
                 immediate.push((method, rest));
-                step(StepStatus::Succeeded, format!("refunded {} as {}", owed.format(currency), method))
+                step(
+                    StepStatus::Succeeded,
+                    format!("refunded {} as {}", owed.format(currency), method),
+                )
             }
             RefundMethod::BankTransfer => step(
                 StepStatus::Waiting,
@@ -385,11 +443,16 @@ fn plan_refund(order: &Order, options: &CancelOptions) -> Result<RefundPlan, Can
                 StepStatus::Waiting,
                 format!("waiting for the channel to refund {rest_text}"),
             ),
-            RefundMethod::OriginalPayment => unreachable!("needs_payment_provider covers original_payment"),
+            RefundMethod::OriginalPayment => {
+                unreachable!("needs_payment_provider covers original_payment")
+            }
         }
     };
     let refunded_now: Money = immediate.iter().map(|(_, amount)| *amount).sum();
-    let refunded_after = order.total_refund_price.checked_add(refunded_now).unwrap_or(order.total_refund_price);
+    let refunded_after = order
+        .total_refund_price
+        .checked_add(refunded_now)
+        .unwrap_or(order.total_refund_price);
     let financial_status = if refunded_now.is_zero() {
         order.financial_status
     } else if refunded_after >= order.total_paid {
@@ -397,7 +460,13 @@ fn plan_refund(order: &Order, options: &CancelOptions) -> Result<RefundPlan, Can
     } else {
         FinancialStatus::PartiallyRefunded
     };
-    Ok(RefundPlan { step, amount: owed, immediate, method: Some(method), financial_status })
+    Ok(RefundPlan {
+        step,
+        amount: owed,
+        immediate,
+        method: Some(method),
+        financial_status,
+    })
 }
 
 /// I2 and I4 as far as this version keeps stock: the messages say why nothing is put back.
@@ -409,7 +478,12 @@ fn plan_restock_step(order: &Order, options: &CancelOptions) -> PlannedStep {
     } else {
         "not run: stock keeping is not enabled in this version; adjust stock by hand"
     };
-    PlannedStep { kind: StepKind::Restock, status: StepStatus::Skipped, action: action.to_owned(), fee: None }
+    PlannedStep {
+        kind: StepKind::Restock,
+        status: StepStatus::Skipped,
+        action: action.to_owned(),
+        fee: None,
+    }
 }
 
 /// Cancels `order` as `options` ask (C1–C7, W1–W6): the plan, and the order's new state with its
@@ -431,7 +505,10 @@ pub fn cancel_order(
         "cancellation.created",
         actor,
         match &options.reason {
-            Some(reason) => format!("Cancellation requested by {}: {reason}", options.requested_by),
+            Some(reason) => format!(
+                "Cancellation requested by {}: {reason}",
+                options.requested_by
+            ),
             None => format!("Cancellation requested by {}.", options.requested_by),
         },
     )
@@ -447,15 +524,23 @@ pub fn cancel_order(
             message: planned.action.clone(),
             attempts: match planned.status {
                 StepStatus::Succeeded | StepStatus::Failed => 1,
-                StepStatus::Pending | StepStatus::Running | StepStatus::Skipped | StepStatus::Waiting => 0,
+                StepStatus::Pending
+                | StepStatus::Running
+                | StepStatus::Skipped
+                | StepStatus::Waiting => 0,
             },
             updated_at: now,
         })
         .collect();
     for step in &steps {
         history.push(
-            HistoryEntry::new(now, &format!("step.{}", step.kind), actor, format!("{}: {}", step.kind, step.message))
-                .with("status", step.status),
+            HistoryEntry::new(
+                now,
+                &format!("step.{}", step.kind),
+                actor,
+                format!("{}: {}", step.kind, step.message),
+            )
+            .with("status", step.status),
         );
     }
 
@@ -478,7 +563,11 @@ pub fn cancel_order(
                 now,
                 "refund.recorded",
                 actor,
-                format!("Refund of {} recorded ({}).", refund.amount.format(currency), refund.method),
+                format!(
+                    "Refund of {} recorded ({}).",
+                    refund.amount.format(currency),
+                    refund.method
+                ),
             )
             .with("refund_id", &refund.id)
             .with("amount", refund.amount.format(currency))
@@ -491,12 +580,20 @@ pub fn cancel_order(
     order.status = OrderStatus::Cancelled;
     order.fulfillment_status = FulfillmentStatus::Cancelled;
     order.canceled_at = Some(now);
-    order.cancel_reason = options.reason.clone().or_else(|| options.reason_code.clone());
+    order.cancel_reason = options
+        .reason
+        .clone()
+        .or_else(|| options.reason_code.clone());
     order.updated_at = now;
     for line in &mut order.line_items {
         line.cancelled_quantity = line.quantity;
     }
-    history.push(HistoryEntry::new(now, "order.cancelled", actor, "Order cancelled; it will not ship."));
+    history.push(HistoryEntry::new(
+        now,
+        "order.cancelled",
+        actor,
+        "Order cancelled; it will not ship.",
+    ));
 
     let completed = plan.cancellation_status == CancellationStatus::Completed;
     history.push(
@@ -507,7 +604,10 @@ pub fn cancel_order(
             if completed {
                 "Cancellation completed.".to_owned()
             } else {
-                format!("Cancellation awaiting refund: {} is still owed.", order.refundable().format(currency))
+                format!(
+                    "Cancellation awaiting refund: {} is still owed.",
+                    order.refundable().format(currency)
+                )
             },
         )
         .with("cancellation_id", &cancellation_id),
@@ -531,7 +631,14 @@ pub fn cancel_order(
         updated_at: now,
         completed_at: completed.then_some(now),
     });
-    Ok((plan, OrderChange { order, history, new_refunds: refunds }))
+    Ok((
+        plan,
+        OrderChange {
+            order,
+            history,
+            new_refunds: refunds,
+        },
+    ))
 }
 
 impl Cancellation {

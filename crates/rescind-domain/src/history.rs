@@ -36,7 +36,13 @@ pub struct HistoryEntry {
 
 impl HistoryEntry {
     pub fn new(at: Timestamp, kind: &str, actor: &Actor, message: impl Into<String>) -> Self {
-        HistoryEntry { at, kind: kind.to_owned(), actor: actor.label(), message: message.into(), data: Vec::new() }
+        HistoryEntry {
+            at,
+            kind: kind.to_owned(),
+            actor: actor.label(),
+            message: message.into(),
+            data: Vec::new(),
+        }
     }
 
     pub fn with(mut self, key: &str, value: impl ToString) -> Self {

@@ -29,8 +29,8 @@ impl Currency {
     /// Digits after the decimal point in this currency (ISO 4217 minor units): 0 for JPY, 3 for KWD.
     pub fn minor_units(&self) -> u32 {
         match self.code() {
-            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
-            | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF"
+            | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
             "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
             _ => 2,
         }
@@ -51,7 +51,11 @@ pub enum MoneyError {
     #[error("`{0}` is not a decimal amount such as \"1200\" or \"9.99\"")]
     NotADecimal(String),
     #[error("`{amount}` has more decimals than {currency} allows ({minor_units})")]
-    TooPrecise { amount: String, currency: String, minor_units: u32 },
+    TooPrecise {
+        amount: String,
+        currency: String,
+        minor_units: u32,
+    },
     #[error("`{0}` is larger than the largest accepted amount")]
     TooLarge(String),
 }
@@ -88,7 +92,8 @@ impl Money {
         if !well_formed {
             return Err(MoneyError::NotADecimal(text.to_owned()));
         }
-        let value = Decimal::from_str(text).map_err(|_| MoneyError::NotADecimal(text.to_owned()))?;
+        let value =
+            Decimal::from_str(text).map_err(|_| MoneyError::NotADecimal(text.to_owned()))?;
         if value > Decimal::from(MONEY_AMOUNT_MAX) {
             return Err(MoneyError::TooLarge(text.to_owned()));
         }
@@ -166,12 +171,24 @@ mod tests {
     #[test]
     fn floats_signs_exponents_and_excess_decimals_are_refused() {
         for bad in ["-1", "1e3", " 1", "1.", ".5", "", "1.2.3", "abc", "+1"] {
-            assert!(Money::parse(bad, usd()).is_err(), "{bad:?} should be refused");
+            assert!(
+                Money::parse(bad, usd()).is_err(),
+                "{bad:?} should be refused"
+            );
         }
-        assert!(matches!(Money::parse("10.5", jpy()), Err(MoneyError::TooPrecise { .. })));
+        assert!(matches!(
+            Money::parse("10.5", jpy()),
+            Err(MoneyError::TooPrecise { .. })
+        ));
         assert!(Money::parse("10.50", usd()).is_ok());
-        assert!(Money::parse("10.500", usd()).is_ok(), "trailing zeros add no precision");
-        assert!(matches!(Money::parse("10000000000000", usd()), Err(MoneyError::TooLarge(_))));
+        assert!(
+            Money::parse("10.500", usd()).is_ok(),
+            "trailing zeros add no precision"
+        );
+        assert!(matches!(
+            Money::parse("10000000000000", usd()),
+            Err(MoneyError::TooLarge(_))
+        ));
     }
 
     #[test]

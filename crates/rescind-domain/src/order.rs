@@ -232,7 +232,9 @@ pub struct ImportProblems(pub Vec<String>);
 impl NewOrder {
     /// Sum of the lines, `price × quantity`.
     pub fn sub_total(&self) -> Option<Money> {
-        self.line_items.iter().try_fold(Money::ZERO, |sum, line| sum.checked_add(line.price.checked_mul(line.quantity)?))
+        self.line_items.iter().try_fold(Money::ZERO, |sum, line| {
+            sum.checked_add(line.price.checked_mul(line.quantity)?)
+        })
     }
 
     /// Checks the amounts agree with each other: the discount fits within the order and the payment
@@ -244,7 +246,9 @@ impl NewOrder {
             .and_then(|sub| sub.checked_add(self.total_shipping))
             .and_then(|sum| sum.checked_add(self.total_tax));
         let Some(gross) = gross else {
-            return Err(ImportProblems(vec!["line_items: the order total is too large".to_owned()]));
+            return Err(ImportProblems(vec![
+                "line_items: the order total is too large".to_owned(),
+            ]));
         };
         let total_price = match gross.checked_sub(self.total_discount) {
             Some(total) => total,
@@ -254,7 +258,10 @@ impl NewOrder {
             }
         };
         if let Some(payment) = &self.payment {
-            let paid = payment.amount.checked_add(payment.points_amount).unwrap_or(payment.amount);
+            let paid = payment
+                .amount
+                .checked_add(payment.points_amount)
+                .unwrap_or(payment.amount);
             if problems.is_empty() && paid > total_price {
                 problems.push(format!(
                     "payment.amount: {} plus points {} exceeds the order total {}",
@@ -264,7 +271,10 @@ impl NewOrder {
                 ));
             }
         }
-        if self.financial_status == FinancialStatus::Paid && self.payment.is_none() && !total_price.is_zero() {
+        if self.financial_status == FinancialStatus::Paid
+            && self.payment.is_none()
+            && !total_price.is_zero()
+        {
             problems.push("payment: is required for an order imported as paid".to_owned());
         }
         if problems.is_empty() {
@@ -286,9 +296,10 @@ impl NewOrder {
         let total_price = self.check_amounts()?;
         let sub_total = self.sub_total().unwrap_or(Money::ZERO);
         let total_paid = match (self.financial_status, &self.payment) {
-            (FinancialStatus::Paid, Some(payment)) => {
-                payment.amount.checked_add(payment.points_amount).unwrap_or(payment.amount)
-            }
+            (FinancialStatus::Paid, Some(payment)) => payment
+                .amount
+                .checked_add(payment.points_amount)
+                .unwrap_or(payment.amount),
             _ => Money::ZERO,
         };
         let line_items = self

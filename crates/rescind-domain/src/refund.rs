@@ -49,8 +49,13 @@ pub struct RefundRequest {
 /// Why a refund cannot be recorded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RefundError {
-    #[error("the refund of {requested} exceeds what is still refundable on this order ({refundable})")]
-    ExceedsRefundable { requested: String, refundable: String },
+    #[error(
+        "the refund of {requested} exceeds what is still refundable on this order ({refundable})"
+    )]
+    ExceedsRefundable {
+        requested: String,
+        refundable: String,
+    },
     #[error("refunds to the original payment need a payment provider integration, and none is linked to this order; record a store_credit, points or bank_transfer refund instead")]
     PaymentProviderRequired,
     #[error("refund_method `channel` applies only to marketplace orders; this order is from the {kind} channel")]
@@ -61,7 +66,10 @@ pub enum RefundError {
 pub(crate) fn needs_payment_provider(method: RefundMethod) -> bool {
     match method {
         RefundMethod::OriginalPayment => true,
-        RefundMethod::StoreCredit | RefundMethod::Points | RefundMethod::BankTransfer | RefundMethod::Channel => false,
+        RefundMethod::StoreCredit
+        | RefundMethod::Points
+        | RefundMethod::BankTransfer
+        | RefundMethod::Channel => false,
     }
 }
 
@@ -86,7 +94,9 @@ pub fn record_refund(
         return Err(RefundError::PaymentProviderRequired);
     }
     if request.method == RefundMethod::Channel && order.channel_kind == ChannelKind::OwnStore {
-        return Err(RefundError::ChannelRefundNotApplicable { kind: order.channel_kind });
+        return Err(RefundError::ChannelRefundNotApplicable {
+            kind: order.channel_kind,
+        });
     }
 
     let mut order = order.clone();
@@ -103,7 +113,11 @@ pub fn record_refund(
         now,
         "refund.recorded",
         actor,
-        format!("Refund of {} recorded ({}).", refund.amount.format(order.currency), refund.method),
+        format!(
+            "Refund of {} recorded ({}).",
+            refund.amount.format(order.currency),
+            refund.method
+        ),
     )
     .with("refund_id", &refund.id)
     .with("amount", refund.amount.format(order.currency))
@@ -111,19 +125,33 @@ pub fn record_refund(
     apply_refunds(&mut order, std::slice::from_ref(&refund), now);
 
     if let Some(cancellation) = order.cancellation.as_mut() {
-        if cancellation.status == CancellationStatus::AwaitingRefund && order.total_refund_price >= order.total_paid {
+        if cancellation.status == CancellationStatus::AwaitingRefund
+            && order.total_refund_price >= order.total_paid
+        {
             cancellation.status = CancellationStatus::Completed;
             cancellation.completed_at = Some(now);
             cancellation.updated_at = now;
-            if let Some(step) = cancellation.steps.iter_mut().find(|step| step.kind == StepKind::Refund) {
+            if let Some(step) = cancellation
+                .steps
+                .iter_mut()
+                .find(|step| step.kind == StepKind::Refund)
+            {
                 step.status = StepStatus::Succeeded;
-                step.message = format!("refunded in full ({} recorded)", order.total_refund_price.format(order.currency));
+                step.message = format!(
+                    "refunded in full ({} recorded)",
+                    order.total_refund_price.format(order.currency)
+                );
                 step.attempts += 1;
                 step.updated_at = now;
             }
             history.push(
-                HistoryEntry::new(now, "cancellation.completed", actor, "Cancellation completed: everything paid has been refunded.")
-                    .with("cancellation_id", &cancellation.id),
+                HistoryEntry::new(
+                    now,
+                    "cancellation.completed",
+                    actor,
+                    "Cancellation completed: everything paid has been refunded.",
+                )
+                .with("cancellation_id", &cancellation.id),
             );
         }
     }
@@ -138,13 +166,20 @@ pub fn record_refund(
         ));
     }
     order.updated_at = now;
-    Ok(OrderChange { order, history, new_refunds: vec![refund] })
+    Ok(OrderChange {
+        order,
+        history,
+        new_refunds: vec![refund],
+    })
 }
 
 /// Adds refunds to the order's ledger and totals, and moves its financial status along.
 pub(crate) fn apply_refunds(order: &mut Order, refunds: &[Refund], now: Timestamp) {
     for refund in refunds {
-        order.total_refund_price = order.total_refund_price.checked_add(refund.amount).unwrap_or(order.total_refund_price);
+        order.total_refund_price = order
+            .total_refund_price
+            .checked_add(refund.amount)
+            .unwrap_or(order.total_refund_price);
         order.refunds.push(refund.clone());
     }
     if !refunds.is_empty() {

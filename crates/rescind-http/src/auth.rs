@@ -51,7 +51,9 @@ impl Principal {
     pub fn admin(&self) -> Result<(), ApiError> {
         match self {
             Principal::Admin => Ok(()),
-            Principal::Shop(_) => Err(ApiError::forbidden("Only the platform operator's token may manage shops.")),
+            Principal::Shop(_) => Err(ApiError::forbidden(
+                "Only the platform operator's token may manage shops.",
+            )),
         }
     }
 
@@ -88,7 +90,11 @@ pub fn new_secret() -> String {
 
 /// Resolves the bearer token of every `/api/v1` request (but the OpenAPI document) into a
 /// [`Principal`], or answers 401.
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let secret = request
         .headers()
         .get(AUTHORIZATION)
@@ -101,8 +107,16 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
     let principal = if state.admin_token_hash.as_deref() == Some(hash.as_str()) {
         Principal::Admin
     } else {
-        let token = state.store.token_by_hash(&hash).await?.ok_or_else(ApiError::unauthorized)?;
-        Principal::Shop(ShopAccess { token_id: token.id, shop_id: token.shop_id, scopes: token.scopes })
+        let token = state
+            .store
+            .token_by_hash(&hash)
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
+        Principal::Shop(ShopAccess {
+            token_id: token.id,
+            shop_id: token.shop_id,
+            scopes: token.scopes,
+        })
     };
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)

@@ -34,20 +34,30 @@ pub async fn limit_body(request: Request, next: Next) -> Result<Response, ApiErr
         return Err(too_large());
     }
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, REQUEST_BODY_BYTES_MAX).await.map_err(|_| too_large())?;
-    Ok(next.run(Request::from_parts(parts, Body::from(bytes))).await)
+    let bytes = axum::body::to_bytes(body, REQUEST_BODY_BYTES_MAX)
+        .await
+        .map_err(|_| too_large())?;
+    Ok(next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await)
 }
 
 /// Parses a JSON body into `T`: malformed JSON, wrong types and unknown fields are a 400 naming the
 /// place; an empty body counts as `{}` so endpoints whose fields are all optional need none.
 pub fn parse_json<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
     serde_json::from_slice(bytes).map_err(|error| {
         let problem = match error.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                 format!("the body is not valid JSON ({error})")
             }
-            serde_json::error::Category::Data | serde_json::error::Category::Io => error.to_string(),
+            serde_json::error::Category::Data | serde_json::error::Category::Io => {
+                error.to_string()
+            }
         };
         ApiError::invalid(vec![problem])
     })

@@ -4,8 +4,8 @@
 use crate::auth::{hash_secret, new_secret};
 use anyhow::{anyhow, Result};
 use rescind_domain::{
-    Actor, Address, ChannelKind, Currency, Customer, FinancialStatus, FulfillmentStatus, HistoryEntry, Money,
-    NewLineItem, NewOrder, Payment, PaymentMethod, Scope,
+    Actor, Address, ChannelKind, Currency, Customer, FinancialStatus, FulfillmentStatus,
+    HistoryEntry, Money, NewLineItem, NewOrder, Payment, PaymentMethod, Scope,
 };
 use rescind_store::{new_id, now, ApiToken, Channel, RandomIds, Settings, Shop, Store};
 
@@ -21,12 +21,21 @@ pub async fn seed(store: &Store) -> Result<Option<DemoShop>> {
     if store.count_shops().await? > 0 {
         return Ok(None);
     }
-    let shop = Shop { id: new_id("shop"), name: "Demo shop".to_owned(), settings: Settings::default() };
+    let shop = Shop {
+        id: new_id("shop"),
+        name: "Demo shop".to_owned(),
+        settings: Settings::default(),
+    };
     let token = new_secret();
     store
         .create_shop(
             &shop,
-            &ApiToken { id: new_id("tok"), shop_id: shop.id.clone(), token_hash: hash_secret(&token), scopes: Scope::ALL.to_vec() },
+            &ApiToken {
+                id: new_id("tok"),
+                shop_id: shop.id.clone(),
+                token_hash: hash_secret(&token),
+                scopes: Scope::ALL.to_vec(),
+            },
         )
         .await?;
     let channel = Channel {
@@ -43,30 +52,85 @@ pub async fn seed(store: &Store) -> Result<Option<DemoShop>> {
 
     let yen = Currency::parse("JPY")?;
     let statuses = [
-        (FulfillmentStatus::AwaitingPayment, FinancialStatus::Pending, PaymentMethod::BankTransfer),
-        (FulfillmentStatus::AwaitingShipment, FinancialStatus::Paid, PaymentMethod::BankTransfer),
-        (FulfillmentStatus::AwaitingShipment, FinancialStatus::Paid, PaymentMethod::Points),
-        (FulfillmentStatus::AwaitingAllocation, FinancialStatus::Paid, PaymentMethod::StoreCredit),
-        (FulfillmentStatus::AwaitingConfirmation, FinancialStatus::Paid, PaymentMethod::BankTransfer),
-        (FulfillmentStatus::InProgress, FinancialStatus::Paid, PaymentMethod::BankTransfer),
-        (FulfillmentStatus::Packed, FinancialStatus::Paid, PaymentMethod::BankTransfer),
-        (FulfillmentStatus::Shipped, FinancialStatus::Paid, PaymentMethod::BankTransfer),
-        (FulfillmentStatus::Delivered, FinancialStatus::Paid, PaymentMethod::Cod),
+        (
+            FulfillmentStatus::AwaitingPayment,
+            FinancialStatus::Pending,
+            PaymentMethod::BankTransfer,
+        ),
+        (
+            FulfillmentStatus::AwaitingShipment,
+            FinancialStatus::Paid,
+            PaymentMethod::BankTransfer,
+        ),
+        (
+            FulfillmentStatus::AwaitingShipment,
+            FinancialStatus::Paid,
+            PaymentMethod::Points,
+        ),
+        (
+            FulfillmentStatus::AwaitingAllocation,
+            FinancialStatus::Paid,
+            PaymentMethod::StoreCredit,
+        ),
+        (
+            FulfillmentStatus::AwaitingConfirmation,
+            FinancialStatus::Paid,
+            PaymentMethod::BankTransfer,
+        ),
+        (
+            FulfillmentStatus::InProgress,
+            FinancialStatus::Paid,
+            PaymentMethod::BankTransfer,
+        ),
+        (
+            FulfillmentStatus::Packed,
+            FinancialStatus::Paid,
+            PaymentMethod::BankTransfer,
+        ),
+        (
+            FulfillmentStatus::Shipped,
+            FinancialStatus::Paid,
+            PaymentMethod::BankTransfer,
+        ),
+        (
+            FulfillmentStatus::Delivered,
+            FinancialStatus::Paid,
+            PaymentMethod::Cod,
+        ),
     ];
-    let names = ["山田 太郎", "佐藤 花子", "鈴木 一郎", "Emma Clarke", "高橋 美咲", "田中 健", "Liam Wong", "伊藤 さくら", "渡辺 翔"];
+    let names = [
+        "山田 太郎",
+        "佐藤 花子",
+        "鈴木 一郎",
+        "Emma Clarke",
+        "高橋 美咲",
+        "田中 健",
+        "Liam Wong",
+        "伊藤 さくら",
+        "渡辺 翔",
+    ];
     let mut created = 0;
-    for (index, ((fulfillment_status, financial_status, method), name)) in statuses.iter().zip(names).enumerate() {
+    for (index, ((fulfillment_status, financial_status, method), name)) in
+        statuses.iter().zip(names).enumerate()
+    {
         let price = Money::parse(&format!("{}", 1200 + 800 * index), yen)?;
         let quantity = 1 + (index % 3) as u32;
         let shipping = Money::parse("600", yen)?;
-        let total = price.checked_mul(quantity).and_then(|sub| sub.checked_add(shipping)).ok_or_else(|| anyhow!("overflow"))?;
+        let total = price
+            .checked_mul(quantity)
+            .and_then(|sub| sub.checked_add(shipping))
+            .ok_or_else(|| anyhow!("overflow"))?;
         let new_order = NewOrder {
             channel_id: channel.id.clone(),
             channel_kind: ChannelKind::OwnStore,
             channel_order_id: None,
             number: None,
             currency: yen,
-            customer: Customer { name: name.to_owned(), email: Some(format!("customer{index}@example.com")), phone: None },
+            customer: Customer {
+                name: name.to_owned(),
+                email: Some(format!("customer{index}@example.com")),
+                phone: None,
+            },
             shipping_address: Address {
                 name: name.to_owned(),
                 postcode: "150-0001".to_owned(),
@@ -85,7 +149,13 @@ pub async fn seed(store: &Store) -> Result<Option<DemoShop>> {
             total_shipping: shipping,
             total_tax: Money::ZERO,
             total_discount: Money::ZERO,
-            payment: Some(Payment { method: *method, amount: total, provider_id: None, reference: None, points_amount: Money::ZERO }),
+            payment: Some(Payment {
+                method: *method,
+                amount: total,
+                provider_id: None,
+                reference: None,
+                points_amount: Money::ZERO,
+            }),
             financial_status: *financial_status,
             fulfillment_status: *fulfillment_status,
             deduct_inventory: false,
@@ -94,13 +164,24 @@ pub async fn seed(store: &Store) -> Result<Option<DemoShop>> {
         store
             .import_order(&shop.id, None, &channel.id, None, |number| {
                 let at = now();
-                let order = new_order.into_order(&shop.id, number, &mut RandomIds, at).map_err(|problems| problems.0)?;
-                let entry = HistoryEntry::new(at, "order.imported", &Actor::System, format!("Demo order {} imported.", order.number));
+                let order = new_order
+                    .into_order(&shop.id, number, &mut RandomIds, at)
+                    .map_err(|problems| problems.0)?;
+                let entry = HistoryEntry::new(
+                    at,
+                    "order.imported",
+                    &Actor::System,
+                    format!("Demo order {} imported.", order.number),
+                );
                 Ok((order, entry))
             })
             .await
             .map_err(|error| anyhow!("failed to seed a demo order: {error}"))?;
         created += 1;
     }
-    Ok(Some(DemoShop { shop_id: shop.id, token, orders: created }))
+    Ok(Some(DemoShop {
+        shop_id: shop.id,
+        token,
+        orders: created,
+    }))
 }

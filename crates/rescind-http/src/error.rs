@@ -13,7 +13,9 @@ use utoipa::ToSchema;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// One human sentence.
-    #[schema(example = "order #1001 has already shipped; it cannot be cancelled and must be handled as a return")]
+    #[schema(
+        example = "order #1001 has already shipped; it cannot be cancelled and must be handled as a return"
+    )]
     pub error: String,
     /// A stable snake_case code.
     #[schema(example = "return_required")]
@@ -34,7 +36,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), errors: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            errors: None,
+        }
     }
 
     /// 400 with one entry per problem.
@@ -44,11 +51,20 @@ impl ApiError {
         } else {
             format!("The request has {} problems.", errors.len())
         };
-        ApiError { status: StatusCode::BAD_REQUEST, code: "invalid_request", message, errors: Some(errors) }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_request",
+            message,
+            errors: Some(errors),
+        }
     }
 
     pub fn unauthorized() -> Self {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "A valid bearer token is required.")
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "A valid bearer token is required.",
+        )
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
@@ -56,17 +72,29 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("No such {what}."))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("No such {what}."),
+        )
     }
 
     /// A bug or an outage: logged in full, shown as an opaque sentence.
     pub fn internal(error: &anyhow::Error) -> Self {
         tracing::error!(error = format!("{error:#}"), "request failed unexpectedly");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on our side; nothing was lost. Try again.")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Something went wrong on our side; nothing was lost. Try again.",
+        )
     }
 
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { error: self.message.clone(), code: self.code.to_owned(), errors: self.errors.clone() }
+        ErrorBody {
+            error: self.message.clone(),
+            code: self.code.to_owned(),
+            errors: self.errors.clone(),
+        }
     }
 }
 
@@ -95,7 +123,9 @@ impl From<CancelError> for ApiError {
     fn from(error: CancelError) -> Self {
         let code = cancel_error_code(&error);
         match error {
-            CancelError::RefundMethodNotApplicable { .. } => ApiError::invalid(vec![format!("refund_method: {error}")]),
+            CancelError::RefundMethodNotApplicable { .. } => {
+                ApiError::invalid(vec![format!("refund_method: {error}")])
+            }
             _ => ApiError::new(StatusCode::CONFLICT, code, sentence(error.to_string())),
         }
     }
@@ -116,11 +146,17 @@ pub fn cancel_error_code(error: &CancelError) -> &'static str {
 impl From<RefundError> for ApiError {
     fn from(error: RefundError) -> Self {
         match error {
-            RefundError::ExceedsRefundable { .. } => ApiError::invalid(vec![format!("amount: {error}")]),
-            RefundError::ChannelRefundNotApplicable { .. } => ApiError::invalid(vec![format!("method: {error}")]),
-            RefundError::PaymentProviderRequired => {
-                ApiError::new(StatusCode::CONFLICT, "payment_provider_required", sentence(error.to_string()))
+            RefundError::ExceedsRefundable { .. } => {
+                ApiError::invalid(vec![format!("amount: {error}")])
             }
+            RefundError::ChannelRefundNotApplicable { .. } => {
+                ApiError::invalid(vec![format!("method: {error}")])
+            }
+            RefundError::PaymentProviderRequired => ApiError::new(
+                StatusCode::CONFLICT,
+                "payment_provider_required",
+                sentence(error.to_string()),
+            ),
         }
     }
 }

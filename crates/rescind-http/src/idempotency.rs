@@ -22,7 +22,11 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Set on a replayed response.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn idempotency(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     if request.method() != Method::POST {
         return Ok(next.run(request).await);
     }
@@ -46,14 +50,20 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
         .ok_or_else(ApiError::unauthorized)?;
 
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.map_err(|error| ApiError::internal(&error.into()))?;
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|error| ApiError::internal(&error.into()))?;
     let mut hasher = Sha256::new();
     hasher.update(parts.method.as_str().as_bytes());
     hasher.update(b" ");
     hasher.update(parts.uri.to_string().as_bytes());
     hasher.update(b"\n");
     hasher.update(&bytes);
-    let fingerprint: String = hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
+    let fingerprint: String = hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
 
     match state.store.claim_idempotency_key(&scope, &key, &fingerprint).await? {
         IdempotencyClaim::New => {}
@@ -80,13 +90,17 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
         }
     }
 
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
     let (parts, body) = response.into_parts();
     let bytes = match axum::body::to_bytes(body, STORED_RESPONSE_BYTES_MAX).await {
         Ok(bytes) => bytes,
         Err(error) => {
             state.store.release_idempotency_key(&scope, &key).await?;
-            return Err(ApiError::internal(&anyhow::anyhow!("response too large to store for replay: {error}")));
+            return Err(ApiError::internal(&anyhow::anyhow!(
+                "response too large to store for replay: {error}"
+            )));
         }
     };
     if parts.status.is_server_error() {
@@ -94,7 +108,10 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
         state.store.release_idempotency_key(&scope, &key).await?;
     } else {
         let body = String::from_utf8_lossy(&bytes);
-        state.store.complete_idempotency_key(&scope, &key, parts.status.as_u16(), &body).await?;
+        state
+            .store
+            .complete_idempotency_key(&scope, &key, parts.status.as_u16(), &body)
+            .await?;
     }
     Ok(Response::from_parts(parts, Body::from(bytes)))
 }

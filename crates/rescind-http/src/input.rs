@@ -1,10 +1,12 @@
 //! Turning request bodies into validated domain values, once, at the edge. Each problem becomes one
 //! entry of the 400's `errors`, named by its field.
 
-use crate::wire::{AddressBody, CancelRequest, CustomerBody, ImportOrderRequest, RecordRefundRequest};
+use crate::wire::{
+    AddressBody, CancelRequest, CustomerBody, ImportOrderRequest, RecordRefundRequest,
+};
 use rescind_domain::{
-    Address, CancelOptions, ChannelKind, Currency, Customer, FinancialStatus, FulfillmentStatus, Money, NewLineItem,
-    NewOrder, Payment, PaymentMethod, RefundMethod, RefundRequest, RequestedBy,
+    Address, CancelOptions, ChannelKind, Currency, Customer, FinancialStatus, FulfillmentStatus,
+    Money, NewLineItem, NewOrder, Payment, PaymentMethod, RefundMethod, RefundRequest, RequestedBy,
 };
 use serde_json::Value;
 
@@ -28,7 +30,10 @@ impl Problems {
 
     /// An optional text, trimmed, at most `max` characters; empty counts as absent.
     pub fn text(&mut self, field: &str, value: &Option<String>, max: usize) -> Option<String> {
-        let value = value.as_deref().map(str::trim).filter(|value| !value.is_empty())?;
+        let value = value
+            .as_deref()
+            .map(str::trim)
+            .filter(|value| !value.is_empty())?;
         if value.chars().count() > max {
             self.push(field, format_args!("is longer than {max} characters"));
             return None;
@@ -39,24 +44,43 @@ impl Problems {
     /// A required text.
     pub fn required_text(&mut self, field: &str, value: &Option<String>, max: usize) -> String {
         let text = self.text(field, value, max);
-        if text.is_none() && !self.0.iter().any(|problem| problem.starts_with(&format!("{field}:"))) {
+        if text.is_none()
+            && !self
+                .0
+                .iter()
+                .any(|problem| problem.starts_with(&format!("{field}:")))
+        {
             self.push(field, "is required");
         }
         text.unwrap_or_default()
     }
 
     /// An optional value of a named enumeration.
-    pub fn named<T>(&mut self, field: &str, value: &Option<String>, parse: fn(&str) -> Option<T>, names: Vec<&str>) -> Option<T> {
+    pub fn named<T>(
+        &mut self,
+        field: &str,
+        value: &Option<String>,
+        parse: fn(&str) -> Option<T>,
+        names: Vec<&str>,
+    ) -> Option<T> {
         let text = value.as_deref()?;
         let parsed = parse(text);
         if parsed.is_none() {
-            self.push(field, format_args!("`{text}` is not one of {}", names.join(", ")));
+            self.push(
+                field,
+                format_args!("`{text}` is not one of {}", names.join(", ")),
+            );
         }
         parsed
     }
 
     /// An optional money value: a decimal string in `currency`.
-    pub fn money(&mut self, field: &str, value: &Option<Value>, currency: Option<Currency>) -> Option<Money> {
+    pub fn money(
+        &mut self,
+        field: &str,
+        value: &Option<Value>,
+        currency: Option<Currency>,
+    ) -> Option<Money> {
         match value.as_ref()? {
             Value::String(text) => {
                 let parsed = match currency {
@@ -67,7 +91,10 @@ impl Problems {
             }
             Value::Null => None,
             other => {
-                self.push(field, format_args!("must be a decimal string such as \"9.99\", not {other}"));
+                self.push(
+                    field,
+                    format_args!("must be a decimal string such as \"9.99\", not {other}"),
+                );
                 None
             }
         }
@@ -85,7 +112,11 @@ impl Problems {
 fn customer(problems: &mut Problems, customer: &Option<CustomerBody>) -> Customer {
     let Some(customer) = customer else {
         problems.push("customer", "is required");
-        return Customer { name: String::new(), email: None, phone: None };
+        return Customer {
+            name: String::new(),
+            email: None,
+            phone: None,
+        };
     };
     let email = problems.text("customer.email", &customer.email, TEXT_LENGTH_MAX);
     if email.as_deref().is_some_and(|email| !email.contains('@')) {
@@ -112,33 +143,67 @@ pub fn address(problems: &mut Problems, field: &str, address: &Option<AddressBod
             phone: None,
         };
     };
-    let prefecture = problems.text(&format!("{field}.prefecture"), &body.prefecture, TEXT_LENGTH_MAX);
-    let province = problems.text(&format!("{field}.province"), &body.province, TEXT_LENGTH_MAX);
+    let prefecture = problems.text(
+        &format!("{field}.prefecture"),
+        &body.prefecture,
+        TEXT_LENGTH_MAX,
+    );
+    let province = problems.text(
+        &format!("{field}.province"),
+        &body.province,
+        TEXT_LENGTH_MAX,
+    );
     if prefecture.is_none() && province.is_none() {
         problems.push(field, "needs a prefecture or a province");
     }
     Address {
         name: problems.required_text(&format!("{field}.name"), &body.name, TEXT_LENGTH_MAX),
-        postcode: problems.required_text(&format!("{field}.postcode"), &body.postcode, CODE_LENGTH_MAX),
+        postcode: problems.required_text(
+            &format!("{field}.postcode"),
+            &body.postcode,
+            CODE_LENGTH_MAX,
+        ),
         prefecture,
         province,
-        address1: problems.required_text(&format!("{field}.address1"), &body.address1, TEXT_LENGTH_MAX),
-        address2: problems.text(&format!("{field}.address2"), &body.address2, TEXT_LENGTH_MAX),
+        address1: problems.required_text(
+            &format!("{field}.address1"),
+            &body.address1,
+            TEXT_LENGTH_MAX,
+        ),
+        address2: problems.text(
+            &format!("{field}.address2"),
+            &body.address2,
+            TEXT_LENGTH_MAX,
+        ),
         phone: problems.text(&format!("{field}.phone"), &body.phone, CODE_LENGTH_MAX),
     }
 }
 
 /// Validates an import. `channel_kind` is the kind of the channel the request names, when it exists
 /// in the shop (the caller looked it up).
-pub fn new_order(request: &ImportOrderRequest, channel_kind: Option<ChannelKind>) -> Result<NewOrder, Vec<String>> {
+pub fn new_order(
+    request: &ImportOrderRequest,
+    channel_kind: Option<ChannelKind>,
+) -> Result<NewOrder, Vec<String>> {
     let mut problems = Problems::default();
     let channel_id = problems.required_text("channel_id", &request.channel_id, CODE_LENGTH_MAX);
     if !channel_id.is_empty() && channel_kind.is_none() {
-        problems.push("channel_id", format_args!("no channel `{channel_id}` in this shop"));
+        problems.push(
+            "channel_id",
+            format_args!("no channel `{channel_id}` in this shop"),
+        );
     }
-    let channel_order_id = problems.text("channel_order_id", &request.channel_order_id, CODE_LENGTH_MAX);
-    if channel_kind.is_some_and(ChannelKind::requires_channel_cancel) && channel_order_id.is_none() {
-        problems.push("channel_order_id", "is required for marketplace orders (rescind cancels them at the channel by it)");
+    let channel_order_id = problems.text(
+        "channel_order_id",
+        &request.channel_order_id,
+        CODE_LENGTH_MAX,
+    );
+    if channel_kind.is_some_and(ChannelKind::requires_channel_cancel) && channel_order_id.is_none()
+    {
+        problems.push(
+            "channel_order_id",
+            "is required for marketplace orders (rescind cancels them at the channel by it)",
+        );
     }
     let number = problems.text("number", &request.number, CODE_LENGTH_MAX);
     let currency = match request.currency.as_deref() {
@@ -146,7 +211,9 @@ pub fn new_order(request: &ImportOrderRequest, channel_kind: Option<ChannelKind>
             problems.push("currency", "is required");
             None
         }
-        Some(code) => Currency::parse(code).map_err(|error| problems.push("currency", error)).ok(),
+        Some(code) => Currency::parse(code)
+            .map_err(|error| problems.push("currency", error))
+            .ok(),
     };
     let customer = customer(&mut problems, &request.customer);
     let shipping_address = address(&mut problems, "shipping_address", &request.shipping_address);
@@ -155,9 +222,13 @@ pub fn new_order(request: &ImportOrderRequest, channel_kind: Option<ChannelKind>
     match &request.line_items {
         None => problems.push("line_items", "is required"),
         Some(lines) if lines.is_empty() => problems.push("line_items", "needs at least one line"),
-        Some(lines) if lines.len() > LINE_ITEMS_MAX => {
-            problems.push("line_items", format_args!("has {} lines; at most {LINE_ITEMS_MAX} are accepted", lines.len()))
-        }
+        Some(lines) if lines.len() > LINE_ITEMS_MAX => problems.push(
+            "line_items",
+            format_args!(
+                "has {} lines; at most {LINE_ITEMS_MAX} are accepted",
+                lines.len()
+            ),
+        ),
         Some(lines) => {
             for (index, line) in lines.iter().enumerate() {
                 let field = |name: &str| format!("line_items[{index}].{name}");
@@ -169,7 +240,10 @@ pub fn new_order(request: &ImportOrderRequest, channel_kind: Option<ChannelKind>
                         0
                     }
                     Some(quantity) if !(1..=LINE_QUANTITY_MAX).contains(&quantity) => {
-                        problems.push(&field("quantity"), format_args!("must be between 1 and {LINE_QUANTITY_MAX}"));
+                        problems.push(
+                            &field("quantity"),
+                            format_args!("must be between 1 and {LINE_QUANTITY_MAX}"),
+                        );
                         0
                     }
                     Some(quantity) => quantity as u32,
@@ -178,13 +252,24 @@ pub fn new_order(request: &ImportOrderRequest, channel_kind: Option<ChannelKind>
                 if line.price.is_none() {
                     problems.push(&field("price"), "is required");
                 }
-                line_items.push(NewLineItem { sku, title, quantity, price: price.unwrap_or(Money::ZERO) });
+                line_items.push(NewLineItem {
+                    sku,
+                    title,
+                    quantity,
+                    price: price.unwrap_or(Money::ZERO),
+                });
             }
         }
     }
-    let total_shipping = problems.money("total_shipping", &request.total_shipping, currency).unwrap_or(Money::ZERO);
-    let total_tax = problems.money("total_tax", &request.total_tax, currency).unwrap_or(Money::ZERO);
-    let total_discount = problems.money("total_discount", &request.total_discount, currency).unwrap_or(Money::ZERO);
+    let total_shipping = problems
+        .money("total_shipping", &request.total_shipping, currency)
+        .unwrap_or(Money::ZERO);
+    let total_tax = problems
+        .money("total_tax", &request.total_tax, currency)
+        .unwrap_or(Money::ZERO);
+    let total_discount = problems
+        .money("total_discount", &request.total_discount, currency)
+        .unwrap_or(Money::ZERO);
 
     let payment = request.payment.as_ref().map(|payment| {
         let method = problems.named("payment.method", &payment.method, PaymentMethod::parse, PaymentMethod::names());
@@ -210,8 +295,12 @@ pub fn new_order(request: &ImportOrderRequest, channel_kind: Option<ChannelKind>
         }
     });
 
-    let financial_status =
-        problems.named("financial_status", &request.financial_status, FinancialStatus::parse, FinancialStatus::names());
+    let financial_status = problems.named(
+        "financial_status",
+        &request.financial_status,
+        FinancialStatus::parse,
+        FinancialStatus::names(),
+    );
     match financial_status {
         None if request.financial_status.is_none() => problems.push("financial_status", "is required"),
         Some(FinancialStatus::PartiallyRefunded | FinancialStatus::Refunded | FinancialStatus::Voided) => problems.push(
@@ -227,10 +316,13 @@ pub fn new_order(request: &ImportOrderRequest, channel_kind: Option<ChannelKind>
         FulfillmentStatus::names(),
     );
     match fulfillment_status {
-        None if request.fulfillment_status.is_none() => problems.push("fulfillment_status", "is required"),
-        Some(FulfillmentStatus::Cancelled) => {
-            problems.push("fulfillment_status", "an order is imported open; cancel it through rescind")
+        None if request.fulfillment_status.is_none() => {
+            problems.push("fulfillment_status", "is required")
         }
+        Some(FulfillmentStatus::Cancelled) => problems.push(
+            "fulfillment_status",
+            "an order is imported open; cancel it through rescind",
+        ),
         _ => {}
     }
     if let Some(warehouse_id) = &request.warehouse_id {
@@ -243,7 +335,11 @@ pub fn new_order(request: &ImportOrderRequest, channel_kind: Option<ChannelKind>
     let (Some(currency), Some(channel_kind), Some(financial_status), Some(fulfillment_status)) =
         (currency, channel_kind, financial_status, fulfillment_status)
     else {
-        return Err(if problems.0.is_empty() { vec!["the order is incomplete".to_owned()] } else { problems.0 });
+        return Err(if problems.0.is_empty() {
+            vec!["the order is incomplete".to_owned()]
+        } else {
+            problems.0
+        });
     };
     let order = NewOrder {
         channel_id,
@@ -272,7 +368,10 @@ pub fn new_order(request: &ImportOrderRequest, channel_kind: Option<ChannelKind>
 }
 
 /// Validates the options of a cancel (W1).
-pub fn cancel_options(request: &CancelRequest, requested_by: RequestedBy) -> Result<CancelOptions, Vec<String>> {
+pub fn cancel_options(
+    request: &CancelRequest,
+    requested_by: RequestedBy,
+) -> Result<CancelOptions, Vec<String>> {
     let mut problems = Problems::default();
     let options = CancelOptions {
         requested_by,
@@ -281,18 +380,29 @@ pub fn cancel_options(request: &CancelRequest, requested_by: RequestedBy) -> Res
         reason_detail: problems.text("reason_detail", &request.reason_detail, TEXT_LENGTH_MAX),
         staff_note: problems.text("staff_note", &request.staff_note, TEXT_LENGTH_MAX),
         refund: request.refund.unwrap_or(true),
-        refund_method: problems.named("refund_method", &request.refund_method, RefundMethod::parse, RefundMethod::names()),
+        refund_method: problems.named(
+            "refund_method",
+            &request.refund_method,
+            RefundMethod::parse,
+            RefundMethod::names(),
+        ),
         restock: request.restock.unwrap_or(true),
         notify_customer: request.notify_customer.unwrap_or(true),
     };
     if request.line_items.is_some() {
-        problems.push("line_items", "partial cancellation is not available yet; cancel the whole order");
+        problems.push(
+            "line_items",
+            "partial cancellation is not available yet; cancel the whole order",
+        );
     }
     problems.into_result(options)
 }
 
 /// Validates a refund record; amounts are checked against the order's currency by the caller.
-pub fn refund_request(request: &RecordRefundRequest, currency: Currency) -> Result<RefundRequest, Vec<String>> {
+pub fn refund_request(
+    request: &RecordRefundRequest,
+    currency: Currency,
+) -> Result<RefundRequest, Vec<String>> {
     let mut problems = Problems::default();
     let amount = problems.money("amount", &request.amount, Some(currency));
     match (&request.amount, amount) {
@@ -300,13 +410,22 @@ pub fn refund_request(request: &RecordRefundRequest, currency: Currency) -> Resu
         (_, Some(amount)) if amount.is_zero() => problems.push("amount", "must be more than zero"),
         _ => {}
     }
-    let method = problems.named("method", &request.method, RefundMethod::parse, RefundMethod::names());
+    let method = problems.named(
+        "method",
+        &request.method,
+        RefundMethod::parse,
+        RefundMethod::names(),
+    );
     if request.method.is_none() {
         problems.push("method", "is required");
     }
     let note = problems.text("note", &request.note, TEXT_LENGTH_MAX);
     match (amount, method) {
-        (Some(amount), Some(method)) if problems.0.is_empty() => Ok(RefundRequest { amount, method, note }),
+        (Some(amount), Some(method)) if problems.0.is_empty() => Ok(RefundRequest {
+            amount,
+            method,
+            note,
+        }),
         _ => Err(problems.0),
     }
 }

@@ -37,7 +37,9 @@ impl AppState {
         AppState {
             store,
             metrics: Arc::new(metrics::Metrics::default()),
-            admin_token_hash: admin_token.filter(|token| !token.is_empty()).map(auth::hash_secret),
+            admin_token_hash: admin_token
+                .filter(|token| !token.is_empty())
+                .map(auth::hash_secret),
         }
     }
 }
@@ -48,15 +50,33 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/shops", post(routes::admin::create_shop))
         .route("/shops/{shop_id}/tokens", post(routes::admin::create_token))
-        .route("/settings", get(routes::settings::get_settings).patch(routes::settings::update_settings))
-        .route("/channels", post(routes::channels::create_channel).get(routes::channels::list_channels))
+        .route(
+            "/settings",
+            get(routes::settings::get_settings).patch(routes::settings::update_settings),
+        )
+        .route(
+            "/channels",
+            post(routes::channels::create_channel).get(routes::channels::list_channels),
+        )
         .route("/channels/{channel_id}", get(routes::channels::get_channel))
-        .route("/orders", post(routes::orders::import_order).get(routes::orders::list_orders))
+        .route(
+            "/orders",
+            post(routes::orders::import_order).get(routes::orders::list_orders),
+        )
         .route("/orders/cancel", post(routes::cancel::bulk_cancel))
         .route("/orders/{order_id}", get(routes::orders::get_order))
-        .route("/orders/{order_id}/history", get(routes::orders::order_history))
-        .route("/orders/{order_id}/cancel", post(routes::cancel::cancel_order))
-        .route("/orders/{order_id}/refunds", post(routes::cancel::record_refund))
+        .route(
+            "/orders/{order_id}/history",
+            get(routes::orders::order_history),
+        )
+        .route(
+            "/orders/{order_id}/cancel",
+            post(routes::cancel::cancel_order),
+        )
+        .route(
+            "/orders/{order_id}/refunds",
+            post(routes::cancel::record_refund),
+        )
         .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
         .layer(from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
@@ -85,14 +105,21 @@ pub async fn serve(
             loop {
                 interval.tick().await;
                 match store.purge_idempotency_keys().await {
-                    Ok(deleted) if deleted > 0 => tracing::info!(deleted, "purged expired idempotency keys"),
+                    Ok(deleted) if deleted > 0 => {
+                        tracing::info!(deleted, "purged expired idempotency keys")
+                    }
                     Ok(_) => {}
-                    Err(error) => tracing::warn!(error = format!("{error:#}"), "failed to purge idempotency keys"),
+                    Err(error) => tracing::warn!(
+                        error = format!("{error:#}"),
+                        "failed to purge idempotency keys"
+                    ),
                 }
             }
         }
     });
-    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
     purger.abort();
     store.close().await;
     served

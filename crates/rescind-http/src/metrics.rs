@@ -23,12 +23,19 @@ impl Metrics {
     /// Counts one cancel attempt by its outcome: a cancellation status (`completed`,
     /// `awaiting_refund`, `processing`) or a refusal code (`already_cancelled`, …).
     pub fn count_cancellation(&self, outcome: &'static str) {
-        *self.cancellations.lock().expect("metrics lock").entry(outcome).or_default() += 1;
+        *self
+            .cancellations
+            .lock()
+            .expect("metrics lock")
+            .entry(outcome)
+            .or_default() += 1;
     }
 
     fn count_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let mut requests = self.requests.lock().expect("metrics lock");
-        let entry = requests.entry((method.to_owned(), route.to_owned(), status)).or_default();
+        let entry = requests
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default();
         entry.0 += 1;
         entry.1 += seconds;
     }
@@ -36,7 +43,9 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut text = String::new();
-        text.push_str("# HELP rescind_http_requests_total HTTP requests by method, route and status.\n");
+        text.push_str(
+            "# HELP rescind_http_requests_total HTTP requests by method, route and status.\n",
+        );
         text.push_str("# TYPE rescind_http_requests_total counter\n");
         let requests = self.requests.lock().expect("metrics lock").clone();
         for ((method, route, status), (count, _)) in &requests {
@@ -53,7 +62,10 @@ impl Metrics {
         text.push_str("# HELP rescind_cancellations_total Cancel attempts by outcome.\n");
         text.push_str("# TYPE rescind_cancellations_total counter\n");
         for (outcome, count) in self.cancellations.lock().expect("metrics lock").iter() {
-            let _ = writeln!(text, "rescind_cancellations_total{{outcome=\"{outcome}\"}} {count}");
+            let _ = writeln!(
+                text,
+                "rescind_cancellations_total{{outcome=\"{outcome}\"}} {count}"
+            );
         }
         text
     }
@@ -70,7 +82,9 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let response = next.run(request).await;
     let seconds = started.elapsed().as_secs_f64();
     let status = response.status().as_u16();
-    state.metrics.count_request(&method, &route, status, seconds);
+    state
+        .metrics
+        .count_request(&method, &route, status, seconds);
     tracing::info!(%method, %route, status, latency_ms = seconds * 1000.0, "request");
     response
 }

@@ -2,8 +2,9 @@
 //! these shapes; this module is the only place that does.
 
 use rescind_domain::{
-    Cancellation, CancellationStatus, ChannelKind, FinancialStatus, FulfillmentStatus, HistoryEntry, Order,
-    OrderStatus, PaymentMethod, RefundMethod, RequestedBy, Scope, StepKind, StepStatus, Timestamp, Warning,
+    Cancellation, CancellationStatus, ChannelKind, FinancialStatus, FulfillmentStatus,
+    HistoryEntry, Order, OrderStatus, PaymentMethod, RefundMethod, RequestedBy, Scope, StepKind,
+    StepStatus, Timestamp, Warning,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -21,7 +22,10 @@ pub fn rfc3339(at: Timestamp) -> String {
 }
 
 fn enum_schema(names: Vec<&'static str>) -> Object {
-    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names)).build()
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(names))
+        .build()
 }
 
 macro_rules! enum_schemas {
@@ -50,11 +54,15 @@ fn nullable_refund_method_schema() -> Object {
 }
 
 fn warnings_schema() -> utoipa::openapi::schema::Array {
-    utoipa::openapi::schema::ArrayBuilder::new().items(warning_schema()).build()
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(warning_schema())
+        .build()
 }
 
 fn scopes_schema() -> utoipa::openapi::schema::Array {
-    utoipa::openapi::schema::ArrayBuilder::new().items(scope_schema()).build()
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(scope_schema())
+        .build()
 }
 
 // ---- platform administration ----
@@ -507,7 +515,9 @@ pub fn cancellation_body(cancellation: &Cancellation) -> CancellationBody {
         reason_detail: cancellation.reason_detail.clone(),
         staff_note: cancellation.staff_note.clone(),
         refund: cancellation.refund,
-        refund_method: cancellation.refund_method.map(|method| method.as_str().to_owned()),
+        refund_method: cancellation
+            .refund_method
+            .map(|method| method.as_str().to_owned()),
         restock: cancellation.restock,
         notify_customer: cancellation.notify_customer,
         needs_attention: cancellation.needs_attention,
@@ -599,8 +609,16 @@ pub fn order_body(order: &Order) -> OrderBody {
         warehouse_id: order.warehouse_id.clone(),
         outbound: None,
         cancellation: order.cancellation.as_ref().map(cancellation_body),
-        refunds: order.refunds.iter().map(|refund| refund_body(order, refund)).collect(),
-        warnings: order.warnings.iter().map(|warning| warning.as_str().to_owned()).collect(),
+        refunds: order
+            .refunds
+            .iter()
+            .map(|refund| refund_body(order, refund))
+            .collect(),
+        warnings: order
+            .warnings
+            .iter()
+            .map(|warning| warning.as_str().to_owned())
+            .collect(),
     }
 }
 
@@ -610,7 +628,11 @@ pub fn history_body(entry: &HistoryEntry) -> HistoryEntryBody {
         kind: entry.kind.clone(),
         actor: entry.actor.clone(),
         message: entry.message.clone(),
-        data: entry.data.iter().map(|(key, value)| (key.clone(), Value::from(value.as_str()))).collect(),
+        data: entry
+            .data
+            .iter()
+            .map(|(key, value)| (key.clone(), Value::from(value.as_str())))
+            .collect(),
     }
 }
 

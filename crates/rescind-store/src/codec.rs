@@ -3,12 +3,17 @@
 
 use anyhow::{anyhow, Context, Result};
 use rescind_domain::{
-    Address, Customer, LineItem, Money, Payment, PaymentMethod, Step, StepKind, StepStatus, Timestamp, Warning,
+    Address, Customer, LineItem, Money, Payment, PaymentMethod, Step, StepKind, StepStatus,
+    Timestamp, Warning,
 };
 use serde_json::{json, Map, Value};
 
 fn text(value: &Value, key: &str) -> Result<String> {
-    value.get(key).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| anyhow!("stored JSON lacks `{key}`"))
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("stored JSON lacks `{key}`"))
 }
 
 fn optional_text(value: &Value, key: &str) -> Option<String> {
@@ -16,7 +21,10 @@ fn optional_text(value: &Value, key: &str) -> Option<String> {
 }
 
 fn number(value: &Value, key: &str) -> Result<i64> {
-    value.get(key).and_then(Value::as_i64).ok_or_else(|| anyhow!("stored JSON lacks number `{key}`"))
+    value
+        .get(key)
+        .and_then(Value::as_i64)
+        .ok_or_else(|| anyhow!("stored JSON lacks number `{key}`"))
 }
 
 fn money(value: &Value, key: &str) -> Result<Money> {
@@ -84,7 +92,9 @@ pub(crate) fn line_items_to_json(lines: &[LineItem]) -> String {
 
 pub(crate) fn line_items_from_json(json: &str) -> Result<Vec<LineItem>> {
     let value = parse(json)?;
-    let lines = value.as_array().ok_or_else(|| anyhow!("stored line items are not an array"))?;
+    let lines = value
+        .as_array()
+        .ok_or_else(|| anyhow!("stored line items are not an array"))?;
     lines
         .iter()
         .map(|line| {
@@ -112,7 +122,11 @@ pub(crate) fn payment_to_json(payment: &Payment) -> String {
 pub(crate) fn payment_from_json(json: &str) -> Result<Payment> {
     let value = parse(json)?;
     Ok(Payment {
-        method: parse_named(&text(&value, "method")?, PaymentMethod::parse, "payment method")?,
+        method: parse_named(
+            &text(&value, "method")?,
+            PaymentMethod::parse,
+            "payment method",
+        )?,
         amount: money(&value, "amount")?,
         provider_id: optional_text(&value, "provider_id"),
         reference: optional_text(&value, "reference"),
@@ -121,12 +135,20 @@ pub(crate) fn payment_from_json(json: &str) -> Result<Payment> {
 }
 
 pub(crate) fn warnings_to_json(warnings: &[Warning]) -> String {
-    Value::Array(warnings.iter().map(|warning| Value::from(warning.as_str())).collect()).to_string()
+    Value::Array(
+        warnings
+            .iter()
+            .map(|warning| Value::from(warning.as_str()))
+            .collect(),
+    )
+    .to_string()
 }
 
 pub(crate) fn warnings_from_json(json: &str) -> Result<Vec<Warning>> {
     let value = parse(json)?;
-    let items = value.as_array().ok_or_else(|| anyhow!("stored warnings are not an array"))?;
+    let items = value
+        .as_array()
+        .ok_or_else(|| anyhow!("stored warnings are not an array"))?;
     items
         .iter()
         .map(|item| parse_named(item.as_str().unwrap_or_default(), Warning::parse, "warning"))
@@ -150,7 +172,9 @@ pub(crate) fn steps_to_json(steps: &[Step]) -> String {
 
 pub(crate) fn steps_from_json(json: &str) -> Result<Vec<Step>> {
     let value = parse(json)?;
-    let items = value.as_array().ok_or_else(|| anyhow!("stored steps are not an array"))?;
+    let items = value
+        .as_array()
+        .ok_or_else(|| anyhow!("stored steps are not an array"))?;
     items
         .iter()
         .map(|step| {
@@ -166,20 +190,34 @@ pub(crate) fn steps_from_json(json: &str) -> Result<Vec<Step>> {
 }
 
 pub(crate) fn history_data_to_json(data: &[(String, String)]) -> String {
-    let map: Map<String, Value> = data.iter().map(|(key, value)| (key.clone(), Value::from(value.as_str()))).collect();
+    let map: Map<String, Value> = data
+        .iter()
+        .map(|(key, value)| (key.clone(), Value::from(value.as_str())))
+        .collect();
     Value::Object(map).to_string()
 }
 
 pub(crate) fn history_data_from_json(json: &str) -> Result<Vec<(String, String)>> {
     let value = parse(json)?;
-    let map = value.as_object().ok_or_else(|| anyhow!("stored history data is not an object"))?;
-    Ok(map.iter().map(|(key, value)| (key.clone(), value.as_str().unwrap_or_default().to_owned())).collect())
+    let map = value
+        .as_object()
+        .ok_or_else(|| anyhow!("stored history data is not an object"))?;
+    Ok(map
+        .iter()
+        .map(|(key, value)| (key.clone(), value.as_str().unwrap_or_default().to_owned()))
+        .collect())
 }
 
 pub(crate) fn scopes_to_text(scopes: &[rescind_domain::Scope]) -> String {
-    scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>().join(" ")
+    scopes
+        .iter()
+        .map(|scope| scope.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub(crate) fn scopes_from_text(text: &str) -> Result<Vec<rescind_domain::Scope>> {
-    text.split_whitespace().map(|name| parse_named(name, rescind_domain::Scope::parse, "scope")).collect()
+    text.split_whitespace()
+        .map(|name| parse_named(name, rescind_domain::Scope::parse, "scope"))
+        .collect()
 }

@@ -50,7 +50,10 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { customer_cancellation_requests: false, inventory_push_interval_s: 300 }
+        Settings {
+            customer_cancellation_requests: false,
+            inventory_push_interval_s: 300,
+        }
     }
 }
 
@@ -150,7 +153,9 @@ pub const BULK_ORDERS_MAX: usize = 1000;
 
 mod sqlite {
     //! The SQLite backend.
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
     use std::str::FromStr;
     pub(crate) type Db = sqlx::Sqlite;
     const DIALECT: crate::Dialect = crate::Dialect {
@@ -171,8 +176,14 @@ mod sqlite {
             .busy_timeout(std::time::Duration::from_secs(5))
             .foreign_keys(true);
         // One writer connection: writes queue in the pool instead of failing with SQLITE_BUSY.
-        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
-        let read = SqlitePoolOptions::new().max_connections(READ_CONNECTIONS_MAX).connect_with(options).await?;
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS_MAX)
+            .connect_with(options)
+            .await?;
         Ok(Backend { write, read })
     }
 
@@ -195,8 +206,14 @@ mod postgres {
 
     pub(crate) async fn connect(url: &str) -> anyhow::Result<Backend> {
         let options = PgConnectOptions::from_str(url)?;
-        let pool = PgPoolOptions::new().max_connections(CONNECTIONS_MAX).connect_with(options).await?;
-        Ok(Backend { write: pool.clone(), read: pool })
+        let pool = PgPoolOptions::new()
+            .max_connections(CONNECTIONS_MAX)
+            .connect_with(options)
+            .await?;
+        Ok(Backend {
+            write: pool.clone(),
+            read: pool,
+        })
     }
 
     include!("backend.rs");
@@ -227,7 +244,9 @@ impl Store {
         } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
             Store::Postgres(postgres::connect(database_url).await?)
         } else {
-            anyhow::bail!("unsupported database URL `{database_url}`: use sqlite://FILE or postgres://…");
+            anyhow::bail!(
+                "unsupported database URL `{database_url}`: use sqlite://FILE or postgres://…"
+            );
         };
         let opened = &store;
         dispatch!(opened, backend => backend.migrate().await)?;
@@ -298,12 +317,22 @@ impl Store {
         dispatch!(self, backend => backend.order(shop_id, order_id).await)
     }
 
-    pub async fn orders(&self, shop_id: &str, filter: &OrderFilter, cursor: Option<&str>, limit: u32) -> Result<Page<Order>> {
+    pub async fn orders(
+        &self,
+        shop_id: &str,
+        filter: &OrderFilter,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Order>> {
         dispatch!(self, backend => backend.orders(shop_id, filter, cursor, limit).await)
     }
 
     /// The order's history, oldest first; `None` when the order is not in this shop.
-    pub async fn history(&self, shop_id: &str, order_id: &str) -> Result<Option<Vec<HistoryEntry>>> {
+    pub async fn history(
+        &self,
+        shop_id: &str,
+        order_id: &str,
+    ) -> Result<Option<Vec<HistoryEntry>>> {
         dispatch!(self, backend => backend.history(shop_id, order_id).await)
     }
 
@@ -328,11 +357,22 @@ impl Store {
         dispatch!(self, backend => backend.change_orders(shop_id, order_ids, decide).await)
     }
 
-    pub async fn claim_idempotency_key(&self, scope: &str, key: &str, fingerprint: &str) -> Result<IdempotencyClaim> {
+    pub async fn claim_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<IdempotencyClaim> {
         dispatch!(self, backend => backend.claim_idempotency_key(scope, key, fingerprint, now()).await)
     }
 
-    pub async fn complete_idempotency_key(&self, scope: &str, key: &str, status_code: u16, body: &str) -> Result<()> {
+    pub async fn complete_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        status_code: u16,
+        body: &str,
+    ) -> Result<()> {
         dispatch!(self, backend => backend.complete_idempotency_key(scope, key, status_code, body).await)
     }
 

@@ -7,7 +7,11 @@ use rescind_store::Store;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "rescind", version, about = "Cancel e-commerce orders correctly everywhere at once.")]
+#[command(
+    name = "rescind",
+    version,
+    about = "Cancel e-commerce orders correctly everywhere at once."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,7 +35,11 @@ struct ServeArgs {
     #[arg(long, env = "RESCIND_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
     /// `sqlite://FILE` (created on first start) or `postgres://…`.
-    #[arg(long, env = "RESCIND_DATABASE_URL", default_value = "sqlite://rescind.db")]
+    #[arg(
+        long,
+        env = "RESCIND_DATABASE_URL",
+        default_value = "sqlite://rescind.db"
+    )]
     database_url: String,
     /// The platform operator's token: may create shops and their tokens.
     #[arg(long, env = "RESCIND_ADMIN_TOKEN", hide_env_values = true)]
@@ -51,20 +59,34 @@ async fn main() -> Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     match args.log_format {
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
     }
-    let store = Store::open(&args.database_url).await.with_context(|| format!("cannot open the database {}", redact(&args.database_url)))?;
+    let store = Store::open(&args.database_url)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact(&args.database_url)))?;
     if args.demo {
         if let Some(demo) = rescind_http::demo::seed(&store).await? {
-            println!("Demo shop {} created with {} orders.", demo.shop_id, demo.orders);
+            println!(
+                "Demo shop {} created with {} orders.",
+                demo.shop_id, demo.orders
+            );
             println!("Its API token (shown once): {}", demo.token);
-            println!("Try: curl -H 'Authorization: Bearer {}' http://{}/api/v1/orders", demo.token, args.listen);
+            println!(
+                "Try: curl -H 'Authorization: Bearer {}' http://{}/api/v1/orders",
+                demo.token, args.listen
+            );
         }
     }
-    let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, backend = store.backend_name(), "rescind is serving");
     let state = AppState::new(store, args.admin_token.as_deref());
     rescind_http::serve(listener, state, shutdown_signal()).await?;

@@ -5,7 +5,10 @@ use crate::body::parse_json;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Problems, TEXT_LENGTH_MAX};
 use crate::routes::settings::settings_patch;
-use crate::wire::{settings_body, CreateShopRequest, CreateShopResponse, CreateTokenRequest, CreateTokenResponse, ShopBody};
+use crate::wire::{
+    settings_body, CreateShopRequest, CreateShopResponse, CreateTokenRequest, CreateTokenResponse,
+    ShopBody,
+};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -40,7 +43,9 @@ pub async fn create_shop(
             customer_cancellation_requests: patch
                 .customer_cancellation_requests
                 .unwrap_or(defaults.customer_cancellation_requests),
-            inventory_push_interval_s: patch.inventory_push_interval_s.unwrap_or(defaults.inventory_push_interval_s),
+            inventory_push_interval_s: patch
+                .inventory_push_interval_s
+                .unwrap_or(defaults.inventory_push_interval_s),
         },
     };
     let secret = new_secret();
@@ -54,7 +59,11 @@ pub async fn create_shop(
     Ok((
         StatusCode::CREATED,
         Json(CreateShopResponse {
-            shop: ShopBody { id: shop.id, name: shop.name, settings: settings_body(&shop.settings) },
+            shop: ShopBody {
+                id: shop.id,
+                name: shop.name,
+                settings: settings_body(&shop.settings),
+            },
             token: secret,
             scopes: Scope::names().into_iter().map(str::to_owned).collect(),
         }),
@@ -84,7 +93,10 @@ pub async fn create_token(
                 match Scope::parse(name) {
                     Some(scope) if !scopes.contains(&scope) => scopes.push(scope),
                     Some(_) => {}
-                    None => problems.push("scopes", format_args!("`{name}` is not one of {}", Scope::names().join(", "))),
+                    None => problems.push(
+                        "scopes",
+                        format_args!("`{name}` is not one of {}", Scope::names().join(", ")),
+                    ),
                 }
             }
         }
@@ -94,14 +106,23 @@ pub async fn create_token(
         return Err(ApiError::not_found("shop"));
     }
     let secret = new_secret();
-    let token = ApiToken { id: new_id("tok"), shop_id, token_hash: hash_secret(&secret), scopes };
+    let token = ApiToken {
+        id: new_id("tok"),
+        shop_id,
+        token_hash: hash_secret(&secret),
+        scopes,
+    };
     state.store.create_token(&token).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreateTokenResponse {
             id: token.id,
             token: secret,
-            scopes: token.scopes.iter().map(|scope| scope.as_str().to_owned()).collect(),
+            scopes: token
+                .scopes
+                .iter()
+                .map(|scope| scope.as_str().to_owned())
+                .collect(),
         }),
     ))
 }

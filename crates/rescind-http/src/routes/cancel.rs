@@ -5,8 +5,9 @@ use crate::body::parse_json;
 use crate::error::{cancel_error_code, ApiError, ErrorBody};
 use crate::input::{self, Problems};
 use crate::wire::{
-    order_body, refund_body, BulkCancelRequest, BulkCancelResponse, BulkCancelResult, CancelRequest, DryRunBody,
-    OrderBody, PlanBody, PlanStepBody, RecordRefundRequest, RecordRefundResponse, RestockLine,
+    order_body, refund_body, BulkCancelRequest, BulkCancelResponse, BulkCancelResult,
+    CancelRequest, DryRunBody, OrderBody, PlanBody, PlanStepBody, RecordRefundRequest,
+    RecordRefundResponse, RestockLine,
 };
 use crate::AppState;
 use axum::body::Bytes;
@@ -16,14 +17,18 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use rescind_domain::cancel::cancel_order as decide_cancel;
 use rescind_domain::{
-    plan_cancellation, record_refund as decide_refund, CancelError, CancelPlan, CancellationStatus, Order,
-    OrderStatus, RequestedBy, Scope, StepKind,
+    plan_cancellation, record_refund as decide_refund, CancelError, CancelPlan, CancellationStatus,
+    Order, OrderStatus, RequestedBy, Scope, StepKind,
 };
 use rescind_store::{now, ChangeError, RandomIds, BULK_ORDERS_MAX};
 
 /// 200 when every step has finished, 202 while one is still running or waiting on a partner.
 fn cancel_status(order: &Order) -> StatusCode {
-    match order.cancellation.as_ref().map(|cancellation| cancellation.status) {
+    match order
+        .cancellation
+        .as_ref()
+        .map(|cancellation| cancellation.status)
+    {
         Some(CancellationStatus::Processing) => StatusCode::ACCEPTED,
         Some(
             CancellationStatus::Requested
@@ -49,8 +54,19 @@ fn plan_body(order: &Order, plan: &CancelPlan) -> PlanBody {
             })
             .collect(),
         refund_amount: plan.refund_amount.format(order.currency),
-        restock: plan.restock.iter().map(|(sku, quantity)| RestockLine { sku: sku.clone(), quantity: *quantity }).collect(),
-        warnings: plan.warnings.iter().map(|warning| warning.as_str().to_owned()).collect(),
+        restock: plan
+            .restock
+            .iter()
+            .map(|(sku, quantity)| RestockLine {
+                sku: sku.clone(),
+                quantity: *quantity,
+            })
+            .collect(),
+        warnings: plan
+            .warnings
+            .iter()
+            .map(|warning| warning.as_str().to_owned())
+            .collect(),
         cancellation_status: plan.cancellation_status.as_str().to_owned(),
     }
 }
@@ -73,11 +89,19 @@ pub async fn cancel_order(
 ) -> Result<Response, ApiError> {
     let shop = principal.shop(Scope::WriteOrder)?;
     let request: CancelRequest = parse_json(&body)?;
-    let options = input::cancel_options(&request, RequestedBy::Merchant).map_err(ApiError::invalid)?;
+    let options =
+        input::cancel_options(&request, RequestedBy::Merchant).map_err(ApiError::invalid)?;
     if request.dry_run == Some(true) {
-        let order = state.store.order(&shop.shop_id, &order_id).await?.ok_or_else(|| ApiError::not_found("order"))?;
+        let order = state
+            .store
+            .order(&shop.shop_id, &order_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("order"))?;
         let plan = plan_cancellation(&order, &options)?;
-        return Ok(Json(DryRunBody { plan: plan_body(&order, &plan) }).into_response());
+        return Ok(Json(DryRunBody {
+            plan: plan_body(&order, &plan),
+        })
+        .into_response());
     }
     let actor = principal.actor();
     let changed = state
@@ -88,13 +112,23 @@ pub async fn cancel_order(
         .await;
     match changed {
         Ok(change) => {
-            let outcome = change.order.cancellation.as_ref().map_or("completed", |c| c.status.as_str());
+            let outcome = change
+                .order
+                .cancellation
+                .as_ref()
+                .map_or("completed", |c| c.status.as_str());
             state.metrics.count_cancellation(outcome);
-            Ok((cancel_status(&change.order), Json(order_body(&change.order))).into_response())
+            Ok((
+                cancel_status(&change.order),
+                Json(order_body(&change.order)),
+            )
+                .into_response())
         }
         Err(ChangeError::NotFound) => Err(ApiError::not_found("order")),
         Err(ChangeError::Refused(refusal)) => {
-            state.metrics.count_cancellation(cancel_error_code(&refusal));
+            state
+                .metrics
+                .count_cancellation(cancel_error_code(&refusal));
             Err(refusal.into())
         }
         Err(ChangeError::Store(error)) => Err(ApiError::internal(&error)),
@@ -103,11 +137,20 @@ pub async fn cancel_order(
 
 /// The two per-order messages of W8 for a cancelled order: the channel step's and the restock step's.
 fn step_messages(order: &Order) -> Vec<String> {
-    let Some(cancellation) = &order.cancellation else { return Vec::new() };
-    [(StepKind::ChannelCancel, "channel"), (StepKind::Restock, "restock")]
-        .iter()
-        .filter_map(|(kind, label)| cancellation.step(*kind).map(|step| format!("{label}: {}", step.message)))
-        .collect()
+    let Some(cancellation) = &order.cancellation else {
+        return Vec::new();
+    };
+    [
+        (StepKind::ChannelCancel, "channel"),
+        (StepKind::Restock, "restock"),
+    ]
+    .iter()
+    .filter_map(|(kind, label)| {
+        cancellation
+            .step(*kind)
+            .map(|step| format!("{label}: {}", step.message))
+    })
+    .collect()
 }
 
 /// Cancels up to 1000 orders with the same options; one result per order, in the order given (W8).
@@ -133,7 +176,13 @@ pub async fn bulk_cancel(
             Vec::new()
         }
         Some(ids) if ids.len() > BULK_ORDERS_MAX => {
-            problems.push("order_ids", format_args!("has {} ids; at most {BULK_ORDERS_MAX} are accepted", ids.len()));
+            problems.push(
+                "order_ids",
+                format_args!(
+                    "has {} ids; at most {BULK_ORDERS_MAX} are accepted",
+                    ids.len()
+                ),
+            );
             Vec::new()
         }
         Some(ids) => ids.clone(),
@@ -161,7 +210,11 @@ pub async fn bulk_cancel(
         .zip(results)
         .map(|(order_id, result)| match result {
             Ok(change) => {
-                let outcome = change.order.cancellation.as_ref().map_or("completed", |c| c.status.as_str());
+                let outcome = change
+                    .order
+                    .cancellation
+                    .as_ref()
+                    .map_or("completed", |c| c.status.as_str());
                 state.metrics.count_cancellation(outcome);
                 BulkCancelResult {
                     order_id: order_id.clone(),
@@ -173,7 +226,9 @@ pub async fn bulk_cancel(
                 }
             }
             Err(ChangeError::Refused((refusal, number, status))) => {
-                state.metrics.count_cancellation(cancel_error_code(&refusal));
+                state
+                    .metrics
+                    .count_cancellation(cancel_error_code(&refusal));
                 refused_result(order_id, number, status, &refusal)
             }
             Err(ChangeError::NotFound) => BulkCancelResult {
@@ -185,14 +240,19 @@ pub async fn bulk_cancel(
                 messages: vec!["order: no such order in this shop".to_owned()],
             },
             Err(ChangeError::Store(error)) => {
-                tracing::error!(error = format!("{error:#}"), "bulk cancel: unexpected per-order error");
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "bulk cancel: unexpected per-order error"
+                );
                 BulkCancelResult {
                     order_id: order_id.clone(),
                     number: None,
                     ok: false,
                     status: None,
                     code: Some("internal".to_owned()),
-                    messages: vec!["order: something went wrong on our side; nothing was changed".to_owned()],
+                    messages: vec![
+                        "order: something went wrong on our side; nothing was changed".to_owned(),
+                    ],
                 }
             }
         })
@@ -200,7 +260,12 @@ pub async fn bulk_cancel(
     Ok(Json(BulkCancelResponse { results }))
 }
 
-fn refused_result(order_id: &str, number: String, status: OrderStatus, refusal: &CancelError) -> BulkCancelResult {
+fn refused_result(
+    order_id: &str,
+    number: String,
+    status: OrderStatus,
+    refusal: &CancelError,
+) -> BulkCancelResult {
     let error = ApiError::from(refusal.clone());
     BulkCancelResult {
         order_id: order_id.to_owned(),
@@ -209,7 +274,14 @@ fn refused_result(order_id: &str, number: String, status: OrderStatus, refusal: 
         status: Some(status.as_str().to_owned()),
         code: Some(error.code.to_owned()),
         messages: vec![
-            format!("channel: not run: {}", error.errors.as_ref().and_then(|errors| errors.first()).unwrap_or(&error.message)),
+            format!(
+                "channel: not run: {}",
+                error
+                    .errors
+                    .as_ref()
+                    .and_then(|errors| errors.first())
+                    .unwrap_or(&error.message)
+            ),
             "restock: not run: the order was not cancelled".to_owned(),
         ],
     }
@@ -234,16 +306,23 @@ pub async fn record_refund(
     let changed = state
         .store
         .change_order(&shop.shop_id, &order_id, |order| {
-            let refund = input::refund_request(&request, order.currency).map_err(ApiError::invalid)?;
+            let refund =
+                input::refund_request(&request, order.currency).map_err(ApiError::invalid)?;
             decide_refund(order, &refund, &actor, &mut RandomIds, now()).map_err(ApiError::from)
         })
         .await;
     match changed {
         Ok(change) => {
-            let refund = change.new_refunds.first().expect("a recorded refund creates one refund");
+            let refund = change
+                .new_refunds
+                .first()
+                .expect("a recorded refund creates one refund");
             Ok((
                 StatusCode::CREATED,
-                Json(RecordRefundResponse { refund: refund_body(&change.order, refund), order: order_body(&change.order) }),
+                Json(RecordRefundResponse {
+                    refund: refund_body(&change.order, refund),
+                    order: order_body(&change.order),
+                }),
             ))
         }
         Err(ChangeError::NotFound) => Err(ApiError::not_found("order")),

@@ -28,23 +28,49 @@ pub async fn create_channel(
     let shop = principal.shop(Scope::WriteSettings)?;
     let request: CreateChannelRequest = parse_json(&body)?;
     let mut problems = Problems::default();
-    let kind = problems.named("kind", &request.kind, ChannelKind::parse, ChannelKind::names());
+    let kind = problems.named(
+        "kind",
+        &request.kind,
+        ChannelKind::parse,
+        ChannelKind::names(),
+    );
     if request.kind.is_none() {
         problems.push("kind", "is required");
     }
     let name = problems.required_text("name", &request.name, TEXT_LENGTH_MAX);
     let base_url = problems.text("base_url", &request.base_url, TEXT_LENGTH_MAX);
-    if base_url.as_deref().is_some_and(|url| !(url.starts_with("http://") || url.starts_with("https://"))) {
+    if base_url
+        .as_deref()
+        .is_some_and(|url| !(url.starts_with("http://") || url.starts_with("https://")))
+    {
         problems.push("base_url", "must be an http:// or https:// URL");
     }
-    let credentials = request.credentials.as_ref().map(|credentials| serde_json::Value::Object(credentials.clone()).to_string());
-    if credentials.as_ref().is_some_and(|text| text.len() > CREDENTIALS_BYTES_MAX) {
-        problems.push("credentials", format_args!("is larger than {CREDENTIALS_BYTES_MAX} bytes"));
+    let credentials = request
+        .credentials
+        .as_ref()
+        .map(|credentials| serde_json::Value::Object(credentials.clone()).to_string());
+    if credentials
+        .as_ref()
+        .is_some_and(|text| text.len() > CREDENTIALS_BYTES_MAX)
+    {
+        problems.push(
+            "credentials",
+            format_args!("is larger than {CREDENTIALS_BYTES_MAX} bytes"),
+        );
     }
     if kind.is_some_and(ChannelKind::requires_channel_cancel) && base_url.is_none() {
-        problems.push("base_url", format_args!("is required for a {} channel", kind.map(ChannelKind::as_str).unwrap_or_default()));
+        problems.push(
+            "base_url",
+            format_args!(
+                "is required for a {} channel",
+                kind.map(ChannelKind::as_str).unwrap_or_default()
+            ),
+        );
     }
-    let kind = problems.into_result(kind).map_err(ApiError::invalid)?.expect("kind is validated above");
+    let kind = problems
+        .into_result(kind)
+        .map_err(ApiError::invalid)?
+        .expect("kind is validated above");
     let channel = Channel {
         id: new_id("ch"),
         shop_id: shop.shop_id.clone(),
@@ -67,7 +93,9 @@ pub async fn list_channels(
 ) -> Result<Json<ChannelList>, ApiError> {
     let shop = principal.shop_with_any(&[Scope::WriteSettings, Scope::ReadOrder])?;
     let channels = state.store.channels(&shop.shop_id).await?;
-    Ok(Json(ChannelList { items: channels.iter().map(channel_body).collect() }))
+    Ok(Json(ChannelList {
+        items: channels.iter().map(channel_body).collect(),
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/channels/{channel_id}", tag = "integrations", params(("channel_id" = String, Path)),
@@ -80,6 +108,10 @@ pub async fn get_channel(
     Path(channel_id): Path<String>,
 ) -> Result<Json<ChannelBody>, ApiError> {
     let shop = principal.shop_with_any(&[Scope::WriteSettings, Scope::ReadOrder])?;
-    let channel = state.store.channel(&shop.shop_id, &channel_id).await?.ok_or_else(|| ApiError::not_found("channel"))?;
+    let channel = state
+        .store
+        .channel(&shop.shop_id, &channel_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("channel"))?;
     Ok(Json(channel_body(&channel)))
 }

@@ -13,5 +13,7 @@ use axum::extract::Query;
 
 /// Query strings that cannot be decoded are a 400 with the API's error body.
 pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query.map(|Query(value)| value).map_err(|rejection| ApiError::invalid(vec![format!("query: {}", rejection.body_text())]))
+    query
+        .map(|Query(value)| value)
+        .map_err(|rejection| ApiError::invalid(vec![format!("query: {}", rejection.body_text())]))
 }

@@ -5,7 +5,9 @@ use crate::body::parse_json;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{self, Problems};
 use crate::routes::query;
-use crate::wire::{history_body, order_body, HistoryList, ImportOrderRequest, OrderBody, OrderList};
+use crate::wire::{
+    history_body, order_body, HistoryList, ImportOrderRequest, OrderBody, OrderList,
+};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -38,27 +40,39 @@ pub async fn import_order(
         Some(channel_id) => state.store.channel(&shop.shop_id, channel_id).await?,
         None => None,
     };
-    let new_order = input::new_order(&request, channel.map(|channel| channel.kind)).map_err(ApiError::invalid)?;
+    let new_order = input::new_order(&request, channel.map(|channel| channel.kind))
+        .map_err(ApiError::invalid)?;
     let actor = principal.actor();
     let channel_id = new_order.channel_id.clone();
     let channel_order_id = new_order.channel_order_id.clone();
     let number = new_order.number.clone();
     let imported = state
         .store
-        .import_order(&shop.shop_id, channel_order_id.as_deref(), &channel_id, number.as_deref(), |number| {
-            let at = now();
-            let order = new_order.into_order(&shop.shop_id, number, &mut RandomIds, at).map_err(|problems| problems.0)?;
-            let entry = HistoryEntry::new(
-                at,
-                "order.imported",
-                &actor,
-                format!("Order {} imported from the {} channel.", order.number, order.channel_kind),
-            )
-            .with("status", order.status)
-            .with("financial_status", order.financial_status)
-            .with("fulfillment_status", order.fulfillment_status);
-            Ok((order, entry))
-        })
+        .import_order(
+            &shop.shop_id,
+            channel_order_id.as_deref(),
+            &channel_id,
+            number.as_deref(),
+            |number| {
+                let at = now();
+                let order = new_order
+                    .into_order(&shop.shop_id, number, &mut RandomIds, at)
+                    .map_err(|problems| problems.0)?;
+                let entry = HistoryEntry::new(
+                    at,
+                    "order.imported",
+                    &actor,
+                    format!(
+                        "Order {} imported from the {} channel.",
+                        order.number, order.channel_kind
+                    ),
+                )
+                .with("status", order.status)
+                .with("financial_status", order.financial_status)
+                .with("fulfillment_status", order.fulfillment_status);
+                Ok((order, entry))
+            },
+        )
         .await;
     match imported {
         Ok(order) => Ok((StatusCode::CREATED, Json(order_body(&order)))),
@@ -83,7 +97,11 @@ pub async fn get_order(
     Path(order_id): Path<String>,
 ) -> Result<Json<OrderBody>, ApiError> {
     let shop = principal.shop(Scope::ReadOrder)?;
-    let order = state.store.order(&shop.shop_id, &order_id).await?.ok_or_else(|| ApiError::not_found("order"))?;
+    let order = state
+        .store
+        .order(&shop.shop_id, &order_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
     Ok(Json(order_body(&order)))
 }
 
@@ -114,7 +132,12 @@ pub async fn list_orders(
     let list_query = query(list_query)?;
     let mut problems = Problems::default();
     let filter = OrderFilter {
-        status: problems.named("status", &list_query.status, OrderStatus::parse, OrderStatus::names()),
+        status: problems.named(
+            "status",
+            &list_query.status,
+            OrderStatus::parse,
+            OrderStatus::names(),
+        ),
         fulfillment_status: problems.named(
             "fulfillment_status",
             &list_query.fulfillment_status,
@@ -132,9 +155,18 @@ pub async fn list_orders(
     };
     let limit = page_size(&mut problems, list_query.limit.as_deref());
     problems.into_result(()).map_err(ApiError::invalid)?;
-    let cursor = list_query.cursor.as_deref().filter(|cursor| !cursor.is_empty());
-    let page = state.store.orders(&shop.shop_id, &filter, cursor, limit).await?;
-    Ok(Json(OrderList { items: page.items.iter().map(order_body).collect(), next_cursor: page.next_cursor }))
+    let cursor = list_query
+        .cursor
+        .as_deref()
+        .filter(|cursor| !cursor.is_empty());
+    let page = state
+        .store
+        .orders(&shop.shop_id, &filter, cursor, limit)
+        .await?;
+    Ok(Json(OrderList {
+        items: page.items.iter().map(order_body).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Parses `limit`: 1 to [`PAGE_SIZE_MAX`], default [`PAGE_SIZE_DEFAULT`].
@@ -143,7 +175,10 @@ pub(crate) fn page_size(problems: &mut Problems, limit: Option<&str>) -> u32 {
         None => PAGE_SIZE_DEFAULT,
         Some(Ok(limit)) if (1..=PAGE_SIZE_MAX).contains(&limit) => limit,
         Some(_) => {
-            problems.push("limit", format_args!("must be a whole number from 1 to {PAGE_SIZE_MAX}"));
+            problems.push(
+                "limit",
+                format_args!("must be a whole number from 1 to {PAGE_SIZE_MAX}"),
+            );
             PAGE_SIZE_DEFAULT
         }
     }
@@ -160,6 +195,12 @@ pub async fn order_history(
     Path(order_id): Path<String>,
 ) -> Result<Json<HistoryList>, ApiError> {
     let shop = principal.shop(Scope::ReadOrder)?;
-    let entries = state.store.history(&shop.shop_id, &order_id).await?.ok_or_else(|| ApiError::not_found("order"))?;
-    Ok(Json(HistoryList { items: entries.iter().map(history_body).collect() }))
+    let entries = state
+        .store
+        .history(&shop.shop_id, &order_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
+    Ok(Json(HistoryList {
+        items: entries.iter().map(history_body).collect(),
+    }))
 }

@@ -17,8 +17,13 @@ use rescind_store::SettingsPatch;
 pub const INVENTORY_PUSH_INTERVAL_S_MAX: i64 = 86_400;
 
 /// Validates a settings patch.
-pub(crate) fn settings_patch(problems: &mut Problems, body: Option<&SettingsPatchBody>) -> SettingsPatch {
-    let Some(body) = body else { return SettingsPatch::default() };
+pub(crate) fn settings_patch(
+    problems: &mut Problems,
+    body: Option<&SettingsPatchBody>,
+) -> SettingsPatch {
+    let Some(body) = body else {
+        return SettingsPatch::default();
+    };
     if let Some(interval) = body.inventory_push_interval_s {
         if !(0..=INVENTORY_PUSH_INTERVAL_S_MAX).contains(&interval) {
             problems.push(
@@ -40,7 +45,11 @@ pub async fn get_settings(
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<SettingsBody>, ApiError> {
     let shop = principal.shop(Scope::WriteSettings)?;
-    let shop = state.store.shop(&shop.shop_id).await?.ok_or_else(|| ApiError::not_found("shop"))?;
+    let shop = state
+        .store
+        .shop(&shop.shop_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("shop"))?;
     Ok(Json(settings_body(&shop.settings)))
 }
 
@@ -58,7 +67,12 @@ pub async fn update_settings(
     let mut problems = Problems::default();
     let patch = settings_patch(&mut problems, Some(&body));
     problems.into_result(()).map_err(|errors| {
-        ApiError::invalid(errors.into_iter().map(|problem| problem.trim_start_matches("settings.").to_owned()).collect())
+        ApiError::invalid(
+            errors
+                .into_iter()
+                .map(|problem| problem.trim_start_matches("settings.").to_owned())
+                .collect(),
+        )
     })?;
     let settings = state.store.update_settings(&shop.shop_id, patch).await?;
     Ok(Json(settings_body(&settings)))

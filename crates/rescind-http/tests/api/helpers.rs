@@ -1,0 +1,321 @@
+//! Starting the server for a test and talking to it.
+
+use rescind_http::AppState;
+use rescind_store::Store;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+pub const ADMIN_TOKEN: &str = "test-platform-operator-token";
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Declares tests that run on both backends: for each `async fn name(app: TestApp)` of the module,
+/// `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await.expect("SQLite always runs");
+                    super::$name(app).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await else {
+                        eprintln!("RESCIND_TEST_DATABASE_URL is not set: the PostgreSQL run of this test is skipped");
+                        return;
+                    };
+                    super::$name(app).await;
+                }
+            )+
+        }
+    };
+}
+
+/// A running server on a fresh database.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub store: Store,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    _database: Database,
+}
+
+enum Database {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    /// The schema is dropped when the test ends.
+    Postgres {
+        url: String,
+        schema: String,
+    },
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Database::Postgres { url, schema } = self {
+            let (url, schema) = (url.clone(), schema.clone());
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    use sqlx::Connection;
+                    let mut connection = sqlx::PgConnection::connect(&url).await?;
+                    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .execute(&mut connection)
+                        .await?;
+                    connection.close().await
+                })
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) {
+                eprintln!("could not drop test schema {}", self.schema_name());
+            }
+        }
+    }
+}
+
+impl Database {
+    fn schema_name(&self) -> &str {
+        match self {
+            Database::Sqlite(_) => "",
+            Database::Postgres { schema, .. } => schema,
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Starts rescind on a fresh database of `backend`; `None` for PostgreSQL when no test database is set.
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    let (database_url, database) = match backend {
+        Backend::Sqlite => {
+            let directory = tempfile::tempdir().expect("temporary directory");
+            let url = format!("sqlite://{}", directory.path().join("rescind.db").display());
+            (url, Database::Sqlite(directory))
+        }
+        Backend::Postgres => {
+            let url = std::env::var("RESCIND_TEST_DATABASE_URL")
+                .ok()
+                .filter(|url| !url.is_empty())?;
+            let schema = format!("rescind_test_{:016x}", rand::random::<u64>());
+            {
+                use sqlx::Connection;
+                let mut connection = sqlx::PgConnection::connect(&url)
+                    .await
+                    .expect("RESCIND_TEST_DATABASE_URL is reachable");
+                sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                    .execute(&mut connection)
+                    .await
+                    .expect("create test schema");
+                connection.close().await.expect("close");
+            }
+            let separator = if url.contains('?') { '&' } else { '?' };
+            let scoped = format!("{url}{separator}options[search_path]={schema}");
+            (scoped, Database::Postgres { url, schema })
+        }
+    };
+    let store = Store::open(&database_url).await.expect("the store opens");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
+    let address = listener.local_addr().expect("address");
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let state = AppState::new(store.clone(), Some(ADMIN_TOKEN));
+    tokio::spawn(async move {
+        let _ = rescind_http::serve(listener, state, async move {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    Some(TestApp {
+        address,
+        client: reqwest::Client::new(),
+        store,
+        shutdown: Some(shutdown),
+        _database: database,
+    })
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    /// The error code of an error body.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+}
+
+/// A shop and its all-scopes token.
+#[derive(Clone, Debug)]
+pub struct TestShop {
+    pub id: String,
+    pub token: String,
+    pub channel_id: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        idempotency_key: Option<&str>,
+    ) -> Answer {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("a body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.send(reqwest::Method::GET, path, Some(token), None, None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.send(reqwest::Method::POST, path, Some(token), Some(body), None)
+            .await
+    }
+
+    /// A new shop with an own-store channel.
+    pub async fn shop(&self) -> TestShop {
+        let created = self
+            .post("/api/v1/shops", ADMIN_TOKEN, json!({"name": "Test shop"}))
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let token = created.body["token"].as_str().expect("token").to_owned();
+        let id = created.body["shop"]["id"]
+            .as_str()
+            .expect("shop id")
+            .to_owned();
+        let channel = self
+            .post(
+                "/api/v1/channels",
+                &token,
+                json!({"kind": "own_store", "name": "Web store"}),
+            )
+            .await;
+        assert_eq!(channel.status, 201, "{}", channel.text);
+        TestShop {
+            id,
+            token,
+            channel_id: channel.body["id"].as_str().expect("channel id").to_owned(),
+        }
+    }
+
+    /// Imports an order of the shop's own store: `overrides` replace fields of a paid ¥3,000 order
+    /// (two lines of ¥1,000 and ¥500×2… see [`order_body`]).
+    pub async fn order(&self, shop: &TestShop, overrides: Value) -> Value {
+        let imported = self
+            .post(
+                "/api/v1/orders",
+                &shop.token,
+                order_body(&shop.channel_id, overrides),
+            )
+            .await;
+        assert_eq!(imported.status, 201, "{}", imported.text);
+        imported.body
+    }
+
+    pub async fn cancel(&self, shop: &TestShop, order_id: &str, options: Value) -> Answer {
+        self.post(
+            &format!("/api/v1/orders/{order_id}/cancel"),
+            &shop.token,
+            options,
+        )
+        .await
+    }
+
+    pub async fn order_now(&self, shop: &TestShop, order_id: &str) -> Value {
+        let answer = self
+            .get(&format!("/api/v1/orders/{order_id}"), &shop.token)
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        answer.body
+    }
+}
+
+/// A valid import body: ¥1,000 + ¥500×2 + ¥600 shipping = ¥2,600, paid by bank transfer, awaiting
+/// shipment. `overrides` replace top-level fields.
+pub fn order_body(channel_id: &str, overrides: Value) -> Value {
+    let mut body = json!({
+        "channel_id": channel_id,
+        "currency": "JPY",
+        "customer": {"name": "山田 太郎", "email": "taro@example.com", "phone": "090-1234-5678"},
+        "shipping_address": {"name": "山田 太郎", "postcode": "150-0001", "prefecture": "東京都",
+            "address1": "渋谷区神宮前1-2-3", "phone": "090-1234-5678"},
+        "line_items": [
+            {"sku": "TEA-001", "title": "Sencha", "quantity": 1, "price": "1000"},
+            {"sku": "CUP-002", "title": "Yunomi", "quantity": 2, "price": "500"}
+        ],
+        "total_shipping": "600",
+        "payment": {"method": "bank_transfer", "amount": "2600"},
+        "financial_status": "paid",
+        "fulfillment_status": "awaiting_shipment"
+    });
+    if let (Some(body), Some(overrides)) = (body.as_object_mut(), overrides.as_object()) {
+        for (key, value) in overrides {
+            if value.is_null() {
+                body.remove(key);
+            } else {
+                body.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    body
+}
+
+/// The step of `kind` in an order's cancellation.
+pub fn step<'a>(order: &'a Value, kind: &str) -> &'a Value {
+    order["cancellation"]["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|step| step["kind"] == kind))
+        .unwrap_or_else(|| panic!("no {kind} step in {order}"))
+}

@@ -1,0 +1,11 @@
+//! API tests: the real server on port 0 against a fresh database, every test on SQLite and, when
+//! `RESCIND_TEST_DATABASE_URL` is set, again on PostgreSQL (each in a schema of its own).
+
+mod helpers;
+
+mod access;
+mod cancel;
+mod operations;
+mod orders;
+mod properties;
+mod refunds;
