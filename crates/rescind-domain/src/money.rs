@@ -88,7 +88,7 @@ impl Money {
         let well_formed = !whole.is_empty()
             && whole.bytes().all(|b| b.is_ascii_digit())
             && fraction.bytes().all(|b| b.is_ascii_digit())
-            && (fraction.is_empty() == !text.contains('.'));
+            && (fraction.is_empty() != text.contains('.'));
         if !well_formed {
             return Err(MoneyError::NotADecimal(text.to_owned()));
         }

@@ -11,10 +11,19 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Instant;
 
+/// A request's labels: method, route template, status.
+type RequestLabels = (String, String, u16);
+
+/// How many requests, and the seconds spent answering them.
+#[derive(Clone, Copy, Debug, Default)]
+struct RequestTotals {
+    count: u64,
+    seconds: f64,
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// (method, route, status) → (count, seconds spent).
-    requests: Mutex<BTreeMap<(String, String, u16), (u64, f64)>>,
+    requests: Mutex<BTreeMap<RequestLabels, RequestTotals>>,
     /// outcome → count.
     cancellations: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -36,8 +45,8 @@ impl Metrics {
         let entry = requests
             .entry((method.to_owned(), route.to_owned(), status))
             .or_default();
-        entry.0 += 1;
-        entry.1 += seconds;
+        entry.count += 1;
+        entry.seconds += seconds;
     }
 
     /// The Prometheus text exposition.
@@ -48,12 +57,12 @@ impl Metrics {
         );
         text.push_str("# TYPE rescind_http_requests_total counter\n");
         let requests = self.requests.lock().expect("metrics lock").clone();
-        for ((method, route, status), (count, _)) in &requests {
+        for ((method, route, status), RequestTotals { count, .. }) in &requests {
             let _ = writeln!(text, "rescind_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}");
         }
         text.push_str("# HELP rescind_http_request_duration_seconds_sum Time spent answering, by method, route and status.\n");
         text.push_str("# TYPE rescind_http_request_duration_seconds_sum counter\n");
-        for ((method, route, status), (_, seconds)) in &requests {
+        for ((method, route, status), RequestTotals { seconds, .. }) in &requests {
             let _ = writeln!(
                 text,
                 "rescind_http_request_duration_seconds_sum{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {seconds:.6}"

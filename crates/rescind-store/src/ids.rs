@@ -21,7 +21,7 @@ impl IdSource for RandomIds {
 pub fn new_id(prefix: &str) -> String {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u128);
+        .map_or(0, |elapsed| elapsed.as_millis());
     let mut random = [0u8; 10];
     rand::thread_rng().fill_bytes(&mut random);
     let mut value = (millis & 0xFFFF_FFFF_FFFF) << 80;

@@ -1,0 +1,371 @@
+//! The cancel and refund decisions, without a database or a socket.
+
+use proptest::prelude::*;
+use rescind_domain::cancel::cancel_order;
+use rescind_domain::ids::SequentialIds;
+use rescind_domain::{
+    plan_cancellation, record_refund, Actor, Address, CancelError, CancelOptions,
+    CancellationStatus, ChannelKind, Currency, Customer, FinancialStatus, FulfillmentStatus, Money,
+    NewLineItem, NewOrder, Order, OrderStatus, Payment, PaymentMethod, RefundError, RefundMethod,
+    RefundRequest, StepKind, StepStatus, Timestamp,
+};
+
+fn yen() -> Currency {
+    Currency::parse("JPY").unwrap()
+}
+
+fn money(text: &str) -> Money {
+    Money::parse(text, yen()).unwrap()
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_unix_micros(1_790_000_000_000_000)
+}
+
+fn order(
+    fulfillment_status: FulfillmentStatus,
+    payment: Option<Payment>,
+    financial_status: FinancialStatus,
+) -> Order {
+    NewOrder {
+        channel_id: "ch_1".to_owned(),
+        channel_kind: ChannelKind::OwnStore,
+        channel_order_id: None,
+        number: None,
+        currency: yen(),
+        customer: Customer {
+            name: "山田 太郎".to_owned(),
+            email: None,
+            phone: None,
+        },
+        shipping_address: Address {
+            name: "山田 太郎".to_owned(),
+            postcode: "150-0001".to_owned(),
+            prefecture: Some("東京都".to_owned()),
+            province: None,
+            address1: "渋谷区".to_owned(),
+            address2: None,
+            phone: None,
+        },
+        line_items: vec![NewLineItem {
+            sku: "TEA".to_owned(),
+            title: "Sencha".to_owned(),
+            quantity: 2,
+            price: money("1000"),
+        }],
+        total_shipping: money("600"),
+        total_tax: Money::ZERO,
+        total_discount: Money::ZERO,
+        payment,
+        financial_status,
+        fulfillment_status,
+        deduct_inventory: false,
+        warehouse_id: None,
+    }
+    .into_order(
+        "shop_1",
+        "#1001".to_owned(),
+        &mut SequentialIds::default(),
+        now(),
+    )
+    .unwrap()
+}
+
+fn paid(method: PaymentMethod) -> Order {
+    order(
+        FulfillmentStatus::AwaitingShipment,
+        Some(Payment {
+            method,
+            amount: money("2600"),
+            provider_id: None,
+            reference: None,
+            points_amount: Money::ZERO,
+        }),
+        FinancialStatus::Paid,
+    )
+}
+
+fn options(method: Option<RefundMethod>) -> CancelOptions {
+    CancelOptions {
+        refund_method: method,
+        ..CancelOptions::default()
+    }
+}
+
+fn merchant() -> Actor {
+    Actor::Token("tok_1".to_owned())
+}
+
+#[test]
+fn only_orders_not_yet_in_the_warehouses_hands_may_be_cancelled() {
+    for status in FulfillmentStatus::ALL {
+        let mut order = paid(PaymentMethod::BankTransfer);
+        order.fulfillment_status = *status;
+        let decision = plan_cancellation(&order, &options(Some(RefundMethod::StoreCredit)));
+        match status {
+            FulfillmentStatus::AwaitingPayment
+            | FulfillmentStatus::AwaitingAllocation
+            | FulfillmentStatus::AwaitingConfirmation
+            | FulfillmentStatus::AwaitingShipment => {
+                assert!(decision.is_ok(), "C1 allows {status}")
+            }
+            FulfillmentStatus::InProgress | FulfillmentStatus::Packed => {
+                assert!(
+                    matches!(decision, Err(CancelError::NotCancellable { .. })),
+                    "{status}"
+                )
+            }
+            FulfillmentStatus::Shipped | FulfillmentStatus::Delivered => {
+                assert!(
+                    matches!(decision, Err(CancelError::ReturnRequired { .. })),
+                    "C2 for {status}"
+                )
+            }
+            FulfillmentStatus::Cancelled => assert!(matches!(
+                decision,
+                Err(CancelError::AlreadyCancelled { .. })
+            )),
+        }
+    }
+}
+
+#[test]
+fn the_packed_refusal_tells_the_operator_the_goods_will_ship() {
+    let mut order = paid(PaymentMethod::BankTransfer);
+    order.fulfillment_status = FulfillmentStatus::Packed;
+    let message = plan_cancellation(&order, &options(None))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("will ship") && message.contains("refuse delivery"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_marketplace_order_is_not_cancelled_without_its_channel() {
+    let mut order = paid(PaymentMethod::Channel);
+    order.channel_kind = ChannelKind::Rakuten;
+    assert!(matches!(
+        plan_cancellation(&order, &options(None)),
+        Err(CancelError::ChannelCancelRequired { .. })
+    ));
+}
+
+#[test]
+fn store_credit_refunds_at_once_and_completes_the_cancellation() {
+    let order = paid(PaymentMethod::BankTransfer);
+    let (plan, change) = cancel_order(
+        &order,
+        &options(Some(RefundMethod::StoreCredit)),
+        &merchant(),
+        &mut SequentialIds::default(),
+        now(),
+    )
+    .unwrap();
+    assert_eq!(plan.refund_amount, money("2600"));
+    assert_eq!(change.order.status, OrderStatus::Cancelled);
+    assert_eq!(change.order.financial_status, FinancialStatus::Refunded);
+    assert_eq!(change.order.total_refund_price, money("2600"));
+    assert_eq!(change.new_refunds.len(), 1);
+    let cancellation = change.order.cancellation.as_ref().unwrap();
+    assert_eq!(cancellation.status, CancellationStatus::Completed);
+    assert_eq!(
+        cancellation.step(StepKind::Refund).unwrap().status,
+        StepStatus::Succeeded
+    );
+}
+
+#[test]
+fn a_bank_transfer_refund_leaves_the_cancellation_awaiting_refund_until_it_is_recorded() {
+    let order = paid(PaymentMethod::BankTransfer);
+    let mut ids = SequentialIds::default();
+    let (_, change) = cancel_order(&order, &options(None), &merchant(), &mut ids, now()).unwrap();
+    let cancelled = change.order;
+    assert_eq!(
+        cancelled.status,
+        OrderStatus::Cancelled,
+        "W4: it will not ship"
+    );
+    assert_eq!(
+        cancelled.cancellation.as_ref().unwrap().status,
+        CancellationStatus::AwaitingRefund
+    );
+
+    let refund = RefundRequest {
+        amount: money("2600"),
+        method: RefundMethod::BankTransfer,
+        note: None,
+    };
+    let change = record_refund(&cancelled, &refund, &merchant(), &mut ids, now()).unwrap();
+    assert_eq!(
+        change.order.cancellation.as_ref().unwrap().status,
+        CancellationStatus::Completed
+    );
+    assert!(change.order.warnings.is_empty());
+}
+
+#[test]
+fn refunds_to_the_original_payment_wait_for_the_payment_provider() {
+    let order = paid(PaymentMethod::CreditCard);
+    assert!(matches!(
+        plan_cancellation(&order, &options(None)),
+        Err(CancelError::PaymentProviderRequired { .. })
+    ));
+    let refund = RefundRequest {
+        amount: money("1"),
+        method: RefundMethod::OriginalPayment,
+        note: None,
+    };
+    assert_eq!(
+        record_refund(
+            &order,
+            &refund,
+            &merchant(),
+            &mut SequentialIds::default(),
+            now()
+        )
+        .unwrap_err(),
+        RefundError::PaymentProviderRequired
+    );
+}
+
+#[test]
+fn an_unpaid_order_is_voided_and_completes_at_once() {
+    let order = order(
+        FulfillmentStatus::AwaitingPayment,
+        None,
+        FinancialStatus::Pending,
+    );
+    let (plan, change) = cancel_order(
+        &order,
+        &options(None),
+        &merchant(),
+        &mut SequentialIds::default(),
+        now(),
+    )
+    .unwrap();
+    assert_eq!(plan.refund_amount, Money::ZERO);
+    assert_eq!(change.order.financial_status, FinancialStatus::Voided);
+    assert_eq!(
+        change.order.cancellation.unwrap().status,
+        CancellationStatus::Completed
+    );
+}
+
+#[test]
+fn a_dry_run_plan_is_what_the_cancel_then_does() {
+    let order = paid(PaymentMethod::Points);
+    let planned = plan_cancellation(&order, &options(None)).unwrap();
+    let (plan, change) = cancel_order(
+        &order,
+        &options(None),
+        &merchant(),
+        &mut SequentialIds::default(),
+        now(),
+    )
+    .unwrap();
+    assert_eq!(planned, plan);
+    let steps: Vec<_> = change
+        .order
+        .cancellation
+        .unwrap()
+        .steps
+        .iter()
+        .map(|step| (step.kind, step.status, step.message.clone()))
+        .collect();
+    let planned_steps: Vec<_> = planned
+        .steps
+        .iter()
+        .map(|step| (step.kind, step.status, step.action.clone()))
+        .collect();
+    assert_eq!(steps, planned_steps);
+}
+
+#[derive(Clone, Debug)]
+enum Event {
+    Cancel {
+        refund: bool,
+        method: Option<RefundMethod>,
+    },
+    Refund {
+        amount_yen: u32,
+        method: RefundMethod,
+    },
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    let method = prop::sample::select(RefundMethod::ALL.to_vec());
+    prop_oneof![
+        (any::<bool>(), prop::option::of(method.clone()))
+            .prop_map(|(refund, method)| Event::Cancel { refund, method }),
+        (1u32..4000, method).prop_map(|(amount_yen, method)| Event::Refund { amount_yen, method }),
+    ]
+}
+
+fn starting_order() -> impl Strategy<Value = Order> {
+    (
+        prop::sample::select(FulfillmentStatus::ALL.to_vec()),
+        prop::sample::select(PaymentMethod::ALL.to_vec()),
+        0u32..=2600,
+        prop::sample::select(vec![
+            FinancialStatus::Pending,
+            FinancialStatus::Authorized,
+            FinancialStatus::Paid,
+        ]),
+    )
+        .prop_map(|(fulfillment_status, method, points, financial_status)| {
+            let payment = Payment {
+                method,
+                amount: Money::from_minor_units(i64::from(2600 - points), yen()),
+                provider_id: None,
+                reference: None,
+                points_amount: Money::from_minor_units(i64::from(points), yen()),
+            };
+            order(fulfillment_status, Some(payment), financial_status)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// No sequence of cancels and refunds refunds more than was paid, completes a cancellation that
+    /// is not fully refunded, or cancels twice.
+    #[test]
+    fn no_sequence_of_cancels_and_refunds_breaks_the_money_rules(start in starting_order(), events in prop::collection::vec(event(), 1..12)) {
+        let mut ids = SequentialIds::default();
+        let mut order = start;
+        let mut cancellations = 0;
+        for event in events {
+            let before = order.clone();
+            let outcome = match event {
+                Event::Cancel { refund, method } => {
+                    let options = CancelOptions { refund, refund_method: method, ..CancelOptions::default() };
+                    let result = cancel_order(&order, &options, &merchant(), &mut ids, now()).map(|(_, change)| change);
+                    if result.is_ok() {
+                        cancellations += 1;
+                    }
+                    if before.status == OrderStatus::Cancelled {
+                        prop_assert!(matches!(result, Err(CancelError::AlreadyCancelled { .. })), "C7");
+                    }
+                    result.map_err(|error| error.to_string())
+                }
+                Event::Refund { amount_yen, method } => {
+                    let request = RefundRequest { amount: Money::from_minor_units(i64::from(amount_yen), yen()), method, note: None };
+                    record_refund(&order, &request, &merchant(), &mut ids, now()).map_err(|error| error.to_string())
+                }
+            };
+            match outcome {
+                Ok(change) => order = change.order,
+                Err(_) => prop_assert_eq!(&order, &before, "a refusal changes nothing"),
+            }
+            let ledger: Money = order.refunds.iter().map(|refund| refund.amount).sum();
+            prop_assert_eq!(ledger, order.total_refund_price);
+            prop_assert!(order.total_refund_price <= order.total_paid, "refunded more than paid");
+            if order.cancellation.as_ref().is_some_and(|c| c.status == CancellationStatus::Completed) {
+                prop_assert_eq!(order.total_refund_price, order.total_paid, "completed means fully refunded");
+            }
+            prop_assert!(cancellations <= 1, "one cancellation per order");
+        }
+    }
+}
