@@ -8,11 +8,17 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 /// The largest request body accepted: a bulk cancel of 1000 ids or an order of 500 lines fits with
 /// room to spare; anything larger is a mistake or an attack.
 pub const REQUEST_BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// How much of an oversize body is still read (and thrown away) before answering 413, so that a
+/// client still writing gets a clean answer instead of a reset connection. Beyond this the
+/// connection is closed at once: reading more would only serve an attacker.
+pub const OVERSIZE_BODY_DRAIN_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 fn too_large() -> ApiError {
     ApiError::new(
@@ -22,23 +28,39 @@ fn too_large() -> ApiError {
     )
 }
 
-/// Buffers the body (refusing oversize ones before reading them when Content-Length tells) so the
-/// idempotency layer and the handlers see the same bytes.
+/// Buffers the body (refusing oversize ones) so the idempotency layer and the handlers see the same
+/// bytes.
 pub async fn limit_body(request: Request, next: Next) -> Result<Response, ApiError> {
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > REQUEST_BODY_BYTES_MAX) {
+    if declared.is_some_and(|length| length > OVERSIZE_BODY_DRAIN_BYTES_MAX) {
         return Err(too_large());
     }
-    let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, REQUEST_BODY_BYTES_MAX)
-        .await
-        .map_err(|_| too_large())?;
+    let (parts, mut body) = request.into_parts();
+    let mut buffered = Vec::with_capacity(declared.unwrap_or(0).min(REQUEST_BODY_BYTES_MAX));
+    let mut received = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| {
+            ApiError::invalid(vec!["the request body could not be read".to_owned()])
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        received += data.len();
+        if received <= REQUEST_BODY_BYTES_MAX {
+            buffered.extend_from_slice(&data);
+        } else if received > OVERSIZE_BODY_DRAIN_BYTES_MAX {
+            break;
+        }
+    }
+    if received > REQUEST_BODY_BYTES_MAX {
+        return Err(too_large());
+    }
     Ok(next
-        .run(Request::from_parts(parts, Body::from(bytes)))
+        .run(Request::from_parts(parts, Body::from(buffered)))
         .await)
 }
 

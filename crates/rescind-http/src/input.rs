@@ -2,7 +2,7 @@
 //! entry of the 400's `errors`, named by its field.
 
 use crate::wire::{
-    AddressBody, CancelRequest, CustomerBody, ImportOrderRequest, RecordRefundRequest,
+    AddressBody, CancelOptionsBody, CustomerBody, ImportOrderRequest, RecordRefundRequest,
 };
 use rescind_domain::{
     Address, CancelOptions, ChannelKind, Currency, Customer, FinancialStatus, FulfillmentStatus,
@@ -369,32 +369,26 @@ pub fn new_order(
 
 /// Validates the options of a cancel (W1).
 pub fn cancel_options(
-    request: &CancelRequest,
+    body: CancelOptionsBody<'_>,
     requested_by: RequestedBy,
 ) -> Result<CancelOptions, Vec<String>> {
     let mut problems = Problems::default();
     let options = CancelOptions {
         requested_by,
-        reason: problems.text("reason", &request.reason, TEXT_LENGTH_MAX),
-        reason_code: problems.text("reason_code", &request.reason_code, CODE_LENGTH_MAX),
-        reason_detail: problems.text("reason_detail", &request.reason_detail, TEXT_LENGTH_MAX),
-        staff_note: problems.text("staff_note", &request.staff_note, TEXT_LENGTH_MAX),
-        refund: request.refund.unwrap_or(true),
+        reason: problems.text("reason", body.reason, TEXT_LENGTH_MAX),
+        reason_code: problems.text("reason_code", body.reason_code, CODE_LENGTH_MAX),
+        reason_detail: problems.text("reason_detail", body.reason_detail, TEXT_LENGTH_MAX),
+        staff_note: problems.text("staff_note", body.staff_note, TEXT_LENGTH_MAX),
+        refund: body.refund.unwrap_or(true),
         refund_method: problems.named(
             "refund_method",
-            &request.refund_method,
+            body.refund_method,
             RefundMethod::parse,
             RefundMethod::names(),
         ),
-        restock: request.restock.unwrap_or(true),
-        notify_customer: request.notify_customer.unwrap_or(true),
+        restock: body.restock.unwrap_or(true),
+        notify_customer: body.notify_customer.unwrap_or(true),
     };
-    if request.line_items.is_some() {
-        problems.push(
-            "line_items",
-            "partial cancellation is not available yet; cancel the whole order",
-        );
-    }
     problems.into_result(options)
 }
 

@@ -372,59 +372,76 @@ pub struct CancelLineItemInput {
     pub quantity: Option<i64>,
 }
 
-/// The options of a cancel (W1); every field is optional.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CancelRequest {
-    pub reason: Option<String>,
-    pub reason_code: Option<String>,
-    pub reason_detail: Option<String>,
-    pub staff_note: Option<String>,
-    /// Give the money back (default true).
-    pub refund: Option<bool>,
-    /// Default: the way the customer paid.
-    #[schema(schema_with = refund_method_schema)]
-    pub refund_method: Option<String>,
-    /// Put the stock back (default true).
-    pub restock: Option<bool>,
-    pub notify_customer: Option<bool>,
-    /// Partial cancellation (B1); not available yet.
-    pub line_items: Option<Vec<CancelLineItemInput>>,
-    /// Answer the plan without changing anything (B2).
-    pub dry_run: Option<bool>,
-}
-
-/// `POST /orders/cancel`: the cancel options plus the orders, at most 1000.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BulkCancelRequest {
-    pub order_ids: Option<Vec<String>>,
-    pub reason: Option<String>,
-    pub reason_code: Option<String>,
-    pub reason_detail: Option<String>,
-    pub staff_note: Option<String>,
-    pub refund: Option<bool>,
-    #[schema(schema_with = refund_method_schema)]
-    pub refund_method: Option<String>,
-    pub restock: Option<bool>,
-    pub notify_customer: Option<bool>,
-}
-
-impl BulkCancelRequest {
-    /// The options that apply to every order, as a single cancel would take them.
-    pub fn options(&self) -> CancelRequest {
-        CancelRequest {
-            reason: self.reason.clone(),
-            reason_code: self.reason_code.clone(),
-            reason_detail: self.reason_detail.clone(),
-            staff_note: self.staff_note.clone(),
-            refund: self.refund,
-            refund_method: self.refund_method.clone(),
-            restock: self.restock,
-            notify_customer: self.notify_customer,
-            line_items: None,
-            dry_run: None,
+/// Declares a request body holding the cancel options of W1 (shared by the single and the bulk
+/// cancel) plus the fields given.
+macro_rules! cancel_request {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$field_meta:meta])* pub $field:ident: $type:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Default, Deserialize, ToSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: $type,)*
+            pub reason: Option<String>,
+            /// The channel's own reason code (H2).
+            pub reason_code: Option<String>,
+            pub reason_detail: Option<String>,
+            pub staff_note: Option<String>,
+            /// Give the money back (default true).
+            pub refund: Option<bool>,
+            /// Default: the way the customer paid.
+            #[schema(schema_with = refund_method_schema)]
+            pub refund_method: Option<String>,
+            /// Put the stock back (default true).
+            pub restock: Option<bool>,
+            /// Tell the customer (default true).
+            pub notify_customer: Option<bool>,
         }
+
+        impl $name {
+            /// The cancel options of this body, for validation.
+            pub fn cancel_options(&self) -> CancelOptionsBody<'_> {
+                CancelOptionsBody {
+                    reason: &self.reason,
+                    reason_code: &self.reason_code,
+                    reason_detail: &self.reason_detail,
+                    staff_note: &self.staff_note,
+                    refund: self.refund,
+                    refund_method: &self.refund_method,
+                    restock: self.restock,
+                    notify_customer: self.notify_customer,
+                }
+            }
+        }
+    };
+}
+
+/// The cancel options of a request body, as given.
+#[derive(Clone, Copy, Debug)]
+pub struct CancelOptionsBody<'a> {
+    pub reason: &'a Option<String>,
+    pub reason_code: &'a Option<String>,
+    pub reason_detail: &'a Option<String>,
+    pub staff_note: &'a Option<String>,
+    pub refund: Option<bool>,
+    pub refund_method: &'a Option<String>,
+    pub restock: Option<bool>,
+    pub notify_customer: Option<bool>,
+}
+
+cancel_request! {
+    /// `POST /orders/{id}/cancel`: the options of a cancel (W1); every field is optional.
+    pub struct CancelRequest {
+        /// Partial cancellation (B1); not available yet.
+        pub line_items: Option<Vec<CancelLineItemInput>>,
+        /// Answer the plan without changing anything (B2).
+        pub dry_run: Option<bool>,
+    }
+}
+
+cancel_request! {
+    /// `POST /orders/cancel`: the cancel options plus the orders, at most 1000.
+    pub struct BulkCancelRequest {
+        pub order_ids: Option<Vec<String>>,
     }
 }
 

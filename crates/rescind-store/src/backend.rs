@@ -243,7 +243,8 @@ async fn insert_history(connection: &mut Connection, order_id: &str, entries: &[
     Ok(())
 }
 
-async fn insert_order(connection: &mut Connection, order: &Order) -> Result<(), sqlx::Error> {
+/// Writes the order row: inserted on import, its changing columns updated afterwards.
+async fn write_order(connection: &mut Connection, order: &Order) -> Result<(), sqlx::Error> {
     let currency = order.currency;
     sqlx::query(
         "INSERT INTO orders (id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
@@ -252,7 +253,14 @@ async fn insert_order(connection: &mut Connection, order: &Order) -> Result<(), 
          customer_email, shipping_address, line_items, payment, inventory_deducted, warehouse_id, warnings, \
          cancellation_id, cancellation_status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
          $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, \
-         $30, $31, $32)",
+         $30, $31, $32) ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+         financial_status = excluded.financial_status, fulfillment_status = excluded.fulfillment_status, \
+         total_refund_price = excluded.total_refund_price, cancel_reason = excluded.cancel_reason, \
+         canceled_at = excluded.canceled_at, customer = excluded.customer, customer_name = excluded.customer_name, \
+         customer_email = excluded.customer_email, shipping_address = excluded.shipping_address, \
+         line_items = excluded.line_items, payment = excluded.payment, warehouse_id = excluded.warehouse_id, \
+         warnings = excluded.warnings, cancellation_id = excluded.cancellation_id, \
+         cancellation_status = excluded.cancellation_status, updated_at = excluded.updated_at",
     )
     .bind(&order.id)
     .bind(&order.shop_id)
@@ -295,31 +303,7 @@ async fn insert_order(connection: &mut Connection, order: &Order) -> Result<(), 
 async fn save_change(connection: &mut Connection, change: &OrderChange) -> Result<()> {
     let order = &change.order;
     let currency = order.currency;
-    sqlx::query(
-        "UPDATE orders SET status = $1, financial_status = $2, fulfillment_status = $3, total_refund_price = $4, \
-         cancel_reason = $5, canceled_at = $6, customer = $7, customer_name = $8, customer_email = $9, \
-         shipping_address = $10, line_items = $11, warnings = $12, cancellation_id = $13, \
-         cancellation_status = $14, updated_at = $15 WHERE id = $16",
-    )
-    .bind(order.status.as_str())
-    .bind(order.financial_status.as_str())
-    .bind(order.fulfillment_status.as_str())
-    .bind(order.total_refund_price.format(currency))
-    .bind(&order.cancel_reason)
-    .bind(order.canceled_at.map(Timestamp::unix_micros))
-    .bind(customer_to_json(&order.customer))
-    .bind(&order.customer.name)
-    .bind(&order.customer.email)
-    .bind(address_to_json(&order.shipping_address))
-    .bind(line_items_to_json(&order.line_items))
-    .bind(warnings_to_json(&order.warnings))
-    .bind(order.cancellation.as_ref().map(|c| c.id.clone()))
-    .bind(order.cancellation.as_ref().map(|c| c.status.as_str()))
-    .bind(order.updated_at.unix_micros())
-    .bind(&order.id)
-    .execute(&mut *connection)
-    .await
-    .context("failed to update the order")?;
+    write_order(connection, order).await.context("failed to update the order")?;
 
     if let Some(cancellation) = &order.cancellation {
         sqlx::query(
@@ -567,7 +551,7 @@ impl Backend {
             }
         };
         let (order, imported) = build(number).map_err(ImportError::Invalid)?;
-        if let Err(error) = insert_order(&mut tx, &order).await {
+        if let Err(error) = write_order(&mut tx, &order).await {
             let unique = error.as_database_error().is_some_and(|db| db.is_unique_violation());
             drop(tx);
             if unique {

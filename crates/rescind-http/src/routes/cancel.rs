@@ -22,6 +22,17 @@ use rescind_domain::{
 };
 use rescind_store::{now, ChangeError, RandomIds, BULK_ORDERS_MAX};
 
+/// Counts a cancel that went through, by the cancellation's status.
+fn count_cancelled(state: &AppState, order: &Order) {
+    let status = order
+        .cancellation
+        .as_ref()
+        .map_or(CancellationStatus::Completed, |cancellation| {
+            cancellation.status
+        });
+    state.metrics.count_cancellation(status.as_str());
+}
+
 /// 200 when every step has finished, 202 while one is still running or waiting on a partner.
 fn cancel_status(order: &Order) -> StatusCode {
     match order
@@ -89,8 +100,19 @@ pub async fn cancel_order(
 ) -> Result<Response, ApiError> {
     let shop = principal.shop(Scope::WriteOrder)?;
     let request: CancelRequest = parse_json(&body)?;
-    let options =
-        input::cancel_options(&request, RequestedBy::Merchant).map_err(ApiError::invalid)?;
+    let mut options = input::cancel_options(request.cancel_options(), RequestedBy::Merchant);
+    if request.line_items.is_some() {
+        let problem =
+            "line_items: partial cancellation is not available yet; cancel the whole order"
+                .to_owned();
+        options = Err(options
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .chain([problem])
+            .collect());
+    }
+    let options = options.map_err(ApiError::invalid)?;
     if request.dry_run == Some(true) {
         let order = state
             .store
@@ -112,12 +134,7 @@ pub async fn cancel_order(
         .await;
     match changed {
         Ok(change) => {
-            let outcome = change
-                .order
-                .cancellation
-                .as_ref()
-                .map_or("completed", |c| c.status.as_str());
-            state.metrics.count_cancellation(outcome);
+            count_cancelled(&state, &change.order);
             Ok((
                 cancel_status(&change.order),
                 Json(order_body(&change.order)),
@@ -187,7 +204,7 @@ pub async fn bulk_cancel(
         }
         Some(ids) => ids.clone(),
     };
-    let options = input::cancel_options(&request.options(), RequestedBy::Merchant);
+    let options = input::cancel_options(request.cancel_options(), RequestedBy::Merchant);
     let options = match options {
         Ok(options) if problems.0.is_empty() => options,
         Ok(_) => return Err(ApiError::invalid(problems.0)),
@@ -210,12 +227,7 @@ pub async fn bulk_cancel(
         .zip(results)
         .map(|(order_id, result)| match result {
             Ok(change) => {
-                let outcome = change
-                    .order
-                    .cancellation
-                    .as_ref()
-                    .map_or("completed", |c| c.status.as_str());
-                state.metrics.count_cancellation(outcome);
+                count_cancelled(&state, &change.order);
                 BulkCancelResult {
                     order_id: order_id.clone(),
                     number: Some(change.order.number.clone()),

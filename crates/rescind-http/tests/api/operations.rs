@@ -10,6 +10,7 @@ crate::on_both_backends!(
     the_openapi_document_covers_every_endpoint_and_the_error_body,
     malformed_json_is_a_bad_request_with_the_error_body,
     a_body_over_one_mebibyte_is_refused_with_413,
+    a_huge_declared_body_is_refused_before_it_is_sent,
     unknown_paths_answer_404_with_the_error_body,
     a_retry_with_the_same_idempotency_key_replays_the_first_answer,
     the_same_idempotency_key_with_another_body_is_refused,
@@ -152,6 +153,38 @@ async fn a_body_over_one_mebibyte_is_refused_with_413(app: TestApp) {
     assert_eq!(response.status().as_u16(), 413);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], "payload_too_large");
+}
+
+async fn a_huge_declared_body_is_refused_before_it_is_sent(app: TestApp) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let shop = app.shop().await;
+    let mut stream = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    let head = format!(
+        "POST /api/v1/orders/cancel HTTP/1.1\r\nHost: rescind\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1073741824\r\nExpect: 100-continue\r\n\r\n",
+        shop.token
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("payload_too_large") {
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer))
+                .await
+                .unwrap()
+                .unwrap();
+        assert!(
+            read > 0,
+            "the server closed without answering: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 }
 
 async fn unknown_paths_answer_404_with_the_error_body(app: TestApp) {
