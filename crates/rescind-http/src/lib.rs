@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::ops::healthz))
         .route("/metrics", get(routes::ops::metrics))
         .fallback(routes::ops::not_found)
+        .method_not_allowed_fallback(routes::ops::method_not_allowed)
         .layer(from_fn(body::limit_body))
         .layer(from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)

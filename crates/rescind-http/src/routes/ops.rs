@@ -37,3 +37,11 @@ pub async fn openapi_document() -> impl IntoResponse {
 pub async fn not_found() -> ApiError {
     ApiError::not_found("endpoint")
 }
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This endpoint does not take that method.",
+    )
+}

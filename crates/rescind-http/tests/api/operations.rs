@@ -11,7 +11,7 @@ crate::on_both_backends!(
     malformed_json_is_a_bad_request_with_the_error_body,
     a_body_over_one_mebibyte_is_refused_with_413,
     a_huge_declared_body_is_refused_before_it_is_sent,
-    unknown_paths_answer_404_with_the_error_body,
+    unknown_paths_and_methods_answer_with_the_error_body,
     a_retry_with_the_same_idempotency_key_replays_the_first_answer,
     the_same_idempotency_key_with_another_body_is_refused,
 );
@@ -187,10 +187,23 @@ async fn a_huge_declared_body_is_refused_before_it_is_sent(app: TestApp) {
     );
 }
 
-async fn unknown_paths_answer_404_with_the_error_body(app: TestApp) {
+async fn unknown_paths_and_methods_answer_with_the_error_body(app: TestApp) {
     let shop = app.shop().await;
     let answer = app.get("/api/v1/nowhere", &shop.token).await;
     assert_eq!((answer.status, answer.code()), (404, "not_found"));
+    let wrong_method = app
+        .send(
+            Method::DELETE,
+            "/api/v1/orders",
+            Some(&shop.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (wrong_method.status, wrong_method.code()),
+        (405, "method_not_allowed")
+    );
 }
 
 async fn a_retry_with_the_same_idempotency_key_replays_the_first_answer(app: TestApp) {
