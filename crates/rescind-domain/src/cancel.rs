@@ -8,6 +8,7 @@ use crate::ids::IdSource;
 use crate::money::Money;
 use crate::order::{
     FinancialStatus, FulfillmentStatus, Order, OrderChange, OrderStatus, PaymentMethod, Warning,
+    WorkflowSchedule,
 };
 use crate::refund::{apply_refunds, needs_payment_provider, Refund, RefundMethod};
 use crate::time::Timestamp;
@@ -83,7 +84,22 @@ pub struct Step {
     pub status: StepStatus,
     pub message: String,
     pub attempts: u32,
+    /// Part of the idempotency key of the step's external call (W7). It changes only after the
+    /// partner refused the call outright, so a new attempt can never repeat one that took effect.
+    pub generation: u32,
+    /// The last failure of an external call, for the operator.
+    pub last_error: Option<String>,
     pub updated_at: Timestamp,
+}
+
+impl Step {
+    /// The idempotency key of this step's external call within `cancellation_id` (W7).
+    pub fn idempotency_key(&self, cancellation_id: &str) -> String {
+        format!(
+            "rescind-{cancellation_id}-{}-{}",
+            self.kind, self.generation
+        )
+    }
 }
 
 /// A cancellation of an order (W1, W3).
@@ -103,6 +119,9 @@ pub struct Cancellation {
     /// A step kept failing or was rejected; an operator must look (W7).
     pub needs_attention: bool,
     pub steps: Vec<Step>,
+    /// The shipment and money statuses before the cancel, restored by an undo (§5).
+    pub fulfillment_status_before: FulfillmentStatus,
+    pub financial_status_before: FinancialStatus,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub completed_at: Option<Timestamp>,
@@ -356,6 +375,22 @@ fn plan_refund(order: &Order, options: &CancelOptions) -> Result<RefundPlan, Can
         other => other,
     };
 
+    let provider = order
+        .payment
+        .as_ref()
+        .and_then(|payment| payment.provider_id.as_ref());
+    if order.financial_status == FinancialStatus::Authorized && provider.is_some() {
+        return Ok(RefundPlan {
+            step: step(
+                StepStatus::Pending,
+                "void the payment authorization at the payment provider".to_owned(),
+            ),
+            amount: Money::ZERO,
+            immediate: Vec::new(),
+            method: Some(RefundMethod::OriginalPayment),
+            financial_status: order.financial_status,
+        });
+    }
     if owed.is_zero() {
         let action = match order.financial_status {
             FinancialStatus::Authorized => "skipped: nothing was captured; the authorization is left to the payment gateway (no payment provider is linked)".to_owned(),
@@ -425,6 +460,10 @@ fn plan_refund(order: &Order, options: &CancelOptions) -> Result<RefundPlan, Can
         )
     } else {
         match method {
+            RefundMethod::OriginalPayment if provider.is_some() => step(
+                StepStatus::Pending,
+                format!("refund {rest_text} to the original payment through the payment provider"),
+            ),
             _ if needs_payment_provider(method) => {
                 return Err(CancelError::PaymentProviderRequired { amount: rest_text });
             }
@@ -497,6 +536,7 @@ pub fn cancel_order(
 ) -> Result<(CancelPlan, OrderChange), CancelError> {
     let plan = plan_cancellation(order, options)?;
     let mut order = order.clone();
+    let statuses_before = (order.fulfillment_status, order.financial_status);
     let cancellation_id = ids.new_id("can");
     let currency = order.currency;
 
@@ -529,6 +569,8 @@ pub fn cancel_order(
                 | StepStatus::Skipped
                 | StepStatus::Waiting => 0,
             },
+            generation: 0,
+            last_error: None,
             updated_at: now,
         })
         .collect();
@@ -601,13 +643,15 @@ pub fn cancel_order(
             now,
             &format!("cancellation.{}", plan.cancellation_status),
             actor,
-            if completed {
-                "Cancellation completed.".to_owned()
-            } else {
-                format!(
+            match plan.cancellation_status {
+                CancellationStatus::Completed => "Cancellation completed.".to_owned(),
+                CancellationStatus::Processing => {
+                    "Cancellation processing: the payment provider is being asked.".to_owned()
+                }
+                _ => format!(
                     "Cancellation awaiting refund: {} is still owed.",
                     order.refundable().format(currency)
-                )
+                ),
             },
         )
         .with("cancellation_id", &cancellation_id),
@@ -627,18 +671,24 @@ pub fn cancel_order(
         notify_customer: options.notify_customer,
         needs_attention: false,
         steps,
+        fulfillment_status_before: statuses_before.0,
+        financial_status_before: statuses_before.1,
         created_at: now,
         updated_at: now,
         completed_at: completed.then_some(now),
     });
-    Ok((
-        plan,
-        OrderChange {
-            order,
-            history,
-            new_refunds: refunds,
-        },
-    ))
+    let workflow = if plan.cancellation_status == CancellationStatus::Processing {
+        WorkflowSchedule::DueAt(now)
+    } else {
+        WorkflowSchedule::Unchanged
+    };
+    let change = OrderChange {
+        order,
+        history,
+        new_refunds: refunds,
+        workflow,
+    };
+    Ok((plan, change))
 }
 
 impl Cancellation {

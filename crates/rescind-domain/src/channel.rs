@@ -26,3 +26,10 @@ impl ChannelKind {
         }
     }
 }
+
+crate::named_enum! {
+    /// The payment providers rescind speaks to.
+    pub enum PaymentProviderKind {
+        Stripe => "stripe",
+    }
+}

@@ -104,6 +104,18 @@ impl Money {
         Money(Decimal::new(minor.max(0), currency.minor_units()))
     }
 
+    /// The amount in the currency's smallest unit, as payment providers count it: ¥1,200 is 1200,
+    /// $9.99 is 999. `None` when it does not fit or has more decimals than the currency.
+    pub fn to_minor_units(&self, currency: Currency) -> Option<i64> {
+        let scaled = self
+            .0
+            .checked_mul(Decimal::from(10i64.pow(currency.minor_units())))?;
+        if scaled.fract() != Decimal::ZERO {
+            return None;
+        }
+        i64::try_from(scaled).ok()
+    }
+
     pub fn is_zero(&self) -> bool {
         self.0.is_zero()
     }
@@ -198,6 +210,25 @@ mod tests {
         assert_eq!(three.checked_sub(five), None);
         assert_eq!(three.saturating_sub(five), Money::ZERO);
         assert_eq!(five.checked_sub(three).unwrap().format(usd()), "2.00");
+    }
+
+    #[test]
+    fn minor_units_follow_the_currency() {
+        assert_eq!(
+            Money::parse("1200", jpy()).unwrap().to_minor_units(jpy()),
+            Some(1200)
+        );
+        assert_eq!(
+            Money::parse("9.99", usd()).unwrap().to_minor_units(usd()),
+            Some(999)
+        );
+        assert_eq!(Money::from_minor_units(999, usd()).format(usd()), "9.99");
+        assert_eq!(Money::from_minor_units(1200, jpy()).format(jpy()), "1200");
+        assert_eq!(
+            Money::parse_stored("0.5").unwrap().to_minor_units(jpy()),
+            None,
+            "half a yen does not exist"
+        );
     }
 
     #[test]

@@ -357,4 +357,29 @@ pub struct OrderChange {
     pub history: Vec<HistoryEntry>,
     /// Refunds created by this change (already included in `order.refunds`).
     pub new_refunds: Vec<Refund>,
+    /// What the workflow worker has to do for the order's cancellation next.
+    pub workflow: WorkflowSchedule,
+}
+
+impl OrderChange {
+    /// A change that leaves the workflow as it is.
+    pub fn new(order: Order, history: Vec<HistoryEntry>, new_refunds: Vec<Refund>) -> Self {
+        OrderChange {
+            order,
+            history,
+            new_refunds,
+            workflow: WorkflowSchedule::Unchanged,
+        }
+    }
+}
+
+/// When the worker should next carry the order's cancellation forward (W7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkflowSchedule {
+    /// Nothing to schedule or unschedule.
+    Unchanged,
+    /// A step is pending: run it at this time (now, or after a backoff).
+    DueAt(Timestamp),
+    /// No step is left to run by the worker (done, or waiting on an operator).
+    Finished,
 }

@@ -166,11 +166,7 @@ pub fn record_refund(
         ));
     }
     order.updated_at = now;
-    Ok(OrderChange {
-        order,
-        history,
-        new_refunds: vec![refund],
-    })
+    Ok(OrderChange::new(order, history, vec![refund]))
 }
 
 /// Adds refunds to the order's ledger and totals, and moves its financial status along.

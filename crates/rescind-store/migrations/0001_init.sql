@@ -88,6 +88,9 @@ CREATE TABLE cancellations (
     notify_customer BOOLEAN NOT NULL,
     needs_attention BOOLEAN NOT NULL,
     steps TEXT NOT NULL,
+    -- Restored by an undo (PRODUCT.md §5).
+    fulfillment_status_before TEXT NOT NULL,
+    financial_status_before TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
     completed_at BIGINT
@@ -96,6 +99,30 @@ CREATE TABLE cancellations (
 CREATE UNIQUE INDEX cancellations_one_in_effect ON cancellations (order_id)
     WHERE status IN ('processing', 'awaiting_refund', 'completed');
 CREATE INDEX cancellations_by_shop ON cancellations (shop_id, id);
+CREATE INDEX cancellations_needing_attention ON cancellations (shop_id, id) WHERE needs_attention;
+
+-- Cancellations with a step for the worker to run (W7). A worker claims a due job by taking its
+-- lease; a job whose lease expired (its worker died) is claimed again.
+CREATE TABLE workflow_jobs (
+    cancellation_id TEXT PRIMARY KEY REFERENCES cancellations (id),
+    shop_id TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    due_at BIGINT NOT NULL,
+    lease_owner TEXT,
+    lease_expires_at BIGINT
+);
+CREATE INDEX workflow_jobs_by_due_at ON workflow_jobs (due_at);
+
+CREATE TABLE payment_providers (
+    id TEXT PRIMARY KEY,
+    shop_id TEXT NOT NULL REFERENCES shops (id),
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    base_url TEXT NOT NULL,
+    credentials TEXT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX payment_providers_by_shop ON payment_providers (shop_id, id);
 
 CREATE TABLE refunds (
     id TEXT PRIMARY KEY,

@@ -8,13 +8,14 @@ use crate::codec::{
     scopes_from_text, scopes_to_text, steps_from_json, steps_to_json, warnings_from_json, warnings_to_json,
 };
 use crate::{
+    CancellationOfOrder, Job, PaymentProvider, PaymentProviderKind,
     ApiToken, ChangeError, Channel, IdempotencyClaim, ImportError, OrderFilter, Page, Settings, SettingsPatch, Shop,
     IDEMPOTENCY_ABANDONED_AFTER_S, IDEMPOTENCY_RETENTION_S,
 };
 use anyhow::{Context, Result};
 use rescind_domain::{
     Cancellation, CancellationStatus, ChannelKind, Currency, FinancialStatus, FulfillmentStatus, HistoryEntry, Money,
-    Order, OrderChange, OrderStatus, Refund, RefundMethod, RequestedBy, Timestamp,
+    Order, OrderChange, OrderStatus, Refund, RefundMethod, RequestedBy, Timestamp, WorkflowSchedule,
 };
 use sqlx::{Database, Pool, QueryBuilder, Row};
 use std::collections::HashMap;
@@ -31,8 +32,8 @@ const ORDER_COLUMNS: &str = "id, shop_id, number, channel_id, channel_kind, chan
     line_items, payment, inventory_deducted, warehouse_id, warnings, cancellation_id, created_at, updated_at";
 
 const CANCELLATION_COLUMNS: &str = "id, order_id, status, requested_by, reason, reason_code, reason_detail, \
-    staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, created_at, updated_at, \
-    completed_at";
+    staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, fulfillment_status_before, \
+    financial_status_before, created_at, updated_at, completed_at";
 
 const REFUND_COLUMNS: &str = "id, order_id, cancellation_id, amount, method, note, actor, created_at";
 
@@ -117,6 +118,16 @@ fn cancellation_from_row(row: &DbRow) -> Result<(String, Cancellation)> {
         notify_customer: row.try_get("notify_customer")?,
         needs_attention: row.try_get("needs_attention")?,
         steps: steps_from_json(&row.try_get::<String, _>("steps")?)?,
+        fulfillment_status_before: parse_named(
+            &row.try_get::<String, _>("fulfillment_status_before")?,
+            FulfillmentStatus::parse,
+            "fulfillment status",
+        )?,
+        financial_status_before: parse_named(
+            &row.try_get::<String, _>("financial_status_before")?,
+            FinancialStatus::parse,
+            "financial status",
+        )?,
         created_at: time(row.try_get("created_at")?),
         updated_at: time(row.try_get("updated_at")?),
         completed_at: row.try_get::<Option<i64>, _>("completed_at")?.map(time),
@@ -309,10 +320,11 @@ async fn save_change(connection: &mut Connection, change: &OrderChange) -> Resul
         sqlx::query(
             "INSERT INTO cancellations (id, order_id, shop_id, status, requested_by, reason, reason_code, \
              reason_detail, staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, \
-             created_at, updated_at, completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-             $14, $15, $16, $17, $18) ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
-             refund_method = excluded.refund_method, needs_attention = excluded.needs_attention, \
-             steps = excluded.steps, updated_at = excluded.updated_at, completed_at = excluded.completed_at",
+             fulfillment_status_before, financial_status_before, created_at, updated_at, completed_at) VALUES ($1, \
+             $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, refund_method = excluded.refund_method, \
+             needs_attention = excluded.needs_attention, steps = excluded.steps, updated_at = excluded.updated_at, \
+             completed_at = excluded.completed_at",
         )
         .bind(&cancellation.id)
         .bind(&order.id)
@@ -329,6 +341,8 @@ async fn save_change(connection: &mut Connection, change: &OrderChange) -> Resul
         .bind(cancellation.notify_customer)
         .bind(cancellation.needs_attention)
         .bind(steps_to_json(&cancellation.steps))
+        .bind(cancellation.fulfillment_status_before.as_str())
+        .bind(cancellation.financial_status_before.as_str())
         .bind(cancellation.created_at.unix_micros())
         .bind(cancellation.updated_at.unix_micros())
         .bind(cancellation.completed_at.map(Timestamp::unix_micros))
@@ -355,7 +369,38 @@ async fn save_change(connection: &mut Connection, change: &OrderChange) -> Resul
         .await
         .context("failed to write a refund")?;
     }
+    schedule_workflow(connection, change).await?;
     insert_history(connection, &order.id, &change.history).await
+}
+
+/// Keeps the worker's job of the order's cancellation in step with the change.
+async fn schedule_workflow(connection: &mut Connection, change: &OrderChange) -> Result<()> {
+    let Some(cancellation) = &change.order.cancellation else { return Ok(()) };
+    match change.workflow {
+        WorkflowSchedule::Unchanged => {}
+        WorkflowSchedule::DueAt(due_at) => {
+            sqlx::query(
+                "INSERT INTO workflow_jobs (cancellation_id, shop_id, order_id, due_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (cancellation_id) DO UPDATE SET due_at = excluded.due_at, lease_owner = NULL, \
+                 lease_expires_at = NULL",
+            )
+            .bind(&cancellation.id)
+            .bind(&change.order.shop_id)
+            .bind(&change.order.id)
+            .bind(due_at.unix_micros())
+            .execute(&mut *connection)
+            .await
+            .context("failed to schedule the cancellation's next step")?;
+        }
+        WorkflowSchedule::Finished => {
+            sqlx::query("DELETE FROM workflow_jobs WHERE cancellation_id = $1")
+                .bind(&cancellation.id)
+                .execute(&mut *connection)
+                .await
+                .context("failed to finish the cancellation's job")?;
+        }
+    }
+    Ok(())
 }
 
 impl Backend {
@@ -795,6 +840,164 @@ impl Backend {
             .await?
             .rows_affected();
         Ok(deleted)
+    }
+}
+
+fn payment_provider_from_row(row: &DbRow) -> Result<PaymentProvider> {
+    Ok(PaymentProvider {
+        id: row.try_get("id")?,
+        shop_id: row.try_get("shop_id")?,
+        kind: parse_named(&row.try_get::<String, _>("kind")?, PaymentProviderKind::parse, "payment provider kind")?,
+        name: row.try_get("name")?,
+        base_url: row.try_get("base_url")?,
+        credentials: row.try_get("credentials")?,
+        created_at: time(row.try_get("created_at")?),
+    })
+}
+
+impl Backend {
+    pub(crate) async fn create_payment_provider(&self, provider: &PaymentProvider) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO payment_providers (id, shop_id, kind, name, base_url, credentials, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&provider.id)
+        .bind(&provider.shop_id)
+        .bind(provider.kind.as_str())
+        .bind(&provider.name)
+        .bind(&provider.base_url)
+        .bind(&provider.credentials)
+        .bind(provider.created_at.unix_micros())
+        .execute(&self.write)
+        .await
+        .context("failed to create the payment provider")?;
+        Ok(())
+    }
+
+    pub(crate) async fn payment_provider(&self, shop_id: &str, provider_id: &str) -> Result<Option<PaymentProvider>> {
+        let row = sqlx::query(
+            "SELECT id, shop_id, kind, name, base_url, credentials, created_at FROM payment_providers \
+             WHERE shop_id = $1 AND id = $2",
+        )
+        .bind(shop_id)
+        .bind(provider_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(payment_provider_from_row).transpose()
+    }
+
+    pub(crate) async fn payment_providers(&self, shop_id: &str) -> Result<Vec<PaymentProvider>> {
+        let rows = sqlx::query(
+            "SELECT id, shop_id, kind, name, base_url, credentials, created_at FROM payment_providers \
+             WHERE shop_id = $1 ORDER BY id",
+        )
+        .bind(shop_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(payment_provider_from_row).collect()
+    }
+
+    pub(crate) async fn cancellations(
+        &self,
+        shop_id: &str,
+        needs_attention: Option<bool>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<CancellationOfOrder>> {
+        let mut query = QueryBuilder::<Db>::new(
+            "SELECT c.id, c.order_id, c.status, c.requested_by, c.reason, c.reason_code, c.reason_detail, \
+             c.staff_note, c.refund, c.refund_method, c.restock, c.notify_customer, c.needs_attention, c.steps, \
+             c.fulfillment_status_before, c.financial_status_before, c.created_at, c.updated_at, c.completed_at, \
+             o.number FROM cancellations c JOIN orders o ON o.id = c.order_id WHERE c.shop_id = ",
+        );
+        query.push_bind(shop_id.to_owned());
+        if let Some(needs_attention) = needs_attention {
+            query.push(" AND c.needs_attention = ").push_bind(needs_attention);
+        }
+        if let Some(cursor) = cursor {
+            query.push(" AND c.id < ").push_bind(cursor.to_owned());
+        }
+        query.push(" ORDER BY c.id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        let mut rows = query.build().fetch_all(&self.read).await.context("failed to list cancellations")?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let items = rows
+            .iter()
+            .map(|row| {
+                let (order_id, cancellation) = cancellation_from_row(row)?;
+                Ok(CancellationOfOrder { order_id, number: row.try_get("number")?, cancellation })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let next_cursor = if more { items.last().map(|item| item.cancellation.id.clone()) } else { None };
+        Ok(Page { items, next_cursor })
+    }
+
+    pub(crate) async fn order_id_of_cancellation(&self, shop_id: &str, cancellation_id: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT order_id FROM cancellations WHERE shop_id = $1 AND id = $2")
+            .bind(shop_id)
+            .bind(cancellation_id)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
+    /// Takes the lease of up to `limit` due jobs whose lease is free or expired.
+    pub(crate) async fn claim_jobs(&self, owner: &str, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Job>> {
+        let rows = sqlx::query(&format!(
+            "UPDATE workflow_jobs SET lease_owner = $1, lease_expires_at = $2 WHERE cancellation_id IN \
+             (SELECT cancellation_id FROM workflow_jobs WHERE due_at <= $3 AND (lease_expires_at IS NULL \
+             OR lease_expires_at < $3) ORDER BY due_at LIMIT $4 {}) RETURNING cancellation_id, shop_id, order_id",
+            DIALECT.skip_locked
+        ))
+        .bind(owner)
+        .bind(lease_until.unix_micros())
+        .bind(now.unix_micros())
+        .bind(i64::from(limit))
+        .fetch_all(&self.write)
+        .await
+        .context("failed to claim due steps")?;
+        rows.iter()
+            .map(|row| {
+                Ok(Job {
+                    cancellation_id: row.try_get("cancellation_id")?,
+                    shop_id: row.try_get("shop_id")?,
+                    order_id: row.try_get("order_id")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets a job whose step is no longer pending.
+    pub(crate) async fn finish_job(&self, cancellation_id: &str, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM workflow_jobs WHERE cancellation_id = $1 AND lease_owner = $2")
+            .bind(cancellation_id)
+            .bind(owner)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// When the earliest job falls due (or its lease expires), for the worker's sleep.
+    pub(crate) async fn next_job_due_at(&self) -> Result<Option<Timestamp>> {
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(CASE WHEN lease_expires_at IS NOT NULL AND lease_expires_at > due_at \
+             THEN lease_expires_at ELSE due_at END) FROM workflow_jobs",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok(due.map(time))
+    }
+
+    /// Frees every lease: for a single-process database at start, whose earlier process is gone.
+    pub(crate) async fn release_all_leases(&self) -> Result<u64> {
+        Ok(sqlx::query("UPDATE workflow_jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner IS NOT NULL")
+            .execute(&self.write)
+            .await?
+            .rows_affected())
+    }
+
+    /// How many jobs are waiting for a worker.
+    pub(crate) async fn count_jobs(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM workflow_jobs").fetch_one(&self.read).await?)
     }
 }
 

@@ -162,7 +162,8 @@ pub(crate) fn steps_to_json(steps: &[Step]) -> String {
             .map(|step| {
                 json!({
                     "kind": step.kind.as_str(), "status": step.status.as_str(), "message": step.message,
-                    "attempts": step.attempts, "updated_at": step.updated_at.unix_micros(),
+                    "attempts": step.attempts, "generation": step.generation, "last_error": step.last_error,
+                    "updated_at": step.updated_at.unix_micros(),
                 })
             })
             .collect(),
@@ -183,6 +184,8 @@ pub(crate) fn steps_from_json(json: &str) -> Result<Vec<Step>> {
                 status: parse_named(&text(step, "status")?, StepStatus::parse, "step status")?,
                 message: text(step, "message")?,
                 attempts: u32::try_from(number(step, "attempts")?)?,
+                generation: u32::try_from(number(step, "generation").unwrap_or(0))?,
+                last_error: optional_text(step, "last_error"),
                 updated_at: Timestamp::from_unix_micros(number(step, "updated_at")?),
             })
         })

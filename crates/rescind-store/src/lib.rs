@@ -31,6 +31,8 @@ pub(crate) struct Dialect {
     pub identity_primary_key: &'static str,
     /// Serializes concurrent migrators, where the backend needs it.
     pub migration_lock: Option<&'static str>,
+    /// Lets concurrent workers claim different jobs instead of waiting on each other's locks.
+    pub skip_locked: &'static str,
 }
 
 /// A platform tenant (B6).
@@ -86,6 +88,37 @@ pub struct Channel {
     pub credentials: Option<String>,
     pub cancel_sync: bool,
     pub created_at: Timestamp,
+}
+
+pub use rescind_domain::PaymentProviderKind;
+
+/// A payment provider integration of a shop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentProvider {
+    pub id: String,
+    pub shop_id: String,
+    pub kind: PaymentProviderKind,
+    pub name: String,
+    pub base_url: String,
+    /// Write-only secrets as a JSON object; never returned by the API, never logged.
+    pub credentials: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// A cancellation with the order it belongs to, for lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CancellationOfOrder {
+    pub order_id: String,
+    pub number: String,
+    pub cancellation: rescind_domain::Cancellation,
+}
+
+/// A cancellation with a step for the worker, claimed under a lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub cancellation_id: String,
+    pub shop_id: String,
+    pub order_id: String,
 }
 
 /// Filters of the order list (API.md `GET /orders`). `q` matches number, channel order id, customer
@@ -163,6 +196,7 @@ mod sqlite {
         like: "LIKE",
         identity_primary_key: "INTEGER PRIMARY KEY AUTOINCREMENT",
         migration_lock: None,
+        skip_locked: "",
     };
     /// Readers run beside the single writer thanks to WAL.
     const READ_CONNECTIONS_MAX: u32 = 8;
@@ -200,6 +234,7 @@ mod postgres {
         like: "ILIKE",
         identity_primary_key: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
         migration_lock: Some("SELECT pg_advisory_xact_lock(7220301)"),
+        skip_locked: "FOR UPDATE SKIP LOCKED",
     };
     /// Enough for the HTTP workers of one process; PostgreSQL's own default limit is 100.
     const CONNECTIONS_MAX: u32 = 16;
@@ -355,6 +390,70 @@ impl Store {
         decide: impl FnMut(&Order) -> Result<OrderChange, E>,
     ) -> Result<Vec<Result<OrderChange, ChangeError<E>>>> {
         dispatch!(self, backend => backend.change_orders(shop_id, order_ids, decide).await)
+    }
+
+    pub async fn create_payment_provider(&self, provider: &PaymentProvider) -> Result<()> {
+        dispatch!(self, backend => backend.create_payment_provider(provider).await)
+    }
+
+    pub async fn payment_provider(
+        &self,
+        shop_id: &str,
+        provider_id: &str,
+    ) -> Result<Option<PaymentProvider>> {
+        dispatch!(self, backend => backend.payment_provider(shop_id, provider_id).await)
+    }
+
+    pub async fn payment_providers(&self, shop_id: &str) -> Result<Vec<PaymentProvider>> {
+        dispatch!(self, backend => backend.payment_providers(shop_id).await)
+    }
+
+    /// The shop's cancellations, newest first; only those needing attention (or not) when asked.
+    pub async fn cancellations(
+        &self,
+        shop_id: &str,
+        needs_attention: Option<bool>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<CancellationOfOrder>> {
+        dispatch!(self, backend => backend.cancellations(shop_id, needs_attention, cursor, limit).await)
+    }
+
+    pub async fn order_id_of_cancellation(
+        &self,
+        shop_id: &str,
+        cancellation_id: &str,
+    ) -> Result<Option<String>> {
+        dispatch!(self, backend => backend.order_id_of_cancellation(shop_id, cancellation_id).await)
+    }
+
+    /// Takes the lease of up to `limit` due jobs for `owner` until `lease_until`.
+    pub async fn claim_jobs(
+        &self,
+        owner: &str,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Job>> {
+        dispatch!(self, backend => backend.claim_jobs(owner, now(), lease_until, limit).await)
+    }
+
+    /// Forgets a job `owner` holds whose step turned out to be no longer pending.
+    pub async fn finish_job(&self, cancellation_id: &str, owner: &str) -> Result<()> {
+        dispatch!(self, backend => backend.finish_job(cancellation_id, owner).await)
+    }
+
+    pub async fn next_job_due_at(&self) -> Result<Option<Timestamp>> {
+        dispatch!(self, backend => backend.next_job_due_at().await)
+    }
+
+    /// Frees every lease. Only for SQLite, where one process owns the database: at start, the leases
+    /// of the process before it are void.
+    pub async fn release_all_leases(&self) -> Result<u64> {
+        dispatch!(self, backend => backend.release_all_leases().await)
+    }
+
+    pub async fn count_jobs(&self) -> Result<i64> {
+        dispatch!(self, backend => backend.count_jobs().await)
     }
 
     pub async fn claim_idempotency_key(

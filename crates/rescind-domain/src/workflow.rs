@@ -1,0 +1,404 @@
+//! The durable part of a cancellation (W2, W7): which external call a pending step needs, what its
+//! outcome does to the order, how long to wait before trying again, and an operator's retry.
+
+use crate::cancel::{CancellationStatus, StepKind, StepStatus};
+use crate::history::{Actor, HistoryEntry};
+use crate::ids::IdSource;
+use crate::money::{Currency, Money};
+use crate::order::{FinancialStatus, Order, OrderChange, WorkflowSchedule};
+use crate::refund::{apply_refunds, Refund, RefundMethod};
+use crate::time::Timestamp;
+
+/// How failed external calls are retried (W7): capped exponential backoff with jitter, a bounded
+/// number of attempts, then the needs-attention list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts of one step before an operator is asked to look.
+    pub attempts_max: u32,
+    /// The wait after the first failure; doubled after each further one.
+    pub delay_base_ms: u64,
+    /// The longest wait between two attempts.
+    pub delay_max_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    /// Twelve attempts over about ten minutes: a partner's short outage heals by itself, a long one
+    /// reaches an operator the same hour.
+    fn default() -> Self {
+        RetryPolicy {
+            attempts_max: 12,
+            delay_base_ms: 500,
+            delay_max_ms: 120_000,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// When to try again after `attempts` failed attempts, or `None` when they are used up. `jitter`
+    /// in `[0, 1)` spreads retries of many steps apart ("full jitter" over the upper half).
+    pub fn retry_at(&self, attempts: u32, jitter: f64, now: Timestamp) -> Option<Timestamp> {
+        if attempts >= self.attempts_max {
+            return None;
+        }
+        let exponential = self
+            .delay_base_ms
+            .saturating_mul(1u64 << attempts.saturating_sub(1).min(30));
+        let capped = exponential.min(self.delay_max_ms);
+        let delay_ms = capped / 2 + ((capped / 2) as f64 * jitter.clamp(0.0, 1.0)) as u64;
+        Some(Timestamp::from_unix_micros(
+            now.unix_micros() + delay_ms as i64 * 1000,
+        ))
+    }
+}
+
+/// What the payment provider must do for a pending refund step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PaymentAction {
+    /// Refund captured money.
+    Refund { amount: Money },
+    /// Cancel an authorization that was never captured.
+    Void,
+}
+
+/// A call the worker must make to the order's payment provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentCall {
+    pub provider_id: String,
+    /// The provider's payment, e.g. a Stripe PaymentIntent `pi_…`.
+    pub reference: String,
+    pub currency: Currency,
+    pub action: PaymentAction,
+    /// Derived from the step: the same for every attempt of one generation (W7).
+    pub idempotency_key: String,
+    /// An earlier attempt may have reached the provider: look the result up before calling again.
+    pub earlier_attempts: bool,
+}
+
+/// The work a pending cancellation needs from the worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PendingWork {
+    Payment(PaymentCall),
+    /// The refund step is pending but nothing is owed any more (refunded by hand meanwhile).
+    NothingOwed,
+}
+
+/// The next external call of the order's cancellation, or `None` when no step is pending.
+pub fn pending_work(order: &Order) -> Option<PendingWork> {
+    let cancellation = order.cancellation.as_ref()?;
+    if cancellation.status != CancellationStatus::Processing {
+        return None;
+    }
+    let step = cancellation
+        .steps
+        .iter()
+        .find(|step| step.status == StepStatus::Pending)?;
+    match step.kind {
+        StepKind::Refund => {
+            let payment = order.payment.as_ref()?;
+            let action = if order.financial_status == FinancialStatus::Authorized {
+                PaymentAction::Void
+            } else if order.refundable().is_zero() {
+                return Some(PendingWork::NothingOwed);
+            } else {
+                PaymentAction::Refund {
+                    amount: order.refundable(),
+                }
+            };
+            Some(PendingWork::Payment(PaymentCall {
+                provider_id: payment.provider_id.clone()?,
+                reference: payment.reference.clone()?,
+                currency: order.currency,
+                action,
+                idempotency_key: step.idempotency_key(&cancellation.id),
+                earlier_attempts: step.attempts > 0,
+            }))
+        }
+        StepKind::ChannelCancel
+        | StepKind::WarehouseCancel
+        | StepKind::Restock
+        | StepKind::Notify => None,
+    }
+}
+
+/// What came of a step's external call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// The provider refunded `amount`; `reference` is its refund id.
+    Refunded { amount: Money, reference: String },
+    /// The authorization was cancelled.
+    Voided,
+    /// Nothing was owed any more.
+    NothingOwed,
+    /// The partner said no for a business reason: nothing happened there, and trying again with the
+    /// same request would only hear no again.
+    Refused { message: String },
+    /// The call failed, or its outcome is unknown. Try again at `retry_at`; `None` when the attempts
+    /// are used up.
+    Failed {
+        message: String,
+        retry_at: Option<Timestamp>,
+    },
+}
+
+/// The step was no longer pending when its outcome arrived (undone, or finished elsewhere).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the step is no longer pending")]
+pub struct StaleStep;
+
+/// Records the outcome of the pending step `kind` and moves the cancellation along (W3, W4, W7).
+pub fn record_step_outcome(
+    order: &Order,
+    kind: StepKind,
+    outcome: StepOutcome,
+    ids: &mut dyn IdSource,
+    now: Timestamp,
+) -> Result<OrderChange, StaleStep> {
+    let mut order = order.clone();
+    let currency = order.currency;
+    let actor = Actor::System;
+    let cancellation = order.cancellation.as_mut().ok_or(StaleStep)?;
+    if cancellation.status != CancellationStatus::Processing {
+        return Err(StaleStep);
+    }
+    let cancellation_id = cancellation.id.clone();
+    let step = cancellation
+        .steps
+        .iter_mut()
+        .find(|step| step.kind == kind && step.status == StepStatus::Pending)
+        .ok_or(StaleStep)?;
+    step.attempts += 1;
+    step.updated_at = now;
+    cancellation.updated_at = now;
+
+    let mut history = Vec::new();
+    let mut refunds = Vec::new();
+    let mut financial_status = None;
+    let workflow;
+    match outcome {
+        StepOutcome::Refunded { amount, reference } => {
+            step.status = StepStatus::Succeeded;
+            step.message = format!(
+                "refunded {} to the original payment ({reference})",
+                amount.format(currency)
+            );
+            step.last_error = None;
+            refunds.push(Refund {
+                id: ids.new_id("ref"),
+                amount,
+                method: RefundMethod::OriginalPayment,
+                note: Some(format!("payment provider refund {reference}")),
+                cancellation_id: Some(cancellation_id.clone()),
+                actor: actor.label(),
+                created_at: now,
+            });
+            workflow = WorkflowSchedule::Finished;
+        }
+        StepOutcome::Voided => {
+            step.status = StepStatus::Succeeded;
+            step.message = "voided the payment authorization".to_owned();
+            step.last_error = None;
+            financial_status = Some(FinancialStatus::Voided);
+            workflow = WorkflowSchedule::Finished;
+        }
+        StepOutcome::NothingOwed => {
+            step.status = StepStatus::Skipped;
+            step.message = "skipped: everything paid has already been refunded".to_owned();
+            workflow = WorkflowSchedule::Finished;
+        }
+        StepOutcome::Refused { message } => {
+            step.status = StepStatus::Failed;
+            step.message = format!("failed: the payment provider refused: {message}");
+            step.last_error = Some(message);
+            // Refused means nothing happened: a retry may safely use a new idempotency key.
+            step.generation += 1;
+            workflow = WorkflowSchedule::Finished;
+        }
+        StepOutcome::Failed {
+            message,
+            retry_at: Some(retry_at),
+        } => {
+            step.message = format!("will retry: {message}");
+            step.last_error = Some(message);
+            workflow = WorkflowSchedule::DueAt(retry_at);
+        }
+        StepOutcome::Failed {
+            message,
+            retry_at: None,
+        } => {
+            step.status = StepStatus::Failed;
+            step.message = format!("failed after {} attempts: {message}", step.attempts);
+            step.last_error = Some(message);
+            workflow = WorkflowSchedule::Finished;
+        }
+    }
+    let step_status = step.status;
+    history.push(
+        HistoryEntry::new(
+            now,
+            &format!("step.{kind}"),
+            &actor,
+            format!("{kind}: {}", step.message),
+        )
+        .with("status", step_status)
+        .with("attempts", step.attempts),
+    );
+
+    if step_status == StepStatus::Failed {
+        cancellation.needs_attention = true;
+        cancellation.status = CancellationStatus::AwaitingRefund;
+        history.push(
+            HistoryEntry::new(
+                now,
+                "cancellation.needs_attention",
+                &actor,
+                "Cancellation needs attention: a step failed and was not retried again; retry it once the cause is fixed.",
+            )
+            .with("cancellation_id", &cancellation_id),
+        );
+    }
+    for refund in &refunds {
+        history.push(
+            HistoryEntry::new(
+                now,
+                "refund.recorded",
+                &actor,
+                format!(
+                    "Refund of {} made through the payment provider.",
+                    refund.amount.format(currency)
+                ),
+            )
+            .with("refund_id", &refund.id)
+            .with("amount", refund.amount.format(currency))
+            .with("method", refund.method),
+        );
+    }
+    apply_refunds(&mut order, &refunds, now);
+    if let Some(status) = financial_status {
+        order.financial_status = status;
+    }
+    settle_cancellation(&mut order, &mut history, now);
+    order.updated_at = now;
+    Ok(OrderChange {
+        order,
+        history,
+        new_refunds: refunds,
+        workflow,
+    })
+}
+
+/// Once no step is pending any more, the cancellation is completed when everything paid went back
+/// (W4), or waits for the rest of the money.
+fn settle_cancellation(order: &mut Order, history: &mut Vec<HistoryEntry>, now: Timestamp) {
+    let refundable = order.refundable();
+    let Some(cancellation) = order.cancellation.as_mut() else {
+        return;
+    };
+    if cancellation.status != CancellationStatus::Processing
+        || cancellation
+            .steps
+            .iter()
+            .any(|step| step.status == StepStatus::Pending)
+    {
+        return;
+    }
+    let (status, message) = if refundable.is_zero() {
+        (
+            CancellationStatus::Completed,
+            "Cancellation completed.".to_owned(),
+        )
+    } else {
+        (
+            CancellationStatus::AwaitingRefund,
+            format!(
+                "Cancellation awaiting refund: {} is still owed.",
+                refundable.format(order.currency)
+            ),
+        )
+    };
+    cancellation.status = status;
+    if status == CancellationStatus::Completed {
+        cancellation.completed_at = Some(now);
+    }
+    history.push(
+        HistoryEntry::new(
+            now,
+            &format!("cancellation.{status}"),
+            &Actor::System,
+            message,
+        )
+        .with("cancellation_id", &cancellation.id),
+    );
+}
+
+/// Why a cancellation cannot be retried.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RetryError {
+    #[error("this cancellation does not need attention; there is nothing to retry")]
+    NotNeedingAttention,
+}
+
+/// An operator re-drives a cancellation on the needs-attention list: its failed step runs again.
+pub fn retry_cancellation(
+    order: &Order,
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<OrderChange, RetryError> {
+    let mut order = order.clone();
+    let cancellation = order
+        .cancellation
+        .as_mut()
+        .filter(|c| c.needs_attention)
+        .ok_or(RetryError::NotNeedingAttention)?;
+    for step in cancellation
+        .steps
+        .iter_mut()
+        .filter(|step| step.status == StepStatus::Failed)
+    {
+        step.status = StepStatus::Pending;
+        step.attempts = 0;
+        step.message = "pending: retried by an operator".to_owned();
+        step.updated_at = now;
+    }
+    cancellation.needs_attention = false;
+    cancellation.status = CancellationStatus::Processing;
+    cancellation.updated_at = now;
+    let history = vec![HistoryEntry::new(
+        now,
+        "cancellation.retried",
+        actor,
+        "Cancellation retried by an operator.",
+    )
+    .with("cancellation_id", &cancellation.id)];
+    order.updated_at = now;
+    Ok(OrderChange {
+        order,
+        history,
+        new_refunds: Vec::new(),
+        workflow: WorkflowSchedule::DueAt(now),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_the_cap_and_then_stop() {
+        let policy = RetryPolicy {
+            attempts_max: 5,
+            delay_base_ms: 100,
+            delay_max_ms: 500,
+        };
+        let now = Timestamp::from_unix_micros(0);
+        let delay = |attempts, jitter| {
+            policy
+                .retry_at(attempts, jitter, now)
+                .map(|at| at.unix_micros() / 1000)
+        };
+        assert_eq!(delay(1, 0.0), Some(50));
+        assert_eq!(delay(1, 0.999), Some(99));
+        assert_eq!(delay(2, 0.0), Some(100));
+        assert_eq!(delay(4, 1.0), Some(500), "capped");
+        assert_eq!(delay(5, 0.5), None, "attempts used up");
+    }
+}

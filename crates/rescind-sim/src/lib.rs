@@ -1,0 +1,110 @@
+//! `rescind-sim`: simulators of the external systems rescind talks to, speaking their wire formats,
+//! with fault injection and ledgers that tests read to count effects (refunds, cancels).
+//!
+//! So far: the payment provider (Stripe's API shape) under `/v1/…`. The control API is under `/_sim/`:
+//! `PUT /_sim/faults/{endpoint}`, `DELETE /_sim/faults`, `GET /_sim/ledger`, `POST /_sim/reset`, and
+//! `POST /_sim/payment_intents` to create payments for a test.
+
+pub mod faults;
+pub mod stripe;
+
+use axum::extract::{Path, State};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use faults::{FaultConfig, Faults};
+use serde_json::{json, Value};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+/// The secret key the simulated Stripe account accepts unless told otherwise.
+pub const DEFAULT_SECRET_KEY: &str = "sk_test_rescind";
+
+/// Everything the simulators remember.
+#[derive(Debug, Default)]
+pub struct World {
+    pub stripe: stripe::Account,
+    pub faults: Faults,
+}
+
+/// Shared simulator state.
+#[derive(Clone, Debug)]
+pub struct Sim {
+    pub world: Arc<Mutex<World>>,
+    pub secret_key: String,
+}
+
+impl Sim {
+    pub fn new(secret_key: &str) -> Self {
+        Sim {
+            world: Arc::new(Mutex::new(World::default())),
+            secret_key: secret_key.to_owned(),
+        }
+    }
+
+    pub fn world(&self) -> std::sync::MutexGuard<'_, World> {
+        self.world
+            .lock()
+            .expect("the simulator's state is not poisoned")
+    }
+}
+
+/// Every simulated API and the control API.
+pub fn router(sim: Sim) -> Router {
+    Router::new()
+        .merge(stripe::router())
+        .route("/_sim/faults", delete(clear_faults).get(list_faults))
+        .route("/_sim/faults/{endpoint}", put(set_faults))
+        .route("/_sim/ledger", get(ledger))
+        .route("/_sim/reset", post(reset))
+        .with_state(sim)
+}
+
+/// Serves the simulators until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    sim: Sim,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(sim))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Starts the simulators on `127.0.0.1:0` in this process; for tests.
+pub async fn spawn() -> (std::net::SocketAddr, Sim) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
+    let address = listener.local_addr().expect("address");
+    let sim = Sim::new(DEFAULT_SECRET_KEY);
+    let served = sim.clone();
+    tokio::spawn(async move { serve(listener, served, std::future::pending()).await });
+    (address, sim)
+}
+
+async fn set_faults(
+    State(sim): State<Sim>,
+    Path(endpoint): Path<String>,
+    Json(config): Json<FaultConfig>,
+) -> Json<Value> {
+    sim.world().faults.set(&endpoint, config);
+    Json(json!({"endpoint": endpoint, "set": true}))
+}
+
+async fn clear_faults(State(sim): State<Sim>) -> Json<Value> {
+    sim.world().faults.clear();
+    Json(json!({"cleared": true}))
+}
+
+async fn list_faults(State(sim): State<Sim>) -> Json<Value> {
+    Json(json!(sim.world().faults.configs()))
+}
+
+async fn ledger(State(sim): State<Sim>) -> Json<Value> {
+    Json(json!({"stripe": sim.world().stripe.ledger()}))
+}
+
+async fn reset(State(sim): State<Sim>) -> Json<Value> {
+    *sim.world() = World::default();
+    Json(json!({"reset": true}))
+}
