@@ -7,8 +7,7 @@ use crate::history::{Actor, HistoryEntry};
 use crate::ids::IdSource;
 use crate::money::Money;
 use crate::order::{
-    FinancialStatus, FulfillmentStatus, Order, OrderChange, OrderStatus, PaymentMethod, Warning,
-    WorkflowSchedule,
+    FinancialStatus, FulfillmentStatus, Order, OrderChange, OrderStatus, PaymentMethod, Warning, WorkflowSchedule,
 };
 use crate::refund::{apply_refunds, needs_payment_provider, Refund, RefundMethod};
 use crate::time::Timestamp;
@@ -33,9 +32,7 @@ impl CancellationStatus {
     /// The order counts as cancelled (or being cancelled) while its cancellation is in one of these.
     pub const fn is_in_effect(self) -> bool {
         match self {
-            CancellationStatus::Processing
-            | CancellationStatus::AwaitingRefund
-            | CancellationStatus::Completed => true,
+            CancellationStatus::Processing | CancellationStatus::AwaitingRefund | CancellationStatus::Completed => true,
             CancellationStatus::Requested
             | CancellationStatus::Rejected
             | CancellationStatus::Failed
@@ -95,10 +92,7 @@ pub struct Step {
 impl Step {
     /// The idempotency key of this step's external call within `cancellation_id` (W7).
     pub fn idempotency_key(&self, cancellation_id: &str) -> String {
-        format!(
-            "rescind-{cancellation_id}-{}-{}",
-            self.kind, self.generation
-        )
+        format!("rescind-{cancellation_id}-{}-{}", self.kind, self.generation)
     }
 }
 
@@ -168,10 +162,7 @@ pub enum CancelError {
     AlreadyCancelled { number: String },
     /// C2.
     #[error("order {number} has already {status}; it cannot be cancelled and must be handled as a return")]
-    ReturnRequired {
-        number: String,
-        status: &'static str,
-    },
+    ReturnRequired { number: String, status: &'static str },
     /// C1, C4 without a warehouse integration, C5, closed orders.
     #[error("{message}")]
     NotCancellable { message: String },
@@ -215,10 +206,7 @@ pub struct CancelPlan {
 }
 
 /// Decides what cancelling `order` with `options` does (C1–C7, W2, W4–W6), or why it cannot be.
-pub fn plan_cancellation(
-    order: &Order,
-    options: &CancelOptions,
-) -> Result<CancelPlan, CancelError> {
+pub fn plan_cancellation(order: &Order, options: &CancelOptions) -> Result<CancelPlan, CancelError> {
     check_cancellable(order)?;
     let channel_step = plan_channel_step(order)?;
     let warehouse_step = plan_warehouse_step(order)?;
@@ -244,13 +232,7 @@ pub fn plan_cancellation(
         CancellationStatus::AwaitingRefund
     };
     Ok(CancelPlan {
-        steps: vec![
-            channel_step,
-            warehouse_step,
-            refund.step,
-            restock_step,
-            notify_step,
-        ],
+        steps: vec![channel_step, warehouse_step, refund.step, restock_step, notify_step],
         refund_amount: refund.amount,
         immediate_refunds: refund.immediate,
         restock: Vec::new(),
@@ -263,10 +245,7 @@ pub fn plan_cancellation(
 
 /// C1, C2, C5, C7 and closed orders, decided by the order's statuses alone.
 fn check_cancellable(order: &Order) -> Result<(), CancelError> {
-    let cancellation_in_effect = order
-        .cancellation
-        .as_ref()
-        .is_some_and(|c| c.status.is_in_effect());
+    let cancellation_in_effect = order.cancellation.as_ref().is_some_and(|c| c.status.is_in_effect());
     if order.status == OrderStatus::Cancelled || cancellation_in_effect {
         return Err(CancelError::AlreadyCancelled {
             number: order.number.clone(),
@@ -274,10 +253,7 @@ fn check_cancellable(order: &Order) -> Result<(), CancelError> {
     }
     if order.status == OrderStatus::Closed {
         return Err(CancelError::NotCancellable {
-            message: format!(
-                "order {} is closed and can no longer be cancelled",
-                order.number
-            ),
+            message: format!("order {} is closed and can no longer be cancelled", order.number),
         });
     }
     match order.fulfillment_status {
@@ -375,10 +351,7 @@ fn plan_refund(order: &Order, options: &CancelOptions) -> Result<RefundPlan, Can
         other => other,
     };
 
-    let provider = order
-        .payment
-        .as_ref()
-        .and_then(|payment| payment.provider_id.as_ref());
+    let provider = order.payment.as_ref().and_then(|payment| payment.provider_id.as_ref());
     if order.financial_status == FinancialStatus::Authorized && provider.is_some() {
         return Ok(RefundPlan {
             step: step(
@@ -422,9 +395,7 @@ fn plan_refund(order: &Order, options: &CancelOptions) -> Result<RefundPlan, Can
         });
     }
 
-    let method = options
-        .refund_method
-        .unwrap_or_else(|| default_refund_method(order));
+    let method = options.refund_method.unwrap_or_else(|| default_refund_method(order));
     if method == RefundMethod::Channel && !order.channel_kind.requires_channel_cancel() {
         return Err(CancelError::RefundMethodNotApplicable {
             method,
@@ -545,10 +516,7 @@ pub fn cancel_order(
         "cancellation.created",
         actor,
         match &options.reason {
-            Some(reason) => format!(
-                "Cancellation requested by {}: {reason}",
-                options.requested_by
-            ),
+            Some(reason) => format!("Cancellation requested by {}: {reason}", options.requested_by),
             None => format!("Cancellation requested by {}.", options.requested_by),
         },
     )
@@ -564,10 +532,7 @@ pub fn cancel_order(
             message: planned.action.clone(),
             attempts: match planned.status {
                 StepStatus::Succeeded | StepStatus::Failed => 1,
-                StepStatus::Pending
-                | StepStatus::Running
-                | StepStatus::Skipped
-                | StepStatus::Waiting => 0,
+                StepStatus::Pending | StepStatus::Running | StepStatus::Skipped | StepStatus::Waiting => 0,
             },
             generation: 0,
             last_error: None,
@@ -622,10 +587,7 @@ pub fn cancel_order(
     order.status = OrderStatus::Cancelled;
     order.fulfillment_status = FulfillmentStatus::Cancelled;
     order.canceled_at = Some(now);
-    order.cancel_reason = options
-        .reason
-        .clone()
-        .or_else(|| options.reason_code.clone());
+    order.cancel_reason = options.reason.clone().or_else(|| options.reason_code.clone());
     order.updated_at = now;
     for line in &mut order.line_items {
         line.cancelled_quantity = line.quantity;

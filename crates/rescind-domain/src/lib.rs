@@ -18,23 +18,23 @@ pub mod workflow;
 
 pub use access::Scope;
 pub use cancel::{
-    plan_cancellation, CancelError, CancelOptions, CancelPlan, Cancellation, CancellationStatus,
-    PlannedStep, RequestedBy, Step, StepKind, StepStatus,
+    plan_cancellation, CancelError, CancelOptions, CancelPlan, Cancellation, CancellationStatus, PlannedStep,
+    RequestedBy, Step, StepKind, StepStatus,
 };
 pub use channel::{ChannelKind, PaymentProviderKind};
 pub use history::{Actor, HistoryEntry};
 pub use ids::IdSource;
 pub use money::{Currency, Money, MoneyError};
 pub use order::{
-    Address, Customer, FinancialStatus, FulfillmentStatus, LineItem, NewLineItem, NewOrder, Order,
-    OrderChange, OrderStatus, Payment, PaymentMethod, Warning, WorkflowSchedule,
+    Address, Customer, FinancialStatus, FulfillmentStatus, LineItem, NewLineItem, NewOrder, Order, OrderChange,
+    OrderStatus, Payment, PaymentMethod, Warning, WorkflowSchedule,
 };
 pub use refund::{record_refund, Refund, RefundError, RefundMethod, RefundRequest};
 pub use time::Timestamp;
 pub use undo::{plan_undo, undo_cancellation, Reauthorization, UndoError};
 pub use workflow::{
-    pending_work, record_step_outcome, retry_cancellation, PaymentAction, PaymentCall, PendingWork,
-    RetryError, RetryPolicy, StaleStep, StepOutcome,
+    pending_work, record_step_outcome, retry_cancellation, PaymentAction, PaymentCall, PendingWork, RetryError,
+    RetryPolicy, StaleStep, StepOutcome,
 };
 
 /// Declares a closed set of string-named values: the enum, its wire name, its parser and the list

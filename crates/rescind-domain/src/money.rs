@@ -29,8 +29,8 @@ impl Currency {
     /// Digits after the decimal point in this currency (ISO 4217 minor units): 0 for JPY, 3 for KWD.
     pub fn minor_units(&self) -> u32 {
         match self.code() {
-            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF"
-            | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND"
+            | "VUV" | "XAF" | "XOF" | "XPF" => 0,
             "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
             _ => 2,
         }
@@ -92,8 +92,7 @@ impl Money {
         if !well_formed {
             return Err(MoneyError::NotADecimal(text.to_owned()));
         }
-        let value =
-            Decimal::from_str(text).map_err(|_| MoneyError::NotADecimal(text.to_owned()))?;
+        let value = Decimal::from_str(text).map_err(|_| MoneyError::NotADecimal(text.to_owned()))?;
         if value > Decimal::from(MONEY_AMOUNT_MAX) {
             return Err(MoneyError::TooLarge(text.to_owned()));
         }
@@ -107,9 +106,7 @@ impl Money {
     /// The amount in the currency's smallest unit, as payment providers count it: ¥1,200 is 1200,
     /// $9.99 is 999. `None` when it does not fit or has more decimals than the currency.
     pub fn to_minor_units(&self, currency: Currency) -> Option<i64> {
-        let scaled = self
-            .0
-            .checked_mul(Decimal::from(10i64.pow(currency.minor_units())))?;
+        let scaled = self.0.checked_mul(Decimal::from(10i64.pow(currency.minor_units())))?;
         if scaled.fract() != Decimal::ZERO {
             return None;
         }
@@ -183,20 +180,14 @@ mod tests {
     #[test]
     fn floats_signs_exponents_and_excess_decimals_are_refused() {
         for bad in ["-1", "1e3", " 1", "1.", ".5", "", "1.2.3", "abc", "+1"] {
-            assert!(
-                Money::parse(bad, usd()).is_err(),
-                "{bad:?} should be refused"
-            );
+            assert!(Money::parse(bad, usd()).is_err(), "{bad:?} should be refused");
         }
         assert!(matches!(
             Money::parse("10.5", jpy()),
             Err(MoneyError::TooPrecise { .. })
         ));
         assert!(Money::parse("10.50", usd()).is_ok());
-        assert!(
-            Money::parse("10.500", usd()).is_ok(),
-            "trailing zeros add no precision"
-        );
+        assert!(Money::parse("10.500", usd()).is_ok(), "trailing zeros add no precision");
         assert!(matches!(
             Money::parse("10000000000000", usd()),
             Err(MoneyError::TooLarge(_))
@@ -214,14 +205,8 @@ mod tests {
 
     #[test]
     fn minor_units_follow_the_currency() {
-        assert_eq!(
-            Money::parse("1200", jpy()).unwrap().to_minor_units(jpy()),
-            Some(1200)
-        );
-        assert_eq!(
-            Money::parse("9.99", usd()).unwrap().to_minor_units(usd()),
-            Some(999)
-        );
+        assert_eq!(Money::parse("1200", jpy()).unwrap().to_minor_units(jpy()), Some(1200));
+        assert_eq!(Money::parse("9.99", usd()).unwrap().to_minor_units(usd()), Some(999));
         assert_eq!(Money::from_minor_units(999, usd()).format(usd()), "9.99");
         assert_eq!(Money::from_minor_units(1200, jpy()).format(jpy()), "1200");
         assert_eq!(

@@ -247,13 +247,14 @@ impl NewOrder {
             .and_then(|sum| sum.checked_add(self.total_tax));
         let Some(gross) = gross else {
             return Err(ImportProblems(vec![
-                "line_items: the order total is too large".to_owned(),
+                "line_items: the order total is too large".to_owned()
             ]));
         };
         let total_price = match gross.checked_sub(self.total_discount) {
             Some(total) => total,
             None => {
-                problems.push("total_discount: is larger than the order's sub_total, shipping and tax together".to_owned());
+                problems
+                    .push("total_discount: is larger than the order's sub_total, shipping and tax together".to_owned());
                 Money::ZERO
             }
         };
@@ -271,10 +272,7 @@ impl NewOrder {
                 ));
             }
         }
-        if self.financial_status == FinancialStatus::Paid
-            && self.payment.is_none()
-            && !total_price.is_zero()
-        {
+        if self.financial_status == FinancialStatus::Paid && self.payment.is_none() && !total_price.is_zero() {
             problems.push("payment: is required for an order imported as paid".to_owned());
         }
         if problems.is_empty() {

@@ -49,13 +49,8 @@ pub struct RefundRequest {
 /// Why a refund cannot be recorded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RefundError {
-    #[error(
-        "the refund of {requested} exceeds what is still refundable on this order ({refundable})"
-    )]
-    ExceedsRefundable {
-        requested: String,
-        refundable: String,
-    },
+    #[error("the refund of {requested} exceeds what is still refundable on this order ({refundable})")]
+    ExceedsRefundable { requested: String, refundable: String },
     #[error("refunds to the original payment need a payment provider integration, and none is linked to this order; record a store_credit, points or bank_transfer refund instead")]
     PaymentProviderRequired,
     #[error("refund_method `channel` applies only to marketplace orders; this order is from the {kind} channel")]
@@ -66,10 +61,7 @@ pub enum RefundError {
 pub(crate) fn needs_payment_provider(method: RefundMethod) -> bool {
     match method {
         RefundMethod::OriginalPayment => true,
-        RefundMethod::StoreCredit
-        | RefundMethod::Points
-        | RefundMethod::BankTransfer
-        | RefundMethod::Channel => false,
+        RefundMethod::StoreCredit | RefundMethod::Points | RefundMethod::BankTransfer | RefundMethod::Channel => false,
     }
 }
 
@@ -125,17 +117,11 @@ pub fn record_refund(
     apply_refunds(&mut order, std::slice::from_ref(&refund), now);
 
     if let Some(cancellation) = order.cancellation.as_mut() {
-        if cancellation.status == CancellationStatus::AwaitingRefund
-            && order.total_refund_price >= order.total_paid
-        {
+        if cancellation.status == CancellationStatus::AwaitingRefund && order.total_refund_price >= order.total_paid {
             cancellation.status = CancellationStatus::Completed;
             cancellation.completed_at = Some(now);
             cancellation.updated_at = now;
-            if let Some(step) = cancellation
-                .steps
-                .iter_mut()
-                .find(|step| step.kind == StepKind::Refund)
-            {
+            if let Some(step) = cancellation.steps.iter_mut().find(|step| step.kind == StepKind::Refund) {
                 step.status = StepStatus::Succeeded;
                 step.message = format!(
                     "refunded in full ({} recorded)",

@@ -4,9 +4,7 @@ use crate::cancel::CancellationStatus;
 use crate::channel::ChannelKind;
 use crate::history::{Actor, HistoryEntry};
 use crate::money::{Currency, Money};
-use crate::order::{
-    FinancialStatus, FulfillmentStatus, Order, OrderChange, OrderStatus, WorkflowSchedule,
-};
+use crate::order::{FinancialStatus, FulfillmentStatus, Order, OrderChange, OrderStatus, WorkflowSchedule};
 use crate::refund::RefundMethod;
 use crate::time::Timestamp;
 
@@ -39,9 +37,10 @@ pub struct Reauthorization {
 /// (U3: the authorization was voided, or the card was refunded).
 pub fn plan_undo(order: &Order) -> Result<Option<Reauthorization>, UndoError> {
     let number = order.number.clone();
-    let cancellation = order.cancellation.as_ref().ok_or(UndoError::NotCancelled {
-        number: number.clone(),
-    })?;
+    let cancellation = order
+        .cancellation
+        .as_ref()
+        .ok_or(UndoError::NotCancelled { number: number.clone() })?;
     match cancellation.status {
         CancellationStatus::AwaitingRefund | CancellationStatus::Completed => {}
         CancellationStatus::Processing => return Err(UndoError::InProgress { number }),
@@ -109,17 +108,13 @@ pub fn undo_cancellation(
     let needs_reauthorization = plan_undo(order)?;
     let money_went_back_outside_provider = refunded_outside_provider(order);
     let mut order = order.clone();
-    let cancellation = order
-        .cancellation
-        .as_mut()
-        .expect("plan_undo checked the cancellation");
+    let cancellation = order.cancellation.as_mut().expect("plan_undo checked the cancellation");
     let mut history = Vec::new();
     let (fulfillment_status, financial_status, message) = if money_went_back_outside_provider {
         (
             FulfillmentStatus::AwaitingPayment,
             FinancialStatus::Pending,
-            "Cancellation undone: money already went back, so the order awaits payment again."
-                .to_owned(),
+            "Cancellation undone: money already went back, so the order awaits payment again.".to_owned(),
         )
     } else if let Some(reauthorization) = &needs_reauthorization {
         let reference = reauthorized.ok_or(UndoError::ReauthorizationMissing)?;
@@ -153,10 +148,8 @@ pub fn undo_cancellation(
     cancellation.status = CancellationStatus::Undone;
     cancellation.needs_attention = false;
     cancellation.updated_at = now;
-    history.push(
-        HistoryEntry::new(now, "cancellation.undone", actor, message)
-            .with("cancellation_id", &cancellation.id),
-    );
+    history
+        .push(HistoryEntry::new(now, "cancellation.undone", actor, message).with("cancellation_id", &cancellation.id));
     order.status = OrderStatus::Open;
     order.fulfillment_status = fulfillment_status;
     order.financial_status = financial_status;

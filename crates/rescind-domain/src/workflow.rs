@@ -45,9 +45,7 @@ impl RetryPolicy {
             .saturating_mul(1u64 << attempts.saturating_sub(1).min(30));
         let capped = exponential.min(self.delay_max_ms);
         let delay_ms = capped / 2 + ((capped / 2) as f64 * jitter.clamp(0.0, 1.0)) as u64;
-        Some(Timestamp::from_unix_micros(
-            now.unix_micros() + delay_ms as i64 * 1000,
-        ))
+        Some(Timestamp::from_unix_micros(now.unix_micros() + delay_ms as i64 * 1000))
     }
 }
 
@@ -113,10 +111,7 @@ pub fn pending_work(order: &Order) -> Option<PendingWork> {
                 earlier_attempts: step.attempts > 0,
             }))
         }
-        StepKind::ChannelCancel
-        | StepKind::WarehouseCancel
-        | StepKind::Restock
-        | StepKind::Notify => None,
+        StepKind::ChannelCancel | StepKind::WarehouseCancel | StepKind::Restock | StepKind::Notify => None,
     }
 }
 
@@ -294,18 +289,12 @@ fn settle_cancellation(order: &mut Order, history: &mut Vec<HistoryEntry>, now: 
         return;
     };
     if cancellation.status != CancellationStatus::Processing
-        || cancellation
-            .steps
-            .iter()
-            .any(|step| step.status == StepStatus::Pending)
+        || cancellation.steps.iter().any(|step| step.status == StepStatus::Pending)
     {
         return;
     }
     let (status, message) = if refundable.is_zero() {
-        (
-            CancellationStatus::Completed,
-            "Cancellation completed.".to_owned(),
-        )
+        (CancellationStatus::Completed, "Cancellation completed.".to_owned())
     } else {
         (
             CancellationStatus::AwaitingRefund,
@@ -320,13 +309,8 @@ fn settle_cancellation(order: &mut Order, history: &mut Vec<HistoryEntry>, now: 
         cancellation.completed_at = Some(now);
     }
     history.push(
-        HistoryEntry::new(
-            now,
-            &format!("cancellation.{status}"),
-            &Actor::System,
-            message,
-        )
-        .with("cancellation_id", &cancellation.id),
+        HistoryEntry::new(now, &format!("cancellation.{status}"), &Actor::System, message)
+            .with("cancellation_id", &cancellation.id),
     );
 }
 
@@ -338,11 +322,7 @@ pub enum RetryError {
 }
 
 /// An operator re-drives a cancellation on the needs-attention list: its failed step runs again.
-pub fn retry_cancellation(
-    order: &Order,
-    actor: &Actor,
-    now: Timestamp,
-) -> Result<OrderChange, RetryError> {
+pub fn retry_cancellation(order: &Order, actor: &Actor, now: Timestamp) -> Result<OrderChange, RetryError> {
     let mut order = order.clone();
     let cancellation = order
         .cancellation
@@ -390,11 +370,7 @@ mod tests {
             delay_max_ms: 500,
         };
         let now = Timestamp::from_unix_micros(0);
-        let delay = |attempts, jitter| {
-            policy
-                .retry_at(attempts, jitter, now)
-                .map(|at| at.unix_micros() / 1000)
-        };
+        let delay = |attempts, jitter| policy.retry_at(attempts, jitter, now).map(|at| at.unix_micros() / 1000);
         assert_eq!(delay(1, 0.0), Some(50));
         assert_eq!(delay(1, 0.999), Some(99));
         assert_eq!(delay(2, 0.0), Some(100));

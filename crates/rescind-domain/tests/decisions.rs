@@ -4,10 +4,9 @@ use proptest::prelude::*;
 use rescind_domain::cancel::cancel_order;
 use rescind_domain::ids::SequentialIds;
 use rescind_domain::{
-    plan_cancellation, record_refund, Actor, Address, CancelError, CancelOptions,
-    CancellationStatus, ChannelKind, Currency, Customer, FinancialStatus, FulfillmentStatus, Money,
-    NewLineItem, NewOrder, Order, OrderStatus, Payment, PaymentMethod, RefundError, RefundMethod,
-    RefundRequest, StepKind, StepStatus, Timestamp,
+    plan_cancellation, record_refund, Actor, Address, CancelError, CancelOptions, CancellationStatus, ChannelKind,
+    Currency, Customer, FinancialStatus, FulfillmentStatus, Money, NewLineItem, NewOrder, Order, OrderStatus, Payment,
+    PaymentMethod, RefundError, RefundMethod, RefundRequest, StepKind, StepStatus, Timestamp,
 };
 
 fn yen() -> Currency {
@@ -22,11 +21,7 @@ fn now() -> Timestamp {
     Timestamp::from_unix_micros(1_790_000_000_000_000)
 }
 
-fn order(
-    fulfillment_status: FulfillmentStatus,
-    payment: Option<Payment>,
-    financial_status: FinancialStatus,
-) -> Order {
+fn order(fulfillment_status: FulfillmentStatus, payment: Option<Payment>, financial_status: FinancialStatus) -> Order {
     NewOrder {
         channel_id: "ch_1".to_owned(),
         channel_kind: ChannelKind::OwnStore,
@@ -62,12 +57,7 @@ fn order(
         deduct_inventory: false,
         warehouse_id: None,
     }
-    .into_order(
-        "shop_1",
-        "#1001".to_owned(),
-        &mut SequentialIds::default(),
-        now(),
-    )
+    .into_order("shop_1", "#1001".to_owned(), &mut SequentialIds::default(), now())
     .unwrap()
 }
 
@@ -110,10 +100,7 @@ fn only_orders_not_yet_in_the_warehouses_hands_may_be_cancelled() {
                 assert!(decision.is_ok(), "C1 allows {status}")
             }
             FulfillmentStatus::InProgress | FulfillmentStatus::Packed => {
-                assert!(
-                    matches!(decision, Err(CancelError::NotCancellable { .. })),
-                    "{status}"
-                )
+                assert!(matches!(decision, Err(CancelError::NotCancellable { .. })), "{status}")
             }
             FulfillmentStatus::Shipped | FulfillmentStatus::Delivered => {
                 assert!(
@@ -121,10 +108,7 @@ fn only_orders_not_yet_in_the_warehouses_hands_may_be_cancelled() {
                     "C2 for {status}"
                 )
             }
-            FulfillmentStatus::Cancelled => assert!(matches!(
-                decision,
-                Err(CancelError::AlreadyCancelled { .. })
-            )),
+            FulfillmentStatus::Cancelled => assert!(matches!(decision, Err(CancelError::AlreadyCancelled { .. }))),
         }
     }
 }
@@ -133,9 +117,7 @@ fn only_orders_not_yet_in_the_warehouses_hands_may_be_cancelled() {
 fn the_packed_refusal_tells_the_operator_the_goods_will_ship() {
     let mut order = paid(PaymentMethod::BankTransfer);
     order.fulfillment_status = FulfillmentStatus::Packed;
-    let message = plan_cancellation(&order, &options(None))
-        .unwrap_err()
-        .to_string();
+    let message = plan_cancellation(&order, &options(None)).unwrap_err().to_string();
     assert!(
         message.contains("will ship") && message.contains("refuse delivery"),
         "{message}"
@@ -182,11 +164,7 @@ fn a_bank_transfer_refund_leaves_the_cancellation_awaiting_refund_until_it_is_re
     let mut ids = SequentialIds::default();
     let (_, change) = cancel_order(&order, &options(None), &merchant(), &mut ids, now()).unwrap();
     let cancelled = change.order;
-    assert_eq!(
-        cancelled.status,
-        OrderStatus::Cancelled,
-        "W4: it will not ship"
-    );
+    assert_eq!(cancelled.status, OrderStatus::Cancelled, "W4: it will not ship");
     assert_eq!(
         cancelled.cancellation.as_ref().unwrap().status,
         CancellationStatus::AwaitingRefund
@@ -218,25 +196,14 @@ fn refunds_to_the_original_payment_wait_for_the_payment_provider() {
         note: None,
     };
     assert_eq!(
-        record_refund(
-            &order,
-            &refund,
-            &merchant(),
-            &mut SequentialIds::default(),
-            now()
-        )
-        .unwrap_err(),
+        record_refund(&order, &refund, &merchant(), &mut SequentialIds::default(), now()).unwrap_err(),
         RefundError::PaymentProviderRequired
     );
 }
 
 #[test]
 fn an_unpaid_order_is_voided_and_completes_at_once() {
-    let order = order(
-        FulfillmentStatus::AwaitingPayment,
-        None,
-        FinancialStatus::Pending,
-    );
+    let order = order(FulfillmentStatus::AwaitingPayment, None, FinancialStatus::Pending);
     let (plan, change) = cancel_order(
         &order,
         &options(None),
@@ -247,10 +214,7 @@ fn an_unpaid_order_is_voided_and_completes_at_once() {
     .unwrap();
     assert_eq!(plan.refund_amount, Money::ZERO);
     assert_eq!(change.order.financial_status, FinancialStatus::Voided);
-    assert_eq!(
-        change.order.cancellation.unwrap().status,
-        CancellationStatus::Completed
-    );
+    assert_eq!(change.order.cancellation.unwrap().status, CancellationStatus::Completed);
 }
 
 #[test]
@@ -284,21 +248,14 @@ fn a_dry_run_plan_is_what_the_cancel_then_does() {
 
 #[derive(Clone, Debug)]
 enum Event {
-    Cancel {
-        refund: bool,
-        method: Option<RefundMethod>,
-    },
-    Refund {
-        amount_yen: u32,
-        method: RefundMethod,
-    },
+    Cancel { refund: bool, method: Option<RefundMethod> },
+    Refund { amount_yen: u32, method: RefundMethod },
 }
 
 fn event() -> impl Strategy<Value = Event> {
     let method = prop::sample::select(RefundMethod::ALL.to_vec());
     prop_oneof![
-        (any::<bool>(), prop::option::of(method.clone()))
-            .prop_map(|(refund, method)| Event::Cancel { refund, method }),
+        (any::<bool>(), prop::option::of(method.clone())).prop_map(|(refund, method)| Event::Cancel { refund, method }),
         (1u32..4000, method).prop_map(|(amount_yen, method)| Event::Refund { amount_yen, method }),
     ]
 }

@@ -42,7 +42,11 @@ impl Principal {
             Principal::Shop(access) if scopes.iter().any(|scope| access.scopes.contains(scope)) => Ok(access),
             Principal::Shop(_) => Err(ApiError::forbidden(format!(
                 "This token lacks the scope this endpoint needs ({}).",
-                scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>().join(" or ")
+                scopes
+                    .iter()
+                    .map(|scope| scope.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             ))),
         }
     }

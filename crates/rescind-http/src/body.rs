@@ -43,9 +43,7 @@ pub async fn limit_body(request: Request, next: Next) -> Result<Response, ApiErr
     let mut buffered = Vec::with_capacity(declared.unwrap_or(0).min(REQUEST_BODY_BYTES_MAX));
     let mut received = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| {
-            ApiError::invalid(vec!["the request body could not be read".to_owned()])
-        })?;
+        let frame = frame.map_err(|_| ApiError::invalid(vec!["the request body could not be read".to_owned()]))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
@@ -59,9 +57,7 @@ pub async fn limit_body(request: Request, next: Next) -> Result<Response, ApiErr
     if received > REQUEST_BODY_BYTES_MAX {
         return Err(too_large());
     }
-    Ok(next
-        .run(Request::from_parts(parts, Body::from(buffered)))
-        .await)
+    Ok(next.run(Request::from_parts(parts, Body::from(buffered))).await)
 }
 
 /// Parses a JSON body into `T`: malformed JSON, wrong types and unknown fields are a 400 naming the
@@ -77,9 +73,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                 format!("the body is not valid JSON ({error})")
             }
-            serde_json::error::Category::Data | serde_json::error::Category::Io => {
-                error.to_string()
-            }
+            serde_json::error::Category::Data | serde_json::error::Category::Io => error.to_string(),
         };
         ApiError::invalid(vec![problem])
     })

@@ -4,8 +4,8 @@
 use crate::auth::{hash_secret, new_secret};
 use anyhow::{anyhow, Result};
 use rescind_domain::{
-    Actor, Address, ChannelKind, Currency, Customer, FinancialStatus, FulfillmentStatus,
-    HistoryEntry, Money, NewLineItem, NewOrder, Payment, PaymentMethod, Scope,
+    Actor, Address, ChannelKind, Currency, Customer, FinancialStatus, FulfillmentStatus, HistoryEntry, Money,
+    NewLineItem, NewOrder, Payment, PaymentMethod, Scope,
 };
 use rescind_store::{new_id, now, ApiToken, Channel, RandomIds, Settings, Shop, Store};
 
@@ -92,11 +92,7 @@ pub async fn seed(store: &Store) -> Result<Option<DemoShop>> {
             FinancialStatus::Paid,
             PaymentMethod::BankTransfer,
         ),
-        (
-            FulfillmentStatus::Delivered,
-            FinancialStatus::Paid,
-            PaymentMethod::Cod,
-        ),
+        (FulfillmentStatus::Delivered, FinancialStatus::Paid, PaymentMethod::Cod),
     ];
     let names = [
         "山田 太郎",
@@ -110,9 +106,7 @@ pub async fn seed(store: &Store) -> Result<Option<DemoShop>> {
         "渡辺 翔",
     ];
     let mut created = 0;
-    for (index, ((fulfillment_status, financial_status, method), name)) in
-        statuses.iter().zip(names).enumerate()
-    {
+    for (index, ((fulfillment_status, financial_status, method), name)) in statuses.iter().zip(names).enumerate() {
         let price = Money::parse(&format!("{}", 1200 + 800 * index), yen)?;
         let quantity = 1 + (index % 3) as u32;
         let shipping = Money::parse("600", yen)?;

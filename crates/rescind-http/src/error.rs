@@ -13,9 +13,7 @@ use utoipa::ToSchema;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// One human sentence.
-    #[schema(
-        example = "order #1001 has already shipped; it cannot be cancelled and must be handled as a return"
-    )]
+    #[schema(example = "order #1001 has already shipped; it cannot be cancelled and must be handled as a return")]
     pub error: String,
     /// A stable snake_case code.
     #[schema(example = "return_required")]
@@ -72,11 +70,7 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("No such {what}."),
-        )
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("No such {what}."))
     }
 
     /// A bug or an outage: logged in full, shown as an opaque sentence.
@@ -111,7 +105,7 @@ impl From<anyhow::Error> for ApiError {
 }
 
 /// Capitalizes a domain error sentence and ends it with a full stop.
-fn sentence(text: String) -> String {
+pub(crate) fn sentence(text: String) -> String {
     let mut characters = text.chars();
     match characters.next() {
         Some(first) => format!("{}{}.", first.to_uppercase(), characters.as_str()),
@@ -123,9 +117,7 @@ impl From<CancelError> for ApiError {
     fn from(error: CancelError) -> Self {
         let code = cancel_error_code(&error);
         match error {
-            CancelError::RefundMethodNotApplicable { .. } => {
-                ApiError::invalid(vec![format!("refund_method: {error}")])
-            }
+            CancelError::RefundMethodNotApplicable { .. } => ApiError::invalid(vec![format!("refund_method: {error}")]),
             _ => ApiError::new(StatusCode::CONFLICT, code, sentence(error.to_string())),
         }
     }
@@ -146,12 +138,8 @@ pub fn cancel_error_code(error: &CancelError) -> &'static str {
 impl From<RefundError> for ApiError {
     fn from(error: RefundError) -> Self {
         match error {
-            RefundError::ExceedsRefundable { .. } => {
-                ApiError::invalid(vec![format!("amount: {error}")])
-            }
-            RefundError::ChannelRefundNotApplicable { .. } => {
-                ApiError::invalid(vec![format!("method: {error}")])
-            }
+            RefundError::ExceedsRefundable { .. } => ApiError::invalid(vec![format!("amount: {error}")]),
+            RefundError::ChannelRefundNotApplicable { .. } => ApiError::invalid(vec![format!("method: {error}")]),
             RefundError::PaymentProviderRequired => ApiError::new(
                 StatusCode::CONFLICT,
                 "payment_provider_required",

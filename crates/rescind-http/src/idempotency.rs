@@ -22,11 +22,7 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Set on a replayed response.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-pub async fn idempotency(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
     if request.method() != Method::POST {
         return Ok(next.run(request).await);
     }
@@ -59,19 +55,16 @@ pub async fn idempotency(
     hasher.update(parts.uri.to_string().as_bytes());
     hasher.update(b"\n");
     hasher.update(&bytes);
-    let fingerprint: String = hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
+    let fingerprint: String = hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
 
     match state.store.claim_idempotency_key(&scope, &key, &fingerprint).await? {
         IdempotencyClaim::New => {}
         IdempotencyClaim::Replay { status_code, body } => {
             let status = StatusCode::from_u16(status_code).unwrap_or(StatusCode::OK);
-            let mut response =
-                (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
-            response.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+            let mut response = (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
+            response
+                .headers_mut()
+                .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
             return Ok(response);
         }
         IdempotencyClaim::Mismatch => {
@@ -90,9 +83,7 @@ pub async fn idempotency(
         }
     }
 
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let (parts, body) = response.into_parts();
     let bytes = match axum::body::to_bytes(body, STORED_RESPONSE_BYTES_MAX).await {
         Ok(bytes) => bytes,

@@ -1,12 +1,10 @@
 //! Turning request bodies into validated domain values, once, at the edge. Each problem becomes one
 //! entry of the 400's `errors`, named by its field.
 
-use crate::wire::{
-    AddressBody, CancelOptionsBody, CustomerBody, ImportOrderRequest, RecordRefundRequest,
-};
+use crate::wire::{AddressBody, CancelOptionsBody, CustomerBody, ImportOrderRequest, RecordRefundRequest};
 use rescind_domain::{
-    Address, CancelOptions, ChannelKind, Currency, Customer, FinancialStatus, FulfillmentStatus,
-    Money, NewLineItem, NewOrder, Payment, PaymentMethod, RefundMethod, RefundRequest, RequestedBy,
+    Address, CancelOptions, ChannelKind, Currency, Customer, FinancialStatus, FulfillmentStatus, Money, NewLineItem,
+    NewOrder, Payment, PaymentMethod, RefundMethod, RefundRequest, RequestedBy,
 };
 use serde_json::Value;
 
@@ -30,10 +28,7 @@ impl Problems {
 
     /// An optional text, trimmed, at most `max` characters; empty counts as absent.
     pub fn text(&mut self, field: &str, value: &Option<String>, max: usize) -> Option<String> {
-        let value = value
-            .as_deref()
-            .map(str::trim)
-            .filter(|value| !value.is_empty())?;
+        let value = value.as_deref().map(str::trim).filter(|value| !value.is_empty())?;
         if value.chars().count() > max {
             self.push(field, format_args!("is longer than {max} characters"));
             return None;
@@ -44,12 +39,7 @@ impl Problems {
     /// A required text.
     pub fn required_text(&mut self, field: &str, value: &Option<String>, max: usize) -> String {
         let text = self.text(field, value, max);
-        if text.is_none()
-            && !self
-                .0
-                .iter()
-                .any(|problem| problem.starts_with(&format!("{field}:")))
-        {
+        if text.is_none() && !self.0.iter().any(|problem| problem.starts_with(&format!("{field}:"))) {
             self.push(field, "is required");
         }
         text.unwrap_or_default()
@@ -66,21 +56,13 @@ impl Problems {
         let text = value.as_deref()?;
         let parsed = parse(text);
         if parsed.is_none() {
-            self.push(
-                field,
-                format_args!("`{text}` is not one of {}", names.join(", ")),
-            );
+            self.push(field, format_args!("`{text}` is not one of {}", names.join(", ")));
         }
         parsed
     }
 
     /// An optional money value: a decimal string in `currency`.
-    pub fn money(
-        &mut self,
-        field: &str,
-        value: &Option<Value>,
-        currency: Option<Currency>,
-    ) -> Option<Money> {
+    pub fn money(&mut self, field: &str, value: &Option<Value>, currency: Option<Currency>) -> Option<Money> {
         match value.as_ref()? {
             Value::String(text) => {
                 let parsed = match currency {
@@ -143,63 +125,37 @@ pub fn address(problems: &mut Problems, field: &str, address: &Option<AddressBod
             phone: None,
         };
     };
-    let prefecture = problems.text(
-        &format!("{field}.prefecture"),
-        &body.prefecture,
-        TEXT_LENGTH_MAX,
-    );
-    let province = problems.text(
-        &format!("{field}.province"),
-        &body.province,
-        TEXT_LENGTH_MAX,
-    );
+    let prefecture = problems.text(&format!("{field}.prefecture"), &body.prefecture, TEXT_LENGTH_MAX);
+    let province = problems.text(&format!("{field}.province"), &body.province, TEXT_LENGTH_MAX);
     if prefecture.is_none() && province.is_none() {
         problems.push(field, "needs a prefecture or a province");
     }
     Address {
         name: problems.required_text(&format!("{field}.name"), &body.name, TEXT_LENGTH_MAX),
-        postcode: problems.required_text(
-            &format!("{field}.postcode"),
-            &body.postcode,
-            CODE_LENGTH_MAX,
-        ),
+        postcode: problems.required_text(&format!("{field}.postcode"), &body.postcode, CODE_LENGTH_MAX),
         prefecture,
         province,
-        address1: problems.required_text(
-            &format!("{field}.address1"),
-            &body.address1,
-            TEXT_LENGTH_MAX,
-        ),
-        address2: problems.text(
-            &format!("{field}.address2"),
-            &body.address2,
-            TEXT_LENGTH_MAX,
-        ),
+        address1: problems.required_text(&format!("{field}.address1"), &body.address1, TEXT_LENGTH_MAX),
+        address2: problems.text(&format!("{field}.address2"), &body.address2, TEXT_LENGTH_MAX),
         phone: problems.text(&format!("{field}.phone"), &body.phone, CODE_LENGTH_MAX),
     }
 }
 
 /// Validates an import. `channel_kind` is the kind of the channel the request names, when it exists
 /// in the shop (the caller looked it up).
+/// `provider_known`: the payment's `provider_id`, if any, names a payment provider of the shop.
 pub fn new_order(
     request: &ImportOrderRequest,
     channel_kind: Option<ChannelKind>,
+    provider_known: bool,
 ) -> Result<NewOrder, Vec<String>> {
     let mut problems = Problems::default();
     let channel_id = problems.required_text("channel_id", &request.channel_id, CODE_LENGTH_MAX);
     if !channel_id.is_empty() && channel_kind.is_none() {
-        problems.push(
-            "channel_id",
-            format_args!("no channel `{channel_id}` in this shop"),
-        );
+        problems.push("channel_id", format_args!("no channel `{channel_id}` in this shop"));
     }
-    let channel_order_id = problems.text(
-        "channel_order_id",
-        &request.channel_order_id,
-        CODE_LENGTH_MAX,
-    );
-    if channel_kind.is_some_and(ChannelKind::requires_channel_cancel) && channel_order_id.is_none()
-    {
+    let channel_order_id = problems.text("channel_order_id", &request.channel_order_id, CODE_LENGTH_MAX);
+    if channel_kind.is_some_and(ChannelKind::requires_channel_cancel) && channel_order_id.is_none() {
         problems.push(
             "channel_order_id",
             "is required for marketplace orders (rescind cancels them at the channel by it)",
@@ -224,10 +180,7 @@ pub fn new_order(
         Some(lines) if lines.is_empty() => problems.push("line_items", "needs at least one line"),
         Some(lines) if lines.len() > LINE_ITEMS_MAX => problems.push(
             "line_items",
-            format_args!(
-                "has {} lines; at most {LINE_ITEMS_MAX} are accepted",
-                lines.len()
-            ),
+            format_args!("has {} lines; at most {LINE_ITEMS_MAX} are accepted", lines.len()),
         ),
         Some(lines) => {
             for (index, line) in lines.iter().enumerate() {
@@ -272,7 +225,12 @@ pub fn new_order(
         .unwrap_or(Money::ZERO);
 
     let payment = request.payment.as_ref().map(|payment| {
-        let method = problems.named("payment.method", &payment.method, PaymentMethod::parse, PaymentMethod::names());
+        let method = problems.named(
+            "payment.method",
+            &payment.method,
+            PaymentMethod::parse,
+            PaymentMethod::names(),
+        );
         if payment.method.is_none() {
             problems.push("payment.method", "is required");
         }
@@ -280,18 +238,29 @@ pub fn new_order(
         if payment.amount.is_none() {
             problems.push("payment.amount", "is required");
         }
-        if let Some(provider_id) = &payment.provider_id {
-            problems.push(
-                "payment.provider_id",
-                format_args!("no payment provider `{provider_id}` in this shop (payment providers are not available yet)"),
-            );
+        let provider_id = problems.text("payment.provider_id", &payment.provider_id, CODE_LENGTH_MAX);
+        let reference = problems.text("payment.reference", &payment.reference, CODE_LENGTH_MAX);
+        if let Some(provider_id) = &provider_id {
+            if !provider_known {
+                problems.push(
+                    "payment.provider_id",
+                    format_args!("no payment provider `{provider_id}` in this shop"),
+                );
+            } else if reference.is_none() {
+                problems.push(
+                    "payment.reference",
+                    "is required with a payment provider: the provider's payment id (Stripe: the PaymentIntent pi_…)",
+                );
+            }
         }
         Payment {
             method: method.unwrap_or(PaymentMethod::BankTransfer),
             amount: amount.unwrap_or(Money::ZERO),
-            provider_id: None,
-            reference: problems.text("payment.reference", &payment.reference, CODE_LENGTH_MAX),
-            points_amount: problems.money("payment.points_amount", &payment.points_amount, currency).unwrap_or(Money::ZERO),
+            provider_id,
+            reference,
+            points_amount: problems
+                .money("payment.points_amount", &payment.points_amount, currency)
+                .unwrap_or(Money::ZERO),
         }
     });
 
@@ -303,10 +272,11 @@ pub fn new_order(
     );
     match financial_status {
         None if request.financial_status.is_none() => problems.push("financial_status", "is required"),
-        Some(FinancialStatus::PartiallyRefunded | FinancialStatus::Refunded | FinancialStatus::Voided) => problems.push(
-            "financial_status",
-            "an order is imported as pending, authorized or paid; record refunds with POST /orders/{id}/refunds",
-        ),
+        Some(FinancialStatus::PartiallyRefunded | FinancialStatus::Refunded | FinancialStatus::Voided) => problems
+            .push(
+                "financial_status",
+                "an order is imported as pending, authorized or paid; record refunds with POST /orders/{id}/refunds",
+            ),
         _ => {}
     }
     let fulfillment_status = problems.named(
@@ -316,9 +286,7 @@ pub fn new_order(
         FulfillmentStatus::names(),
     );
     match fulfillment_status {
-        None if request.fulfillment_status.is_none() => {
-            problems.push("fulfillment_status", "is required")
-        }
+        None if request.fulfillment_status.is_none() => problems.push("fulfillment_status", "is required"),
         Some(FulfillmentStatus::Cancelled) => problems.push(
             "fulfillment_status",
             "an order is imported open; cancel it through rescind",
@@ -368,10 +336,7 @@ pub fn new_order(
 }
 
 /// Validates the options of a cancel (W1).
-pub fn cancel_options(
-    body: CancelOptionsBody<'_>,
-    requested_by: RequestedBy,
-) -> Result<CancelOptions, Vec<String>> {
+pub fn cancel_options(body: CancelOptionsBody<'_>, requested_by: RequestedBy) -> Result<CancelOptions, Vec<String>> {
     let mut problems = Problems::default();
     let options = CancelOptions {
         requested_by,
@@ -393,10 +358,7 @@ pub fn cancel_options(
 }
 
 /// Validates a refund record; amounts are checked against the order's currency by the caller.
-pub fn refund_request(
-    request: &RecordRefundRequest,
-    currency: Currency,
-) -> Result<RefundRequest, Vec<String>> {
+pub fn refund_request(request: &RecordRefundRequest, currency: Currency) -> Result<RefundRequest, Vec<String>> {
     let mut problems = Problems::default();
     let amount = problems.money("amount", &request.amount, Some(currency));
     match (&request.amount, amount) {
@@ -404,22 +366,45 @@ pub fn refund_request(
         (_, Some(amount)) if amount.is_zero() => problems.push("amount", "must be more than zero"),
         _ => {}
     }
-    let method = problems.named(
-        "method",
-        &request.method,
-        RefundMethod::parse,
-        RefundMethod::names(),
-    );
+    let method = problems.named("method", &request.method, RefundMethod::parse, RefundMethod::names());
     if request.method.is_none() {
         problems.push("method", "is required");
     }
     let note = problems.text("note", &request.note, TEXT_LENGTH_MAX);
     match (amount, method) {
-        (Some(amount), Some(method)) if problems.0.is_empty() => Ok(RefundRequest {
-            amount,
-            method,
-            note,
-        }),
+        (Some(amount), Some(method)) if problems.0.is_empty() => Ok(RefundRequest { amount, method, note }),
         _ => Err(problems.0),
     }
+}
+
+/// The largest credentials object accepted for an integration.
+pub const CREDENTIALS_BYTES_MAX: usize = 16 * 1024;
+
+/// Validates the `base_url` and write-only `credentials` every integration has; returns them with
+/// the credentials as JSON text.
+pub fn integration_endpoint(
+    problems: &mut Problems,
+    base_url: &Option<String>,
+    credentials: &Option<serde_json::Map<String, Value>>,
+) -> (Option<String>, Option<String>) {
+    let base_url = problems.text("base_url", base_url, TEXT_LENGTH_MAX);
+    if base_url
+        .as_deref()
+        .is_some_and(|url| !(url.starts_with("http://") || url.starts_with("https://")))
+    {
+        problems.push("base_url", "must be an http:// or https:// URL");
+    }
+    let credentials = credentials
+        .as_ref()
+        .map(|credentials| Value::Object(credentials.clone()).to_string());
+    if credentials
+        .as_ref()
+        .is_some_and(|text| text.len() > CREDENTIALS_BYTES_MAX)
+    {
+        problems.push(
+            "credentials",
+            format_args!("is larger than {CREDENTIALS_BYTES_MAX} bytes"),
+        );
+    }
+    (base_url, credentials)
 }

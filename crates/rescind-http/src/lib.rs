@@ -16,12 +16,30 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use axum::Router;
 use rescind_store::Store;
+use rescind_workflow::{WorkerConfig, Workflow};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How often stored idempotent responses past their retention are deleted.
 const IDEMPOTENCY_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// How the service behaves; each value has a flag of `rescind serve`.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceSettings {
+    /// How long a cancel request waits for its steps before answering 202 `processing`.
+    pub cancel_wait: Duration,
+    pub worker: WorkerConfig,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            cancel_wait: Duration::from_secs(5),
+            worker: WorkerConfig::default(),
+        }
+    }
+}
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
@@ -30,16 +48,21 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// SHA-256 of `RESCIND_ADMIN_TOKEN`; `None` disables platform administration.
     pub admin_token_hash: Option<String>,
+    pub workflow: Workflow,
+    pub settings: ServiceSettings,
+    /// For calls a request makes itself (a re-authorization on undo).
+    pub http: reqwest::Client,
 }
 
 impl AppState {
-    pub fn new(store: Store, admin_token: Option<&str>) -> Self {
+    pub fn new(store: Store, admin_token: Option<&str>, settings: ServiceSettings) -> Self {
         AppState {
             store,
             metrics: Arc::new(metrics::Metrics::default()),
-            admin_token_hash: admin_token
-                .filter(|token| !token.is_empty())
-                .map(auth::hash_secret),
+            admin_token_hash: admin_token.filter(|token| !token.is_empty()).map(auth::hash_secret),
+            workflow: Workflow::new(),
+            settings,
+            http: rescind_connectors::http_client(settings.worker.partner_timeout),
         }
     }
 }
@@ -65,17 +88,20 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/orders/cancel", post(routes::cancel::bulk_cancel))
         .route("/orders/{order_id}", get(routes::orders::get_order))
+        .route("/orders/{order_id}/history", get(routes::orders::order_history))
+        .route("/orders/{order_id}/cancel", post(routes::cancel::cancel_order))
+        .route("/orders/{order_id}/refunds", post(routes::cancel::record_refund))
+        .route("/orders/{order_id}/uncancel", post(routes::cancel::undo_cancel))
+        .route("/cancellations", get(routes::cancel::list_cancellations))
+        .route("/cancellations/{cancellation_id}/retry", post(routes::cancel::retry))
         .route(
-            "/orders/{order_id}/history",
-            get(routes::orders::order_history),
+            "/payment_providers",
+            post(routes::payment_providers::create_payment_provider)
+                .get(routes::payment_providers::list_payment_providers),
         )
         .route(
-            "/orders/{order_id}/cancel",
-            post(routes::cancel::cancel_order),
-        )
-        .route(
-            "/orders/{order_id}/refunds",
-            post(routes::cancel::record_refund),
+            "/payment_providers/{provider_id}",
+            get(routes::payment_providers::get_payment_provider),
         )
         .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
         .layer(from_fn_with_state(state.clone(), auth::authenticate));
@@ -91,8 +117,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then stops accepting, lets requests in flight finish and
-/// closes the database.
+/// Serves until `shutdown` resolves, then stops accepting, lets requests in flight and the worker's
+/// steps in flight finish, and closes the database.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -110,17 +136,23 @@ pub async fn serve(
                         tracing::info!(deleted, "purged expired idempotency keys")
                     }
                     Ok(_) => {}
-                    Err(error) => tracing::warn!(
-                        error = format!("{error:#}"),
-                        "failed to purge idempotency keys"
-                    ),
+                    Err(error) => tracing::warn!(error = format!("{error:#}"), "failed to purge idempotency keys"),
                 }
             }
         }
     });
+    let (stop_worker, worker_stopping) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(rescind_workflow::run_worker(
+        store.clone(),
+        state.workflow.clone(),
+        state.settings.worker,
+        worker_stopping,
+    ));
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await;
+    let _ = stop_worker.send(true);
+    let _ = worker.await;
     purger.abort();
     store.close().await;
     served

@@ -52,15 +52,18 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut text = String::new();
-        text.push_str(
-            "# HELP rescind_http_requests_total HTTP requests by method, route and status.\n",
-        );
+        text.push_str("# HELP rescind_http_requests_total HTTP requests by method, route and status.\n");
         text.push_str("# TYPE rescind_http_requests_total counter\n");
         let requests = self.requests.lock().expect("metrics lock").clone();
         for ((method, route, status), RequestTotals { count, .. }) in &requests {
-            let _ = writeln!(text, "rescind_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}");
+            let _ = writeln!(
+                text,
+                "rescind_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}"
+            );
         }
-        text.push_str("# HELP rescind_http_request_duration_seconds_sum Time spent answering, by method, route and status.\n");
+        text.push_str(
+            "# HELP rescind_http_request_duration_seconds_sum Time spent answering, by method, route and status.\n",
+        );
         text.push_str("# TYPE rescind_http_request_duration_seconds_sum counter\n");
         for ((method, route, status), RequestTotals { seconds, .. }) in &requests {
             let _ = writeln!(
@@ -71,10 +74,7 @@ impl Metrics {
         text.push_str("# HELP rescind_cancellations_total Cancel attempts by outcome.\n");
         text.push_str("# TYPE rescind_cancellations_total counter\n");
         for (outcome, count) in self.cancellations.lock().expect("metrics lock").iter() {
-            let _ = writeln!(
-                text,
-                "rescind_cancellations_total{{outcome=\"{outcome}\"}} {count}"
-            );
+            let _ = writeln!(text, "rescind_cancellations_total{{outcome=\"{outcome}\"}} {count}");
         }
         text
     }
@@ -91,9 +91,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let response = next.run(request).await;
     let seconds = started.elapsed().as_secs_f64();
     let status = response.status().as_u16();
-    state
-        .metrics
-        .count_request(&method, &route, status, seconds);
+    state.metrics.count_request(&method, &route, status, seconds);
     tracing::info!(%method, %route, status, latency_ms = seconds * 1000.0, "request");
     response
 }

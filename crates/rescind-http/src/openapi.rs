@@ -23,6 +23,12 @@ use utoipa::{Modify, OpenApi};
         routes::cancel::cancel_order,
         routes::cancel::bulk_cancel,
         routes::cancel::record_refund,
+        routes::cancel::undo_cancel,
+        routes::cancel::list_cancellations,
+        routes::cancel::retry,
+        routes::payment_providers::create_payment_provider,
+        routes::payment_providers::list_payment_providers,
+        routes::payment_providers::get_payment_provider,
         routes::ops::healthz,
         routes::ops::metrics,
         routes::ops::openapi_document,
@@ -47,9 +53,5 @@ impl Modify for BearerAuth {
 /// The document as JSON, built once.
 pub fn document_json() -> &'static str {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
-    DOCUMENT.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_json()
-            .expect("the OpenAPI document serializes")
-    })
+    DOCUMENT.get_or_init(|| ApiDoc::openapi().to_json().expect("the OpenAPI document serializes"))
 }

@@ -2,9 +2,8 @@
 //! these shapes; this module is the only place that does.
 
 use rescind_domain::{
-    Cancellation, CancellationStatus, ChannelKind, FinancialStatus, FulfillmentStatus,
-    HistoryEntry, Order, OrderStatus, PaymentMethod, RefundMethod, RequestedBy, Scope, StepKind,
-    StepStatus, Timestamp, Warning,
+    Cancellation, CancellationStatus, ChannelKind, FinancialStatus, FulfillmentStatus, HistoryEntry, Order,
+    OrderStatus, PaymentMethod, RefundMethod, RequestedBy, Scope, StepKind, StepStatus, Timestamp, Warning,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -153,6 +152,44 @@ pub struct ChannelList {
     pub items: Vec<ChannelBody>,
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePaymentProviderRequest {
+    #[schema(example = "stripe")]
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    /// The API origin, e.g. `https://api.stripe.com`, or a simulator's.
+    pub base_url: Option<String>,
+    /// Write-only, e.g. `{"secret_key": "sk_live_…"}`.
+    #[schema(value_type = Option<Object>)]
+    pub credentials: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentProviderBody {
+    pub id: String,
+    #[schema(example = "stripe")]
+    pub kind: String,
+    pub name: String,
+    pub base_url: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentProviderList {
+    pub items: Vec<PaymentProviderBody>,
+}
+
+pub fn payment_provider_body(provider: &rescind_store::PaymentProvider) -> PaymentProviderBody {
+    PaymentProviderBody {
+        id: provider.id.clone(),
+        kind: provider.kind.as_str().to_owned(),
+        name: provider.name.clone(),
+        base_url: provider.base_url.clone(),
+        created_at: rfc3339(provider.created_at),
+    }
+}
+
 // ---- orders ----
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -257,6 +294,8 @@ pub struct StepBody {
     pub status: String,
     pub message: String,
     pub attempts: u32,
+    /// The last failure of the step's external call.
+    pub last_error: Option<String>,
     pub updated_at: String,
 }
 
@@ -277,6 +316,8 @@ pub struct CancellationBody {
     pub restock: bool,
     pub notify_customer: bool,
     pub needs_attention: bool,
+    /// Why it needs attention: the failed step's last error.
+    pub last_error: Option<String>,
     pub steps: Vec<StepBody>,
     pub created_at: String,
     pub completed_at: Option<String>,
@@ -496,6 +537,29 @@ pub struct DryRunBody {
     pub plan: PlanBody,
 }
 
+/// A cancellation with its order, in lists.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancellationListItem {
+    pub order_id: String,
+    pub number: String,
+    #[serde(flatten)]
+    pub cancellation: CancellationBody,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancellationList {
+    pub items: Vec<CancellationListItem>,
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /orders/{id}/uncancel`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UndoRequest {
+    /// Undo even when the restocked goods are no longer in stock (U2).
+    pub force: Option<bool>,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordRefundRequest {
@@ -532,12 +596,15 @@ pub fn cancellation_body(cancellation: &Cancellation) -> CancellationBody {
         reason_detail: cancellation.reason_detail.clone(),
         staff_note: cancellation.staff_note.clone(),
         refund: cancellation.refund,
-        refund_method: cancellation
-            .refund_method
-            .map(|method| method.as_str().to_owned()),
+        refund_method: cancellation.refund_method.map(|method| method.as_str().to_owned()),
         restock: cancellation.restock,
         notify_customer: cancellation.notify_customer,
         needs_attention: cancellation.needs_attention,
+        last_error: cancellation
+            .steps
+            .iter()
+            .find(|step| step.status == StepStatus::Failed)
+            .and_then(|step| step.last_error.clone()),
         steps: cancellation
             .steps
             .iter()
@@ -546,6 +613,7 @@ pub fn cancellation_body(cancellation: &Cancellation) -> CancellationBody {
                 status: step.status.as_str().to_owned(),
                 message: step.message.clone(),
                 attempts: step.attempts,
+                last_error: step.last_error.clone(),
                 updated_at: rfc3339(step.updated_at),
             })
             .collect(),
@@ -626,11 +694,7 @@ pub fn order_body(order: &Order) -> OrderBody {
         warehouse_id: order.warehouse_id.clone(),
         outbound: None,
         cancellation: order.cancellation.as_ref().map(cancellation_body),
-        refunds: order
-            .refunds
-            .iter()
-            .map(|refund| refund_body(order, refund))
-            .collect(),
+        refunds: order.refunds.iter().map(|refund| refund_body(order, refund)).collect(),
         warnings: order
             .warnings
             .iter()

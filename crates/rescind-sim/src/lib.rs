@@ -42,9 +42,7 @@ impl Sim {
     }
 
     pub fn world(&self) -> std::sync::MutexGuard<'_, World> {
-        self.world
-            .lock()
-            .expect("the simulator's state is not poisoned")
+        self.world.lock().expect("the simulator's state is not poisoned")
     }
 }
 
@@ -72,9 +70,7 @@ pub async fn serve(
 
 /// Starts the simulators on `127.0.0.1:0` in this process; for tests.
 pub async fn spawn() -> (std::net::SocketAddr, Sim) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind port 0");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let address = listener.local_addr().expect("address");
     let sim = Sim::new(DEFAULT_SECRET_KEY);
     let served = sim.clone();

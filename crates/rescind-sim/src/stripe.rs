@@ -96,15 +96,9 @@ impl Account {
             currency: currency.to_ascii_lowercase(),
             status: status.to_owned(),
             payment_method: payment_method.to_owned(),
-            capture_method: if status == "succeeded" {
-                "automatic"
-            } else {
-                "manual"
-            }
-            .to_owned(),
+            capture_method: if status == "succeeded" { "automatic" } else { "manual" }.to_owned(),
         };
-        self.payment_intents
-            .insert(intent.id.clone(), intent.clone());
+        self.payment_intents.insert(intent.id.clone(), intent.clone());
         intent
     }
 
@@ -140,10 +134,7 @@ pub fn router() -> Router<Sim> {
         .route("/v1/refunds", post(create_refund).get(list_refunds))
         .route("/v1/payment_intents", post(create_payment_intent))
         .route("/v1/payment_intents/{id}", get(retrieve_payment_intent))
-        .route(
-            "/v1/payment_intents/{id}/cancel",
-            post(cancel_payment_intent),
-        )
+        .route("/v1/payment_intents/{id}/cancel", post(cancel_payment_intent))
         .route("/_sim/payment_intents", post(control_create_payment_intent))
 }
 
@@ -201,15 +192,30 @@ async fn call(
                 "idempotency_key_in_use",
                 "Keys for idempotent requests can only be used with the same parameters they were first used with.",
             ),
-            Some(stored) => (StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK), stored.body.clone()),
+            Some(stored) => (
+                StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
+                stored.body.clone(),
+            ),
             None => {
                 let (status, body) = if decision == Decision::Refuse {
-                    error(StatusCode::PAYMENT_REQUIRED, "card_error", "card_declined", "Your card was declined.")
+                    error(
+                        StatusCode::PAYMENT_REQUIRED,
+                        "card_error",
+                        "card_declined",
+                        "Your card was declined.",
+                    )
                 } else {
                     effect(account)
                 };
                 if let Some(key) = key {
-                    account.idempotency.insert(key, StoredAnswer { fingerprint, status: status.as_u16(), body: body.clone() });
+                    account.idempotency.insert(
+                        key,
+                        StoredAnswer {
+                            fingerprint,
+                            status: status.as_u16(),
+                            body: body.clone(),
+                        },
+                    );
                 }
                 (status, body)
             }
@@ -227,11 +233,7 @@ fn fingerprint(path: &str, params: &Params) -> String {
     format!("{path}?{sorted:?}")
 }
 
-async fn create_refund(
-    State(sim): State<Sim>,
-    headers: HeaderMap,
-    Form(params): Form<Params>,
-) -> Response {
+async fn create_refund(State(sim): State<Sim>, headers: HeaderMap, Form(params): Form<Params>) -> Response {
     let fingerprint = fingerprint("/v1/refunds", &params);
     let idempotency_key = headers
         .get("idempotency-key")
@@ -239,25 +241,45 @@ async fn create_refund(
         .map(str::to_owned);
     call(&sim, &headers, "refunds.create", fingerprint, |account| {
         let Some(intent_id) = param(&params, "payment_intent") else {
-            return error(StatusCode::BAD_REQUEST, "invalid_request_error", "parameter_missing", "Missing payment_intent.");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "parameter_missing",
+                "Missing payment_intent.",
+            );
         };
         let new_id = account.new_id("re");
         let Some(intent) = account.payment_intents.get_mut(intent_id) else {
-            return error(StatusCode::NOT_FOUND, "invalid_request_error", "resource_missing", "No such payment_intent.");
+            return error(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "resource_missing",
+                "No such payment_intent.",
+            );
         };
         if intent.status != "succeeded" {
             return error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "payment_intent_unexpected_state",
-                &format!("This PaymentIntent has a status of {} and cannot be refunded.", intent.status),
+                &format!(
+                    "This PaymentIntent has a status of {} and cannot be refunded.",
+                    intent.status
+                ),
             );
         }
         let remaining = intent.amount_received - intent.amount_refunded;
         let amount = match param(&params, "amount").map(str::parse::<i64>) {
             None => remaining,
             Some(Ok(amount)) if amount > 0 => amount,
-            Some(_) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", "parameter_invalid_integer", "Invalid amount."),
+            Some(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "parameter_invalid_integer",
+                    "Invalid amount.",
+                )
+            }
         };
         if amount > remaining {
             return error(
@@ -271,7 +293,9 @@ async fn create_refund(
         let metadata = params
             .iter()
             .filter_map(|(key, value)| {
-                key.strip_prefix("metadata[").and_then(|rest| rest.strip_suffix(']')).map(|name| (name.to_owned(), value.clone()))
+                key.strip_prefix("metadata[")
+                    .and_then(|rest| rest.strip_suffix(']'))
+                    .map(|name| (name.to_owned(), value.clone()))
             })
             .collect();
         let refund = Refund {
@@ -296,11 +320,7 @@ struct RefundListQuery {
     limit: Option<usize>,
 }
 
-async fn list_refunds(
-    State(sim): State<Sim>,
-    headers: HeaderMap,
-    Query(query): Query<RefundListQuery>,
-) -> Response {
+async fn list_refunds(State(sim): State<Sim>, headers: HeaderMap, Query(query): Query<RefundListQuery>) -> Response {
     call(&sim, &headers, "refunds.list", String::new(), |account| {
         let data: Vec<Value> = account
             .refunds
@@ -323,55 +343,41 @@ async fn list_refunds(
     .await
 }
 
-async fn create_payment_intent(
-    State(sim): State<Sim>,
-    headers: HeaderMap,
-    Form(params): Form<Params>,
-) -> Response {
+async fn create_payment_intent(State(sim): State<Sim>, headers: HeaderMap, Form(params): Form<Params>) -> Response {
     let fingerprint = fingerprint("/v1/payment_intents", &params);
-    call(
-        &sim,
-        &headers,
-        "payment_intents.create",
-        fingerprint,
-        |account| {
-            let amount = param(&params, "amount")
-                .and_then(|amount| amount.parse::<i64>().ok())
-                .filter(|amount| *amount > 0);
-            let (Some(amount), Some(currency)) = (amount, param(&params, "currency")) else {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    "parameter_missing",
-                    "amount and currency are required.",
-                );
-            };
-            let payment_method = param(&params, "payment_method").unwrap_or("pm_card_visa");
-            if payment_method.contains("declined") {
-                return error(
-                    StatusCode::PAYMENT_REQUIRED,
-                    "card_error",
-                    "card_declined",
-                    "Your card was declined.",
-                );
-            }
-            let status = if param(&params, "capture_method") == Some("manual") {
-                "requires_capture"
-            } else {
-                "succeeded"
-            };
-            let intent = account.create_payment_intent(amount, currency, status, payment_method);
-            (StatusCode::OK, intent.json())
-        },
-    )
+    call(&sim, &headers, "payment_intents.create", fingerprint, |account| {
+        let amount = param(&params, "amount")
+            .and_then(|amount| amount.parse::<i64>().ok())
+            .filter(|amount| *amount > 0);
+        let (Some(amount), Some(currency)) = (amount, param(&params, "currency")) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "parameter_missing",
+                "amount and currency are required.",
+            );
+        };
+        let payment_method = param(&params, "payment_method").unwrap_or("pm_card_visa");
+        if payment_method.contains("declined") {
+            return error(
+                StatusCode::PAYMENT_REQUIRED,
+                "card_error",
+                "card_declined",
+                "Your card was declined.",
+            );
+        }
+        let status = if param(&params, "capture_method") == Some("manual") {
+            "requires_capture"
+        } else {
+            "succeeded"
+        };
+        let intent = account.create_payment_intent(amount, currency, status, payment_method);
+        (StatusCode::OK, intent.json())
+    })
     .await
 }
 
-async fn retrieve_payment_intent(
-    State(sim): State<Sim>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
+async fn retrieve_payment_intent(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     call(
         &sim,
         &headers,
@@ -397,39 +403,28 @@ async fn cancel_payment_intent(
     Form(params): Form<Params>,
 ) -> Response {
     let fingerprint = fingerprint(&format!("/v1/payment_intents/{id}/cancel"), &params);
-    call(
-        &sim,
-        &headers,
-        "payment_intents.cancel",
-        fingerprint,
-        |account| {
-            let Some(intent) = account.payment_intents.get_mut(&id) else {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "invalid_request_error",
-                    "resource_missing",
-                    "No such payment_intent.",
-                );
-            };
-            match intent.status.as_str() {
-                "requires_capture"
-                | "requires_payment_method"
-                | "requires_confirmation"
-                | "requires_action" => {
-                    intent.status = "canceled".to_owned();
-                    (StatusCode::OK, intent.json())
-                }
-                other => error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    "payment_intent_unexpected_state",
-                    &format!(
-                        "You cannot cancel this PaymentIntent because it has a status of {other}."
-                    ),
-                ),
+    call(&sim, &headers, "payment_intents.cancel", fingerprint, |account| {
+        let Some(intent) = account.payment_intents.get_mut(&id) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "resource_missing",
+                "No such payment_intent.",
+            );
+        };
+        match intent.status.as_str() {
+            "requires_capture" | "requires_payment_method" | "requires_confirmation" | "requires_action" => {
+                intent.status = "canceled".to_owned();
+                (StatusCode::OK, intent.json())
             }
-        },
-    )
+            other => error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "payment_intent_unexpected_state",
+                &format!("You cannot cancel this PaymentIntent because it has a status of {other}."),
+            ),
+        }
+    })
     .await
 }
 
@@ -442,10 +437,7 @@ struct NewPaymentIntent {
     payment_method: Option<String>,
 }
 
-async fn control_create_payment_intent(
-    State(sim): State<Sim>,
-    Json(request): Json<NewPaymentIntent>,
-) -> Json<Value> {
+async fn control_create_payment_intent(State(sim): State<Sim>, Json(request): Json<NewPaymentIntent>) -> Json<Value> {
     let intent = sim.world().stripe.create_payment_intent(
         request.amount,
         &request.currency,

@@ -3,8 +3,7 @@
 
 use anyhow::{anyhow, Context, Result};
 use rescind_domain::{
-    Address, Customer, LineItem, Money, Payment, PaymentMethod, Step, StepKind, StepStatus,
-    Timestamp, Warning,
+    Address, Customer, LineItem, Money, Payment, PaymentMethod, Step, StepKind, StepStatus, Timestamp, Warning,
 };
 use serde_json::{json, Map, Value};
 
@@ -122,11 +121,7 @@ pub(crate) fn payment_to_json(payment: &Payment) -> String {
 pub(crate) fn payment_from_json(json: &str) -> Result<Payment> {
     let value = parse(json)?;
     Ok(Payment {
-        method: parse_named(
-            &text(&value, "method")?,
-            PaymentMethod::parse,
-            "payment method",
-        )?,
+        method: parse_named(&text(&value, "method")?, PaymentMethod::parse, "payment method")?,
         amount: money(&value, "amount")?,
         provider_id: optional_text(&value, "provider_id"),
         reference: optional_text(&value, "reference"),
@@ -135,13 +130,7 @@ pub(crate) fn payment_from_json(json: &str) -> Result<Payment> {
 }
 
 pub(crate) fn warnings_to_json(warnings: &[Warning]) -> String {
-    Value::Array(
-        warnings
-            .iter()
-            .map(|warning| Value::from(warning.as_str()))
-            .collect(),
-    )
-    .to_string()
+    Value::Array(warnings.iter().map(|warning| Value::from(warning.as_str())).collect()).to_string()
 }
 
 pub(crate) fn warnings_from_json(json: &str) -> Result<Vec<Warning>> {
@@ -212,11 +201,7 @@ pub(crate) fn history_data_from_json(json: &str) -> Result<Vec<(String, String)>
 }
 
 pub(crate) fn scopes_to_text(scopes: &[rescind_domain::Scope]) -> String {
-    scopes
-        .iter()
-        .map(|scope| scope.as_str())
-        .collect::<Vec<_>>()
-        .join(" ")
+    scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>().join(" ")
 }
 
 pub(crate) fn scopes_from_text(text: &str) -> Result<Vec<rescind_domain::Scope>> {

@@ -16,8 +16,7 @@ pub use now::now;
 
 use anyhow::Result;
 use rescind_domain::{
-    CancellationStatus, ChannelKind, FulfillmentStatus, HistoryEntry, Order, OrderChange,
-    OrderStatus, Scope, Timestamp,
+    CancellationStatus, ChannelKind, FulfillmentStatus, HistoryEntry, Order, OrderChange, OrderStatus, Scope, Timestamp,
 };
 
 /// The SQL that differs between the backends.
@@ -186,9 +185,7 @@ pub const BULK_ORDERS_MAX: usize = 1000;
 
 mod sqlite {
     //! The SQLite backend.
-    use sqlx::sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-    };
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
     use std::str::FromStr;
     pub(crate) type Db = sqlx::Sqlite;
     const DIALECT: crate::Dialect = crate::Dialect {
@@ -279,9 +276,7 @@ impl Store {
         } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
             Store::Postgres(postgres::connect(database_url).await?)
         } else {
-            anyhow::bail!(
-                "unsupported database URL `{database_url}`: use sqlite://FILE or postgres://…"
-            );
+            anyhow::bail!("unsupported database URL `{database_url}`: use sqlite://FILE or postgres://…");
         };
         let opened = &store;
         dispatch!(opened, backend => backend.migrate().await)?;
@@ -363,11 +358,7 @@ impl Store {
     }
 
     /// The order's history, oldest first; `None` when the order is not in this shop.
-    pub async fn history(
-        &self,
-        shop_id: &str,
-        order_id: &str,
-    ) -> Result<Option<Vec<HistoryEntry>>> {
+    pub async fn history(&self, shop_id: &str, order_id: &str) -> Result<Option<Vec<HistoryEntry>>> {
         dispatch!(self, backend => backend.history(shop_id, order_id).await)
     }
 
@@ -396,11 +387,7 @@ impl Store {
         dispatch!(self, backend => backend.create_payment_provider(provider).await)
     }
 
-    pub async fn payment_provider(
-        &self,
-        shop_id: &str,
-        provider_id: &str,
-    ) -> Result<Option<PaymentProvider>> {
+    pub async fn payment_provider(&self, shop_id: &str, provider_id: &str) -> Result<Option<PaymentProvider>> {
         dispatch!(self, backend => backend.payment_provider(shop_id, provider_id).await)
     }
 
@@ -419,21 +406,12 @@ impl Store {
         dispatch!(self, backend => backend.cancellations(shop_id, needs_attention, cursor, limit).await)
     }
 
-    pub async fn order_id_of_cancellation(
-        &self,
-        shop_id: &str,
-        cancellation_id: &str,
-    ) -> Result<Option<String>> {
+    pub async fn order_id_of_cancellation(&self, shop_id: &str, cancellation_id: &str) -> Result<Option<String>> {
         dispatch!(self, backend => backend.order_id_of_cancellation(shop_id, cancellation_id).await)
     }
 
     /// Takes the lease of up to `limit` due jobs for `owner` until `lease_until`.
-    pub async fn claim_jobs(
-        &self,
-        owner: &str,
-        lease_until: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<Job>> {
+    pub async fn claim_jobs(&self, owner: &str, lease_until: Timestamp, limit: u32) -> Result<Vec<Job>> {
         dispatch!(self, backend => backend.claim_jobs(owner, now(), lease_until, limit).await)
     }
 
@@ -456,22 +434,11 @@ impl Store {
         dispatch!(self, backend => backend.count_jobs().await)
     }
 
-    pub async fn claim_idempotency_key(
-        &self,
-        scope: &str,
-        key: &str,
-        fingerprint: &str,
-    ) -> Result<IdempotencyClaim> {
+    pub async fn claim_idempotency_key(&self, scope: &str, key: &str, fingerprint: &str) -> Result<IdempotencyClaim> {
         dispatch!(self, backend => backend.claim_idempotency_key(scope, key, fingerprint, now()).await)
     }
 
-    pub async fn complete_idempotency_key(
-        &self,
-        scope: &str,
-        key: &str,
-        status_code: u16,
-        body: &str,
-    ) -> Result<()> {
+    pub async fn complete_idempotency_key(&self, scope: &str, key: &str, status_code: u16, body: &str) -> Result<()> {
         dispatch!(self, backend => backend.complete_idempotency_key(scope, key, status_code, body).await)
     }
 

@@ -2,8 +2,11 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use rescind_http::AppState;
+use rescind_domain::RetryPolicy;
+use rescind_http::{AppState, ServiceSettings};
 use rescind_store::Store;
+use rescind_workflow::WorkerConfig;
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -35,11 +38,7 @@ struct ServeArgs {
     #[arg(long, env = "RESCIND_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
     /// `sqlite://FILE` (created on first start) or `postgres://…`.
-    #[arg(
-        long,
-        env = "RESCIND_DATABASE_URL",
-        default_value = "sqlite://rescind.db"
-    )]
+    #[arg(long, env = "RESCIND_DATABASE_URL", default_value = "sqlite://rescind.db")]
     database_url: String,
     /// The platform operator's token: may create shops and their tokens.
     #[arg(long, env = "RESCIND_ADMIN_TOKEN", hide_env_values = true)]
@@ -49,6 +48,54 @@ struct ServeArgs {
     demo: bool,
     #[arg(long, env = "RESCIND_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// How long a cancel request waits for its steps before answering 202 `processing`.
+    #[arg(long, env = "RESCIND_CANCEL_WAIT_MS", default_value_t = 5000)]
+    cancel_wait_ms: u64,
+    /// The longest wait for a partner's answer before its outcome counts as unknown.
+    #[arg(long, env = "RESCIND_PARTNER_TIMEOUT_MS", default_value_t = 10_000)]
+    partner_timeout_ms: u64,
+    /// Attempts of a failing step before the cancellation needs attention.
+    #[arg(long, env = "RESCIND_RETRY_ATTEMPTS_MAX", default_value_t = 12)]
+    retry_attempts_max: u32,
+    /// The wait after a step's first failure; doubled after each further one.
+    #[arg(long, env = "RESCIND_RETRY_DELAY_BASE_MS", default_value_t = 500)]
+    retry_delay_base_ms: u64,
+    /// The longest wait between two attempts of a step.
+    #[arg(long, env = "RESCIND_RETRY_DELAY_MAX_MS", default_value_t = 120_000)]
+    retry_delay_max_ms: u64,
+    /// Steps one process runs at once.
+    #[arg(long, env = "RESCIND_WORKER_CONCURRENCY", default_value_t = 16)]
+    worker_concurrency: usize,
+    /// How long a claimed step belongs to its worker; after that another worker (or process) takes
+    /// it over. Must exceed the partner timeout.
+    #[arg(long, env = "RESCIND_WORKER_LEASE_MS", default_value_t = 30_000)]
+    worker_lease_ms: u64,
+}
+
+impl ServeArgs {
+    fn settings(&self) -> Result<ServiceSettings> {
+        anyhow::ensure!(
+            self.worker_lease_ms > self.partner_timeout_ms,
+            "--worker-lease-ms ({}) must exceed --partner-timeout-ms ({}): a worker must never lose a step it is still calling about",
+            self.worker_lease_ms,
+            self.partner_timeout_ms
+        );
+        anyhow::ensure!(self.retry_attempts_max >= 1, "--retry-attempts-max must be at least 1");
+        Ok(ServiceSettings {
+            cancel_wait: Duration::from_millis(self.cancel_wait_ms),
+            worker: WorkerConfig {
+                retry: RetryPolicy {
+                    attempts_max: self.retry_attempts_max,
+                    delay_base_ms: self.retry_delay_base_ms,
+                    delay_max_ms: self.retry_delay_max_ms.max(self.retry_delay_base_ms),
+                },
+                lease: Duration::from_millis(self.worker_lease_ms),
+                concurrency: self.worker_concurrency.max(1),
+                partner_timeout: Duration::from_millis(self.partner_timeout_ms),
+                ..WorkerConfig::default()
+            },
+        })
+    }
 }
 
 #[tokio::main]
@@ -59,24 +106,18 @@ async fn main() -> Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     match args.log_format {
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
     }
+    let settings = args.settings()?;
     let store = Store::open(&args.database_url)
         .await
         .with_context(|| format!("cannot open the database {}", redact(&args.database_url)))?;
     if args.demo {
         if let Some(demo) = rescind_http::demo::seed(&store).await? {
-            println!(
-                "Demo shop {} created with {} orders.",
-                demo.shop_id, demo.orders
-            );
+            println!("Demo shop {} created with {} orders.", demo.shop_id, demo.orders);
             println!("Its API token (shown once): {}", demo.token);
             println!(
                 "Try: curl -H 'Authorization: Bearer {}' http://{}/api/v1/orders",
@@ -88,7 +129,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, backend = store.backend_name(), "rescind is serving");
-    let state = AppState::new(store, args.admin_token.as_deref());
+    let state = AppState::new(store, args.admin_token.as_deref(), settings);
     rescind_http::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("rescind stopped");
     Ok(())

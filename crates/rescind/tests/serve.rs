@@ -112,16 +112,11 @@ async fn run_twice(database_url: &str) {
     let first = start(database_url);
     let token = first.token().expect("the demo token is printed");
     assert_eq!(order_count(&first, &token).await, 9);
-    let health = reqwest::get(format!("http://{}/healthz", first.address))
-        .await
-        .unwrap();
+    let health = reqwest::get(format!("http://{}/healthz", first.address)).await.unwrap();
     assert_eq!(health.status().as_u16(), 200);
     let (status, rest) = first.terminate();
     assert!(status.success(), "exit status {status}");
-    assert!(
-        rest.iter().any(|line| line.contains("rescind stopped")),
-        "{rest:?}"
-    );
+    assert!(rest.iter().any(|line| line.contains("rescind stopped")), "{rest:?}");
 
     let second = start(database_url);
     assert_eq!(second.token(), None, "the demo shop is created only once");
@@ -144,16 +139,13 @@ async fn serve_on_sqlite_creates_its_file_seeds_the_demo_once_and_stops_cleanly_
 }
 
 #[tokio::test]
-async fn serve_on_postgres_migrates_a_fresh_schema_seeds_the_demo_once_and_stops_cleanly_on_sigterm(
-) {
+async fn serve_on_postgres_migrates_a_fresh_schema_seeds_the_demo_once_and_stops_cleanly_on_sigterm() {
     use sqlx::Connection;
     let Some(url) = std::env::var("RESCIND_TEST_DATABASE_URL")
         .ok()
         .filter(|url| !url.is_empty())
     else {
-        eprintln!(
-            "RESCIND_TEST_DATABASE_URL is not set: the PostgreSQL run of this test is skipped"
-        );
+        eprintln!("RESCIND_TEST_DATABASE_URL is not set: the PostgreSQL run of this test is skipped");
         return;
     };
     let schema = format!("rescind_serve_{:016x}", rand::random::<u64>());

@@ -35,9 +35,11 @@ impl PaymentConnector {
         http: reqwest::Client,
     ) -> Result<PaymentConnector, CallError> {
         match kind {
-            PaymentProviderKind::Stripe => Ok(PaymentConnector::Stripe(
-                stripe::StripeClient::from_credentials(http, base_url, credentials)?,
-            )),
+            PaymentProviderKind::Stripe => Ok(PaymentConnector::Stripe(stripe::StripeClient::from_credentials(
+                http,
+                base_url,
+                credentials,
+            )?)),
         }
     }
 
@@ -54,16 +56,11 @@ impl PaymentConnector {
         match self {
             PaymentConnector::Stripe(client) => {
                 if earlier_attempts {
-                    if let Some(refund) = client
-                        .find_refund(reference, idempotency_key, currency)
-                        .await?
-                    {
+                    if let Some(refund) = client.find_refund(reference, idempotency_key, currency).await? {
                         return Ok(refund);
                     }
                 }
-                client
-                    .refund(reference, amount, currency, idempotency_key)
-                    .await
+                client.refund(reference, amount, currency, idempotency_key).await
             }
         }
     }
@@ -71,11 +68,7 @@ impl PaymentConnector {
     /// Cancels an authorization that was never captured. Already cancelled counts as done.
     pub async fn void(&self, reference: &str, idempotency_key: &str) -> Result<(), CallError> {
         match self {
-            PaymentConnector::Stripe(client) => {
-                client
-                    .cancel_payment_intent(reference, idempotency_key)
-                    .await
-            }
+            PaymentConnector::Stripe(client) => client.cancel_payment_intent(reference, idempotency_key).await,
         }
     }
 
@@ -88,11 +81,7 @@ impl PaymentConnector {
         idempotency_key: &str,
     ) -> Result<Authorization, CallError> {
         match self {
-            PaymentConnector::Stripe(client) => {
-                client
-                    .reauthorize(reference, amount, currency, idempotency_key)
-                    .await
-            }
+            PaymentConnector::Stripe(client) => client.reauthorize(reference, amount, currency, idempotency_key).await,
         }
     }
 }

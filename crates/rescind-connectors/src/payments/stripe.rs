@@ -72,12 +72,7 @@ impl StripeClient {
     ) -> Result<Self, CallError> {
         let secret_key = credentials
             .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
-            .and_then(|value| {
-                value
-                    .get("secret_key")
-                    .and_then(|key| key.as_str())
-                    .map(str::to_owned)
-            })
+            .and_then(|value| value.get("secret_key").and_then(|key| key.as_str()).map(str::to_owned))
             .ok_or_else(|| CallError::Misconfigured {
                 message: "the Stripe integration has no secret_key".to_owned(),
             })?;
@@ -85,22 +80,17 @@ impl StripeClient {
     }
 
     fn minor_units(amount: Money, currency: Currency) -> Result<i64, CallError> {
-        amount
-            .to_minor_units(currency)
-            .ok_or_else(|| CallError::Refused {
-                message: format!(
-                    "{} is not a whole number of {currency}'s smallest unit",
-                    amount.format(currency)
-                ),
-            })
+        amount.to_minor_units(currency).ok_or_else(|| CallError::Refused {
+            message: format!(
+                "{} is not a whole number of {currency}'s smallest unit",
+                amount.format(currency)
+            ),
+        })
     }
 
     /// Sends a request and classifies the answer: 2xx parsed as `T`; 409, 429 and 5xx transient;
     /// other 4xx refused with Stripe's message; no answer unknown.
-    async fn send<T: for<'de> Deserialize<'de>>(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<T, CallError> {
+    async fn send<T: for<'de> Deserialize<'de>>(&self, request: reqwest::RequestBuilder) -> Result<T, CallError> {
         let response = request
             .bearer_auth(&self.secret_key)
             .send()
@@ -119,17 +109,11 @@ impl StripeClient {
             .ok()
             .map(|envelope| envelope.error);
         let message = match &detail {
-            Some(ErrorBody {
-                kind,
-                code,
-                message,
-            }) => format!(
+            Some(ErrorBody { kind, code, message }) => format!(
                 "{} ({}{})",
                 message.as_deref().unwrap_or("no message"),
                 kind.as_deref().unwrap_or("error"),
-                code.as_deref()
-                    .map(|code| format!(", {code}"))
-                    .unwrap_or_default()
+                code.as_deref().map(|code| format!(", {code}")).unwrap_or_default()
             ),
             None => format!("HTTP {status}"),
         };
@@ -172,13 +156,10 @@ impl StripeClient {
         idempotency_key: &str,
         currency: Currency,
     ) -> Result<Option<ProviderRefund>, CallError> {
-        let request = self
-            .http
-            .get(format!("{}/v1/refunds", self.base_url))
-            .query(&[
-                ("payment_intent", payment_intent),
-                ("limit", &REFUND_LOOKUP_LIMIT.to_string()),
-            ]);
+        let request = self.http.get(format!("{}/v1/refunds", self.base_url)).query(&[
+            ("payment_intent", payment_intent),
+            ("limit", &REFUND_LOOKUP_LIMIT.to_string()),
+        ]);
         // A failed look-up is not a refusal: the refund may well exist.
         let list: RefundList = self.send(request).await.map_err(|error| match error {
             CallError::Refused { message } => CallError::Transient { message },
@@ -198,17 +179,10 @@ impl StripeClient {
     }
 
     /// `POST /v1/payment_intents/{id}/cancel`; a payment already cancelled counts as done.
-    pub async fn cancel_payment_intent(
-        &self,
-        payment_intent: &str,
-        idempotency_key: &str,
-    ) -> Result<(), CallError> {
+    pub async fn cancel_payment_intent(&self, payment_intent: &str, idempotency_key: &str) -> Result<(), CallError> {
         let request = self
             .http
-            .post(format!(
-                "{}/v1/payment_intents/{payment_intent}/cancel",
-                self.base_url
-            ))
+            .post(format!("{}/v1/payment_intents/{payment_intent}/cancel", self.base_url))
             .header("Idempotency-Key", idempotency_key)
             .form(&[("cancellation_reason", "requested_by_customer")]);
         match self.send::<PaymentIntentBody>(request).await {
@@ -216,21 +190,19 @@ impl StripeClient {
             Ok(intent) => Err(CallError::Refused {
                 message: format!("the payment is {} after the cancel", intent.status),
             }),
-            Err(CallError::Refused { message }) => {
-                match self.payment_intent(payment_intent).await {
-                    Ok(intent) if intent.status == "canceled" => Ok(()),
-                    _ => Err(CallError::Refused { message }),
-                }
-            }
+            Err(CallError::Refused { message }) => match self.payment_intent(payment_intent).await {
+                Ok(intent) if intent.status == "canceled" => Ok(()),
+                _ => Err(CallError::Refused { message }),
+            },
             Err(other) => Err(other),
         }
     }
 
     async fn payment_intent(&self, payment_intent: &str) -> Result<PaymentIntentBody, CallError> {
-        self.send(self.http.get(format!(
-            "{}/v1/payment_intents/{payment_intent}",
-            self.base_url
-        )))
+        self.send(
+            self.http
+                .get(format!("{}/v1/payment_intents/{payment_intent}", self.base_url)),
+        )
         .await
     }
 
@@ -245,9 +217,7 @@ impl StripeClient {
     ) -> Result<Authorization, CallError> {
         let original = self.payment_intent(payment_intent).await?;
         let payment_method = original.payment_method.ok_or_else(|| CallError::Refused {
-            message: format!(
-                "payment {payment_intent} has no saved payment method to charge again"
-            ),
+            message: format!("payment {payment_intent} has no saved payment method to charge again"),
         })?;
         let minor = Self::minor_units(amount, currency)?.to_string();
         let currency_code = currency.code().to_ascii_lowercase();
@@ -266,9 +236,7 @@ impl StripeClient {
             .form(&form);
         let intent: PaymentIntentBody = self.send(request).await?;
         match intent.status.as_str() {
-            "requires_capture" | "succeeded" => Ok(Authorization {
-                reference: intent.id,
-            }),
+            "requires_capture" | "succeeded" => Ok(Authorization { reference: intent.id }),
             other => Err(CallError::Refused {
                 message: format!("the new authorization is {other}"),
             }),

@@ -6,8 +6,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::input::{Problems, TEXT_LENGTH_MAX};
 use crate::routes::settings::settings_patch;
 use crate::wire::{
-    settings_body, CreateShopRequest, CreateShopResponse, CreateTokenRequest, CreateTokenResponse,
-    ShopBody,
+    settings_body, CreateShopRequest, CreateShopResponse, CreateTokenRequest, CreateTokenResponse, ShopBody,
 };
 use crate::AppState;
 use axum::body::Bytes;
@@ -118,11 +117,7 @@ pub async fn create_token(
         Json(CreateTokenResponse {
             id: token.id,
             token: secret,
-            scopes: token
-                .scopes
-                .iter()
-                .map(|scope| scope.as_str().to_owned())
-                .collect(),
+            scopes: token.scopes.iter().map(|scope| scope.as_str().to_owned()).collect(),
         }),
     ))
 }

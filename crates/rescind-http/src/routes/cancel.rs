@@ -2,23 +2,30 @@
 
 use crate::auth::Principal;
 use crate::body::parse_json;
-use crate::error::{cancel_error_code, ApiError, ErrorBody};
+use crate::error::{cancel_error_code, sentence, ApiError, ErrorBody};
 use crate::input::{self, Problems};
+use crate::routes::orders::page_size;
+use crate::routes::query;
 use crate::wire::{
-    order_body, refund_body, BulkCancelRequest, BulkCancelResponse, BulkCancelResult,
-    CancelRequest, DryRunBody, OrderBody, PlanBody, PlanStepBody, RecordRefundRequest,
-    RecordRefundResponse, RestockLine,
+    cancellation_body, order_body, refund_body, BulkCancelRequest, BulkCancelResponse, BulkCancelResult, CancelRequest,
+    CancellationList, CancellationListItem, DryRunBody, OrderBody, PlanBody, PlanStepBody, RecordRefundRequest,
+    RecordRefundResponse, RestockLine, UndoRequest,
 };
 use crate::AppState;
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::Query;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use rescind_connectors::payments::PaymentConnector;
+use rescind_connectors::CallError;
 use rescind_domain::cancel::cancel_order as decide_cancel;
 use rescind_domain::{
-    plan_cancellation, record_refund as decide_refund, CancelError, CancelPlan, CancellationStatus,
-    Order, OrderStatus, RequestedBy, Scope, StepKind,
+    plan_cancellation, plan_undo, record_refund as decide_refund, retry_cancellation, undo_cancellation, CancelError,
+    CancelPlan, CancellationStatus, Order, OrderChange, OrderStatus, Reauthorization, RequestedBy, RetryError, Scope,
+    StepKind, UndoError, WorkflowSchedule,
 };
 use rescind_store::{now, ChangeError, RandomIds, BULK_ORDERS_MAX};
 
@@ -27,19 +34,13 @@ fn count_cancelled(state: &AppState, order: &Order) {
     let status = order
         .cancellation
         .as_ref()
-        .map_or(CancellationStatus::Completed, |cancellation| {
-            cancellation.status
-        });
+        .map_or(CancellationStatus::Completed, |cancellation| cancellation.status);
     state.metrics.count_cancellation(status.as_str());
 }
 
 /// 200 when every step has finished, 202 while one is still running or waiting on a partner.
 fn cancel_status(order: &Order) -> StatusCode {
-    match order
-        .cancellation
-        .as_ref()
-        .map(|cancellation| cancellation.status)
-    {
+    match order.cancellation.as_ref().map(|cancellation| cancellation.status) {
         Some(CancellationStatus::Processing) => StatusCode::ACCEPTED,
         Some(
             CancellationStatus::Requested
@@ -102,15 +103,8 @@ pub async fn cancel_order(
     let request: CancelRequest = parse_json(&body)?;
     let mut options = input::cancel_options(request.cancel_options(), RequestedBy::Merchant);
     if request.line_items.is_some() {
-        let problem =
-            "line_items: partial cancellation is not available yet; cancel the whole order"
-                .to_owned();
-        options = Err(options
-            .err()
-            .unwrap_or_default()
-            .into_iter()
-            .chain([problem])
-            .collect());
+        let problem = "line_items: partial cancellation is not available yet; cancel the whole order".to_owned();
+        options = Err(options.err().unwrap_or_default().into_iter().chain([problem]).collect());
     }
     let options = options.map_err(ApiError::invalid)?;
     if request.dry_run == Some(true) {
@@ -134,22 +128,36 @@ pub async fn cancel_order(
         .await;
     match changed {
         Ok(change) => {
-            count_cancelled(&state, &change.order);
-            Ok((
-                cancel_status(&change.order),
-                Json(order_body(&change.order)),
-            )
-                .into_response())
+            let order = settled_order(&state, &shop.shop_id, change).await?;
+            count_cancelled(&state, &order);
+            Ok((cancel_status(&order), Json(order_body(&order))).into_response())
         }
         Err(ChangeError::NotFound) => Err(ApiError::not_found("order")),
         Err(ChangeError::Refused(refusal)) => {
-            state
-                .metrics
-                .count_cancellation(cancel_error_code(&refusal));
+            state.metrics.count_cancellation(cancel_error_code(&refusal));
             Err(refusal.into())
         }
         Err(ChangeError::Store(error)) => Err(ApiError::internal(&error)),
     }
+}
+
+/// Wakes the worker when the change scheduled a step, and waits up to the configured bound for the
+/// cancellation to settle; returns the order as it then is.
+async fn settled_order(state: &AppState, shop_id: &str, change: OrderChange) -> Result<Order, ApiError> {
+    if !matches!(change.workflow, WorkflowSchedule::DueAt(_)) {
+        return Ok(change.order);
+    }
+    state.workflow.wake();
+    let order_ids = [change.order.id.clone()];
+    state
+        .workflow
+        .wait_until_settled(&state.store, shop_id, &order_ids, state.settings.cancel_wait)
+        .await?;
+    Ok(state
+        .store
+        .order(shop_id, &change.order.id)
+        .await?
+        .unwrap_or(change.order))
 }
 
 /// The two per-order messages of W8 for a cancelled order: the channel step's and the restock step's.
@@ -157,17 +165,14 @@ fn step_messages(order: &Order) -> Vec<String> {
     let Some(cancellation) = &order.cancellation else {
         return Vec::new();
     };
-    [
-        (StepKind::ChannelCancel, "channel"),
-        (StepKind::Restock, "restock"),
-    ]
-    .iter()
-    .filter_map(|(kind, label)| {
-        cancellation
-            .step(*kind)
-            .map(|step| format!("{label}: {}", step.message))
-    })
-    .collect()
+    [(StepKind::ChannelCancel, "channel"), (StepKind::Restock, "restock")]
+        .iter()
+        .filter_map(|(kind, label)| {
+            cancellation
+                .step(*kind)
+                .map(|step| format!("{label}: {}", step.message))
+        })
+        .collect()
 }
 
 /// Cancels up to 1000 orders with the same options; one result per order, in the order given (W8).
@@ -195,10 +200,7 @@ pub async fn bulk_cancel(
         Some(ids) if ids.len() > BULK_ORDERS_MAX => {
             problems.push(
                 "order_ids",
-                format_args!(
-                    "has {} ids; at most {BULK_ORDERS_MAX} are accepted",
-                    ids.len()
-                ),
+                format_args!("has {} ids; at most {BULK_ORDERS_MAX} are accepted", ids.len()),
             );
             Vec::new()
         }
@@ -222,6 +224,12 @@ pub async fn bulk_cancel(
                 .map_err(|refusal| (refusal, order.number.clone(), order.status))
         })
         .await?;
+    let scheduled = results
+        .iter()
+        .any(|result| matches!(result, Ok(change) if matches!(change.workflow, WorkflowSchedule::DueAt(_))));
+    if scheduled {
+        state.workflow.wake();
+    }
     let results = order_ids
         .iter()
         .zip(results)
@@ -238,9 +246,7 @@ pub async fn bulk_cancel(
                 }
             }
             Err(ChangeError::Refused((refusal, number, status))) => {
-                state
-                    .metrics
-                    .count_cancellation(cancel_error_code(&refusal));
+                state.metrics.count_cancellation(cancel_error_code(&refusal));
                 refused_result(order_id, number, status, &refusal)
             }
             Err(ChangeError::NotFound) => BulkCancelResult {
@@ -252,19 +258,14 @@ pub async fn bulk_cancel(
                 messages: vec!["order: no such order in this shop".to_owned()],
             },
             Err(ChangeError::Store(error)) => {
-                tracing::error!(
-                    error = format!("{error:#}"),
-                    "bulk cancel: unexpected per-order error"
-                );
+                tracing::error!(error = format!("{error:#}"), "bulk cancel: unexpected per-order error");
                 BulkCancelResult {
                     order_id: order_id.clone(),
                     number: None,
                     ok: false,
                     status: None,
                     code: Some("internal".to_owned()),
-                    messages: vec![
-                        "order: something went wrong on our side; nothing was changed".to_owned(),
-                    ],
+                    messages: vec!["order: something went wrong on our side; nothing was changed".to_owned()],
                 }
             }
         })
@@ -272,12 +273,7 @@ pub async fn bulk_cancel(
     Ok(Json(BulkCancelResponse { results }))
 }
 
-fn refused_result(
-    order_id: &str,
-    number: String,
-    status: OrderStatus,
-    refusal: &CancelError,
-) -> BulkCancelResult {
+fn refused_result(order_id: &str, number: String, status: OrderStatus, refusal: &CancelError) -> BulkCancelResult {
     let error = ApiError::from(refusal.clone());
     BulkCancelResult {
         order_id: order_id.to_owned(),
@@ -318,8 +314,7 @@ pub async fn record_refund(
     let changed = state
         .store
         .change_order(&shop.shop_id, &order_id, |order| {
-            let refund =
-                input::refund_request(&request, order.currency).map_err(ApiError::invalid)?;
+            let refund = input::refund_request(&request, order.currency).map_err(ApiError::invalid)?;
             decide_refund(order, &refund, &actor, &mut RandomIds, now()).map_err(ApiError::from)
         })
         .await;
@@ -340,5 +335,183 @@ pub async fn record_refund(
         Err(ChangeError::NotFound) => Err(ApiError::not_found("order")),
         Err(ChangeError::Refused(error)) => Err(error),
         Err(ChangeError::Store(error)) => Err(ApiError::internal(&error)),
+    }
+}
+
+/// The query of `GET /cancellations`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct ListCancellationsQuery {
+    /// `true`: only those an operator must look at (W7).
+    pub needs_attention: Option<bool>,
+    /// 1 to 500, default 50.
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// The shop's cancellations, newest first; `needs_attention=true` lists those a step failed for.
+#[utoipa::path(get, path = "/api/v1/cancellations", tag = "cancelling", params(ListCancellationsQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = CancellationList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn list_cancellations(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    list_query: Result<Query<ListCancellationsQuery>, QueryRejection>,
+) -> Result<Json<CancellationList>, ApiError> {
+    let shop = principal.shop(Scope::ReadOrder)?;
+    let list_query = query(list_query)?;
+    let mut problems = Problems::default();
+    let limit = page_size(&mut problems, list_query.limit.as_deref());
+    problems.into_result(()).map_err(ApiError::invalid)?;
+    let cursor = list_query.cursor.as_deref().filter(|cursor| !cursor.is_empty());
+    let page = state
+        .store
+        .cancellations(&shop.shop_id, list_query.needs_attention, cursor, limit)
+        .await?;
+    Ok(Json(CancellationList {
+        items: page
+            .items
+            .iter()
+            .map(|item| CancellationListItem {
+                order_id: item.order_id.clone(),
+                number: item.number.clone(),
+                cancellation: cancellation_body(&item.cancellation),
+            })
+            .collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Re-drives a cancellation on the needs-attention list: its failed step runs again (W7).
+#[utoipa::path(post, path = "/api/v1/cancellations/{cancellation_id}/retry", tag = "cancelling",
+    params(("cancellation_id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = OrderBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "not_needing_attention", body = ErrorBody)))]
+pub async fn retry(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(cancellation_id): Path<String>,
+) -> Result<Json<OrderBody>, ApiError> {
+    let shop = principal.shop(Scope::WriteOrder)?;
+    let order_id = state
+        .store
+        .order_id_of_cancellation(&shop.shop_id, &cancellation_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("cancellation"))?;
+    let actor = principal.actor();
+    let changed = state
+        .store
+        .change_order(&shop.shop_id, &order_id, |order| {
+            let current = order.cancellation.as_ref().map(|c| c.id.as_str());
+            if current != Some(cancellation_id.as_str()) {
+                return Err(RetryError::NotNeedingAttention);
+            }
+            retry_cancellation(order, &actor, now())
+        })
+        .await;
+    match changed {
+        Ok(change) => Ok(Json(order_body(&settled_order(&state, &shop.shop_id, change).await?))),
+        Err(ChangeError::NotFound) => Err(ApiError::not_found("cancellation")),
+        Err(ChangeError::Refused(refusal)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_needing_attention",
+            sentence(refusal.to_string()),
+        )),
+        Err(ChangeError::Store(error)) => Err(ApiError::internal(&error)),
+    }
+}
+
+/// Undoes a cancellation (U1, U3): the order is open again. A voided or refunded card payment is
+/// authorized again first; if the provider declines, nothing changes (409 `payment_failed`).
+#[utoipa::path(post, path = "/api/v1/orders/{order_id}/uncancel", tag = "cancelling", params(("order_id" = String, Path)),
+    request_body = UndoRequest, security(("bearer" = [])),
+    responses((status = 200, body = OrderBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "cancellation_irreversible, not_cancelled, cancellation_in_progress, payment_failed", body = ErrorBody),
+        (status = 502, description = "payment provider unreachable", body = ErrorBody)))]
+pub async fn undo_cancel(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(order_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<OrderBody>, ApiError> {
+    let shop = principal.shop(Scope::WriteOrder)?;
+    let _request: UndoRequest = parse_json(&body)?;
+    let order = state
+        .store
+        .order(&shop.shop_id, &order_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
+    let reauthorized = match plan_undo(&order).map_err(undo_error)? {
+        None => None,
+        Some(reauthorization) => Some(reauthorize(&state, &shop.shop_id, &reauthorization).await?),
+    };
+    let actor = principal.actor();
+    let changed = state
+        .store
+        .change_order(&shop.shop_id, &order_id, |order| {
+            undo_cancellation(order, reauthorized.clone(), &actor, now())
+        })
+        .await;
+    match changed {
+        Ok(change) => Ok(Json(order_body(&change.order))),
+        Err(ChangeError::NotFound) => Err(ApiError::not_found("order")),
+        Err(ChangeError::Refused(refusal)) => Err(undo_error(refusal)),
+        Err(ChangeError::Store(error)) => Err(ApiError::internal(&error)),
+    }
+}
+
+fn undo_error(error: UndoError) -> ApiError {
+    let code = match &error {
+        UndoError::NotCancelled { .. } => "not_cancelled",
+        UndoError::InProgress { .. } => "cancellation_in_progress",
+        UndoError::Irreversible { .. } => "cancellation_irreversible",
+        UndoError::ReauthorizationMissing => "payment_failed",
+    };
+    ApiError::new(StatusCode::CONFLICT, code, sentence(error.to_string()))
+}
+
+/// Asks the payment provider for a new authorization (U3); its refusal is 409 `payment_failed`.
+async fn reauthorize(state: &AppState, shop_id: &str, reauthorization: &Reauthorization) -> Result<String, ApiError> {
+    let payment_failed = |message: String| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "payment_failed",
+            format!("The payment could not be authorized again, so the cancellation stays: {message}."),
+        )
+    };
+    let provider = state
+        .store
+        .payment_provider(shop_id, &reauthorization.provider_id)
+        .await?
+        .ok_or_else(|| {
+            payment_failed(format!(
+                "payment provider {} no longer exists",
+                reauthorization.provider_id
+            ))
+        })?;
+    let connector = PaymentConnector::new(
+        provider.kind,
+        &provider.base_url,
+        provider.credentials.as_deref(),
+        state.http.clone(),
+    )
+    .map_err(|error| payment_failed(error.to_string()))?;
+    match connector
+        .reauthorize(
+            &reauthorization.reference,
+            reauthorization.amount,
+            reauthorization.currency,
+            &reauthorization.idempotency_key,
+        )
+        .await
+    {
+        Ok(authorization) => Ok(authorization.reference),
+        Err(CallError::Refused { message } | CallError::Misconfigured { message }) => Err(payment_failed(message)),
+        Err(error @ (CallError::Transient { .. } | CallError::Unknown { .. })) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "payment_failed",
+            format!("The payment provider could not be reached, so nothing changed; try again: {error}."),
+        )),
     }
 }

@@ -3,7 +3,7 @@
 use crate::auth::Principal;
 use crate::body::parse_json;
 use crate::error::{ApiError, ErrorBody};
-use crate::input::{Problems, TEXT_LENGTH_MAX};
+use crate::input::{self, Problems, TEXT_LENGTH_MAX};
 use crate::wire::{channel_body, ChannelBody, ChannelList, CreateChannelRequest};
 use crate::AppState;
 use axum::body::Bytes;
@@ -12,9 +12,6 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use rescind_domain::{ChannelKind, Scope};
 use rescind_store::{new_id, now, Channel};
-
-/// The largest credentials object accepted.
-const CREDENTIALS_BYTES_MAX: usize = 16 * 1024;
 
 #[utoipa::path(post, path = "/api/v1/channels", tag = "integrations", request_body = CreateChannelRequest,
     security(("bearer" = [])),
@@ -28,36 +25,12 @@ pub async fn create_channel(
     let shop = principal.shop(Scope::WriteSettings)?;
     let request: CreateChannelRequest = parse_json(&body)?;
     let mut problems = Problems::default();
-    let kind = problems.named(
-        "kind",
-        &request.kind,
-        ChannelKind::parse,
-        ChannelKind::names(),
-    );
+    let kind = problems.named("kind", &request.kind, ChannelKind::parse, ChannelKind::names());
     if request.kind.is_none() {
         problems.push("kind", "is required");
     }
     let name = problems.required_text("name", &request.name, TEXT_LENGTH_MAX);
-    let base_url = problems.text("base_url", &request.base_url, TEXT_LENGTH_MAX);
-    if base_url
-        .as_deref()
-        .is_some_and(|url| !(url.starts_with("http://") || url.starts_with("https://")))
-    {
-        problems.push("base_url", "must be an http:// or https:// URL");
-    }
-    let credentials = request
-        .credentials
-        .as_ref()
-        .map(|credentials| serde_json::Value::Object(credentials.clone()).to_string());
-    if credentials
-        .as_ref()
-        .is_some_and(|text| text.len() > CREDENTIALS_BYTES_MAX)
-    {
-        problems.push(
-            "credentials",
-            format_args!("is larger than {CREDENTIALS_BYTES_MAX} bytes"),
-        );
-    }
+    let (base_url, credentials) = input::integration_endpoint(&mut problems, &request.base_url, &request.credentials);
     if kind.is_some_and(ChannelKind::requires_channel_cancel) && base_url.is_none() {
         problems.push(
             "base_url",

@@ -5,6 +5,7 @@ pub mod cancel;
 pub mod channels;
 pub mod ops;
 pub mod orders;
+pub mod payment_providers;
 pub mod settings;
 
 use crate::error::ApiError;

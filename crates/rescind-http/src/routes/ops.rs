@@ -19,19 +19,13 @@ pub async fn healthz() -> Json<HealthBody> {
 /// Prometheus text: requests by route and status, cancellations by outcome.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
 /// This API's OpenAPI 3.1 document, generated from the handlers.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", responses((status = 200, content_type = "application/json", body = Object)))]
 pub async fn openapi_document() -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "application/json")],
-        crate::openapi::document_json(),
-    )
+    ([(CONTENT_TYPE, "application/json")], crate::openapi::document_json())
 }
 
 pub async fn not_found() -> ApiError {

@@ -5,9 +5,7 @@ use crate::body::parse_json;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{self, Problems};
 use crate::routes::query;
-use crate::wire::{
-    history_body, order_body, HistoryList, ImportOrderRequest, OrderBody, OrderList,
-};
+use crate::wire::{history_body, order_body, HistoryList, ImportOrderRequest, OrderBody, OrderList};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -40,8 +38,20 @@ pub async fn import_order(
         Some(channel_id) => state.store.channel(&shop.shop_id, channel_id).await?,
         None => None,
     };
-    let new_order = input::new_order(&request, channel.map(|channel| channel.kind))
-        .map_err(ApiError::invalid)?;
+    let provider_id = request
+        .payment
+        .as_ref()
+        .and_then(|payment| payment.provider_id.as_deref());
+    let provider_known = match provider_id {
+        Some(provider_id) => state
+            .store
+            .payment_provider(&shop.shop_id, provider_id)
+            .await?
+            .is_some(),
+        None => false,
+    };
+    let new_order =
+        input::new_order(&request, channel.map(|channel| channel.kind), provider_known).map_err(ApiError::invalid)?;
     let actor = principal.actor();
     let channel_id = new_order.channel_id.clone();
     let channel_order_id = new_order.channel_order_id.clone();
@@ -132,12 +142,7 @@ pub async fn list_orders(
     let list_query = query(list_query)?;
     let mut problems = Problems::default();
     let filter = OrderFilter {
-        status: problems.named(
-            "status",
-            &list_query.status,
-            OrderStatus::parse,
-            OrderStatus::names(),
-        ),
+        status: problems.named("status", &list_query.status, OrderStatus::parse, OrderStatus::names()),
         fulfillment_status: problems.named(
             "fulfillment_status",
             &list_query.fulfillment_status,
@@ -155,14 +160,8 @@ pub async fn list_orders(
     };
     let limit = page_size(&mut problems, list_query.limit.as_deref());
     problems.into_result(()).map_err(ApiError::invalid)?;
-    let cursor = list_query
-        .cursor
-        .as_deref()
-        .filter(|cursor| !cursor.is_empty());
-    let page = state
-        .store
-        .orders(&shop.shop_id, &filter, cursor, limit)
-        .await?;
+    let cursor = list_query.cursor.as_deref().filter(|cursor| !cursor.is_empty());
+    let page = state.store.orders(&shop.shop_id, &filter, cursor, limit).await?;
     Ok(Json(OrderList {
         items: page.items.iter().map(order_body).collect(),
         next_cursor: page.next_cursor,

@@ -17,10 +17,7 @@ use rescind_store::SettingsPatch;
 pub const INVENTORY_PUSH_INTERVAL_S_MAX: i64 = 86_400;
 
 /// Validates a settings patch.
-pub(crate) fn settings_patch(
-    problems: &mut Problems,
-    body: Option<&SettingsPatchBody>,
-) -> SettingsPatch {
+pub(crate) fn settings_patch(problems: &mut Problems, body: Option<&SettingsPatchBody>) -> SettingsPatch {
     let Some(body) = body else {
         return SettingsPatch::default();
     };

@@ -25,14 +25,8 @@ async fn the_platform_token_creates_a_shop_whose_first_token_holds_every_scope(a
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
     assert_eq!(created.body["shop"]["name"], "Kyoto Tea");
-    assert_eq!(
-        created.body["shop"]["settings"]["customer_cancellation_requests"],
-        true
-    );
-    assert_eq!(
-        created.body["shop"]["settings"]["inventory_push_interval_s"],
-        300
-    );
+    assert_eq!(created.body["shop"]["settings"]["customer_cancellation_requests"], true);
+    assert_eq!(created.body["shop"]["settings"]["inventory_push_interval_s"], 300);
     let scopes: Vec<&str> = created.body["scopes"]
         .as_array()
         .unwrap()
@@ -50,10 +44,7 @@ async fn the_platform_token_creates_a_shop_whose_first_token_holds_every_scope(a
         ]
     );
     let token = created.body["token"].as_str().unwrap();
-    assert!(
-        token.len() >= 32,
-        "a token carries at least 128 random bits"
-    );
+    assert!(token.len() >= 32, "a token carries at least 128 random bits");
     let settings = app.get("/api/v1/settings", token).await;
     assert_eq!(settings.status, 200);
     assert_eq!(settings.body["customer_cancellation_requests"], true);
@@ -61,9 +52,7 @@ async fn the_platform_token_creates_a_shop_whose_first_token_holds_every_scope(a
 
 async fn only_the_platform_token_may_create_shops_and_tokens(app: TestApp) {
     let shop = app.shop().await;
-    let by_shop = app
-        .post("/api/v1/shops", &shop.token, json!({"name": "Sneaky"}))
-        .await;
+    let by_shop = app.post("/api/v1/shops", &shop.token, json!({"name": "Sneaky"})).await;
     assert_eq!((by_shop.status, by_shop.code()), (403, "forbidden"));
     let token_by_shop = app
         .post(
@@ -82,9 +71,7 @@ async fn only_the_platform_token_may_create_shops_and_tokens(app: TestApp) {
 }
 
 async fn requests_without_a_token_or_with_an_unknown_one_are_unauthorized(app: TestApp) {
-    let missing = app
-        .send(Method::GET, "/api/v1/orders", None, None, None)
-        .await;
+    let missing = app.send(Method::GET, "/api/v1/orders", None, None, None).await;
     assert_eq!((missing.status, missing.code()), (401, "unauthorized"));
     assert!(missing.body["error"]
         .as_str()
@@ -121,12 +108,9 @@ async fn a_token_lacking_the_scope_of_an_endpoint_is_forbidden(app: TestApp) {
     let reader = reader.body["token"].as_str().unwrap();
 
     assert_eq!(
-        app.get(
-            &format!("/api/v1/orders/{}", order["id"].as_str().unwrap()),
-            reader
-        )
-        .await
-        .status,
+        app.get(&format!("/api/v1/orders/{}", order["id"].as_str().unwrap()), reader)
+            .await
+            .status,
         200
     );
     let cancel = app
@@ -137,10 +121,7 @@ async fn a_token_lacking_the_scope_of_an_endpoint_is_forbidden(app: TestApp) {
         )
         .await;
     assert_eq!((cancel.status, cancel.code()), (403, "forbidden"));
-    assert!(cancel.body["error"]
-        .as_str()
-        .unwrap()
-        .contains("write_order"));
+    assert!(cancel.body["error"].as_str().unwrap().contains("write_order"));
     assert_eq!(app.get("/api/v1/settings", reader).await.status, 403);
     let unchanged = app.order_now(&shop, order["id"].as_str().unwrap()).await;
     assert_eq!(unchanged["status"], "open");
@@ -160,9 +141,7 @@ async fn a_shop_never_sees_or_touches_another_shops_orders(app: TestApp) {
         let answer = app.get(&path, &mine.token).await;
         assert_eq!((answer.status, answer.code()), (404, "not_found"), "{path}");
     }
-    let cancel = app
-        .cancel(&mine, id, json!({"refund_method": "store_credit"}))
-        .await;
+    let cancel = app.cancel(&mine, id, json!({"refund_method": "store_credit"})).await;
     assert_eq!((cancel.status, cancel.code()), (404, "not_found"));
     let refund = app
         .post(
@@ -173,11 +152,7 @@ async fn a_shop_never_sees_or_touches_another_shops_orders(app: TestApp) {
         .await;
     assert_eq!(refund.status, 404);
     let bulk = app
-        .post(
-            "/api/v1/orders/cancel",
-            &mine.token,
-            json!({"order_ids": [id]}),
-        )
+        .post("/api/v1/orders/cancel", &mine.token, json!({"order_ids": [id]}))
         .await;
     assert_eq!(bulk.body["results"][0]["code"], "not_found");
     let import = app
@@ -196,21 +171,14 @@ async fn a_shop_never_sees_or_touches_another_shops_orders(app: TestApp) {
     assert_eq!(list.body["items"], json!([]));
 
     let still = app.order_now(&theirs, id).await;
-    assert_eq!(
-        still["status"], "open",
-        "nothing another shop did reached this order"
-    );
+    assert_eq!(still["status"], "open", "nothing another shop did reached this order");
     assert_eq!(still["refunds"], json!([]));
 }
 
 async fn tokens_are_stored_only_as_hashes(app: TestApp) {
     let shop = app.shop().await;
     assert!(
-        app.store
-            .token_by_hash(&shop.token)
-            .await
-            .unwrap()
-            .is_none(),
+        app.store.token_by_hash(&shop.token).await.unwrap().is_none(),
         "the secret itself is not stored"
     );
     let stored = app
@@ -278,14 +246,8 @@ async fn token_requests_with_unknown_scopes_or_for_unknown_shops_are_refused(app
             json!({"scopes": ["read_order", "root"]}),
         )
         .await;
-    assert_eq!(
-        (unknown_scope.status, unknown_scope.code()),
-        (400, "invalid_request")
-    );
-    assert!(unknown_scope.body["errors"][0]
-        .as_str()
-        .unwrap()
-        .contains("`root`"));
+    assert_eq!((unknown_scope.status, unknown_scope.code()), (400, "invalid_request"));
+    assert!(unknown_scope.body["errors"][0].as_str().unwrap().contains("`root`"));
     let no_shop = app
         .post(
             "/api/v1/shops/shop_nope/tokens",

@@ -23,9 +23,7 @@ crate::on_both_backends!(
     cancel_options_of_the_wrong_type_or_unknown_are_refused,
 );
 
-async fn orders_awaiting_payment_allocation_confirmation_or_shipment_can_be_cancelled(
-    app: TestApp,
-) {
+async fn orders_awaiting_payment_allocation_confirmation_or_shipment_can_be_cancelled(app: TestApp) {
     let shop = app.shop().await;
     for status in [
         "awaiting_payment",
@@ -33,9 +31,7 @@ async fn orders_awaiting_payment_allocation_confirmation_or_shipment_can_be_canc
         "awaiting_confirmation",
         "awaiting_shipment",
     ] {
-        let order = app
-            .order(&shop, json!({"fulfillment_status": status}))
-            .await;
+        let order = app.order(&shop, json!({"fulfillment_status": status})).await;
         let answer = app
             .cancel(
                 &shop,
@@ -56,25 +52,14 @@ async fn orders_awaiting_payment_allocation_confirmation_or_shipment_can_be_canc
 async fn shipped_or_delivered_orders_must_be_handled_as_returns(app: TestApp) {
     let shop = app.shop().await;
     for status in ["shipped", "delivered"] {
-        let order = app
-            .order(&shop, json!({"fulfillment_status": status}))
-            .await;
+        let order = app.order(&shop, json!({"fulfillment_status": status})).await;
         let id = order["id"].as_str().unwrap();
-        let answer = app
-            .cancel(&shop, id, json!({"refund_method": "store_credit"}))
-            .await;
-        assert_eq!(
-            (answer.status, answer.code()),
-            (409, "return_required"),
-            "{status}"
-        );
+        let answer = app.cancel(&shop, id, json!({"refund_method": "store_credit"})).await;
+        assert_eq!((answer.status, answer.code()), (409, "return_required"), "{status}");
         assert!(answer.body["error"].as_str().unwrap().contains("return"));
         let after = app.order_now(&shop, id).await;
         assert_eq!(
-            (
-                after["status"].as_str(),
-                after["total_refund_price"].as_str()
-            ),
+            (after["status"].as_str(), after["total_refund_price"].as_str()),
             (Some("open"), Some("0"))
         );
         assert_eq!(after["cancellation"], Value::Null);
@@ -83,16 +68,9 @@ async fn shipped_or_delivered_orders_must_be_handled_as_returns(app: TestApp) {
 
 async fn an_order_in_the_warehouses_hands_is_refused_without_a_warehouse_integration(app: TestApp) {
     let shop = app.shop().await;
-    let order = app
-        .order(&shop, json!({"fulfillment_status": "in_progress"}))
-        .await;
-    let answer = app
-        .cancel(&shop, order["id"].as_str().unwrap(), json!({}))
-        .await;
-    assert_eq!(
-        (answer.status, answer.code()),
-        (409, "order_not_cancellable")
-    );
+    let order = app.order(&shop, json!({"fulfillment_status": "in_progress"})).await;
+    let answer = app.cancel(&shop, order["id"].as_str().unwrap(), json!({})).await;
+    assert_eq!((answer.status, answer.code()), (409, "order_not_cancellable"));
     assert_eq!(
         app.order_now(&shop, order["id"].as_str().unwrap()).await["status"],
         "open"
@@ -101,16 +79,9 @@ async fn an_order_in_the_warehouses_hands_is_refused_without_a_warehouse_integra
 
 async fn a_packed_order_is_refused_and_the_answer_says_the_goods_will_ship(app: TestApp) {
     let shop = app.shop().await;
-    let order = app
-        .order(&shop, json!({"fulfillment_status": "packed"}))
-        .await;
-    let answer = app
-        .cancel(&shop, order["id"].as_str().unwrap(), json!({}))
-        .await;
-    assert_eq!(
-        (answer.status, answer.code()),
-        (409, "order_not_cancellable")
-    );
+    let order = app.order(&shop, json!({"fulfillment_status": "packed"})).await;
+    let answer = app.cancel(&shop, order["id"].as_str().unwrap(), json!({})).await;
+    assert_eq!((answer.status, answer.code()), (409, "order_not_cancellable"));
     let message = answer.body["error"].as_str().unwrap();
     assert!(
         message.contains("will ship") && message.contains("refuse delivery"),
@@ -122,27 +93,17 @@ async fn cancelling_an_order_twice_changes_nothing_and_refunds_nothing_twice(app
     let shop = app.shop().await;
     let order = app.order(&shop, json!({})).await;
     let id = order["id"].as_str().unwrap();
-    let first = app
-        .cancel(&shop, id, json!({"refund_method": "store_credit"}))
-        .await;
+    let first = app.cancel(&shop, id, json!({"refund_method": "store_credit"})).await;
     assert_eq!(first.status, 200, "{}", first.text);
     assert_eq!(first.body["total_refund_price"], "2600");
-    let second = app
-        .cancel(&shop, id, json!({"refund_method": "store_credit"}))
-        .await;
+    let second = app.cancel(&shop, id, json!({"refund_method": "store_credit"})).await;
     assert_eq!((second.status, second.code()), (409, "already_cancelled"));
-    assert!(second.body["error"]
-        .as_str()
-        .unwrap()
-        .contains("nothing was changed"));
+    assert!(second.body["error"].as_str().unwrap().contains("nothing was changed"));
     let after = app.order_now(&shop, id).await;
     assert_eq!(after["refunds"].as_array().unwrap().len(), 1);
     assert_eq!(after["total_refund_price"], "2600");
     assert_eq!(after["financial_status"], "refunded");
-    assert_eq!(
-        after["cancellation"]["id"],
-        first.body["cancellation"]["id"]
-    );
+    assert_eq!(after["cancellation"]["id"], first.body["cancellation"]["id"]);
 }
 
 async fn the_cancellation_records_who_why_how_and_its_steps_in_order(app: TestApp) {
@@ -175,13 +136,7 @@ async fn the_cancellation_records_who_why_how_and_its_steps_in_order(app: TestAp
         .collect();
     assert_eq!(
         kinds,
-        [
-            "channel_cancel",
-            "warehouse_cancel",
-            "refund",
-            "restock",
-            "notify"
-        ],
+        ["channel_cancel", "warehouse_cancel", "refund", "restock", "notify"],
         "W2's order"
     );
     assert_eq!(step(&answer.body, "channel_cancel")["status"], "skipped");
@@ -191,30 +146,17 @@ async fn the_cancellation_records_who_why_how_and_its_steps_in_order(app: TestAp
     );
     assert_eq!(step(&answer.body, "refund")["status"], "succeeded");
     assert_eq!(step(&answer.body, "refund")["attempts"], 1);
-    assert_eq!(
-        step(&answer.body, "restock")["message"],
-        "skipped: not requested"
-    );
-    assert_eq!(
-        step(&answer.body, "notify")["message"],
-        "skipped: not requested"
-    );
+    assert_eq!(step(&answer.body, "restock")["message"], "skipped: not requested");
+    assert_eq!(step(&answer.body, "notify")["message"], "skipped: not requested");
 }
 
-async fn a_bank_transfer_refund_keeps_the_cancellation_awaiting_refund_until_recorded(
-    app: TestApp,
-) {
+async fn a_bank_transfer_refund_keeps_the_cancellation_awaiting_refund_until_recorded(app: TestApp) {
     let shop = app.shop().await;
     let order = app.order(&shop, json!({})).await;
     let id = order["id"].as_str().unwrap();
-    let cancelled = app
-        .cancel(&shop, id, json!({"refund_method": "bank_transfer"}))
-        .await;
+    let cancelled = app.cancel(&shop, id, json!({"refund_method": "bank_transfer"})).await;
     assert_eq!(cancelled.status, 200, "{}", cancelled.text);
-    assert_eq!(
-        cancelled.body["status"], "cancelled",
-        "W4: it will not ship"
-    );
+    assert_eq!(cancelled.body["status"], "cancelled", "W4: it will not ship");
     assert!(cancelled.body["canceled_at"].is_string());
     assert_eq!(cancelled.body["cancellation"]["status"], "awaiting_refund");
     assert_eq!(cancelled.body["cancellation"]["completed_at"], Value::Null);
@@ -231,10 +173,7 @@ async fn a_bank_transfer_refund_keeps_the_cancellation_awaiting_refund_until_rec
     assert_eq!(part.status, 201, "{}", part.text);
     assert_eq!(part.body["amount"], "1000");
     assert_eq!(part.body["order"]["financial_status"], "partially_refunded");
-    assert_eq!(
-        part.body["order"]["cancellation"]["status"],
-        "awaiting_refund"
-    );
+    assert_eq!(part.body["order"]["cancellation"]["status"], "awaiting_refund");
 
     let rest = app
         .post(
@@ -250,11 +189,7 @@ async fn a_bank_transfer_refund_keeps_the_cancellation_awaiting_refund_until_rec
     assert_eq!(after["financial_status"], "refunded");
     assert_eq!(after["total_refund_price"], "2600");
     assert_eq!(step(after, "refund")["status"], "succeeded");
-    assert_eq!(
-        after["warnings"],
-        json!([]),
-        "no W9 warning on a cancelled order"
-    );
+    assert_eq!(after["warnings"], json!([]), "no W9 warning on a cancelled order");
 }
 
 async fn an_order_with_nothing_to_refund_completes_at_once(app: TestApp) {
@@ -277,14 +212,9 @@ async fn an_order_with_nothing_to_refund_completes_at_once(app: TestApp) {
     assert_eq!(answer.body["refunds"], json!([]));
 
     let by_points = app
-        .order(
-            &shop,
-            json!({"payment": {"method": "points", "amount": "2600"}}),
-        )
+        .order(&shop, json!({"payment": {"method": "points", "amount": "2600"}}))
         .await;
-    let answer = app
-        .cancel(&shop, by_points["id"].as_str().unwrap(), json!({}))
-        .await;
+    let answer = app.cancel(&shop, by_points["id"].as_str().unwrap(), json!({})).await;
     assert_eq!(
         answer.body["cancellation"]["status"], "completed",
         "W5: paid entirely with points"
@@ -298,20 +228,20 @@ async fn an_order_with_nothing_to_refund_completes_at_once(app: TestApp) {
             json!({"financial_status": "pending", "fulfillment_status": "awaiting_payment"}),
         )
         .await;
-    let answer = app
-        .cancel(&shop, unpaid["id"].as_str().unwrap(), json!({}))
-        .await;
+    let answer = app.cancel(&shop, unpaid["id"].as_str().unwrap(), json!({})).await;
     assert_eq!(answer.body["cancellation"]["status"], "completed");
     assert_eq!(answer.body["financial_status"], "voided");
-    assert_eq!(
-        step(&answer.body, "refund")["message"],
-        "skipped: nothing was paid"
-    );
+    assert_eq!(step(&answer.body, "refund")["message"], "skipped: nothing was paid");
 }
 
 async fn points_paid_part_goes_back_as_points_and_the_rest_by_the_chosen_method(app: TestApp) {
     let shop = app.shop().await;
-    let order = app.order(&shop, json!({"payment": {"method": "bank_transfer", "amount": "2000", "points_amount": "600"}})).await;
+    let order = app
+        .order(
+            &shop,
+            json!({"payment": {"method": "bank_transfer", "amount": "2000", "points_amount": "600"}}),
+        )
+        .await;
     assert_eq!(order["total_paid"], "2600");
     let answer = app
         .cancel(
@@ -324,12 +254,7 @@ async fn points_paid_part_goes_back_as_points_and_the_rest_by_the_chosen_method(
         .as_array()
         .unwrap()
         .iter()
-        .map(|refund| {
-            (
-                refund["method"].as_str().unwrap(),
-                refund["amount"].as_str().unwrap(),
-            )
-        })
+        .map(|refund| (refund["method"].as_str().unwrap(), refund["amount"].as_str().unwrap()))
         .collect();
     assert_eq!(refunds, [("points", "600"), ("store_credit", "2000")]);
     assert_eq!(answer.body["cancellation"]["status"], "completed");
@@ -338,10 +263,7 @@ async fn points_paid_part_goes_back_as_points_and_the_rest_by_the_chosen_method(
 async fn refunding_to_the_original_payment_needs_a_payment_provider(app: TestApp) {
     let shop = app.shop().await;
     let order = app
-        .order(
-            &shop,
-            json!({"payment": {"method": "credit_card", "amount": "2600"}}),
-        )
+        .order(&shop, json!({"payment": {"method": "credit_card", "amount": "2600"}}))
         .await;
     let id = order["id"].as_str().unwrap();
     let answer = app.cancel(&shop, id, json!({})).await;
@@ -354,14 +276,8 @@ async fn refunding_to_the_original_payment_needs_a_payment_provider(app: TestApp
         .cancel(&shop, id, json!({"refund_method": "original_payment"}))
         .await;
     assert_eq!(explicit.code(), "payment_provider_required");
-    assert_eq!(
-        app.order_now(&shop, id).await["status"],
-        "open",
-        "nothing changed"
-    );
-    let channel = app
-        .cancel(&shop, id, json!({"refund_method": "channel"}))
-        .await;
+    assert_eq!(app.order_now(&shop, id).await["status"], "open", "nothing changed");
+    let channel = app.cancel(&shop, id, json!({"refund_method": "channel"})).await;
     assert_eq!(
         (channel.status, channel.code()),
         (400, "invalid_request"),
@@ -387,14 +303,8 @@ async fn a_marketplace_order_is_never_cancelled_only_inside_rescind(app: TestApp
         )
         .await;
     let id = imported.body["id"].as_str().unwrap();
-    let answer = app
-        .cancel(&shop, id, json!({"refund_method": "store_credit"}))
-        .await;
-    assert_eq!(
-        (answer.status, answer.code()),
-        (409, "channel_cancel_required"),
-        "C3"
-    );
+    let answer = app.cancel(&shop, id, json!({"refund_method": "store_credit"})).await;
+    assert_eq!((answer.status, answer.code()), (409, "channel_cancel_required"), "C3");
     let after = app.order_now(&shop, id).await;
     assert_eq!(
         (after["status"].as_str(), after["cancellation"].is_null()),
@@ -406,9 +316,7 @@ async fn a_marketplace_order_is_never_cancelled_only_inside_rescind(app: TestApp
 async fn a_bulk_cancel_answers_one_result_per_order_in_the_order_given(app: TestApp) {
     let shop = app.shop().await;
     let first = app.order(&shop, json!({})).await;
-    let shipped = app
-        .order(&shop, json!({"fulfillment_status": "shipped"}))
-        .await;
+    let shipped = app.order(&shop, json!({"fulfillment_status": "shipped"})).await;
     let last = app
         .order(
             &shop,
@@ -458,15 +366,9 @@ async fn a_bulk_cancel_answers_one_result_per_order_in_the_order_given(app: Test
         (results[2]["ok"].as_bool(), results[2]["code"].as_str()),
         (Some(false), Some("not_found"))
     );
-    assert_eq!(
-        results[3]["ok"], true,
-        "one order's failure never stops the others"
-    );
+    assert_eq!(results[3]["ok"], true, "one order's failure never stops the others");
     assert_eq!(app.order_now(&shop, ids[3]).await["status"], "cancelled");
-    assert_eq!(
-        app.order_now(&shop, ids[0]).await["cancel_reason"],
-        "在庫切れ"
-    );
+    assert_eq!(app.order_now(&shop, ids[0]).await["cancel_reason"], "在庫切れ");
 
     let repeated = app
         .post(
@@ -483,10 +385,7 @@ async fn a_bulk_cancel_answers_one_result_per_order_in_the_order_given(app: Test
         .collect();
     assert_eq!(codes, ["already_cancelled", "already_cancelled"]);
     assert_eq!(
-        app.order_now(&shop, ids[0]).await["refunds"]
-            .as_array()
-            .unwrap()
-            .len(),
+        app.order_now(&shop, ids[0]).await["refunds"].as_array().unwrap().len(),
         1
     );
 }
@@ -495,23 +394,12 @@ async fn a_bulk_cancel_of_more_than_1000_orders_is_refused(app: TestApp) {
     let shop = app.shop().await;
     let ids: Vec<String> = (0..1001).map(|index| format!("ord_{index}")).collect();
     let answer = app
-        .post(
-            "/api/v1/orders/cancel",
-            &shop.token,
-            json!({"order_ids": ids}),
-        )
+        .post("/api/v1/orders/cancel", &shop.token, json!({"order_ids": ids}))
         .await;
     assert_eq!((answer.status, answer.code()), (400, "invalid_request"));
-    assert!(answer.body["errors"][0]
-        .as_str()
-        .unwrap()
-        .contains("at most 1000"));
+    assert!(answer.body["errors"][0].as_str().unwrap().contains("at most 1000"));
     let empty = app
-        .post(
-            "/api/v1/orders/cancel",
-            &shop.token,
-            json!({"order_ids": []}),
-        )
+        .post("/api/v1/orders/cancel", &shop.token, json!({"order_ids": []}))
         .await;
     assert_eq!(empty.status, 400);
 }
@@ -521,11 +409,7 @@ async fn a_dry_run_shows_the_plan_and_changes_nothing(app: TestApp) {
     let order = app.order(&shop, json!({})).await;
     let id = order["id"].as_str().unwrap();
     let answer = app
-        .cancel(
-            &shop,
-            id,
-            json!({"dry_run": true, "refund_method": "bank_transfer"}),
-        )
+        .cancel(&shop, id, json!({"dry_run": true, "refund_method": "bank_transfer"}))
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     let plan = &answer.body["plan"];
@@ -538,13 +422,7 @@ async fn a_dry_run_shows_the_plan_and_changes_nothing(app: TestApp) {
         .collect();
     assert_eq!(
         kinds,
-        [
-            "channel_cancel",
-            "warehouse_cancel",
-            "refund",
-            "restock",
-            "notify"
-        ]
+        ["channel_cancel", "warehouse_cancel", "refund", "restock", "notify"]
     );
     assert_eq!(
         plan["steps"][2]["action"],
@@ -554,23 +432,15 @@ async fn a_dry_run_shows_the_plan_and_changes_nothing(app: TestApp) {
     let after = app.order_now(&shop, id).await;
     assert_eq!(after, order, "a dry run changes nothing");
     assert_eq!(
-        app.get(&format!("/api/v1/orders/{id}/history"), &shop.token)
-            .await
-            .body["items"]
+        app.get(&format!("/api/v1/orders/{id}/history"), &shop.token).await.body["items"]
             .as_array()
             .unwrap()
             .len(),
         1
     );
-    let shipped = app
-        .order(&shop, json!({"fulfillment_status": "shipped"}))
-        .await;
+    let shipped = app.order(&shop, json!({"fulfillment_status": "shipped"})).await;
     let refused = app
-        .cancel(
-            &shop,
-            shipped["id"].as_str().unwrap(),
-            json!({"dry_run": true}),
-        )
+        .cancel(&shop, shipped["id"].as_str().unwrap(), json!({"dry_run": true}))
         .await;
     assert_eq!(
         refused.code(),
@@ -621,9 +491,7 @@ async fn fifty_concurrent_cancels_of_one_order_make_one_cancellation_and_one_ref
     let after = app.order_now(&shop, &id).await;
     assert_eq!(after["refunds"].as_array().unwrap().len(), 1, "one refund");
     assert_eq!(after["total_refund_price"], "2600");
-    let history = app
-        .get(&format!("/api/v1/orders/{id}/history"), &shop.token)
-        .await;
+    let history = app.get(&format!("/api/v1/orders/{id}/history"), &shop.token).await;
     let created = history.body["items"]
         .as_array()
         .unwrap()
@@ -649,15 +517,10 @@ async fn the_history_records_every_change_with_actor_and_time(app: TestApp) {
         json!({"amount": "2600", "method": "bank_transfer"}),
     )
     .await;
-    let history = app
-        .get(&format!("/api/v1/orders/{id}/history"), &shop.token)
-        .await;
+    let history = app.get(&format!("/api/v1/orders/{id}/history"), &shop.token).await;
     assert_eq!(history.status, 200);
     let items = history.body["items"].as_array().unwrap();
-    let kinds: Vec<&str> = items
-        .iter()
-        .map(|entry| entry["kind"].as_str().unwrap())
-        .collect();
+    let kinds: Vec<&str> = items.iter().map(|entry| entry["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
         [
@@ -676,17 +539,11 @@ async fn the_history_records_every_change_with_actor_and_time(app: TestApp) {
         "oldest first"
     );
     for entry in items {
-        assert!(
-            entry["actor"].as_str().unwrap().starts_with("token:tok_"),
-            "{entry}"
-        );
+        assert!(entry["actor"].as_str().unwrap().starts_with("token:tok_"), "{entry}");
         assert!(entry["at"].as_str().unwrap().ends_with('Z'));
         assert!(!entry["message"].as_str().unwrap().is_empty());
     }
-    assert!(items[1]["message"]
-        .as_str()
-        .unwrap()
-        .contains("duplicate order"));
+    assert!(items[1]["message"].as_str().unwrap().contains("duplicate order"));
     assert_eq!(items[9]["data"]["amount"], "2600");
 }
 
@@ -701,11 +558,7 @@ async fn cancel_options_of_the_wrong_type_or_unknown_are_refused(app: TestApp) {
         json!({"reason": "x".repeat(1001)}),
     ] {
         let answer = app.cancel(&shop, id, body.clone()).await;
-        assert_eq!(
-            (answer.status, answer.code()),
-            (400, "invalid_request"),
-            "{body}"
-        );
+        assert_eq!((answer.status, answer.code()), (400, "invalid_request"), "{body}");
     }
     let partial = app
         .cancel(

@@ -1,9 +1,12 @@
 //! Starting the server for a test and talking to it.
 
-use rescind_http::AppState;
+use rescind_domain::RetryPolicy;
+use rescind_http::{AppState, ServiceSettings};
 use rescind_store::Store;
+use rescind_workflow::WorkerConfig;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 pub const ADMIN_TOKEN: &str = "test-platform-operator-token";
 
@@ -103,6 +106,24 @@ impl Drop for TestApp {
     }
 }
 
+/// Quick retries and short waits, so tests of flaky partners finish in seconds.
+pub fn test_settings() -> ServiceSettings {
+    ServiceSettings {
+        cancel_wait: Duration::from_secs(5),
+        worker: WorkerConfig {
+            retry: RetryPolicy {
+                attempts_max: 12,
+                delay_base_ms: 20,
+                delay_max_ms: 200,
+            },
+            lease: Duration::from_secs(5),
+            concurrency: 32,
+            partner_timeout: Duration::from_millis(500),
+            idle_poll: Duration::from_millis(200),
+        },
+    }
+}
+
 /// Starts rescind on a fresh database of `backend`; `None` for PostgreSQL when no test database is set.
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     let (database_url, database) = match backend {
@@ -133,12 +154,10 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         }
     };
     let store = Store::open(&database_url).await.expect("the store opens");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind port 0");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let address = listener.local_addr().expect("address");
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::new(store.clone(), Some(ADMIN_TOKEN));
+    let state = AppState::new(store.clone(), Some(ADMIN_TOKEN), test_settings());
     tokio::spawn(async move {
         let _ = rescind_http::serve(listener, state, async move {
             let _ = stopped.await;
@@ -215,8 +234,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Answer {
-        self.send(reqwest::Method::GET, path, Some(token), None, None)
-            .await
+        self.send(reqwest::Method::GET, path, Some(token), None, None).await
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
@@ -231,10 +249,7 @@ impl TestApp {
             .await;
         assert_eq!(created.status, 201, "{}", created.text);
         let token = created.body["token"].as_str().expect("token").to_owned();
-        let id = created.body["shop"]["id"]
-            .as_str()
-            .expect("shop id")
-            .to_owned();
+        let id = created.body["shop"]["id"].as_str().expect("shop id").to_owned();
         let channel = self
             .post(
                 "/api/v1/channels",
@@ -254,29 +269,19 @@ impl TestApp {
     /// (two lines of ¥1,000 and ¥500×2… see [`order_body`]).
     pub async fn order(&self, shop: &TestShop, overrides: Value) -> Value {
         let imported = self
-            .post(
-                "/api/v1/orders",
-                &shop.token,
-                order_body(&shop.channel_id, overrides),
-            )
+            .post("/api/v1/orders", &shop.token, order_body(&shop.channel_id, overrides))
             .await;
         assert_eq!(imported.status, 201, "{}", imported.text);
         imported.body
     }
 
     pub async fn cancel(&self, shop: &TestShop, order_id: &str, options: Value) -> Answer {
-        self.post(
-            &format!("/api/v1/orders/{order_id}/cancel"),
-            &shop.token,
-            options,
-        )
-        .await
+        self.post(&format!("/api/v1/orders/{order_id}/cancel"), &shop.token, options)
+            .await
     }
 
     pub async fn order_now(&self, shop: &TestShop, order_id: &str) -> Value {
-        let answer = self
-            .get(&format!("/api/v1/orders/{order_id}"), &shop.token)
-            .await;
+        let answer = self.get(&format!("/api/v1/orders/{order_id}"), &shop.token).await;
         assert_eq!(answer.status, 200, "{}", answer.text);
         answer.body
     }

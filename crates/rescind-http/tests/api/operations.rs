@@ -18,10 +18,7 @@ crate::on_both_backends!(
 
 async fn health_answers_ok_without_a_token(app: TestApp) {
     let answer = app.send(Method::GET, "/healthz", None, None, None).await;
-    assert_eq!(
-        (answer.status, answer.body.clone()),
-        (200, json!({"status": "ok"}))
-    );
+    assert_eq!((answer.status, answer.body.clone()), (200, json!({"status": "ok"})));
 }
 
 async fn metrics_count_requests_by_route_and_status_and_cancellations_by_outcome(app: TestApp) {
@@ -48,16 +45,21 @@ async fn metrics_count_requests_by_route_and_status_and_cancellations_by_outcome
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains(r#"rescind_http_requests_total{method="POST",route="/api/v1/orders/{order_id}/cancel",status="200"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"rescind_http_requests_total{method="POST",route="/api/v1/orders/{order_id}/cancel",status="409"} 1"#));
+    assert!(
+        metrics.contains(
+            r#"rescind_http_requests_total{method="POST",route="/api/v1/orders/{order_id}/cancel",status="200"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        r#"rescind_http_requests_total{method="POST",route="/api/v1/orders/{order_id}/cancel",status="409"} 1"#
+    ));
     assert!(metrics.contains(r#"rescind_cancellations_total{outcome="completed"} 1"#));
     assert!(metrics.contains(r#"rescind_cancellations_total{outcome="already_cancelled"} 1"#));
 }
 
 async fn the_openapi_document_covers_every_endpoint_and_the_error_body(app: TestApp) {
-    let answer = app
-        .send(Method::GET, "/api/v1/openapi.json", None, None, None)
-        .await;
+    let answer = app.send(Method::GET, "/api/v1/openapi.json", None, None, None).await;
     assert_eq!(answer.status, 200);
     let document = answer.body;
     assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
@@ -88,9 +90,7 @@ async fn the_openapi_document_covers_every_endpoint_and_the_error_body(app: Test
     }
     let error_body = &document["components"]["schemas"]["ErrorBody"]["properties"];
     assert!(
-        error_body.get("error").is_some()
-            && error_body.get("code").is_some()
-            && error_body.get("errors").is_some()
+        error_body.get("error").is_some() && error_body.get("code").is_some() && error_body.get("errors").is_some()
     );
     let statuses = &document["components"]["schemas"]["OrderBody"]["properties"]["status"]["enum"];
     assert_eq!(
@@ -102,10 +102,7 @@ async fn the_openapi_document_covers_every_endpoint_and_the_error_body(app: Test
         .as_object()
         .unwrap();
     for status in ["200", "202", "400", "401", "403", "404", "409"] {
-        assert!(
-            cancel_responses.contains_key(status),
-            "cancel documents {status}"
-        );
+        assert!(cancel_responses.contains_key(status), "cancel documents {status}");
     }
 }
 
@@ -123,20 +120,11 @@ async fn malformed_json_is_a_bad_request_with_the_error_body(app: TestApp) {
     assert_eq!(response.status().as_u16(), 400);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], "invalid_request");
-    assert!(
-        body["errors"][0]
-            .as_str()
-            .unwrap()
-            .contains("not valid JSON"),
-        "{body}"
-    );
+    assert!(body["errors"][0].as_str().unwrap().contains("not valid JSON"), "{body}");
     let wrong_type = app
         .post("/api/v1/orders", &shop.token, json!({"line_items": "many"}))
         .await;
-    assert_eq!(
-        (wrong_type.status, wrong_type.code()),
-        (400, "invalid_request")
-    );
+    assert_eq!((wrong_type.status, wrong_type.code()), (400, "invalid_request"));
 }
 
 async fn a_body_over_one_mebibyte_is_refused_with_413(app: TestApp) {
@@ -168,11 +156,10 @@ async fn a_huge_declared_body_is_refused_before_it_is_sent(app: TestApp) {
     let mut answer = Vec::new();
     let mut buffer = [0u8; 4096];
     while !String::from_utf8_lossy(&answer).contains("payload_too_large") {
-        let read =
-            tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer))
-                .await
-                .unwrap()
-                .unwrap();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(
             read > 0,
             "the server closed without answering: {}",
@@ -192,18 +179,9 @@ async fn unknown_paths_and_methods_answer_with_the_error_body(app: TestApp) {
     let answer = app.get("/api/v1/nowhere", &shop.token).await;
     assert_eq!((answer.status, answer.code()), (404, "not_found"));
     let wrong_method = app
-        .send(
-            Method::DELETE,
-            "/api/v1/orders",
-            Some(&shop.token),
-            None,
-            None,
-        )
+        .send(Method::DELETE, "/api/v1/orders", Some(&shop.token), None, None)
         .await;
-    assert_eq!(
-        (wrong_method.status, wrong_method.code()),
-        (405, "method_not_allowed")
-    );
+    assert_eq!((wrong_method.status, wrong_method.code()), (405, "method_not_allowed"));
 }
 
 async fn a_retry_with_the_same_idempotency_key_replays_the_first_answer(app: TestApp) {
@@ -230,10 +208,7 @@ async fn a_retry_with_the_same_idempotency_key_replays_the_first_answer(app: Tes
     assert_eq!((first.status, retry.status), (201, 201));
     assert_eq!(first.body, retry.body, "the stored answer is replayed");
     assert_eq!(
-        retry
-            .headers
-            .get("idempotent-replayed")
-            .map(|v| v.to_str().unwrap()),
+        retry.headers.get("idempotent-replayed").map(|v| v.to_str().unwrap()),
         Some("true")
     );
     let list = app.get("/api/v1/orders", &shop.token).await;
@@ -256,30 +231,15 @@ async fn a_retry_with_the_same_idempotency_key_replays_the_first_answer(app: Tes
         )
         .await;
     let again = app
-        .send(
-            Method::POST,
-            &path,
-            Some(&shop.token),
-            Some(cancel),
-            Some("cancel-1"),
-        )
+        .send(Method::POST, &path, Some(&shop.token), Some(cancel), Some("cancel-1"))
         .await;
     assert_eq!(
         (cancelled.status, again.status),
         (200, 200),
         "a retried cancel answers as the first did, not already_cancelled"
     );
-    assert_eq!(
-        cancelled.body["cancellation"]["id"],
-        again.body["cancellation"]["id"]
-    );
-    assert_eq!(
-        app.order_now(&shop, id).await["refunds"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(cancelled.body["cancellation"]["id"], again.body["cancellation"]["id"]);
+    assert_eq!(app.order_now(&shop, id).await["refunds"].as_array().unwrap().len(), 1);
 
     // Keys belong to one shop: another shop's identical key is a new request.
     let other = app.shop().await;
@@ -317,10 +277,7 @@ async fn the_same_idempotency_key_with_another_body_is_refused(app: TestApp) {
             Some("k"),
         )
         .await;
-    assert_eq!(
-        (other.status, other.code()),
-        (422, "idempotency_key_reused")
-    );
+    assert_eq!((other.status, other.code()), (422, "idempotency_key_reused"));
     let too_long = app
         .send(
             Method::POST,

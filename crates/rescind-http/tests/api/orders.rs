@@ -46,10 +46,7 @@ async fn an_imported_order_has_every_field_with_money_as_decimal_strings(app: Te
         "cancellation",
         "warnings",
     ] {
-        assert!(
-            order.get(field).is_some(),
-            "the order lacks `{field}`: {order}"
-        );
+        assert!(order.get(field).is_some(), "the order lacks `{field}`: {order}");
     }
     assert_eq!(order["status"], "open");
     assert_eq!(order["financial_status"], "paid");
@@ -64,9 +61,7 @@ async fn an_imported_order_has_every_field_with_money_as_decimal_strings(app: Te
     assert_eq!(order["line_items"][1]["quantity"], 2);
     assert_eq!(order["line_items"][1]["cancelled_quantity"], 0);
     assert_eq!(order["line_items"][1]["price"], "500");
-    assert!(order["line_items"][0]["id"]
-        .as_str()
-        .is_some_and(|id| !id.is_empty()));
+    assert!(order["line_items"][0]["id"].as_str().is_some_and(|id| !id.is_empty()));
     assert_eq!(order["cancellation"], Value::Null);
     assert_eq!(order["outbound"], Value::Null);
     assert_eq!(order["warnings"], json!([]));
@@ -88,10 +83,7 @@ async fn amounts_follow_the_currencys_minor_units(app: TestApp) {
                    "total_shipping": "0.1", "payment": {"method": "bank_transfer", "amount": "10.00"}}),
         )
         .await;
-    assert_eq!(
-        dollars["sub_total"], "9.90",
-        "3 × 3.30 exactly, never 9.899999"
-    );
+    assert_eq!(dollars["sub_total"], "9.90", "3 × 3.30 exactly, never 9.899999");
     assert_eq!(dollars["total_price"], "10.00");
     let yen_with_cents = app
         .post(
@@ -113,9 +105,7 @@ async fn amounts_follow_the_currencys_minor_units(app: TestApp) {
 
 async fn a_second_import_of_the_same_channel_order_is_a_duplicate_naming_the_first(app: TestApp) {
     let shop = app.shop().await;
-    let first = app
-        .order(&shop, json!({"channel_order_id": "WEB-1001"}))
-        .await;
+    let first = app.order(&shop, json!({"channel_order_id": "WEB-1001"})).await;
     let again = app
         .post(
             "/api/v1/orders",
@@ -134,8 +124,7 @@ async fn a_second_import_of_the_same_channel_order_is_a_duplicate_naming_the_fir
     assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
     // Another shop may import its own WEB-1001.
     let other = app.shop().await;
-    app.order(&other, json!({"channel_order_id": "WEB-1001"}))
-        .await;
+    app.order(&other, json!({"channel_order_id": "WEB-1001"})).await;
 }
 
 async fn an_invalid_import_lists_one_error_per_problem(app: TestApp) {
@@ -168,20 +157,14 @@ async fn an_invalid_import_lists_one_error_per_problem(app: TestApp) {
         "fulfillment_status:",
     ] {
         assert_eq!(
-            errors
-                .iter()
-                .filter(|error| error.starts_with(field))
-                .count(),
+            errors.iter().filter(|error| error.starts_with(field)).count(),
             1,
             "one entry for {field} in {errors:?}"
         );
     }
     let missing = app.post("/api/v1/orders", &shop.token, json!({})).await;
     let errors = missing.body["errors"].as_array().unwrap();
-    assert!(
-        errors.len() >= 6,
-        "every missing field is named: {errors:?}"
-    );
+    assert!(errors.len() >= 6, "every missing field is named: {errors:?}");
     assert!(app.get("/api/v1/orders", &shop.token).await.body["items"]
         .as_array()
         .unwrap()
@@ -237,11 +220,7 @@ async fn the_order_list_filters_and_pages_with_a_cursor(app: TestApp) {
         } else {
             "awaiting_payment"
         };
-        let name = if index == 3 {
-            "Emma Clarke"
-        } else {
-            "山田 太郎"
-        };
+        let name = if index == 3 { "Emma Clarke" } else { "山田 太郎" };
         let order = app
             .order(&shop, json!({"fulfillment_status": status, "customer": {"name": name, "email": format!("c{index}@example.com")}}))
             .await;
@@ -258,11 +237,7 @@ async fn the_order_list_filters_and_pages_with_a_cursor(app: TestApp) {
         assert_eq!(page.status, 200, "{}", page.text);
         let items = page.body["items"].as_array().unwrap();
         assert!(items.len() <= 3);
-        seen.extend(
-            items
-                .iter()
-                .map(|order| order["id"].as_str().unwrap().to_owned()),
-        );
+        seen.extend(items.iter().map(|order| order["id"].as_str().unwrap().to_owned()));
         match page.body["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
             None => break,
@@ -274,15 +249,11 @@ async fn the_order_list_filters_and_pages_with_a_cursor(app: TestApp) {
     newest_first.reverse();
     assert_eq!(seen, newest_first, "newest first");
 
-    let count =
-        |answer: crate::helpers::Answer| answer.body["items"].as_array().map_or(0, Vec::len);
+    let count = |answer: crate::helpers::Answer| answer.body["items"].as_array().map_or(0, Vec::len);
     assert_eq!(
         count(
-            app.get(
-                "/api/v1/orders?fulfillment_status=awaiting_payment",
-                &shop.token
-            )
-            .await
+            app.get("/api/v1/orders?fulfillment_status=awaiting_payment", &shop.token)
+                .await
         ),
         3
     );
@@ -303,23 +274,14 @@ async fn the_order_list_filters_and_pages_with_a_cursor(app: TestApp) {
     );
     assert_eq!(
         count(
-            app.get(
-                &format!("/api/v1/orders?channel_id={}", shop.channel_id),
-                &shop.token
-            )
-            .await
+            app.get(&format!("/api/v1/orders?channel_id={}", shop.channel_id), &shop.token)
+                .await
         ),
         7
     );
     app.cancel(&shop, &ids[0], json!({"refund_method": "store_credit"}))
         .await;
-    assert_eq!(
-        count(
-            app.get("/api/v1/orders?status=cancelled", &shop.token)
-                .await
-        ),
-        1
-    );
+    assert_eq!(count(app.get("/api/v1/orders?status=cancelled", &shop.token).await), 1);
     assert_eq!(
         count(
             app.get("/api/v1/orders?cancellation_status=completed", &shop.token)
@@ -327,10 +289,7 @@ async fn the_order_list_filters_and_pages_with_a_cursor(app: TestApp) {
         ),
         1
     );
-    assert_eq!(
-        count(app.get("/api/v1/orders?status=open", &shop.token).await),
-        6
-    );
+    assert_eq!(count(app.get("/api/v1/orders?status=open", &shop.token).await), 6);
     let bad = app.get("/api/v1/orders?status=gone", &shop.token).await;
     assert_eq!((bad.status, bad.code()), (400, "invalid_request"));
 }
@@ -338,21 +297,14 @@ async fn the_order_list_filters_and_pages_with_a_cursor(app: TestApp) {
 async fn page_sizes_beyond_the_limit_are_refused(app: TestApp) {
     let shop = app.shop().await;
     for limit in ["0", "501", "ten"] {
-        let answer = app
-            .get(&format!("/api/v1/orders?limit={limit}"), &shop.token)
-            .await;
+        let answer = app.get(&format!("/api/v1/orders?limit={limit}"), &shop.token).await;
         assert_eq!(
             (answer.status, answer.code()),
             (400, "invalid_request"),
             "limit={limit}"
         );
     }
-    assert_eq!(
-        app.get("/api/v1/orders?limit=500", &shop.token)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(app.get("/api/v1/orders?limit=500", &shop.token).await.status, 200);
 }
 
 async fn marketplace_orders_need_their_channel_order_id(app: TestApp) {
@@ -361,17 +313,10 @@ async fn marketplace_orders_need_their_channel_order_id(app: TestApp) {
         .post("/api/v1/channels", &shop.token, json!({"kind": "rakuten", "name": "楽天市場店", "base_url": "http://127.0.0.1:9", "credentials": {"service_secret": "s", "license_key": "k"}}))
         .await;
     assert_eq!(rakuten.status, 201, "{}", rakuten.text);
-    assert!(
-        rakuten.body.get("credentials").is_none(),
-        "credentials are write-only"
-    );
+    assert!(rakuten.body.get("credentials").is_none(), "credentials are write-only");
     let channel_id = rakuten.body["id"].as_str().unwrap();
     let without = app
-        .post(
-            "/api/v1/orders",
-            &shop.token,
-            order_body(channel_id, json!({})),
-        )
+        .post("/api/v1/orders", &shop.token, order_body(channel_id, json!({})))
         .await;
     assert_eq!(without.status, 400);
     assert!(without.body["errors"][0]
@@ -382,10 +327,7 @@ async fn marketplace_orders_need_their_channel_order_id(app: TestApp) {
         .post(
             "/api/v1/orders",
             &shop.token,
-            order_body(
-                channel_id,
-                json!({"channel_order_id": "354396-20260525-0036329794"}),
-            ),
+            order_body(channel_id, json!({"channel_order_id": "354396-20260525-0036329794"})),
         )
         .await;
     assert_eq!(with.status, 201, "{}", with.text);

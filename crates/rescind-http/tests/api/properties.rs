@@ -7,9 +7,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Value};
 
-crate::on_both_backends!(
-    no_sequence_of_cancels_refunds_and_bulk_cancels_refunds_more_than_was_paid
-);
+crate::on_both_backends!(no_sequence_of_cancels_refunds_and_bulk_cancels_refunds_more_than_was_paid);
 
 /// Orders per case; operations pick among them.
 const ORDERS_PER_CASE: usize = 3;
@@ -48,30 +46,17 @@ fn order_spec() -> impl Strategy<Value = OrderSpec> {
         1u32..4,
         0u32..500,
         any::<bool>(),
-        prop::sample::select(vec![
-            "bank_transfer",
-            "points",
-            "store_credit",
-            "cod",
-            "credit_card",
-        ]),
-        prop::sample::select(vec![
-            "awaiting_payment",
-            "awaiting_shipment",
-            "in_progress",
-            "shipped",
-        ]),
+        prop::sample::select(vec!["bank_transfer", "points", "store_credit", "cod", "credit_card"]),
+        prop::sample::select(vec!["awaiting_payment", "awaiting_shipment", "in_progress", "shipped"]),
     )
         .prop_map(
-            |(price_yen, quantity, points_yen, paid, payment_method, fulfillment_status)| {
-                OrderSpec {
-                    price_yen,
-                    quantity,
-                    points_yen,
-                    paid,
-                    payment_method,
-                    fulfillment_status,
-                }
+            |(price_yen, quantity, points_yen, paid, payment_method, fulfillment_status)| OrderSpec {
+                price_yen,
+                quantity,
+                points_yen,
+                paid,
+                payment_method,
+                fulfillment_status,
             },
         )
 }
@@ -88,23 +73,10 @@ fn refund_method() -> impl Strategy<Value = &'static str> {
 
 fn operation() -> impl Strategy<Value = Operation> {
     prop_oneof![
-        (
-            0..ORDERS_PER_CASE,
-            any::<bool>(),
-            prop::option::of(refund_method())
-        )
-            .prop_map(|(order, refund, method)| Operation::Cancel {
-                order,
-                refund,
-                method
-            }),
-        (0..ORDERS_PER_CASE, 1u32..130, refund_method()).prop_map(|(order, percent, method)| {
-            Operation::Refund {
-                order,
-                percent,
-                method,
-            }
-        }),
+        (0..ORDERS_PER_CASE, any::<bool>(), prop::option::of(refund_method()))
+            .prop_map(|(order, refund, method)| Operation::Cancel { order, refund, method }),
+        (0..ORDERS_PER_CASE, 1u32..130, refund_method())
+            .prop_map(|(order, percent, method)| { Operation::Refund { order, percent, method } }),
         (
             prop::collection::vec(0..ORDERS_PER_CASE, 1..4),
             prop::option::of(refund_method())
@@ -147,23 +119,11 @@ fn check_order(order: &Value) -> Result<(), TestCaseError> {
         .iter()
         .map(|refund| yen(&refund["amount"]))
         .sum();
-    prop_assert!(
-        refunded <= paid,
-        "refunded {refunded} of {paid} paid: {order}"
-    );
-    prop_assert_eq!(
-        ledger,
-        refunded,
-        "the refund ledger adds up to total_refund_price"
-    );
+    prop_assert!(refunded <= paid, "refunded {refunded} of {paid} paid: {order}");
+    prop_assert_eq!(ledger, refunded, "the refund ledger adds up to total_refund_price");
     let cancellation_status = order["cancellation"]["status"].as_str();
     if cancellation_status == Some("completed") {
-        prop_assert_eq!(
-            refunded,
-            paid,
-            "a completed cancellation is fully refunded: {}",
-            order
-        );
+        prop_assert_eq!(refunded, paid, "a completed cancellation is fully refunded: {}", order);
     }
     let in_effect = matches!(cancellation_status, Some("awaiting_refund" | "completed"));
     prop_assert_eq!(
@@ -187,22 +147,14 @@ async fn run_case(
     }
     for operation in operations {
         let answer = match operation {
-            Operation::Cancel {
-                order,
-                refund,
-                method,
-            } => {
+            Operation::Cancel { order, refund, method } => {
                 let mut options = json!({"refund": refund});
                 if let Some(method) = method {
                     options["refund_method"] = json!(method);
                 }
                 app.cancel(shop, &ids[*order], options).await
             }
-            Operation::Refund {
-                order,
-                percent,
-                method,
-            } => {
+            Operation::Refund { order, percent, method } => {
                 let current = app.order_now(shop, &ids[*order]).await;
                 let amount = (yen(&current["total_paid"]) * i64::from(*percent) / 100).max(1);
                 app.post(
