@@ -116,6 +116,9 @@ pub struct Cancellation {
     /// The shipment and money statuses before the cancel, restored by an undo (§5).
     pub fulfillment_status_before: FulfillmentStatus,
     pub financial_status_before: FinancialStatus,
+    /// Part of the idempotency key of an undo's re-authorization; changes only after the provider
+    /// declined one, so a lost answer is never followed by a second hold on the card.
+    pub reauthorization_generation: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub completed_at: Option<Timestamp>,
@@ -226,7 +229,9 @@ pub fn plan_cancellation(order: &Order, options: &CancelOptions) -> Result<Cance
     let still_owed = refund
         .amount
         .saturating_sub(refund.immediate.iter().map(|(_, amount)| *amount).sum());
-    let cancellation_status = if still_owed.is_zero() {
+    let cancellation_status = if refund.step.status == StepStatus::Pending {
+        CancellationStatus::Processing
+    } else if still_owed.is_zero() {
         CancellationStatus::Completed
     } else {
         CancellationStatus::AwaitingRefund
@@ -635,6 +640,7 @@ pub fn cancel_order(
         steps,
         fulfillment_status_before: statuses_before.0,
         financial_status_before: statuses_before.1,
+        reauthorization_generation: 0,
         created_at: now,
         updated_at: now,
         completed_at: completed.then_some(now),

@@ -31,7 +31,7 @@ pub use order::{
 };
 pub use refund::{record_refund, Refund, RefundError, RefundMethod, RefundRequest};
 pub use time::Timestamp;
-pub use undo::{plan_undo, undo_cancellation, Reauthorization, UndoError};
+pub use undo::{plan_undo, record_reauthorization_declined, undo_cancellation, Reauthorization, UndoError};
 pub use workflow::{
     pending_work, record_step_outcome, retry_cancellation, PaymentAction, PaymentCall, PendingWork, RetryError,
     RetryPolicy, StaleStep, StepOutcome,

@@ -84,7 +84,10 @@ pub fn plan_undo(order: &Order) -> Result<Option<Reauthorization>, UndoError> {
         reference: reference.clone(),
         amount,
         currency: order.currency,
-        idempotency_key: format!("rescind-{}-reauthorize", cancellation.id),
+        idempotency_key: format!(
+            "rescind-{}-reauthorize-{}",
+            cancellation.id, cancellation.reauthorization_generation
+        ),
     }))
 }
 
@@ -165,4 +168,27 @@ pub fn undo_cancellation(
         new_refunds: Vec::new(),
         workflow: WorkflowSchedule::Finished,
     })
+}
+
+/// Records that the provider declined the re-authorization of an undo: nothing changed there, so the
+/// next attempt may use a new idempotency key (a declined answer would otherwise be replayed).
+pub fn record_reauthorization_declined(
+    order: &Order,
+    message: &str,
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<OrderChange, UndoError> {
+    let mut order = order.clone();
+    let number = order.number.clone();
+    let cancellation = order.cancellation.as_mut().ok_or(UndoError::NotCancelled { number })?;
+    cancellation.reauthorization_generation += 1;
+    cancellation.updated_at = now;
+    let history = vec![HistoryEntry::new(
+        now,
+        "payment.reauthorization_declined",
+        actor,
+        format!("Undo refused: the payment provider declined to authorize the payment again: {message}"),
+    )
+    .with("cancellation_id", &cancellation.id)];
+    Ok(OrderChange::new(order, history, Vec::new()))
 }

@@ -91,6 +91,7 @@ CREATE TABLE cancellations (
     -- Restored by an undo (PRODUCT.md §5).
     fulfillment_status_before TEXT NOT NULL,
     financial_status_before TEXT NOT NULL,
+    reauthorization_generation BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
     completed_at BIGINT

@@ -33,7 +33,7 @@ const ORDER_COLUMNS: &str = "id, shop_id, number, channel_id, channel_kind, chan
 
 const CANCELLATION_COLUMNS: &str = "id, order_id, status, requested_by, reason, reason_code, reason_detail, \
     staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, fulfillment_status_before, \
-    financial_status_before, created_at, updated_at, completed_at";
+    financial_status_before, reauthorization_generation, created_at, updated_at, completed_at";
 
 const REFUND_COLUMNS: &str = "id, order_id, cancellation_id, amount, method, note, actor, created_at";
 
@@ -128,6 +128,7 @@ fn cancellation_from_row(row: &DbRow) -> Result<(String, Cancellation)> {
             FinancialStatus::parse,
             "financial status",
         )?,
+        reauthorization_generation: u32::try_from(row.try_get::<i64, _>("reauthorization_generation")?)?,
         created_at: time(row.try_get("created_at")?),
         updated_at: time(row.try_get("updated_at")?),
         completed_at: row.try_get::<Option<i64>, _>("completed_at")?.map(time),
@@ -320,11 +321,12 @@ async fn save_change(connection: &mut Connection, change: &OrderChange) -> Resul
         sqlx::query(
             "INSERT INTO cancellations (id, order_id, shop_id, status, requested_by, reason, reason_code, \
              reason_detail, staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, \
-             fulfillment_status_before, financial_status_before, created_at, updated_at, completed_at) VALUES ($1, \
-             $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
-             ON CONFLICT (id) DO UPDATE SET status = excluded.status, refund_method = excluded.refund_method, \
-             needs_attention = excluded.needs_attention, steps = excluded.steps, updated_at = excluded.updated_at, \
-             completed_at = excluded.completed_at",
+             fulfillment_status_before, financial_status_before, reauthorization_generation, created_at, updated_at, \
+             completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+             $19, $20, $21) ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+             refund_method = excluded.refund_method, needs_attention = excluded.needs_attention, \
+             steps = excluded.steps, reauthorization_generation = excluded.reauthorization_generation, \
+             updated_at = excluded.updated_at, completed_at = excluded.completed_at",
         )
         .bind(&cancellation.id)
         .bind(&order.id)
@@ -343,6 +345,7 @@ async fn save_change(connection: &mut Connection, change: &OrderChange) -> Resul
         .bind(steps_to_json(&cancellation.steps))
         .bind(cancellation.fulfillment_status_before.as_str())
         .bind(cancellation.financial_status_before.as_str())
+        .bind(i64::from(cancellation.reauthorization_generation))
         .bind(cancellation.created_at.unix_micros())
         .bind(cancellation.updated_at.unix_micros())
         .bind(cancellation.completed_at.map(Timestamp::unix_micros))
@@ -907,7 +910,8 @@ impl Backend {
         let mut query = QueryBuilder::<Db>::new(
             "SELECT c.id, c.order_id, c.status, c.requested_by, c.reason, c.reason_code, c.reason_detail, \
              c.staff_note, c.refund, c.refund_method, c.restock, c.notify_customer, c.needs_attention, c.steps, \
-             c.fulfillment_status_before, c.financial_status_before, c.created_at, c.updated_at, c.completed_at, \
+             c.fulfillment_status_before, c.financial_status_before, c.reauthorization_generation, c.created_at, \
+             c.updated_at, c.completed_at, \
              o.number FROM cancellations c JOIN orders o ON o.id = c.order_id WHERE c.shop_id = ",
         );
         query.push_bind(shop_id.to_owned());

@@ -23,9 +23,9 @@ use rescind_connectors::payments::PaymentConnector;
 use rescind_connectors::CallError;
 use rescind_domain::cancel::cancel_order as decide_cancel;
 use rescind_domain::{
-    plan_cancellation, plan_undo, record_refund as decide_refund, retry_cancellation, undo_cancellation, CancelError,
-    CancelPlan, CancellationStatus, Order, OrderChange, OrderStatus, Reauthorization, RequestedBy, RetryError, Scope,
-    StepKind, UndoError, WorkflowSchedule,
+    plan_cancellation, plan_undo, record_reauthorization_declined, record_refund as decide_refund, retry_cancellation,
+    undo_cancellation, CancelError, CancelPlan, CancellationStatus, Order, OrderChange, OrderStatus, Reauthorization,
+    RequestedBy, RetryError, Scope, StepKind, UndoError, WorkflowSchedule,
 };
 use rescind_store::{now, ChangeError, RandomIds, BULK_ORDERS_MAX};
 
@@ -444,7 +444,27 @@ pub async fn undo_cancel(
         .ok_or_else(|| ApiError::not_found("order"))?;
     let reauthorized = match plan_undo(&order).map_err(undo_error)? {
         None => None,
-        Some(reauthorization) => Some(reauthorize(&state, &shop.shop_id, &reauthorization).await?),
+        Some(reauthorization) => match reauthorize(&state, &shop.shop_id, &reauthorization).await {
+            Ok(reference) => Some(reference),
+            Err(Reauthorize::Declined(message)) => {
+                let actor = principal.actor();
+                let recorded = state
+                    .store
+                    .change_order(&shop.shop_id, &order_id, |order| {
+                        record_reauthorization_declined(order, &message, &actor, now())
+                    })
+                    .await;
+                if let Err(ChangeError::Store(error)) = recorded {
+                    return Err(ApiError::internal(&error));
+                }
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "payment_failed",
+                    format!("The payment could not be authorized again, so the cancellation stays: {message}."),
+                ));
+            }
+            Err(Reauthorize::Failed(error)) => return Err(error),
+        },
     };
     let actor = principal.actor();
     let changed = state
@@ -471,21 +491,27 @@ fn undo_error(error: UndoError) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, code, sentence(error.to_string()))
 }
 
-/// Asks the payment provider for a new authorization (U3); its refusal is 409 `payment_failed`.
-async fn reauthorize(state: &AppState, shop_id: &str, reauthorization: &Reauthorization) -> Result<String, ApiError> {
-    let payment_failed = |message: String| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "payment_failed",
-            format!("The payment could not be authorized again, so the cancellation stays: {message}."),
-        )
-    };
+/// Why a re-authorization did not happen.
+enum Reauthorize {
+    /// The provider said no; nothing happened there.
+    Declined(String),
+    /// Misconfigured, unreachable, or an unexpected error: answered as it is.
+    Failed(ApiError),
+}
+
+/// Asks the payment provider for a new authorization (U3).
+async fn reauthorize(
+    state: &AppState,
+    shop_id: &str,
+    reauthorization: &Reauthorization,
+) -> Result<String, Reauthorize> {
     let provider = state
         .store
         .payment_provider(shop_id, &reauthorization.provider_id)
-        .await?
+        .await
+        .map_err(|error| Reauthorize::Failed(ApiError::internal(&error)))?
         .ok_or_else(|| {
-            payment_failed(format!(
+            Reauthorize::Declined(format!(
                 "payment provider {} no longer exists",
                 reauthorization.provider_id
             ))
@@ -496,7 +522,7 @@ async fn reauthorize(state: &AppState, shop_id: &str, reauthorization: &Reauthor
         provider.credentials.as_deref(),
         state.http.clone(),
     )
-    .map_err(|error| payment_failed(error.to_string()))?;
+    .map_err(|error| Reauthorize::Declined(error.to_string()))?;
     match connector
         .reauthorize(
             &reauthorization.reference,
@@ -507,11 +533,15 @@ async fn reauthorize(state: &AppState, shop_id: &str, reauthorization: &Reauthor
         .await
     {
         Ok(authorization) => Ok(authorization.reference),
-        Err(CallError::Refused { message } | CallError::Misconfigured { message }) => Err(payment_failed(message)),
-        Err(error @ (CallError::Transient { .. } | CallError::Unknown { .. })) => Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "payment_failed",
-            format!("The payment provider could not be reached, so nothing changed; try again: {error}."),
-        )),
+        Err(CallError::Refused { message } | CallError::Misconfigured { message }) => {
+            Err(Reauthorize::Declined(message))
+        }
+        Err(error @ (CallError::Transient { .. } | CallError::Unknown { .. })) => {
+            Err(Reauthorize::Failed(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "payment_failed",
+                format!("The payment provider could not be reached, so nothing changed; try again: {error}."),
+            )))
+        }
     }
 }

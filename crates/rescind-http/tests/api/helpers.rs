@@ -109,7 +109,7 @@ impl Drop for TestApp {
 /// Quick retries and short waits, so tests of flaky partners finish in seconds.
 pub fn test_settings() -> ServiceSettings {
     ServiceSettings {
-        cancel_wait: Duration::from_secs(5),
+        cancel_wait: Duration::from_secs(2),
         worker: WorkerConfig {
             retry: RetryPolicy {
                 attempts_max: 12,
@@ -323,4 +323,133 @@ pub fn step<'a>(order: &'a Value, kind: &str) -> &'a Value {
         .as_array()
         .and_then(|steps| steps.iter().find(|step| step["kind"] == kind))
         .unwrap_or_else(|| panic!("no {kind} step in {order}"))
+}
+
+/// The in-process simulator of a test, and how to reach it.
+pub struct TestSim {
+    pub address: SocketAddr,
+    client: reqwest::Client,
+}
+
+impl TestSim {
+    pub async fn start() -> TestSim {
+        let (address, _) = rescind_sim::spawn().await;
+        TestSim {
+            address,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// A payment at the simulated Stripe: `succeeded` (captured) or `requires_capture` (authorized).
+    pub async fn payment(&self, amount: i64, currency: &str, status: &str) -> String {
+        let created: Value = self
+            .client
+            .post(format!("{}/_sim/payment_intents", self.url()))
+            .json(&json!({"amount": amount, "currency": currency, "status": status}))
+            .send()
+            .await
+            .expect("the simulator answers")
+            .json()
+            .await
+            .expect("JSON");
+        created["id"].as_str().expect("a payment intent id").to_owned()
+    }
+
+    pub async fn set_faults(&self, endpoint: &str, faults: Value) {
+        let response = self
+            .client
+            .put(format!("{}/_sim/faults/{endpoint}", self.url()))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+
+    pub async fn clear_faults(&self) {
+        self.client
+            .delete(format!("{}/_sim/faults", self.url()))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// The simulated Stripe account's ledger: `payment_intents`, `refunds`, `calls`.
+    pub async fn ledger(&self) -> Value {
+        let ledger: Value = self
+            .client
+            .get(format!("{}/_sim/ledger", self.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ledger["stripe"].clone()
+    }
+
+    /// The refunds of one payment in the ledger.
+    pub async fn refunds_of(&self, payment_intent: &str) -> Vec<Value> {
+        let ledger = self.ledger().await;
+        ledger["refunds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|refund| refund["payment_intent"] == payment_intent)
+            .cloned()
+            .collect()
+    }
+}
+
+impl TestApp {
+    /// Connects the shop to the simulated Stripe; returns the provider id.
+    pub async fn stripe(&self, shop: &TestShop, sim: &TestSim) -> String {
+        let created = self
+            .post(
+                "/api/v1/payment_providers",
+                &shop.token,
+                json!({"kind": "stripe", "name": "Stripe", "base_url": sim.url(),
+                       "credentials": {"secret_key": rescind_sim::DEFAULT_SECRET_KEY}}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        created.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Imports an order paid by card through `provider_id` with payment `reference`.
+    pub async fn card_order(&self, shop: &TestShop, provider_id: &str, reference: &str, overrides: Value) -> Value {
+        let mut body = json!({
+            "payment": {"method": "credit_card", "amount": "2600", "provider_id": provider_id, "reference": reference},
+        });
+        if let (Some(body), Some(overrides)) = (body.as_object_mut(), overrides.as_object()) {
+            body.extend(overrides.clone());
+        }
+        self.order(shop, body).await
+    }
+
+    /// Polls until `done` holds for the order, or panics after `seconds`.
+    pub async fn wait_for_order(
+        &self,
+        shop: &TestShop,
+        order_id: &str,
+        seconds: u64,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let order = self.order_now(shop, order_id).await;
+            if done(&order) {
+                return order;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "order {order_id} did not get there in {seconds} s: {order}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

@@ -7,5 +7,6 @@ mod access;
 mod cancel;
 mod operations;
 mod orders;
+mod payments;
 mod properties;
 mod refunds;
