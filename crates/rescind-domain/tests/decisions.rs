@@ -3,6 +3,11 @@
 use proptest::prelude::*;
 use rescind_domain::cancel::cancel_order;
 use rescind_domain::ids::SequentialIds;
+use rescind_domain::order::WorkflowSchedule;
+use rescind_domain::{
+    pending_work, plan_undo, record_step_outcome, retry_cancellation, undo_cancellation, PaymentAction, PendingWork,
+    RetryError, StaleStep, StepOutcome, UndoError,
+};
 use rescind_domain::{
     plan_cancellation, record_refund, Actor, Address, CancelError, CancelOptions, CancellationStatus, ChannelKind,
     Currency, Customer, FinancialStatus, FulfillmentStatus, Money, NewLineItem, NewOrder, Order, OrderStatus, Payment,
@@ -325,4 +330,192 @@ proptest! {
             prop_assert!(cancellations <= 1, "one cancellation per order");
         }
     }
+}
+
+fn card_paid() -> Order {
+    order(
+        FulfillmentStatus::AwaitingShipment,
+        Some(Payment {
+            method: PaymentMethod::CreditCard,
+            amount: money("2600"),
+            provider_id: Some("pp_1".to_owned()),
+            reference: Some("pi_1".to_owned()),
+            points_amount: Money::ZERO,
+        }),
+        FinancialStatus::Paid,
+    )
+}
+
+fn cancelled_by_card() -> Order {
+    cancel_order(
+        &card_paid(),
+        &options(None),
+        &merchant(),
+        &mut SequentialIds::default(),
+        now(),
+    )
+    .unwrap()
+    .1
+    .order
+}
+
+#[test]
+fn a_card_refund_is_left_pending_for_the_worker_with_a_key_derived_from_the_step() {
+    let order = cancelled_by_card();
+    let cancellation = order.cancellation.as_ref().unwrap();
+    assert_eq!(cancellation.status, CancellationStatus::Processing);
+    assert_eq!(
+        order.status,
+        OrderStatus::Cancelled,
+        "W4: it will not ship, whatever the refund does"
+    );
+    let Some(PendingWork::Payment(call)) = pending_work(&order) else {
+        panic!("a payment call is pending")
+    };
+    assert_eq!(call.action, PaymentAction::Refund { amount: money("2600") });
+    assert_eq!(call.idempotency_key, format!("rescind-{}-refund-0", cancellation.id));
+    assert!(!call.earlier_attempts);
+}
+
+#[test]
+fn a_refund_outcome_recorded_twice_refunds_once() {
+    let order = cancelled_by_card();
+    let outcome = StepOutcome::Refunded {
+        amount: money("2600"),
+        reference: "re_1".to_owned(),
+    };
+    let mut ids = SequentialIds::default();
+    let first = record_step_outcome(&order, StepKind::Refund, outcome.clone(), &mut ids, now()).unwrap();
+    assert_eq!(
+        first.order.cancellation.as_ref().unwrap().status,
+        CancellationStatus::Completed
+    );
+    assert_eq!(first.order.total_refund_price, money("2600"));
+    assert_eq!(first.workflow, WorkflowSchedule::Finished);
+    assert_eq!(
+        record_step_outcome(&first.order, StepKind::Refund, outcome, &mut ids, now()),
+        Err(StaleStep)
+    );
+}
+
+#[test]
+fn failures_are_retried_until_the_attempts_run_out_then_an_operator_is_asked() {
+    let mut order = cancelled_by_card();
+    let retry_at = now().plus_seconds(1);
+    let failed = StepOutcome::Failed {
+        message: "503".to_owned(),
+        retry_at: Some(retry_at),
+    };
+    let change = record_step_outcome(&order, StepKind::Refund, failed, &mut SequentialIds::default(), now()).unwrap();
+    assert_eq!(change.workflow, WorkflowSchedule::DueAt(retry_at));
+    order = change.order;
+    let Some(PendingWork::Payment(call)) = pending_work(&order) else {
+        panic!("still pending")
+    };
+    assert!(call.earlier_attempts, "the next attempt looks the first one up");
+    assert!(
+        call.idempotency_key.ends_with("-refund-0"),
+        "same key after an unknown outcome"
+    );
+
+    let exhausted = StepOutcome::Failed {
+        message: "503".to_owned(),
+        retry_at: None,
+    };
+    let change = record_step_outcome(
+        &order,
+        StepKind::Refund,
+        exhausted,
+        &mut SequentialIds::default(),
+        now(),
+    )
+    .unwrap();
+    let cancellation = change.order.cancellation.as_ref().unwrap();
+    assert!(cancellation.needs_attention);
+    assert_eq!(cancellation.status, CancellationStatus::AwaitingRefund);
+    assert_eq!(
+        cancellation.step(StepKind::Refund).unwrap().generation,
+        0,
+        "the first call may have landed: keep its key"
+    );
+
+    let retried = retry_cancellation(&change.order, &merchant(), now()).unwrap();
+    assert_eq!(
+        retried.order.cancellation.as_ref().unwrap().status,
+        CancellationStatus::Processing
+    );
+    assert_eq!(
+        retry_cancellation(&retried.order, &merchant(), now()),
+        Err(RetryError::NotNeedingAttention)
+    );
+}
+
+#[test]
+fn a_refusal_changes_the_key_of_the_next_attempt() {
+    let order = cancelled_by_card();
+    let refused = StepOutcome::Refused {
+        message: "card_declined".to_owned(),
+    };
+    let change = record_step_outcome(&order, StepKind::Refund, refused, &mut SequentialIds::default(), now()).unwrap();
+    assert!(change.order.cancellation.as_ref().unwrap().needs_attention);
+    assert_eq!(change.order.total_refund_price, Money::ZERO);
+    let retried = retry_cancellation(&change.order, &merchant(), now()).unwrap();
+    let Some(PendingWork::Payment(call)) = pending_work(&retried.order) else {
+        panic!("pending again")
+    };
+    assert!(call.idempotency_key.ends_with("-refund-1"));
+}
+
+#[test]
+fn a_marketplace_cancellation_cannot_be_undone() {
+    let mut order = paid(PaymentMethod::BankTransfer);
+    let (_, change) = cancel_order(
+        &order,
+        &options(Some(RefundMethod::StoreCredit)),
+        &merchant(),
+        &mut SequentialIds::default(),
+        now(),
+    )
+    .unwrap();
+    order = change.order;
+    order.channel_kind = ChannelKind::Rakuten;
+    assert!(matches!(plan_undo(&order), Err(UndoError::Irreversible { .. })), "C6");
+    assert!(matches!(
+        undo_cancellation(&order, None, &merchant(), now()),
+        Err(UndoError::Irreversible { .. })
+    ));
+}
+
+#[test]
+fn undoing_a_card_refund_needs_a_new_authorization_for_what_went_back() {
+    let order = cancelled_by_card();
+    let refunded = record_step_outcome(
+        &order,
+        StepKind::Refund,
+        StepOutcome::Refunded {
+            amount: money("2600"),
+            reference: "re_1".to_owned(),
+        },
+        &mut SequentialIds::default(),
+        now(),
+    )
+    .unwrap()
+    .order;
+    let reauthorization = plan_undo(&refunded).unwrap().expect("a new authorization is needed");
+    assert_eq!(reauthorization.amount, money("2600"));
+    assert_eq!(
+        undo_cancellation(&refunded, None, &merchant(), now()),
+        Err(UndoError::ReauthorizationMissing)
+    );
+    let undone = undo_cancellation(&refunded, Some("pi_2".to_owned()), &merchant(), now())
+        .unwrap()
+        .order;
+    assert_eq!(undone.status, OrderStatus::Open);
+    assert_eq!(undone.financial_status, FinancialStatus::Authorized);
+    assert_eq!(undone.fulfillment_status, FulfillmentStatus::AwaitingShipment);
+    assert_eq!(undone.payment.unwrap().reference.as_deref(), Some("pi_2"));
+    assert!(
+        matches!(plan_undo(&order), Err(UndoError::InProgress { .. })),
+        "not while the refund is still running"
+    );
 }
