@@ -9,6 +9,7 @@ use crate::money::Money;
 use crate::order::{
     FinancialStatus, FulfillmentStatus, Order, OrderChange, OrderStatus, PaymentMethod, Warning, WorkflowSchedule,
 };
+use crate::reasons::check_reason;
 use crate::refund::{apply_refunds, needs_payment_provider, Refund, RefundMethod};
 use crate::time::Timestamp;
 
@@ -139,6 +140,9 @@ pub struct CancelOptions {
     pub refund_method: Option<RefundMethod>,
     pub restock: bool,
     pub notify_customer: bool,
+    /// The channel's `cancel_sync` setting (H4): when off, rescind records the cancel without calling
+    /// the channel, and the operator cancels in the channel's own admin.
+    pub channel_cancel_sync: bool,
 }
 
 impl Default for CancelOptions {
@@ -153,6 +157,25 @@ impl Default for CancelOptions {
             refund_method: None,
             restock: true,
             notify_customer: true,
+            channel_cancel_sync: true,
+        }
+    }
+}
+
+impl CancelOptions {
+    /// The options a cancellation was started with, to plan its later steps.
+    pub fn of(cancellation: &Cancellation) -> CancelOptions {
+        CancelOptions {
+            requested_by: cancellation.requested_by,
+            reason: cancellation.reason.clone(),
+            reason_code: cancellation.reason_code.clone(),
+            reason_detail: cancellation.reason_detail.clone(),
+            staff_note: cancellation.staff_note.clone(),
+            refund: cancellation.refund,
+            refund_method: cancellation.refund_method,
+            restock: cancellation.restock,
+            notify_customer: cancellation.notify_customer,
+            channel_cancel_sync: true,
         }
     }
 }
@@ -169,9 +192,9 @@ pub enum CancelError {
     /// C1, C4 without a warehouse integration, C5, closed orders.
     #[error("{message}")]
     NotCancellable { message: String },
-    /// C3 until the channel's connector exists: never cancel a marketplace order only here.
-    #[error("order {number} came from the {kind} channel and must be cancelled there first; cancelling at {kind} is not available yet, so nothing was changed")]
-    ChannelCancelRequired { number: String, kind: ChannelKind },
+    /// H2: the reason code or detail does not fit the order's channel.
+    #[error("the cancel reason does not fit the {kind} channel")]
+    InvalidReason { kind: ChannelKind, problems: Vec<String> },
     #[error("refunding {amount} to the original payment needs a payment provider integration, and none is linked to this order; choose refund_method store_credit, points or bank_transfer")]
     PaymentProviderRequired { amount: String },
     /// The refund method does not fit the order.
@@ -208,10 +231,27 @@ pub struct CancelPlan {
     pub refund_method: Option<RefundMethod>,
 }
 
-/// Decides what cancelling `order` with `options` does (C1–C7, W2, W4–W6), or why it cannot be.
+/// Decides what cancelling `order` with `options` does (C1–C7, H2, W2, W4–W6), or why it cannot be.
 pub fn plan_cancellation(order: &Order, options: &CancelOptions) -> Result<CancelPlan, CancelError> {
     check_cancellable(order)?;
-    let channel_step = plan_channel_step(order)?;
+    check_reason(
+        order.channel_kind,
+        options.reason_code.as_deref(),
+        options.reason_detail.as_deref(),
+    )
+    .map_err(|problems| CancelError::InvalidReason {
+        kind: order.channel_kind,
+        problems,
+    })?;
+    plan_steps(order, options, plan_channel_step(order, options))
+}
+
+/// The steps after the channel's: what the warehouse, the refund, the restock and the notification do.
+pub(crate) fn plan_steps(
+    order: &Order,
+    options: &CancelOptions,
+    channel_step: PlannedStep,
+) -> Result<CancelPlan, CancelError> {
     let warehouse_step = plan_warehouse_step(order)?;
     let refund = plan_refund(order, options)?;
     let restock_step = plan_restock_step(order, options);
@@ -229,7 +269,8 @@ pub fn plan_cancellation(order: &Order, options: &CancelOptions) -> Result<Cance
     let still_owed = refund
         .amount
         .saturating_sub(refund.immediate.iter().map(|(_, amount)| *amount).sum());
-    let cancellation_status = if refund.step.status == StepStatus::Pending {
+    let cancellation_status = if channel_step.status == StepStatus::Pending || refund.step.status == StepStatus::Pending
+    {
         CancellationStatus::Processing
     } else if still_owed.is_zero() {
         CancellationStatus::Completed
@@ -286,20 +327,38 @@ fn check_cancellable(order: &Order) -> Result<(), CancelError> {
     }
 }
 
-/// C3: the channel cancels first; the own store needs no call.
-fn plan_channel_step(order: &Order) -> Result<PlannedStep, CancelError> {
-    if order.channel_kind.requires_channel_cancel() {
-        return Err(CancelError::ChannelCancelRequired {
-            number: order.number.clone(),
-            kind: order.channel_kind,
-        });
-    }
-    Ok(PlannedStep {
+/// C3: a marketplace cancels first, through its API; the own store needs no call; a channel without
+/// cancel sync (H4) is cancelled by the operator in its own admin.
+fn plan_channel_step(order: &Order, options: &CancelOptions) -> PlannedStep {
+    let kind = order.channel_kind;
+    let (status, action) = if !kind.requires_channel_cancel() {
+        (
+            StepStatus::Skipped,
+            "skipped: own store order, cancelled in rescind".to_owned(),
+        )
+    } else if !options.channel_cancel_sync {
+        (
+            StepStatus::Skipped,
+            format!(
+                "skipped: cancel sync is off for this {kind} channel; cancel the order in {kind}'s own admin too \
+                 (rescind records the cancellation without calling {kind}), and stop the warehouse outbound by hand \
+                 if the warehouse integration cannot"
+            ),
+        )
+    } else {
+        let reason = options
+            .reason_code
+            .as_deref()
+            .map(|code| format!(" with reason {code}"))
+            .unwrap_or_default();
+        (StepStatus::Pending, format!("cancel at {kind}{reason}"))
+    };
+    PlannedStep {
         kind: StepKind::ChannelCancel,
-        status: StepStatus::Skipped,
-        action: "skipped: own store order, cancelled in rescind".to_owned(),
+        status,
+        action,
         fee: None,
-    })
+    }
 }
 
 /// F2 for orders without a warehouse: nothing to stop.
@@ -454,10 +513,16 @@ fn plan_refund(order: &Order, options: &CancelOptions) -> Result<RefundPlan, Can
                 StepStatus::Waiting,
                 format!("waiting for the bank transfer of {rest_text} to be recorded"),
             ),
-            RefundMethod::Channel => step(
-                StepStatus::Waiting,
-                format!("waiting for the channel to refund {rest_text}"),
-            ),
+            RefundMethod::Channel => {
+                immediate.push((method, rest));
+                step(
+                    StepStatus::Succeeded,
+                    format!(
+                        "refunded {rest_text} by {} (the channel collected the money)",
+                        order.channel_kind
+                    ),
+                )
+            }
             RefundMethod::OriginalPayment => {
                 unreachable!("needs_payment_provider covers original_payment")
             }
@@ -501,8 +566,9 @@ fn plan_restock_step(order: &Order, options: &CancelOptions) -> PlannedStep {
     }
 }
 
-/// Cancels `order` as `options` ask (C1–C7, W1–W6): the plan, and the order's new state with its
-/// history. Refunds that need no outside call are recorded at once.
+/// Cancels `order` as `options` ask (C1–C7, W1–W6). A marketplace order only starts its cancellation
+/// here: the channel step is left for the worker, and the order is cancelled when the channel
+/// confirms (C3). Any other order is cancelled at once; refunds that need no outside call are recorded.
 pub fn cancel_order(
     order: &Order,
     options: &CancelOptions,
@@ -512,10 +578,7 @@ pub fn cancel_order(
 ) -> Result<(CancelPlan, OrderChange), CancelError> {
     let plan = plan_cancellation(order, options)?;
     let mut order = order.clone();
-    let statuses_before = (order.fulfillment_status, order.financial_status);
     let cancellation_id = ids.new_id("can");
-    let currency = order.currency;
-
     let mut history = vec![HistoryEntry::new(
         now,
         "cancellation.created",
@@ -527,24 +590,124 @@ pub fn cancel_order(
     )
     .with("cancellation_id", &cancellation_id)
     .with("requested_by", options.requested_by)];
-
-    let steps: Vec<Step> = plan
+    let channel_first = plan
         .steps
         .iter()
-        .map(|planned| Step {
-            kind: planned.kind,
-            status: planned.status,
-            message: planned.action.clone(),
-            attempts: match planned.status {
-                StepStatus::Succeeded | StepStatus::Failed => 1,
-                StepStatus::Pending | StepStatus::Running | StepStatus::Skipped | StepStatus::Waiting => 0,
-            },
-            generation: 0,
-            last_error: None,
-            updated_at: now,
+        .any(|step| step.kind == StepKind::ChannelCancel && step.status == StepStatus::Pending);
+    let steps = plan
+        .steps
+        .iter()
+        .map(|planned| {
+            let waits = channel_first && planned.kind != StepKind::ChannelCancel;
+            Step {
+                kind: planned.kind,
+                status: if waits { StepStatus::Pending } else { planned.status },
+                message: if waits {
+                    format!("waits for the channel cancel, then: {}", planned.action)
+                } else {
+                    planned.action.clone()
+                },
+                attempts: 0,
+                generation: 0,
+                last_error: None,
+                updated_at: now,
+            }
         })
         .collect();
-    for step in &steps {
+    order.cancellation = Some(Cancellation {
+        id: cancellation_id.clone(),
+        status: CancellationStatus::Processing,
+        requested_by: options.requested_by,
+        reason: options.reason.clone(),
+        reason_code: options.reason_code.clone(),
+        reason_detail: options.reason_detail.clone(),
+        staff_note: options.staff_note.clone(),
+        refund: options.refund,
+        refund_method: plan.refund_method,
+        restock: options.restock,
+        notify_customer: options.notify_customer,
+        needs_attention: false,
+        steps,
+        fulfillment_status_before: order.fulfillment_status,
+        financial_status_before: order.financial_status,
+        reauthorization_generation: 0,
+        created_at: now,
+        updated_at: now,
+        completed_at: None,
+    });
+    if channel_first {
+        history.push(
+            HistoryEntry::new(
+                now,
+                "step.channel_cancel",
+                actor,
+                format!("channel_cancel: {}", plan.steps[0].action),
+            )
+            .with("status", StepStatus::Pending),
+        );
+        history.push(
+            HistoryEntry::new(
+                now,
+                "cancellation.processing",
+                actor,
+                format!(
+                    "Cancellation processing: {} is asked to cancel first; the order stays open until it confirms.",
+                    order.channel_kind
+                ),
+            )
+            .with("cancellation_id", &cancellation_id),
+        );
+        order.updated_at = now;
+        return Ok((
+            plan,
+            OrderChange {
+                order,
+                history,
+                new_refunds: Vec::new(),
+                workflow: WorkflowSchedule::DueAt(now),
+            },
+        ));
+    }
+    let (refunds, workflow) = apply_cancellation(&mut order, &plan, options, actor, ids, now, &mut history);
+    Ok((
+        plan,
+        OrderChange {
+            order,
+            history,
+            new_refunds: refunds,
+            workflow,
+        },
+    ))
+}
+
+/// The order can no longer ship (W4): it becomes cancelled, the refunds that need no outside call are
+/// recorded, and its cancellation's steps take the plan's outcomes (the channel step keeps its own).
+pub(crate) fn apply_cancellation(
+    order: &mut Order,
+    plan: &CancelPlan,
+    options: &CancelOptions,
+    actor: &Actor,
+    ids: &mut dyn IdSource,
+    now: Timestamp,
+    history: &mut Vec<HistoryEntry>,
+) -> (Vec<Refund>, WorkflowSchedule) {
+    let currency = order.currency;
+    let cancellation = order.cancellation.as_mut().expect("a cancellation is being applied");
+    let cancellation_id = cancellation.id.clone();
+    for planned in &plan.steps {
+        let Some(step) = cancellation.steps.iter_mut().find(|step| step.kind == planned.kind) else {
+            continue;
+        };
+        if step.kind == StepKind::ChannelCancel && step.status == StepStatus::Succeeded {
+            continue;
+        }
+        step.status = planned.status;
+        step.message = planned.action.clone();
+        step.attempts = match planned.status {
+            StepStatus::Succeeded | StepStatus::Failed => step.attempts.max(1),
+            StepStatus::Pending | StepStatus::Running | StepStatus::Skipped | StepStatus::Waiting => step.attempts,
+        };
+        step.updated_at = now;
         history.push(
             HistoryEntry::new(
                 now,
@@ -555,7 +718,7 @@ pub fn cancel_order(
             .with("status", step.status),
         );
     }
-
+    cancellation.refund_method = plan.refund_method;
     let refunds: Vec<Refund> = plan
         .immediate_refunds
         .iter()
@@ -563,7 +726,10 @@ pub fn cancel_order(
             id: ids.new_id("ref"),
             amount: *amount,
             method: *method,
-            note: Some("refund on cancellation".to_owned()),
+            note: Some(match method {
+                RefundMethod::Channel => format!("refunded by {}", order.channel_kind),
+                _ => "refund on cancellation".to_owned(),
+            }),
             cancellation_id: Some(cancellation_id.clone()),
             actor: actor.label(),
             created_at: now,
@@ -586,9 +752,8 @@ pub fn cancel_order(
             .with("method", refund.method),
         );
     }
-    apply_refunds(&mut order, &refunds, now);
+    apply_refunds(order, &refunds, now);
     order.financial_status = plan.financial_status;
-
     order.status = OrderStatus::Cancelled;
     order.fulfillment_status = FulfillmentStatus::Cancelled;
     order.canceled_at = Some(now);
@@ -604,7 +769,13 @@ pub fn cancel_order(
         "Order cancelled; it will not ship.",
     ));
 
-    let completed = plan.cancellation_status == CancellationStatus::Completed;
+    let refundable = order.refundable();
+    let cancellation = order.cancellation.as_mut().expect("a cancellation is being applied");
+    cancellation.status = plan.cancellation_status;
+    cancellation.updated_at = now;
+    if plan.cancellation_status == CancellationStatus::Completed {
+        cancellation.completed_at = Some(now);
+    }
     history.push(
         HistoryEntry::new(
             now,
@@ -617,46 +788,169 @@ pub fn cancel_order(
                 }
                 _ => format!(
                     "Cancellation awaiting refund: {} is still owed.",
-                    order.refundable().format(currency)
+                    refundable.format(currency)
                 ),
             },
         )
         .with("cancellation_id", &cancellation_id),
     );
+    let workflow = match plan.cancellation_status {
+        CancellationStatus::Processing => WorkflowSchedule::DueAt(now),
+        _ => WorkflowSchedule::Finished,
+    };
+    (refunds, workflow)
+}
 
+/// The channel confirmed the cancel (C3): the order is cancelled here too and the later steps run.
+/// When they cannot be planned (a refund method that no longer fits), the refund step fails and an
+/// operator is asked; the order is cancelled all the same, since the channel has cancelled it.
+pub(crate) fn continue_after_channel(
+    order: &mut Order,
+    channel_message: String,
+    actor: &Actor,
+    ids: &mut dyn IdSource,
+    now: Timestamp,
+    history: &mut Vec<HistoryEntry>,
+) -> (Vec<Refund>, WorkflowSchedule) {
+    let cancellation = order.cancellation.as_ref().expect("a cancellation is being continued");
+    let options = CancelOptions::of(cancellation);
+    let channel_step = PlannedStep {
+        kind: StepKind::ChannelCancel,
+        status: StepStatus::Succeeded,
+        action: channel_message,
+        fee: None,
+    };
+    match plan_steps(order, &options, channel_step) {
+        Ok(plan) => apply_cancellation(order, &plan, &options, actor, ids, now, history),
+        Err(error) => {
+            let mut fallback = plan_steps(
+                order,
+                &CancelOptions {
+                    refund: false,
+                    ..options.clone()
+                },
+                PlannedStep {
+                    kind: StepKind::ChannelCancel,
+                    status: StepStatus::Succeeded,
+                    action: String::new(),
+                    fee: None,
+                },
+            )
+            .expect("without a refund the later steps always plan");
+            if let Some(refund) = fallback.steps.iter_mut().find(|step| step.kind == StepKind::Refund) {
+                refund.status = StepStatus::Failed;
+                refund.action = format!("failed: {error}");
+            }
+            fallback.cancellation_status = CancellationStatus::AwaitingRefund;
+            let outcome = apply_cancellation(order, &fallback, &options, actor, ids, now, history);
+            if let Some(cancellation) = order.cancellation.as_mut() {
+                cancellation.needs_attention = true;
+            }
+            outcome
+        }
+    }
+}
+
+/// The channel reports an order cancelled on its side (H3): the same workflow runs from the warehouse
+/// step on, once — a second report of the same cancel changes nothing.
+pub fn cancelled_at_channel(
+    order: &Order,
+    reason: Option<String>,
+    source: &str,
+    ids: &mut dyn IdSource,
+    now: Timestamp,
+) -> Result<OrderChange, CancelError> {
+    let cancellation_in_effect = order.cancellation.as_ref().is_some_and(|c| c.status.is_in_effect());
+    if order.status == OrderStatus::Cancelled || cancellation_in_effect {
+        return Err(CancelError::AlreadyCancelled {
+            number: order.number.clone(),
+        });
+    }
+    let actor = Actor::System;
+    let mut order = order.clone();
+    let cancellation_id = ids.new_id("can");
+    let kind = order.channel_kind;
+    let mut history = vec![HistoryEntry::new(
+        now,
+        "cancellation.created",
+        &actor,
+        format!(
+            "{kind} reports the order cancelled on its side ({source}){}",
+            reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+        ),
+    )
+    .with("cancellation_id", &cancellation_id)
+    .with("requested_by", RequestedBy::Channel)];
+    let steps = StepKind::ALL
+        .iter()
+        .map(|kind| Step {
+            kind: *kind,
+            status: StepStatus::Pending,
+            message: String::new(),
+            attempts: 0,
+            generation: 0,
+            last_error: None,
+            updated_at: now,
+        })
+        .collect();
+    let shipped = order.fulfillment_status.has_shipped();
     order.cancellation = Some(Cancellation {
         id: cancellation_id,
-        status: plan.cancellation_status,
-        requested_by: options.requested_by,
-        reason: options.reason.clone(),
-        reason_code: options.reason_code.clone(),
-        reason_detail: options.reason_detail.clone(),
-        staff_note: options.staff_note.clone(),
-        refund: options.refund,
-        refund_method: plan.refund_method,
-        restock: options.restock,
-        notify_customer: options.notify_customer,
+        status: CancellationStatus::Processing,
+        requested_by: RequestedBy::Channel,
+        reason: reason.clone(),
+        reason_code: None,
+        reason_detail: None,
+        staff_note: None,
+        refund: true,
+        refund_method: None,
+        restock: true,
+        notify_customer: false,
         needs_attention: false,
         steps,
-        fulfillment_status_before: statuses_before.0,
-        financial_status_before: statuses_before.1,
+        fulfillment_status_before: order.fulfillment_status,
+        financial_status_before: order.financial_status,
         reauthorization_generation: 0,
         created_at: now,
         updated_at: now,
-        completed_at: completed.then_some(now),
+        completed_at: None,
     });
-    let workflow = if plan.cancellation_status == CancellationStatus::Processing {
-        WorkflowSchedule::DueAt(now)
-    } else {
-        WorkflowSchedule::Unchanged
-    };
-    let change = OrderChange {
+    if let Some(step) = order.cancellation.as_mut().and_then(|c| c.steps.first_mut()) {
+        step.status = StepStatus::Succeeded;
+        step.message = format!("cancelled at {kind} ({source})");
+    }
+    history.push(
+        HistoryEntry::new(
+            now,
+            "step.channel_cancel",
+            &actor,
+            format!("channel_cancel: cancelled at {kind} ({source})"),
+        )
+        .with("status", StepStatus::Succeeded),
+    );
+    let (refunds, workflow) = continue_after_channel(
+        &mut order,
+        format!("cancelled at {kind} ({source})"),
+        &actor,
+        ids,
+        now,
+        &mut history,
+    );
+    if shipped {
+        order.add_warning(Warning::ShippedAfterCancel);
+        history.push(HistoryEntry::new(
+            now,
+            "warning.shipped_after_cancel",
+            &actor,
+            format!("{kind} cancelled an order that had already shipped: handle the goods as a return."),
+        ));
+    }
+    Ok(OrderChange {
         order,
         history,
         new_refunds: refunds,
         workflow,
-    };
-    Ok((plan, change))
+    })
 }
 
 impl Cancellation {

@@ -11,6 +11,7 @@ pub mod history;
 pub mod ids;
 pub mod money;
 pub mod order;
+pub mod reasons;
 pub mod refund;
 pub mod time;
 pub mod undo;
@@ -18,8 +19,8 @@ pub mod workflow;
 
 pub use access::Scope;
 pub use cancel::{
-    plan_cancellation, CancelError, CancelOptions, CancelPlan, Cancellation, CancellationStatus, PlannedStep,
-    RequestedBy, Step, StepKind, StepStatus,
+    cancelled_at_channel, plan_cancellation, CancelError, CancelOptions, CancelPlan, Cancellation, CancellationStatus,
+    PlannedStep, RequestedBy, Step, StepKind, StepStatus,
 };
 pub use channel::{ChannelKind, PaymentProviderKind};
 pub use history::{Actor, HistoryEntry};
@@ -29,12 +30,13 @@ pub use order::{
     Address, Customer, FinancialStatus, FulfillmentStatus, LineItem, NewLineItem, NewOrder, Order, OrderChange,
     OrderStatus, Payment, PaymentMethod, Warning, WorkflowSchedule,
 };
+pub use reasons::{cancel_reasons, check_reason, reason_code_required, CancelReason, ReasonGroup};
 pub use refund::{record_refund, Refund, RefundError, RefundMethod, RefundRequest};
 pub use time::Timestamp;
 pub use undo::{plan_undo, record_reauthorization_declined, undo_cancellation, Reauthorization, UndoError};
 pub use workflow::{
-    pending_work, record_step_outcome, retry_cancellation, PaymentAction, PaymentCall, PendingWork, RetryError,
-    RetryPolicy, StaleStep, StepOutcome,
+    pending_work, record_step_outcome, retry_cancellation, ChannelCall, ChannelLine, PaymentAction, PaymentCall,
+    PendingWork, RetryError, RetryPolicy, StaleStep, StepOutcome,
 };
 
 /// Declares a closed set of string-named values: the enum, its wire name, its parser and the list

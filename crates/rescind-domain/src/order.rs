@@ -114,6 +114,8 @@ pub struct LineItem {
     pub quantity: u32,
     /// How many of `quantity` have been cancelled (all of them after a full cancel).
     pub cancelled_quantity: u32,
+    /// The channel's own id of the line (Amazon's AmazonOrderItemCode), for item-level cancels.
+    pub channel_line_item_id: Option<String>,
     /// Unit price.
     pub price: Money,
 }
@@ -197,6 +199,7 @@ impl Order {
 /// A line of an order being imported.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewLineItem {
+    pub channel_line_item_id: Option<String>,
     pub sku: String,
     pub title: String,
     pub quantity: u32,
@@ -309,6 +312,7 @@ impl NewOrder {
                 title: line.title,
                 quantity: line.quantity,
                 cancelled_quantity: 0,
+                channel_line_item_id: line.channel_line_item_id,
                 price: line.price,
             })
             .collect();

@@ -1,11 +1,12 @@
 //! The durable part of a cancellation (W2, W7): which external call a pending step needs, what its
 //! outcome does to the order, how long to wait before trying again, and an operator's retry.
 
-use crate::cancel::{CancellationStatus, StepKind, StepStatus};
+use crate::cancel::{continue_after_channel, CancellationStatus, StepKind, StepStatus};
+use crate::channel::ChannelKind;
 use crate::history::{Actor, HistoryEntry};
 use crate::ids::IdSource;
 use crate::money::{Currency, Money};
-use crate::order::{FinancialStatus, Order, OrderChange, WorkflowSchedule};
+use crate::order::{FinancialStatus, Order, OrderChange, PaymentMethod, WorkflowSchedule};
 use crate::refund::{apply_refunds, Refund, RefundMethod};
 use crate::time::Timestamp;
 
@@ -72,12 +73,53 @@ pub struct PaymentCall {
     pub earlier_attempts: bool,
 }
 
+/// A line of a channel cancel, for channels that cancel by item (Amazon).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelLine {
+    /// The channel's own id of the line (Amazon's AmazonOrderItemCode).
+    pub channel_line_item_id: Option<String>,
+    pub sku: String,
+    pub quantity: u32,
+}
+
+/// A cancel the worker must send to the order's sales channel (C3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelCall {
+    pub channel_id: String,
+    pub kind: ChannelKind,
+    pub channel_order_id: String,
+    pub reason_code: Option<String>,
+    pub reason: Option<String>,
+    pub reason_detail: Option<String>,
+    pub staff_note: Option<String>,
+    pub notify_customer: bool,
+    /// The channel collected the money and is to refund it (W6).
+    pub refund_at_channel: bool,
+    /// The channel is to put its own stock back: asked for, and rescind did not deduct the stock
+    /// itself (then rescind restocks and pushes levels instead, I2–I5).
+    pub restock_at_channel: bool,
+    pub lines: Vec<ChannelLine>,
+    pub idempotency_key: String,
+    pub earlier_attempts: bool,
+}
+
 /// The work a pending cancellation needs from the worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PendingWork {
+    Channel(ChannelCall),
     Payment(PaymentCall),
     /// The refund step is pending but nothing is owed any more (refunded by hand meanwhile).
     NothingOwed,
+}
+
+impl PendingWork {
+    /// The step the work is for.
+    pub fn step_kind(&self) -> StepKind {
+        match self {
+            PendingWork::Channel(_) => StepKind::ChannelCancel,
+            PendingWork::Payment(_) | PendingWork::NothingOwed => StepKind::Refund,
+        }
+    }
 }
 
 /// The next external call of the order's cancellation, or `None` when no step is pending.
@@ -91,6 +133,33 @@ pub fn pending_work(order: &Order) -> Option<PendingWork> {
         .iter()
         .find(|step| step.status == StepStatus::Pending)?;
     match step.kind {
+        StepKind::ChannelCancel => Some(PendingWork::Channel(ChannelCall {
+            channel_id: order.channel_id.clone(),
+            kind: order.channel_kind,
+            channel_order_id: order.channel_order_id.clone()?,
+            reason_code: cancellation.reason_code.clone(),
+            reason: cancellation.reason.clone(),
+            reason_detail: cancellation.reason_detail.clone(),
+            staff_note: cancellation.staff_note.clone(),
+            notify_customer: cancellation.notify_customer,
+            refund_at_channel: cancellation.refund
+                && order
+                    .payment
+                    .as_ref()
+                    .is_some_and(|payment| payment.method == PaymentMethod::Channel),
+            restock_at_channel: cancellation.restock && !order.inventory_deducted,
+            lines: order
+                .line_items
+                .iter()
+                .map(|line| ChannelLine {
+                    channel_line_item_id: line.channel_line_item_id.clone(),
+                    sku: line.sku.clone(),
+                    quantity: line.quantity,
+                })
+                .collect(),
+            idempotency_key: step.idempotency_key(&cancellation.id),
+            earlier_attempts: step.attempts > 0,
+        })),
         StepKind::Refund => {
             let payment = order.payment.as_ref()?;
             let action = if order.financial_status == FinancialStatus::Authorized {
@@ -111,13 +180,15 @@ pub fn pending_work(order: &Order) -> Option<PendingWork> {
                 earlier_attempts: step.attempts > 0,
             }))
         }
-        StepKind::ChannelCancel | StepKind::WarehouseCancel | StepKind::Restock | StepKind::Notify => None,
+        StepKind::WarehouseCancel | StepKind::Restock | StepKind::Notify => None,
     }
 }
 
 /// What came of a step's external call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StepOutcome {
+    /// The channel cancelled the order (or had already): `message` says what it answered.
+    ChannelCancelled { message: String },
     /// The provider refunded `amount`; `reference` is its refund id.
     Refunded { amount: Money, reference: String },
     /// The authorization was cancelled.
@@ -140,7 +211,7 @@ pub enum StepOutcome {
 #[error("the step is no longer pending")]
 pub struct StaleStep;
 
-/// Records the outcome of the pending step `kind` and moves the cancellation along (W3, W4, W7).
+/// Records the outcome of the pending step `kind` and moves the cancellation along (C3, W3, W4, W7).
 pub fn record_step_outcome(
     order: &Order,
     kind: StepKind,
@@ -150,6 +221,7 @@ pub fn record_step_outcome(
 ) -> Result<OrderChange, StaleStep> {
     let mut order = order.clone();
     let currency = order.currency;
+    let channel = order.channel_kind;
     let actor = Actor::System;
     let cancellation = order.cancellation.as_mut().ok_or(StaleStep)?;
     if cancellation.status != CancellationStatus::Processing {
@@ -164,12 +236,25 @@ pub fn record_step_outcome(
     step.attempts += 1;
     step.updated_at = now;
     cancellation.updated_at = now;
+    let partner = match kind {
+        StepKind::ChannelCancel => channel.to_string(),
+        _ => "the payment provider".to_owned(),
+    };
 
     let mut history = Vec::new();
     let mut refunds = Vec::new();
     let mut financial_status = None;
+    let mut channel_confirmed = None;
+    let mut channel_refused = false;
     let workflow;
     match outcome {
+        StepOutcome::ChannelCancelled { message } => {
+            step.status = StepStatus::Succeeded;
+            step.message = format!("cancelled at {channel}: {message}");
+            step.last_error = None;
+            channel_confirmed = Some(step.message.clone());
+            workflow = WorkflowSchedule::Finished;
+        }
         StepOutcome::Refunded { amount, reference } => {
             step.status = StepStatus::Succeeded;
             step.message = format!(
@@ -202,10 +287,11 @@ pub fn record_step_outcome(
         }
         StepOutcome::Refused { message } => {
             step.status = StepStatus::Failed;
-            step.message = format!("failed: the payment provider refused: {message}");
+            step.message = format!("failed: {partner} refused: {message}");
             step.last_error = Some(message);
             // Refused means nothing happened: a retry may safely use a new idempotency key.
             step.generation += 1;
+            channel_refused = kind == StepKind::ChannelCancel;
             workflow = WorkflowSchedule::Finished;
         }
         StepOutcome::Failed {
@@ -238,9 +324,32 @@ pub fn record_step_outcome(
         .with("attempts", step.attempts),
     );
 
-    if step_status == StepStatus::Failed {
+    if channel_refused {
+        // C3: the channel said no, so nothing else happens and the order stays as it was.
+        cancellation.status = CancellationStatus::Failed;
+        for later in cancellation
+            .steps
+            .iter_mut()
+            .filter(|step| step.status == StepStatus::Pending)
+        {
+            later.status = StepStatus::Skipped;
+            later.message = "not run: the channel cancel did not succeed".to_owned();
+            later.updated_at = now;
+        }
+        history.push(
+            HistoryEntry::new(
+                now,
+                "cancellation.failed",
+                &actor,
+                format!("Cancellation failed: {channel} refused it; the order is unchanged."),
+            )
+            .with("cancellation_id", &cancellation_id),
+        );
+    } else if step_status == StepStatus::Failed {
         cancellation.needs_attention = true;
-        cancellation.status = CancellationStatus::AwaitingRefund;
+        if kind == StepKind::Refund {
+            cancellation.status = CancellationStatus::AwaitingRefund;
+        }
         history.push(
             HistoryEntry::new(
                 now,
@@ -270,6 +379,17 @@ pub fn record_step_outcome(
     apply_refunds(&mut order, &refunds, now);
     if let Some(status) = financial_status {
         order.financial_status = status;
+    }
+    if let Some(message) = channel_confirmed {
+        let (more_refunds, next) = continue_after_channel(&mut order, message, &actor, ids, now, &mut history);
+        refunds.extend(more_refunds);
+        order.updated_at = now;
+        return Ok(OrderChange {
+            order,
+            history,
+            new_refunds: refunds,
+            workflow: next,
+        });
     }
     settle_cancellation(&mut order, &mut history, now);
     order.updated_at = now;

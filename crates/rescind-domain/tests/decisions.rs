@@ -48,6 +48,7 @@ fn order(fulfillment_status: FulfillmentStatus, payment: Option<Payment>, financ
             phone: None,
         },
         line_items: vec![NewLineItem {
+            channel_line_item_id: None,
             sku: "TEA".to_owned(),
             title: "Sencha".to_owned(),
             quantity: 2,
@@ -130,13 +131,79 @@ fn the_packed_refusal_tells_the_operator_the_goods_will_ship() {
 }
 
 #[test]
-fn a_marketplace_order_is_not_cancelled_without_its_channel() {
+fn a_marketplace_order_is_cancelled_at_the_channel_first() {
     let mut order = paid(PaymentMethod::Channel);
     order.channel_kind = ChannelKind::Rakuten;
-    assert!(matches!(
-        plan_cancellation(&order, &options(None)),
-        Err(CancelError::ChannelCancelRequired { .. })
-    ));
+    order.channel_order_id = Some("354396-20260525-0036329794".to_owned());
+    assert!(
+        matches!(
+            plan_cancellation(&order, &options(None)),
+            Err(CancelError::InvalidReason { .. })
+        ),
+        "H2: a reason code is needed"
+    );
+    let with_reason = CancelOptions {
+        reason_code: Some("8".to_owned()),
+        ..options(None)
+    };
+    let (_, change) = cancel_order(&order, &with_reason, &merchant(), &mut SequentialIds::default(), now()).unwrap();
+    assert_eq!(
+        change.order.status,
+        OrderStatus::Open,
+        "C3: open until the channel confirms"
+    );
+    assert_eq!(
+        change.order.cancellation.as_ref().unwrap().status,
+        CancellationStatus::Processing
+    );
+    assert!(change.new_refunds.is_empty());
+    let Some(PendingWork::Channel(call)) = pending_work(&change.order) else {
+        panic!("the channel is called first")
+    };
+    assert_eq!(call.reason_code.as_deref(), Some("8"));
+    assert!(call.refund_at_channel, "the channel collected the money and refunds it");
+
+    let confirmed = record_step_outcome(
+        &change.order,
+        StepKind::ChannelCancel,
+        StepOutcome::ChannelCancelled {
+            message: "INFO_101".to_owned(),
+        },
+        &mut SequentialIds::default(),
+        now(),
+    )
+    .unwrap();
+    assert_eq!(confirmed.order.status, OrderStatus::Cancelled);
+    assert_eq!(
+        confirmed.order.cancellation.as_ref().unwrap().status,
+        CancellationStatus::Completed
+    );
+    assert_eq!(
+        confirmed.new_refunds[0].method,
+        RefundMethod::Channel,
+        "W6: recorded as refunded by the channel"
+    );
+
+    let refused = record_step_outcome(
+        &change.order,
+        StepKind::ChannelCancel,
+        StepOutcome::Refused {
+            message: "ERROR_017".to_owned(),
+        },
+        &mut SequentialIds::default(),
+        now(),
+    )
+    .unwrap();
+    assert_eq!(
+        refused.order.status,
+        OrderStatus::Open,
+        "a refusal leaves the order as it was"
+    );
+    assert_eq!(
+        refused.order.cancellation.as_ref().unwrap().status,
+        CancellationStatus::Failed
+    );
+    assert!(refused.new_refunds.is_empty());
 }
 
 #[test]

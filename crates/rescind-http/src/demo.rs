@@ -135,6 +135,7 @@ pub async fn seed(store: &Store) -> Result<Option<DemoShop>> {
                 phone: Some("03-1234-5678".to_owned()),
             },
             line_items: vec![NewLineItem {
+                channel_line_item_id: None,
                 sku: format!("TEA-{:03}", index + 1),
                 title: format!("Sencha {}g", 100 * (index + 1)),
                 quantity,

@@ -117,6 +117,7 @@ impl From<CancelError> for ApiError {
     fn from(error: CancelError) -> Self {
         let code = cancel_error_code(&error);
         match error {
+            CancelError::InvalidReason { problems, .. } => ApiError::invalid(problems),
             CancelError::RefundMethodNotApplicable { .. } => ApiError::invalid(vec![format!("refund_method: {error}")]),
             _ => ApiError::new(StatusCode::CONFLICT, code, sentence(error.to_string())),
         }
@@ -129,7 +130,7 @@ pub fn cancel_error_code(error: &CancelError) -> &'static str {
         CancelError::AlreadyCancelled { .. } => "already_cancelled",
         CancelError::ReturnRequired { .. } => "return_required",
         CancelError::NotCancellable { .. } => "order_not_cancellable",
-        CancelError::ChannelCancelRequired { .. } => "channel_cancel_required",
+        CancelError::InvalidReason { .. } => "invalid_request",
         CancelError::PaymentProviderRequired { .. } => "payment_provider_required",
         CancelError::RefundMethodNotApplicable { .. } => "invalid_request",
     }

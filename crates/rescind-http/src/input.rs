@@ -205,7 +205,19 @@ pub fn new_order(
                 if line.price.is_none() {
                     problems.push(&field("price"), "is required");
                 }
+                let channel_line_item_id = problems.text(
+                    &field("channel_line_item_id"),
+                    &line.channel_line_item_id,
+                    CODE_LENGTH_MAX,
+                );
+                if channel_kind == Some(ChannelKind::Amazon) && channel_line_item_id.is_none() {
+                    problems.push(
+                        &field("channel_line_item_id"),
+                        "is required for Amazon orders: the AmazonOrderItemCode its cancel names",
+                    );
+                }
                 line_items.push(NewLineItem {
+                    channel_line_item_id,
                     sku,
                     title,
                     quantity,
@@ -353,6 +365,7 @@ pub fn cancel_options(body: CancelOptionsBody<'_>, requested_by: RequestedBy) ->
         ),
         restock: body.restock.unwrap_or(true),
         notify_customer: body.notify_customer.unwrap_or(true),
+        channel_cancel_sync: true,
     };
     problems.into_result(options)
 }

@@ -30,6 +30,8 @@ pub struct ServiceSettings {
     /// How long a cancel request waits for its steps before answering 202 `processing`.
     pub cancel_wait: Duration,
     pub worker: WorkerConfig,
+    /// How often marketplaces are asked which orders they cancelled (H3); `None` never.
+    pub channel_poll_interval: Option<Duration>,
 }
 
 impl Default for ServiceSettings {
@@ -37,6 +39,7 @@ impl Default for ServiceSettings {
         ServiceSettings {
             cancel_wait: Duration::from_secs(5),
             worker: WorkerConfig::default(),
+            channel_poll_interval: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -83,6 +86,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/channels/{channel_id}", get(routes::channels::get_channel))
         .route(
+            "/channels/{channel_id}/cancel_reasons",
+            get(routes::channels::cancel_reasons),
+        )
+        .route("/channels/{channel_id}/poll", post(routes::channels::poll))
+        .route(
             "/orders",
             post(routes::orders::import_order).get(routes::orders::list_orders),
         )
@@ -108,6 +116,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/api/v1/openapi.json", get(routes::ops::openapi_document))
+        .route(
+            "/api/v1/channels/{channel_id}/webhooks",
+            post(routes::webhooks::receive),
+        )
         .route("/healthz", get(routes::ops::healthz))
         .route("/metrics", get(routes::ops::metrics))
         .fallback(routes::ops::not_found)
@@ -148,11 +160,23 @@ pub async fn serve(
         state.settings.worker,
         worker_stopping,
     ));
+    let poller = state.settings.channel_poll_interval.map(|interval| {
+        tokio::spawn(rescind_workflow::run_poller(
+            store.clone(),
+            state.workflow.clone(),
+            interval,
+            state.http.clone(),
+            stop_worker.subscribe(),
+        ))
+    });
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = stop_worker.send(true);
     let _ = worker.await;
+    if let Some(poller) = poller {
+        let _ = poller.await;
+    }
     purger.abort();
     store.close().await;
     served

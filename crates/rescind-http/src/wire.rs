@@ -190,6 +190,53 @@ pub fn payment_provider_body(provider: &rescind_store::PaymentProvider) -> Payme
     }
 }
 
+/// One of a channel's cancel reasons (H2).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelReasonBody {
+    /// The channel's own code: Rakuten `4`, Yahoo! `230`, Amazon `NoInventory`, Shopify `CUSTOMER`.
+    pub code: String,
+    /// In the language of `Accept-Language` (Japanese for `ja`, English otherwise).
+    pub label: String,
+    pub label_ja: String,
+    pub label_en: String,
+    #[schema(example = "customer")]
+    pub group: String,
+    pub detail_required: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelReasonList {
+    pub items: Vec<CancelReasonBody>,
+    /// A cancel of this channel's orders must name one of these codes.
+    pub reason_code_required: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PollBody {
+    /// Open orders the channel was asked about.
+    pub checked: usize,
+    /// Orders found cancelled at the channel, now cancelled here.
+    pub cancelled_order_ids: Vec<String>,
+}
+
+/// A channel's report of an order cancelled on its side. Shopify's `orders/cancelled` payload is
+/// accepted as it is (its `id` is the channel order id).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChannelWebhook {
+    pub channel_order_id: Option<String>,
+    #[schema(example = "order_cancelled")]
+    pub event: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookReceipt {
+    /// `cancelled` (the cancellation now runs here), `already_cancelled` (a repeat: nothing changed),
+    /// or `ignored` (no such order here).
+    pub status: String,
+    pub order_id: Option<String>,
+}
+
 // ---- orders ----
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -217,6 +264,8 @@ pub struct AddressBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineItemInput {
+    /// The channel's own id of the line; required for Amazon (its AmazonOrderItemCode).
+    pub channel_line_item_id: Option<String>,
     pub sku: Option<String>,
     pub title: Option<String>,
     pub quantity: Option<i64>,
@@ -268,6 +317,7 @@ pub struct ImportOrderRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LineItemBody {
     pub id: String,
+    pub channel_line_item_id: Option<String>,
     pub sku: String,
     pub title: String,
     pub quantity: u32,
@@ -677,6 +727,7 @@ pub fn order_body(order: &Order) -> OrderBody {
             .iter()
             .map(|line| LineItemBody {
                 id: line.id.clone(),
+                channel_line_item_id: line.channel_line_item_id.clone(),
                 sku: line.sku.clone(),
                 title: line.title.clone(),
                 quantity: line.quantity,

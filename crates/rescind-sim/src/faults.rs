@@ -25,6 +25,8 @@ pub struct FaultConfig {
     pub latency_ms: u64,
     /// Seeds this endpoint's draws so a run can be repeated.
     pub seed: Option<u64>,
+    /// The first this many requests answer with `error_status` and do nothing, whatever the rates.
+    pub fail_first: u32,
 }
 
 /// What to do with one request.
@@ -41,6 +43,8 @@ pub enum Decision {
 struct EndpointFaults {
     config: FaultConfig,
     random: StdRng,
+    /// Requests seen since the faults were set.
+    seen: u32,
 }
 
 /// The fault settings of every endpoint.
@@ -55,8 +59,14 @@ impl Faults {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_entropy(),
         };
-        self.endpoints
-            .insert(endpoint.to_owned(), EndpointFaults { config, random });
+        self.endpoints.insert(
+            endpoint.to_owned(),
+            EndpointFaults {
+                config,
+                random,
+                seen: 0,
+            },
+        );
     }
 
     pub fn clear(&mut self) {
@@ -75,8 +85,12 @@ impl Faults {
         let Some(faults) = self.endpoints.get_mut(endpoint) else {
             return (Decision::Proceed, Duration::ZERO);
         };
+        faults.seen += 1;
         let config = &faults.config;
         let latency = Duration::from_millis(config.latency_ms);
+        if faults.seen <= config.fail_first {
+            return (Decision::Error(config.error_status.unwrap_or(503)), latency);
+        }
         let draw: f64 = faults.random.gen();
         let decision = if draw < config.error_rate {
             Decision::Error(config.error_status.unwrap_or(503))

@@ -1,10 +1,12 @@
 //! `rescind-sim`: simulators of the external systems rescind talks to, speaking their wire formats,
 //! with fault injection and ledgers that tests read to count effects (refunds, cancels).
 //!
-//! So far: the payment provider (Stripe's API shape) under `/v1/…`. The control API is under `/_sim/`:
+//! The payment provider (Stripe's API shape) under `/v1/…`, and the sales channels Shopify, Rakuten,
+//! Yahoo!ショッピング, Amazon and Shoplazza under their own paths (see [`channels`]). The control API is under `/_sim/`:
 //! `PUT /_sim/faults/{endpoint}`, `DELETE /_sim/faults`, `GET /_sim/ledger`, `POST /_sim/reset`, and
 //! `POST /_sim/payment_intents` to create payments for a test.
 
+pub mod channels;
 pub mod faults;
 pub mod stripe;
 
@@ -13,6 +15,7 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use faults::{FaultConfig, Faults};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -23,7 +26,16 @@ pub const DEFAULT_SECRET_KEY: &str = "sk_test_rescind";
 #[derive(Debug, Default)]
 pub struct World {
     pub stripe: stripe::Account,
+    pub channels: BTreeMap<&'static str, channels::Marketplace>,
+    pub feeds: channels::Feeds,
     pub faults: Faults,
+}
+
+impl World {
+    /// The simulated marketplace `name` (one of [`channels::CHANNELS`]).
+    pub fn channel(&mut self, name: &'static str) -> &mut channels::Marketplace {
+        self.channels.entry(name).or_default()
+    }
 }
 
 /// Shared simulator state.
@@ -50,6 +62,7 @@ impl Sim {
 pub fn router(sim: Sim) -> Router {
     Router::new()
         .merge(stripe::router())
+        .merge(channels::router())
         .route("/_sim/faults", delete(clear_faults).get(list_faults))
         .route("/_sim/faults/{endpoint}", put(set_faults))
         .route("/_sim/ledger", get(ledger))
@@ -97,7 +110,16 @@ async fn list_faults(State(sim): State<Sim>) -> Json<Value> {
 }
 
 async fn ledger(State(sim): State<Sim>) -> Json<Value> {
-    Json(json!({"stripe": sim.world().stripe.ledger()}))
+    let world = sim.world();
+    let mut ledger = json!({"stripe": world.stripe.ledger()});
+    for name in channels::CHANNELS {
+        ledger[name] = world
+            .channels
+            .get(name)
+            .map(channels::Marketplace::ledger)
+            .unwrap_or_else(|| channels::Marketplace::default().ledger());
+    }
+    Json(ledger)
 }
 
 async fn reset(State(sim): State<Sim>) -> Json<Value> {

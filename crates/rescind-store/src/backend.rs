@@ -944,6 +944,45 @@ impl Backend {
             .await?)
     }
 
+    pub(crate) async fn channel_by_id(&self, channel_id: &str) -> Result<Option<Channel>> {
+        let row = sqlx::query(
+            "SELECT id, shop_id, kind, name, base_url, credentials, cancel_sync, created_at FROM channels WHERE id = $1",
+        )
+        .bind(channel_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(channel_from_row).transpose()
+    }
+
+    pub(crate) async fn order_id_by_channel_order_id(&self, channel_id: &str, channel_order_id: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT id FROM orders WHERE channel_id = $1 AND channel_order_id = $2")
+            .bind(channel_id)
+            .bind(channel_order_id)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
+    /// Channel order ids of the channel's orders that are open and not being cancelled, oldest first.
+    pub(crate) async fn open_channel_order_ids(&self, channel_id: &str, limit: u32) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT channel_order_id FROM orders WHERE channel_id = $1 AND status = 'open' \
+             AND channel_order_id IS NOT NULL AND (cancellation_status IS NULL OR cancellation_status NOT IN \
+             ('processing', 'awaiting_refund', 'completed')) ORDER BY id LIMIT $2",
+        )
+        .bind(channel_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// Every channel of every shop, for the poller.
+    pub(crate) async fn all_channels(&self) -> Result<Vec<Channel>> {
+        let rows = sqlx::query("SELECT id, shop_id, kind, name, base_url, credentials, cancel_sync, created_at FROM channels ORDER BY id")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(channel_from_row).collect()
+    }
+
     /// Takes the lease of up to `limit` due jobs whose lease is free or expired.
     pub(crate) async fn claim_jobs(&self, owner: &str, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Job>> {
         let rows = sqlx::query(&format!(

@@ -81,7 +81,7 @@ pub(crate) fn line_items_to_json(lines: &[LineItem]) -> String {
             .map(|line| {
                 json!({
                     "id": line.id, "sku": line.sku, "title": line.title, "quantity": line.quantity,
-                    "cancelled_quantity": line.cancelled_quantity, "price": line.price.to_string(),
+                    "cancelled_quantity": line.cancelled_quantity, "channel_line_item_id": line.channel_line_item_id, "price": line.price.to_string(),
                 })
             })
             .collect(),
@@ -103,6 +103,7 @@ pub(crate) fn line_items_from_json(json: &str) -> Result<Vec<LineItem>> {
                 title: text(line, "title")?,
                 quantity: u32::try_from(number(line, "quantity")?)?,
                 cancelled_quantity: u32::try_from(number(line, "cancelled_quantity")?)?,
+                channel_line_item_id: optional_text(line, "channel_line_item_id"),
                 price: money(line, "price")?,
             })
         })

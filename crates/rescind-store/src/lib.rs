@@ -410,6 +410,28 @@ impl Store {
         dispatch!(self, backend => backend.order_id_of_cancellation(shop_id, cancellation_id).await)
     }
 
+    /// A channel by id alone, for requests the channel itself makes (webhooks).
+    pub async fn channel_by_id(&self, channel_id: &str) -> Result<Option<Channel>> {
+        dispatch!(self, backend => backend.channel_by_id(channel_id).await)
+    }
+
+    pub async fn order_id_by_channel_order_id(
+        &self,
+        channel_id: &str,
+        channel_order_id: &str,
+    ) -> Result<Option<String>> {
+        dispatch!(self, backend => backend.order_id_by_channel_order_id(channel_id, channel_order_id).await)
+    }
+
+    /// Channel order ids of the channel's open orders that no cancellation is under way for.
+    pub async fn open_channel_order_ids(&self, channel_id: &str, limit: u32) -> Result<Vec<String>> {
+        dispatch!(self, backend => backend.open_channel_order_ids(channel_id, limit).await)
+    }
+
+    pub async fn all_channels(&self) -> Result<Vec<Channel>> {
+        dispatch!(self, backend => backend.all_channels().await)
+    }
+
     /// Takes the lease of up to `limit` due jobs for `owner` until `lease_until`.
     pub async fn claim_jobs(&self, owner: &str, lease_until: Timestamp, limit: u32) -> Result<Vec<Job>> {
         dispatch!(self, backend => backend.claim_jobs(owner, now(), lease_until, limit).await)

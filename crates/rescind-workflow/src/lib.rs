@@ -5,11 +5,12 @@
 //! step; a worker that dies leaves its steps to the others once the lease expires.
 
 use anyhow::Result;
+use rescind_connectors::channels::ChannelConnector;
 use rescind_connectors::payments::PaymentConnector;
 use rescind_connectors::CallError;
 use rescind_domain::{
-    pending_work, record_step_outcome, CancellationStatus, Order, PaymentAction, PaymentCall, PendingWork, RetryPolicy,
-    StaleStep, StepKind, StepOutcome, Timestamp,
+    pending_work, record_step_outcome, CancellationStatus, ChannelCall, Order, PaymentAction, PaymentCall, PendingWork,
+    RetryPolicy, StaleStep, StepOutcome, Timestamp,
 };
 use rescind_store::{new_id, now, ChangeError, Job, RandomIds, Store};
 use std::sync::Arc;
@@ -191,14 +192,34 @@ async fn execute(store: &Store, http: &reqwest::Client, config: &WorkerConfig, o
     let Some(order) = store.order(&job.shop_id, &job.order_id).await? else {
         return store.finish_job(&job.cancellation_id, owner).await;
     };
-    let outcome = match pending_work(&order) {
-        None => return store.finish_job(&job.cancellation_id, owner).await,
-        Some(PendingWork::NothingOwed) => StepOutcome::NothingOwed,
-        Some(PendingWork::Payment(call)) => payment_outcome(store, http, config, &order, &call).await?,
+    let Some(work) = pending_work(&order) else {
+        return store.finish_job(&job.cancellation_id, owner).await;
+    };
+    let kind = work.step_kind();
+    let attempts = order
+        .cancellation
+        .as_ref()
+        .and_then(|cancellation| cancellation.step(kind))
+        .map_or(0, |step| step.attempts);
+    let called = match &work {
+        PendingWork::NothingOwed => Ok(StepOutcome::NothingOwed),
+        PendingWork::Payment(call) => payment_call(store, http, &order, call).await?,
+        PendingWork::Channel(call) => channel_call(store, http, &order, call).await?,
+    };
+    let outcome = match called {
+        Ok(outcome) => outcome,
+        Err(CallError::Refused { message } | CallError::Misconfigured { message }) => StepOutcome::Refused { message },
+        Err(error @ (CallError::Transient { .. } | CallError::Unknown { .. })) => {
+            let retry_at = config.retry.retry_at(attempts + 1, rand::random::<f64>(), now());
+            StepOutcome::Failed {
+                message: error.to_string(),
+                retry_at,
+            }
+        }
     };
     let recorded = store
         .change_order(&job.shop_id, &job.order_id, |current| {
-            record_step_outcome(current, StepKind::Refund, outcome, &mut RandomIds, now())
+            record_step_outcome(current, kind, outcome, &mut RandomIds, now())
         })
         .await;
     match recorded {
@@ -210,60 +231,174 @@ async fn execute(store: &Store, http: &reqwest::Client, config: &WorkerConfig, o
     }
 }
 
-/// Makes the payment provider call of a refund step and classifies what came of it.
-async fn payment_outcome(
+/// Makes the payment provider call of a refund step.
+async fn payment_call(
     store: &Store,
     http: &reqwest::Client,
-    config: &WorkerConfig,
     order: &Order,
     call: &PaymentCall,
-) -> Result<StepOutcome> {
-    let attempts = order
-        .cancellation
-        .as_ref()
-        .and_then(|cancellation| cancellation.step(StepKind::Refund))
-        .map_or(0, |step| step.attempts);
+) -> Result<Result<StepOutcome, CallError>> {
     let Some(provider) = store.payment_provider(&order.shop_id, &call.provider_id).await? else {
-        return Ok(StepOutcome::Refused {
+        return Ok(Err(CallError::Misconfigured {
             message: format!("the payment provider {} no longer exists", call.provider_id),
-        });
+        }));
     };
-    let called = match PaymentConnector::new(
+    let connector = match PaymentConnector::new(
         provider.kind,
         &provider.base_url,
         provider.credentials.as_deref(),
         http.clone(),
     ) {
-        Err(error) => Err(error),
-        Ok(connector) => match call.action {
-            PaymentAction::Refund { amount } => connector
-                .refund(
-                    &call.reference,
-                    amount,
-                    call.currency,
-                    &call.idempotency_key,
-                    call.earlier_attempts,
-                )
-                .await
-                .map(|refund| StepOutcome::Refunded {
-                    amount: refund.amount,
-                    reference: refund.id,
-                }),
-            PaymentAction::Void => connector
-                .void(&call.reference, &call.idempotency_key)
-                .await
-                .map(|()| StepOutcome::Voided),
-        },
+        Ok(connector) => connector,
+        Err(error) => return Ok(Err(error)),
     };
-    Ok(match called {
-        Ok(outcome) => outcome,
-        Err(CallError::Refused { message } | CallError::Misconfigured { message }) => StepOutcome::Refused { message },
-        Err(error @ (CallError::Transient { .. } | CallError::Unknown { .. })) => {
-            let retry_at = config.retry.retry_at(attempts + 1, rand::random::<f64>(), now());
-            StepOutcome::Failed {
-                message: error.to_string(),
-                retry_at,
+    Ok(match call.action {
+        PaymentAction::Refund { amount } => connector
+            .refund(
+                &call.reference,
+                amount,
+                call.currency,
+                &call.idempotency_key,
+                call.earlier_attempts,
+            )
+            .await
+            .map(|refund| StepOutcome::Refunded {
+                amount: refund.amount,
+                reference: refund.id,
+            }),
+        PaymentAction::Void => connector
+            .void(&call.reference, &call.idempotency_key)
+            .await
+            .map(|()| StepOutcome::Voided),
+    })
+}
+
+/// Sends the cancel of a channel step to the order's sales channel (C3).
+async fn channel_call(
+    store: &Store,
+    http: &reqwest::Client,
+    order: &Order,
+    call: &ChannelCall,
+) -> Result<Result<StepOutcome, CallError>> {
+    let Some(channel) = store.channel(&order.shop_id, &call.channel_id).await? else {
+        return Ok(Err(CallError::Misconfigured {
+            message: format!("the channel {} no longer exists", call.channel_id),
+        }));
+    };
+    let connector = match ChannelConnector::new(
+        channel.kind,
+        channel.base_url.as_deref(),
+        channel.credentials.as_deref(),
+        http.clone(),
+    ) {
+        Ok(connector) => connector,
+        Err(error) => return Ok(Err(error)),
+    };
+    Ok(connector
+        .cancel(call)
+        .await
+        .map(|message| StepOutcome::ChannelCancelled { message }))
+}
+
+/// The most open orders of one channel looked at in one poll.
+pub const POLL_ORDERS_MAX: u32 = 500;
+
+/// What a poll of one channel found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PollReport {
+    /// Open orders asked about.
+    pub checked: usize,
+    /// Orders the channel showed as cancelled, whose cancellation now runs here (H3).
+    pub cancelled: Vec<String>,
+}
+
+/// Asks the channel which of its open orders here it shows as cancelled, and runs the workflow from
+/// the warehouse step on for each of them — once: an order whose cancellation is already recorded is
+/// not asked about again, and a second report changes nothing.
+pub async fn poll_channel(
+    store: &Store,
+    workflow: &Workflow,
+    http: &reqwest::Client,
+    channel: &rescind_store::Channel,
+) -> Result<PollReport> {
+    if !channel.kind.requires_channel_cancel() {
+        return Ok(PollReport::default());
+    }
+    let open = store.open_channel_order_ids(&channel.id, POLL_ORDERS_MAX).await?;
+    if open.is_empty() {
+        return Ok(PollReport::default());
+    }
+    let connector = ChannelConnector::new(
+        channel.kind,
+        channel.base_url.as_deref(),
+        channel.credentials.as_deref(),
+        http.clone(),
+    )
+    .map_err(|error| anyhow::anyhow!("cannot poll {}: {error}", channel.id))?;
+    let cancelled_there = connector
+        .cancelled_among(&open)
+        .await
+        .map_err(|error| anyhow::anyhow!("poll of {} failed: {error}", channel.id))?;
+    let mut report = PollReport {
+        checked: open.len(),
+        cancelled: Vec::new(),
+    };
+    for channel_order_id in cancelled_there {
+        let Some(order_id) = store
+            .order_id_by_channel_order_id(&channel.id, &channel_order_id)
+            .await?
+        else {
+            continue;
+        };
+        let recorded = store
+            .change_order(&channel.shop_id, &order_id, |order| {
+                rescind_domain::cancelled_at_channel(order, None, "found by polling", &mut RandomIds, now())
+            })
+            .await;
+        match recorded {
+            Ok(change) => {
+                if matches!(change.workflow, rescind_domain::WorkflowSchedule::DueAt(_)) {
+                    workflow.wake();
+                }
+                report.cancelled.push(order_id);
+            }
+            Err(ChangeError::Refused(_) | ChangeError::NotFound) => {}
+            Err(ChangeError::Store(error)) => return Err(error),
+        }
+    }
+    Ok(report)
+}
+
+/// Polls every marketplace channel every `interval` until `shutdown` turns true (H3).
+pub async fn run_poller(
+    store: Store,
+    workflow: Workflow,
+    interval: Duration,
+    http: reqwest::Client,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        let channels = match store.all_channels().await {
+            Ok(channels) => channels,
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "failed to list channels to poll");
+                continue;
+            }
+        };
+        for channel in channels.iter().filter(|channel| channel.cancel_sync) {
+            match poll_channel(&store, &workflow, &http, channel).await {
+                Ok(report) if !report.cancelled.is_empty() => {
+                    tracing::info!(channel_id = %channel.id, cancelled = report.cancelled.len(), "orders cancelled at the channel")
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), channel_id = %channel.id, "channel poll failed")
+                }
             }
         }
-    })
+    }
 }

@@ -70,6 +70,9 @@ struct ServeArgs {
     /// it over. Must exceed the partner timeout.
     #[arg(long, env = "RESCIND_WORKER_LEASE_MS", default_value_t = 30_000)]
     worker_lease_ms: u64,
+    /// How often marketplaces are asked which orders they cancelled on their side; 0 never.
+    #[arg(long, env = "RESCIND_CHANNEL_POLL_INTERVAL_S", default_value_t = 300)]
+    channel_poll_interval_s: u64,
 }
 
 impl ServeArgs {
@@ -94,6 +97,8 @@ impl ServeArgs {
                 partner_timeout: Duration::from_millis(self.partner_timeout_ms),
                 ..WorkerConfig::default()
             },
+            channel_poll_interval: (self.channel_poll_interval_s > 0)
+                .then(|| Duration::from_secs(self.channel_poll_interval_s)),
         })
     }
 }

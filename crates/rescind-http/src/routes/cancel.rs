@@ -27,7 +27,9 @@ use rescind_domain::{
     undo_cancellation, CancelError, CancelPlan, CancellationStatus, Order, OrderChange, OrderStatus, Reauthorization,
     RequestedBy, RetryError, Scope, StepKind, UndoError, WorkflowSchedule,
 };
+use rescind_domain::{CancelOptions, StepStatus};
 use rescind_store::{now, ChangeError, RandomIds, BULK_ORDERS_MAX};
+use std::collections::HashMap;
 
 /// Counts a cancel that went through, by the cancellation's status.
 fn count_cancelled(state: &AppState, order: &Order) {
@@ -107,13 +109,14 @@ pub async fn cancel_order(
         options = Err(options.err().unwrap_or_default().into_iter().chain([problem]).collect());
     }
     let options = options.map_err(ApiError::invalid)?;
+    let cancel_sync = channel_cancel_sync(&state, &shop.shop_id).await?;
     if request.dry_run == Some(true) {
         let order = state
             .store
             .order(&shop.shop_id, &order_id)
             .await?
             .ok_or_else(|| ApiError::not_found("order"))?;
-        let plan = plan_cancellation(&order, &options)?;
+        let plan = plan_cancellation(&order, &options_for(&options, &cancel_sync, &order))?;
         return Ok(Json(DryRunBody {
             plan: plan_body(&order, &plan),
         })
@@ -123,12 +126,30 @@ pub async fn cancel_order(
     let changed = state
         .store
         .change_order(&shop.shop_id, &order_id, |order| {
-            decide_cancel(order, &options, &actor, &mut RandomIds, now()).map(|(_, change)| change)
+            decide_cancel(
+                order,
+                &options_for(&options, &cancel_sync, order),
+                &actor,
+                &mut RandomIds,
+                now(),
+            )
+            .map(|(_, change)| change)
         })
         .await;
     match changed {
         Ok(change) => {
             let order = settled_order(&state, &shop.shop_id, change).await?;
+            if let Some(message) = channel_refusal(&order) {
+                state.metrics.count_cancellation("channel_refused");
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "channel_refused",
+                    format!(
+                        "{} refused the cancel, so nothing changed: {message}",
+                        order.channel_kind
+                    ),
+                ));
+            }
             count_cancelled(&state, &order);
             Ok((cancel_status(&order), Json(order_body(&order))).into_response())
         }
@@ -139,6 +160,37 @@ pub async fn cancel_order(
         }
         Err(ChangeError::Store(error)) => Err(ApiError::internal(&error)),
     }
+}
+
+/// Each channel's `cancel_sync` setting (H4), by channel id.
+async fn channel_cancel_sync(state: &AppState, shop_id: &str) -> Result<HashMap<String, bool>, ApiError> {
+    Ok(state
+        .store
+        .channels(shop_id)
+        .await?
+        .into_iter()
+        .map(|channel| (channel.id, channel.cancel_sync))
+        .collect())
+}
+
+/// The options with the order's channel's `cancel_sync` filled in.
+fn options_for(options: &CancelOptions, cancel_sync: &HashMap<String, bool>, order: &Order) -> CancelOptions {
+    CancelOptions {
+        channel_cancel_sync: cancel_sync.get(&order.channel_id).copied().unwrap_or(true),
+        ..options.clone()
+    }
+}
+
+/// The channel's own message when it refused the cancel (C3): the cancellation failed at its first step.
+fn channel_refusal(order: &Order) -> Option<String> {
+    let cancellation = order
+        .cancellation
+        .as_ref()
+        .filter(|c| c.status == CancellationStatus::Failed)?;
+    let step = cancellation
+        .step(StepKind::ChannelCancel)
+        .filter(|step| step.status == StepStatus::Failed)?;
+    Some(step.last_error.clone().unwrap_or_else(|| step.message.clone()))
 }
 
 /// Wakes the worker when the change scheduled a step, and waits up to the configured bound for the
@@ -216,59 +268,98 @@ pub async fn bulk_cancel(
         }
     };
     let actor = principal.actor();
+    let cancel_sync = channel_cancel_sync(&state, &shop.shop_id).await?;
     let results = state
         .store
         .change_orders(&shop.shop_id, &order_ids, |order| {
-            decide_cancel(order, &options, &actor, &mut RandomIds, now())
-                .map(|(_, change)| change)
-                .map_err(|refusal| (refusal, order.number.clone(), order.status))
+            decide_cancel(
+                order,
+                &options_for(&options, &cancel_sync, order),
+                &actor,
+                &mut RandomIds,
+                now(),
+            )
+            .map(|(_, change)| change)
+            .map_err(|refusal| (refusal, order.number.clone(), order.status))
         })
         .await?;
-    let scheduled = results
+    // Orders whose channel (or payment provider) is being called: wait for them within the bound,
+    // so the results carry the channel's answer (W8).
+    let scheduled: Vec<String> = results
         .iter()
-        .any(|result| matches!(result, Ok(change) if matches!(change.workflow, WorkflowSchedule::DueAt(_))));
-    if scheduled {
+        .filter_map(|result| match result {
+            Ok(change) if matches!(change.workflow, WorkflowSchedule::DueAt(_)) => Some(change.order.id.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut settled: HashMap<String, Order> = HashMap::new();
+    if !scheduled.is_empty() {
         state.workflow.wake();
+        state
+            .workflow
+            .wait_until_settled(&state.store, &shop.shop_id, &scheduled, state.settings.cancel_wait)
+            .await?;
+        for order_id in &scheduled {
+            if let Some(order) = state.store.order(&shop.shop_id, order_id).await? {
+                settled.insert(order_id.clone(), order);
+            }
+        }
     }
     let results = order_ids
         .iter()
         .zip(results)
-        .map(|(order_id, result)| match result {
-            Ok(change) => {
-                count_cancelled(&state, &change.order);
-                BulkCancelResult {
-                    order_id: order_id.clone(),
-                    number: Some(change.order.number.clone()),
-                    ok: true,
-                    status: Some(change.order.status.as_str().to_owned()),
-                    code: None,
-                    messages: step_messages(&change.order),
+        .map(
+            |(order_id, result)| match result.map(|change| settled.remove(order_id).unwrap_or(change.order)) {
+                Ok(order) if channel_refusal(&order).is_some() => {
+                    state.metrics.count_cancellation("channel_refused");
+                    BulkCancelResult {
+                        order_id: order_id.clone(),
+                        number: Some(order.number.clone()),
+                        ok: false,
+                        status: Some(order.status.as_str().to_owned()),
+                        code: Some("channel_refused".to_owned()),
+                        messages: vec![
+                            format!("channel: {}", channel_refusal(&order).unwrap_or_default()),
+                            "restock: not run: the channel cancel did not succeed".to_owned(),
+                        ],
+                    }
                 }
-            }
-            Err(ChangeError::Refused((refusal, number, status))) => {
-                state.metrics.count_cancellation(cancel_error_code(&refusal));
-                refused_result(order_id, number, status, &refusal)
-            }
-            Err(ChangeError::NotFound) => BulkCancelResult {
-                order_id: order_id.clone(),
-                number: None,
-                ok: false,
-                status: None,
-                code: Some("not_found".to_owned()),
-                messages: vec!["order: no such order in this shop".to_owned()],
-            },
-            Err(ChangeError::Store(error)) => {
-                tracing::error!(error = format!("{error:#}"), "bulk cancel: unexpected per-order error");
-                BulkCancelResult {
+                Ok(order) => {
+                    count_cancelled(&state, &order);
+                    BulkCancelResult {
+                        order_id: order_id.clone(),
+                        number: Some(order.number.clone()),
+                        ok: true,
+                        status: Some(order.status.as_str().to_owned()),
+                        code: None,
+                        messages: step_messages(&order),
+                    }
+                }
+                Err(ChangeError::Refused((refusal, number, status))) => {
+                    state.metrics.count_cancellation(cancel_error_code(&refusal));
+                    refused_result(order_id, number, status, &refusal)
+                }
+                Err(ChangeError::NotFound) => BulkCancelResult {
                     order_id: order_id.clone(),
                     number: None,
                     ok: false,
                     status: None,
-                    code: Some("internal".to_owned()),
-                    messages: vec!["order: something went wrong on our side; nothing was changed".to_owned()],
+                    code: Some("not_found".to_owned()),
+                    messages: vec!["order: no such order in this shop".to_owned()],
+                },
+                Err(ChangeError::Store(error)) => {
+                    tracing::error!(error = format!("{error:#}"), "bulk cancel: unexpected per-order error");
+                    BulkCancelResult {
+                        order_id: order_id.clone(),
+                        number: None,
+                        ok: false,
+                        status: None,
+                        code: Some("internal".to_owned()),
+                        messages: vec!["order: something went wrong on our side; nothing was changed".to_owned()],
+                    }
                 }
-            }
-        })
+            },
+        )
         .collect();
     Ok(Json(BulkCancelResponse { results }))
 }

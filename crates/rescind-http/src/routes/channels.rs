@@ -4,12 +4,17 @@ use crate::auth::Principal;
 use crate::body::parse_json;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{self, Problems, TEXT_LENGTH_MAX};
-use crate::wire::{channel_body, ChannelBody, ChannelList, CreateChannelRequest};
+use crate::wire::{
+    channel_body, CancelReasonBody, CancelReasonList, ChannelBody, ChannelList, CreateChannelRequest, PollBody,
+};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::header::ACCEPT_LANGUAGE;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use rescind_domain::reasons::{cancel_reasons as reasons_of, reason_code_required};
 use rescind_domain::{ChannelKind, Scope};
 use rescind_store::{new_id, now, Channel};
 
@@ -87,4 +92,68 @@ pub async fn get_channel(
         .await?
         .ok_or_else(|| ApiError::not_found("channel"))?;
     Ok(Json(channel_body(&channel)))
+}
+
+/// Cancel reasons of a channel (H2), with labels in the language asked for (`Accept-Language`), and
+/// both labels besides.
+#[utoipa::path(get, path = "/api/v1/channels/{channel_id}/cancel_reasons", tag = "integrations",
+    params(("channel_id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = CancelReasonList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn cancel_reasons(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(channel_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<CancelReasonList>, ApiError> {
+    let shop = principal.shop_with_any(&[Scope::ReadOrder, Scope::WriteOrder, Scope::WriteSettings])?;
+    let channel = state
+        .store
+        .channel(&shop.shop_id, &channel_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("channel"))?;
+    let japanese = headers
+        .get(ACCEPT_LANGUAGE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|languages| languages.trim_start().to_ascii_lowercase().starts_with("ja"));
+    Ok(Json(CancelReasonList {
+        reason_code_required: reason_code_required(channel.kind),
+        items: reasons_of(channel.kind)
+            .iter()
+            .map(|reason| CancelReasonBody {
+                code: reason.code.to_owned(),
+                label: if japanese { reason.label_ja } else { reason.label_en }.to_owned(),
+                label_ja: reason.label_ja.to_owned(),
+                label_en: reason.label_en.to_owned(),
+                group: reason.group.as_str().to_owned(),
+                detail_required: reason.detail_required,
+            })
+            .collect(),
+    }))
+}
+
+/// Asks the channel now which of its open orders it shows as cancelled, and runs their cancellation
+/// here (H3); the same poll also runs on its own every `--channel-poll-interval-s`.
+#[utoipa::path(post, path = "/api/v1/channels/{channel_id}/poll", tag = "integrations",
+    params(("channel_id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = PollBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 502, description = "the channel could not be asked", body = ErrorBody)))]
+pub async fn poll(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(channel_id): Path<String>,
+) -> Result<Json<PollBody>, ApiError> {
+    let shop = principal.shop_with_any(&[Scope::WriteSettings, Scope::WriteOrder])?;
+    let channel = state
+        .store
+        .channel(&shop.shop_id, &channel_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("channel"))?;
+    let report = rescind_workflow::poll_channel(&state.store, &state.workflow, &state.http, &channel)
+        .await
+        .map_err(|error| ApiError::new(StatusCode::BAD_GATEWAY, "channel_unreachable", format!("{error:#}")))?;
+    Ok(Json(PollBody {
+        checked: report.checked,
+        cancelled_order_ids: report.cancelled,
+    }))
 }

@@ -121,6 +121,8 @@ pub fn test_settings() -> ServiceSettings {
             partner_timeout: Duration::from_millis(500),
             idle_poll: Duration::from_millis(200),
         },
+        // Tests poll channels through the API, when they mean to.
+        channel_poll_interval: None,
     }
 }
 
