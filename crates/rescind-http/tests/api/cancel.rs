@@ -14,7 +14,6 @@ crate::on_both_backends!(
     an_order_with_nothing_to_refund_completes_at_once,
     points_paid_part_goes_back_as_points_and_the_rest_by_the_chosen_method,
     refunding_to_the_original_payment_needs_a_payment_provider,
-    a_marketplace_order_is_never_cancelled_only_inside_rescind,
     a_bulk_cancel_answers_one_result_per_order_in_the_order_given,
     a_bulk_cancel_of_more_than_1000_orders_is_refused,
     a_dry_run_shows_the_plan_and_changes_nothing,
@@ -283,34 +282,6 @@ async fn refunding_to_the_original_payment_needs_a_payment_provider(app: TestApp
         (400, "invalid_request"),
         "an own store has no channel to refund"
     );
-}
-
-async fn a_marketplace_order_is_never_cancelled_only_inside_rescind(app: TestApp) {
-    let shop = app.shop().await;
-    let channel = app
-        .post(
-            "/api/v1/channels",
-            &shop.token,
-            json!({"kind": "yahoo", "name": "Yahoo!店", "base_url": "http://127.0.0.1:9"}),
-        )
-        .await;
-    let channel_id = channel.body["id"].as_str().unwrap();
-    let imported = app
-        .post(
-            "/api/v1/orders",
-            &shop.token,
-            crate::helpers::order_body(channel_id, json!({"channel_order_id": "store-10001"})),
-        )
-        .await;
-    let id = imported.body["id"].as_str().unwrap();
-    let answer = app.cancel(&shop, id, json!({"refund_method": "store_credit"})).await;
-    assert_eq!((answer.status, answer.code()), (409, "channel_cancel_required"), "C3");
-    let after = app.order_now(&shop, id).await;
-    assert_eq!(
-        (after["status"].as_str(), after["cancellation"].is_null()),
-        (Some("open"), true)
-    );
-    assert_eq!(after["refunds"], json!([]));
 }
 
 async fn a_bulk_cancel_answers_one_result_per_order_in_the_order_given(app: TestApp) {

@@ -5,6 +5,8 @@ mod helpers;
 
 mod access;
 mod cancel;
+mod channel_rules;
+mod channels;
 mod operations;
 mod orders;
 mod payments;
