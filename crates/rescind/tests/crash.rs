@@ -44,6 +44,18 @@ async fn post(client: &reqwest::Client, url: String, token: &str, body: Value) -
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+async fn get_order(client: &reqwest::Client, server: &Server, token: &str, id: &str) -> Value {
+    client
+        .get(server.url(&format!("/api/v1/orders/{id}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn crash_and_recover(database_url: &str) {
     let client = reqwest::Client::new();
     let (sim_address, _sim) = rescind_sim::spawn().await;
@@ -153,15 +165,7 @@ async fn crash_and_recover(database_url: &str) {
     let server = boot(database_url);
     let mut resumed = 0;
     for (id, _, _) in &orders {
-        let order: Value = client
-            .get(server.url(&format!("/api/v1/orders/{id}")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let order = get_order(&client, &server, &token, id).await;
         match order["cancellation"]["status"].as_str() {
             Some("processing") => resumed += 1,
             Some("completed") => {}
@@ -181,15 +185,7 @@ async fn crash_and_recover(database_url: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     for (id, _, _) in &orders {
         loop {
-            let order: Value = client
-                .get(server.url(&format!("/api/v1/orders/{id}")))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let order = get_order(&client, &server, &token, id).await;
             if order["cancellation"]["status"] == "completed" {
                 break;
             }
@@ -231,30 +227,5 @@ async fn a_sigkill_in_the_middle_of_a_batch_loses_no_cancellation_and_refunds_no
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_in_the_middle_of_a_batch_loses_no_cancellation_and_refunds_nothing_twice_on_postgres() {
-    use sqlx::Connection;
-    let Some(url) = std::env::var("RESCIND_TEST_DATABASE_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-    else {
-        eprintln!("RESCIND_TEST_DATABASE_URL is not set: the PostgreSQL run of this test is skipped");
-        return;
-    };
-    let schema = format!("rescind_crash_{:016x}", rand::random::<u64>());
-    let mut connection = sqlx::PgConnection::connect(&url)
-        .await
-        .expect("the test database is reachable");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut connection)
-        .await
-        .unwrap();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let scoped = format!("{url}{separator}options[search_path]={schema}");
-    let outcome = tokio::spawn(async move { crash_and_recover(&scoped).await }).await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&mut connection)
-        .await
-        .unwrap();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic.into_panic());
-    }
+    common::on_postgres_schema("rescind_crash", |url| async move { crash_and_recover(&url).await }).await;
 }

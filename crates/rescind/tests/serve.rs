@@ -52,33 +52,5 @@ async fn serve_on_sqlite_creates_its_file_seeds_the_demo_once_and_stops_cleanly_
 
 #[tokio::test]
 async fn serve_on_postgres_migrates_a_fresh_schema_seeds_the_demo_once_and_stops_cleanly_on_sigterm() {
-    use sqlx::Connection;
-    let Some(url) = std::env::var("RESCIND_TEST_DATABASE_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-    else {
-        eprintln!("RESCIND_TEST_DATABASE_URL is not set: the PostgreSQL run of this test is skipped");
-        return;
-    };
-    let schema = format!("rescind_serve_{:016x}", rand::random::<u64>());
-    let mut connection = sqlx::PgConnection::connect(&url)
-        .await
-        .expect("the test database is reachable");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut connection)
-        .await
-        .unwrap();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let outcome = tokio::spawn({
-        let scoped = format!("{url}{separator}options[search_path]={schema}");
-        async move { run_twice(&scoped).await }
-    })
-    .await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&mut connection)
-        .await
-        .unwrap();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic.into_panic());
-    }
+    common::on_postgres_schema("rescind_serve", |url| async move { run_twice(&url).await }).await;
 }

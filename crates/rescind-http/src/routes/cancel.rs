@@ -27,7 +27,7 @@ use rescind_domain::{
     undo_cancellation, CancelError, CancelPlan, CancellationStatus, Order, OrderChange, OrderStatus, Reauthorization,
     RequestedBy, RetryError, Scope, StepKind, UndoError, WorkflowSchedule,
 };
-use rescind_domain::{CancelOptions, StepStatus};
+use rescind_domain::{Actor, CancelOptions, StepStatus};
 use rescind_store::{now, ChangeError, RandomIds, BULK_ORDERS_MAX};
 use std::collections::HashMap;
 
@@ -126,14 +126,7 @@ pub async fn cancel_order(
     let changed = state
         .store
         .change_order(&shop.shop_id, &order_id, |order| {
-            decide_cancel(
-                order,
-                &options_for(&options, &cancel_sync, order),
-                &actor,
-                &mut RandomIds,
-                now(),
-            )
-            .map(|(_, change)| change)
+            decide(order, &options, &cancel_sync, &actor)
         })
         .await;
     match changed {
@@ -171,6 +164,23 @@ async fn channel_cancel_sync(state: &AppState, shop_id: &str) -> Result<HashMap<
         .into_iter()
         .map(|channel| (channel.id, channel.cancel_sync))
         .collect())
+}
+
+/// The cancel decision for one order, with its channel's `cancel_sync` (single and bulk alike).
+fn decide(
+    order: &Order,
+    options: &CancelOptions,
+    cancel_sync: &HashMap<String, bool>,
+    actor: &Actor,
+) -> Result<OrderChange, CancelError> {
+    decide_cancel(
+        order,
+        &options_for(options, cancel_sync, order),
+        actor,
+        &mut RandomIds,
+        now(),
+    )
+    .map(|(_, change)| change)
 }
 
 /// The options with the order's channel's `cancel_sync` filled in.
@@ -272,15 +282,8 @@ pub async fn bulk_cancel(
     let results = state
         .store
         .change_orders(&shop.shop_id, &order_ids, |order| {
-            decide_cancel(
-                order,
-                &options_for(&options, &cancel_sync, order),
-                &actor,
-                &mut RandomIds,
-                now(),
-            )
-            .map(|(_, change)| change)
-            .map_err(|refusal| (refusal, order.number.clone(), order.status))
+            decide(order, &options, &cancel_sync, &actor)
+                .map_err(|refusal| (refusal, order.number.clone(), order.status))
         })
         .await?;
     // Orders whose channel (or payment provider) is being called: wait for them within the bound,

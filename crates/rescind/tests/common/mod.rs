@@ -103,3 +103,37 @@ impl Server {
         panic!("rescind did not stop within 10 s of SIGTERM");
     }
 }
+
+/// Runs `test` with a database URL scoped to a fresh PostgreSQL schema of `RESCIND_TEST_DATABASE_URL`,
+/// dropped afterwards whatever happens; skips (and says so) when that variable is not set.
+pub async fn on_postgres_schema<F, Fut>(prefix: &str, test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use sqlx::Connection;
+    let Some(url) = std::env::var("RESCIND_TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+    else {
+        eprintln!("RESCIND_TEST_DATABASE_URL is not set: the PostgreSQL run of this test is skipped");
+        return;
+    };
+    let schema = format!("{prefix}_{:016x}", rand::random::<u64>());
+    let mut connection = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("the test database is reachable");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let outcome = tokio::spawn(test(format!("{url}{separator}options[search_path]={schema}"))).await;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+}
