@@ -5,6 +5,7 @@
 pub mod channels;
 pub mod encoding;
 pub mod payments;
+pub mod warehouses;
 
 use std::time::Duration;
 

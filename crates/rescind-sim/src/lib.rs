@@ -2,12 +2,14 @@
 //! with fault injection and ledgers that tests read to count effects (refunds, cancels).
 //!
 //! The payment provider (Stripe's API shape) under `/v1/…`, and the sales channels Shopify, Rakuten,
-//! Yahoo!ショッピング, Amazon and Shoplazza under their own paths (see [`channels`]). The control API is under `/_sim/`:
+//! Yahoo!ショッピング, Amazon and Shoplazza under their own paths (see [`channels`]), and the OpenLogi
+//! warehouse under `/api` (see [`openlogi`]). The control API is under `/_sim/`:
 //! `PUT /_sim/faults/{endpoint}`, `DELETE /_sim/faults`, `GET /_sim/ledger`, `POST /_sim/reset`, and
 //! `POST /_sim/payment_intents` to create payments for a test.
 
 pub mod channels;
 pub mod faults;
+pub mod openlogi;
 pub mod stripe;
 
 use axum::extract::{Path, State};
@@ -28,6 +30,7 @@ pub struct World {
     pub stripe: stripe::Account,
     pub channels: BTreeMap<&'static str, channels::Marketplace>,
     pub feeds: channels::Feeds,
+    pub openlogi: openlogi::Warehouse,
     pub faults: Faults,
 }
 
@@ -63,6 +66,7 @@ pub fn router(sim: Sim) -> Router {
     Router::new()
         .merge(stripe::router())
         .merge(channels::router())
+        .merge(openlogi::router())
         .route("/_sim/faults", delete(clear_faults).get(list_faults))
         .route("/_sim/faults/{endpoint}", put(set_faults))
         .route("/_sim/ledger", get(ledger))
@@ -111,7 +115,7 @@ async fn list_faults(State(sim): State<Sim>) -> Json<Value> {
 
 async fn ledger(State(sim): State<Sim>) -> Json<Value> {
     let world = sim.world();
-    let mut ledger = json!({"stripe": world.stripe.ledger()});
+    let mut ledger = json!({"stripe": world.stripe.ledger(), "openlogi": world.openlogi.ledger()});
     for name in channels::CHANNELS {
         ledger[name] = world
             .channels
