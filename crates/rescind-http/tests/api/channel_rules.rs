@@ -13,6 +13,8 @@ crate::on_both_backends!(
     shopifys_signed_orders_cancelled_payload_is_accepted,
     a_poll_that_finds_a_rakuten_cancel_runs_the_workflow_once_however_often_it_polls,
     a_channel_without_cancel_sync_is_not_called_and_the_operator_is_told,
+    amazon_cancels_each_item_with_the_reason_through_the_feed,
+    shopify_is_told_to_refund_what_it_collected_and_to_restock_its_own_stock,
 );
 
 async fn rakuten_shop(app: &TestApp, sim: &TestSim, cancel_sync: bool) -> (crate::helpers::TestShop, String) {
@@ -352,4 +354,123 @@ async fn a_channel_without_cancel_sync_is_not_called_and_the_operator_is_told(ap
         .await
         .unwrap();
     assert!(ledger["rakuten"]["cancels"].as_array().unwrap().is_empty());
+}
+
+async fn amazon_cancels_each_item_with_the_reason_through_the_feed(app: TestApp) {
+    let sim = TestSim::start().await;
+    let shop = app.shop().await;
+    let channel = app
+        .post(
+            "/api/v1/channels",
+            &shop.token,
+            json!({"kind": "amazon", "name": "Amazon.co.jp", "base_url": sim.url(),
+                   "credentials": {"access_token": "Atza|x", "merchant_id": "A2EUQ1WTGCTBG2", "marketplace_id": "A1VC38T7YXB528"}}),
+        )
+        .await;
+    let channel_id = channel.body["id"].as_str().unwrap();
+    app.client
+        .post(format!("{}/_sim/amazon/orders", sim.url()))
+        .json(&json!({"id": "250-1234567-1234567"}))
+        .send()
+        .await
+        .unwrap();
+    let without_codes = app
+        .post(
+            "/api/v1/orders",
+            &shop.token,
+            order_body(channel_id, json!({"channel_order_id": "250-1234567-1234567"})),
+        )
+        .await;
+    assert_eq!(without_codes.status, 400, "Amazon lines need their item codes");
+    let order = app
+        .post(
+            "/api/v1/orders",
+            &shop.token,
+            order_body(
+                channel_id,
+                json!({"channel_order_id": "250-1234567-1234567", "payment": {"method": "channel", "amount": "2600"},
+                       "line_items": [
+                           {"sku": "A", "title": "Tea", "quantity": 1, "price": "1000", "channel_line_item_id": "12345678901234"},
+                           {"sku": "B", "title": "Cup", "quantity": 2, "price": "500", "channel_line_item_id": "12345678905678"}]}),
+            ),
+        )
+        .await;
+    let answer = app
+        .cancel(
+            &shop,
+            order.body["id"].as_str().unwrap(),
+            json!({"reason_code": "BuyerCanceled"}),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let ledger: Value = reqwest::get(format!("{}/_sim/ledger", sim.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cancel = &ledger["amazon"]["cancels"][0];
+    assert_eq!(cancel["reason"], "BuyerCanceled");
+    assert_eq!(
+        cancel["parameters"]["items"],
+        json!(["12345678901234", "12345678905678"])
+    );
+    assert!(
+        ledger["amazon"]["calls"]["getFeed"].as_u64().unwrap() >= 3,
+        "the feed's processing status was polled"
+    );
+}
+
+async fn shopify_is_told_to_refund_what_it_collected_and_to_restock_its_own_stock(app: TestApp) {
+    let sim = TestSim::start().await;
+    let shop = app.shop().await;
+    let channel = app
+        .post("/api/v1/channels", &shop.token, json!({"kind": "shopify", "name": "Shopify", "base_url": sim.url(), "credentials": {"access_token": "shpat"}}))
+        .await;
+    let channel_id = channel.body["id"].as_str().unwrap();
+    app.client
+        .post(format!("{}/_sim/shopify/orders", sim.url()))
+        .json(&json!({"id": "820982911946154508"}))
+        .send()
+        .await
+        .unwrap();
+    let order = app
+        .post(
+            "/api/v1/orders",
+            &shop.token,
+            order_body(
+                channel_id,
+                json!({"channel_order_id": "820982911946154508", "payment": {"method": "channel", "amount": "2600"}}),
+            ),
+        )
+        .await;
+    let answer = app
+        .cancel(
+            &shop,
+            order.body["id"].as_str().unwrap(),
+            json!({"reason_code": "INVENTORY", "staff_note": "欠品のため", "notify_customer": false}),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let ledger: Value = reqwest::get(format!("{}/_sim/ledger", sim.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let parameters = &ledger["shopify"]["cancels"][0]["parameters"];
+    assert_eq!(parameters["refund"], true, "Shopify collected the money");
+    assert_eq!(
+        parameters["restock"], true,
+        "rescind did not deduct the stock, so Shopify puts its own back"
+    );
+    assert_eq!(parameters["notifyCustomer"], false);
+    assert_eq!(parameters["staffNote"], "欠品のため");
+    assert!(
+        step(&answer.body, "channel_cancel")["message"]
+            .as_str()
+            .unwrap()
+            .contains("job"),
+        "the Job was followed"
+    );
 }

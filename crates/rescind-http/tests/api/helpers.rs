@@ -50,8 +50,10 @@ pub struct TestApp {
     pub address: SocketAddr,
     pub client: reqwest::Client,
     pub store: Store,
+    pub backend: Backend,
+    database_url: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    _database: Database,
+    _database: Option<Database>,
 }
 
 enum Database {
@@ -155,6 +157,11 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
             (scoped, Database::Postgres { url, schema })
         }
     };
+    Some(serve_on(backend, database_url, Some(database)).await)
+}
+
+/// Serves rescind on `database_url`; the database is dropped with the app when `database` is given.
+async fn serve_on(backend: Backend, database_url: String, database: Option<Database>) -> TestApp {
     let store = Store::open(&database_url).await.expect("the store opens");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let address = listener.local_addr().expect("address");
@@ -166,13 +173,23 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         })
         .await;
     });
-    Some(TestApp {
+    TestApp {
         address,
         client: reqwest::Client::new(),
         store,
+        backend,
+        database_url,
         shutdown: Some(shutdown),
         _database: database,
-    })
+    }
+}
+
+impl TestApp {
+    /// A second rescind on the same database, with its own worker: another process, as several
+    /// processes share one PostgreSQL database.
+    pub async fn another_process(&self) -> TestApp {
+        serve_on(self.backend, self.database_url.clone(), None).await
+    }
 }
 
 /// A response, read whole.

@@ -16,6 +16,7 @@ crate::on_both_backends!(
     undoing_a_bank_transfer_refund_leaves_the_order_awaiting_payment,
     only_a_finished_cancellation_can_be_undone,
     a_payment_provider_needs_a_secret_key_and_is_never_shown_it_again,
+    two_processes_on_one_database_never_run_the_same_refund_twice,
 );
 
 async fn a_card_paid_order_is_refunded_through_the_provider_once_for_what_was_paid(app: TestApp) {
@@ -490,4 +491,68 @@ async fn a_payment_provider_needs_a_secret_key_and_is_never_shown_it_again(app: 
         .as_str()
         .unwrap()
         .starts_with("payment.reference:"));
+}
+
+async fn two_processes_on_one_database_never_run_the_same_refund_twice(app: TestApp) {
+    if matches!(app.backend, crate::helpers::Backend::Sqlite) {
+        // One process owns an SQLite file; several processes are a PostgreSQL deployment.
+        return;
+    }
+    const ORDERS: usize = 100;
+    let second = app.another_process().await;
+    let sim = TestSim::start().await;
+    let shop = app.shop().await;
+    let provider = app.stripe(&shop, &sim).await;
+    // Slow enough that both workers are busy at once; no faults, so every call is a first attempt.
+    sim.set_faults("refunds.create", json!({"latency_ms": 20})).await;
+    let mut orders = Vec::new();
+    for _ in 0..ORDERS {
+        let payment = sim.payment(2600, "jpy", "succeeded").await;
+        let order = app.card_order(&shop, &provider, &payment, json!({})).await;
+        orders.push((order["id"].as_str().unwrap().to_owned(), payment));
+    }
+    let cancels: Vec<_> = orders
+        .iter()
+        .enumerate()
+        .map(|(index, (id, _))| {
+            let via = if index % 2 == 0 {
+                app.url(&format!("/api/v1/orders/{id}/cancel"))
+            } else {
+                second.url(&format!("/api/v1/orders/{id}/cancel"))
+            };
+            let (client, token) = (app.client.clone(), shop.token.clone());
+            tokio::spawn(async move {
+                client
+                    .post(via)
+                    .bearer_auth(token)
+                    .json(&json!({}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    for cancel in cancels {
+        assert!(matches!(cancel.await.unwrap(), 200 | 202));
+    }
+    for (id, _) in &orders {
+        app.wait_for_order(&shop, id, 30, |order| order["cancellation"]["status"] == "completed")
+            .await;
+    }
+    let ledger = sim.ledger().await;
+    assert_eq!(
+        ledger["refunds"].as_array().unwrap().len(),
+        ORDERS,
+        "one refund per order across both processes"
+    );
+    assert_eq!(
+        ledger["calls"]["refunds.create"].as_u64(),
+        Some(ORDERS as u64),
+        "no step ran twice: the leases kept the two workers apart (idempotent replays would show here)"
+    );
+    for (_, payment) in &orders {
+        assert_eq!(sim.refunds_of(payment).await.len(), 1);
+    }
 }
