@@ -586,3 +586,92 @@ fn undoing_a_card_refund_needs_a_new_authorization_for_what_went_back() {
         "not while the refund is still running"
     );
 }
+
+#[derive(Clone, Debug)]
+enum Partner {
+    Cancelled,
+    Refunded,
+    Refused,
+    Failed { exhausted: bool },
+    Retry,
+    Undo,
+}
+
+fn partner_event() -> impl Strategy<Value = Partner> {
+    prop_oneof![
+        Just(Partner::Cancelled),
+        Just(Partner::Refunded),
+        Just(Partner::Refused),
+        any::<bool>().prop_map(|exhausted| Partner::Failed { exhausted }),
+        Just(Partner::Retry),
+        Just(Partner::Undo),
+    ]
+}
+
+fn marketplace_order(card: bool) -> Order {
+    let mut order = if card {
+        card_paid()
+    } else {
+        paid(PaymentMethod::Channel)
+    };
+    order.channel_kind = ChannelKind::Rakuten;
+    order.channel_order_id = Some("R-1".to_owned());
+    order
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Whatever the channel and the payment provider answer, and in whatever order the worker and
+    /// operators act: the order is cancelled only once the channel confirmed (C3), a refused channel
+    /// leaves it open with nothing refunded, nothing is refunded twice or beyond what was paid, and a
+    /// marketplace cancellation is never undone (C6).
+    #[test]
+    fn no_sequence_of_partner_answers_cancels_without_the_channel_or_refunds_twice(
+        card in any::<bool>(),
+        events in prop::collection::vec(partner_event(), 1..16),
+    ) {
+        let mut ids = SequentialIds::default();
+        let options = CancelOptions { reason_code: Some("8".to_owned()), ..options(None) };
+        let (_, change) = cancel_order(&marketplace_order(card), &options, &merchant(), &mut ids, now()).unwrap();
+        let mut order = change.order;
+        for event in events {
+            let pending = pending_work(&order).map(|work| work.step_kind());
+            let outcome = |kind| match (&event, kind) {
+                (Partner::Cancelled, StepKind::ChannelCancel) => Some(StepOutcome::ChannelCancelled { message: "ok".to_owned() }),
+                (Partner::Refunded, StepKind::Refund) => {
+                    Some(StepOutcome::Refunded { amount: order.refundable(), reference: "re_1".to_owned() })
+                }
+                (Partner::Refused, _) => Some(StepOutcome::Refused { message: "no".to_owned() }),
+                (Partner::Failed { exhausted }, _) => Some(StepOutcome::Failed {
+                    message: "503".to_owned(),
+                    retry_at: (!exhausted).then(|| now().plus_seconds(1)),
+                }),
+                _ => None,
+            };
+            let next = match (&event, pending) {
+                (Partner::Retry, _) => retry_cancellation(&order, &merchant(), now()).ok(),
+                (Partner::Undo, _) => {
+                    prop_assert!(!matches!(undo_cancellation(&order, None, &merchant(), now()), Ok(_)), "C6: never undone");
+                    None
+                }
+                (_, Some(kind)) => outcome(kind).and_then(|outcome| record_step_outcome(&order, kind, outcome, &mut ids, now()).ok()),
+                (_, None) => None,
+            };
+            if let Some(change) = next {
+                order = change.order;
+            }
+            let channel = order.cancellation.as_ref().and_then(|c| c.step(StepKind::ChannelCancel)).map(|step| step.status);
+            if order.status == OrderStatus::Cancelled {
+                prop_assert_eq!(channel, Some(StepStatus::Succeeded), "C3: cancelled only after the channel confirmed");
+            }
+            if order.cancellation.as_ref().is_some_and(|c| c.status == CancellationStatus::Failed) {
+                prop_assert_eq!(order.status, OrderStatus::Open);
+                prop_assert!(order.refunds.is_empty(), "a refused cancel refunds nothing");
+            }
+            prop_assert!(order.total_refund_price <= order.total_paid);
+            let ledger: Money = order.refunds.iter().map(|refund| refund.amount).sum();
+            prop_assert_eq!(ledger, order.total_refund_price);
+        }
+    }
+}
