@@ -652,7 +652,7 @@ proptest! {
             let next = match (&event, pending) {
                 (Partner::Retry, _) => retry_cancellation(&order, &merchant(), now()).ok(),
                 (Partner::Undo, _) => {
-                    prop_assert!(!matches!(undo_cancellation(&order, None, &merchant(), now()), Ok(_)), "C6: never undone");
+                    prop_assert!(undo_cancellation(&order, None, &merchant(), now()).is_err(), "C6: never undone");
                     None
                 }
                 (_, Some(kind)) => outcome(kind).and_then(|outcome| record_step_outcome(&order, kind, outcome, &mut ids, now()).ok()),
