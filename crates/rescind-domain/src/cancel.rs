@@ -665,6 +665,7 @@ pub fn cancel_order(
                 history,
                 new_refunds: Vec::new(),
                 workflow: WorkflowSchedule::DueAt(now),
+                sync: Vec::new(),
             },
         ));
     }
@@ -676,6 +677,7 @@ pub fn cancel_order(
             history,
             new_refunds: refunds,
             workflow,
+            sync: Vec::new(),
         },
     ))
 }
@@ -950,6 +952,7 @@ pub fn cancelled_at_channel(
         history,
         new_refunds: refunds,
         workflow,
+        sync: Vec::new(),
     })
 }
 

@@ -28,7 +28,7 @@ pub use ids::IdSource;
 pub use money::{Currency, Money, MoneyError};
 pub use order::{
     Address, Customer, FinancialStatus, FulfillmentStatus, LineItem, NewLineItem, NewOrder, Order, OrderChange,
-    OrderStatus, Payment, PaymentMethod, Warning, WorkflowSchedule,
+    OrderStatus, Payment, PaymentMethod, SyncKind, SyncRecord, Warning, WorkflowSchedule,
 };
 pub use reasons::{cancel_reasons, check_reason, reason_code_required, CancelReason, ReasonGroup};
 pub use refund::{record_refund, Refund, RefundError, RefundMethod, RefundRequest};

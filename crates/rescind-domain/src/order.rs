@@ -361,6 +361,34 @@ pub struct OrderChange {
     pub new_refunds: Vec<Refund>,
     /// What the workflow worker has to do for the order's cancellation next.
     pub workflow: WorkflowSchedule,
+    /// Calls made to outside systems for this order, for the sync history (F5).
+    pub sync: Vec<SyncRecord>,
+}
+
+crate::named_enum! {
+    /// What a sync history entry is about (API.md `GET /sync_history`).
+    pub enum SyncKind {
+        Cancel => "cancel",
+        Modify => "modify",
+        Restock => "restock",
+        InventoryPush => "inventory_push",
+    }
+}
+
+/// One call to an outside system, kept in the sync history (F5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncRecord {
+    pub at: Timestamp,
+    pub kind: SyncKind,
+    /// The system called, e.g. `rakuten ch_01…`.
+    pub target: String,
+    /// What was asked, for people.
+    pub request: String,
+    pub ok: bool,
+    /// What the system answered.
+    pub message: String,
+    /// A fee the system charges for it (a warehouse's cancel request).
+    pub fee: Option<Money>,
 }
 
 impl OrderChange {
@@ -371,6 +399,7 @@ impl OrderChange {
             history,
             new_refunds,
             workflow: WorkflowSchedule::Unchanged,
+            sync: Vec::new(),
         }
     }
 }

@@ -167,6 +167,7 @@ pub fn undo_cancellation(
         history,
         new_refunds: Vec::new(),
         workflow: WorkflowSchedule::Finished,
+        sync: Vec::new(),
     })
 }
 

@@ -6,7 +6,7 @@ use crate::channel::ChannelKind;
 use crate::history::{Actor, HistoryEntry};
 use crate::ids::IdSource;
 use crate::money::{Currency, Money};
-use crate::order::{FinancialStatus, Order, OrderChange, PaymentMethod, WorkflowSchedule};
+use crate::order::{FinancialStatus, Order, OrderChange, PaymentMethod, SyncKind, SyncRecord, WorkflowSchedule};
 use crate::refund::{apply_refunds, Refund, RefundMethod};
 use crate::time::Timestamp;
 
@@ -222,6 +222,8 @@ pub fn record_step_outcome(
     let mut order = order.clone();
     let currency = order.currency;
     let channel = order.channel_kind;
+    let order_channel_id = order.channel_id.clone();
+    let order_channel_order_id = order.channel_order_id.clone();
     let actor = Actor::System;
     let cancellation = order.cancellation.as_mut().ok_or(StaleStep)?;
     if cancellation.status != CancellationStatus::Processing {
@@ -313,6 +315,27 @@ pub fn record_step_outcome(
         }
     }
     let step_status = step.status;
+    let sync = if kind == StepKind::ChannelCancel {
+        vec![SyncRecord {
+            at: now,
+            kind: SyncKind::Cancel,
+            target: format!("{channel} {}", order_channel_id),
+            request: format!(
+                "cancel order {}{}",
+                order_channel_order_id.as_deref().unwrap_or("?"),
+                cancellation
+                    .reason_code
+                    .as_deref()
+                    .map(|code| format!(" with reason {code}"))
+                    .unwrap_or_default()
+            ),
+            ok: step_status == StepStatus::Succeeded,
+            message: step.last_error.clone().unwrap_or_else(|| step.message.clone()),
+            fee: None,
+        }]
+    } else {
+        Vec::new()
+    };
     history.push(
         HistoryEntry::new(
             now,
@@ -389,6 +412,7 @@ pub fn record_step_outcome(
             history,
             new_refunds: refunds,
             workflow: next,
+            sync,
         });
     }
     settle_cancellation(&mut order, &mut history, now);
@@ -398,6 +422,7 @@ pub fn record_step_outcome(
         history,
         new_refunds: refunds,
         workflow,
+        sync,
     })
 }
 
@@ -475,6 +500,7 @@ pub fn retry_cancellation(order: &Order, actor: &Actor, now: Timestamp) -> Resul
         history,
         new_refunds: Vec::new(),
         workflow: WorkflowSchedule::DueAt(now),
+        sync: Vec::new(),
     })
 }
 

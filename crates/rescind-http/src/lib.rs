@@ -101,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{order_id}/refunds", post(routes::cancel::record_refund))
         .route("/orders/{order_id}/uncancel", post(routes::cancel::undo_cancel))
         .route("/cancellations", get(routes::cancel::list_cancellations))
+        .route("/sync_history", get(routes::sync_history::list))
         .route("/cancellations/{cancellation_id}/retry", post(routes::cancel::retry))
         .route(
             "/payment_providers",

@@ -29,6 +29,7 @@ use utoipa::{Modify, OpenApi};
         routes::cancel::undo_cancel,
         routes::cancel::list_cancellations,
         routes::cancel::retry,
+        routes::sync_history::list,
         routes::payment_providers::create_payment_provider,
         routes::payment_providers::list_payment_providers,
         routes::payment_providers::get_payment_provider,

@@ -237,6 +237,29 @@ pub struct WebhookReceipt {
     pub order_id: Option<String>,
 }
 
+/// One entry of the sync history (F5).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncHistoryEntryBody {
+    pub at: String,
+    #[schema(example = "cancel")]
+    pub kind: String,
+    pub order_id: String,
+    /// The system called, e.g. `rakuten ch_01…`.
+    pub target: String,
+    pub request: String,
+    #[schema(example = "ok")]
+    pub result: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fee: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncHistoryList {
+    pub items: Vec<SyncHistoryEntryBody>,
+    pub next_cursor: Option<String>,
+}
+
 // ---- orders ----
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]

@@ -149,6 +149,21 @@ CREATE TABLE order_history (
 );
 CREATE INDEX order_history_by_order ON order_history (order_id, id);
 
+-- Every call to an outside system about an order (F5): searchable by kind.
+CREATE TABLE sync_history (
+    id __IDENTITY_PRIMARY_KEY__,
+    shop_id TEXT NOT NULL,
+    order_id TEXT NOT NULL REFERENCES orders (id),
+    at BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    request TEXT NOT NULL,
+    ok BOOLEAN NOT NULL,
+    message TEXT NOT NULL,
+    fee TEXT
+);
+CREATE INDEX sync_history_by_shop ON sync_history (shop_id, kind, id);
+
 CREATE TABLE idempotency_keys (
     scope TEXT NOT NULL,
     key TEXT NOT NULL,

@@ -8,14 +8,15 @@ use crate::codec::{
     scopes_from_text, scopes_to_text, steps_from_json, steps_to_json, warnings_from_json, warnings_to_json,
 };
 use crate::{
-    CancellationOfOrder, Job, PaymentProvider, PaymentProviderKind,
+    CancellationOfOrder, Job, PaymentProvider, PaymentProviderKind, SyncEntry,
     ApiToken, ChangeError, Channel, IdempotencyClaim, ImportError, OrderFilter, Page, Settings, SettingsPatch, Shop,
     IDEMPOTENCY_ABANDONED_AFTER_S, IDEMPOTENCY_RETENTION_S,
 };
 use anyhow::{Context, Result};
 use rescind_domain::{
     Cancellation, CancellationStatus, ChannelKind, Currency, FinancialStatus, FulfillmentStatus, HistoryEntry, Money,
-    Order, OrderChange, OrderStatus, Refund, RefundMethod, RequestedBy, Timestamp, WorkflowSchedule,
+    Order, OrderChange, OrderStatus, Refund, RefundMethod, RequestedBy, SyncKind, SyncRecord, Timestamp,
+    WorkflowSchedule,
 };
 use sqlx::{Database, Pool, QueryBuilder, Row};
 use std::collections::HashMap;
@@ -373,6 +374,24 @@ async fn save_change(connection: &mut Connection, change: &OrderChange) -> Resul
         .context("failed to write a refund")?;
     }
     schedule_workflow(connection, change).await?;
+    for record in &change.sync {
+        sqlx::query(
+            "INSERT INTO sync_history (shop_id, order_id, at, kind, target, request, ok, message, fee) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&order.shop_id)
+        .bind(&order.id)
+        .bind(record.at.unix_micros())
+        .bind(record.kind.as_str())
+        .bind(&record.target)
+        .bind(&record.request)
+        .bind(record.ok)
+        .bind(&record.message)
+        .bind(record.fee.map(|fee| fee.format(currency)))
+        .execute(&mut *connection)
+        .await
+        .context("failed to write the sync history")?;
+    }
     insert_history(connection, &order.id, &change.history).await
 }
 
@@ -981,6 +1000,49 @@ impl Backend {
             .fetch_all(&self.read)
             .await?;
         rows.iter().map(channel_from_row).collect()
+    }
+
+    pub(crate) async fn sync_history(
+        &self,
+        shop_id: &str,
+        kind: Option<SyncKind>,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<SyncEntry>> {
+        let mut query = QueryBuilder::<Db>::new(
+            "SELECT id, order_id, at, kind, target, request, ok, message, fee FROM sync_history WHERE shop_id = ",
+        );
+        query.push_bind(shop_id.to_owned());
+        if let Some(kind) = kind {
+            query.push(" AND kind = ").push_bind(kind.as_str());
+        }
+        if let Some(cursor) = cursor {
+            query.push(" AND id < ").push_bind(cursor);
+        }
+        query.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        let mut rows = query.build().fetch_all(&self.read).await.context("failed to read the sync history")?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let mut items = Vec::with_capacity(rows.len());
+        let mut last_id = None;
+        for row in &rows {
+            let fee: Option<String> = row.try_get("fee")?;
+            last_id = Some(row.try_get::<i64, _>("id")?);
+            items.push(SyncEntry {
+                order_id: row.try_get("order_id")?,
+                record: SyncRecord {
+                    at: time(row.try_get("at")?),
+                    kind: parse_named(&row.try_get::<String, _>("kind")?, SyncKind::parse, "sync kind")?,
+                    target: row.try_get("target")?,
+                    request: row.try_get("request")?,
+                    ok: row.try_get("ok")?,
+                    message: row.try_get("message")?,
+                    fee: fee.as_deref().map(Money::parse_stored).transpose()?,
+                },
+            });
+        }
+        let next_cursor = if more { last_id.map(|id| id.to_string()) } else { None };
+        Ok(Page { items, next_cursor })
     }
 
     /// Takes the lease of up to `limit` due jobs whose lease is free or expired.

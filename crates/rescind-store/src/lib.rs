@@ -112,6 +112,13 @@ pub struct CancellationOfOrder {
     pub cancellation: rescind_domain::Cancellation,
 }
 
+/// A sync history entry with its order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncEntry {
+    pub order_id: String,
+    pub record: rescind_domain::SyncRecord,
+}
+
 /// A cancellation with a step for the worker, claimed under a lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
@@ -430,6 +437,17 @@ impl Store {
 
     pub async fn all_channels(&self) -> Result<Vec<Channel>> {
         dispatch!(self, backend => backend.all_channels().await)
+    }
+
+    /// The shop's sync history (F5), newest first; `cursor` is the `next_cursor` of the page before.
+    pub async fn sync_history(
+        &self,
+        shop_id: &str,
+        kind: Option<rescind_domain::SyncKind>,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<SyncEntry>> {
+        dispatch!(self, backend => backend.sync_history(shop_id, kind, cursor, limit).await)
     }
 
     /// Takes the lease of up to `limit` due jobs for `owner` until `lease_until`.

@@ -7,6 +7,7 @@ pub mod ops;
 pub mod orders;
 pub mod payment_providers;
 pub mod settings;
+pub mod sync_history;
 pub mod webhooks;
 
 use crate::error::ApiError;

@@ -161,6 +161,20 @@ async fn a_cancel_is_made_at_the_channel_once_with_its_reason(app: TestApp, chan
         cancels[0]["idempotency_key"],
         format!("rescind-{cancellation_id}-channel_cancel-0")
     );
+    let history = app.get("/api/v1/sync_history?kind=cancel", &shop.token).await;
+    assert_eq!(history.status, 200, "{}", history.text);
+    let entry = &history.body["items"][0];
+    assert_eq!(
+        (entry["result"].as_str(), entry["order_id"].as_str()),
+        (Some("ok"), Some(id)),
+        "F5: {entry}"
+    );
+    assert!(entry["target"].as_str().unwrap().starts_with(channel.kind));
+    assert!(entry["request"].as_str().unwrap().contains("M-1001"));
+    assert_eq!(
+        app.get("/api/v1/sync_history?kind=modify", &shop.token).await.body["items"],
+        json!([])
+    );
     let again = app.cancel(&shop, id, cancel_options(channel)).await;
     assert_eq!(again.code(), "already_cancelled");
     assert_eq!(cancels_at(&sim, channel).await.len(), 1);
@@ -219,6 +233,15 @@ async fn a_refusal_surfaces_the_channels_message_and_changes_nothing(app: TestAp
         "the attempt is recorded: {kinds:?}"
     );
     assert!(cancels_at(&sim, channel).await.is_empty());
+    let history = app.get("/api/v1/sync_history", &shop.token).await;
+    assert_eq!(
+        history.body["items"][0]["result"], "error",
+        "the refused call is in the sync history"
+    );
+    assert!(history.body["items"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains(channel.refusal_words));
 
     let bulk = app
         .post(

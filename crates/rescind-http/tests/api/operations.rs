@@ -88,6 +88,7 @@ async fn the_openapi_document_covers_every_endpoint_and_the_error_body(app: Test
         ("/api/v1/channels/{channel_id}/cancel_reasons", "get"),
         ("/api/v1/channels/{channel_id}/poll", "post"),
         ("/api/v1/channels/{channel_id}/webhooks", "post"),
+        ("/api/v1/sync_history", "get"),
         ("/healthz", "get"),
         ("/metrics", "get"),
         ("/api/v1/openapi.json", "get"),
