@@ -12,6 +12,7 @@ use crate::order::{
 use crate::reasons::check_reason;
 use crate::refund::{apply_refunds, needs_payment_provider, Refund, RefundMethod};
 use crate::time::Timestamp;
+use crate::warehouse::{OutboundStatus, WarehouseSettings};
 
 crate::named_enum! {
     /// W3.
@@ -143,6 +144,8 @@ pub struct CancelOptions {
     /// The channel's `cancel_sync` setting (H4): when off, rescind records the cancel without calling
     /// the channel, and the operator cancels in the channel's own admin.
     pub channel_cancel_sync: bool,
+    /// The settings of the order's warehouse integration, when it has one (C4, F2).
+    pub warehouse: Option<WarehouseSettings>,
 }
 
 impl Default for CancelOptions {
@@ -158,6 +161,7 @@ impl Default for CancelOptions {
             restock: true,
             notify_customer: true,
             channel_cancel_sync: true,
+            warehouse: None,
         }
     }
 }
@@ -176,6 +180,7 @@ impl CancelOptions {
             restock: cancellation.restock,
             notify_customer: cancellation.notify_customer,
             channel_cancel_sync: true,
+            warehouse: None,
         }
     }
 }
@@ -233,7 +238,7 @@ pub struct CancelPlan {
 
 /// Decides what cancelling `order` with `options` does (C1–C7, H2, W2, W4–W6), or why it cannot be.
 pub fn plan_cancellation(order: &Order, options: &CancelOptions) -> Result<CancelPlan, CancelError> {
-    check_cancellable(order)?;
+    check_cancellable(order, options)?;
     check_reason(
         order.channel_kind,
         options.reason_code.as_deref(),
@@ -243,7 +248,12 @@ pub fn plan_cancellation(order: &Order, options: &CancelOptions) -> Result<Cance
         kind: order.channel_kind,
         problems,
     })?;
-    plan_steps(order, options, plan_channel_step(order, options))
+    plan_steps(
+        order,
+        options,
+        plan_channel_step(order, options),
+        plan_warehouse_step(order, options)?,
+    )
 }
 
 /// The steps after the channel's: what the warehouse, the refund, the restock and the notification do.
@@ -251,8 +261,8 @@ pub(crate) fn plan_steps(
     order: &Order,
     options: &CancelOptions,
     channel_step: PlannedStep,
+    warehouse_step: PlannedStep,
 ) -> Result<CancelPlan, CancelError> {
-    let warehouse_step = plan_warehouse_step(order)?;
     let refund = plan_refund(order, options)?;
     let restock_step = plan_restock_step(order, options);
     let notify_step = PlannedStep {
@@ -269,14 +279,15 @@ pub(crate) fn plan_steps(
     let still_owed = refund
         .amount
         .saturating_sub(refund.immediate.iter().map(|(_, amount)| *amount).sum());
-    let cancellation_status = if channel_step.status == StepStatus::Pending || refund.step.status == StepStatus::Pending
-    {
-        CancellationStatus::Processing
-    } else if still_owed.is_zero() {
-        CancellationStatus::Completed
-    } else {
-        CancellationStatus::AwaitingRefund
-    };
+    let gate_open = |step: &PlannedStep| matches!(step.status, StepStatus::Pending | StepStatus::Waiting);
+    let cancellation_status =
+        if gate_open(&channel_step) || gate_open(&warehouse_step) || refund.step.status == StepStatus::Pending {
+            CancellationStatus::Processing
+        } else if still_owed.is_zero() {
+            CancellationStatus::Completed
+        } else {
+            CancellationStatus::AwaitingRefund
+        };
     Ok(CancelPlan {
         steps: vec![channel_step, warehouse_step, refund.step, restock_step, notify_step],
         refund_amount: refund.amount,
@@ -290,7 +301,7 @@ pub(crate) fn plan_steps(
 }
 
 /// C1, C2, C5, C7 and closed orders, decided by the order's statuses alone.
-fn check_cancellable(order: &Order) -> Result<(), CancelError> {
+fn check_cancellable(order: &Order, options: &CancelOptions) -> Result<(), CancelError> {
     let cancellation_in_effect = order.cancellation.as_ref().is_some_and(|c| c.status.is_in_effect());
     if order.status == OrderStatus::Cancelled || cancellation_in_effect {
         return Err(CancelError::AlreadyCancelled {
@@ -307,6 +318,11 @@ fn check_cancellable(order: &Order) -> Result<(), CancelError> {
         | FulfillmentStatus::AwaitingAllocation
         | FulfillmentStatus::AwaitingConfirmation
         | FulfillmentStatus::AwaitingShipment => Ok(()),
+        FulfillmentStatus::InProgress
+            if order.outbound.is_some() && options.warehouse.is_some_and(|settings| settings.cancel_after_confirmation) =>
+        {
+            Ok(())
+        }
         FulfillmentStatus::InProgress => Err(CancelError::NotCancellable {
             message: format!(
                 "order {} is in the warehouse's hands (in_progress) and no warehouse integration that accepts cancellation requests handles it; ask the warehouse to stop the shipment first",
@@ -361,18 +377,61 @@ fn plan_channel_step(order: &Order, options: &CancelOptions) -> PlannedStep {
     }
 }
 
-/// F2 for orders without a warehouse: nothing to stop.
-fn plan_warehouse_step(order: &Order) -> Result<PlannedStep, CancelError> {
-    match &order.warehouse_id {
-        None => Ok(PlannedStep {
+/// F2, C4, C5: what the warehouse step does with the order's outbound request.
+fn plan_warehouse_step(order: &Order, options: &CancelOptions) -> Result<PlannedStep, CancelError> {
+    let step = |status, action: String| {
+        Ok(PlannedStep {
             kind: StepKind::WarehouseCancel,
-            status: StepStatus::Skipped,
-            action: "skipped: no warehouse handles this order".to_owned(),
+            status,
+            action,
             fee: None,
-        }),
-        Some(warehouse_id) => Err(CancelError::NotCancellable {
+        })
+    };
+    if order.warehouse_id.is_none() {
+        return step(
+            StepStatus::Skipped,
+            "skipped: no warehouse handles this order".to_owned(),
+        );
+    }
+    let Some(outbound) = order
+        .outbound
+        .as_ref()
+        .filter(|outbound| outbound.status != OutboundStatus::Deleted)
+    else {
+        return step(
+            StepStatus::Skipped,
+            "skipped: no outbound request is at the warehouse".to_owned(),
+        );
+    };
+    let external = outbound.external_id.as_deref().unwrap_or("being created");
+    let cancel_after_confirmation = options
+        .warehouse
+        .is_some_and(|settings| settings.cancel_after_confirmation);
+    match outbound.status {
+        OutboundStatus::Requested => {
+            step(StepStatus::Pending, "find the outbound request at the warehouse and delete it".to_owned())
+        }
+        status if status.deletable() => {
+            step(StepStatus::Pending, format!("delete the outbound request {external} ({status})"))
+        }
+        status if status.in_the_warehouses_hands() && cancel_after_confirmation => step(
+            StepStatus::Pending,
+            format!(
+                "ask the warehouse to cancel the outbound request {external} ({status}); a fee applies, and until it accepts the goods may still ship"
+            ),
+        ),
+        OutboundStatus::CancelRequest => {
+            step(StepStatus::Waiting, "a cancellation request is already with the warehouse".to_owned())
+        }
+        status if status.too_late() => Err(CancelError::NotCancellable {
             message: format!(
-                "order {} is handled by warehouse {warehouse_id}, whose outbound request rescind cannot stop yet; nothing was changed",
+                "order {} is {status} at the warehouse, which can no longer stop it: the goods will ship; ask the recipient to refuse delivery and handle it as a return",
+                order.number
+            ),
+        }),
+        status => Err(CancelError::NotCancellable {
+            message: format!(
+                "order {} is in the warehouse's hands ({status}) and the warehouse integration does not send cancellation requests after confirmation; ask the warehouse to stop the shipment first",
                 order.number
             ),
         }),
@@ -590,20 +649,21 @@ pub fn cancel_order(
     )
     .with("cancellation_id", &cancellation_id)
     .with("requested_by", options.requested_by)];
-    let channel_first = plan
-        .steps
-        .iter()
-        .any(|step| step.kind == StepKind::ChannelCancel && step.status == StepStatus::Pending);
+    // The channel and the warehouse are gates: until both have stopped the order, it is not cancelled (W4).
+    let gated = plan.steps.iter().any(|step| {
+        matches!(step.kind, StepKind::ChannelCancel | StepKind::WarehouseCancel)
+            && matches!(step.status, StepStatus::Pending | StepStatus::Waiting)
+    });
     let steps = plan
         .steps
         .iter()
         .map(|planned| {
-            let waits = channel_first && planned.kind != StepKind::ChannelCancel;
+            let waits = gated && !matches!(planned.kind, StepKind::ChannelCancel | StepKind::WarehouseCancel);
             Step {
                 kind: planned.kind,
                 status: if waits { StepStatus::Pending } else { planned.status },
                 message: if waits {
-                    format!("waits for the channel cancel, then: {}", planned.action)
+                    format!("waits for the channel and the warehouse, then: {}", planned.action)
                 } else {
                     planned.action.clone()
                 },
@@ -635,25 +695,29 @@ pub fn cancel_order(
         updated_at: now,
         completed_at: None,
     });
-    if channel_first {
+    // The gates' steps are set here once; the later ones by apply_cancellation.
+    for planned in plan
+        .steps
+        .iter()
+        .filter(|step| matches!(step.kind, StepKind::ChannelCancel | StepKind::WarehouseCancel))
+    {
         history.push(
             HistoryEntry::new(
                 now,
-                "step.channel_cancel",
+                &format!("step.{}", planned.kind),
                 actor,
-                format!("channel_cancel: {}", plan.steps[0].action),
+                format!("{}: {}", planned.kind, planned.action),
             )
-            .with("status", StepStatus::Pending),
+            .with("status", planned.status),
         );
+    }
+    if gated {
         history.push(
             HistoryEntry::new(
                 now,
                 "cancellation.processing",
                 actor,
-                format!(
-                    "Cancellation processing: {} is asked to cancel first; the order stays open until it confirms.",
-                    order.channel_kind
-                ),
+                "Cancellation processing: the channel and the warehouse are asked to stop the order first; it stays open until they have.".to_owned(),
             )
             .with("cancellation_id", &cancellation_id),
         );
@@ -700,7 +764,8 @@ pub(crate) fn apply_cancellation(
         let Some(step) = cancellation.steps.iter_mut().find(|step| step.kind == planned.kind) else {
             continue;
         };
-        if step.kind == StepKind::ChannelCancel && step.status == StepStatus::Succeeded {
+        // The gates' outcomes are their own, set when the cancellation began or by the partners.
+        if matches!(step.kind, StepKind::ChannelCancel | StepKind::WarehouseCancel) {
             continue;
         }
         step.status = planned.status;
@@ -803,26 +868,36 @@ pub(crate) fn apply_cancellation(
     (refunds, workflow)
 }
 
-/// The channel confirmed the cancel (C3): the order is cancelled here too and the later steps run.
-/// When they cannot be planned (a refund method that no longer fits), the refund step fails and an
-/// operator is asked; the order is cancelled all the same, since the channel has cancelled it.
-pub(crate) fn continue_after_channel(
+/// A gate (the channel, the warehouse) has done its part: when no gate is left, the order is
+/// cancelled here too and the later steps run (C3, W4). When they cannot be planned (a refund method
+/// that no longer fits), the refund step fails and an operator is asked; the order is cancelled all
+/// the same, since the channel and the warehouse have stopped it.
+pub(crate) fn continue_after_gate(
     order: &mut Order,
-    channel_message: String,
     actor: &Actor,
     ids: &mut dyn IdSource,
     now: Timestamp,
     history: &mut Vec<HistoryEntry>,
 ) -> (Vec<Refund>, WorkflowSchedule) {
     let cancellation = order.cancellation.as_ref().expect("a cancellation is being continued");
-    let options = CancelOptions::of(cancellation);
-    let channel_step = PlannedStep {
-        kind: StepKind::ChannelCancel,
-        status: StepStatus::Succeeded,
-        action: channel_message,
-        fee: None,
+    let gate = |kind| {
+        let step = cancellation.step(kind).expect("every cancellation has its five steps");
+        PlannedStep {
+            kind,
+            status: step.status,
+            action: step.message.clone(),
+            fee: None,
+        }
     };
-    match plan_steps(order, &options, channel_step) {
+    let (channel, warehouse) = (gate(StepKind::ChannelCancel), gate(StepKind::WarehouseCancel));
+    if channel.status == StepStatus::Pending || warehouse.status == StepStatus::Pending {
+        return (Vec::new(), WorkflowSchedule::DueAt(now));
+    }
+    if warehouse.status == StepStatus::Waiting {
+        return (Vec::new(), WorkflowSchedule::Finished);
+    }
+    let options = CancelOptions::of(cancellation);
+    match plan_steps(order, &options, channel.clone(), warehouse.clone()) {
         Ok(plan) => apply_cancellation(order, &plan, &options, actor, ids, now, history),
         Err(error) => {
             let mut fallback = plan_steps(
@@ -831,12 +906,8 @@ pub(crate) fn continue_after_channel(
                     refund: false,
                     ..options.clone()
                 },
-                PlannedStep {
-                    kind: StepKind::ChannelCancel,
-                    status: StepStatus::Succeeded,
-                    action: String::new(),
-                    fee: None,
-                },
+                channel,
+                warehouse,
             )
             .expect("without a refund the later steps always plan");
             if let Some(refund) = fallback.steps.iter_mut().find(|step| step.kind == StepKind::Refund) {
@@ -859,6 +930,7 @@ pub fn cancelled_at_channel(
     order: &Order,
     reason: Option<String>,
     source: &str,
+    warehouse: Option<WarehouseSettings>,
     ids: &mut dyn IdSource,
     now: Timestamp,
 ) -> Result<OrderChange, CancelError> {
@@ -917,9 +989,35 @@ pub fn cancelled_at_channel(
         updated_at: now,
         completed_at: None,
     });
-    if let Some(step) = order.cancellation.as_mut().and_then(|c| c.steps.first_mut()) {
-        step.status = StepStatus::Succeeded;
-        step.message = format!("cancelled at {kind} ({source})");
+    // The warehouse step runs as for any cancel; one the warehouse can no longer stop is an
+    // operator's to handle, since the channel has cancelled the sale already.
+    let warehouse_options = CancelOptions {
+        warehouse,
+        ..CancelOptions::default()
+    };
+    let warehouse_step = plan_warehouse_step(&order, &warehouse_options);
+    if let Some(cancellation) = order.cancellation.as_mut() {
+        for step in &mut cancellation.steps {
+            match step.kind {
+                StepKind::ChannelCancel => {
+                    step.status = StepStatus::Succeeded;
+                    step.message = format!("cancelled at {kind} ({source})");
+                }
+                StepKind::WarehouseCancel => match &warehouse_step {
+                    Ok(planned) => {
+                        step.status = planned.status;
+                        step.message = planned.action.clone();
+                    }
+                    Err(error) => {
+                        step.status = StepStatus::Failed;
+                        step.message = format!("failed: {error}");
+                        step.last_error = Some(error.to_string());
+                        cancellation.needs_attention = true;
+                    }
+                },
+                StepKind::Refund | StepKind::Restock | StepKind::Notify => {}
+            }
+        }
     }
     history.push(
         HistoryEntry::new(
@@ -930,14 +1028,7 @@ pub fn cancelled_at_channel(
         )
         .with("status", StepStatus::Succeeded),
     );
-    let (refunds, workflow) = continue_after_channel(
-        &mut order,
-        format!("cancelled at {kind} ({source})"),
-        &actor,
-        ids,
-        now,
-        &mut history,
-    );
+    let (refunds, workflow) = continue_after_gate(&mut order, &actor, ids, now, &mut history);
     if shipped {
         order.add_warning(Warning::ShippedAfterCancel);
         history.push(HistoryEntry::new(

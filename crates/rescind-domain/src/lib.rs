@@ -15,6 +15,7 @@ pub mod reasons;
 pub mod refund;
 pub mod time;
 pub mod undo;
+pub mod warehouse;
 pub mod workflow;
 
 pub use access::Scope;
@@ -34,6 +35,9 @@ pub use reasons::{cancel_reasons, check_reason, reason_code_required, CancelReas
 pub use refund::{record_refund, Refund, RefundError, RefundMethod, RefundRequest};
 pub use time::Timestamp;
 pub use undo::{plan_undo, record_reauthorization_declined, undo_cancellation, Reauthorization, UndoError};
+pub use warehouse::{
+    warehouse_event, EventError, Outbound, OutboundStatus, WarehouseEvent, WarehouseKind, WarehouseSettings,
+};
 pub use workflow::{
     pending_work, record_step_outcome, retry_cancellation, ChannelCall, ChannelLine, PaymentAction, PaymentCall,
     PendingWork, RetryError, RetryPolicy, StaleStep, StepOutcome,

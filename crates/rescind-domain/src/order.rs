@@ -7,6 +7,7 @@ use crate::ids::IdSource;
 use crate::money::{Currency, Money};
 use crate::refund::Refund;
 use crate::time::Timestamp;
+use crate::warehouse::{Outbound, OutboundStatus};
 
 crate::named_enum! {
     /// The order's life: open until cancelled or closed.
@@ -165,6 +166,8 @@ pub struct Order {
     /// Stock was deducted at import (I1); the snapshot is the line items as imported.
     pub inventory_deducted: bool,
     pub warehouse_id: Option<String>,
+    /// The outbound request at the warehouse, once the order is ready to ship (F1).
+    pub outbound: Option<Outbound>,
     pub warnings: Vec<Warning>,
     /// Every refund recorded for this order, oldest first.
     pub refunds: Vec<Refund>,
@@ -343,6 +346,18 @@ impl NewOrder {
             line_items,
             payment: self.payment,
             inventory_deducted: self.deduct_inventory,
+            outbound: self
+                .warehouse_id
+                .as_ref()
+                .filter(|_| self.fulfillment_status == FulfillmentStatus::AwaitingShipment)
+                .map(|warehouse_id| Outbound {
+                    warehouse_id: warehouse_id.clone(),
+                    external_id: None,
+                    status: OutboundStatus::Requested,
+                    fee: None,
+                    attempts: 0,
+                    last_error: None,
+                }),
             warehouse_id: self.warehouse_id,
             warnings: Vec::new(),
             refunds: Vec::new(),

@@ -7,6 +7,7 @@ use crate::money::{Currency, Money};
 use crate::order::{FinancialStatus, FulfillmentStatus, Order, OrderChange, OrderStatus, WorkflowSchedule};
 use crate::refund::RefundMethod;
 use crate::time::Timestamp;
+use crate::warehouse::OutboundStatus;
 
 /// Why a cancellation cannot be undone.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -161,12 +162,25 @@ pub fn undo_cancellation(
     for line in &mut order.line_items {
         line.cancelled_quantity = 0;
     }
+    // The order ships again: a deleted outbound request is asked for anew.
+    let mut workflow = WorkflowSchedule::Finished;
+    if let Some(outbound) = order
+        .outbound
+        .as_mut()
+        .filter(|outbound| outbound.status == OutboundStatus::Deleted)
+    {
+        outbound.status = OutboundStatus::Requested;
+        outbound.external_id = None;
+        outbound.fee = None;
+        outbound.attempts = 0;
+        workflow = WorkflowSchedule::DueAt(now);
+    }
     order.updated_at = now;
     Ok(OrderChange {
         order,
         history,
         new_refunds: Vec::new(),
-        workflow: WorkflowSchedule::Finished,
+        workflow,
         sync: Vec::new(),
     })
 }

@@ -1,14 +1,16 @@
 //! The durable part of a cancellation (W2, W7): which external call a pending step needs, what its
 //! outcome does to the order, how long to wait before trying again, and an operator's retry.
 
-use crate::cancel::{continue_after_channel, CancellationStatus, StepKind, StepStatus};
+use crate::cancel::{continue_after_gate, CancellationStatus, StepKind, StepStatus};
 use crate::channel::ChannelKind;
 use crate::history::{Actor, HistoryEntry};
 use crate::ids::IdSource;
 use crate::money::{Currency, Money};
 use crate::order::{FinancialStatus, Order, OrderChange, PaymentMethod, SyncKind, SyncRecord, WorkflowSchedule};
+use crate::order::{OrderStatus, Warning};
 use crate::refund::{apply_refunds, Refund, RefundMethod};
 use crate::time::Timestamp;
+use crate::warehouse::OutboundStatus;
 
 /// How failed external calls are retried (W7): capped exponential backoff with jitter, a bounded
 /// number of attempts, then the needs-attention list.
@@ -103,35 +105,76 @@ pub struct ChannelCall {
     pub earlier_attempts: bool,
 }
 
+/// A call the worker must make to the order's warehouse for the warehouse step (F2, C4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WarehouseCall {
+    pub warehouse_id: String,
+    /// rescind's identifier of the outbound request (the order id).
+    pub identifier: String,
+    /// The warehouse's id, when it confirmed the creation.
+    pub external_id: Option<String>,
+    pub idempotency_key: String,
+    pub earlier_attempts: bool,
+}
+
+/// The outbound request the worker must create at the warehouse (F1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundCall {
+    pub warehouse_id: String,
+    pub identifier: String,
+    pub order_no: String,
+    pub recipient: crate::order::Address,
+    /// SKUs and quantities.
+    pub items: Vec<(String, u32)>,
+    pub idempotency_key: String,
+}
+
 /// The work a pending cancellation needs from the worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PendingWork {
     Channel(ChannelCall),
+    Warehouse(WarehouseCall),
+    CreateOutbound(OutboundCall),
     Payment(PaymentCall),
     /// The refund step is pending but nothing is owed any more (refunded by hand meanwhile).
     NothingOwed,
 }
 
 impl PendingWork {
-    /// The step the work is for.
-    pub fn step_kind(&self) -> StepKind {
+    /// The cancellation step the work is for; `None` for the outbound request's creation.
+    pub fn step_kind(&self) -> Option<StepKind> {
         match self {
-            PendingWork::Channel(_) => StepKind::ChannelCancel,
-            PendingWork::Payment(_) | PendingWork::NothingOwed => StepKind::Refund,
+            PendingWork::Channel(_) => Some(StepKind::ChannelCancel),
+            PendingWork::Warehouse(_) => Some(StepKind::WarehouseCancel),
+            PendingWork::Payment(_) | PendingWork::NothingOwed => Some(StepKind::Refund),
+            PendingWork::CreateOutbound(_) => None,
         }
     }
 }
 
 /// The next external call of the order's cancellation, or `None` when no step is pending.
 pub fn pending_work(order: &Order) -> Option<PendingWork> {
-    let cancellation = order.cancellation.as_ref()?;
-    if cancellation.status != CancellationStatus::Processing {
+    let processing = order
+        .cancellation
+        .as_ref()
+        .filter(|c| c.status == CancellationStatus::Processing);
+    let Some(cancellation) = processing else {
+        return outbound_to_create(order);
+    };
+    // Steps run in W2's order, and nothing passes a gate (the channel, the warehouse) that has not
+    // done its part: a failed or waiting gate blocks every later step.
+    let step = cancellation.steps.iter().find(|step| {
+        let gate = matches!(step.kind, StepKind::ChannelCancel | StepKind::WarehouseCancel);
+        step.status == StepStatus::Pending
+            || (gate
+                && matches!(
+                    step.status,
+                    StepStatus::Failed | StepStatus::Waiting | StepStatus::Running
+                ))
+    })?;
+    if step.status != StepStatus::Pending {
         return None;
     }
-    let step = cancellation
-        .steps
-        .iter()
-        .find(|step| step.status == StepStatus::Pending)?;
     match step.kind {
         StepKind::ChannelCancel => Some(PendingWork::Channel(ChannelCall {
             channel_id: order.channel_id.clone(),
@@ -180,8 +223,114 @@ pub fn pending_work(order: &Order) -> Option<PendingWork> {
                 earlier_attempts: step.attempts > 0,
             }))
         }
-        StepKind::WarehouseCancel | StepKind::Restock | StepKind::Notify => None,
+        StepKind::WarehouseCancel => {
+            let outbound = order.outbound.as_ref()?;
+            Some(PendingWork::Warehouse(WarehouseCall {
+                warehouse_id: outbound.warehouse_id.clone(),
+                identifier: order.id.clone(),
+                external_id: outbound.external_id.clone(),
+                idempotency_key: step.idempotency_key(&cancellation.id),
+                earlier_attempts: step.attempts > 0,
+            }))
+        }
+        StepKind::Restock | StepKind::Notify => None,
     }
+}
+
+/// The outbound request of an open order that is ready to ship and has none at its warehouse yet.
+fn outbound_to_create(order: &Order) -> Option<PendingWork> {
+    let outbound = order
+        .outbound
+        .as_ref()
+        .filter(|outbound| outbound.status == OutboundStatus::Requested)?;
+    if order.status != OrderStatus::Open {
+        return None;
+    }
+    Some(PendingWork::CreateOutbound(OutboundCall {
+        warehouse_id: outbound.warehouse_id.clone(),
+        identifier: order.id.clone(),
+        order_no: order.number.clone(),
+        recipient: order.shipping_address.clone(),
+        items: order
+            .line_items
+            .iter()
+            .map(|line| (line.sku.clone(), line.quantity))
+            .collect(),
+        idempotency_key: format!("rescind-{}-outbound", order.id),
+    }))
+}
+
+/// What came of creating an outbound request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutboundOutcome {
+    Created {
+        external_id: String,
+        status: OutboundStatus,
+    },
+    /// The warehouse refused it (a wrong address, an unknown product): an operator must look.
+    Refused { message: String },
+    Failed {
+        message: String,
+        retry_at: Option<Timestamp>,
+    },
+}
+
+/// Records the outcome of an outbound request's creation; the order's shipment status follows.
+pub fn record_outbound(order: &Order, outcome: OutboundOutcome, now: Timestamp) -> Result<OrderChange, StaleStep> {
+    let mut order = order.clone();
+    let outbound = order
+        .outbound
+        .as_mut()
+        .filter(|outbound| outbound.status == OutboundStatus::Requested)
+        .ok_or(StaleStep)?;
+    let actor = Actor::System;
+    outbound.attempts += 1;
+    let (message, workflow) = match outcome {
+        OutboundOutcome::Created { external_id, status } => {
+            let message = format!("Outbound request {external_id} created at the warehouse ({status}).");
+            outbound.external_id = Some(external_id);
+            outbound.status = status;
+            outbound.last_error = None;
+            if order.status == OrderStatus::Open {
+                if let Some(fulfillment) = status.fulfillment() {
+                    order.fulfillment_status = fulfillment;
+                }
+            }
+            (message, WorkflowSchedule::Finished)
+        }
+        OutboundOutcome::Refused { message } => {
+            outbound.last_error = Some(message.clone());
+            (
+                format!("The warehouse refused the outbound request: {message}. Fix the order and ask again."),
+                WorkflowSchedule::Finished,
+            )
+        }
+        OutboundOutcome::Failed { message, retry_at } => {
+            outbound.last_error = Some(message.clone());
+            match retry_at {
+                Some(at) => (
+                    format!("Creating the outbound request failed, will retry: {message}"),
+                    WorkflowSchedule::DueAt(at),
+                ),
+                None => (
+                    format!(
+                        "Creating the outbound request failed {} times: {message}",
+                        outbound.attempts
+                    ),
+                    WorkflowSchedule::Finished,
+                ),
+            }
+        }
+    };
+    let history = vec![HistoryEntry::new(now, "outbound.created", &actor, message)];
+    order.updated_at = now;
+    Ok(OrderChange {
+        order,
+        history,
+        new_refunds: Vec::new(),
+        workflow,
+        sync: Vec::new(),
+    })
 }
 
 /// What came of a step's external call.
@@ -189,6 +338,12 @@ pub fn pending_work(order: &Order) -> Option<PendingWork> {
 pub enum StepOutcome {
     /// The channel cancelled the order (or had already): `message` says what it answered.
     ChannelCancelled { message: String },
+    /// The outbound request was deleted, or there was none to stop.
+    OutboundStopped { message: String },
+    /// The warehouse took a cancellation request (C4), for `fee`; its answer comes later.
+    CancelRequested { fee: Option<Money>, message: String },
+    /// The warehouse can no longer stop the goods (C5).
+    WarehouseTooLate { status: OutboundStatus, message: String },
     /// The provider refunded `amount`; `reference` is its refund id.
     Refunded { amount: Money, reference: String },
     /// The authorization was cancelled.
@@ -230,6 +385,15 @@ pub fn record_step_outcome(
         return Err(StaleStep);
     }
     let cancellation_id = cancellation.id.clone();
+    cancellation.updated_at = now;
+    let partner = match kind {
+        StepKind::ChannelCancel => channel.to_string(),
+        StepKind::WarehouseCancel => "the warehouse".to_owned(),
+        _ => "the payment provider".to_owned(),
+    };
+    let channel_done = cancellation
+        .step(StepKind::ChannelCancel)
+        .is_some_and(|step| step.status == StepStatus::Succeeded);
     let step = cancellation
         .steps
         .iter_mut()
@@ -237,24 +401,52 @@ pub fn record_step_outcome(
         .ok_or(StaleStep)?;
     step.attempts += 1;
     step.updated_at = now;
-    cancellation.updated_at = now;
-    let partner = match kind {
-        StepKind::ChannelCancel => channel.to_string(),
-        _ => "the payment provider".to_owned(),
-    };
 
     let mut history = Vec::new();
     let mut refunds = Vec::new();
     let mut financial_status = None;
-    let mut channel_confirmed = None;
+    let mut gate_passed = false;
     let mut channel_refused = false;
+    let mut warehouse_too_late = false;
+    let mut outbound_now: Option<(OutboundStatus, Option<Money>)> = None;
+    let mut new_warning = None;
     let workflow;
     match outcome {
         StepOutcome::ChannelCancelled { message } => {
             step.status = StepStatus::Succeeded;
             step.message = format!("cancelled at {channel}: {message}");
             step.last_error = None;
-            channel_confirmed = Some(step.message.clone());
+            gate_passed = true;
+            workflow = WorkflowSchedule::Finished;
+        }
+        StepOutcome::OutboundStopped { message } => {
+            step.status = StepStatus::Succeeded;
+            step.message = message;
+            step.last_error = None;
+            outbound_now = Some((OutboundStatus::Deleted, None));
+            gate_passed = true;
+            workflow = WorkflowSchedule::Finished;
+        }
+        StepOutcome::CancelRequested { fee, message } => {
+            step.status = StepStatus::Waiting;
+            step.message = format!(
+                "cancellation requested at the warehouse{}; until it accepts, the goods may still ship ({message})",
+                fee.map(|fee| format!(" for a fee of {}", fee.format(currency)))
+                    .unwrap_or_default()
+            );
+            step.last_error = None;
+            outbound_now = Some((OutboundStatus::CancelRequest, fee));
+            new_warning = Some(Warning::CancelRequestedMayShip);
+            workflow = WorkflowSchedule::Finished;
+        }
+        StepOutcome::WarehouseTooLate { status, message } => {
+            step.status = StepStatus::Failed;
+            step.message = format!(
+                "failed: the outbound request is {status} and the warehouse can no longer stop it; the goods will ship, so ask the recipient to refuse delivery ({message})"
+            );
+            step.last_error = Some(message);
+            outbound_now = Some((status, None));
+            warehouse_too_late = true;
             workflow = WorkflowSchedule::Finished;
         }
         StepOutcome::Refunded { amount, reference } => {
@@ -315,7 +507,27 @@ pub fn record_step_outcome(
         }
     }
     let step_status = step.status;
-    let sync = if kind == StepKind::ChannelCancel {
+    let sync = if kind == StepKind::WarehouseCancel {
+        vec![SyncRecord {
+            at: now,
+            kind: SyncKind::Cancel,
+            target: format!(
+                "warehouse {}",
+                order.outbound.as_ref().map(|o| o.warehouse_id.as_str()).unwrap_or("?")
+            ),
+            request: format!(
+                "stop the outbound request {}",
+                order
+                    .outbound
+                    .as_ref()
+                    .and_then(|o| o.external_id.as_deref())
+                    .unwrap_or(order.id.as_str())
+            ),
+            ok: matches!(step_status, StepStatus::Succeeded | StepStatus::Waiting),
+            message: step.last_error.clone().unwrap_or_else(|| step.message.clone()),
+            fee: outbound_now.and_then(|(_, fee)| fee),
+        }]
+    } else if kind == StepKind::ChannelCancel {
         vec![SyncRecord {
             at: now,
             kind: SyncKind::Cancel,
@@ -347,7 +559,37 @@ pub fn record_step_outcome(
         .with("attempts", step.attempts),
     );
 
-    if channel_refused {
+    if warehouse_too_late && !channel_done {
+        // C5 found late: the goods ship; nothing else happens and the order stays as it was.
+        cancellation.status = CancellationStatus::Failed;
+        for later in cancellation
+            .steps
+            .iter_mut()
+            .filter(|step| step.status == StepStatus::Pending)
+        {
+            later.status = StepStatus::Skipped;
+            later.message = "not run: the warehouse could not stop the shipment".to_owned();
+            later.updated_at = now;
+        }
+        history.push(
+            HistoryEntry::new(
+                now,
+                "cancellation.failed",
+                &actor,
+                "Cancellation failed: the warehouse can no longer stop the goods.",
+            )
+            .with("cancellation_id", &cancellation_id),
+        );
+    } else if warehouse_too_late {
+        // The channel cancelled the sale already: the order is cancelled, but the goods ship.
+        cancellation.needs_attention = true;
+        gate_passed = true;
+        new_warning = Some(Warning::ShippedAfterCancel);
+        history.push(
+            HistoryEntry::new(now, "cancellation.needs_attention", &actor, "The channel cancelled the order but the warehouse ships it: arrange a refusal of delivery or a return.")
+                .with("cancellation_id", &cancellation_id),
+        );
+    } else if channel_refused {
         // C3: the channel said no, so nothing else happens and the order stays as it was.
         cancellation.status = CancellationStatus::Failed;
         for later in cancellation
@@ -403,8 +645,24 @@ pub fn record_step_outcome(
     if let Some(status) = financial_status {
         order.financial_status = status;
     }
-    if let Some(message) = channel_confirmed {
-        let (more_refunds, next) = continue_after_channel(&mut order, message, &actor, ids, now, &mut history);
+    if let Some((status, fee)) = outbound_now {
+        if let Some(outbound) = order.outbound.as_mut() {
+            outbound.status = status;
+            if fee.is_some() {
+                outbound.fee = fee;
+            }
+        }
+        if order.status == OrderStatus::Open {
+            if let Some(fulfillment) = status.fulfillment() {
+                order.fulfillment_status = fulfillment;
+            }
+        }
+    }
+    if let Some(warning) = new_warning {
+        order.add_warning(warning);
+    }
+    if gate_passed {
+        let (more_refunds, next) = continue_after_gate(&mut order, &actor, ids, now, &mut history);
         refunds.extend(more_refunds);
         order.updated_at = now;
         return Ok(OrderChange {

@@ -636,7 +636,7 @@ proptest! {
         let (_, change) = cancel_order(&marketplace_order(card), &options, &merchant(), &mut ids, now()).unwrap();
         let mut order = change.order;
         for event in events {
-            let pending = pending_work(&order).map(|work| work.step_kind());
+            let pending = pending_work(&order).and_then(|work| work.step_kind());
             let outcome = |kind| match (&event, kind) {
                 (Partner::Cancelled, StepKind::ChannelCancel) => Some(StepOutcome::ChannelCancelled { message: "ok".to_owned() }),
                 (Partner::Refunded, StepKind::Refund) => {

@@ -143,11 +143,13 @@ pub fn address(problems: &mut Problems, field: &str, address: &Option<AddressBod
 
 /// Validates an import. `channel_kind` is the kind of the channel the request names, when it exists
 /// in the shop (the caller looked it up).
-/// `provider_known`: the payment's `provider_id`, if any, names a payment provider of the shop.
+/// `provider_known`: the payment's `provider_id`, if any, names a payment provider of the shop;
+/// `warehouse_id`: the warehouse the order ships from (the request's, checked, or the shop's only one).
 pub fn new_order(
     request: &ImportOrderRequest,
     channel_kind: Option<ChannelKind>,
     provider_known: bool,
+    warehouse_id: Option<String>,
 ) -> Result<NewOrder, Vec<String>> {
     let mut problems = Problems::default();
     let channel_id = problems.required_text("channel_id", &request.channel_id, CODE_LENGTH_MAX);
@@ -305,10 +307,10 @@ pub fn new_order(
         ),
         _ => {}
     }
-    if let Some(warehouse_id) = &request.warehouse_id {
+    if let (Some(warehouse_id), None) = (&request.warehouse_id, &warehouse_id) {
         problems.push(
             "warehouse_id",
-            format_args!("no warehouse `{warehouse_id}` in this shop (warehouse integrations are not available yet)"),
+            format_args!("no warehouse `{warehouse_id}` in this shop"),
         );
     }
 
@@ -337,7 +339,7 @@ pub fn new_order(
         financial_status,
         fulfillment_status,
         deduct_inventory: request.deduct_inventory.unwrap_or(false),
-        warehouse_id: None,
+        warehouse_id,
     };
     if problems.0.is_empty() {
         if let Err(amount_problems) = order.check_amounts() {
@@ -366,6 +368,7 @@ pub fn cancel_options(body: CancelOptionsBody<'_>, requested_by: RequestedBy) ->
         restock: body.restock.unwrap_or(true),
         notify_customer: body.notify_customer.unwrap_or(true),
         channel_cancel_sync: true,
+        warehouse: None,
     };
     problems.into_result(options)
 }

@@ -102,6 +102,11 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{order_id}/uncancel", post(routes::cancel::undo_cancel))
         .route("/cancellations", get(routes::cancel::list_cancellations))
         .route("/sync_history", get(routes::sync_history::list))
+        .route(
+            "/warehouses",
+            post(routes::warehouses::create_warehouse).get(routes::warehouses::list_warehouses),
+        )
+        .route("/warehouses/{warehouse_id}", get(routes::warehouses::get_warehouse))
         .route("/cancellations/{cancellation_id}/retry", post(routes::cancel::retry))
         .route(
             "/payment_providers",
@@ -120,6 +125,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/channels/{channel_id}/webhooks",
             post(routes::webhooks::receive),
+        )
+        .route(
+            "/api/v1/warehouses/{warehouse_id}/events",
+            post(routes::warehouses::receive_event),
         )
         .route("/healthz", get(routes::ops::healthz))
         .route("/metrics", get(routes::ops::metrics))

@@ -46,6 +46,7 @@ enum_schemas! {
     channel_kind_schema => ChannelKind,
     warning_schema => Warning,
     scope_schema => Scope,
+    outbound_status_schema => rescind_domain::OutboundStatus,
 }
 
 fn nullable_refund_method_schema() -> Object {
@@ -260,6 +261,94 @@ pub struct SyncHistoryList {
     pub next_cursor: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WarehouseSettingsBody {
+    /// C4: ask the warehouse to cancel while it picks (default false).
+    pub cancel_after_confirmation: Option<bool>,
+    /// F4: recipient changes update the outbound request before confirmation (default true).
+    pub sync_modifications: Option<bool>,
+    /// F4: recipient changes during picking go as a modification request (default false).
+    pub modify_after_confirmation: Option<bool>,
+    /// The warehouse API's rate limit: requests per window (default 60).
+    pub rate_limit: Option<u32>,
+    /// The window of the rate limit, in milliseconds (default 60000).
+    pub rate_limit_window_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWarehouseRequest {
+    #[schema(example = "openlogi")]
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    /// The API origin including `/api`, e.g. `https://api.openlogi.com/api`, or a simulator's.
+    pub base_url: Option<String>,
+    /// Write-only: `{"access_token", "webhook_secret", "account_id"?}`.
+    #[schema(value_type = Option<Object>)]
+    pub credentials: Option<Map<String, Value>>,
+    pub settings: Option<WarehouseSettingsBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WarehouseSettingsView {
+    pub cancel_after_confirmation: bool,
+    pub sync_modifications: bool,
+    pub modify_after_confirmation: bool,
+    pub rate_limit: u32,
+    pub rate_limit_window_ms: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WarehouseBody {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    pub base_url: String,
+    pub settings: WarehouseSettingsView,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WarehouseList {
+    pub items: Vec<WarehouseBody>,
+}
+
+/// A warehouse's report: an outbound status change, or its answer to a cancellation request.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct WarehouseEventBody {
+    pub external_id: Option<String>,
+    #[schema(schema_with = outbound_status_schema)]
+    pub status: Option<String>,
+    /// `accepted` or `rejected`.
+    pub cancel_request: Option<String>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WarehouseEventReceipt {
+    /// `applied`, or `ignored` when no order here has that outbound request.
+    pub status: String,
+    pub order_id: Option<String>,
+}
+
+pub fn warehouse_body(warehouse: &rescind_store::Warehouse) -> WarehouseBody {
+    WarehouseBody {
+        id: warehouse.id.clone(),
+        kind: warehouse.kind.as_str().to_owned(),
+        name: warehouse.name.clone(),
+        base_url: warehouse.base_url.clone(),
+        settings: WarehouseSettingsView {
+            cancel_after_confirmation: warehouse.settings.cancel_after_confirmation,
+            sync_modifications: warehouse.settings.sync_modifications,
+            modify_after_confirmation: warehouse.settings.modify_after_confirmation,
+            rate_limit: warehouse.rate_limit,
+            rate_limit_window_ms: warehouse.rate_limit_window_ms,
+        },
+        created_at: rfc3339(warehouse.created_at),
+    }
+}
+
 // ---- orders ----
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -408,13 +497,21 @@ pub struct RefundBody {
     pub created_at: String,
 }
 
-/// The warehouse's outbound request for the order; always null until a warehouse integration exists.
+/// The warehouse's outbound request for the order (F1), once the order is ready to ship.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OutboundBody {
+    /// rescind's id of it, the identifier the warehouse knows it by (the order id).
     pub id: String,
     pub warehouse_id: String,
+    /// The warehouse's id; null until the warehouse confirmed the request.
     pub external_id: Option<String>,
+    #[schema(schema_with = outbound_status_schema)]
     pub status: String,
+    /// The fee of a cancellation or modification request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fee: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// The order object of API.md.
@@ -766,7 +863,14 @@ pub fn order_body(order: &Order) -> OrderBody {
             points_amount: money(payment.points_amount),
         }),
         warehouse_id: order.warehouse_id.clone(),
-        outbound: None,
+        outbound: order.outbound.as_ref().map(|outbound| OutboundBody {
+            id: order.id.clone(),
+            warehouse_id: outbound.warehouse_id.clone(),
+            external_id: outbound.external_id.clone(),
+            status: outbound.status.as_str().to_owned(),
+            fee: outbound.fee.map(money),
+            last_error: outbound.last_error.clone(),
+        }),
         cancellation: order.cancellation.as_ref().map(cancellation_body),
         refunds: order.refunds.iter().map(|refund| refund_body(order, refund)).collect(),
         warnings: order

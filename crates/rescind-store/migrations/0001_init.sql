@@ -62,6 +62,10 @@ CREATE TABLE orders (
     payment TEXT,
     inventory_deducted BOOLEAN NOT NULL,
     warehouse_id TEXT,
+    -- The outbound request at the warehouse (JSON), once the order is ready to ship.
+    outbound TEXT,
+    -- The warehouse's id of the outbound request: how its reports find the order.
+    outbound_external_id TEXT,
     warnings TEXT NOT NULL,
     cancellation_id TEXT,
     cancellation_status TEXT,
@@ -71,6 +75,7 @@ CREATE TABLE orders (
 -- Duplicate detection (API.md: 409 duplicate_order), enforced by the database.
 CREATE UNIQUE INDEX orders_by_channel_order_id ON orders (channel_id, channel_order_id);
 CREATE INDEX orders_by_shop ON orders (shop_id, id);
+CREATE INDEX orders_by_outbound ON orders (warehouse_id, outbound_external_id);
 
 CREATE TABLE cancellations (
     id TEXT PRIMARY KEY,
@@ -102,17 +107,34 @@ CREATE UNIQUE INDEX cancellations_one_in_effect ON cancellations (order_id)
 CREATE INDEX cancellations_by_shop ON cancellations (shop_id, id);
 CREATE INDEX cancellations_needing_attention ON cancellations (shop_id, id) WHERE needs_attention;
 
--- Cancellations with a step for the worker to run (W7). A worker claims a due job by taking its
--- lease; a job whose lease expired (its worker died) is claimed again.
+-- Orders with work for the worker (a cancellation's step, an outbound request to create; W7). A
+-- worker claims a due job by taking its lease; a job whose lease expired (its worker died) is
+-- claimed again. One job per order: the work of one order never runs twice at once.
 CREATE TABLE workflow_jobs (
-    cancellation_id TEXT PRIMARY KEY REFERENCES cancellations (id),
+    order_id TEXT PRIMARY KEY REFERENCES orders (id),
     shop_id TEXT NOT NULL,
-    order_id TEXT NOT NULL,
     due_at BIGINT NOT NULL,
     lease_owner TEXT,
     lease_expires_at BIGINT
 );
 CREATE INDEX workflow_jobs_by_due_at ON workflow_jobs (due_at);
+
+CREATE TABLE warehouses (
+    id TEXT PRIMARY KEY,
+    shop_id TEXT NOT NULL REFERENCES shops (id),
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    base_url TEXT NOT NULL,
+    credentials TEXT,
+    cancel_after_confirmation BOOLEAN NOT NULL,
+    sync_modifications BOOLEAN NOT NULL,
+    modify_after_confirmation BOOLEAN NOT NULL,
+    -- The warehouse API's rate limit: this many requests per window.
+    rate_limit INTEGER NOT NULL,
+    rate_limit_window_ms BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX warehouses_by_shop ON warehouses (shop_id, id);
 
 CREATE TABLE payment_providers (
     id TEXT PRIMARY KEY,

@@ -3,12 +3,13 @@
 // in SQLite too).
 
 use crate::codec::{
+    outbound_from_json, outbound_to_json,
     address_from_json, address_to_json, customer_from_json, customer_to_json, history_data_from_json,
     history_data_to_json, line_items_from_json, line_items_to_json, parse_named, payment_from_json, payment_to_json,
     scopes_from_text, scopes_to_text, steps_from_json, steps_to_json, warnings_from_json, warnings_to_json,
 };
 use crate::{
-    CancellationOfOrder, Job, PaymentProvider, PaymentProviderKind, SyncEntry,
+    CancellationOfOrder, Job, PaymentProvider, PaymentProviderKind, SyncEntry, Warehouse,
     ApiToken, ChangeError, Channel, IdempotencyClaim, ImportError, OrderFilter, Page, Settings, SettingsPatch, Shop,
     IDEMPOTENCY_ABANDONED_AFTER_S, IDEMPOTENCY_RETENTION_S,
 };
@@ -16,7 +17,7 @@ use anyhow::{Context, Result};
 use rescind_domain::{
     Cancellation, CancellationStatus, ChannelKind, Currency, FinancialStatus, FulfillmentStatus, HistoryEntry, Money,
     Order, OrderChange, OrderStatus, Refund, RefundMethod, RequestedBy, SyncKind, SyncRecord, Timestamp,
-    WorkflowSchedule,
+    WarehouseKind, WarehouseSettings, WorkflowSchedule,
 };
 use sqlx::{Database, Pool, QueryBuilder, Row};
 use std::collections::HashMap;
@@ -30,7 +31,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migratio
 const ORDER_COLUMNS: &str = "id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
     financial_status, fulfillment_status, currency, sub_total, total_shipping, total_tax, total_discount, \
     total_price, total_paid, total_refund_price, cancel_reason, canceled_at, customer, shipping_address, \
-    line_items, payment, inventory_deducted, warehouse_id, warnings, cancellation_id, created_at, updated_at";
+    line_items, payment, inventory_deducted, warehouse_id, outbound, warnings, cancellation_id, created_at, updated_at";
 
 const CANCELLATION_COLUMNS: &str = "id, order_id, status, requested_by, reason, reason_code, reason_detail, \
     staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, fulfillment_status_before, \
@@ -94,6 +95,7 @@ fn order_from_row(row: &DbRow) -> Result<(Order, Option<String>)> {
         payment: payment.as_deref().map(payment_from_json).transpose()?,
         inventory_deducted: row.try_get("inventory_deducted")?,
         warehouse_id: row.try_get("warehouse_id")?,
+        outbound: row.try_get::<Option<String>, _>("outbound")?.as_deref().map(outbound_from_json).transpose()?,
         warnings: warnings_from_json(&row.try_get::<String, _>("warnings")?)?,
         refunds: Vec::new(),
         cancellation: None,
@@ -264,16 +266,17 @@ async fn write_order(connection: &mut Connection, order: &Order) -> Result<(), s
          financial_status, fulfillment_status, currency, sub_total, total_shipping, total_tax, total_discount, \
          total_price, total_paid, total_refund_price, cancel_reason, canceled_at, customer, customer_name, \
          customer_email, shipping_address, line_items, payment, inventory_deducted, warehouse_id, warnings, \
-         cancellation_id, cancellation_status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-         $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, \
-         $30, $31, $32) ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+         cancellation_id, cancellation_status, created_at, updated_at, outbound, outbound_external_id) VALUES ($1, \
+         $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, \
+         $25, $26, $27, $28, $29, $30, $31, $32, $33, $34) ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
          financial_status = excluded.financial_status, fulfillment_status = excluded.fulfillment_status, \
          total_refund_price = excluded.total_refund_price, cancel_reason = excluded.cancel_reason, \
          canceled_at = excluded.canceled_at, customer = excluded.customer, customer_name = excluded.customer_name, \
          customer_email = excluded.customer_email, shipping_address = excluded.shipping_address, \
          line_items = excluded.line_items, payment = excluded.payment, warehouse_id = excluded.warehouse_id, \
          warnings = excluded.warnings, cancellation_id = excluded.cancellation_id, \
-         cancellation_status = excluded.cancellation_status, updated_at = excluded.updated_at",
+         cancellation_status = excluded.cancellation_status, updated_at = excluded.updated_at, \
+         outbound = excluded.outbound, outbound_external_id = excluded.outbound_external_id",
     )
     .bind(&order.id)
     .bind(&order.shop_id)
@@ -307,6 +310,8 @@ async fn write_order(connection: &mut Connection, order: &Order) -> Result<(), s
     .bind(order.cancellation.as_ref().map(|c| c.status.as_str()))
     .bind(order.created_at.unix_micros())
     .bind(order.updated_at.unix_micros())
+    .bind(order.outbound.as_ref().map(outbound_to_json))
+    .bind(order.outbound.as_ref().and_then(|outbound| outbound.external_id.clone()))
     .execute(&mut *connection)
     .await?;
     Ok(())
@@ -397,26 +402,29 @@ async fn save_change(connection: &mut Connection, change: &OrderChange) -> Resul
 
 /// Keeps the worker's job of the order's cancellation in step with the change.
 async fn schedule_workflow(connection: &mut Connection, change: &OrderChange) -> Result<()> {
-    let Some(cancellation) = &change.order.cancellation else { return Ok(()) };
-    match change.workflow {
+    schedule(connection, &change.order.id, &change.order.shop_id, change.workflow).await
+}
+
+/// Schedules, reschedules or forgets the order's job.
+async fn schedule(connection: &mut Connection, order_id: &str, shop_id: &str, workflow: WorkflowSchedule) -> Result<()> {
+    match workflow {
         WorkflowSchedule::Unchanged => {}
         WorkflowSchedule::DueAt(due_at) => {
             sqlx::query(
-                "INSERT INTO workflow_jobs (cancellation_id, shop_id, order_id, due_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (cancellation_id) DO UPDATE SET due_at = excluded.due_at, lease_owner = NULL, \
+                "INSERT INTO workflow_jobs (order_id, shop_id, due_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (order_id) DO UPDATE SET due_at = excluded.due_at, lease_owner = NULL, \
                  lease_expires_at = NULL",
             )
-            .bind(&cancellation.id)
-            .bind(&change.order.shop_id)
-            .bind(&change.order.id)
+            .bind(order_id)
+            .bind(shop_id)
             .bind(due_at.unix_micros())
             .execute(&mut *connection)
             .await
             .context("failed to schedule the cancellation's next step")?;
         }
         WorkflowSchedule::Finished => {
-            sqlx::query("DELETE FROM workflow_jobs WHERE cancellation_id = $1")
-                .bind(&cancellation.id)
+            sqlx::query("DELETE FROM workflow_jobs WHERE order_id = $1")
+                .bind(order_id)
                 .execute(&mut *connection)
                 .await
                 .context("failed to finish the cancellation's job")?;
@@ -630,6 +638,9 @@ impl Backend {
             return Err(ImportError::Store(anyhow::Error::new(error).context("failed to store the order")));
         }
         insert_history(&mut tx, &order.id, &[imported]).await?;
+        if rescind_domain::pending_work(&order).is_some() {
+            schedule(&mut tx, &order.id, &order.shop_id, WorkflowSchedule::DueAt(order.created_at)).await?;
+        }
         tx.commit().await.context("failed to commit the import")?;
         Ok(order)
     }
@@ -865,6 +876,84 @@ impl Backend {
     }
 }
 
+const WAREHOUSE_COLUMNS: &str = "id, shop_id, kind, name, base_url, credentials, cancel_after_confirmation, \
+    sync_modifications, modify_after_confirmation, rate_limit, rate_limit_window_ms, created_at";
+
+fn warehouse_from_row(row: &DbRow) -> Result<Warehouse> {
+    Ok(Warehouse {
+        id: row.try_get("id")?,
+        shop_id: row.try_get("shop_id")?,
+        kind: parse_named(&row.try_get::<String, _>("kind")?, WarehouseKind::parse, "warehouse kind")?,
+        name: row.try_get("name")?,
+        base_url: row.try_get("base_url")?,
+        credentials: row.try_get("credentials")?,
+        settings: WarehouseSettings {
+            cancel_after_confirmation: row.try_get("cancel_after_confirmation")?,
+            sync_modifications: row.try_get("sync_modifications")?,
+            modify_after_confirmation: row.try_get("modify_after_confirmation")?,
+        },
+        rate_limit: u32::try_from(row.try_get::<i32, _>("rate_limit")?)?,
+        rate_limit_window_ms: u64::try_from(row.try_get::<i64, _>("rate_limit_window_ms")?)?,
+        created_at: time(row.try_get("created_at")?),
+    })
+}
+
+impl Backend {
+    pub(crate) async fn create_warehouse(&self, warehouse: &Warehouse) -> Result<()> {
+        sqlx::query(&format!("INSERT INTO warehouses ({WAREHOUSE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
+            .bind(&warehouse.id)
+            .bind(&warehouse.shop_id)
+            .bind(warehouse.kind.as_str())
+            .bind(&warehouse.name)
+            .bind(&warehouse.base_url)
+            .bind(&warehouse.credentials)
+            .bind(warehouse.settings.cancel_after_confirmation)
+            .bind(warehouse.settings.sync_modifications)
+            .bind(warehouse.settings.modify_after_confirmation)
+            .bind(i32::try_from(warehouse.rate_limit)?)
+            .bind(i64::try_from(warehouse.rate_limit_window_ms)?)
+            .bind(warehouse.created_at.unix_micros())
+            .execute(&self.write)
+            .await
+            .context("failed to create the warehouse")?;
+        Ok(())
+    }
+
+    pub(crate) async fn warehouse(&self, shop_id: &str, warehouse_id: &str) -> Result<Option<Warehouse>> {
+        let row = sqlx::query(&format!("SELECT {WAREHOUSE_COLUMNS} FROM warehouses WHERE shop_id = $1 AND id = $2"))
+            .bind(shop_id)
+            .bind(warehouse_id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(warehouse_from_row).transpose()
+    }
+
+    pub(crate) async fn warehouse_by_id(&self, warehouse_id: &str) -> Result<Option<Warehouse>> {
+        let row = sqlx::query(&format!("SELECT {WAREHOUSE_COLUMNS} FROM warehouses WHERE id = $1"))
+            .bind(warehouse_id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(warehouse_from_row).transpose()
+    }
+
+    pub(crate) async fn warehouses(&self, shop_id: &str) -> Result<Vec<Warehouse>> {
+        let rows = sqlx::query(&format!("SELECT {WAREHOUSE_COLUMNS} FROM warehouses WHERE shop_id = $1 ORDER BY id"))
+            .bind(shop_id)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(warehouse_from_row).collect()
+    }
+
+    pub(crate) async fn order_id_by_outbound(&self, warehouse_id: &str, external_id: &str) -> Result<Option<(String, String)>> {
+        let row = sqlx::query("SELECT id, shop_id FROM orders WHERE warehouse_id = $1 AND outbound_external_id = $2")
+            .bind(warehouse_id)
+            .bind(external_id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|row| Ok((row.try_get("id")?, row.try_get("shop_id")?))).transpose()
+    }
+}
+
 fn payment_provider_from_row(row: &DbRow) -> Result<PaymentProvider> {
     Ok(PaymentProvider {
         id: row.try_get("id")?,
@@ -1048,9 +1137,9 @@ impl Backend {
     /// Takes the lease of up to `limit` due jobs whose lease is free or expired.
     pub(crate) async fn claim_jobs(&self, owner: &str, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Job>> {
         let rows = sqlx::query(&format!(
-            "UPDATE workflow_jobs SET lease_owner = $1, lease_expires_at = $2 WHERE cancellation_id IN \
-             (SELECT cancellation_id FROM workflow_jobs WHERE due_at <= $3 AND (lease_expires_at IS NULL \
-             OR lease_expires_at < $3) ORDER BY due_at LIMIT $4 {}) RETURNING cancellation_id, shop_id, order_id",
+            "UPDATE workflow_jobs SET lease_owner = $1, lease_expires_at = $2 WHERE order_id IN \
+             (SELECT order_id FROM workflow_jobs WHERE due_at <= $3 AND (lease_expires_at IS NULL \
+             OR lease_expires_at < $3) ORDER BY due_at LIMIT $4 {}) RETURNING shop_id, order_id",
             DIALECT.skip_locked
         ))
         .bind(owner)
@@ -1062,19 +1151,15 @@ impl Backend {
         .context("failed to claim due steps")?;
         rows.iter()
             .map(|row| {
-                Ok(Job {
-                    cancellation_id: row.try_get("cancellation_id")?,
-                    shop_id: row.try_get("shop_id")?,
-                    order_id: row.try_get("order_id")?,
-                })
+                Ok(Job { shop_id: row.try_get("shop_id")?, order_id: row.try_get("order_id")? })
             })
             .collect()
     }
 
     /// Forgets a job whose step is no longer pending.
-    pub(crate) async fn finish_job(&self, cancellation_id: &str, owner: &str) -> Result<()> {
-        sqlx::query("DELETE FROM workflow_jobs WHERE cancellation_id = $1 AND lease_owner = $2")
-            .bind(cancellation_id)
+    pub(crate) async fn finish_job(&self, order_id: &str, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM workflow_jobs WHERE order_id = $1 AND lease_owner = $2")
+            .bind(order_id)
             .bind(owner)
             .execute(&self.write)
             .await?;

@@ -210,3 +210,29 @@ pub(crate) fn scopes_from_text(text: &str) -> Result<Vec<rescind_domain::Scope>>
         .map(|name| parse_named(name, rescind_domain::Scope::parse, "scope"))
         .collect()
 }
+
+pub(crate) fn outbound_to_json(outbound: &rescind_domain::Outbound) -> String {
+    json!({
+        "warehouse_id": outbound.warehouse_id, "external_id": outbound.external_id, "status": outbound.status.as_str(),
+        "fee": outbound.fee.map(|fee| fee.to_string()), "attempts": outbound.attempts, "last_error": outbound.last_error,
+    })
+    .to_string()
+}
+
+pub(crate) fn outbound_from_json(json: &str) -> Result<rescind_domain::Outbound> {
+    let value = parse(json)?;
+    Ok(rescind_domain::Outbound {
+        warehouse_id: text(&value, "warehouse_id")?,
+        external_id: optional_text(&value, "external_id"),
+        status: parse_named(
+            &text(&value, "status")?,
+            rescind_domain::OutboundStatus::parse,
+            "outbound status",
+        )?,
+        fee: optional_text(&value, "fee")
+            .map(|fee| Money::parse_stored(&fee))
+            .transpose()?,
+        attempts: u32::try_from(number(&value, "attempts").unwrap_or(0))?,
+        last_error: optional_text(&value, "last_error"),
+    })
+}

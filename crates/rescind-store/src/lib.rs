@@ -104,6 +104,23 @@ pub struct PaymentProvider {
     pub created_at: Timestamp,
 }
 
+/// A warehouse integration of a shop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warehouse {
+    pub id: String,
+    pub shop_id: String,
+    pub kind: rescind_domain::WarehouseKind,
+    pub name: String,
+    pub base_url: String,
+    /// Write-only secrets as a JSON object; never returned by the API, never logged.
+    pub credentials: Option<String>,
+    pub settings: rescind_domain::WarehouseSettings,
+    /// The warehouse API's rate limit: `rate_limit` requests per `rate_limit_window_ms`.
+    pub rate_limit: u32,
+    pub rate_limit_window_ms: u64,
+    pub created_at: Timestamp,
+}
+
 /// A cancellation with the order it belongs to, for lists.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CancellationOfOrder {
@@ -122,7 +139,6 @@ pub struct SyncEntry {
 /// A cancellation with a step for the worker, claimed under a lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
-    pub cancellation_id: String,
     pub shop_id: String,
     pub order_id: String,
 }
@@ -390,6 +406,32 @@ impl Store {
         dispatch!(self, backend => backend.change_orders(shop_id, order_ids, decide).await)
     }
 
+    pub async fn create_warehouse(&self, warehouse: &Warehouse) -> Result<()> {
+        dispatch!(self, backend => backend.create_warehouse(warehouse).await)
+    }
+
+    pub async fn warehouse(&self, shop_id: &str, warehouse_id: &str) -> Result<Option<Warehouse>> {
+        dispatch!(self, backend => backend.warehouse(shop_id, warehouse_id).await)
+    }
+
+    /// A warehouse by id alone, for requests the warehouse itself makes (events).
+    pub async fn warehouse_by_id(&self, warehouse_id: &str) -> Result<Option<Warehouse>> {
+        dispatch!(self, backend => backend.warehouse_by_id(warehouse_id).await)
+    }
+
+    pub async fn warehouses(&self, shop_id: &str) -> Result<Vec<Warehouse>> {
+        dispatch!(self, backend => backend.warehouses(shop_id).await)
+    }
+
+    /// The order whose outbound request at `warehouse_id` is `external_id`.
+    pub async fn order_id_by_outbound(
+        &self,
+        warehouse_id: &str,
+        external_id: &str,
+    ) -> Result<Option<(String, String)>> {
+        dispatch!(self, backend => backend.order_id_by_outbound(warehouse_id, external_id).await)
+    }
+
     pub async fn create_payment_provider(&self, provider: &PaymentProvider) -> Result<()> {
         dispatch!(self, backend => backend.create_payment_provider(provider).await)
     }
@@ -455,9 +497,9 @@ impl Store {
         dispatch!(self, backend => backend.claim_jobs(owner, now(), lease_until, limit).await)
     }
 
-    /// Forgets a job `owner` holds whose step turned out to be no longer pending.
-    pub async fn finish_job(&self, cancellation_id: &str, owner: &str) -> Result<()> {
-        dispatch!(self, backend => backend.finish_job(cancellation_id, owner).await)
+    /// Forgets a job `owner` holds whose work turned out to be done already.
+    pub async fn finish_job(&self, order_id: &str, owner: &str) -> Result<()> {
+        dispatch!(self, backend => backend.finish_job(order_id, owner).await)
     }
 
     pub async fn next_job_due_at(&self) -> Result<Option<Timestamp>> {

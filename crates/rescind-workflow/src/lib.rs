@@ -7,10 +7,12 @@
 use anyhow::Result;
 use rescind_connectors::channels::ChannelConnector;
 use rescind_connectors::payments::PaymentConnector;
+use rescind_connectors::warehouses::openlogi::{NewShipment, OpenLogi, Recipient};
 use rescind_connectors::CallError;
+use rescind_domain::workflow::{record_outbound, OutboundCall, OutboundOutcome, WarehouseCall};
 use rescind_domain::{
-    pending_work, record_step_outcome, CancellationStatus, ChannelCall, Order, PaymentAction, PaymentCall, PendingWork,
-    RetryPolicy, StaleStep, StepOutcome, Timestamp,
+    pending_work, record_step_outcome, CancellationStatus, ChannelCall, Order, OutboundStatus, PaymentAction,
+    PaymentCall, PendingWork, RetryPolicy, StaleStep, StepOutcome, Timestamp,
 };
 use rescind_store::{new_id, now, ChangeError, Job, RandomIds, Store};
 use std::sync::Arc;
@@ -160,7 +162,7 @@ pub async fn run_worker(store: Store, workflow: Workflow, config: WorkerConfig, 
             let (store, http, owner, signals) = (store.clone(), http.clone(), owner.clone(), signals.clone());
             tokio::spawn(async move {
                 if let Err(error) = execute(&store, &http, &config, &owner, &job).await {
-                    tracing::warn!(error = format!("{error:#}"), cancellation_id = %job.cancellation_id, "step failed unexpectedly; it will run again when its lease expires");
+                    tracing::warn!(error = format!("{error:#}"), order_id = %job.order_id, "step failed unexpectedly; it will run again when its lease expires");
                 }
                 drop(permit);
                 signals.settled.notify_waiters();
@@ -190,12 +192,30 @@ pub async fn run_worker(store: Store, workflow: Workflow, config: WorkerConfig, 
 /// Runs the pending step of one claimed cancellation and records its outcome.
 async fn execute(store: &Store, http: &reqwest::Client, config: &WorkerConfig, owner: &str, job: &Job) -> Result<()> {
     let Some(order) = store.order(&job.shop_id, &job.order_id).await? else {
-        return store.finish_job(&job.cancellation_id, owner).await;
+        return store.finish_job(&job.order_id, owner).await;
     };
     let Some(work) = pending_work(&order) else {
-        return store.finish_job(&job.cancellation_id, owner).await;
+        return store.finish_job(&job.order_id, owner).await;
     };
-    let kind = work.step_kind();
+    let Some(kind) = work.step_kind() else {
+        // The outbound request's creation (F1).
+        let PendingWork::CreateOutbound(call) = &work else {
+            unreachable!("only the creation has no step")
+        };
+        let outcome = create_outbound(store, http, config, &order, call).await?;
+        let recorded = store
+            .change_order(&job.shop_id, &job.order_id, |current| {
+                record_outbound(current, outcome, now())
+            })
+            .await;
+        return match recorded {
+            Ok(_) => Ok(()),
+            Err(ChangeError::Refused(StaleStep) | ChangeError::NotFound) => {
+                store.finish_job(&job.order_id, owner).await
+            }
+            Err(ChangeError::Store(error)) => Err(error),
+        };
+    };
     let attempts = order
         .cancellation
         .as_ref()
@@ -203,6 +223,8 @@ async fn execute(store: &Store, http: &reqwest::Client, config: &WorkerConfig, o
         .map_or(0, |step| step.attempts);
     let called = match &work {
         PendingWork::NothingOwed => Ok(StepOutcome::NothingOwed),
+        PendingWork::CreateOutbound(_) => unreachable!("handled above"),
+        PendingWork::Warehouse(call) => warehouse_call(store, http, &order, call).await?,
         PendingWork::Payment(call) => payment_call(store, http, &order, call).await?,
         PendingWork::Channel(call) => channel_call(store, http, &order, call).await?,
     };
@@ -224,9 +246,7 @@ async fn execute(store: &Store, http: &reqwest::Client, config: &WorkerConfig, o
         .await;
     match recorded {
         Ok(_) => Ok(()),
-        Err(ChangeError::Refused(StaleStep) | ChangeError::NotFound) => {
-            store.finish_job(&job.cancellation_id, owner).await
-        }
+        Err(ChangeError::Refused(StaleStep) | ChangeError::NotFound) => store.finish_job(&job.order_id, owner).await,
         Err(ChangeError::Store(error)) => Err(error),
     }
 }
@@ -270,6 +290,158 @@ async fn payment_call(
             .void(&call.reference, &call.idempotency_key)
             .await
             .map(|()| StepOutcome::Voided),
+    })
+}
+
+/// The OpenLogi account of a warehouse integration, paced under its rate limit.
+fn openlogi(warehouse: &rescind_store::Warehouse, http: &reqwest::Client) -> Result<OpenLogi, CallError> {
+    OpenLogi::new(
+        http.clone(),
+        &warehouse.base_url,
+        warehouse.credentials.as_deref(),
+        warehouse.rate_limit,
+        Duration::from_millis(warehouse.rate_limit_window_ms),
+    )
+}
+
+/// The recipient as OpenLogi takes it.
+pub fn recipient(address: &rescind_domain::Address) -> Recipient {
+    Recipient {
+        name: address.name.clone(),
+        postcode: address.postcode.clone(),
+        prefecture: address
+            .prefecture
+            .clone()
+            .or_else(|| address.province.clone())
+            .unwrap_or_default(),
+        address1: address.address1.clone(),
+        address2: address.address2.clone(),
+        phone: address.phone.clone(),
+    }
+}
+
+/// Creates the order's outbound request at its warehouse (F1).
+async fn create_outbound(
+    store: &Store,
+    http: &reqwest::Client,
+    config: &WorkerConfig,
+    order: &Order,
+    call: &OutboundCall,
+) -> Result<OutboundOutcome> {
+    let Some(warehouse) = store.warehouse(&order.shop_id, &call.warehouse_id).await? else {
+        return Ok(OutboundOutcome::Refused {
+            message: format!("the warehouse {} no longer exists", call.warehouse_id),
+        });
+    };
+    let connector = match openlogi(&warehouse, http) {
+        Ok(connector) => connector,
+        Err(error) => {
+            return Ok(OutboundOutcome::Refused {
+                message: error.to_string(),
+            })
+        }
+    };
+    let shipment = NewShipment {
+        identifier: call.identifier.clone(),
+        order_no: call.order_no.clone(),
+        recipient: recipient(&call.recipient),
+        items: call.items.clone(),
+    };
+    let attempts = order.outbound.as_ref().map_or(0, |outbound| outbound.attempts);
+    Ok(match connector.create(&shipment, &call.idempotency_key).await {
+        Ok(created) => OutboundOutcome::Created {
+            status: OutboundStatus::parse(&created.status).unwrap_or(OutboundStatus::Waiting),
+            external_id: created.id,
+        },
+        Err(CallError::Refused { message } | CallError::Misconfigured { message }) => {
+            OutboundOutcome::Refused { message }
+        }
+        Err(error @ (CallError::Transient { .. } | CallError::Unknown { .. })) => OutboundOutcome::Failed {
+            message: error.to_string(),
+            retry_at: config.retry.retry_at(attempts + 1, rand::random::<f64>(), now()),
+        },
+    })
+}
+
+/// Stops the order's outbound request at the warehouse, by what it is now (F2, C4, C5): deleted
+/// before confirmation, a cancellation request while the warehouse works (when the integration
+/// sends them), too late from packed on.
+async fn warehouse_call(
+    store: &Store,
+    http: &reqwest::Client,
+    order: &Order,
+    call: &WarehouseCall,
+) -> Result<Result<StepOutcome, CallError>> {
+    let Some(warehouse) = store.warehouse(&order.shop_id, &call.warehouse_id).await? else {
+        return Ok(Err(CallError::Misconfigured {
+            message: format!("the warehouse {} no longer exists", call.warehouse_id),
+        }));
+    };
+    let connector = match openlogi(&warehouse, http) {
+        Ok(connector) => connector,
+        Err(error) => return Ok(Err(error)),
+    };
+    Ok(stop_outbound(&connector, &warehouse, order, call).await)
+}
+
+async fn stop_outbound(
+    connector: &OpenLogi,
+    warehouse: &rescind_store::Warehouse,
+    order: &Order,
+    call: &WarehouseCall,
+) -> Result<StepOutcome, CallError> {
+    let fee = |fee: Option<i64>| fee.map(|fee| rescind_domain::Money::from_minor_units(fee, order.currency));
+    // Two passes: a delete refused because the warehouse just began picking is decided again.
+    for _ in 0..2 {
+        let current = match &call.external_id {
+            Some(id) => match connector.get(id).await {
+                Ok(shipment) => Some(shipment),
+                Err(CallError::Refused { message }) if message.contains(" 404") => None,
+                Err(error) => return Err(error),
+            },
+            None => connector.find_by_identifier(&call.identifier).await?,
+        };
+        let Some(shipment) = current else {
+            return Ok(StepOutcome::OutboundStopped {
+                message: "no outbound request was at the warehouse".to_owned(),
+            });
+        };
+        let status = OutboundStatus::parse(&shipment.status).unwrap_or(OutboundStatus::Picking);
+        if status.deletable() {
+            match connector.delete(&shipment.id, &call.idempotency_key).await {
+                Ok(()) => {
+                    return Ok(StepOutcome::OutboundStopped {
+                        message: format!("deleted the outbound request {} ({status})", shipment.id),
+                    })
+                }
+                Err(CallError::Refused { .. }) => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        return match status {
+            OutboundStatus::CancelRequest => Ok(StepOutcome::CancelRequested {
+                fee: fee(shipment.fee),
+                message: format!("outbound request {}", shipment.id),
+            }),
+            OutboundStatus::Deleted | OutboundStatus::Requested => {
+                Ok(StepOutcome::OutboundStopped { message: format!("the outbound request {} is gone", shipment.id) })
+            }
+            status if status.in_the_warehouses_hands() && warehouse.settings.cancel_after_confirmation => {
+                let requested = connector.request_cancel(&shipment.id, &call.idempotency_key).await?;
+                Ok(StepOutcome::CancelRequested { fee: fee(requested.fee), message: format!("outbound request {}", shipment.id) })
+            }
+            status if status.in_the_warehouses_hands() => Ok(StepOutcome::WarehouseTooLate {
+                status,
+                message: "the warehouse is working on it and this integration sends no cancellation requests after confirmation"
+                    .to_owned(),
+            }),
+            status => {
+                Ok(StepOutcome::WarehouseTooLate { status, message: format!("the outbound request {} is {status}", shipment.id) })
+            }
+        };
+    }
+    Err(CallError::Transient {
+        message: "the outbound request kept changing while it was being stopped".to_owned(),
     })
 }
 
@@ -339,6 +511,7 @@ pub async fn poll_channel(
         .cancelled_among(&open)
         .await
         .map_err(|error| anyhow::anyhow!("poll of {} failed: {error}", channel.id))?;
+    let warehouses = store.warehouses(&channel.shop_id).await?;
     let mut report = PollReport {
         checked: open.len(),
         cancelled: Vec::new(),
@@ -352,7 +525,14 @@ pub async fn poll_channel(
         };
         let recorded = store
             .change_order(&channel.shop_id, &order_id, |order| {
-                rescind_domain::cancelled_at_channel(order, None, "found by polling", &mut RandomIds, now())
+                rescind_domain::cancelled_at_channel(
+                    order,
+                    None,
+                    "found by polling",
+                    warehouse_settings(&warehouses, order),
+                    &mut RandomIds,
+                    now(),
+                )
             })
             .await;
         match recorded {
@@ -401,4 +581,16 @@ pub async fn run_poller(
             }
         }
     }
+}
+
+/// The settings of the order's warehouse, when it has one.
+pub fn warehouse_settings(
+    warehouses: &[rescind_store::Warehouse],
+    order: &Order,
+) -> Option<rescind_domain::WarehouseSettings> {
+    let warehouse_id = order.warehouse_id.as_deref()?;
+    warehouses
+        .iter()
+        .find(|warehouse| warehouse.id == warehouse_id)
+        .map(|warehouse| warehouse.settings)
 }

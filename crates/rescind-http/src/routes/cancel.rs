@@ -132,6 +132,17 @@ pub async fn cancel_order(
     match changed {
         Ok(change) => {
             let order = settled_order(&state, &shop.shop_id, change).await?;
+            if let Some(message) = failed_gate(&order, StepKind::WarehouseCancel) {
+                state.metrics.count_cancellation("order_not_cancellable");
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "order_not_cancellable",
+                    format!(
+                        "The warehouse could not stop order {}, so nothing changed: {message}",
+                        order.number
+                    ),
+                ));
+            }
             if let Some(message) = channel_refusal(&order) {
                 state.metrics.count_cancellation("channel_refused");
                 return Err(ApiError::new(
@@ -155,22 +166,32 @@ pub async fn cancel_order(
     }
 }
 
-/// Each channel's `cancel_sync` setting (H4), by channel id.
-async fn channel_cancel_sync(state: &AppState, shop_id: &str) -> Result<HashMap<String, bool>, ApiError> {
-    Ok(state
-        .store
-        .channels(shop_id)
-        .await?
-        .into_iter()
-        .map(|channel| (channel.id, channel.cancel_sync))
-        .collect())
+/// The shop's integration settings a cancel needs: each channel's `cancel_sync` (H4) and each
+/// warehouse's settings (C4).
+#[derive(Debug, Default)]
+struct Integrations {
+    cancel_sync: HashMap<String, bool>,
+    warehouses: Vec<rescind_store::Warehouse>,
+}
+
+async fn channel_cancel_sync(state: &AppState, shop_id: &str) -> Result<Integrations, ApiError> {
+    Ok(Integrations {
+        cancel_sync: state
+            .store
+            .channels(shop_id)
+            .await?
+            .into_iter()
+            .map(|channel| (channel.id, channel.cancel_sync))
+            .collect(),
+        warehouses: state.store.warehouses(shop_id).await?,
+    })
 }
 
 /// The cancel decision for one order, with its channel's `cancel_sync` (single and bulk alike).
 fn decide(
     order: &Order,
     options: &CancelOptions,
-    cancel_sync: &HashMap<String, bool>,
+    cancel_sync: &Integrations,
     actor: &Actor,
 ) -> Result<OrderChange, CancelError> {
     decide_cancel(
@@ -183,22 +204,28 @@ fn decide(
     .map(|(_, change)| change)
 }
 
-/// The options with the order's channel's `cancel_sync` filled in.
-fn options_for(options: &CancelOptions, cancel_sync: &HashMap<String, bool>, order: &Order) -> CancelOptions {
+/// The options with the order's channel's and warehouse's settings filled in.
+fn options_for(options: &CancelOptions, integrations: &Integrations, order: &Order) -> CancelOptions {
     CancelOptions {
-        channel_cancel_sync: cancel_sync.get(&order.channel_id).copied().unwrap_or(true),
+        channel_cancel_sync: integrations.cancel_sync.get(&order.channel_id).copied().unwrap_or(true),
+        warehouse: rescind_workflow::warehouse_settings(&integrations.warehouses, order),
         ..options.clone()
     }
 }
 
 /// The channel's own message when it refused the cancel (C3): the cancellation failed at its first step.
 fn channel_refusal(order: &Order) -> Option<String> {
+    failed_gate(order, StepKind::ChannelCancel)
+}
+
+/// Why a gate failed the cancellation: the channel refused, or the warehouse could not stop the goods.
+fn failed_gate(order: &Order, kind: StepKind) -> Option<String> {
     let cancellation = order
         .cancellation
         .as_ref()
         .filter(|c| c.status == CancellationStatus::Failed)?;
     let step = cancellation
-        .step(StepKind::ChannelCancel)
+        .step(kind)
         .filter(|step| step.status == StepStatus::Failed)?;
     Some(step.last_error.clone().unwrap_or_else(|| step.message.clone()))
 }

@@ -8,6 +8,7 @@ pub mod orders;
 pub mod payment_providers;
 pub mod settings;
 pub mod sync_history;
+pub mod warehouses;
 pub mod webhooks;
 
 use crate::error::ApiError;

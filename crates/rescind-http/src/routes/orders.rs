@@ -50,8 +50,23 @@ pub async fn import_order(
             .is_some(),
         None => false,
     };
-    let new_order =
-        input::new_order(&request, channel.map(|channel| channel.kind), provider_known).map_err(ApiError::invalid)?;
+    // The order ships from the warehouse it names, or from the shop's only one (API.md).
+    let warehouses = state.store.warehouses(&shop.shop_id).await?;
+    let warehouse_id = match request.warehouse_id.as_deref() {
+        Some(id) => warehouses
+            .iter()
+            .find(|warehouse| warehouse.id == id)
+            .map(|warehouse| warehouse.id.clone()),
+        None if warehouses.len() == 1 => Some(warehouses[0].id.clone()),
+        None => None,
+    };
+    let new_order = input::new_order(
+        &request,
+        channel.map(|channel| channel.kind),
+        provider_known,
+        warehouse_id,
+    )
+    .map_err(ApiError::invalid)?;
     let actor = principal.actor();
     let channel_id = new_order.channel_id.clone();
     let channel_order_id = new_order.channel_order_id.clone();

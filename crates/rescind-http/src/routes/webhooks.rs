@@ -124,10 +124,18 @@ pub async fn receive(
             order_id: None,
         }));
     };
+    let warehouses = state.store.warehouses(&channel.shop_id).await?;
     let recorded = state
         .store
         .change_order(&channel.shop_id, &order_id, |order| {
-            cancelled_at_channel(order, reason.clone(), "reported by webhook", &mut RandomIds, now())
+            cancelled_at_channel(
+                order,
+                reason.clone(),
+                "reported by webhook",
+                rescind_workflow::warehouse_settings(&warehouses, order),
+                &mut RandomIds,
+                now(),
+            )
         })
         .await;
     match recorded {
