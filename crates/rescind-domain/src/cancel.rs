@@ -414,7 +414,7 @@ fn plan_warehouse_step(order: &Order, options: &CancelOptions) -> Result<Planned
         status if status.deletable() => {
             step(StepStatus::Pending, format!("delete the outbound request {external} ({status})"))
         }
-        status if status.in_the_warehouses_hands() && cancel_after_confirmation => step(
+        status if status.cancel_requestable() && cancel_after_confirmation => step(
             StepStatus::Pending,
             format!(
                 "ask the warehouse to cancel the outbound request {external} ({status}); a fee applies, and until it accepts the goods may still ship"
@@ -431,7 +431,7 @@ fn plan_warehouse_step(order: &Order, options: &CancelOptions) -> Result<Planned
         }),
         status => Err(CancelError::NotCancellable {
             message: format!(
-                "order {} is in the warehouse's hands ({status}) and the warehouse integration does not send cancellation requests after confirmation; ask the warehouse to stop the shipment first",
+                "order {} is in the warehouse's hands ({status}) and the warehouse takes no cancellation request from rescind now (it does only while picking, and only when the integration sends them); ask the warehouse to stop the shipment",
                 order.number
             ),
         }),

@@ -58,6 +58,11 @@ impl OutboundStatus {
         )
     }
 
+    /// C4: the warehouse takes a cancellation request in this status (OpenLogi: picking, picked).
+    pub const fn cancel_requestable(self) -> bool {
+        matches!(self, OutboundStatus::Picking | OutboundStatus::Picked)
+    }
+
     /// C5: from packed on, nothing stops the goods.
     pub const fn too_late(self) -> bool {
         matches!(self, OutboundStatus::Packed | OutboundStatus::Shipped)

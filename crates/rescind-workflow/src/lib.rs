@@ -423,21 +423,25 @@ async fn stop_outbound(
                 fee: fee(shipment.fee),
                 message: format!("outbound request {}", shipment.id),
             }),
-            OutboundStatus::Deleted | OutboundStatus::Requested => {
-                Ok(StepOutcome::OutboundStopped { message: format!("the outbound request {} is gone", shipment.id) })
-            }
-            status if status.in_the_warehouses_hands() && warehouse.settings.cancel_after_confirmation => {
+            OutboundStatus::Deleted | OutboundStatus::Requested => Ok(StepOutcome::OutboundStopped {
+                message: format!("the outbound request {} is gone", shipment.id),
+            }),
+            status if status.cancel_requestable() && warehouse.settings.cancel_after_confirmation => {
                 let requested = connector.request_cancel(&shipment.id, &call.idempotency_key).await?;
-                Ok(StepOutcome::CancelRequested { fee: fee(requested.fee), message: format!("outbound request {}", shipment.id) })
+                Ok(StepOutcome::CancelRequested {
+                    fee: fee(requested.fee),
+                    message: format!("outbound request {}", shipment.id),
+                })
             }
             status if status.in_the_warehouses_hands() => Ok(StepOutcome::WarehouseTooLate {
                 status,
-                message: "the warehouse is working on it and this integration sends no cancellation requests after confirmation"
+                message: "the warehouse is working on it and takes no cancellation request from rescind in this status"
                     .to_owned(),
             }),
-            status => {
-                Ok(StepOutcome::WarehouseTooLate { status, message: format!("the outbound request {} is {status}", shipment.id) })
-            }
+            status => Ok(StepOutcome::WarehouseTooLate {
+                status,
+                message: format!("the outbound request {} is {status}", shipment.id),
+            }),
         };
     }
     Err(CallError::Transient {

@@ -12,3 +12,4 @@ mod orders;
 mod payments;
 mod properties;
 mod refunds;
+mod warehouses;

@@ -1,0 +1,444 @@
+//! The warehouse (PRODUCT.md §7, C4, C5): outbound requests created at OpenLogi, stopped by status
+//! and settings, cancellation requests answered by the warehouse, the rate limit, and the race of a
+//! warehouse report against a running cancel. Against the OpenLogi simulator.
+
+use crate::helpers::{step, TestApp, TestShop, TestSim};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+crate::on_both_backends!(
+    every_outbound_status_and_setting_decides_what_a_cancel_does,
+    a_cancellation_request_completes_when_the_warehouse_accepts_it,
+    a_rejected_cancellation_request_needs_attention_and_the_goods_ship,
+    two_hundred_cancels_under_the_warehouses_rate_limit_all_arrive_once,
+    a_warehouse_report_racing_a_cancel_never_leaves_a_silent_shipped_cancellation,
+    warehouse_events_need_the_warehouses_signature,
+);
+
+const SECRET: &str = "openlogi-webhook-secret";
+
+async fn sim_config(app: &TestApp, sim: &TestSim, config: Value) {
+    let response = app
+        .client
+        .put(format!("{}/_sim/openlogi/config", sim.url()))
+        .json(&config)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+}
+
+/// A shop whose only warehouse is the simulated OpenLogi, calling rescind back with its events.
+async fn warehouse_shop(
+    app: &TestApp,
+    sim: &TestSim,
+    cancel_after_confirmation: bool,
+    rate: (u32, u64),
+) -> (TestShop, String) {
+    let shop = app.shop().await;
+    let created = app
+        .post(
+            "/api/v1/warehouses",
+            &shop.token,
+            json!({"kind": "openlogi", "name": "OpenLogi", "base_url": format!("{}/api", sim.url()),
+                   "credentials": {"access_token": "openlogi-token", "webhook_secret": SECRET, "account_id": "TS001"},
+                   "settings": {"cancel_after_confirmation": cancel_after_confirmation, "rate_limit": rate.0, "rate_limit_window_ms": rate.1}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let warehouse_id = created.body["id"].as_str().unwrap().to_owned();
+    sim_config(
+        app,
+        sim,
+        json!({"callback_url": app.url(&format!("/api/v1/warehouses/{warehouse_id}/events")), "callback_secret": SECRET}),
+    )
+    .await;
+    (shop, warehouse_id)
+}
+
+/// An order of the shop, ready to ship: the worker creates its outbound request at the warehouse.
+async fn shipping_order(app: &TestApp, shop: &TestShop) -> (String, String) {
+    let order = app.order(shop, json!({})).await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    let created = app
+        .wait_for_order(shop, &id, 20, |order| order["outbound"]["external_id"].is_string())
+        .await;
+    assert_eq!(created["outbound"]["status"], "waiting");
+    (id, created["outbound"]["external_id"].as_str().unwrap().to_owned())
+}
+
+async fn move_to(app: &TestApp, sim: &TestSim, external_id: &str, status: &str) -> Value {
+    app.client
+        .post(format!("{}/_sim/openlogi/shipments/{external_id}/status", sim.url()))
+        .json(&json!({"status": status}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or(Value::Null)
+}
+
+async fn openlogi_ledger(sim: &TestSim) -> Value {
+    let ledger: Value = reqwest::get(format!("{}/_sim/ledger", sim.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    ledger["openlogi"].clone()
+}
+
+fn contains(list: &Value, id: &str) -> bool {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .any(|entry| entry == id || entry["id"] == id)
+}
+
+async fn every_outbound_status_and_setting_decides_what_a_cancel_does(app: TestApp) {
+    let sim = TestSim::start().await;
+    sim_config(&app, &sim, json!({"rate_limit": 10000, "window_ms": 1000})).await;
+    for cancel_after_confirmation in [false, true] {
+        let (shop, _) = warehouse_shop(&app, &sim, cancel_after_confirmation, (1000, 1000)).await;
+        for status in [
+            "waiting",
+            "backordered",
+            "allocating",
+            "working",
+            "picking",
+            "picked",
+            "packed",
+            "shipped",
+        ] {
+            let case = format!("{status} with cancel_after_confirmation {cancel_after_confirmation}");
+            let (id, external_id) = shipping_order(&app, &shop).await;
+            if status != "waiting" {
+                let moved = move_to(&app, &sim, &external_id, status).await;
+                assert_eq!(
+                    moved["callback_status"], 200,
+                    "{case}: the warehouse's report reached rescind: {moved}"
+                );
+            }
+            let before = app.order_now(&shop, &id).await;
+            let expected_fulfillment = match status {
+                "waiting" => "awaiting_shipment",
+                "backordered" | "allocating" => "awaiting_allocation",
+                "working" | "picking" | "picked" => "in_progress",
+                other => other,
+            };
+            assert_eq!(
+                before["fulfillment_status"], expected_fulfillment,
+                "{case}: the shipment status follows the outbound"
+            );
+            let answer = app.cancel(&shop, &id, json!({"refund_method": "store_credit"})).await;
+            let ledger = openlogi_ledger(&sim).await;
+            match status {
+                "waiting" | "backordered" | "allocating" => {
+                    assert_eq!(answer.status, 200, "{case}: {}", answer.text);
+                    assert_eq!(answer.body["status"], "cancelled");
+                    assert_eq!(answer.body["outbound"]["status"], "deleted");
+                    assert_eq!(step(&answer.body, "warehouse_cancel")["status"], "succeeded");
+                    assert!(
+                        contains(&ledger["deletes"], &external_id),
+                        "{case}: deleted at the warehouse"
+                    );
+                }
+                "picking" | "picked" if cancel_after_confirmation => {
+                    assert_eq!(answer.status, 202, "{case}: {}", answer.text);
+                    assert_eq!(
+                        answer.body["status"], "open",
+                        "{case}: not cancelled until the warehouse accepts"
+                    );
+                    assert_eq!(answer.body["cancellation"]["status"], "processing");
+                    assert_eq!(
+                        answer.body["warnings"],
+                        json!(["cancel_requested_may_ship"]),
+                        "{case}: {}",
+                        answer.text
+                    );
+                    assert_eq!(answer.body["outbound"]["fee"], "300", "{case}: the fee is recorded");
+                    let message = step(&answer.body, "warehouse_cancel")["message"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned();
+                    assert!(message.contains("may still ship"), "{case}: {message}");
+                    assert!(contains(&ledger["cancel_requests"], &external_id), "{case}");
+                }
+                "working" | "picking" | "picked" => {
+                    assert_eq!(
+                        (answer.status, answer.code()),
+                        (409, "order_not_cancellable"),
+                        "{case}: {}",
+                        answer.text
+                    );
+                    assert!(
+                        !contains(&ledger["cancel_requests"], &external_id)
+                            && !contains(&ledger["deletes"], &external_id)
+                    );
+                }
+                "packed" => {
+                    assert_eq!((answer.status, answer.code()), (409, "order_not_cancellable"), "{case}");
+                    assert!(
+                        answer.body["error"].as_str().unwrap().contains("refuse delivery"),
+                        "{case}: C5 explains"
+                    );
+                    assert!(
+                        !contains(&ledger["cancel_requests"], &external_id),
+                        "{case}: nothing is asked after packing"
+                    );
+                }
+                _ => assert_eq!((answer.status, answer.code()), (409, "return_required"), "{case}"),
+            }
+            let history = app.get(&format!("/api/v1/orders/{id}/history"), &shop.token).await;
+            assert!(
+                history.body["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|entry| entry["kind"] == "outbound.created"),
+                "{case}: the outbound request's creation is in the history"
+            );
+        }
+        let sync = app.get("/api/v1/sync_history?kind=cancel", &shop.token).await;
+        let fees: Vec<&Value> = sync.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|entry| !entry["fee"].is_null())
+            .collect();
+        assert_eq!(
+            fees.len(),
+            if cancel_after_confirmation { 2 } else { 0 },
+            "F5: requests with their fee: {}",
+            sync.text
+        );
+    }
+}
+
+async fn a_cancellation_request_completes_when_the_warehouse_accepts_it(app: TestApp) {
+    let sim = TestSim::start().await;
+    sim_config(&app, &sim, json!({"rate_limit": 10000, "window_ms": 1000})).await;
+    let (shop, _) = warehouse_shop(&app, &sim, true, (1000, 1000)).await;
+    let (id, external_id) = shipping_order(&app, &shop).await;
+    move_to(&app, &sim, &external_id, "picking").await;
+    let answer = app.cancel(&shop, &id, json!({"refund_method": "store_credit"})).await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    let accepted: Value = app
+        .client
+        .post(format!(
+            "{}/_sim/openlogi/shipments/{external_id}/cancel_request",
+            sim.url()
+        ))
+        .json(&json!({"answer": "accepted"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(accepted["callback_status"], 200, "{accepted}");
+    let order = app
+        .wait_for_order(&shop, &id, 10, |order| order["cancellation"]["status"] == "completed")
+        .await;
+    assert_eq!(order["status"], "cancelled");
+    assert_eq!(
+        order["warnings"],
+        json!([]),
+        "the goods will not ship: the warning is gone"
+    );
+    assert_eq!(step(&order, "warehouse_cancel")["status"], "succeeded");
+    assert_eq!(order["total_refund_price"], "2600");
+}
+
+async fn a_rejected_cancellation_request_needs_attention_and_the_goods_ship(app: TestApp) {
+    let sim = TestSim::start().await;
+    sim_config(&app, &sim, json!({"rate_limit": 10000, "window_ms": 1000})).await;
+    let (shop, _) = warehouse_shop(&app, &sim, true, (1000, 1000)).await;
+    let (id, external_id) = shipping_order(&app, &shop).await;
+    move_to(&app, &sim, &external_id, "picked").await;
+    assert_eq!(
+        app.cancel(&shop, &id, json!({"refund_method": "store_credit"}))
+            .await
+            .status,
+        202
+    );
+    app.client
+        .post(format!(
+            "{}/_sim/openlogi/shipments/{external_id}/cancel_request",
+            sim.url()
+        ))
+        .json(&json!({"answer": "rejected", "message": "already packed on the line"}))
+        .send()
+        .await
+        .unwrap();
+    let order = app
+        .wait_for_order(&shop, &id, 10, |order| order["cancellation"]["needs_attention"] == true)
+        .await;
+    assert_eq!(order["status"], "open", "not cancelled: the goods ship");
+    assert_eq!(step(&order, "warehouse_cancel")["status"], "failed");
+    assert_eq!(order["refunds"], json!([]));
+    let listed = app.get("/api/v1/cancellations?needs_attention=true", &shop.token).await;
+    assert_eq!(listed.body["items"][0]["order_id"], id.as_str());
+}
+
+async fn two_hundred_cancels_under_the_warehouses_rate_limit_all_arrive_once(app: TestApp) {
+    const ORDERS: usize = 200;
+    let sim = TestSim::start().await;
+    sim_config(&app, &sim, json!({"rate_limit": 10000, "window_ms": 1000})).await;
+    // A short simulated window: 20 requests per 250 ms; rescind paces at 25 and meets the 429s.
+    let (shop, _) = warehouse_shop(&app, &sim, false, (25, 250)).await;
+    let mut orders = Vec::new();
+    for _ in 0..ORDERS {
+        let order = app.order(&shop, json!({})).await;
+        orders.push(order["id"].as_str().unwrap().to_owned());
+    }
+    let mut externals = Vec::new();
+    for id in &orders {
+        let created = app
+            .wait_for_order(&shop, id, 60, |order| order["outbound"]["external_id"].is_string())
+            .await;
+        externals.push(created["outbound"]["external_id"].as_str().unwrap().to_owned());
+    }
+    sim_config(&app, &sim, json!({"rate_limit": 20, "window_ms": 250})).await;
+    let answer = app
+        .post(
+            "/api/v1/orders/cancel",
+            &shop.token,
+            json!({"order_ids": orders, "refund_method": "store_credit"}),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    for id in &orders {
+        app.wait_for_order(&shop, id, 90, |order| order["status"] == "cancelled")
+            .await;
+    }
+    let ledger = openlogi_ledger(&sim).await;
+    let mut deletes: Vec<String> = ledger["deletes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(deletes.len(), ORDERS, "every cancel reached the warehouse once");
+    deletes.sort();
+    deletes.dedup();
+    assert_eq!(deletes.len(), ORDERS, "none twice");
+    externals.sort();
+    assert_eq!(deletes, externals);
+    assert!(
+        ledger["throttled"].as_u64().unwrap() > 0,
+        "the rate limit was met: {}",
+        ledger["throttled"]
+    );
+}
+
+async fn a_warehouse_report_racing_a_cancel_never_leaves_a_silent_shipped_cancellation(app: TestApp) {
+    const ROUNDS: usize = 12;
+    let sim = TestSim::start().await;
+    sim_config(&app, &sim, json!({"rate_limit": 10000, "window_ms": 1000})).await;
+    let (shop, _) = warehouse_shop(&app, &sim, true, (1000, 1000)).await;
+    for round in 0..ROUNDS {
+        let (id, external_id) = shipping_order(&app, &shop).await;
+        let late_status = if round % 2 == 0 { "packed" } else { "shipped" };
+        let delay = Duration::from_millis(rand::random::<u64>() % 15);
+        let cancel = {
+            let (client, url, token) = (
+                app.client.clone(),
+                app.url(&format!("/api/v1/orders/{id}/cancel")),
+                shop.token.clone(),
+            );
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"refund_method": "store_credit"}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        };
+        tokio::time::sleep(delay).await;
+        // Through picking to the late status, as a warehouse moves.
+        move_to(&app, &sim, &external_id, "picking").await;
+        move_to(&app, &sim, &external_id, late_status).await;
+        let status = cancel.await.unwrap();
+        assert!(matches!(status, 200 | 202 | 409 | 502), "round {round}: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let order = app.order_now(&shop, &id).await;
+        let ledger = openlogi_ledger(&sim).await;
+        let at_warehouse = ledger["shipments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|shipment| shipment["id"] == external_id.as_str())
+            .map(|shipment| shipment["status"].as_str().unwrap().to_owned());
+        let ships = matches!(at_warehouse.as_deref(), Some("packed" | "shipped"));
+        if order["status"] == "cancelled" && ships {
+            let warned = order["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|warning| warning == "shipped_after_cancel");
+            assert!(
+                warned && order["cancellation"]["needs_attention"] == true,
+                "round {round}: cancelled here, shipping there, silently: {order}"
+            );
+        }
+        if order["status"] == "open" && order["cancellation"]["status"] == "processing" && ships {
+            assert!(
+                order["warnings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|warning| warning == "shipped_after_cancel" || warning == "cancel_requested_may_ship"),
+                "round {round}: {order}"
+            );
+        }
+    }
+}
+
+async fn warehouse_events_need_the_warehouses_signature(app: TestApp) {
+    let sim = TestSim::start().await;
+    sim_config(&app, &sim, json!({"rate_limit": 10000, "window_ms": 1000})).await;
+    let (shop, warehouse_id) = warehouse_shop(&app, &sim, false, (1000, 1000)).await;
+    let (id, external_id) = shipping_order(&app, &shop).await;
+    let body = json!({"external_id": external_id, "status": "shipped"}).to_string();
+    let url = app.url(&format!("/api/v1/warehouses/{warehouse_id}/events"));
+    let forged = app
+        .client
+        .post(&url)
+        .header("X-Rescind-Signature", "sha256=00")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+    assert_eq!(
+        app.order_now(&shop, &id).await["fulfillment_status"],
+        "awaiting_shipment"
+    );
+    let signature =
+        rescind_connectors::encoding::hex(&rescind_http::auth::hmac_sha256(SECRET.as_bytes(), body.as_bytes()));
+    let signed = app
+        .client
+        .post(&url)
+        .header("X-Rescind-Signature", format!("sha256={signature}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status().as_u16(), 200);
+    assert_eq!(app.order_now(&shop, &id).await["fulfillment_status"], "shipped");
+    let with_token = app
+        .client
+        .post(&url)
+        .bearer_auth(&shop.token)
+        .json(&json!({"external_id": "unknown", "status": "packed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_token.json::<Value>().await.unwrap()["status"], "ignored");
+}
