@@ -36,7 +36,8 @@ pub use refund::{record_refund, Refund, RefundError, RefundMethod, RefundRequest
 pub use time::Timestamp;
 pub use undo::{plan_undo, record_reauthorization_declined, undo_cancellation, Reauthorization, UndoError};
 pub use warehouse::{
-    warehouse_event, EventError, Outbound, OutboundStatus, WarehouseEvent, WarehouseKind, WarehouseSettings,
+    modify_order, plan_modification, warehouse_event, EventError, ModificationRoute, ModificationSync, ModifyError,
+    Outbound, OutboundStatus, WarehouseEvent, WarehouseKind, WarehouseSettings,
 };
 pub use workflow::{
     pending_work, record_step_outcome, retry_cancellation, ChannelCall, ChannelLine, PaymentAction, PaymentCall,

@@ -291,3 +291,176 @@ pub fn warehouse_event(
         sync,
     })
 }
+
+/// What reached the warehouse of an order change (F4; API.md `modification_sync`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModificationSync {
+    /// The outbound request was updated (before confirmation).
+    Applied { message: String },
+    /// A modification request was sent (during picking), for `fee`.
+    Requested { fee: Option<Money>, message: String },
+    /// The change stays here: the settings say so, it is too late, or the warehouse said no.
+    NotSynced { message: String },
+    /// No outbound request exists for it to reach.
+    NotApplicable { message: String },
+}
+
+impl ModificationSync {
+    pub fn status(&self) -> &'static str {
+        match self {
+            ModificationSync::Applied { .. } => "applied",
+            ModificationSync::Requested { .. } => "requested",
+            ModificationSync::NotSynced { .. } => "not_synced",
+            ModificationSync::NotApplicable { .. } => "not_applicable",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            ModificationSync::Applied { message }
+            | ModificationSync::Requested { message, .. }
+            | ModificationSync::NotSynced { message }
+            | ModificationSync::NotApplicable { message } => message,
+        }
+    }
+}
+
+/// How a recipient change goes to the warehouse (F4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModificationRoute {
+    /// Update the outbound request (before confirmation, `sync_modifications` on).
+    Update { external_id: String },
+    /// Send a modification request with a fee (during picking, `modify_after_confirmation` on).
+    Request { external_id: String },
+    /// Nothing is sent, for this reason.
+    Stay(ModificationSync),
+}
+
+/// Decides how a change of the order's customer or address reaches its warehouse (F4).
+pub fn plan_modification(order: &Order, settings: Option<WarehouseSettings>) -> ModificationRoute {
+    let (Some(outbound), Some(settings)) = (order.outbound.as_ref(), settings) else {
+        return ModificationRoute::Stay(ModificationSync::NotApplicable {
+            message: "no outbound request is at a warehouse for this order".to_owned(),
+        });
+    };
+    let Some(external_id) = outbound
+        .external_id
+        .clone()
+        .filter(|_| outbound.status != OutboundStatus::Deleted)
+    else {
+        return ModificationRoute::Stay(ModificationSync::NotApplicable {
+            message: "the outbound request is not at the warehouse".to_owned(),
+        });
+    };
+    let status = outbound.status;
+    if status.deletable() {
+        if settings.sync_modifications {
+            ModificationRoute::Update { external_id }
+        } else {
+            ModificationRoute::Stay(ModificationSync::NotSynced {
+                message: "the warehouse integration does not sync modifications; change the outbound request at the warehouse by hand".to_owned(),
+            })
+        }
+    } else if matches!(
+        status,
+        OutboundStatus::Working | OutboundStatus::Picking | OutboundStatus::Picked
+    ) {
+        if settings.modify_after_confirmation {
+            ModificationRoute::Request { external_id }
+        } else {
+            ModificationRoute::Stay(ModificationSync::NotSynced {
+                message: format!("the warehouse is working on the order ({status}) and the integration sends no modification requests after confirmation; ask the warehouse directly"),
+            })
+        }
+    } else {
+        ModificationRoute::Stay(ModificationSync::NotSynced {
+            message: format!("the outbound request is {status}: too late for the change to reach the warehouse; the goods go to the old address"),
+        })
+    }
+}
+
+/// Why an order cannot be changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ModifyError {
+    #[error("order {number} is {status}; only an open order can be changed")]
+    NotOpen { number: String, status: OrderStatus },
+}
+
+/// Changes the order's customer and shipping address (F4), recording what reached the warehouse.
+/// Items are never changed this way.
+pub fn modify_order(
+    order: &Order,
+    customer: Option<crate::order::Customer>,
+    shipping_address: Option<crate::order::Address>,
+    sync: &ModificationSync,
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<OrderChange, ModifyError> {
+    if order.status != OrderStatus::Open {
+        return Err(ModifyError::NotOpen {
+            number: order.number.clone(),
+            status: order.status,
+        });
+    }
+    let mut order = order.clone();
+    let mut changed = Vec::new();
+    if let Some(customer) = customer {
+        order.customer = customer;
+        changed.push("customer");
+    }
+    if let Some(address) = shipping_address {
+        order.shipping_address = address;
+        changed.push("shipping_address");
+    }
+    let mut sync_records = Vec::new();
+    if let ModificationSync::Requested { fee, .. } = sync {
+        if let Some(outbound) = order.outbound.as_mut() {
+            outbound.status = OutboundStatus::ModifyRequest;
+            outbound.fee = *fee;
+        }
+    }
+    if matches!(
+        sync,
+        ModificationSync::Applied { .. } | ModificationSync::Requested { .. }
+    ) || (matches!(sync, ModificationSync::NotSynced { .. }) && order.outbound.is_some())
+    {
+        sync_records.push(SyncRecord {
+            at: now,
+            kind: SyncKind::Modify,
+            target: format!(
+                "warehouse {}",
+                order.outbound.as_ref().map(|o| o.warehouse_id.as_str()).unwrap_or("?")
+            ),
+            request: format!("change the recipient ({})", changed.join(", ")),
+            ok: matches!(
+                sync,
+                ModificationSync::Applied { .. } | ModificationSync::Requested { .. }
+            ),
+            message: sync.message().to_owned(),
+            fee: match sync {
+                ModificationSync::Requested { fee, .. } => *fee,
+                _ => None,
+            },
+        });
+    }
+    let history = vec![HistoryEntry::new(
+        now,
+        "order.modified",
+        actor,
+        format!(
+            "Order changed ({}); warehouse: {} — {}",
+            changed.join(", "),
+            sync.status(),
+            sync.message()
+        ),
+    )
+    .with("modification_sync", sync.status())];
+    order.updated_at = now;
+    Ok(OrderChange {
+        order,
+        history,
+        new_refunds: Vec::new(),
+        workflow: WorkflowSchedule::Unchanged,
+        sync: sync_records,
+    })
+}

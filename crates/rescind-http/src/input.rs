@@ -91,7 +91,7 @@ impl Problems {
     }
 }
 
-fn customer(problems: &mut Problems, customer: &Option<CustomerBody>) -> Customer {
+pub fn customer(problems: &mut Problems, customer: &Option<CustomerBody>) -> Customer {
     let Some(customer) = customer else {
         problems.push("customer", "is required");
         return Customer {

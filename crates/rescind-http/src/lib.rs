@@ -95,7 +95,10 @@ pub fn router(state: AppState) -> Router {
             post(routes::orders::import_order).get(routes::orders::list_orders),
         )
         .route("/orders/cancel", post(routes::cancel::bulk_cancel))
-        .route("/orders/{order_id}", get(routes::orders::get_order))
+        .route(
+            "/orders/{order_id}",
+            get(routes::orders::get_order).patch(routes::orders::modify),
+        )
         .route("/orders/{order_id}/history", get(routes::orders::order_history))
         .route("/orders/{order_id}/cancel", post(routes::cancel::cancel_order))
         .route("/orders/{order_id}/refunds", post(routes::cancel::record_refund))

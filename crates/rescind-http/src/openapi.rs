@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         routes::orders::import_order,
         routes::orders::list_orders,
         routes::orders::get_order,
+        routes::orders::modify,
         routes::orders::order_history,
         routes::cancel::cancel_order,
         routes::cancel::bulk_cancel,

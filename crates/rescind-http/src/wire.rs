@@ -553,6 +553,31 @@ pub struct OrderBody {
     pub warnings: Vec<String>,
 }
 
+/// `PATCH /orders/{id}`: the customer and/or the shipping address. Items are never changed this way.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModifyOrderRequest {
+    pub customer: Option<CustomerBody>,
+    pub shipping_address: Option<AddressBody>,
+}
+
+/// What reached the warehouse (F4).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModificationSyncBody {
+    /// `applied`, `requested`, `not_synced` or `not_applicable`.
+    #[schema(example = "applied")]
+    pub status: String,
+    pub message: String,
+}
+
+/// The order after a change, and what reached the warehouse.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModifiedOrderBody {
+    #[serde(flatten)]
+    pub order: OrderBody,
+    pub modification_sync: ModificationSyncBody,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderList {
     pub items: Vec<OrderBody>,

@@ -294,7 +294,7 @@ async fn payment_call(
 }
 
 /// The OpenLogi account of a warehouse integration, paced under its rate limit.
-fn openlogi(warehouse: &rescind_store::Warehouse, http: &reqwest::Client) -> Result<OpenLogi, CallError> {
+pub fn openlogi(warehouse: &rescind_store::Warehouse, http: &reqwest::Client) -> Result<OpenLogi, CallError> {
     OpenLogi::new(
         http.clone(),
         &warehouse.base_url,

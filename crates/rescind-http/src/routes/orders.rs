@@ -5,14 +5,19 @@ use crate::body::parse_json;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{self, Problems};
 use crate::routes::query;
-use crate::wire::{history_body, order_body, HistoryList, ImportOrderRequest, OrderBody, OrderList};
+use crate::wire::{
+    history_body, order_body, HistoryList, ImportOrderRequest, ModificationSyncBody, ModifiedOrderBody,
+    ModifyOrderRequest, OrderBody, OrderList,
+};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use rescind_domain::{modify_order, plan_modification, ModificationRoute, ModificationSync};
 use rescind_domain::{CancellationStatus, FulfillmentStatus, HistoryEntry, OrderStatus, Scope};
+use rescind_store::ChangeError;
 use rescind_store::{now, ImportError, OrderFilter, RandomIds};
 use serde::Deserialize;
 
@@ -217,4 +222,109 @@ pub async fn order_history(
     Ok(Json(HistoryList {
         items: entries.iter().map(history_body).collect(),
     }))
+}
+
+/// Changes the order's customer and shipping address (F4); `modification_sync` says what reached
+/// the warehouse. Items cannot be changed this way.
+#[utoipa::path(patch, path = "/api/v1/orders/{order_id}", tag = "orders", params(("order_id" = String, Path)),
+    request_body = ModifyOrderRequest, security(("bearer" = [])),
+    responses((status = 200, body = ModifiedOrderBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "order_not_modifiable", body = ErrorBody)))]
+pub async fn modify(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(order_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<ModifiedOrderBody>, ApiError> {
+    let shop = principal.shop(Scope::WriteOrder)?;
+    let request: ModifyOrderRequest = parse_json(&body)?;
+    let mut problems = Problems::default();
+    let customer = request
+        .customer
+        .is_some()
+        .then(|| input::customer(&mut problems, &request.customer));
+    let address = request
+        .shipping_address
+        .is_some()
+        .then(|| input::address(&mut problems, "shipping_address", &request.shipping_address));
+    if customer.is_none() && address.is_none() {
+        problems.push("body", "change the customer, the shipping_address, or both");
+    }
+    problems.into_result(()).map_err(ApiError::invalid)?;
+    let order = state
+        .store
+        .order(&shop.shop_id, &order_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
+    let warehouses = state.store.warehouses(&shop.shop_id).await?;
+    let warehouse = order
+        .warehouse_id
+        .as_deref()
+        .and_then(|id| warehouses.iter().find(|warehouse| warehouse.id == id));
+    let recipient = rescind_workflow::recipient(address.as_ref().unwrap_or(&order.shipping_address));
+    let key = format!("rescind-{}-modify-{}", order.id, now().unix_micros());
+    let sync = match (
+        plan_modification(&order, warehouse.map(|warehouse| warehouse.settings)),
+        warehouse,
+    ) {
+        (ModificationRoute::Stay(sync), _) => sync,
+        (_, None) => ModificationSync::NotApplicable {
+            message: "the order's warehouse no longer exists".to_owned(),
+        },
+        (route, Some(warehouse)) => match rescind_workflow::openlogi(warehouse, &state.http) {
+            Err(error) => ModificationSync::NotSynced {
+                message: error.to_string(),
+            },
+            Ok(connector) => match route {
+                ModificationRoute::Update { external_id } => {
+                    match connector.update_recipient(&external_id, &recipient, &key).await {
+                        Ok(_) => ModificationSync::Applied {
+                            message: format!("the outbound request {external_id} was updated"),
+                        },
+                        Err(error) => ModificationSync::NotSynced {
+                            message: format!("the warehouse did not take the change: {error}"),
+                        },
+                    }
+                }
+                ModificationRoute::Request { external_id } => {
+                    match connector.request_modification(&external_id, &recipient, &key).await {
+                        Ok(requested) => ModificationSync::Requested {
+                            fee: requested
+                                .fee
+                                .map(|fee| rescind_domain::Money::from_minor_units(fee, order.currency)),
+                            message: format!("a modification request for {external_id} was sent; a fee applies"),
+                        },
+                        Err(error) => ModificationSync::NotSynced {
+                            message: format!("the warehouse did not take the request: {error}"),
+                        },
+                    }
+                }
+                ModificationRoute::Stay(sync) => sync,
+            },
+        },
+    };
+    let actor = principal.actor();
+    let changed = state
+        .store
+        .change_order(&shop.shop_id, &order_id, |order| {
+            modify_order(order, customer.clone(), address.clone(), &sync, &actor, now())
+        })
+        .await;
+    match changed {
+        Ok(change) => Ok(Json(ModifiedOrderBody {
+            order: order_body(&change.order),
+            modification_sync: ModificationSyncBody {
+                status: sync.status().to_owned(),
+                message: sync.message().to_owned(),
+            },
+        })),
+        Err(ChangeError::NotFound) => Err(ApiError::not_found("order")),
+        Err(ChangeError::Refused(refusal)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "order_not_modifiable",
+            format!("{refusal}."),
+        )),
+        Err(ChangeError::Store(error)) => Err(ApiError::internal(&error)),
+    }
 }

@@ -13,6 +13,7 @@ crate::on_both_backends!(
     two_hundred_cancels_under_the_warehouses_rate_limit_all_arrive_once,
     a_warehouse_report_racing_a_cancel_never_leaves_a_silent_shipped_cancellation,
     warehouse_events_need_the_warehouses_signature,
+    a_recipient_change_reaches_the_warehouse_by_status_and_settings_and_never_with_items,
 );
 
 const SECRET: &str = "openlogi-webhook-secret";
@@ -35,6 +36,12 @@ async fn warehouse_shop(
     cancel_after_confirmation: bool,
     rate: (u32, u64),
 ) -> (TestShop, String) {
+    let settings = json!({"cancel_after_confirmation": cancel_after_confirmation, "rate_limit": rate.0, "rate_limit_window_ms": rate.1});
+    warehouse_shop_with(app, sim, settings).await
+}
+
+/// The same, with the warehouse integration's `settings` as given.
+async fn warehouse_shop_with(app: &TestApp, sim: &TestSim, settings: Value) -> (TestShop, String) {
     let shop = app.shop().await;
     let created = app
         .post(
@@ -42,7 +49,7 @@ async fn warehouse_shop(
             &shop.token,
             json!({"kind": "openlogi", "name": "OpenLogi", "base_url": format!("{}/api", sim.url()),
                    "credentials": {"access_token": "openlogi-token", "webhook_secret": SECRET, "account_id": "TS001"},
-                   "settings": {"cancel_after_confirmation": cancel_after_confirmation, "rate_limit": rate.0, "rate_limit_window_ms": rate.1}}),
+                   "settings": settings}),
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
@@ -441,4 +448,116 @@ async fn warehouse_events_need_the_warehouses_signature(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(with_token.json::<Value>().await.unwrap()["status"], "ignored");
+}
+
+async fn a_recipient_change_reaches_the_warehouse_by_status_and_settings_and_never_with_items(app: TestApp) {
+    let sim = TestSim::start().await;
+    sim_config(&app, &sim, json!({"rate_limit": 10000, "window_ms": 1000})).await;
+    let new_address = json!({"name": "山田 花子", "postcode": "160-0022", "prefecture": "東京都", "address1": "新宿区新宿3-3-3", "phone": "0312345678"});
+    let cases = [
+        // (sync_modifications, modify_after_confirmation, status, expected modification_sync)
+        (true, false, "waiting", "applied"),
+        (false, false, "waiting", "not_synced"),
+        (true, false, "picking", "not_synced"),
+        (true, true, "picking", "requested"),
+        (true, true, "packed", "not_synced"),
+    ];
+    for (sync_modifications, modify_after_confirmation, status, expected) in cases {
+        let case = format!(
+            "{status}, sync_modifications {sync_modifications}, modify_after_confirmation {modify_after_confirmation}"
+        );
+        let (shop, _) = warehouse_shop_with(
+            &app,
+            &sim,
+            json!({"sync_modifications": sync_modifications, "modify_after_confirmation": modify_after_confirmation, "rate_limit": 1000, "rate_limit_window_ms": 1000}),
+        )
+        .await;
+        let (id, external_id) = shipping_order(&app, &shop).await;
+        if status != "waiting" {
+            move_to(&app, &sim, &external_id, status).await;
+        }
+        let answer = app
+            .send(
+                reqwest::Method::PATCH,
+                &format!("/api/v1/orders/{id}"),
+                Some(&shop.token),
+                Some(json!({"shipping_address": new_address})),
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{case}: {}", answer.text);
+        assert_eq!(
+            answer.body["modification_sync"]["status"], expected,
+            "{case}: {}",
+            answer.text
+        );
+        assert_eq!(
+            answer.body["shipping_address"]["address1"], "新宿区新宿3-3-3",
+            "{case}: the change is kept here"
+        );
+        let ledger = openlogi_ledger(&sim).await;
+        let updated = ledger["updates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|update| update["id"] == external_id.as_str())
+            .cloned();
+        let requested = ledger["modifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|request| request["id"] == external_id.as_str())
+            .cloned();
+        match expected {
+            "applied" => assert_eq!(
+                updated.unwrap()["fields"],
+                json!(["recipient"]),
+                "{case}: the recipient only, never items"
+            ),
+            "requested" => {
+                let requested = requested.unwrap();
+                assert_eq!(
+                    (requested["fields"].clone(), requested["fee"].clone()),
+                    (json!(["recipient"]), json!(300)),
+                    "{case}"
+                );
+                assert_eq!(answer.body["outbound"]["status"], "modify_request");
+            }
+            _ => assert!(updated.is_none() && requested.is_none(), "{case}: nothing was sent"),
+        }
+        let history = app.get("/api/v1/sync_history?kind=modify", &shop.token).await;
+        assert_eq!(
+            history.body["items"].as_array().unwrap().len(),
+            1,
+            "{case}: F5 keeps the modification: {}",
+            history.text
+        );
+    }
+    let shop = app.shop().await;
+    let order = app.order(&shop, json!({})).await;
+    let id = order["id"].as_str().unwrap();
+    let without_warehouse = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/orders/{id}"),
+            Some(&shop.token),
+            Some(json!({"shipping_address": new_address})),
+            None,
+        )
+        .await;
+    assert_eq!(without_warehouse.body["modification_sync"]["status"], "not_applicable");
+    let items = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/orders/{id}"),
+            Some(&shop.token),
+            Some(json!({"line_items": []})),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (items.status, items.code()),
+        (400, "invalid_request"),
+        "items are never changed this way"
+    );
 }
