@@ -121,6 +121,8 @@ pub struct Cancellation {
     /// Part of the idempotency key of an undo's re-authorization; changes only after the provider
     /// declined one, so a lost answer is never followed by a second hold on the card.
     pub reauthorization_generation: u32,
+    /// A fee the warehouse charges for stopping the goods (a cancellation request, C4).
+    pub fee: Option<Money>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub completed_at: Option<Timestamp>,
@@ -691,6 +693,7 @@ pub fn cancel_order(
         fulfillment_status_before: order.fulfillment_status,
         financial_status_before: order.financial_status,
         reauthorization_generation: 0,
+        fee: None,
         created_at: now,
         updated_at: now,
         completed_at: None,
@@ -985,6 +988,7 @@ pub fn cancelled_at_channel(
         fulfillment_status_before: order.fulfillment_status,
         financial_status_before: order.financial_status,
         reauthorization_generation: 0,
+        fee: None,
         created_at: now,
         updated_at: now,
         completed_at: None,

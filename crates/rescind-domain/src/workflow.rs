@@ -410,6 +410,7 @@ pub fn record_step_outcome(
     let mut warehouse_too_late = false;
     let mut outbound_now: Option<(OutboundStatus, Option<Money>)> = None;
     let mut new_warning = None;
+    let mut cancellation_fee = None;
     let workflow;
     match outcome {
         StepOutcome::ChannelCancelled { message } => {
@@ -436,6 +437,7 @@ pub fn record_step_outcome(
             );
             step.last_error = None;
             outbound_now = Some((OutboundStatus::CancelRequest, fee));
+            cancellation_fee = fee;
             new_warning = Some(Warning::CancelRequestedMayShip);
             workflow = WorkflowSchedule::Finished;
         }
@@ -507,6 +509,9 @@ pub fn record_step_outcome(
         }
     }
     let step_status = step.status;
+    if cancellation_fee.is_some() {
+        cancellation.fee = cancellation_fee;
+    }
     let sync = if kind == StepKind::WarehouseCancel {
         vec![SyncRecord {
             at: now,

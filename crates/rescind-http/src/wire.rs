@@ -481,6 +481,9 @@ pub struct CancellationBody {
     /// Why it needs attention: the failed step's last error.
     pub last_error: Option<String>,
     pub steps: Vec<StepBody>,
+    /// The warehouse's fee for a cancellation request (C4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fee: Option<String>,
     pub created_at: String,
     pub completed_at: Option<String>,
 }
@@ -812,6 +815,7 @@ pub fn cancellation_body(cancellation: &Cancellation) -> CancellationBody {
                 updated_at: rfc3339(step.updated_at),
             })
             .collect(),
+        fee: cancellation.fee.map(|fee| fee.to_string()),
         created_at: rfc3339(cancellation.created_at),
         completed_at: cancellation.completed_at.map(rfc3339),
     }

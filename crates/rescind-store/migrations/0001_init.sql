@@ -97,6 +97,8 @@ CREATE TABLE cancellations (
     fulfillment_status_before TEXT NOT NULL,
     financial_status_before TEXT NOT NULL,
     reauthorization_generation BIGINT NOT NULL,
+    -- The warehouse's fee for a cancellation request (C4).
+    fee TEXT,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
     completed_at BIGINT

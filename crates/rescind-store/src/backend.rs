@@ -35,7 +35,7 @@ const ORDER_COLUMNS: &str = "id, shop_id, number, channel_id, channel_kind, chan
 
 const CANCELLATION_COLUMNS: &str = "id, order_id, status, requested_by, reason, reason_code, reason_detail, \
     staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, fulfillment_status_before, \
-    financial_status_before, reauthorization_generation, created_at, updated_at, completed_at";
+    financial_status_before, reauthorization_generation, fee, created_at, updated_at, completed_at";
 
 const REFUND_COLUMNS: &str = "id, order_id, cancellation_id, amount, method, note, actor, created_at";
 
@@ -132,6 +132,7 @@ fn cancellation_from_row(row: &DbRow) -> Result<(String, Cancellation)> {
             "financial status",
         )?,
         reauthorization_generation: u32::try_from(row.try_get::<i64, _>("reauthorization_generation")?)?,
+        fee: row.try_get::<Option<String>, _>("fee")?.as_deref().map(Money::parse_stored).transpose()?,
         created_at: time(row.try_get("created_at")?),
         updated_at: time(row.try_get("updated_at")?),
         completed_at: row.try_get::<Option<i64>, _>("completed_at")?.map(time),
@@ -328,8 +329,8 @@ async fn save_change(connection: &mut Connection, change: &OrderChange) -> Resul
             "INSERT INTO cancellations (id, order_id, shop_id, status, requested_by, reason, reason_code, \
              reason_detail, staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, \
              fulfillment_status_before, financial_status_before, reauthorization_generation, created_at, updated_at, \
-             completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-             $19, $20, $21) ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+             completed_at, fee) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+             $19, $20, $21, $22) ON CONFLICT (id) DO UPDATE SET status = excluded.status, fee = excluded.fee, \
              refund_method = excluded.refund_method, needs_attention = excluded.needs_attention, \
              steps = excluded.steps, reauthorization_generation = excluded.reauthorization_generation, \
              updated_at = excluded.updated_at, completed_at = excluded.completed_at",
@@ -355,6 +356,7 @@ async fn save_change(connection: &mut Connection, change: &OrderChange) -> Resul
         .bind(cancellation.created_at.unix_micros())
         .bind(cancellation.updated_at.unix_micros())
         .bind(cancellation.completed_at.map(Timestamp::unix_micros))
+        .bind(cancellation.fee.map(|fee| fee.format(currency)))
         .execute(&mut *connection)
         .await
         .context("failed to write the cancellation")?;
@@ -1018,7 +1020,7 @@ impl Backend {
         let mut query = QueryBuilder::<Db>::new(
             "SELECT c.id, c.order_id, c.status, c.requested_by, c.reason, c.reason_code, c.reason_detail, \
              c.staff_note, c.refund, c.refund_method, c.restock, c.notify_customer, c.needs_attention, c.steps, \
-             c.fulfillment_status_before, c.financial_status_before, c.reauthorization_generation, c.created_at, \
+             c.fulfillment_status_before, c.financial_status_before, c.reauthorization_generation, c.fee, c.created_at, \
              c.updated_at, c.completed_at, \
              o.number FROM cancellations c JOIN orders o ON o.id = c.order_id WHERE c.shop_id = ",
         );

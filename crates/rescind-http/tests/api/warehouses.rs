@@ -165,6 +165,10 @@ async fn every_outbound_status_and_setting_decides_what_a_cancel_does(app: TestA
                         answer.text
                     );
                     assert_eq!(answer.body["outbound"]["fee"], "300", "{case}: the fee is recorded");
+                    assert_eq!(
+                        answer.body["cancellation"]["fee"], "300",
+                        "{case}: on the cancellation too"
+                    );
                     let message = step(&answer.body, "warehouse_cancel")["message"]
                         .as_str()
                         .unwrap()
