@@ -566,24 +566,12 @@ pub fn record_step_outcome(
 
     if warehouse_too_late && !channel_done {
         // C5 found late: the goods ship; nothing else happens and the order stays as it was.
-        cancellation.status = CancellationStatus::Failed;
-        for later in cancellation
-            .steps
-            .iter_mut()
-            .filter(|step| step.status == StepStatus::Pending)
-        {
-            later.status = StepStatus::Skipped;
-            later.message = "not run: the warehouse could not stop the shipment".to_owned();
-            later.updated_at = now;
-        }
-        history.push(
-            HistoryEntry::new(
-                now,
-                "cancellation.failed",
-                &actor,
-                "Cancellation failed: the warehouse can no longer stop the goods.",
-            )
-            .with("cancellation_id", &cancellation_id),
+        fail_cancellation(
+            cancellation,
+            "not run: the warehouse could not stop the shipment",
+            "Cancellation failed: the warehouse can no longer stop the goods.".to_owned(),
+            now,
+            &mut history,
         );
     } else if warehouse_too_late {
         // The channel cancelled the sale already: the order is cancelled, but the goods ship.
@@ -591,29 +579,22 @@ pub fn record_step_outcome(
         gate_passed = true;
         new_warning = Some(Warning::ShippedAfterCancel);
         history.push(
-            HistoryEntry::new(now, "cancellation.needs_attention", &actor, "The channel cancelled the order but the warehouse ships it: arrange a refusal of delivery or a return.")
-                .with("cancellation_id", &cancellation_id),
+            HistoryEntry::new(
+                now,
+                "cancellation.needs_attention",
+                &actor,
+                "The channel cancelled the order but the warehouse ships it: arrange a refusal of delivery or a return.",
+            )
+            .with("cancellation_id", &cancellation_id),
         );
     } else if channel_refused {
         // C3: the channel said no, so nothing else happens and the order stays as it was.
-        cancellation.status = CancellationStatus::Failed;
-        for later in cancellation
-            .steps
-            .iter_mut()
-            .filter(|step| step.status == StepStatus::Pending)
-        {
-            later.status = StepStatus::Skipped;
-            later.message = "not run: the channel cancel did not succeed".to_owned();
-            later.updated_at = now;
-        }
-        history.push(
-            HistoryEntry::new(
-                now,
-                "cancellation.failed",
-                &actor,
-                format!("Cancellation failed: {channel} refused it; the order is unchanged."),
-            )
-            .with("cancellation_id", &cancellation_id),
+        fail_cancellation(
+            cancellation,
+            "not run: the channel cancel did not succeed",
+            format!("Cancellation failed: {channel} refused it; the order is unchanged."),
+            now,
+            &mut history,
         );
     } else if step_status == StepStatus::Failed {
         cancellation.needs_attention = true;
@@ -687,6 +668,30 @@ pub fn record_step_outcome(
         workflow,
         sync,
     })
+}
+
+/// A gate refused: the cancellation fails, the steps after it do not run, the order stays as it was.
+fn fail_cancellation(
+    cancellation: &mut crate::cancel::Cancellation,
+    later_message: &str,
+    message: String,
+    now: Timestamp,
+    history: &mut Vec<HistoryEntry>,
+) {
+    cancellation.status = CancellationStatus::Failed;
+    for later in cancellation
+        .steps
+        .iter_mut()
+        .filter(|step| step.status == StepStatus::Pending)
+    {
+        later.status = StepStatus::Skipped;
+        later.message = later_message.to_owned();
+        later.updated_at = now;
+    }
+    history.push(
+        HistoryEntry::new(now, "cancellation.failed", &Actor::System, message)
+            .with("cancellation_id", &cancellation.id),
+    );
 }
 
 /// Once no step is pending any more, the cancellation is completed when everything paid went back

@@ -264,17 +264,13 @@ impl OpenLogi {
         recipient: &Recipient,
         idempotency_key: &str,
     ) -> Result<Shipment, CallError> {
-        let body = json!({"recipient": recipient.json()});
-        Shipment::from_json(
-            &self
-                .call(
-                    reqwest::Method::PUT,
-                    &format!("/shipments/{id}"),
-                    Some(&body),
-                    Some(idempotency_key),
-                )
-                .await?,
+        self.send_recipient(
+            reqwest::Method::PUT,
+            &format!("/shipments/{id}"),
+            recipient,
+            idempotency_key,
         )
+        .await
     }
 
     /// Asks for a recipient change after confirmation (F4); costs a fee. Items are never sent.
@@ -284,16 +280,24 @@ impl OpenLogi {
         recipient: &Recipient,
         idempotency_key: &str,
     ) -> Result<Shipment, CallError> {
-        let body = json!({"recipient": recipient.json()});
-        Shipment::from_json(
-            &self
-                .call(
-                    reqwest::Method::POST,
-                    &format!("/shipments/{id}/modify"),
-                    Some(&body),
-                    Some(idempotency_key),
-                )
-                .await?,
+        self.send_recipient(
+            reqwest::Method::POST,
+            &format!("/shipments/{id}/modify"),
+            recipient,
+            idempotency_key,
         )
+        .await
+    }
+
+    /// Sends a recipient, and nothing else, to `path`.
+    async fn send_recipient(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        recipient: &Recipient,
+        idempotency_key: &str,
+    ) -> Result<Shipment, CallError> {
+        let body = json!({"recipient": recipient.json()});
+        Shipment::from_json(&self.call(method, path, Some(&body), Some(idempotency_key)).await?)
     }
 }
