@@ -282,19 +282,27 @@ pub(crate) fn plan_steps(
         .amount
         .saturating_sub(refund.immediate.iter().map(|(_, amount)| *amount).sum());
     let gate_open = |step: &PlannedStep| matches!(step.status, StepStatus::Pending | StepStatus::Waiting);
-    let cancellation_status =
-        if gate_open(&channel_step) || gate_open(&warehouse_step) || refund.step.status == StepStatus::Pending {
-            CancellationStatus::Processing
-        } else if still_owed.is_zero() {
-            CancellationStatus::Completed
-        } else {
-            CancellationStatus::AwaitingRefund
-        };
+    let cancellation_status = if gate_open(&channel_step)
+        || gate_open(&warehouse_step)
+        || refund.step.status == StepStatus::Pending
+        || restock_step.status == StepStatus::Pending
+    {
+        CancellationStatus::Processing
+    } else if still_owed.is_zero() {
+        CancellationStatus::Completed
+    } else {
+        CancellationStatus::AwaitingRefund
+    };
+    let restock = if restock_step.status == StepStatus::Pending {
+        order.stock_snapshot.clone()
+    } else {
+        Vec::new()
+    };
     Ok(CancelPlan {
         steps: vec![channel_step, warehouse_step, refund.step, restock_step, notify_step],
         refund_amount: refund.amount,
         immediate_refunds: refund.immediate,
-        restock: Vec::new(),
+        restock,
         warnings: Vec::new(),
         cancellation_status,
         financial_status: refund.financial_status,
@@ -610,21 +618,43 @@ fn plan_refund(order: &Order, options: &CancelOptions) -> Result<RefundPlan, Can
     })
 }
 
-/// I2 and I4 as far as this version keeps stock: the messages say why nothing is put back.
+/// I2 and I4: the restock runs only when asked, for an order whose stock was deducted and never put
+/// back; it puts back the deduction snapshot's quantities (I3), once, in the worker (the database makes
+/// a second restock of the same cancellation impossible).
 fn plan_restock_step(order: &Order, options: &CancelOptions) -> PlannedStep {
-    let action = if !options.restock {
-        "skipped: not requested"
+    let (status, action) = if !options.restock {
+        (StepStatus::Skipped, "skipped: not requested".to_owned())
     } else if !order.inventory_deducted {
-        "not run: stock was never deducted for this order"
+        (
+            StepStatus::Skipped,
+            "not run: stock was never deducted for this order".to_owned(),
+        )
+    } else if order.restocked {
+        (
+            StepStatus::Skipped,
+            "skipped: already restocked (or in progress)".to_owned(),
+        )
     } else {
-        "not run: stock keeping is not enabled in this version; adjust stock by hand"
+        (
+            StepStatus::Pending,
+            format!("restock {}", describe_stock(&order.stock_snapshot)),
+        )
     };
     PlannedStep {
         kind: StepKind::Restock,
-        status: StepStatus::Skipped,
-        action: action.to_owned(),
+        status,
+        action,
         fee: None,
     }
+}
+
+/// `TEA-001 × 2, CUP-002 × 1`.
+pub(crate) fn describe_stock(lines: &[(String, u32)]) -> String {
+    lines
+        .iter()
+        .map(|(sku, quantity)| format!("{sku} × {quantity}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Cancels `order` as `options` ask (C1–C7, W1–W6). A marketplace order only starts its cancellation
@@ -733,6 +763,7 @@ pub fn cancel_order(
                 new_refunds: Vec::new(),
                 workflow: WorkflowSchedule::DueAt(now),
                 sync: Vec::new(),
+                stock_moves: Vec::new(),
             },
         ));
     }
@@ -745,6 +776,7 @@ pub fn cancel_order(
             new_refunds: refunds,
             workflow,
             sync: Vec::new(),
+            stock_moves: Vec::new(),
         },
     ))
 }
@@ -1048,6 +1080,7 @@ pub fn cancelled_at_channel(
         new_refunds: refunds,
         workflow,
         sync: Vec::new(),
+        stock_moves: Vec::new(),
     })
 }
 

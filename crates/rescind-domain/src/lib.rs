@@ -9,6 +9,7 @@ pub mod cancel;
 pub mod channel;
 pub mod history;
 pub mod ids;
+pub mod inventory;
 pub mod money;
 pub mod order;
 pub mod reasons;
@@ -26,6 +27,7 @@ pub use cancel::{
 pub use channel::{ChannelKind, PaymentProviderKind};
 pub use history::{Actor, HistoryEntry};
 pub use ids::IdSource;
+pub use inventory::{StockMove, StockMoveKind};
 pub use money::{Currency, Money, MoneyError};
 pub use order::{
     Address, Customer, FinancialStatus, FulfillmentStatus, LineItem, NewLineItem, NewOrder, Order, OrderChange,

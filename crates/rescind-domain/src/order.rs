@@ -163,8 +163,12 @@ pub struct Order {
     pub shipping_address: Address,
     pub line_items: Vec<LineItem>,
     pub payment: Option<Payment>,
-    /// Stock was deducted at import (I1); the snapshot is the line items as imported.
+    /// Stock was deducted at import (I1).
     pub inventory_deducted: bool,
+    /// What was deducted: SKUs and quantities as imported (I1), what a restock puts back (I3).
+    pub stock_snapshot: Vec<(String, u32)>,
+    /// The stock of the current cancellation went back (I2: never twice); an undo takes it out again.
+    pub restocked: bool,
     pub warehouse_id: Option<String>,
     /// The outbound request at the warehouse, once the order is ready to ship (F1).
     pub outbound: Option<Outbound>,
@@ -197,6 +201,18 @@ impl Order {
             self.warnings.push(warning);
         }
     }
+}
+
+/// SKUs and their total quantities over the lines, in the order the SKUs first appear.
+fn snapshot(lines: &[LineItem]) -> Vec<(String, u32)> {
+    let mut totals: Vec<(String, u32)> = Vec::new();
+    for line in lines {
+        match totals.iter_mut().find(|(sku, _)| *sku == line.sku) {
+            Some((_, quantity)) => *quantity += line.quantity,
+            None => totals.push((line.sku.clone(), line.quantity)),
+        }
+    }
+    totals
 }
 
 /// A line of an order being imported.
@@ -306,7 +322,7 @@ impl NewOrder {
                 .unwrap_or(payment.amount),
             _ => Money::ZERO,
         };
-        let line_items = self
+        let line_items: Vec<LineItem> = self
             .line_items
             .into_iter()
             .map(|line| LineItem {
@@ -319,6 +335,11 @@ impl NewOrder {
                 price: line.price,
             })
             .collect();
+        let stock_snapshot = if self.deduct_inventory {
+            snapshot(&line_items)
+        } else {
+            Vec::new()
+        };
         Ok(Order {
             id: ids.new_id("ord"),
             shop_id: shop_id.to_owned(),
@@ -346,6 +367,8 @@ impl NewOrder {
             line_items,
             payment: self.payment,
             inventory_deducted: self.deduct_inventory,
+            stock_snapshot,
+            restocked: false,
             outbound: self
                 .warehouse_id
                 .as_ref()
@@ -378,6 +401,8 @@ pub struct OrderChange {
     pub workflow: WorkflowSchedule,
     /// Calls made to outside systems for this order, for the sync history (F5).
     pub sync: Vec<SyncRecord>,
+    /// Stock the store moves with the change (U2).
+    pub stock_moves: Vec<crate::inventory::StockMove>,
 }
 
 crate::named_enum! {
@@ -415,6 +440,7 @@ impl OrderChange {
             new_refunds,
             workflow: WorkflowSchedule::Unchanged,
             sync: Vec::new(),
+            stock_moves: Vec::new(),
         }
     }
 }

@@ -3,6 +3,7 @@
 use crate::cancel::CancellationStatus;
 use crate::channel::ChannelKind;
 use crate::history::{Actor, HistoryEntry};
+use crate::inventory::{StockMove, StockMoveKind};
 use crate::money::{Currency, Money};
 use crate::order::{FinancialStatus, FulfillmentStatus, Order, OrderChange, OrderStatus, WorkflowSchedule};
 use crate::refund::RefundMethod;
@@ -162,6 +163,30 @@ pub fn undo_cancellation(
     for line in &mut order.line_items {
         line.cancelled_quantity = 0;
     }
+    // U2: the stock that went back is taken out again.
+    let mut stock_moves = Vec::new();
+    if order.restocked {
+        stock_moves = order
+            .stock_snapshot
+            .iter()
+            .map(|(sku, quantity)| StockMove {
+                sku: sku.clone(),
+                delta: -i64::from(*quantity),
+                kind: StockMoveKind::Undo,
+                reason: Some(format!("undo of the cancellation of order {}", order.number)),
+            })
+            .collect();
+        order.restocked = false;
+        history.push(HistoryEntry::new(
+            now,
+            "stock.undo",
+            actor,
+            format!(
+                "Stock taken out again: {}.",
+                crate::cancel::describe_stock(&order.stock_snapshot)
+            ),
+        ));
+    }
     // The order ships again: a deleted outbound request is asked for anew.
     let mut workflow = WorkflowSchedule::Finished;
     if let Some(outbound) = order
@@ -182,6 +207,7 @@ pub fn undo_cancellation(
         new_refunds: Vec::new(),
         workflow,
         sync: Vec::new(),
+        stock_moves,
     })
 }
 

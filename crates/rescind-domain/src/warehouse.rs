@@ -289,6 +289,7 @@ pub fn warehouse_event(
         new_refunds: refunds,
         workflow,
         sync,
+        stock_moves: Vec::new(),
     })
 }
 
@@ -462,5 +463,6 @@ pub fn modify_order(
         new_refunds: Vec::new(),
         workflow: WorkflowSchedule::Unchanged,
         sync: sync_records,
+        stock_moves: Vec::new(),
     })
 }

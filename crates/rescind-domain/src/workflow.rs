@@ -138,6 +138,8 @@ pub enum PendingWork {
     Payment(PaymentCall),
     /// The refund step is pending but nothing is owed any more (refunded by hand meanwhile).
     NothingOwed,
+    /// Put the deduction snapshot back in stock (I2, I3); done by the store, exactly once.
+    Restock,
 }
 
 impl PendingWork {
@@ -147,6 +149,7 @@ impl PendingWork {
             PendingWork::Channel(_) => Some(StepKind::ChannelCancel),
             PendingWork::Warehouse(_) => Some(StepKind::WarehouseCancel),
             PendingWork::Payment(_) | PendingWork::NothingOwed => Some(StepKind::Refund),
+            PendingWork::Restock => Some(StepKind::Restock),
             PendingWork::CreateOutbound(_) => None,
         }
     }
@@ -233,7 +236,8 @@ pub fn pending_work(order: &Order) -> Option<PendingWork> {
                 earlier_attempts: step.attempts > 0,
             }))
         }
-        StepKind::Restock | StepKind::Notify => None,
+        StepKind::Restock => Some(PendingWork::Restock),
+        StepKind::Notify => None,
     }
 }
 
@@ -330,6 +334,7 @@ pub fn record_outbound(order: &Order, outcome: OutboundOutcome, now: Timestamp) 
         new_refunds: Vec::new(),
         workflow,
         sync: Vec::new(),
+        stock_moves: Vec::new(),
     })
 }
 
@@ -338,6 +343,12 @@ pub fn record_outbound(order: &Order, outcome: OutboundOutcome, now: Timestamp) 
 pub enum StepOutcome {
     /// The channel cancelled the order (or had already): `message` says what it answered.
     ChannelCancelled { message: String },
+    /// The restock ran (I4): what went back, what had gone back already, which SKUs are unknown.
+    Restocked {
+        restocked: Vec<(String, u32)>,
+        already: Vec<String>,
+        missing: Vec<String>,
+    },
     /// The outbound request was deleted, or there was none to stop.
     OutboundStopped { message: String },
     /// The warehouse took a cancellation request (C4), for `fee`; its answer comes later.
@@ -411,6 +422,7 @@ pub fn record_step_outcome(
     let mut outbound_now: Option<(OutboundStatus, Option<Money>)> = None;
     let mut new_warning = None;
     let mut cancellation_fee = None;
+    let mut restocked_now = false;
     let workflow;
     match outcome {
         StepOutcome::ChannelCancelled { message } => {
@@ -418,6 +430,38 @@ pub fn record_step_outcome(
             step.message = format!("cancelled at {channel}: {message}");
             step.last_error = None;
             gate_passed = true;
+            workflow = WorkflowSchedule::Finished;
+        }
+        StepOutcome::Restocked {
+            restocked,
+            already,
+            missing,
+        } => {
+            step.last_error = None;
+            let done = if restocked.is_empty() {
+                String::new()
+            } else {
+                format!("restocked {}", crate::cancel::describe_stock(&restocked))
+            };
+            if let Some(sku) = missing.first() {
+                step.status = StepStatus::Failed;
+                step.message = format!(
+                    "failed: SKU {sku} does not exist — adjust stock by hand{}",
+                    if done.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({done})")
+                    }
+                );
+                step.last_error = Some(format!("unknown SKU {}", missing.join(", ")));
+            } else if restocked.is_empty() && !already.is_empty() {
+                step.status = StepStatus::Skipped;
+                step.message = "skipped: already restocked (or in progress)".to_owned();
+            } else {
+                step.status = StepStatus::Succeeded;
+                step.message = done;
+            }
+            restocked_now = true;
             workflow = WorkflowSchedule::Finished;
         }
         StepOutcome::OutboundStopped { message } => {
@@ -647,6 +691,9 @@ pub fn record_step_outcome(
     if let Some(warning) = new_warning {
         order.add_warning(warning);
     }
+    if restocked_now {
+        order.restocked = true;
+    }
     if gate_passed {
         let (more_refunds, next) = continue_after_gate(&mut order, &actor, ids, now, &mut history);
         refunds.extend(more_refunds);
@@ -657,6 +704,7 @@ pub fn record_step_outcome(
             new_refunds: refunds,
             workflow: next,
             sync,
+            stock_moves: Vec::new(),
         });
     }
     settle_cancellation(&mut order, &mut history, now);
@@ -667,6 +715,7 @@ pub fn record_step_outcome(
         new_refunds: refunds,
         workflow,
         sync,
+        stock_moves: Vec::new(),
     })
 }
 
@@ -769,6 +818,7 @@ pub fn retry_cancellation(order: &Order, actor: &Actor, now: Timestamp) -> Resul
         new_refunds: Vec::new(),
         workflow: WorkflowSchedule::DueAt(now),
         sync: Vec::new(),
+        stock_moves: Vec::new(),
     })
 }
 

@@ -106,6 +106,11 @@ pub fn router(state: AppState) -> Router {
         .route("/cancellations", get(routes::cancel::list_cancellations))
         .route("/sync_history", get(routes::sync_history::list))
         .route(
+            "/inventory/{sku}",
+            get(routes::inventory::get_stock).put(routes::inventory::set_stock),
+        )
+        .route("/inventory/{sku}/adjust", post(routes::inventory::adjust_stock))
+        .route(
             "/warehouses",
             post(routes::warehouses::create_warehouse).get(routes::warehouses::list_warehouses),
         )

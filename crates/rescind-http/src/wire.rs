@@ -349,6 +349,26 @@ pub fn warehouse_body(warehouse: &rescind_store::Warehouse) -> WarehouseBody {
     }
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetStockRequest {
+    pub available: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustStockRequest {
+    pub delta: Option<i64>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StockBody {
+    pub sku: String,
+    pub available: i64,
+    pub updated_at: String,
+}
+
 // ---- orders ----
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]

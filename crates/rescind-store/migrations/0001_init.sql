@@ -61,6 +61,9 @@ CREATE TABLE orders (
     line_items TEXT NOT NULL,
     payment TEXT,
     inventory_deducted BOOLEAN NOT NULL,
+    -- The SKUs and quantities deducted at import (I1, JSON): what a restock puts back (I3).
+    stock_snapshot TEXT NOT NULL,
+    restocked BOOLEAN NOT NULL,
     warehouse_id TEXT,
     -- The outbound request at the warehouse (JSON), once the order is ready to ship.
     outbound TEXT,
@@ -172,6 +175,39 @@ CREATE TABLE order_history (
     data TEXT NOT NULL
 );
 CREATE INDEX order_history_by_order ON order_history (order_id, id);
+
+-- Stock per SKU and shop (PRODUCT.md §8).
+CREATE TABLE inventory (
+    shop_id TEXT NOT NULL REFERENCES shops (id),
+    sku TEXT NOT NULL,
+    available BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (shop_id, sku)
+);
+
+-- Every movement of stock: deduction, restock, manual adjustment, set, undo.
+CREATE TABLE inventory_ledger (
+    id __IDENTITY_PRIMARY_KEY__,
+    shop_id TEXT NOT NULL,
+    sku TEXT NOT NULL,
+    delta BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    order_id TEXT,
+    reason TEXT,
+    at BIGINT NOT NULL
+);
+CREATE INDEX inventory_ledger_by_sku ON inventory_ledger (shop_id, sku, id);
+
+-- One row per SKU a cancellation put back: the primary key makes a second restock of the same
+-- cancellation impossible, whatever races or retries happen (I2).
+CREATE TABLE restocks (
+    order_id TEXT NOT NULL REFERENCES orders (id),
+    cancellation_id TEXT NOT NULL,
+    sku TEXT NOT NULL,
+    quantity BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    PRIMARY KEY (order_id, cancellation_id, sku)
+);
 
 -- Every call to an outside system about an order (F5): searchable by kind.
 CREATE TABLE sync_history (

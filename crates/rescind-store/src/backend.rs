@@ -3,13 +3,13 @@
 // in SQLite too).
 
 use crate::codec::{
-    outbound_from_json, outbound_to_json,
+    outbound_from_json, outbound_to_json, stock_snapshot_from_json, stock_snapshot_to_json,
     address_from_json, address_to_json, customer_from_json, customer_to_json, history_data_from_json,
     history_data_to_json, line_items_from_json, line_items_to_json, parse_named, payment_from_json, payment_to_json,
     scopes_from_text, scopes_to_text, steps_from_json, steps_to_json, warnings_from_json, warnings_to_json,
 };
 use crate::{
-    CancellationOfOrder, Job, PaymentProvider, PaymentProviderKind, SyncEntry, Warehouse,
+    CancellationOfOrder, Job, PaymentProvider, PaymentProviderKind, RestockReport, StockLevel, SyncEntry, Warehouse,
     ApiToken, ChangeError, Channel, IdempotencyClaim, ImportError, OrderFilter, Page, Settings, SettingsPatch, Shop,
     IDEMPOTENCY_ABANDONED_AFTER_S, IDEMPOTENCY_RETENTION_S,
 };
@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use rescind_domain::{
     Cancellation, CancellationStatus, ChannelKind, Currency, FinancialStatus, FulfillmentStatus, HistoryEntry, Money,
     Order, OrderChange, OrderStatus, Refund, RefundMethod, RequestedBy, SyncKind, SyncRecord, Timestamp,
-    WarehouseKind, WarehouseSettings, WorkflowSchedule,
+    StockMove, StockMoveKind, WarehouseKind, WarehouseSettings, WorkflowSchedule,
 };
 use sqlx::{Database, Pool, QueryBuilder, Row};
 use std::collections::HashMap;
@@ -31,7 +31,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migratio
 const ORDER_COLUMNS: &str = "id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
     financial_status, fulfillment_status, currency, sub_total, total_shipping, total_tax, total_discount, \
     total_price, total_paid, total_refund_price, cancel_reason, canceled_at, customer, shipping_address, \
-    line_items, payment, inventory_deducted, warehouse_id, outbound, warnings, cancellation_id, created_at, updated_at";
+    line_items, payment, inventory_deducted, stock_snapshot, restocked, warehouse_id, outbound, warnings, cancellation_id, \
+    created_at, updated_at";
 
 const CANCELLATION_COLUMNS: &str = "id, order_id, status, requested_by, reason, reason_code, reason_detail, \
     staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, fulfillment_status_before, \
@@ -94,6 +95,8 @@ fn order_from_row(row: &DbRow) -> Result<(Order, Option<String>)> {
         line_items: line_items_from_json(&row.try_get::<String, _>("line_items")?)?,
         payment: payment.as_deref().map(payment_from_json).transpose()?,
         inventory_deducted: row.try_get("inventory_deducted")?,
+        stock_snapshot: stock_snapshot_from_json(&row.try_get::<String, _>("stock_snapshot")?)?,
+        restocked: row.try_get("restocked")?,
         warehouse_id: row.try_get("warehouse_id")?,
         outbound: row.try_get::<Option<String>, _>("outbound")?.as_deref().map(outbound_from_json).transpose()?,
         warnings: warnings_from_json(&row.try_get::<String, _>("warnings")?)?,
@@ -267,9 +270,9 @@ async fn write_order(connection: &mut Connection, order: &Order) -> Result<(), s
          financial_status, fulfillment_status, currency, sub_total, total_shipping, total_tax, total_discount, \
          total_price, total_paid, total_refund_price, cancel_reason, canceled_at, customer, customer_name, \
          customer_email, shipping_address, line_items, payment, inventory_deducted, warehouse_id, warnings, \
-         cancellation_id, cancellation_status, created_at, updated_at, outbound, outbound_external_id) VALUES ($1, \
-         $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, \
-         $25, $26, $27, $28, $29, $30, $31, $32, $33, $34) ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+         cancellation_id, cancellation_status, created_at, updated_at, outbound, outbound_external_id, stock_snapshot, \
+         restocked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+         $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36) ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
          financial_status = excluded.financial_status, fulfillment_status = excluded.fulfillment_status, \
          total_refund_price = excluded.total_refund_price, cancel_reason = excluded.cancel_reason, \
          canceled_at = excluded.canceled_at, customer = excluded.customer, customer_name = excluded.customer_name, \
@@ -277,7 +280,8 @@ async fn write_order(connection: &mut Connection, order: &Order) -> Result<(), s
          line_items = excluded.line_items, payment = excluded.payment, warehouse_id = excluded.warehouse_id, \
          warnings = excluded.warnings, cancellation_id = excluded.cancellation_id, \
          cancellation_status = excluded.cancellation_status, updated_at = excluded.updated_at, \
-         outbound = excluded.outbound, outbound_external_id = excluded.outbound_external_id",
+         outbound = excluded.outbound, outbound_external_id = excluded.outbound_external_id, \
+         restocked = excluded.restocked",
     )
     .bind(&order.id)
     .bind(&order.shop_id)
@@ -313,6 +317,8 @@ async fn write_order(connection: &mut Connection, order: &Order) -> Result<(), s
     .bind(order.updated_at.unix_micros())
     .bind(order.outbound.as_ref().map(outbound_to_json))
     .bind(order.outbound.as_ref().and_then(|outbound| outbound.external_id.clone()))
+    .bind(stock_snapshot_to_json(&order.stock_snapshot))
+    .bind(order.restocked)
     .execute(&mut *connection)
     .await?;
     Ok(())
@@ -381,6 +387,7 @@ async fn save_change(connection: &mut Connection, change: &OrderChange) -> Resul
         .context("failed to write a refund")?;
     }
     schedule_workflow(connection, change).await?;
+    move_stock(connection, &order.shop_id, Some(&order.id), &change.stock_moves, order.updated_at).await?;
     for record in &change.sync {
         sqlx::query(
             "INSERT INTO sync_history (shop_id, order_id, at, kind, target, request, ok, message, fee) \
@@ -400,6 +407,49 @@ async fn save_change(connection: &mut Connection, change: &OrderChange) -> Resul
         .context("failed to write the sync history")?;
     }
     insert_history(connection, &order.id, &change.history).await
+}
+
+/// Applies stock movements to SKUs that exist and keeps each in the ledger; answers the SKUs that
+/// do not exist (nothing moves for them).
+async fn move_stock(
+    connection: &mut Connection,
+    shop_id: &str,
+    order_id: Option<&str>,
+    moves: &[StockMove],
+    at: Timestamp,
+) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for stock_move in moves {
+        let updated = sqlx::query(
+            "UPDATE inventory SET available = available + $1, updated_at = $2 WHERE shop_id = $3 AND sku = $4",
+        )
+        .bind(stock_move.delta)
+        .bind(at.unix_micros())
+        .bind(shop_id)
+        .bind(&stock_move.sku)
+        .execute(&mut *connection)
+        .await
+        .context("failed to move stock")?
+        .rows_affected();
+        if updated == 0 {
+            missing.push(stock_move.sku.clone());
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO inventory_ledger (shop_id, sku, delta, kind, order_id, reason, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(shop_id)
+        .bind(&stock_move.sku)
+        .bind(stock_move.delta)
+        .bind(stock_move.kind.as_str())
+        .bind(order_id)
+        .bind(&stock_move.reason)
+        .bind(at.unix_micros())
+        .execute(&mut *connection)
+        .await
+        .context("failed to write the stock ledger")?;
+    }
+    Ok(missing)
 }
 
 /// Keeps the worker's job of the order's cancellation in step with the change.
@@ -640,6 +690,35 @@ impl Backend {
             return Err(ImportError::Store(anyhow::Error::new(error).context("failed to store the order")));
         }
         insert_history(&mut tx, &order.id, &[imported]).await?;
+        if order.inventory_deducted {
+            let deductions: Vec<StockMove> = order
+                .stock_snapshot
+                .iter()
+                .map(|(sku, quantity)| StockMove {
+                    sku: sku.clone(),
+                    delta: -i64::from(*quantity),
+                    kind: StockMoveKind::Deduction,
+                    reason: Some(format!("order {}", order.number)),
+                })
+                .collect();
+            let missing = move_stock(&mut tx, &order.shop_id, Some(&order.id), &deductions, order.created_at).await?;
+            let deducted: Vec<String> = order
+                .stock_snapshot
+                .iter()
+                .filter(|(sku, _)| !missing.contains(sku))
+                .map(|(sku, quantity)| format!("{sku} × {quantity}"))
+                .collect();
+            let mut message = format!("Stock deducted: {}.", if deducted.is_empty() { "nothing".to_owned() } else { deducted.join(", ") });
+            if !missing.is_empty() {
+                message.push_str(&format!(" Not stocked here, so nothing was deducted: {}.", missing.join(", ")));
+            }
+            insert_history(
+                &mut tx,
+                &order.id,
+                &[HistoryEntry::new(order.created_at, "stock.deducted", &rescind_domain::Actor::System, message)],
+            )
+            .await?;
+        }
         if rescind_domain::pending_work(&order).is_some() {
             schedule(&mut tx, &order.id, &order.shop_id, WorkflowSchedule::DueAt(order.created_at)).await?;
         }
@@ -1134,6 +1213,113 @@ impl Backend {
         }
         let next_cursor = if more { last_id.map(|id| id.to_string()) } else { None };
         Ok(Page { items, next_cursor })
+    }
+
+    pub(crate) async fn stock(&self, shop_id: &str, sku: &str) -> Result<Option<StockLevel>> {
+        let row = sqlx::query("SELECT sku, available, updated_at FROM inventory WHERE shop_id = $1 AND sku = $2")
+            .bind(shop_id)
+            .bind(sku)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|row| Ok(StockLevel { sku: row.try_get("sku")?, available: row.try_get("available")?, updated_at: time(row.try_get("updated_at")?) }))
+            .transpose()
+    }
+
+    /// Sets a SKU's stock (creating it), keeping the difference in the ledger.
+    pub(crate) async fn set_stock(&self, shop_id: &str, sku: &str, available: i64, now: Timestamp) -> Result<StockLevel> {
+        let mut tx = self.write.begin().await?;
+        let before: Option<i64> = sqlx::query_scalar(&format!("SELECT available FROM inventory WHERE shop_id = $1 AND sku = $2 {}", DIALECT.lock_order))
+            .bind(shop_id)
+            .bind(sku)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if before.is_none() {
+            sqlx::query("INSERT INTO inventory (shop_id, sku, available, updated_at) VALUES ($1, $2, 0, $3)")
+                .bind(shop_id)
+                .bind(sku)
+                .bind(now.unix_micros())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let delta = available - before.unwrap_or(0);
+        let set = StockMove { sku: sku.to_owned(), delta, kind: StockMoveKind::Set, reason: None };
+        move_stock(&mut tx, shop_id, None, std::slice::from_ref(&set), now).await?;
+        tx.commit().await?;
+        Ok(StockLevel { sku: sku.to_owned(), available, updated_at: now })
+    }
+
+    /// Moves a SKU's stock by hand; `None` when the SKU is not stocked.
+    pub(crate) async fn adjust_stock(&self, shop_id: &str, sku: &str, delta: i64, reason: &str, now: Timestamp) -> Result<Option<StockLevel>> {
+        let mut tx = self.write.begin().await?;
+        let adjustment = StockMove { sku: sku.to_owned(), delta, kind: StockMoveKind::Adjustment, reason: Some(reason.to_owned()) };
+        let missing = move_stock(&mut tx, shop_id, None, std::slice::from_ref(&adjustment), now).await?;
+        if !missing.is_empty() {
+            return Ok(None);
+        }
+        let available: i64 = sqlx::query_scalar("SELECT available FROM inventory WHERE shop_id = $1 AND sku = $2")
+            .bind(shop_id)
+            .bind(sku)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(StockLevel { sku: sku.to_owned(), available, updated_at: now }))
+    }
+
+    /// The restock of the order's current cancellation (I2, I3), exactly once: each SKU's
+    /// `restocks` row is its proof, and `decide` records the outcome in the same transaction.
+    pub(crate) async fn restock<E>(
+        &self,
+        shop_id: &str,
+        order_id: &str,
+        decide: impl FnOnce(&Order, RestockReport) -> Result<OrderChange, E>,
+    ) -> Result<OrderChange, ChangeError<E>> {
+        let mut tx = self.write.begin().await.context("failed to start a restock")?;
+        let Some(order) = load_orders_for_change(&mut tx, shop_id, &[order_id.to_owned()]).await?.pop() else {
+            return Err(ChangeError::NotFound);
+        };
+        let cancellation_id = order.cancellation.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+        let now = crate::now();
+        let mut report = RestockReport::default();
+        for (sku, quantity) in &order.stock_snapshot {
+            let known: Option<i64> = sqlx::query_scalar(&format!("SELECT available FROM inventory WHERE shop_id = $1 AND sku = $2 {}", DIALECT.lock_order))
+                .bind(shop_id)
+                .bind(sku)
+                .fetch_optional(&mut *tx)
+                .await
+                .context("failed to read stock")?;
+            if known.is_none() {
+                report.missing.push(sku.clone());
+                continue;
+            }
+            let proven = sqlx::query(
+                "INSERT INTO restocks (order_id, cancellation_id, sku, quantity, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(order_id)
+            .bind(&cancellation_id)
+            .bind(sku)
+            .bind(i64::from(*quantity))
+            .bind(now.unix_micros())
+            .execute(&mut *tx)
+            .await
+            .context("failed to record the restock")?
+            .rows_affected();
+            if proven == 0 {
+                report.already.push(sku.clone());
+                continue;
+            }
+            let restock = StockMove {
+                sku: sku.clone(),
+                delta: i64::from(*quantity),
+                kind: StockMoveKind::Restock,
+                reason: Some(format!("cancellation of order {}", order.number)),
+            };
+            move_stock(&mut tx, shop_id, Some(order_id), std::slice::from_ref(&restock), now).await?;
+            report.restocked.push((sku.clone(), *quantity));
+        }
+        let change = decide(&order, report).map_err(ChangeError::Refused)?;
+        save_change(&mut tx, &change).await?;
+        tx.commit().await.context("failed to commit a restock")?;
+        Ok(change)
     }
 
     /// Takes the lease of up to `limit` due jobs whose lease is free or expired.

@@ -236,3 +236,24 @@ pub(crate) fn outbound_from_json(json: &str) -> Result<rescind_domain::Outbound>
         last_error: optional_text(&value, "last_error"),
     })
 }
+
+pub(crate) fn stock_snapshot_to_json(lines: &[(String, u32)]) -> String {
+    Value::Array(
+        lines
+            .iter()
+            .map(|(sku, quantity)| json!({"sku": sku, "quantity": quantity}))
+            .collect(),
+    )
+    .to_string()
+}
+
+pub(crate) fn stock_snapshot_from_json(json: &str) -> Result<Vec<(String, u32)>> {
+    let value = parse(json)?;
+    let lines = value
+        .as_array()
+        .ok_or_else(|| anyhow!("stored stock snapshot is not an array"))?;
+    lines
+        .iter()
+        .map(|line| Ok((text(line, "sku")?, u32::try_from(number(line, "quantity")?)?)))
+        .collect()
+}

@@ -104,6 +104,24 @@ pub struct PaymentProvider {
     pub created_at: Timestamp,
 }
 
+/// A SKU's stock (API.md `GET /inventory/{sku}`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StockLevel {
+    pub sku: String,
+    pub available: i64,
+    pub updated_at: Timestamp,
+}
+
+/// What a restock did, SKU by SKU.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestockReport {
+    pub restocked: Vec<(String, u32)>,
+    /// Already put back for this cancellation (a retry, a race).
+    pub already: Vec<String>,
+    /// Not stocked here.
+    pub missing: Vec<String>,
+}
+
 /// A warehouse integration of a shop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Warehouse {
@@ -490,6 +508,29 @@ impl Store {
         limit: u32,
     ) -> Result<Page<SyncEntry>> {
         dispatch!(self, backend => backend.sync_history(shop_id, kind, cursor, limit).await)
+    }
+
+    pub async fn stock(&self, shop_id: &str, sku: &str) -> Result<Option<StockLevel>> {
+        dispatch!(self, backend => backend.stock(shop_id, sku).await)
+    }
+
+    pub async fn set_stock(&self, shop_id: &str, sku: &str, available: i64) -> Result<StockLevel> {
+        dispatch!(self, backend => backend.set_stock(shop_id, sku, available, now()).await)
+    }
+
+    /// `None` when the SKU is not stocked.
+    pub async fn adjust_stock(&self, shop_id: &str, sku: &str, delta: i64, reason: &str) -> Result<Option<StockLevel>> {
+        dispatch!(self, backend => backend.adjust_stock(shop_id, sku, delta, reason, now()).await)
+    }
+
+    /// Restocks the order's current cancellation exactly once and records the outcome with it.
+    pub async fn restock<E>(
+        &self,
+        shop_id: &str,
+        order_id: &str,
+        decide: impl FnOnce(&Order, RestockReport) -> Result<OrderChange, E>,
+    ) -> Result<OrderChange, ChangeError<E>> {
+        dispatch!(self, backend => backend.restock(shop_id, order_id, decide).await)
     }
 
     /// Takes the lease of up to `limit` due jobs for `owner` until `lease_until`.

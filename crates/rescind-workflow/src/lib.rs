@@ -216,6 +216,26 @@ async fn execute(store: &Store, http: &reqwest::Client, config: &WorkerConfig, o
             Err(ChangeError::Store(error)) => Err(error),
         };
     };
+    if let PendingWork::Restock = work {
+        // The store puts the stock back and records the outcome in one transaction, exactly once.
+        let restocked = store
+            .restock(&job.shop_id, &job.order_id, |current, report| {
+                let outcome = StepOutcome::Restocked {
+                    restocked: report.restocked,
+                    already: report.already,
+                    missing: report.missing,
+                };
+                record_step_outcome(current, kind, outcome, &mut RandomIds, now())
+            })
+            .await;
+        return match restocked {
+            Ok(_) => Ok(()),
+            Err(ChangeError::Refused(StaleStep) | ChangeError::NotFound) => {
+                store.finish_job(&job.order_id, owner).await
+            }
+            Err(ChangeError::Store(error)) => Err(error),
+        };
+    }
     let attempts = order
         .cancellation
         .as_ref()
@@ -225,6 +245,7 @@ async fn execute(store: &Store, http: &reqwest::Client, config: &WorkerConfig, o
         PendingWork::NothingOwed => Ok(StepOutcome::NothingOwed),
         PendingWork::CreateOutbound(_) => unreachable!("handled above"),
         PendingWork::Warehouse(call) => warehouse_call(store, http, &order, call).await?,
+        PendingWork::Restock => unreachable!("handled above"),
         PendingWork::Payment(call) => payment_call(store, http, &order, call).await?,
         PendingWork::Channel(call) => channel_call(store, http, &order, call).await?,
     };

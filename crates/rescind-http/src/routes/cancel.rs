@@ -557,12 +557,35 @@ pub async fn undo_cancel(
     body: Bytes,
 ) -> Result<Json<OrderBody>, ApiError> {
     let shop = principal.shop(Scope::WriteOrder)?;
-    let _request: UndoRequest = parse_json(&body)?;
+    let request: UndoRequest = parse_json(&body)?;
     let order = state
         .store
         .order(&shop.shop_id, &order_id)
         .await?
         .ok_or_else(|| ApiError::not_found("order"))?;
+    // U2: the stock that went back must still be there to take out again, unless forced.
+    if order.restocked && !request.force.unwrap_or(false) {
+        let mut short = Vec::new();
+        for (sku, quantity) in &order.stock_snapshot {
+            let available = state
+                .store
+                .stock(&shop.shop_id, sku)
+                .await?
+                .map_or(0, |level| level.available);
+            if available < i64::from(*quantity) {
+                short.push(format!("{sku}: {available} in stock, {quantity} needed"));
+            }
+        }
+        if !short.is_empty() {
+            return Err(ApiError {
+                status: StatusCode::CONFLICT,
+                code: "insufficient_stock",
+                message: "The restocked goods are no longer in stock; undo with force to take them out anyway."
+                    .to_owned(),
+                errors: Some(short),
+            });
+        }
+    }
     let reauthorized = match plan_undo(&order).map_err(undo_error)? {
         None => None,
         Some(reauthorization) => match reauthorize(&state, &shop.shop_id, &reauthorization).await {

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod cancel;
 pub mod channels;
+pub mod inventory;
 pub mod ops;
 pub mod orders;
 pub mod payment_providers;

@@ -3,6 +3,8 @@
 
 mod helpers;
 
+mod inventory;
+
 mod access;
 mod cancel;
 mod channel_rules;

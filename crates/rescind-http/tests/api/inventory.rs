@@ -1,0 +1,304 @@
+//! Stock and restock (PRODUCT.md I1–I4, U2): deducted at import, put back once from the snapshot,
+//! taken out again by an undo, adjusted by hand.
+
+use crate::helpers::{step, TestApp, TestShop};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+crate::on_both_backends!(
+    a_cancel_puts_back_the_deducted_stock_and_each_condition_says_why_not,
+    a_restock_of_one_cancellation_adds_the_stock_once_however_often_it_runs,
+    twenty_concurrent_cancels_restock_once,
+    an_undo_takes_the_stock_out_again_and_refuses_when_it_is_gone_unless_forced,
+    stock_is_read_set_and_adjusted_by_hand_within_its_scopes,
+);
+
+async fn set_stock(app: &TestApp, shop: &TestShop, sku: &str, available: i64) {
+    let answer = app
+        .send(
+            Method::PUT,
+            &format!("/api/v1/inventory/{sku}"),
+            Some(&shop.token),
+            Some(json!({"available": available})),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+}
+
+async fn stock(app: &TestApp, shop: &TestShop, sku: &str) -> i64 {
+    let answer = app.get(&format!("/api/v1/inventory/{sku}"), &shop.token).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.body["available"].as_i64().unwrap()
+}
+
+async fn deducted_order(app: &TestApp, shop: &TestShop) -> Value {
+    app.order(shop, json!({"deduct_inventory": true})).await
+}
+
+async fn a_cancel_puts_back_the_deducted_stock_and_each_condition_says_why_not(app: TestApp) {
+    let shop = app.shop().await;
+    set_stock(&app, &shop, "TEA-001", 10).await;
+    set_stock(&app, &shop, "CUP-002", 10).await;
+    let order = deducted_order(&app, &shop).await;
+    assert_eq!(
+        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (9, 8),
+        "I1: deducted at import"
+    );
+    let id = order["id"].as_str().unwrap();
+    let plan = app
+        .cancel(&shop, id, json!({"dry_run": true, "refund_method": "store_credit"}))
+        .await;
+    assert_eq!(
+        plan.body["plan"]["restock"],
+        json!([{"sku": "TEA-001", "quantity": 1}, {"sku": "CUP-002", "quantity": 2}]),
+        "B2 shows the restock"
+    );
+    let answer = app.cancel(&shop, id, json!({"refund_method": "store_credit"})).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.body["cancellation"]["status"], "completed");
+    assert_eq!(
+        step(&answer.body, "restock")["message"],
+        "restocked TEA-001 × 1, CUP-002 × 2"
+    );
+    assert_eq!(
+        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (10, 10),
+        "I3: the snapshot's quantities"
+    );
+
+    let not_asked = deducted_order(&app, &shop).await;
+    let answer = app
+        .cancel(
+            &shop,
+            not_asked["id"].as_str().unwrap(),
+            json!({"refund_method": "store_credit", "restock": false}),
+        )
+        .await;
+    assert_eq!(step(&answer.body, "restock")["message"], "skipped: not requested");
+    assert_eq!(stock(&app, &shop, "TEA-001").await, 9, "not put back");
+
+    let never_deducted = app.order(&shop, json!({})).await;
+    let answer = app
+        .cancel(
+            &shop,
+            never_deducted["id"].as_str().unwrap(),
+            json!({"refund_method": "store_credit"}),
+        )
+        .await;
+    assert_eq!(
+        step(&answer.body, "restock")["message"],
+        "not run: stock was never deducted for this order"
+    );
+
+    let unknown = app
+        .order(&shop, json!({"deduct_inventory": true, "line_items": [{"sku": "GHOST-9", "title": "Ghost", "quantity": 1, "price": "2000"}]}))
+        .await;
+    let answer = app
+        .cancel(
+            &shop,
+            unknown["id"].as_str().unwrap(),
+            json!({"refund_method": "store_credit"}),
+        )
+        .await;
+    assert_eq!(
+        step(&answer.body, "restock")["message"],
+        "failed: SKU GHOST-9 does not exist — adjust stock by hand"
+    );
+    let bulk_order = deducted_order(&app, &shop).await;
+    let bulk = app
+        .post(
+            "/api/v1/orders/cancel",
+            &shop.token,
+            json!({"order_ids": [bulk_order["id"]], "refund_method": "store_credit"}),
+        )
+        .await;
+    assert_eq!(
+        bulk.body["results"][0]["messages"][1], "restock: restocked TEA-001 × 1, CUP-002 × 2",
+        "W8/I4: {}",
+        bulk.text
+    );
+}
+
+async fn a_restock_of_one_cancellation_adds_the_stock_once_however_often_it_runs(app: TestApp) {
+    let shop = app.shop().await;
+    set_stock(&app, &shop, "TEA-001", 10).await;
+    set_stock(&app, &shop, "CUP-002", 10).await;
+    let order = deducted_order(&app, &shop).await;
+    let id = order["id"].as_str().unwrap();
+    app.cancel(&shop, id, json!({"refund_method": "store_credit"})).await;
+    assert_eq!(stock(&app, &shop, "TEA-001").await, 10);
+    // The worker runs the same restock again (a retry after a crash before its outcome was seen).
+    for _ in 0..3 {
+        let again = app
+            .store
+            .restock(&shop.id, id, |order, report| {
+                assert!(report.restocked.is_empty(), "nothing goes back twice: {report:?}");
+                assert_eq!(report.already, ["TEA-001", "CUP-002"]);
+                Ok::<_, ()>(rescind_domain::OrderChange::new(order.clone(), Vec::new(), Vec::new()))
+            })
+            .await;
+        assert!(again.is_ok());
+    }
+    assert_eq!(
+        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (10, 10)
+    );
+}
+
+async fn twenty_concurrent_cancels_restock_once(app: TestApp) {
+    let shop = app.shop().await;
+    set_stock(&app, &shop, "TEA-001", 10).await;
+    set_stock(&app, &shop, "CUP-002", 10).await;
+    let order = deducted_order(&app, &shop).await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(20));
+    let cancels: Vec<_> = (0..20)
+        .map(|_| {
+            let (client, url, token, start) = (
+                reqwest::Client::new(),
+                app.url(&format!("/api/v1/orders/{id}/cancel")),
+                shop.token.clone(),
+                start.clone(),
+            );
+            tokio::spawn(async move {
+                start.wait().await;
+                client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"refund_method": "store_credit"}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for cancel in cancels {
+        if cancel.await.unwrap() == 200 {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+    app.wait_for_order(&shop, &id, 10, |order| order["cancellation"]["status"] == "completed")
+        .await;
+    assert_eq!(
+        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (10, 10),
+        "restocked once"
+    );
+}
+
+async fn an_undo_takes_the_stock_out_again_and_refuses_when_it_is_gone_unless_forced(app: TestApp) {
+    let shop = app.shop().await;
+    set_stock(&app, &shop, "TEA-001", 10).await;
+    set_stock(&app, &shop, "CUP-002", 10).await;
+    let order = deducted_order(&app, &shop).await;
+    let id = order["id"].as_str().unwrap();
+    app.cancel(&shop, id, json!({"refund_method": "store_credit"})).await;
+    set_stock(&app, &shop, "CUP-002", 1).await;
+    let refused = app
+        .post(&format!("/api/v1/orders/{id}/uncancel"), &shop.token, json!({}))
+        .await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (409, "insufficient_stock"),
+        "{}",
+        refused.text
+    );
+    assert!(refused.body["errors"][0].as_str().unwrap().starts_with("CUP-002"));
+    assert_eq!(app.order_now(&shop, id).await["status"], "cancelled", "nothing changed");
+    let forced = app
+        .post(
+            &format!("/api/v1/orders/{id}/uncancel"),
+            &shop.token,
+            json!({"force": true}),
+        )
+        .await;
+    assert_eq!(forced.status, 200, "{}", forced.text);
+    assert_eq!(
+        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (9, -1),
+        "U2: taken out again"
+    );
+    let again = app.cancel(&shop, id, json!({"refund_method": "store_credit"})).await;
+    assert_eq!(
+        step(&again.body, "restock")["status"],
+        "succeeded",
+        "a new cancellation restocks again: {}",
+        again.text
+    );
+    assert_eq!(
+        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (10, 1)
+    );
+}
+
+async fn stock_is_read_set_and_adjusted_by_hand_within_its_scopes(app: TestApp) {
+    let shop = app.shop().await;
+    assert_eq!(
+        app.get("/api/v1/inventory/TEA-001", &shop.token).await.code(),
+        "not_found"
+    );
+    set_stock(&app, &shop, "TEA-001", 5).await;
+    let adjusted = app
+        .post(
+            "/api/v1/inventory/TEA-001/adjust",
+            &shop.token,
+            json!({"delta": -2, "reason": "棚卸し"}),
+        )
+        .await;
+    assert_eq!(
+        (adjusted.status, adjusted.body["available"].as_i64()),
+        (200, Some(3)),
+        "{}",
+        adjusted.text
+    );
+    let unknown = app
+        .post(
+            "/api/v1/inventory/NOPE/adjust",
+            &shop.token,
+            json!({"delta": 1, "reason": "x"}),
+        )
+        .await;
+    assert_eq!((unknown.status, unknown.code()), (404, "not_found"));
+    let bad = app
+        .post("/api/v1/inventory/TEA-001/adjust", &shop.token, json!({"delta": 0}))
+        .await;
+    assert_eq!(
+        bad.body["errors"],
+        json!(["delta: must not be zero", "reason: is required"])
+    );
+    let negative = app
+        .send(
+            Method::PUT,
+            "/api/v1/inventory/TEA-001",
+            Some(&shop.token),
+            Some(json!({"available": -1})),
+            None,
+        )
+        .await;
+    assert_eq!(negative.status, 400);
+    let reader = app
+        .post(
+            &format!("/api/v1/shops/{}/tokens", shop.id),
+            crate::helpers::ADMIN_TOKEN,
+            json!({"scopes": ["read_inventory"]}),
+        )
+        .await;
+    let reader = reader.body["token"].as_str().unwrap();
+    assert_eq!(app.get("/api/v1/inventory/TEA-001", reader).await.body["available"], 3);
+    let forbidden = app
+        .send(
+            Method::PUT,
+            "/api/v1/inventory/TEA-001",
+            Some(reader),
+            Some(json!({"available": 9})),
+            None,
+        )
+        .await;
+    assert_eq!((forbidden.status, forbidden.code()), (403, "forbidden"));
+}
