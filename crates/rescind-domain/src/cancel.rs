@@ -311,7 +311,7 @@ pub(crate) fn plan_steps(
 }
 
 /// C1, C2, C5, C7 and closed orders, decided by the order's statuses alone.
-fn check_cancellable(order: &Order, options: &CancelOptions) -> Result<(), CancelError> {
+pub(crate) fn check_cancellable(order: &Order, options: &CancelOptions) -> Result<(), CancelError> {
     let cancellation_in_effect = order.cancellation.as_ref().is_some_and(|c| c.status.is_in_effect());
     if order.status == OrderStatus::Cancelled || cancellation_in_effect {
         return Err(CancelError::AlreadyCancelled {

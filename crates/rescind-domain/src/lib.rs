@@ -14,6 +14,7 @@ pub mod money;
 pub mod order;
 pub mod reasons;
 pub mod refund;
+pub mod request;
 pub mod time;
 pub mod undo;
 pub mod warehouse;
@@ -35,6 +36,9 @@ pub use order::{
 };
 pub use reasons::{cancel_reasons, check_reason, reason_code_required, CancelReason, ReasonGroup};
 pub use refund::{record_refund, Refund, RefundError, RefundMethod, RefundRequest};
+pub use request::{
+    accept_request, reject_request, request_cancellation, CancellationRequest, RequestError, RequestStatus,
+};
 pub use time::Timestamp;
 pub use undo::{plan_undo, record_reauthorization_declined, undo_cancellation, Reauthorization, UndoError};
 pub use warehouse::{

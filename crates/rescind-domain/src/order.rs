@@ -177,6 +177,8 @@ pub struct Order {
     pub refunds: Vec<Refund>,
     /// The order's current (latest) cancellation.
     pub cancellation: Option<Cancellation>,
+    /// The customer's latest cancellation request (§4).
+    pub cancellation_request: Option<crate::request::CancellationRequest>,
 }
 
 impl Order {
@@ -385,6 +387,7 @@ impl NewOrder {
             warnings: Vec::new(),
             refunds: Vec::new(),
             cancellation: None,
+            cancellation_request: None,
         })
     }
 }

@@ -104,6 +104,19 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{order_id}/refunds", post(routes::cancel::record_refund))
         .route("/orders/{order_id}/uncancel", post(routes::cancel::undo_cancel))
         .route("/cancellations", get(routes::cancel::list_cancellations))
+        .route(
+            "/orders/{order_id}/cancellation_requests",
+            post(routes::requests::create_request),
+        )
+        .route("/cancellation_requests", get(routes::requests::list_requests))
+        .route(
+            "/cancellation_requests/{request_id}/accept",
+            post(routes::requests::accept),
+        )
+        .route(
+            "/cancellation_requests/{request_id}/reject",
+            post(routes::requests::reject),
+        )
         .route("/sync_history", get(routes::sync_history::list))
         .route(
             "/inventory/{sku}",

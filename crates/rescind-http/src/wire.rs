@@ -2,8 +2,9 @@
 //! these shapes; this module is the only place that does.
 
 use rescind_domain::{
-    Cancellation, CancellationStatus, ChannelKind, FinancialStatus, FulfillmentStatus, HistoryEntry, Order,
-    OrderStatus, PaymentMethod, RefundMethod, RequestedBy, Scope, StepKind, StepStatus, Timestamp, Warning,
+    Cancellation, CancellationRequest, CancellationStatus, ChannelKind, FinancialStatus, FulfillmentStatus,
+    HistoryEntry, Order, OrderStatus, PaymentMethod, RefundMethod, RequestedBy, Scope, StepKind, StepStatus, Timestamp,
+    Warning,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -571,6 +572,9 @@ pub struct OrderBody {
     pub warehouse_id: Option<String>,
     pub outbound: Option<OutboundBody>,
     pub cancellation: Option<CancellationBody>,
+    /// The customer's latest cancellation request (Q1); `status` `requested` shows as
+    /// "cancellation requested (customer)".
+    pub cancellation_request: Option<CancellationRequestBody>,
     pub refunds: Vec<RefundBody>,
     #[schema(schema_with = warnings_schema)]
     pub warnings: Vec<String>,
@@ -921,6 +925,10 @@ pub fn order_body(order: &Order) -> OrderBody {
             last_error: outbound.last_error.clone(),
         }),
         cancellation: order.cancellation.as_ref().map(cancellation_body),
+        cancellation_request: order
+            .cancellation_request
+            .as_ref()
+            .map(|request| request_body(&order.id, &order.number, request)),
         refunds: order.refunds.iter().map(|refund| refund_body(order, refund)).collect(),
         warnings: order
             .warnings
@@ -928,6 +936,56 @@ pub fn order_body(order: &Order) -> OrderBody {
             .map(|warning| warning.as_str().to_owned())
             .collect(),
     }
+}
+
+/// A customer's cancellation request (API.md "Customer requests").
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancellationRequestBody {
+    pub id: String,
+    pub order_id: String,
+    pub number: String,
+    /// `requested`, `accepted` or `rejected`.
+    pub status: String,
+    /// The customer's words.
+    pub reason: String,
+    /// The operator's reason for the decision.
+    pub decision_reason: Option<String>,
+    /// The cancellation an accepted request started.
+    pub cancellation_id: Option<String>,
+    pub created_at: String,
+    pub decided_at: Option<String>,
+}
+
+pub fn request_body(order_id: &str, number: &str, request: &CancellationRequest) -> CancellationRequestBody {
+    CancellationRequestBody {
+        id: request.id.clone(),
+        order_id: order_id.to_owned(),
+        number: number.to_owned(),
+        status: request.status.as_str().to_owned(),
+        reason: request.reason.clone(),
+        decision_reason: request.decision_reason.clone(),
+        cancellation_id: request.cancellation_id.clone(),
+        created_at: rfc3339(request.created_at),
+        decided_at: request.decided_at.map(rfc3339),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancellationRequestList {
+    pub items: Vec<CancellationRequestBody>,
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /orders/{id}/cancellation_requests` and `POST /cancellation_requests/{id}/reject`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestReasonBody {
+    pub reason: Option<String>,
+}
+
+cancel_request! {
+    /// `POST /cancellation_requests/{id}/accept`: the cancel options; `reason` and `refund_method` are required (Q2).
+    pub struct AcceptRequestBody {}
 }
 
 pub fn history_body(entry: &HistoryEntry) -> HistoryEntryBody {

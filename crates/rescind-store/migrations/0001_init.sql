@@ -115,6 +115,21 @@ CREATE INDEX cancellations_needing_attention ON cancellations (shop_id, id) WHER
 -- Orders with work for the worker (a cancellation's step, an outbound request to create; W7). A
 -- worker claims a due job by taking its lease; a job whose lease expired (its worker died) is
 -- claimed again. One job per order: the work of one order never runs twice at once.
+-- Customer cancellation requests (PRODUCT.md §4). At most one waits for a decision per order.
+CREATE TABLE cancellation_requests (
+    id TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL REFERENCES orders (id),
+    shop_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    decision_reason TEXT,
+    cancellation_id TEXT,
+    created_at BIGINT NOT NULL,
+    decided_at BIGINT
+);
+CREATE UNIQUE INDEX cancellation_requests_one_open ON cancellation_requests (order_id) WHERE status = 'requested';
+CREATE INDEX cancellation_requests_by_shop ON cancellation_requests (shop_id, status, id);
+
 CREATE TABLE workflow_jobs (
     order_id TEXT PRIMARY KEY REFERENCES orders (id),
     shop_id TEXT NOT NULL,

@@ -9,15 +9,15 @@ use crate::codec::{
     scopes_from_text, scopes_to_text, steps_from_json, steps_to_json, warnings_from_json, warnings_to_json,
 };
 use crate::{
-    CancellationOfOrder, Job, PaymentProvider, PaymentProviderKind, RestockReport, StockLevel, SyncEntry, Warehouse,
+    CancellationOfOrder, Job, RequestOfOrder, PaymentProvider, PaymentProviderKind, RestockReport, StockLevel, SyncEntry, Warehouse,
     ApiToken, ChangeError, Channel, IdempotencyClaim, ImportError, OrderFilter, Page, Settings, SettingsPatch, Shop,
     IDEMPOTENCY_ABANDONED_AFTER_S, IDEMPOTENCY_RETENTION_S,
 };
 use anyhow::{Context, Result};
 use rescind_domain::{
-    Cancellation, CancellationStatus, ChannelKind, Currency, FinancialStatus, FulfillmentStatus, HistoryEntry, Money,
+    Cancellation, CancellationRequest, CancellationStatus, ChannelKind, Currency, FinancialStatus, FulfillmentStatus, HistoryEntry, Money,
     Order, OrderChange, OrderStatus, Refund, RefundMethod, RequestedBy, SyncKind, SyncRecord, Timestamp,
-    StockMove, StockMoveKind, WarehouseKind, WarehouseSettings, WorkflowSchedule,
+    RequestStatus, StockMove, StockMoveKind, WarehouseKind, WarehouseSettings, WorkflowSchedule,
 };
 use sqlx::{Database, Pool, QueryBuilder, Row};
 use std::collections::HashMap;
@@ -102,6 +102,7 @@ fn order_from_row(row: &DbRow) -> Result<(Order, Option<String>)> {
         warnings: warnings_from_json(&row.try_get::<String, _>("warnings")?)?,
         refunds: Vec::new(),
         cancellation: None,
+        cancellation_request: None,
     };
     Ok((order, row.try_get("cancellation_id")?))
 }
@@ -154,6 +155,22 @@ fn refund_from_row(row: &DbRow) -> Result<(String, Refund)> {
         created_at: time(row.try_get("created_at")?),
     };
     Ok((row.try_get("order_id")?, refund))
+}
+
+const REQUEST_COLUMNS: &str =
+    "id, order_id, status, reason, decision_reason, cancellation_id, created_at, decided_at";
+
+fn request_from_row(row: &DbRow) -> Result<(String, CancellationRequest)> {
+    let request = CancellationRequest {
+        id: row.try_get("id")?,
+        status: parse_named(&row.try_get::<String, _>("status")?, RequestStatus::parse, "request status")?,
+        reason: row.try_get("reason")?,
+        decision_reason: row.try_get("decision_reason")?,
+        cancellation_id: row.try_get("cancellation_id")?,
+        created_at: time(row.try_get("created_at")?),
+        decided_at: row.try_get::<Option<i64>, _>("decided_at")?.map(time),
+    };
+    Ok((row.try_get("order_id")?, request))
 }
 
 fn channel_from_row(row: &DbRow) -> Result<Channel> {
@@ -219,9 +236,24 @@ async fn complete_orders(connection: &mut Connection, rows: Vec<DbRow>) -> Resul
         let (order_id, refund) = refund_from_row(&row)?;
         refunds.entry(order_id).or_default().push(refund);
     }
+    let mut query = QueryBuilder::<Db>::new(format!(
+        "SELECT {REQUEST_COLUMNS} FROM cancellation_requests WHERE order_id IN ("
+    ));
+    let mut list = query.separated(", ");
+    for order in &orders {
+        list.push_bind(order.id.clone());
+    }
+    query.push(") ORDER BY created_at, id");
+    let mut requests: HashMap<String, CancellationRequest> = HashMap::new();
+    for row in query.build().fetch_all(&mut *connection).await.context("failed to load cancellation requests")? {
+        let (order_id, request) = request_from_row(&row)?;
+        // The latest one wins.
+        requests.insert(order_id, request);
+    }
     for order in &mut orders {
         order.cancellation = cancellations.remove(&order.id);
         order.refunds = refunds.remove(&order.id).unwrap_or_default();
+        order.cancellation_request = requests.remove(&order.id);
     }
     Ok(orders)
 }
@@ -366,6 +398,27 @@ async fn save_change(connection: &mut Connection, change: &OrderChange) -> Resul
         .execute(&mut *connection)
         .await
         .context("failed to write the cancellation")?;
+    }
+
+    if let Some(request) = &order.cancellation_request {
+        sqlx::query(
+            "INSERT INTO cancellation_requests (id, order_id, shop_id, status, reason, decision_reason, \
+             cancellation_id, created_at, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, decision_reason = excluded.decision_reason, \
+             cancellation_id = excluded.cancellation_id, decided_at = excluded.decided_at",
+        )
+        .bind(&request.id)
+        .bind(&order.id)
+        .bind(&order.shop_id)
+        .bind(request.status.as_str())
+        .bind(&request.reason)
+        .bind(&request.decision_reason)
+        .bind(&request.cancellation_id)
+        .bind(request.created_at.unix_micros())
+        .bind(request.decided_at.map(Timestamp::unix_micros))
+        .execute(&mut *connection)
+        .await
+        .context("failed to write the cancellation request")?;
     }
 
     for refund in &change.new_refunds {
@@ -1123,6 +1176,47 @@ impl Backend {
             .collect::<Result<Vec<_>>>()?;
         let next_cursor = if more { items.last().map(|item| item.cancellation.id.clone()) } else { None };
         Ok(Page { items, next_cursor })
+    }
+
+    pub(crate) async fn cancellation_requests(
+        &self,
+        shop_id: &str,
+        status: Option<RequestStatus>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<RequestOfOrder>> {
+        let mut query = QueryBuilder::<Db>::new(
+            "SELECT r.id, r.order_id, r.status, r.reason, r.decision_reason, r.cancellation_id, r.created_at, \
+             r.decided_at, o.number FROM cancellation_requests r JOIN orders o ON o.id = r.order_id WHERE r.shop_id = ",
+        );
+        query.push_bind(shop_id.to_owned());
+        if let Some(status) = status {
+            query.push(" AND r.status = ").push_bind(status.as_str());
+        }
+        if let Some(cursor) = cursor {
+            query.push(" AND r.id < ").push_bind(cursor.to_owned());
+        }
+        query.push(" ORDER BY r.id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        let mut rows = query.build().fetch_all(&self.read).await.context("failed to list cancellation requests")?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let items = rows
+            .iter()
+            .map(|row| {
+                let (order_id, request) = request_from_row(row)?;
+                Ok(RequestOfOrder { order_id, number: row.try_get("number")?, request })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let next_cursor = if more { items.last().map(|item| item.request.id.clone()) } else { None };
+        Ok(Page { items, next_cursor })
+    }
+
+    pub(crate) async fn order_id_of_request(&self, shop_id: &str, request_id: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT order_id FROM cancellation_requests WHERE shop_id = $1 AND id = $2")
+            .bind(shop_id)
+            .bind(request_id)
+            .fetch_optional(&self.read)
+            .await?)
     }
 
     pub(crate) async fn order_id_of_cancellation(&self, shop_id: &str, cancellation_id: &str) -> Result<Option<String>> {

@@ -147,6 +147,14 @@ pub struct CancellationOfOrder {
     pub cancellation: rescind_domain::Cancellation,
 }
 
+/// A customer's cancellation request with the order it belongs to, for lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestOfOrder {
+    pub order_id: String,
+    pub number: String,
+    pub request: rescind_domain::CancellationRequest,
+}
+
 /// A sync history entry with its order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyncEntry {
@@ -471,6 +479,21 @@ impl Store {
         limit: u32,
     ) -> Result<Page<CancellationOfOrder>> {
         dispatch!(self, backend => backend.cancellations(shop_id, needs_attention, cursor, limit).await)
+    }
+
+    /// The shop's customer cancellation requests, newest first; only those of `status` when given.
+    pub async fn cancellation_requests(
+        &self,
+        shop_id: &str,
+        status: Option<rescind_domain::RequestStatus>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<RequestOfOrder>> {
+        dispatch!(self, backend => backend.cancellation_requests(shop_id, status, cursor, limit).await)
+    }
+
+    pub async fn order_id_of_request(&self, shop_id: &str, request_id: &str) -> Result<Option<String>> {
+        dispatch!(self, backend => backend.order_id_of_request(shop_id, request_id).await)
     }
 
     pub async fn order_id_of_cancellation(&self, shop_id: &str, cancellation_id: &str) -> Result<Option<String>> {

@@ -129,9 +129,19 @@ pub async fn cancel_order(
             decide(order, &options, &cancel_sync, &actor)
         })
         .await;
+    cancel_outcome(&state, &shop.shop_id, changed).await
+}
+
+/// Answers a cancel decision (a merchant's cancel, an accepted customer request): the order once its
+/// cancellation settled, or why nothing changed.
+pub(crate) async fn cancel_outcome(
+    state: &AppState,
+    shop_id: &str,
+    changed: Result<OrderChange, ChangeError<CancelError>>,
+) -> Result<Response, ApiError> {
     match changed {
         Ok(change) => {
-            let order = settled_order(&state, &shop.shop_id, change).await?;
+            let order = settled_order(state, shop_id, change).await?;
             if let Some(message) = failed_gate(&order, StepKind::WarehouseCancel) {
                 state.metrics.count_cancellation("order_not_cancellable");
                 return Err(ApiError::new(
@@ -154,7 +164,7 @@ pub async fn cancel_order(
                     ),
                 ));
             }
-            count_cancelled(&state, &order);
+            count_cancelled(state, &order);
             Ok((cancel_status(&order), Json(order_body(&order))).into_response())
         }
         Err(ChangeError::NotFound) => Err(ApiError::not_found("order")),
@@ -169,12 +179,12 @@ pub async fn cancel_order(
 /// The shop's integration settings a cancel needs: each channel's `cancel_sync` (H4) and each
 /// warehouse's settings (C4).
 #[derive(Debug, Default)]
-struct Integrations {
+pub(crate) struct Integrations {
     cancel_sync: HashMap<String, bool>,
     warehouses: Vec<rescind_store::Warehouse>,
 }
 
-async fn channel_cancel_sync(state: &AppState, shop_id: &str) -> Result<Integrations, ApiError> {
+pub(crate) async fn channel_cancel_sync(state: &AppState, shop_id: &str) -> Result<Integrations, ApiError> {
     Ok(Integrations {
         cancel_sync: state
             .store
@@ -205,7 +215,7 @@ fn decide(
 }
 
 /// The options with the order's channel's and warehouse's settings filled in.
-fn options_for(options: &CancelOptions, integrations: &Integrations, order: &Order) -> CancelOptions {
+pub(crate) fn options_for(options: &CancelOptions, integrations: &Integrations, order: &Order) -> CancelOptions {
     CancelOptions {
         channel_cancel_sync: integrations.cancel_sync.get(&order.channel_id).copied().unwrap_or(true),
         warehouse: rescind_workflow::warehouse_settings(&integrations.warehouses, order),

@@ -7,6 +7,7 @@ pub mod inventory;
 pub mod ops;
 pub mod orders;
 pub mod payment_providers;
+pub mod requests;
 pub mod settings;
 pub mod sync_history;
 pub mod warehouses;

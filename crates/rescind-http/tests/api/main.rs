@@ -14,4 +14,5 @@ mod orders;
 mod payments;
 mod properties;
 mod refunds;
+mod requests;
 mod warehouses;
