@@ -157,6 +157,21 @@ fn refund_from_row(row: &DbRow) -> Result<(String, Refund)> {
     Ok((row.try_get("order_id")?, refund))
 }
 
+/// A page from rows fetched with `LIMIT limit + 1`: the extra row only tells that more follow, and
+/// the last item's id is the cursor of the next page.
+fn page_of<T>(
+    mut rows: Vec<DbRow>,
+    limit: u32,
+    cursor_of: impl Fn(&T) -> String,
+    item: impl Fn(&DbRow) -> Result<T>,
+) -> Result<Page<T>> {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let items = rows.iter().map(item).collect::<Result<Vec<_>>>()?;
+    let next_cursor = if more { items.last().map(cursor_of) } else { None };
+    Ok(Page { items, next_cursor })
+}
+
 const REQUEST_COLUMNS: &str =
     "id, order_id, status, reason, decision_reason, cancellation_id, created_at, decided_at";
 
@@ -1164,18 +1179,11 @@ impl Backend {
             query.push(" AND c.id < ").push_bind(cursor.to_owned());
         }
         query.push(" ORDER BY c.id DESC LIMIT ").push_bind(i64::from(limit) + 1);
-        let mut rows = query.build().fetch_all(&self.read).await.context("failed to list cancellations")?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let items = rows
-            .iter()
-            .map(|row| {
-                let (order_id, cancellation) = cancellation_from_row(row)?;
-                Ok(CancellationOfOrder { order_id, number: row.try_get("number")?, cancellation })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let next_cursor = if more { items.last().map(|item| item.cancellation.id.clone()) } else { None };
-        Ok(Page { items, next_cursor })
+        let rows = query.build().fetch_all(&self.read).await.context("failed to list cancellations")?;
+        page_of(rows, limit, |item: &CancellationOfOrder| item.cancellation.id.clone(), |row| {
+            let (order_id, cancellation) = cancellation_from_row(row)?;
+            Ok(CancellationOfOrder { order_id, number: row.try_get("number")?, cancellation })
+        })
     }
 
     pub(crate) async fn cancellation_requests(
@@ -1197,18 +1205,11 @@ impl Backend {
             query.push(" AND r.id < ").push_bind(cursor.to_owned());
         }
         query.push(" ORDER BY r.id DESC LIMIT ").push_bind(i64::from(limit) + 1);
-        let mut rows = query.build().fetch_all(&self.read).await.context("failed to list cancellation requests")?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let items = rows
-            .iter()
-            .map(|row| {
-                let (order_id, request) = request_from_row(row)?;
-                Ok(RequestOfOrder { order_id, number: row.try_get("number")?, request })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let next_cursor = if more { items.last().map(|item| item.request.id.clone()) } else { None };
-        Ok(Page { items, next_cursor })
+        let rows = query.build().fetch_all(&self.read).await.context("failed to list cancellation requests")?;
+        page_of(rows, limit, |item: &RequestOfOrder| item.request.id.clone(), |row| {
+            let (order_id, request) = request_from_row(row)?;
+            Ok(RequestOfOrder { order_id, number: row.try_get("number")?, request })
+        })
     }
 
     pub(crate) async fn order_id_of_request(&self, shop_id: &str, request_id: &str) -> Result<Option<String>> {
