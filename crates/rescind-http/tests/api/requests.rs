@@ -12,6 +12,7 @@ crate::on_both_backends!(
     a_customer_cannot_ask_once_the_order_has_shipped_or_twice_at_once,
     requests_are_listed_by_status_and_decided_only_once,
     bad_request_bodies_name_every_problem,
+    ten_operators_accepting_at_once_cancel_and_refund_once,
 );
 
 async fn take_requests(app: &TestApp, shop: &TestShop) {
@@ -268,4 +269,47 @@ async fn bad_request_bodies_name_every_problem(app: TestApp) {
         "requested",
         "a bad accept leaves the request open"
     );
+}
+
+async fn ten_operators_accepting_at_once_cancel_and_refund_once(app: TestApp) {
+    let sim = TestSim::start().await;
+    let shop = app.shop().await;
+    take_requests(&app, &shop).await;
+    let provider = app.stripe(&shop, &sim).await;
+    let payment = sim.payment(2600, "jpy", "succeeded").await;
+    let order = app.card_order(&shop, &provider, &payment, json!({})).await;
+    let request = ask(&app, &shop, id(&order), "duplicate").await;
+    let url = app.url(&format!("/api/v1/cancellation_requests/{}/accept", id(&request.body)));
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(10));
+    let accepts: Vec<_> = (0..10)
+        .map(|_| {
+            let (client, url, token, start) = (reqwest::Client::new(), url.clone(), shop.token.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let answer = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"reason": "duplicate", "refund_method": "original_payment"}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = answer.status().as_u16();
+                let body: Value = answer.json().await.unwrap();
+                (status, body["code"].as_str().unwrap_or_default().to_owned())
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for accept in accepts {
+        outcomes.push(accept.await.unwrap());
+    }
+    let accepted = outcomes.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(accepted, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|(status, code)| *status == 200 || (*status == 409 && code == "request_decided")),
+        "{outcomes:?}"
+    );
+    assert_eq!(sim.refunds_of(&payment).await.len(), 1, "C7: one refund");
 }
