@@ -709,6 +709,15 @@ pub fn record_step_outcome(
     }
     settle_cancellation(&mut order, &mut history, now);
     order.updated_at = now;
+    // A later step still waits for the worker (a restock after a card refund): run it next.
+    let later_step_pending = order.cancellation.as_ref().is_some_and(|cancellation| {
+        cancellation.status == CancellationStatus::Processing
+            && cancellation.steps.iter().any(|step| step.status == StepStatus::Pending)
+    });
+    let workflow = match workflow {
+        WorkflowSchedule::Finished if later_step_pending => WorkflowSchedule::DueAt(now),
+        other => other,
+    };
     Ok(OrderChange {
         order,
         history,

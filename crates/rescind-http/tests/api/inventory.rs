@@ -1,7 +1,7 @@
 //! Stock and restock (PRODUCT.md I1–I4, U2): deducted at import, put back once from the snapshot,
 //! taken out again by an undo, adjusted by hand.
 
-use crate::helpers::{step, TestApp, TestShop};
+use crate::helpers::{step, TestApp, TestShop, TestSim};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -11,6 +11,7 @@ crate::on_both_backends!(
     twenty_concurrent_cancels_restock_once,
     an_undo_takes_the_stock_out_again_and_refuses_when_it_is_gone_unless_forced,
     stock_is_read_set_and_adjusted_by_hand_within_its_scopes,
+    a_dry_run_and_the_real_cancel_that_follows_agree_on_every_number,
 );
 
 async fn set_stock(app: &TestApp, shop: &TestShop, sku: &str, available: i64) {
@@ -301,4 +302,90 @@ async fn stock_is_read_set_and_adjusted_by_hand_within_its_scopes(app: TestApp) 
         )
         .await;
     assert_eq!((forbidden.status, forbidden.code()), (403, "forbidden"));
+}
+
+async fn a_dry_run_and_the_real_cancel_that_follows_agree_on_every_number(app: TestApp) {
+    let sim = TestSim::start().await;
+    let shop = app.shop().await;
+    let provider = app.stripe(&shop, &sim).await;
+    set_stock(&app, &shop, "TEA-001", 5).await;
+    set_stock(&app, &shop, "CUP-002", 5).await;
+    let payment = sim.payment(4637, "usd", "succeeded").await;
+    let order = app
+        .card_order(
+            &shop,
+            &provider,
+            &payment,
+            json!({"currency": "USD", "deduct_inventory": true,
+                   "line_items": [{"sku": "TEA-001", "title": "Tea", "quantity": 3, "price": "10.99"},
+                                  {"sku": "CUP-002", "title": "Cup", "quantity": 1, "price": "7.40"}],
+                   "total_shipping": "5.00", "total_tax": "2.00", "total_discount": "1.00",
+                   "payment": {"method": "credit_card", "amount": "46.37", "provider_id": provider, "reference": payment}}),
+        )
+        .await;
+    let id = order["id"].as_str().unwrap();
+    let options = json!({"reason": "customer asked", "refund_method": "original_payment"});
+    let mut dry = options.clone();
+    dry["dry_run"] = json!(true);
+    let plan = app.cancel(&shop, id, dry).await;
+    assert_eq!(plan.status, 200, "{}", plan.text);
+    let plan = &plan.body["plan"];
+    assert_eq!(app.order_now(&shop, id).await, order, "B2: the dry run changed nothing");
+    assert_eq!(
+        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (2, 4)
+    );
+
+    let real = app.cancel(&shop, id, options).await;
+    assert_eq!(real.status, 200, "{}", real.text);
+    assert_eq!(plan["refund_amount"], "46.37");
+    assert_eq!(plan["refund_amount"], real.body["total_refund_price"], "the refund");
+    assert_eq!(
+        sim.refunds_of(&payment).await[0]["amount"],
+        4637,
+        "to the cent at the provider"
+    );
+    assert_eq!(
+        (
+            plan["cancellation_status"].as_str(),
+            real.body["cancellation"]["status"].as_str()
+        ),
+        (Some("processing"), Some("completed")),
+        "the plan says the worker still calls the provider; the cancel answers once it has"
+    );
+    let kinds = |steps: &Value| -> Vec<String> {
+        steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|step| step["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        kinds(&plan["steps"]),
+        kinds(&real.body["cancellation"]["steps"]),
+        "the steps"
+    );
+    assert_eq!(plan["warnings"], real.body["warnings"], "the warnings");
+    let restocked: Vec<(String, i64)> = plan["restock"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| {
+            (
+                line["sku"].as_str().unwrap().to_owned(),
+                line["quantity"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(restocked, [("TEA-001".to_owned(), 3), ("CUP-002".to_owned(), 1)]);
+    assert_eq!(
+        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (5, 5),
+        "the stock moved by the planned quantities"
+    );
+    assert_eq!(
+        step(&real.body, "restock")["message"],
+        "restocked TEA-001 × 3, CUP-002 × 1"
+    );
 }
