@@ -92,6 +92,15 @@ async fn crash_and_recover(database_url: &str) {
         json!({"kind": "stripe", "name": "Stripe", "base_url": sim, "credentials": {"secret_key": rescind_sim::DEFAULT_SECRET_KEY}}),
     )
     .await;
+    let stock_url = server.url("/api/v1/inventory/A");
+    let stocked = client
+        .put(&stock_url)
+        .bearer_auth(&token)
+        .json(&json!({"available": ORDERS}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stocked.status(), 200);
     let mut orders = Vec::new();
     for index in 0..ORDERS {
         let amount = 2000 + index as i64;
@@ -115,7 +124,7 @@ async fn crash_and_recover(database_url: &str) {
                 "shipping_address": {"name": "Crash Test", "postcode": "100-0001", "prefecture": "東京都", "address1": "千代田区1-1"},
                 "line_items": [{"sku": "A", "title": "Tea", "quantity": 1, "price": amount.to_string()}],
                 "payment": {"method": "credit_card", "amount": amount.to_string(), "provider_id": provider["id"], "reference": reference},
-                "financial_status": "paid", "fulfillment_status": "awaiting_shipment"
+                "financial_status": "paid", "fulfillment_status": "awaiting_shipment", "deduct_inventory": true
             }),
         )
         .await;
@@ -214,18 +223,31 @@ async fn crash_and_recover(database_url: &str) {
         assert_eq!(of_payment.len(), 1, "{reference}");
         assert_eq!(of_payment[0]["amount"], *amount);
     }
+    let stock: Value = client
+        .get(server.url("/api/v1/inventory/A"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stock["available"], ORDERS,
+        "I2: every order's stock came back once, none twice"
+    );
     eprintln!("{refunded_before_restart} refunds before the kill; {resumed} cancellations resumed after the restart");
     let (status, _) = server.terminate();
     assert!(status.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sigkill_in_the_middle_of_a_batch_loses_no_cancellation_and_refunds_nothing_twice_on_sqlite() {
+async fn a_sigkill_in_the_middle_of_a_batch_loses_no_cancellation_and_refunds_or_restocks_nothing_twice_on_sqlite() {
     let directory = tempfile::tempdir().unwrap();
     crash_and_recover(&format!("sqlite://{}", directory.path().join("rescind.db").display())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sigkill_in_the_middle_of_a_batch_loses_no_cancellation_and_refunds_nothing_twice_on_postgres() {
+async fn a_sigkill_in_the_middle_of_a_batch_loses_no_cancellation_and_refunds_or_restocks_nothing_twice_on_postgres() {
     common::on_postgres_schema("rescind_crash", |url| async move { crash_and_recover(&url).await }).await;
 }
