@@ -3,6 +3,7 @@
 
 use crate::auth::{hash_secret, new_secret};
 use anyhow::{anyhow, Result};
+use rescind_domain::request_cancellation;
 use rescind_domain::{
     Actor, Address, ChannelKind, Currency, Customer, FinancialStatus, FulfillmentStatus, HistoryEntry, Money,
     NewLineItem, NewOrder, Payment, PaymentMethod, Scope,
@@ -24,7 +25,11 @@ pub async fn seed(store: &Store) -> Result<Option<DemoShop>> {
     let shop = Shop {
         id: new_id("shop"),
         name: "Demo shop".to_owned(),
-        settings: Settings::default(),
+        // Customers of the demo shop may ask to cancel (Q1); one of them has.
+        settings: Settings {
+            customer_cancellation_requests: true,
+            ..Settings::default()
+        },
     };
     let token = new_secret();
     store
@@ -114,6 +119,8 @@ pub async fn seed(store: &Store) -> Result<Option<DemoShop>> {
             .checked_mul(quantity)
             .and_then(|sub| sub.checked_add(shipping))
             .ok_or_else(|| anyhow!("overflow"))?;
+        let sku = format!("TEA-{:03}", index + 1);
+        store.set_stock(&shop.id, &sku, 20).await?;
         let new_order = NewOrder {
             channel_id: channel.id.clone(),
             channel_kind: ChannelKind::OwnStore,
@@ -136,7 +143,7 @@ pub async fn seed(store: &Store) -> Result<Option<DemoShop>> {
             },
             line_items: vec![NewLineItem {
                 channel_line_item_id: None,
-                sku: format!("TEA-{:03}", index + 1),
+                sku,
                 title: format!("Sencha {}g", 100 * (index + 1)),
                 quantity,
                 price,
@@ -153,10 +160,10 @@ pub async fn seed(store: &Store) -> Result<Option<DemoShop>> {
             }),
             financial_status: *financial_status,
             fulfillment_status: *fulfillment_status,
-            deduct_inventory: false,
+            deduct_inventory: true,
             warehouse_id: None,
         };
-        store
+        let imported = store
             .import_order(&shop.id, None, &channel.id, None, |number| {
                 let at = now();
                 let order = new_order
@@ -172,6 +179,21 @@ pub async fn seed(store: &Store) -> Result<Option<DemoShop>> {
             })
             .await
             .map_err(|error| anyhow!("failed to seed a demo order: {error}"))?;
+        if index == 1 {
+            store
+                .change_order(&shop.id, &imported.id, |order| {
+                    request_cancellation(
+                        order,
+                        "Ordered the wrong size by mistake.",
+                        true,
+                        &Actor::System,
+                        &mut RandomIds,
+                        now(),
+                    )
+                })
+                .await
+                .map_err(|error| anyhow!("failed to seed a demo cancellation request: {error:?}"))?;
+        }
         created += 1;
     }
     Ok(Some(DemoShop {

@@ -6,17 +6,23 @@ mod common;
 use common::{start, Server};
 use serde_json::Value;
 
-async fn order_count(server: &Server, token: &str) -> usize {
-    let answer: Value = reqwest::Client::new()
-        .get(format!("http://{}/api/v1/orders", server.address))
+async fn get(server: &Server, token: &str, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("http://{}{path}", server.address))
         .bearer_auth(token)
         .send()
         .await
         .expect("the server answers")
         .json()
         .await
-        .expect("JSON");
-    answer["items"].as_array().expect("a list").len()
+        .expect("JSON")
+}
+
+async fn order_count(server: &Server, token: &str) -> usize {
+    get(server, token, "/api/v1/orders").await["items"]
+        .as_array()
+        .expect("a list")
+        .len()
 }
 
 /// Runs rescind twice on one database: the demo is seeded once, data survives, SIGTERM stops it.
@@ -24,6 +30,14 @@ async fn run_twice(database_url: &str) {
     let first = start(database_url, &["--demo"], &[]);
     let token = first.token().expect("the demo token is printed");
     assert_eq!(order_count(&first, &token).await, 9);
+    let requests = get(&first, &token, "/api/v1/cancellation_requests?status=requested").await;
+    assert_eq!(
+        requests["items"].as_array().unwrap().len(),
+        1,
+        "the demo has a customer request waiting"
+    );
+    let stock = get(&first, &token, "/api/v1/inventory/TEA-002").await;
+    assert_eq!(stock["available"], 18, "20 in stock, 2 deducted by the demo order");
     let health = reqwest::get(format!("http://{}/healthz", first.address)).await.unwrap();
     assert_eq!(health.status().as_u16(), 200);
     let (status, rest) = first.terminate();
