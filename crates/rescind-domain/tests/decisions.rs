@@ -466,6 +466,66 @@ fn a_refund_outcome_recorded_twice_refunds_once() {
 }
 
 #[test]
+fn after_a_card_refund_the_restock_runs_next_and_a_replayed_restock_changes_nothing() {
+    let mut deducted = card_paid();
+    deducted.inventory_deducted = true;
+    deducted.stock_snapshot = vec![("TEA".to_owned(), 2)];
+    let (_, cancelled) = cancel_order(
+        &deducted,
+        &options(None),
+        &merchant(),
+        &mut SequentialIds::default(),
+        now(),
+    )
+    .unwrap();
+    let mut ids = SequentialIds::default();
+    let refunded = record_step_outcome(
+        &cancelled.order,
+        StepKind::Refund,
+        StepOutcome::Refunded {
+            amount: money("2600"),
+            reference: "re_1".to_owned(),
+        },
+        &mut ids,
+        now(),
+    )
+    .unwrap();
+    assert_eq!(
+        refunded.workflow,
+        WorkflowSchedule::DueAt(now()),
+        "the worker comes back for the restock"
+    );
+    assert_eq!(pending_work(&refunded.order), Some(PendingWork::Restock));
+    assert_eq!(
+        refunded.order.cancellation.as_ref().unwrap().status,
+        CancellationStatus::Processing,
+        "not completed while a step is pending"
+    );
+    let replayed = record_step_outcome(
+        &refunded.order,
+        StepKind::Restock,
+        StepOutcome::Restocked {
+            restocked: Vec::new(),
+            already: vec!["TEA".to_owned()],
+            missing: Vec::new(),
+        },
+        &mut ids,
+        now(),
+    )
+    .unwrap();
+    let cancellation = replayed.order.cancellation.as_ref().unwrap();
+    let restock = cancellation.step(StepKind::Restock).unwrap();
+    assert_eq!(
+        (restock.status, restock.message.as_str()),
+        (StepStatus::Skipped, "skipped: already restocked (or in progress)"),
+        "I4"
+    );
+    assert!(replayed.stock_moves.is_empty(), "no effect on stock");
+    assert_eq!(cancellation.status, CancellationStatus::Completed);
+    assert_eq!(replayed.workflow, WorkflowSchedule::Finished);
+}
+
+#[test]
 fn failures_are_retried_until_the_attempts_run_out_then_an_operator_is_asked() {
     let mut order = cancelled_by_card();
     let retry_at = now().plus_seconds(1);
