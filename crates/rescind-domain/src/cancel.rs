@@ -728,6 +728,14 @@ pub fn cancel_order(
         updated_at: now,
         completed_at: None,
     });
+    crate::request::grant_open_request(
+        &mut order,
+        &cancellation_id,
+        options.reason.as_deref(),
+        actor,
+        now,
+        &mut history,
+    );
     // The gates' steps are set here once; the later ones by apply_cancellation.
     for planned in plan
         .steps
@@ -1004,7 +1012,7 @@ pub fn cancelled_at_channel(
         .collect();
     let shipped = order.fulfillment_status.has_shipped();
     order.cancellation = Some(Cancellation {
-        id: cancellation_id,
+        id: cancellation_id.clone(),
         status: CancellationStatus::Processing,
         requested_by: RequestedBy::Channel,
         reason: reason.clone(),
@@ -1025,6 +1033,14 @@ pub fn cancelled_at_channel(
         updated_at: now,
         completed_at: None,
     });
+    crate::request::grant_open_request(
+        &mut order,
+        &cancellation_id,
+        reason.as_deref(),
+        &actor,
+        now,
+        &mut history,
+    );
     // The warehouse step runs as for any cancel; one the warehouse can no longer stop is an
     // operator's to handle, since the channel has cancelled the sale already.
     let warehouse_options = CancelOptions {

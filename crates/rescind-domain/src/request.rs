@@ -122,7 +122,7 @@ fn open_request<'a>(order: &'a Order, request_id: &str) -> Result<&'a Cancellati
 }
 
 /// Q2: the operator accepts; the cancellation of §3 runs with their reason and refund method, as asked
-/// for by the customer. When the cancellation refuses, the request stays open.
+/// for by the customer, and grants the request. When the cancellation refuses, the request stays open.
 pub fn accept_request(
     order: &Order,
     request_id: &str,
@@ -131,28 +131,74 @@ pub fn accept_request(
     ids: &mut dyn IdSource,
     now: Timestamp,
 ) -> Result<OrderChange, RequestError> {
-    let mut request = open_request(order, request_id)?.clone();
+    open_request(order, request_id)?;
     let options = CancelOptions {
         requested_by: RequestedBy::Customer,
         ..options.clone()
     };
-    let (_, mut change) = cancel_order(order, &options, actor, ids, now).map_err(RequestError::Cancel)?;
+    let (_, change) = cancel_order(order, &options, actor, ids, now).map_err(RequestError::Cancel)?;
+    Ok(change)
+}
+
+/// Any cancellation of the order grants the customer's open request: whoever cancelled it — the
+/// operator accepting, the merchant directly, the channel — did what the customer asked.
+pub(crate) fn grant_open_request(
+    order: &mut Order,
+    cancellation_id: &str,
+    reason: Option<&str>,
+    actor: &Actor,
+    now: Timestamp,
+    history: &mut Vec<HistoryEntry>,
+) {
+    let Some(request) = order
+        .cancellation_request
+        .as_mut()
+        .filter(|request| request.status == RequestStatus::Requested)
+    else {
+        return;
+    };
     request.status = RequestStatus::Accepted;
-    request.decision_reason = options.reason.clone();
-    request.cancellation_id = change.order.cancellation.as_ref().map(|c| c.id.clone());
+    request.decision_reason = reason.map(str::to_owned);
+    request.cancellation_id = Some(cancellation_id.to_owned());
     request.decided_at = Some(now);
-    change.history.insert(
-        0,
+    history.push(
         HistoryEntry::new(
             now,
             "cancellation_request.accepted",
             actor,
-            "The customer's cancellation request was accepted.",
+            "The customer's cancellation request is granted by this cancellation.",
+        )
+        .with("request_id", &request.id)
+        .with("cancellation_id", cancellation_id),
+    );
+}
+
+/// A cancellation that granted the customer's request failed (the channel refused, the warehouse could
+/// not stop the goods): nothing was cancelled, so the request waits for a decision again.
+pub(crate) fn reopen_request(
+    order: &mut Order,
+    cancellation_id: &str,
+    now: Timestamp,
+    history: &mut Vec<HistoryEntry>,
+) {
+    let Some(request) = order.cancellation_request.as_mut().filter(|request| {
+        request.status == RequestStatus::Accepted && request.cancellation_id.as_deref() == Some(cancellation_id)
+    }) else {
+        return;
+    };
+    request.status = RequestStatus::Requested;
+    request.decision_reason = None;
+    request.cancellation_id = None;
+    request.decided_at = None;
+    history.push(
+        HistoryEntry::new(
+            now,
+            "cancellation_request.reopened",
+            &Actor::System,
+            "The cancellation failed, so the customer's cancellation request is open again.",
         )
         .with("request_id", &request.id),
     );
-    change.order.cancellation_request = Some(request);
-    Ok(change)
 }
 
 /// Q2: the operator rejects with a reason; only the request changes.

@@ -655,6 +655,13 @@ pub fn record_step_outcome(
             .with("cancellation_id", &cancellation_id),
         );
     }
+    if order
+        .cancellation
+        .as_ref()
+        .is_some_and(|cancellation| cancellation.status == CancellationStatus::Failed)
+    {
+        crate::request::reopen_request(&mut order, &cancellation_id, now, &mut history);
+    }
     for refund in &refunds {
         history.push(
             HistoryEntry::new(

@@ -1,7 +1,7 @@
 //! Customer cancellation requests (PRODUCT.md Q1–Q2): asked for by the customer, accepted or rejected by
 //! an operator.
 
-use crate::helpers::{TestApp, TestShop, TestSim};
+use crate::helpers::{order_body, TestApp, TestShop, TestSim};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -13,6 +13,8 @@ crate::on_both_backends!(
     requests_are_listed_by_status_and_decided_only_once,
     bad_request_bodies_name_every_problem,
     ten_operators_accepting_at_once_cancel_and_refund_once,
+    a_merchants_own_cancel_grants_the_open_request,
+    a_request_whose_cancel_the_channel_refuses_is_open_again,
 );
 
 async fn take_requests(app: &TestApp, shop: &TestShop) {
@@ -312,4 +314,90 @@ async fn ten_operators_accepting_at_once_cancel_and_refund_once(app: TestApp) {
         "{outcomes:?}"
     );
     assert_eq!(sim.refunds_of(&payment).await.len(), 1, "C7: one refund");
+}
+
+async fn a_merchants_own_cancel_grants_the_open_request(app: TestApp) {
+    let shop = app.shop().await;
+    take_requests(&app, &shop).await;
+    let order = app.order(&shop, json!({})).await;
+    let request = ask(&app, &shop, id(&order), "wrong colour").await;
+    let cancelled = app
+        .cancel(
+            &shop,
+            id(&order),
+            json!({"reason": "customer phoned", "refund_method": "store_credit"}),
+        )
+        .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text);
+    let granted = &cancelled.body["cancellation_request"];
+    assert_eq!(granted["id"], request.body["id"]);
+    assert_eq!(granted["status"], "accepted");
+    assert_eq!(granted["cancellation_id"], cancelled.body["cancellation"]["id"]);
+    let open = app
+        .get("/api/v1/cancellation_requests?status=requested", &shop.token)
+        .await;
+    assert_eq!(open.body["items"], json!([]), "nothing left for an operator to decide");
+}
+
+async fn a_request_whose_cancel_the_channel_refuses_is_open_again(app: TestApp) {
+    let sim = TestSim::start().await;
+    let shop = app.shop().await;
+    take_requests(&app, &shop).await;
+    let channel = app
+        .post(
+            "/api/v1/channels",
+            &shop.token,
+            json!({"kind": "shoplazza", "name": "Shoplazza", "base_url": sim.url(), "credentials": {"access_token": "shoplazza-token"}}),
+        )
+        .await;
+    assert_eq!(channel.status, 201, "{}", channel.text);
+    let known = app
+        .client
+        .post(format!("{}/_sim/shoplazza/orders", sim.url()))
+        .json(&json!({"id": "SL-1", "items": ["item-1"], "status": "finished"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(known.status().is_success());
+    let body = order_body(
+        channel.body["id"].as_str().unwrap(),
+        json!({"channel_order_id": "SL-1",
+               "line_items": [{"sku": "TEA-001", "title": "Sencha", "quantity": 1, "price": "2000", "channel_line_item_id": "item-1"}],
+               "payment": {"method": "channel", "amount": "2600"}}),
+    );
+    let order = app.post("/api/v1/orders", &shop.token, body).await;
+    assert_eq!(order.status, 201, "{}", order.text);
+    let request = ask(&app, &shop, id(&order.body), "too slow").await;
+    assert_eq!(request.status, 201, "{}", request.text);
+
+    let accepted = app
+        .post(
+            &format!("/api/v1/cancellation_requests/{}/accept", id(&request.body)),
+            &shop.token,
+            json!({"reason": "customer asked", "refund_method": "channel"}),
+        )
+        .await;
+    assert_eq!(
+        (accepted.status, accepted.code()),
+        (502, "channel_refused"),
+        "{}",
+        accepted.text
+    );
+    let now = app.order_now(&shop, id(&order.body)).await;
+    assert_eq!(now["status"], "open");
+    assert_eq!(
+        now["cancellation_request"]["status"], "requested",
+        "nothing was cancelled, so the request waits for a decision again"
+    );
+    assert!(history_kinds(&app, &shop, id(&order.body))
+        .await
+        .contains(&"cancellation_request.reopened".to_owned()));
+    let rejected = app
+        .post(
+            &format!("/api/v1/cancellation_requests/{}/reject", id(&request.body)),
+            &shop.token,
+            json!({"reason": "the order is already finished at Shoplazza"}),
+        )
+        .await;
+    assert_eq!(rejected.status, 200, "{}", rejected.text);
 }
