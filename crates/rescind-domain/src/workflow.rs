@@ -594,6 +594,19 @@ pub fn record_step_outcome(
             message: step.last_error.clone().unwrap_or_else(|| step.message.clone()),
             fee: None,
         }]
+    } else if kind == StepKind::Restock {
+        vec![SyncRecord {
+            at: now,
+            kind: SyncKind::Restock,
+            target: "rescind stock".to_owned(),
+            request: format!(
+                "put back {} for cancellation {cancellation_id}",
+                crate::cancel::describe_stock(&order.stock_snapshot)
+            ),
+            ok: step_status != StepStatus::Failed,
+            message: step.message.clone(),
+            fee: None,
+        }]
     } else {
         Vec::new()
     };

@@ -120,6 +120,23 @@ async fn a_cancel_puts_back_the_deducted_stock_and_each_condition_says_why_not(a
         "W8/I4: {}",
         bulk.text
     );
+    let sync = app.get("/api/v1/sync_history?kind=restock", &shop.token).await;
+    let entries = sync.body["items"].as_array().unwrap();
+    let summary: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|entry| (entry["result"].as_str().unwrap(), entry["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(summary.len(), 3, "one per restock that ran: {summary:?}");
+    assert!(summary.contains(&("error", "failed: SKU GHOST-9 does not exist — adjust stock by hand")));
+    assert_eq!(
+        summary
+            .iter()
+            .filter(|(result, message)| *result == "ok" && *message == "restocked TEA-001 × 1, CUP-002 × 2")
+            .count(),
+        2,
+        "{summary:?}"
+    );
+    assert!(entries.iter().all(|entry| entry["kind"] == "restock"));
 }
 
 async fn a_restock_of_one_cancellation_adds_the_stock_once_however_often_it_runs(app: TestApp) {
