@@ -39,6 +39,17 @@ async fn ask(app: &TestApp, shop: &TestShop, order_id: &str, reason: &str) -> cr
     .await
 }
 
+/// A shop taking requests, with a ¥2,600 order paid by card at the simulated Stripe.
+async fn card_paid_order(app: &TestApp) -> (TestSim, TestShop, String, Value) {
+    let sim = TestSim::start().await;
+    let shop = app.shop().await;
+    take_requests(app, &shop).await;
+    let provider = app.stripe(&shop, &sim).await;
+    let payment = sim.payment(2600, "jpy", "succeeded").await;
+    let order = app.card_order(&shop, &provider, &payment, json!({})).await;
+    (sim, shop, payment, order)
+}
+
 fn id(value: &Value) -> &str {
     value["id"].as_str().unwrap()
 }
@@ -73,12 +84,7 @@ async fn a_request_with_the_setting_off_is_refused_and_changes_nothing(app: Test
 }
 
 async fn a_request_accepted_cancels_and_refunds_the_order_as_asked_by_the_customer(app: TestApp) {
-    let sim = TestSim::start().await;
-    let shop = app.shop().await;
-    take_requests(&app, &shop).await;
-    let provider = app.stripe(&shop, &sim).await;
-    let payment = sim.payment(2600, "jpy", "succeeded").await;
-    let order = app.card_order(&shop, &provider, &payment, json!({})).await;
+    let (sim, shop, payment, order) = card_paid_order(&app).await;
 
     let request = ask(&app, &shop, id(&order), "ordered twice by mistake").await;
     assert_eq!(request.status, 201, "{}", request.text);
@@ -274,12 +280,7 @@ async fn bad_request_bodies_name_every_problem(app: TestApp) {
 }
 
 async fn ten_operators_accepting_at_once_cancel_and_refund_once(app: TestApp) {
-    let sim = TestSim::start().await;
-    let shop = app.shop().await;
-    take_requests(&app, &shop).await;
-    let provider = app.stripe(&shop, &sim).await;
-    let payment = sim.payment(2600, "jpy", "succeeded").await;
-    let order = app.card_order(&shop, &provider, &payment, json!({})).await;
+    let (sim, shop, payment, order) = card_paid_order(&app).await;
     let request = ask(&app, &shop, id(&order), "duplicate").await;
     let url = app.url(&format!("/api/v1/cancellation_requests/{}/accept", id(&request.body)));
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(10));
