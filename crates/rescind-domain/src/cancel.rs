@@ -637,7 +637,7 @@ fn plan_restock_step(order: &Order, options: &CancelOptions) -> PlannedStep {
     } else {
         (
             StepStatus::Pending,
-            format!("restock {}", describe_stock(&order.stock_snapshot)),
+            format!("restock {}", crate::inventory::describe_stock(&order.stock_snapshot)),
         )
     };
     PlannedStep {
@@ -646,15 +646,6 @@ fn plan_restock_step(order: &Order, options: &CancelOptions) -> PlannedStep {
         action,
         fee: None,
     }
-}
-
-/// `TEA-001 × 2, CUP-002 × 1`.
-pub(crate) fn describe_stock(lines: &[(String, u32)]) -> String {
-    lines
-        .iter()
-        .map(|(sku, quantity)| format!("{sku} × {quantity}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Cancels `order` as `options` ask (C1–C7, W1–W6). A marketplace order only starts its cancellation

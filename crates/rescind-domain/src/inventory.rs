@@ -24,3 +24,27 @@ pub struct StockMove {
     pub kind: StockMoveKind,
     pub reason: Option<String>,
 }
+
+impl StockMove {
+    /// The moves that take each SKU of `lines` out of stock (a deduction at import, an undo's).
+    pub fn take_out(lines: &[(String, u32)], kind: StockMoveKind, reason: &str) -> Vec<StockMove> {
+        lines
+            .iter()
+            .map(|(sku, quantity)| StockMove {
+                sku: sku.clone(),
+                delta: -i64::from(*quantity),
+                kind,
+                reason: Some(reason.to_owned()),
+            })
+            .collect()
+    }
+}
+
+/// `TEA-001 × 2, CUP-002 × 1`.
+pub fn describe_stock(lines: &[(String, u32)]) -> String {
+    lines
+        .iter()
+        .map(|(sku, quantity)| format!("{sku} × {quantity}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

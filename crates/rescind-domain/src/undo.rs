@@ -166,16 +166,11 @@ pub fn undo_cancellation(
     // U2: the stock that went back is taken out again.
     let mut stock_moves = Vec::new();
     if order.restocked {
-        stock_moves = order
-            .stock_snapshot
-            .iter()
-            .map(|(sku, quantity)| StockMove {
-                sku: sku.clone(),
-                delta: -i64::from(*quantity),
-                kind: StockMoveKind::Undo,
-                reason: Some(format!("undo of the cancellation of order {}", order.number)),
-            })
-            .collect();
+        stock_moves = StockMove::take_out(
+            &order.stock_snapshot,
+            StockMoveKind::Undo,
+            &format!("undo of the cancellation of order {}", order.number),
+        );
         order.restocked = false;
         history.push(HistoryEntry::new(
             now,
@@ -183,7 +178,7 @@ pub fn undo_cancellation(
             actor,
             format!(
                 "Stock taken out again: {}.",
-                crate::cancel::describe_stock(&order.stock_snapshot)
+                crate::inventory::describe_stock(&order.stock_snapshot)
             ),
         ));
     }

@@ -441,7 +441,7 @@ pub fn record_step_outcome(
             let done = if restocked.is_empty() {
                 String::new()
             } else {
-                format!("restocked {}", crate::cancel::describe_stock(&restocked))
+                format!("restocked {}", crate::inventory::describe_stock(&restocked))
             };
             if let Some(sku) = missing.first() {
                 step.status = StepStatus::Failed;
@@ -601,7 +601,7 @@ pub fn record_step_outcome(
             target: "rescind stock".to_owned(),
             request: format!(
                 "put back {} for cancellation {cancellation_id}",
-                crate::cancel::describe_stock(&order.stock_snapshot)
+                crate::inventory::describe_stock(&order.stock_snapshot)
             ),
             ok: step_status != StepStatus::Failed,
             message: step.message.clone(),

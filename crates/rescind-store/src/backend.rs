@@ -19,6 +19,7 @@ use rescind_domain::{
     Order, OrderChange, OrderStatus, Refund, RefundMethod, RequestedBy, SyncKind, SyncRecord, Timestamp,
     RequestStatus, StockMove, StockMoveKind, WarehouseKind, WarehouseSettings, WorkflowSchedule,
 };
+use rescind_domain::inventory::describe_stock;
 use sqlx::{Database, Pool, QueryBuilder, Row};
 use std::collections::HashMap;
 
@@ -759,24 +760,15 @@ impl Backend {
         }
         insert_history(&mut tx, &order.id, &[imported]).await?;
         if order.inventory_deducted {
-            let deductions: Vec<StockMove> = order
-                .stock_snapshot
-                .iter()
-                .map(|(sku, quantity)| StockMove {
-                    sku: sku.clone(),
-                    delta: -i64::from(*quantity),
-                    kind: StockMoveKind::Deduction,
-                    reason: Some(format!("order {}", order.number)),
-                })
-                .collect();
+            let deductions =
+                StockMove::take_out(&order.stock_snapshot, StockMoveKind::Deduction, &format!("order {}", order.number));
             let missing = move_stock(&mut tx, &order.shop_id, Some(&order.id), &deductions, order.created_at).await?;
-            let deducted: Vec<String> = order
-                .stock_snapshot
-                .iter()
-                .filter(|(sku, _)| !missing.contains(sku))
-                .map(|(sku, quantity)| format!("{sku} × {quantity}"))
-                .collect();
-            let mut message = format!("Stock deducted: {}.", if deducted.is_empty() { "nothing".to_owned() } else { deducted.join(", ") });
+            let deducted: Vec<(String, u32)> =
+                order.stock_snapshot.iter().filter(|(sku, _)| !missing.contains(sku)).cloned().collect();
+            let mut message = format!(
+                "Stock deducted: {}.",
+                if deducted.is_empty() { "nothing".to_owned() } else { describe_stock(&deducted) }
+            );
             if !missing.is_empty() {
                 message.push_str(&format!(" Not stocked here, so nothing was deducted: {}.", missing.join(", ")));
             }
