@@ -7,7 +7,8 @@ use crate::history::{Actor, HistoryEntry};
 use crate::ids::IdSource;
 use crate::money::Money;
 use crate::order::{
-    FinancialStatus, FulfillmentStatus, Order, OrderChange, OrderStatus, PaymentMethod, Warning, WorkflowSchedule,
+    FinancialStatus, FulfillmentStatus, LineItem, Order, OrderChange, OrderStatus, PaymentMethod, Warning,
+    WorkflowSchedule,
 };
 use crate::reasons::check_reason;
 use crate::refund::{apply_refunds, needs_payment_provider, Refund, RefundMethod};
@@ -98,11 +99,45 @@ impl Step {
     }
 }
 
+/// A quantity of one line taken out of an order by a partial cancellation (B1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CancelledLine {
+    pub line_item_id: String,
+    pub sku: String,
+    pub quantity: u32,
+}
+
+/// What a cancellation cancels (B1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelScope {
+    /// The whole order, or all that was left of it. `after_partial`: some of its lines had been
+    /// cancelled on their own before.
+    Order { after_partial: bool },
+    /// Some quantities of some lines; the order stays open and ships the rest.
+    Lines {
+        lines: Vec<CancelledLine>,
+        /// What this cancellation gives back: the lines' price with their share of tax and discount.
+        refund_amount: Money,
+        /// What goes back to stock: the cancelled quantities, as far as the deduction snapshot holds them (I3).
+        restock: Vec<(String, u32)>,
+    },
+}
+
+impl CancelScope {
+    pub const fn is_partial(&self) -> bool {
+        match self {
+            CancelScope::Order { .. } => false,
+            CancelScope::Lines { .. } => true,
+        }
+    }
+}
+
 /// A cancellation of an order (W1, W3).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cancellation {
     pub id: String,
     pub status: CancellationStatus,
+    pub scope: CancelScope,
     pub requested_by: RequestedBy,
     pub reason: Option<String>,
     pub reason_code: Option<String>,
@@ -148,6 +183,8 @@ pub struct CancelOptions {
     pub channel_cancel_sync: bool,
     /// The settings of the order's warehouse integration, when it has one (C4, F2).
     pub warehouse: Option<WarehouseSettings>,
+    /// Cancel only these quantities of these lines (B1): `(line_item_id, quantity)`. Empty: the whole order.
+    pub lines: Vec<(String, u32)>,
 }
 
 impl Default for CancelOptions {
@@ -164,6 +201,7 @@ impl Default for CancelOptions {
             notify_customer: true,
             channel_cancel_sync: true,
             warehouse: None,
+            lines: Vec::new(),
         }
     }
 }
@@ -183,6 +221,13 @@ impl CancelOptions {
             notify_customer: cancellation.notify_customer,
             channel_cancel_sync: true,
             warehouse: None,
+            lines: match &cancellation.scope {
+                CancelScope::Order { .. } => Vec::new(),
+                CancelScope::Lines { lines, .. } => lines
+                    .iter()
+                    .map(|line| (line.line_item_id.clone(), line.quantity))
+                    .collect(),
+            },
         }
     }
 }
@@ -207,6 +252,12 @@ pub enum CancelError {
     /// The refund method does not fit the order.
     #[error("refund_method `{method}` cannot be used here: {why}")]
     RefundMethodNotApplicable { method: RefundMethod, why: String },
+    /// B1: the lines asked for do not fit the order.
+    #[error("the lines to cancel do not fit the order")]
+    InvalidLines { problems: Vec<String> },
+    /// B1: the channel cancels whole orders only.
+    #[error("{kind} cannot cancel part of an order through its API; cancel the whole order, or turn cancel_sync off for this channel and change the order in {kind}'s own admin")]
+    PartialCancelUnsupported { kind: ChannelKind },
 }
 
 /// A step as planned: what it will do, and the outcome it has when it needs no outside call.
@@ -236,6 +287,8 @@ pub struct CancelPlan {
     pub financial_status: FinancialStatus,
     /// The refund method the cancellation uses, when money goes back.
     pub refund_method: Option<RefundMethod>,
+    /// The whole order, or which lines (B1).
+    pub scope: CancelScope,
 }
 
 /// Decides what cancelling `order` with `options` does (C1–C7, H2, W2, W4–W6), or why it cannot be.
@@ -250,23 +303,143 @@ pub fn plan_cancellation(order: &Order, options: &CancelOptions) -> Result<Cance
         kind: order.channel_kind,
         problems,
     })?;
+    let scope = cancel_scope(order, options)?;
+    let channel_step = plan_channel_step(order, options, &scope);
     plan_steps(
         order,
         options,
-        plan_channel_step(order, options),
+        scope,
+        channel_step,
         plan_warehouse_step(order, options)?,
     )
+}
+
+/// B1: what the cancel covers. Lines that leave nothing of the order are the whole order; otherwise the
+/// channel must be able to cancel lines, the warehouse must not hold the order yet, and the lines'
+/// refund is their price plus their share of tax and minus their share of discount. The shares are
+/// taken of everything cancelled so far minus what earlier cancellations took, so rounding never
+/// drifts: the last line gives back exactly what is left (with shipping).
+pub(crate) fn cancel_scope(order: &Order, options: &CancelOptions) -> Result<CancelScope, CancelError> {
+    let after_partial = order.line_items.iter().any(|line| line.cancelled_quantity > 0);
+    if options.lines.is_empty() {
+        return Ok(CancelScope::Order { after_partial });
+    }
+    let mut problems = Vec::new();
+    let mut lines: Vec<CancelledLine> = Vec::new();
+    for (index, (line_item_id, quantity)) in options.lines.iter().enumerate() {
+        let field = format!("line_items[{index}]");
+        let Some(line) = order.line_items.iter().find(|line| line.id == *line_item_id) else {
+            problems.push(format!(
+                "{field}.line_item_id: order {} has no line `{line_item_id}`",
+                order.number
+            ));
+            continue;
+        };
+        let left = line.quantity.saturating_sub(line.cancelled_quantity);
+        if lines.iter().any(|taken| taken.line_item_id == *line_item_id) {
+            problems.push(format!("{field}.line_item_id: line {line_item_id} is named twice"));
+        } else if *quantity == 0 {
+            problems.push(format!("{field}.quantity: must be at least 1"));
+        } else if *quantity > left {
+            problems.push(format!(
+                "{field}.quantity: line {line_item_id} ({}) has {left} left to cancel, not {quantity}",
+                line.sku
+            ));
+        } else {
+            lines.push(CancelledLine {
+                line_item_id: line_item_id.clone(),
+                sku: line.sku.clone(),
+                quantity: *quantity,
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(CancelError::InvalidLines { problems });
+    }
+    let asked = |line_item_id: &str| {
+        lines
+            .iter()
+            .find(|line| line.line_item_id == line_item_id)
+            .map_or(0, |line| line.quantity)
+    };
+    if order
+        .line_items
+        .iter()
+        .all(|line| line.cancelled_quantity + asked(&line.id) >= line.quantity)
+    {
+        return Ok(CancelScope::Order { after_partial });
+    }
+    let kind = order.channel_kind;
+    if kind.requires_channel_cancel() && options.channel_cancel_sync && !kind.cancels_lines() {
+        return Err(CancelError::PartialCancelUnsupported { kind });
+    }
+    if order
+        .outbound
+        .as_ref()
+        .is_some_and(|outbound| outbound.status != OutboundStatus::Deleted)
+    {
+        return Err(CancelError::NotCancellable {
+            message: format!(
+                "order {} has an outbound request at the warehouse, which would still ship the cancelled lines; change the order's lines (PATCH, sent to the warehouse as a modification) or cancel the whole order",
+                order.number
+            ),
+        });
+    }
+
+    let currency = order.currency;
+    let value = |quantity: &dyn Fn(&LineItem) -> u32| -> Money {
+        order
+            .line_items
+            .iter()
+            .filter_map(|line| line.price.checked_mul(quantity(line)))
+            .sum()
+    };
+    let whole = value(&|line| line.quantity);
+    let share = |part: Money| {
+        part.checked_add(order.total_tax.share(part, whole, currency))
+            .unwrap_or(part)
+            .saturating_sub(order.total_discount.share(part, whole, currency))
+    };
+    let before = share(value(&|line| line.cancelled_quantity));
+    let after = share(value(&|line| line.cancelled_quantity + asked(&line.id)));
+    let refund_amount = after.saturating_sub(before).min(order.refundable());
+
+    let mut restock = Vec::new();
+    if options.restock && order.inventory_deducted {
+        let mut left: Vec<(String, u32)> = order.stock_snapshot.clone();
+        for line in &lines {
+            if let Some((_, held)) = left.iter_mut().find(|(sku, _)| *sku == line.sku) {
+                let quantity = line.quantity.min(*held);
+                *held -= quantity;
+                if quantity > 0 {
+                    match restock
+                        .iter_mut()
+                        .find(|(sku, _): &&mut (String, u32)| *sku == line.sku)
+                    {
+                        Some((_, total)) => *total += quantity,
+                        None => restock.push((line.sku.clone(), quantity)),
+                    }
+                }
+            }
+        }
+    }
+    Ok(CancelScope::Lines {
+        lines,
+        refund_amount,
+        restock,
+    })
 }
 
 /// The steps after the channel's: what the warehouse, the refund, the restock and the notification do.
 pub(crate) fn plan_steps(
     order: &Order,
     options: &CancelOptions,
+    scope: CancelScope,
     channel_step: PlannedStep,
     warehouse_step: PlannedStep,
 ) -> Result<CancelPlan, CancelError> {
-    let refund = plan_refund(order, options)?;
-    let restock_step = plan_restock_step(order, options);
+    let refund = plan_refund(order, options, &scope)?;
+    let restock_step = plan_restock_step(order, options, &scope);
     let notify_step = PlannedStep {
         kind: StepKind::Notify,
         status: StepStatus::Skipped,
@@ -294,7 +467,7 @@ pub(crate) fn plan_steps(
         CancellationStatus::AwaitingRefund
     };
     let restock = if restock_step.status == StepStatus::Pending {
-        order.stock_snapshot.clone()
+        order.restock_quantities(&scope)
     } else {
         Vec::new()
     };
@@ -307,15 +480,27 @@ pub(crate) fn plan_steps(
         cancellation_status,
         financial_status: refund.financial_status,
         refund_method: refund.method,
+        scope,
     })
 }
 
 /// C1, C2, C5, C7 and closed orders, decided by the order's statuses alone.
 pub(crate) fn check_cancellable(order: &Order, options: &CancelOptions) -> Result<(), CancelError> {
-    let cancellation_in_effect = order.cancellation.as_ref().is_some_and(|c| c.status.is_in_effect());
-    if order.status == OrderStatus::Cancelled || cancellation_in_effect {
+    if order.status == OrderStatus::Cancelled || order.whole_cancellation_in_effect() {
         return Err(CancelError::AlreadyCancelled {
             number: order.number.clone(),
+        });
+    }
+    if order
+        .cancellation
+        .as_ref()
+        .is_some_and(|c| c.scope.is_partial() && c.status == CancellationStatus::Processing)
+    {
+        return Err(CancelError::NotCancellable {
+            message: format!(
+                "a cancellation of some lines of order {} is still being carried out; cancel again once it has finished",
+                order.number
+            ),
         });
     }
     if order.status == OrderStatus::Closed {
@@ -355,7 +540,7 @@ pub(crate) fn check_cancellable(order: &Order, options: &CancelOptions) -> Resul
 
 /// C3: a marketplace cancels first, through its API; the own store needs no call; a channel without
 /// cancel sync (H4) is cancelled by the operator in its own admin.
-fn plan_channel_step(order: &Order, options: &CancelOptions) -> PlannedStep {
+fn plan_channel_step(order: &Order, options: &CancelOptions, scope: &CancelScope) -> PlannedStep {
     let kind = order.channel_kind;
     let (status, action) = if !kind.requires_channel_cancel() {
         (
@@ -377,7 +562,13 @@ fn plan_channel_step(order: &Order, options: &CancelOptions) -> PlannedStep {
             .as_deref()
             .map(|code| format!(" with reason {code}"))
             .unwrap_or_default();
-        (StepStatus::Pending, format!("cancel at {kind}{reason}"))
+        match scope {
+            CancelScope::Order { .. } => (StepStatus::Pending, format!("cancel at {kind}{reason}")),
+            CancelScope::Lines { lines, .. } => (
+                StepStatus::Pending,
+                format!("cancel {} at {kind}{reason}", describe_lines(lines)),
+            ),
+        }
     };
     PlannedStep {
         kind: StepKind::ChannelCancel,
@@ -468,10 +659,14 @@ fn default_refund_method(order: &Order) -> RefundMethod {
     }
 }
 
-/// W4–W6: what is owed goes back — the points part as points, the rest by the chosen method.
-fn plan_refund(order: &Order, options: &CancelOptions) -> Result<RefundPlan, CancelError> {
+/// W4–W6: what is owed goes back — the points part as points, the rest by the chosen method. A
+/// partial cancellation owes its lines' share (B1).
+fn plan_refund(order: &Order, options: &CancelOptions, scope: &CancelScope) -> Result<RefundPlan, CancelError> {
     let currency = order.currency;
-    let owed = order.refundable();
+    let owed = match scope {
+        CancelScope::Order { .. } => order.refundable(),
+        CancelScope::Lines { refund_amount, .. } => *refund_amount,
+    };
     let step = |status: StepStatus, action: String| PlannedStep {
         kind: StepKind::Refund,
         status,
@@ -485,6 +680,21 @@ fn plan_refund(order: &Order, options: &CancelOptions) -> Result<RefundPlan, Can
     };
 
     let provider = order.payment.as_ref().and_then(|payment| payment.provider_id.as_ref());
+    if order.financial_status == FinancialStatus::Authorized && scope.is_partial() {
+        return Ok(RefundPlan {
+            step: step(
+                StepStatus::Skipped,
+                format!(
+                    "skipped: nothing was captured yet; capture {} less than authorized when the rest ships",
+                    owed.format(currency)
+                ),
+            ),
+            amount: Money::ZERO,
+            immediate: Vec::new(),
+            method: None,
+            financial_status: order.financial_status,
+        });
+    }
     if order.financial_status == FinancialStatus::Authorized && provider.is_some() {
         return Ok(RefundPlan {
             step: step(
@@ -509,7 +719,11 @@ fn plan_refund(order: &Order, options: &CancelOptions) -> Result<RefundPlan, Can
             amount: Money::ZERO,
             immediate: Vec::new(),
             method: None,
-            financial_status: status_when_nothing_owed,
+            financial_status: if scope.is_partial() {
+                order.financial_status
+            } else {
+                status_when_nothing_owed
+            },
         });
     }
     if !options.refund {
@@ -621,7 +835,8 @@ fn plan_refund(order: &Order, options: &CancelOptions) -> Result<RefundPlan, Can
 /// I2 and I4: the restock runs only when asked, for an order whose stock was deducted and never put
 /// back; it puts back the deduction snapshot's quantities (I3), once, in the worker (the database makes
 /// a second restock of the same cancellation impossible).
-fn plan_restock_step(order: &Order, options: &CancelOptions) -> PlannedStep {
+fn plan_restock_step(order: &Order, options: &CancelOptions, scope: &CancelScope) -> PlannedStep {
+    let quantities = order.restock_quantities(scope);
     let (status, action) = if !options.restock {
         (StepStatus::Skipped, "skipped: not requested".to_owned())
     } else if !order.inventory_deducted {
@@ -629,7 +844,7 @@ fn plan_restock_step(order: &Order, options: &CancelOptions) -> PlannedStep {
             StepStatus::Skipped,
             "not run: stock was never deducted for this order".to_owned(),
         )
-    } else if order.restocked {
+    } else if order.restocked || quantities.is_empty() {
         (
             StepStatus::Skipped,
             "skipped: already restocked (or in progress)".to_owned(),
@@ -637,7 +852,7 @@ fn plan_restock_step(order: &Order, options: &CancelOptions) -> PlannedStep {
     } else {
         (
             StepStatus::Pending,
-            format!("restock {}", crate::inventory::describe_stock(&order.stock_snapshot)),
+            format!("restock {}", crate::inventory::describe_stock(&quantities)),
         )
     };
     PlannedStep {
@@ -661,13 +876,17 @@ pub fn cancel_order(
     let plan = plan_cancellation(order, options)?;
     let mut order = order.clone();
     let cancellation_id = ids.new_id("can");
+    let what = match &plan.scope {
+        CancelScope::Order { .. } => String::new(),
+        CancelScope::Lines { lines, .. } => format!(" of {}", describe_lines(lines)),
+    };
     let mut history = vec![HistoryEntry::new(
         now,
         "cancellation.created",
         actor,
         match &options.reason {
-            Some(reason) => format!("Cancellation requested by {}: {reason}", options.requested_by),
-            None => format!("Cancellation requested by {}.", options.requested_by),
+            Some(reason) => format!("Cancellation{what} requested by {}: {reason}", options.requested_by),
+            None => format!("Cancellation{what} requested by {}.", options.requested_by),
         },
     )
     .with("cancellation_id", &cancellation_id)
@@ -700,6 +919,7 @@ pub fn cancel_order(
     order.cancellation = Some(Cancellation {
         id: cancellation_id.clone(),
         status: CancellationStatus::Processing,
+        scope: plan.scope.clone(),
         requested_by: options.requested_by,
         reason: options.reason.clone(),
         reason_code: options.reason_code.clone(),
@@ -719,14 +939,17 @@ pub fn cancel_order(
         updated_at: now,
         completed_at: None,
     });
-    crate::request::grant_open_request(
-        &mut order,
-        &cancellation_id,
-        options.reason.as_deref(),
-        actor,
-        now,
-        &mut history,
-    );
+    // A customer asked to cancel the order; cancelling some of its lines does not answer that.
+    if !plan.scope.is_partial() {
+        crate::request::grant_open_request(
+            &mut order,
+            &cancellation_id,
+            options.reason.as_deref(),
+            actor,
+            now,
+            &mut history,
+        );
+    }
     // The gates' steps are set here once; the later ones by apply_cancellation.
     for planned in plan
         .steps
@@ -855,22 +1078,46 @@ pub(crate) fn apply_cancellation(
     }
     apply_refunds(order, &refunds, now);
     order.financial_status = plan.financial_status;
-    order.status = OrderStatus::Cancelled;
-    order.fulfillment_status = FulfillmentStatus::Cancelled;
-    order.canceled_at = Some(now);
-    order.cancel_reason = options.reason.clone().or_else(|| options.reason_code.clone());
     order.updated_at = now;
-    for line in &mut order.line_items {
-        line.cancelled_quantity = line.quantity;
+    match &plan.scope {
+        CancelScope::Order { .. } => {
+            order.status = OrderStatus::Cancelled;
+            order.fulfillment_status = FulfillmentStatus::Cancelled;
+            order.canceled_at = Some(now);
+            order.cancel_reason = options.reason.clone().or_else(|| options.reason_code.clone());
+            for line in &mut order.line_items {
+                line.cancelled_quantity = line.quantity;
+            }
+            history.push(HistoryEntry::new(
+                now,
+                "order.cancelled",
+                actor,
+                "Order cancelled; it will not ship.",
+            ));
+        }
+        CancelScope::Lines { lines, .. } => {
+            for cancelled in lines {
+                if let Some(line) = order
+                    .line_items
+                    .iter_mut()
+                    .find(|line| line.id == cancelled.line_item_id)
+                {
+                    line.cancelled_quantity = (line.cancelled_quantity + cancelled.quantity).min(line.quantity);
+                }
+            }
+            history.push(HistoryEntry::new(
+                now,
+                "order.lines_cancelled",
+                actor,
+                format!(
+                    "Cancelled {}; the rest of the order still ships.",
+                    describe_lines(lines)
+                ),
+            ));
+        }
     }
-    history.push(HistoryEntry::new(
-        now,
-        "order.cancelled",
-        actor,
-        "Order cancelled; it will not ship.",
-    ));
 
-    let refundable = order.refundable();
+    let refundable = order.owed_for_cancellation();
     let cancellation = order.cancellation.as_mut().expect("a cancellation is being applied");
     cancellation.status = plan.cancellation_status;
     cancellation.updated_at = now;
@@ -931,7 +1178,8 @@ pub(crate) fn continue_after_gate(
         return (Vec::new(), WorkflowSchedule::Finished);
     }
     let options = CancelOptions::of(cancellation);
-    match plan_steps(order, &options, channel.clone(), warehouse.clone()) {
+    let scope = cancellation.scope.clone();
+    match plan_steps(order, &options, scope.clone(), channel.clone(), warehouse.clone()) {
         Ok(plan) => apply_cancellation(order, &plan, &options, actor, ids, now, history),
         Err(error) => {
             let mut fallback = plan_steps(
@@ -940,6 +1188,7 @@ pub(crate) fn continue_after_gate(
                     refund: false,
                     ..options.clone()
                 },
+                scope,
                 channel,
                 warehouse,
             )
@@ -968,8 +1217,7 @@ pub fn cancelled_at_channel(
     ids: &mut dyn IdSource,
     now: Timestamp,
 ) -> Result<OrderChange, CancelError> {
-    let cancellation_in_effect = order.cancellation.as_ref().is_some_and(|c| c.status.is_in_effect());
-    if order.status == OrderStatus::Cancelled || cancellation_in_effect {
+    if order.status == OrderStatus::Cancelled || order.whole_cancellation_in_effect() {
         return Err(CancelError::AlreadyCancelled {
             number: order.number.clone(),
         });
@@ -1002,9 +1250,11 @@ pub fn cancelled_at_channel(
         })
         .collect();
     let shipped = order.fulfillment_status.has_shipped();
+    let after_partial = order.line_items.iter().any(|line| line.cancelled_quantity > 0);
     order.cancellation = Some(Cancellation {
         id: cancellation_id.clone(),
         status: CancellationStatus::Processing,
+        scope: CancelScope::Order { after_partial },
         requested_by: RequestedBy::Channel,
         reason: reason.clone(),
         reason_code: None,
@@ -1089,6 +1339,15 @@ pub fn cancelled_at_channel(
         sync: Vec::new(),
         stock_moves: Vec::new(),
     })
+}
+
+/// `2 × TEA-001, 1 × MUG-002`: the lines of a partial cancellation, for people.
+pub(crate) fn describe_lines(lines: &[CancelledLine]) -> String {
+    lines
+        .iter()
+        .map(|line| format!("{} × {}", line.quantity, line.sku))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Cancellation {

@@ -25,6 +25,16 @@ impl ChannelKind {
             | ChannelKind::Shoplazza => true,
         }
     }
+
+    /// Whether the channel's cancel API can take some lines of an order and leave the rest (B1):
+    /// Amazon's acknowledgement feed cancels item by item; Rakuten's cancelOrder, Yahoo!'s
+    /// orderStatusChange, Shopify's orderCancel and Shoplazza's cancel take the whole order.
+    pub const fn cancels_lines(self) -> bool {
+        match self {
+            ChannelKind::OwnStore | ChannelKind::Amazon => true,
+            ChannelKind::Shopify | ChannelKind::Rakuten | ChannelKind::Yahoo | ChannelKind::Shoplazza => false,
+        }
+    }
 }
 
 crate::named_enum! {

@@ -139,6 +139,24 @@ impl Money {
         self.0.checked_mul(Decimal::from(quantity)).map(Money)
     }
 
+    /// `self × part / whole`, rounded to the currency's minor units (halves away from zero): the share of
+    /// an order-wide amount (tax, discount) that belongs to `part` of a `whole` subtotal (B1). Zero when
+    /// `whole` is zero.
+    pub fn share(self, part: Money, whole: Money, currency: Currency) -> Money {
+        if whole.is_zero() {
+            return Money::ZERO;
+        }
+        let exact = self
+            .0
+            .checked_mul(part.0)
+            .map(|product| product / whole.0)
+            .unwrap_or(self.0);
+        Money(exact.round_dp_with_strategy(
+            currency.minor_units(),
+            rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+        ))
+    }
+
     /// The amount written with exactly the currency's minor units: `"1200"` in JPY, `"9.90"` in USD.
     pub fn format(&self, currency: Currency) -> String {
         let mut value = self.0.round_dp(currency.minor_units());
@@ -168,6 +186,33 @@ mod tests {
     }
     fn usd() -> Currency {
         Currency::parse("USD").unwrap()
+    }
+
+    #[test]
+    fn a_share_is_rounded_to_the_currencys_minor_units_with_halves_up() {
+        let money = |text: &str, currency| Money::parse(text, currency).unwrap();
+        // ¥455 of tax on ¥1,000 of a ¥5,000 subtotal is ¥91 exactly; ¥333 gives ¥66.6, so ¥67.
+        assert_eq!(
+            money("455", jpy()).share(money("1000", jpy()), money("5000", jpy()), jpy()),
+            money("91", jpy())
+        );
+        assert_eq!(
+            money("333", jpy()).share(money("1000", jpy()), money("5000", jpy()), jpy()),
+            money("67", jpy())
+        );
+        // $5.20 × 19.99 / 64.97 = 1.59998… → $1.60; ¥5 × 1 / 2 = 2.5 → ¥3.
+        assert_eq!(
+            money("5.20", usd()).share(money("19.99", usd()), money("64.97", usd()), usd()),
+            money("1.60", usd())
+        );
+        assert_eq!(
+            money("5", jpy()).share(money("1", jpy()), money("2", jpy()), jpy()),
+            money("3", jpy())
+        );
+        assert_eq!(
+            money("5", jpy()).share(money("1", jpy()), Money::ZERO, jpy()),
+            Money::ZERO
+        );
     }
 
     #[test]

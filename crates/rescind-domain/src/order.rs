@@ -1,6 +1,6 @@
 //! The order and its four facets (PRODUCT.md §1), and how an imported order is built.
 
-use crate::cancel::Cancellation;
+use crate::cancel::{CancelScope, Cancellation};
 use crate::channel::ChannelKind;
 use crate::history::HistoryEntry;
 use crate::ids::IdSource;
@@ -185,6 +185,60 @@ impl Order {
     /// What is still owed to the customer: paid minus refunded.
     pub fn refundable(&self) -> Money {
         self.total_paid.saturating_sub(self.total_refund_price)
+    }
+
+    /// What the current cancellation still owes the customer: everything refundable for a whole-order
+    /// cancellation; for a partial one (B1), its lines' amount minus the refunds recorded against it.
+    pub fn owed_for_cancellation(&self) -> Money {
+        match &self.cancellation {
+            Some(Cancellation {
+                id,
+                scope: CancelScope::Lines { refund_amount, .. },
+                ..
+            }) => {
+                let refunded: Money = self
+                    .refunds
+                    .iter()
+                    .filter(|refund| refund.cancellation_id.as_deref() == Some(id.as_str()))
+                    .map(|refund| refund.amount)
+                    .sum();
+                refund_amount.saturating_sub(refunded).min(self.refundable())
+            }
+            Some(Cancellation {
+                scope: CancelScope::Order { .. },
+                ..
+            })
+            | None => self.refundable(),
+        }
+    }
+
+    /// The order as a whole is cancelled or being cancelled (C7); a partial cancellation leaves it open.
+    pub fn whole_cancellation_in_effect(&self) -> bool {
+        self.cancellation
+            .as_ref()
+            .is_some_and(|c| c.status.is_in_effect() && !c.scope.is_partial())
+    }
+
+    /// What the current cancellation puts back in stock.
+    pub fn current_restock_quantities(&self) -> Vec<(String, u32)> {
+        match &self.cancellation {
+            Some(cancellation) => self.restock_quantities(&cancellation.scope),
+            None => Vec::new(),
+        }
+    }
+
+    /// What a cancellation of `scope` puts back in stock: for the whole order, what the deduction
+    /// snapshot still holds (I3); for some lines, their quantities as the snapshot holds them (B1).
+    pub fn restock_quantities(&self, scope: &CancelScope) -> Vec<(String, u32)> {
+        match scope {
+            CancelScope::Order { .. } => self
+                .stock_snapshot
+                .iter()
+                .filter(|(_, quantity)| *quantity > 0)
+                .cloned()
+                .collect(),
+            CancelScope::Lines { restock, .. } => restock.clone(),
+        }
     }
 
     /// The financial status that the recorded refunds imply.

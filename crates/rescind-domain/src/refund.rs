@@ -116,8 +116,9 @@ pub fn record_refund(
     .with("method", refund.method)];
     apply_refunds(&mut order, std::slice::from_ref(&refund), now);
 
+    let still_owed = order.owed_for_cancellation();
     if let Some(cancellation) = order.cancellation.as_mut() {
-        if cancellation.status == CancellationStatus::AwaitingRefund && order.total_refund_price >= order.total_paid {
+        if cancellation.status == CancellationStatus::AwaitingRefund && still_owed.is_zero() {
             cancellation.status = CancellationStatus::Completed;
             cancellation.completed_at = Some(now);
             cancellation.updated_at = now;

@@ -1,6 +1,6 @@
 //! Undoing a cancellation (PRODUCT.md §5, C6).
 
-use crate::cancel::CancellationStatus;
+use crate::cancel::{CancelScope, CancellationStatus};
 use crate::channel::ChannelKind;
 use crate::history::{Actor, HistoryEntry};
 use crate::inventory::{StockMove, StockMoveKind};
@@ -22,6 +22,10 @@ pub enum UndoError {
     Irreversible { number: String, kind: ChannelKind },
     #[error("the payment must be authorized again before the undo")]
     ReauthorizationMissing,
+    /// B1: lines cancelled on their own were refunded and restocked by their share; putting them back
+    /// is a new order, not an undo.
+    #[error("order {number} had lines cancelled on their own; a cancellation that covered only part of the order, or followed one, cannot be undone")]
+    PartiallyCancelled { number: String },
 }
 
 /// A new authorization the payment provider must give before an undo (U3).
@@ -50,6 +54,12 @@ pub fn plan_undo(order: &Order) -> Result<Option<Reauthorization>, UndoError> {
         | CancellationStatus::Rejected
         | CancellationStatus::Failed
         | CancellationStatus::Undone => return Err(UndoError::NotCancelled { number }),
+    }
+    match cancellation.scope {
+        CancelScope::Order { after_partial: false } => {}
+        CancelScope::Order { after_partial: true } | CancelScope::Lines { .. } => {
+            return Err(UndoError::PartiallyCancelled { number });
+        }
     }
     if order.channel_kind.requires_channel_cancel() {
         return Err(UndoError::Irreversible {

@@ -1,7 +1,7 @@
 //! The durable part of a cancellation (W2, W7): which external call a pending step needs, what its
 //! outcome does to the order, how long to wait before trying again, and an operator's retry.
 
-use crate::cancel::{continue_after_gate, CancellationStatus, StepKind, StepStatus};
+use crate::cancel::{continue_after_gate, CancelScope, CancellationStatus, StepKind, StepStatus};
 use crate::channel::ChannelKind;
 use crate::history::{Actor, HistoryEntry};
 use crate::ids::IdSource;
@@ -100,6 +100,8 @@ pub struct ChannelCall {
     /// The channel is to put its own stock back: asked for, and rescind did not deduct the stock
     /// itself (then rescind restocks and pushes levels instead, I2–I5).
     pub restock_at_channel: bool,
+    /// Only `lines` are cancelled and the order stays open at the channel (B1).
+    pub partial: bool,
     pub lines: Vec<ChannelLine>,
     pub idempotency_key: String,
     pub earlier_attempts: bool,
@@ -194,15 +196,29 @@ pub fn pending_work(order: &Order) -> Option<PendingWork> {
                     .as_ref()
                     .is_some_and(|payment| payment.method == PaymentMethod::Channel),
             restock_at_channel: cancellation.restock && !order.inventory_deducted,
-            lines: order
-                .line_items
-                .iter()
-                .map(|line| ChannelLine {
-                    channel_line_item_id: line.channel_line_item_id.clone(),
-                    sku: line.sku.clone(),
-                    quantity: line.quantity,
-                })
-                .collect(),
+            partial: cancellation.scope.is_partial(),
+            lines: match &cancellation.scope {
+                CancelScope::Order { .. } => order
+                    .line_items
+                    .iter()
+                    .map(|line| ChannelLine {
+                        channel_line_item_id: line.channel_line_item_id.clone(),
+                        sku: line.sku.clone(),
+                        quantity: line.quantity,
+                    })
+                    .collect(),
+                CancelScope::Lines { lines, .. } => lines
+                    .iter()
+                    .filter_map(|cancelled| {
+                        let line = order.line_items.iter().find(|line| line.id == cancelled.line_item_id)?;
+                        Some(ChannelLine {
+                            channel_line_item_id: line.channel_line_item_id.clone(),
+                            sku: line.sku.clone(),
+                            quantity: cancelled.quantity,
+                        })
+                    })
+                    .collect(),
+            },
             idempotency_key: step.idempotency_key(&cancellation.id),
             earlier_attempts: step.attempts > 0,
         })),
@@ -210,11 +226,11 @@ pub fn pending_work(order: &Order) -> Option<PendingWork> {
             let payment = order.payment.as_ref()?;
             let action = if order.financial_status == FinancialStatus::Authorized {
                 PaymentAction::Void
-            } else if order.refundable().is_zero() {
+            } else if order.owed_for_cancellation().is_zero() {
                 return Some(PendingWork::NothingOwed);
             } else {
                 PaymentAction::Refund {
-                    amount: order.refundable(),
+                    amount: order.owed_for_cancellation(),
                 }
             };
             Some(PendingWork::Payment(PaymentCall {
@@ -391,6 +407,7 @@ pub fn record_step_outcome(
     let order_channel_id = order.channel_id.clone();
     let order_channel_order_id = order.channel_order_id.clone();
     let actor = Actor::System;
+    let restock_quantities = order.current_restock_quantities();
     let cancellation = order.cancellation.as_mut().ok_or(StaleStep)?;
     if cancellation.status != CancellationStatus::Processing {
         return Err(StaleStep);
@@ -422,7 +439,7 @@ pub fn record_step_outcome(
     let mut outbound_now: Option<(OutboundStatus, Option<Money>)> = None;
     let mut new_warning = None;
     let mut cancellation_fee = None;
-    let mut restocked_now = false;
+    let mut restocked_now: Option<Vec<(String, u32)>> = None;
     let workflow;
     match outcome {
         StepOutcome::ChannelCancelled { message } => {
@@ -461,7 +478,7 @@ pub fn record_step_outcome(
                 step.status = StepStatus::Succeeded;
                 step.message = done;
             }
-            restocked_now = true;
+            restocked_now = Some(restocked);
             workflow = WorkflowSchedule::Finished;
         }
         StepOutcome::OutboundStopped { message } => {
@@ -601,7 +618,7 @@ pub fn record_step_outcome(
             target: "rescind stock".to_owned(),
             request: format!(
                 "put back {} for cancellation {cancellation_id}",
-                crate::inventory::describe_stock(&order.stock_snapshot)
+                crate::inventory::describe_stock(&restock_quantities)
             ),
             ok: step_status != StepStatus::Failed,
             message: step.message.clone(),
@@ -711,8 +728,22 @@ pub fn record_step_outcome(
     if let Some(warning) = new_warning {
         order.add_warning(warning);
     }
-    if restocked_now {
-        order.restocked = true;
+    if let Some(restocked) = restocked_now {
+        match order
+            .cancellation
+            .as_ref()
+            .map(|cancellation| cancellation.scope.is_partial())
+        {
+            // What went back for some lines is no longer held for the order (B1, I3).
+            Some(true) => {
+                for (sku, quantity) in &restocked {
+                    if let Some((_, held)) = order.stock_snapshot.iter_mut().find(|(held_sku, _)| held_sku == sku) {
+                        *held = held.saturating_sub(*quantity);
+                    }
+                }
+            }
+            Some(false) | None => order.restocked = true,
+        }
     }
     if gate_passed {
         let (more_refunds, next) = continue_after_gate(&mut order, &actor, ids, now, &mut history);
@@ -775,7 +806,7 @@ fn fail_cancellation(
 /// Once no step is pending any more, the cancellation is completed when everything paid went back
 /// (W4), or waits for the rest of the money.
 fn settle_cancellation(order: &mut Order, history: &mut Vec<HistoryEntry>, now: Timestamp) {
-    let refundable = order.refundable();
+    let refundable = order.owed_for_cancellation();
     let Some(cancellation) = order.cancellation.as_mut() else {
         return;
     };

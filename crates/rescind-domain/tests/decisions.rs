@@ -735,3 +735,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_restock_after_the_lines_were_edited_puts_back_the_deduction_snapshot() {
+    // I3: two teas were deducted at import; the lines were edited afterwards (five teas, a new mug).
+    let mut order = paid(PaymentMethod::BankTransfer);
+    order.inventory_deducted = true;
+    order.stock_snapshot = vec![("TEA".to_owned(), 2)];
+    order.line_items[0].quantity = 5;
+    let mut mug = order.line_items[0].clone();
+    mug.id = "li_mug".to_owned();
+    mug.sku = "MUG".to_owned();
+    order.line_items.push(mug);
+
+    let plan = plan_cancellation(&order, &options(Some(RefundMethod::StoreCredit))).unwrap();
+    assert_eq!(
+        plan.restock,
+        vec![("TEA".to_owned(), 2)],
+        "the snapshot, not the edited lines"
+    );
+}
+
+#[test]
+fn a_partial_cancel_puts_back_no_more_than_the_snapshot_holds() {
+    // B1 with I3: the order's line says five teas but only two were deducted.
+    let mut order = paid(PaymentMethod::BankTransfer);
+    order.inventory_deducted = true;
+    order.stock_snapshot = vec![("TEA".to_owned(), 2)];
+    order.line_items[0].quantity = 5;
+    let line = order.line_items[0].id.clone();
+    let plan = plan_cancellation(
+        &order,
+        &CancelOptions {
+            lines: vec![(line, 3)],
+            ..options(Some(RefundMethod::StoreCredit))
+        },
+    )
+    .unwrap();
+    assert_eq!(plan.restock, vec![("TEA".to_owned(), 2)]);
+    assert!(plan.scope.is_partial());
+}

@@ -117,7 +117,9 @@ impl From<CancelError> for ApiError {
     fn from(error: CancelError) -> Self {
         let code = cancel_error_code(&error);
         match error {
-            CancelError::InvalidReason { problems, .. } => ApiError::invalid(problems),
+            CancelError::InvalidReason { problems, .. } | CancelError::InvalidLines { problems } => {
+                ApiError::invalid(problems)
+            }
             CancelError::RefundMethodNotApplicable { .. } => ApiError::invalid(vec![format!("refund_method: {error}")]),
             _ => ApiError::new(StatusCode::CONFLICT, code, sentence(error.to_string())),
         }
@@ -133,6 +135,8 @@ pub fn cancel_error_code(error: &CancelError) -> &'static str {
         CancelError::InvalidReason { .. } => "invalid_request",
         CancelError::PaymentProviderRequired { .. } => "payment_provider_required",
         CancelError::RefundMethodNotApplicable { .. } => "invalid_request",
+        CancelError::InvalidLines { .. } => "invalid_request",
+        CancelError::PartialCancelUnsupported { .. } => "partial_cancel_unsupported",
     }
 }
 

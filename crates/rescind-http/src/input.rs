@@ -1,7 +1,9 @@
 //! Turning request bodies into validated domain values, once, at the edge. Each problem becomes one
 //! entry of the 400's `errors`, named by its field.
 
-use crate::wire::{AddressBody, CancelOptionsBody, CustomerBody, ImportOrderRequest, RecordRefundRequest};
+use crate::wire::{
+    AddressBody, CancelLineItemInput, CancelOptionsBody, CustomerBody, ImportOrderRequest, RecordRefundRequest,
+};
 use rescind_domain::{
     Address, CancelOptions, ChannelKind, Currency, Customer, FinancialStatus, FulfillmentStatus, Money, NewLineItem,
     NewOrder, Payment, PaymentMethod, RefundMethod, RefundRequest, RequestedBy,
@@ -369,8 +371,55 @@ pub fn cancel_options(body: CancelOptionsBody<'_>, requested_by: RequestedBy) ->
         notify_customer: body.notify_customer.unwrap_or(true),
         channel_cancel_sync: true,
         warehouse: None,
+        lines: Vec::new(),
     };
     problems.into_result(options)
+}
+
+/// The most lines one partial cancellation may name.
+pub const CANCEL_LINES_MAX: usize = 1000;
+
+/// Validates the lines of a partial cancellation (B1): each names a line and a quantity of at least 1.
+/// Whether they fit the order is the domain's to say.
+pub fn cancel_lines(lines: &[CancelLineItemInput]) -> Result<Vec<(String, u32)>, Vec<String>> {
+    let mut problems = Vec::new();
+    if lines.is_empty() {
+        problems.push("line_items: needs at least one line; leave it out to cancel the whole order".to_owned());
+    }
+    if lines.len() > CANCEL_LINES_MAX {
+        problems.push(format!("line_items: at most {CANCEL_LINES_MAX} lines"));
+    }
+    let mut parsed = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        let id = match line.line_item_id.as_deref().map(str::trim) {
+            Some(id) if !id.is_empty() => Some(id.to_owned()),
+            _ => {
+                problems.push(format!("line_items[{index}].line_item_id: is required"));
+                None
+            }
+        };
+        let quantity = match line.quantity {
+            Some(quantity) if quantity >= 1 => u32::try_from(quantity).ok(),
+            Some(_) => None,
+            None => {
+                problems.push(format!("line_items[{index}].quantity: is required"));
+                continue;
+            }
+        };
+        if quantity.is_none() {
+            problems.push(format!(
+                "line_items[{index}].quantity: must be a whole number of at least 1"
+            ));
+        }
+        if let (Some(id), Some(quantity)) = (id, quantity) {
+            parsed.push((id, quantity));
+        }
+    }
+    if problems.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(problems)
+    }
 }
 
 /// Validates a refund record; amounts are checked against the order's currency by the caller.

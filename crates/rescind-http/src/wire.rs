@@ -1,6 +1,7 @@
 //! The JSON shapes of API.md, and their conversion from domain values. The domain knows nothing of
 //! these shapes; this module is the only place that does.
 
+use rescind_domain::cancel::CancelScope;
 use rescind_domain::{
     Cancellation, CancellationRequest, CancellationStatus, ChannelKind, FinancialStatus, FulfillmentStatus,
     HistoryEntry, Order, OrderStatus, PaymentMethod, RefundMethod, RequestedBy, Scope, StepKind, StepStatus, Timestamp,
@@ -505,8 +506,46 @@ pub struct CancellationBody {
     /// The warehouse's fee for a cancellation request (C4).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fee: Option<String>,
+    /// `order` (the whole order) or `lines` (a partial cancellation, B1).
+    #[schema(schema_with = cancel_scope_schema)]
+    pub scope: String,
+    /// The quantities a partial cancellation took out; empty for the whole order.
+    pub line_items: Vec<CancelledLineBody>,
+    /// What a partial cancellation gives back: its lines' price with their share of tax and discount.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund_amount: Option<String>,
     pub created_at: String,
     pub completed_at: Option<String>,
+}
+
+/// A quantity of one line cancelled on its own (B1).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelledLineBody {
+    pub line_item_id: String,
+    pub sku: String,
+    pub quantity: u32,
+}
+
+fn cancel_scope_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["order", "lines"]))
+        .build()
+}
+
+/// The lines of a scope, for the API.
+pub fn cancelled_lines_body(scope: &CancelScope) -> Vec<CancelledLineBody> {
+    match scope {
+        CancelScope::Order { .. } => Vec::new(),
+        CancelScope::Lines { lines, .. } => lines
+            .iter()
+            .map(|line| CancelledLineBody {
+                line_item_id: line.line_item_id.clone(),
+                sku: line.sku.clone(),
+                quantity: line.quantity,
+            })
+            .collect(),
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -694,7 +733,7 @@ pub struct CancelOptionsBody<'a> {
 cancel_request! {
     /// `POST /orders/{id}/cancel`: the options of a cancel (W1); every field is optional.
     pub struct CancelRequest {
-        /// Partial cancellation (B1); not available yet.
+        /// Cancel only these quantities of these lines (B1); leave out to cancel the whole order.
         pub line_items: Option<Vec<CancelLineItemInput>>,
         /// Answer the plan without changing anything (B2).
         pub dry_run: Option<bool>,
@@ -745,6 +784,8 @@ pub struct RestockLine {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PlanBody {
     pub steps: Vec<PlanStepBody>,
+    /// The lines a partial cancellation would take out (B1); empty for the whole order.
+    pub line_items: Vec<CancelledLineBody>,
     pub refund_amount: String,
     pub restock: Vec<RestockLine>,
     #[schema(schema_with = warnings_schema)]
@@ -840,6 +881,16 @@ pub fn cancellation_body(cancellation: &Cancellation) -> CancellationBody {
             })
             .collect(),
         fee: cancellation.fee.map(|fee| fee.to_string()),
+        scope: match cancellation.scope {
+            CancelScope::Order { .. } => "order",
+            CancelScope::Lines { .. } => "lines",
+        }
+        .to_owned(),
+        line_items: cancelled_lines_body(&cancellation.scope),
+        refund_amount: match &cancellation.scope {
+            CancelScope::Order { .. } => None,
+            CancelScope::Lines { refund_amount, .. } => Some(refund_amount.to_string()),
+        },
         created_at: rfc3339(cancellation.created_at),
         completed_at: cancellation.completed_at.map(rfc3339),
     }

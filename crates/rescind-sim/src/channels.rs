@@ -540,15 +540,27 @@ fn process_feed(world: &mut crate::World, document: &str, headers: &HeaderMap) -
         Some(_) => None,
     };
     if failure.is_none() {
-        if let Some(order) = market.orders.get_mut(&order_id) {
-            order.status = "Canceled".to_owned();
-        }
-        let items: Vec<String> = document
-            .split("<AmazonOrderItemCode>")
+        // Items with a Quantity cancel that much of the item and leave the order open; without, the
+        // whole order is canceled.
+        let items: Vec<Value> = document
+            .split("<Item>")
             .skip(1)
-            .filter_map(|rest| rest.split("</AmazonOrderItemCode>").next().map(str::to_owned))
+            .map(|item| json!({"code": tag(item, "AmazonOrderItemCode"), "quantity": tag(item, "Quantity")}))
             .collect();
-        record(market, &order_id, reason, None, headers, json!({"items": items}));
+        let partial = items.iter().any(|item| !item["quantity"].is_null());
+        if let Some(order) = market.orders.get_mut(&order_id) {
+            if !partial {
+                order.status = "Canceled".to_owned();
+            }
+        }
+        record(
+            market,
+            &order_id,
+            reason,
+            None,
+            headers,
+            json!({"items": items, "partial": partial}),
+        );
     }
     let (errors, result) = match failure {
         Some((code, description)) => (

@@ -3,7 +3,7 @@
 // in SQLite too).
 
 use crate::codec::{
-    outbound_from_json, outbound_to_json, stock_snapshot_from_json, stock_snapshot_to_json,
+    outbound_from_json, outbound_to_json, scope_from_json, scope_to_json, stock_snapshot_from_json, stock_snapshot_to_json,
     address_from_json, address_to_json, customer_from_json, customer_to_json, history_data_from_json,
     history_data_to_json, line_items_from_json, line_items_to_json, parse_named, payment_from_json, payment_to_json,
     scopes_from_text, scopes_to_text, steps_from_json, steps_to_json, warnings_from_json, warnings_to_json,
@@ -27,7 +27,10 @@ type Connection = <Db as Database>::Connection;
 type DbRow = <Db as Database>::Row;
 
 /// The migrations, oldest first. Never edit one that has landed: add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (2, "partial_cancellations", include_str!("../migrations/0002_partial_cancellations.sql")),
+];
 
 const ORDER_COLUMNS: &str = "id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
     financial_status, fulfillment_status, currency, sub_total, total_shipping, total_tax, total_discount, \
@@ -37,7 +40,7 @@ const ORDER_COLUMNS: &str = "id, shop_id, number, channel_id, channel_kind, chan
 
 const CANCELLATION_COLUMNS: &str = "id, order_id, status, requested_by, reason, reason_code, reason_detail, \
     staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, fulfillment_status_before, \
-    financial_status_before, reauthorization_generation, fee, created_at, updated_at, completed_at";
+    financial_status_before, reauthorization_generation, fee, created_at, updated_at, completed_at, partial, scope";
 
 const REFUND_COLUMNS: &str = "id, order_id, cancellation_id, amount, method, note, actor, created_at";
 
@@ -113,6 +116,7 @@ fn cancellation_from_row(row: &DbRow) -> Result<(String, Cancellation)> {
     let cancellation = Cancellation {
         id: row.try_get("id")?,
         status: parse_named(&row.try_get::<String, _>("status")?, CancellationStatus::parse, "cancellation status")?,
+        scope: scope_from_json(row.try_get("partial")?, &row.try_get::<String, _>("scope")?)?,
         requested_by: parse_named(&row.try_get::<String, _>("requested_by")?, RequestedBy::parse, "requester")?,
         reason: row.try_get("reason")?,
         reason_code: row.try_get("reason_code")?,
@@ -329,7 +333,7 @@ async fn write_order(connection: &mut Connection, order: &Order) -> Result<(), s
          warnings = excluded.warnings, cancellation_id = excluded.cancellation_id, \
          cancellation_status = excluded.cancellation_status, updated_at = excluded.updated_at, \
          outbound = excluded.outbound, outbound_external_id = excluded.outbound_external_id, \
-         restocked = excluded.restocked",
+         restocked = excluded.restocked, stock_snapshot = excluded.stock_snapshot",
     )
     .bind(&order.id)
     .bind(&order.shop_id)
@@ -383,8 +387,8 @@ async fn save_change(connection: &mut Connection, change: &OrderChange) -> Resul
             "INSERT INTO cancellations (id, order_id, shop_id, status, requested_by, reason, reason_code, \
              reason_detail, staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, \
              fulfillment_status_before, financial_status_before, reauthorization_generation, created_at, updated_at, \
-             completed_at, fee) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-             $19, $20, $21, $22) ON CONFLICT (id) DO UPDATE SET status = excluded.status, fee = excluded.fee, \
+             completed_at, fee, partial, scope) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+             $19, $20, $21, $22, $23, $24) ON CONFLICT (id) DO UPDATE SET status = excluded.status, fee = excluded.fee, \
              refund_method = excluded.refund_method, needs_attention = excluded.needs_attention, \
              steps = excluded.steps, reauthorization_generation = excluded.reauthorization_generation, \
              updated_at = excluded.updated_at, completed_at = excluded.completed_at",
@@ -411,6 +415,8 @@ async fn save_change(connection: &mut Connection, change: &OrderChange) -> Resul
         .bind(cancellation.updated_at.unix_micros())
         .bind(cancellation.completed_at.map(Timestamp::unix_micros))
         .bind(cancellation.fee.map(|fee| fee.format(currency)))
+        .bind(cancellation.scope.is_partial())
+        .bind(scope_to_json(&cancellation.scope))
         .execute(&mut *connection)
         .await
         .context("failed to write the cancellation")?;
@@ -1156,13 +1162,11 @@ impl Backend {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<CancellationOfOrder>> {
-        let mut query = QueryBuilder::<Db>::new(
-            "SELECT c.id, c.order_id, c.status, c.requested_by, c.reason, c.reason_code, c.reason_detail, \
-             c.staff_note, c.refund, c.refund_method, c.restock, c.notify_customer, c.needs_attention, c.steps, \
-             c.fulfillment_status_before, c.financial_status_before, c.reauthorization_generation, c.fee, c.created_at, \
-             c.updated_at, c.completed_at, \
-             o.number FROM cancellations c JOIN orders o ON o.id = c.order_id WHERE c.shop_id = ",
-        );
+        let columns: Vec<String> = CANCELLATION_COLUMNS.split(", ").map(|column| format!("c.{column}")).collect();
+        let mut query = QueryBuilder::<Db>::new(format!(
+            "SELECT {}, o.number FROM cancellations c JOIN orders o ON o.id = c.order_id WHERE c.shop_id = ",
+            columns.join(", ")
+        ));
         query.push_bind(shop_id.to_owned());
         if let Some(needs_attention) = needs_attention {
             query.push(" AND c.needs_attention = ").push_bind(needs_attention);
@@ -1367,7 +1371,7 @@ impl Backend {
         let cancellation_id = order.cancellation.as_ref().map(|c| c.id.clone()).unwrap_or_default();
         let now = crate::now();
         let mut report = RestockReport::default();
-        for (sku, quantity) in &order.stock_snapshot {
+        for (sku, quantity) in &order.current_restock_quantities() {
             let known: Option<i64> = sqlx::query_scalar(&format!("SELECT available FROM inventory WHERE shop_id = $1 AND sku = $2 {}", DIALECT.lock_order))
                 .bind(shop_id)
                 .bind(sku)

@@ -2,6 +2,7 @@
 //! warnings, steps, history data) are written and read back. These are storage shapes, not API shapes.
 
 use anyhow::{anyhow, Context, Result};
+use rescind_domain::cancel::{CancelScope, CancelledLine};
 use rescind_domain::{
     Address, Customer, LineItem, Money, Payment, PaymentMethod, Step, StepKind, StepStatus, Timestamp, Warning,
 };
@@ -256,4 +257,51 @@ pub(crate) fn stock_snapshot_from_json(json: &str) -> Result<Vec<(String, u32)>>
         .iter()
         .map(|line| Ok((text(line, "sku")?, u32::try_from(number(line, "quantity")?)?)))
         .collect()
+}
+
+/// A partial cancellation's lines, amount and restock (B1); `None` for a whole-order cancellation.
+pub(crate) fn scope_to_json(scope: &CancelScope) -> String {
+    match scope {
+        CancelScope::Order { after_partial } => json!({"after_partial": after_partial}).to_string(),
+        CancelScope::Lines {
+            lines,
+            refund_amount,
+            restock,
+        } => json!({
+            "lines": lines
+                .iter()
+                .map(|line| json!({"line_item_id": line.line_item_id, "sku": line.sku, "quantity": line.quantity}))
+                .collect::<Vec<_>>(),
+            "refund_amount": refund_amount.to_string(),
+            "restock": parse(&stock_snapshot_to_json(restock)).unwrap_or(Value::Null),
+        })
+        .to_string(),
+    }
+}
+
+pub(crate) fn scope_from_json(partial: bool, json: &str) -> Result<CancelScope> {
+    let value = parse(json)?;
+    if !partial {
+        return Ok(CancelScope::Order {
+            after_partial: value.get("after_partial").and_then(Value::as_bool).unwrap_or(false),
+        });
+    }
+    let lines = value
+        .get("lines")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("stored partial cancellation has no lines"))?
+        .iter()
+        .map(|line| {
+            Ok(CancelledLine {
+                line_item_id: text(line, "line_item_id")?,
+                sku: text(line, "sku")?,
+                quantity: u32::try_from(number(line, "quantity")?)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(CancelScope::Lines {
+        lines,
+        refund_amount: money(&value, "refund_amount")?,
+        restock: stock_snapshot_from_json(&value.get("restock").cloned().unwrap_or(Value::Null).to_string())?,
+    })
 }

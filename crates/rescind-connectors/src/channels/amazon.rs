@@ -63,13 +63,19 @@ impl Amazon {
 
     fn feed_xml(&self, call: &ChannelCall) -> String {
         let reason = call.reason_code.as_deref().unwrap_or("GeneralAdjustment");
+        // A partial cancel (B1) names the items and the quantity of each that is cancelled.
         let items: String = call
             .lines
             .iter()
-            .filter_map(|line| line.channel_line_item_id.as_deref())
-            .map(|code| {
+            .filter_map(|line| Some((line.channel_line_item_id.as_deref()?, line.quantity)))
+            .map(|(code, quantity)| {
+                let quantity = if call.partial {
+                    format!("<Quantity>{quantity}</Quantity>")
+                } else {
+                    String::new()
+                };
                 format!(
-                    "<Item><AmazonOrderItemCode>{}</AmazonOrderItemCode><CancelReason>{}</CancelReason></Item>",
+                    "<Item><AmazonOrderItemCode>{}</AmazonOrderItemCode><CancelReason>{}</CancelReason>{quantity}</Item>",
                     xml_escape(code),
                     xml_escape(reason)
                 )

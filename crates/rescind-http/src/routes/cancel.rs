@@ -7,9 +7,9 @@ use crate::input::{self, Problems};
 use crate::routes::orders::page_size;
 use crate::routes::query;
 use crate::wire::{
-    cancellation_body, order_body, refund_body, BulkCancelRequest, BulkCancelResponse, BulkCancelResult, CancelRequest,
-    CancellationList, CancellationListItem, DryRunBody, OrderBody, PlanBody, PlanStepBody, RecordRefundRequest,
-    RecordRefundResponse, RestockLine, UndoRequest,
+    cancellation_body, cancelled_lines_body, order_body, refund_body, BulkCancelRequest, BulkCancelResponse,
+    BulkCancelResult, CancelRequest, CancellationList, CancellationListItem, DryRunBody, OrderBody, PlanBody,
+    PlanStepBody, RecordRefundRequest, RecordRefundResponse, RestockLine, UndoRequest,
 };
 use crate::AppState;
 use axum::body::Bytes;
@@ -67,6 +67,7 @@ fn plan_body(order: &Order, plan: &CancelPlan) -> PlanBody {
                 fee: step.fee.map(|fee| fee.format(order.currency)),
             })
             .collect(),
+        line_items: cancelled_lines_body(&plan.scope),
         refund_amount: plan.refund_amount.format(order.currency),
         restock: plan
             .restock
@@ -93,7 +94,7 @@ fn plan_body(order: &Order, plan: &CancelPlan) -> PlanBody {
         (status = 202, description = "A step is still running or waiting", body = OrderBody),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "order_not_cancellable, return_required, already_cancelled, channel_cancel_required, payment_provider_required", body = ErrorBody),
+        (status = 409, description = "order_not_cancellable, return_required, already_cancelled, channel_cancel_required, payment_provider_required, partial_cancel_unsupported", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn cancel_order(
     State(state): State<AppState>,
@@ -103,12 +104,20 @@ pub async fn cancel_order(
 ) -> Result<Response, ApiError> {
     let shop = principal.shop(Scope::WriteOrder)?;
     let request: CancelRequest = parse_json(&body)?;
-    let mut options = input::cancel_options(request.cancel_options(), RequestedBy::Merchant);
-    if request.line_items.is_some() {
-        let problem = "line_items: partial cancellation is not available yet; cancel the whole order".to_owned();
-        options = Err(options.err().unwrap_or_default().into_iter().chain([problem]).collect());
-    }
-    let options = options.map_err(ApiError::invalid)?;
+    let options = input::cancel_options(request.cancel_options(), RequestedBy::Merchant);
+    let lines = request.line_items.as_deref().map(input::cancel_lines).transpose();
+    let (options, lines) = match (options, lines) {
+        (Ok(options), Ok(lines)) => (options, lines.unwrap_or_default()),
+        (options, lines) => {
+            let problems = options
+                .err()
+                .unwrap_or_default()
+                .into_iter()
+                .chain(lines.err().unwrap_or_default());
+            return Err(ApiError::invalid(problems.collect()));
+        }
+    };
+    let options = CancelOptions { lines, ..options };
     let cancel_sync = channel_cancel_sync(&state, &shop.shop_id).await?;
     if request.dry_run == Some(true) {
         let order = state
@@ -641,6 +650,7 @@ fn undo_error(error: UndoError) -> ApiError {
         UndoError::InProgress { .. } => "cancellation_in_progress",
         UndoError::Irreversible { .. } => "cancellation_irreversible",
         UndoError::ReauthorizationMissing => "payment_failed",
+        UndoError::PartiallyCancelled { .. } => "cancellation_irreversible",
     };
     ApiError::new(StatusCode::CONFLICT, code, sentence(error.to_string()))
 }

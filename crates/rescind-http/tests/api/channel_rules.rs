@@ -413,7 +413,7 @@ async fn amazon_cancels_each_item_with_the_reason_through_the_feed(app: TestApp)
     assert_eq!(cancel["reason"], "BuyerCanceled");
     assert_eq!(
         cancel["parameters"]["items"],
-        json!(["12345678901234", "12345678905678"])
+        json!([{"code": "12345678901234", "quantity": null}, {"code": "12345678905678", "quantity": null}])
     );
     assert!(
         ledger["amazon"]["calls"]["getFeed"].as_u64().unwrap() >= 3,

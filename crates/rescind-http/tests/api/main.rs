@@ -11,6 +11,7 @@ mod channel_rules;
 mod channels;
 mod operations;
 mod orders;
+mod partial;
 mod payments;
 mod properties;
 mod refunds;
