@@ -124,6 +124,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/inventory/{sku}/adjust", post(routes::inventory::adjust_stock))
         .route(
+            "/inventory/{sku}/listings",
+            get(routes::inventory::get_listings).put(routes::inventory::set_listings),
+        )
+        .route(
             "/warehouses",
             post(routes::warehouses::create_warehouse).get(routes::warehouses::list_warehouses),
         )
@@ -200,11 +204,17 @@ pub async fn serve(
             stop_worker.subscribe(),
         ))
     });
+    let pusher = tokio::spawn(rescind_workflow::stock_push::run_stock_pusher(
+        store.clone(),
+        state.http.clone(),
+        stop_worker.subscribe(),
+    ));
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = stop_worker.send(true);
     let _ = worker.await;
+    let _ = pusher.await;
     if let Some(poller) = poller {
         let _ = poller.await;
     }

@@ -34,6 +34,8 @@ use utoipa::{Modify, OpenApi};
         routes::inventory::get_stock,
         routes::inventory::set_stock,
         routes::inventory::adjust_stock,
+        routes::inventory::get_listings,
+        routes::inventory::set_listings,
         routes::requests::create_request,
         routes::requests::list_requests,
         routes::requests::accept,

@@ -246,7 +246,8 @@ pub struct SyncHistoryEntryBody {
     pub at: String,
     #[schema(example = "cancel")]
     pub kind: String,
-    pub order_id: String,
+    /// The order the call was about; null for a stock push (`inventory_push`), which concerns SKUs.
+    pub order_id: Option<String>,
     /// The system called, e.g. `rakuten ch_01…`.
     pub target: String,
     pub request: String,
@@ -355,6 +356,39 @@ pub fn warehouse_body(warehouse: &rescind_store::Warehouse) -> WarehouseBody {
 #[serde(deny_unknown_fields)]
 pub struct SetStockRequest {
     pub available: Option<i64>,
+}
+
+/// `PUT /inventory/{sku}/listings`: every channel that sells the SKU (I5), replacing the list before.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetListingsRequest {
+    pub listings: Option<Vec<ListingInput>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListingInput {
+    pub channel_id: Option<String>,
+    /// The channel's id of the listing: Shopify's inventory item (required), Rakuten's manageNumber,
+    /// Yahoo!'s item code, Amazon's seller SKU (these three default to the SKU), Shoplazza's variant
+    /// (required).
+    pub external_id: Option<String>,
+    /// Shopify's location of the stock (required for Shopify).
+    pub location_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListingBody {
+    pub channel_id: String,
+    pub external_id: String,
+    pub location_id: Option<String>,
+}
+
+/// Where a SKU is sold; its level is pushed to each (I5).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListingsBody {
+    pub sku: String,
+    pub listings: Vec<ListingBody>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

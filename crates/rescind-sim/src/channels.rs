@@ -43,11 +43,22 @@ pub struct CancelRecord {
     pub parameters: Value,
 }
 
+/// A stock push that took effect: each listing's new level (I5).
+#[derive(Clone, Debug)]
+pub struct StockPush {
+    /// `(the channel's listing id, quantity)`.
+    pub items: Vec<(String, u64)>,
+    pub idempotency_key: Option<String>,
+}
+
 /// One simulated marketplace.
 #[derive(Debug, Default)]
 pub struct Marketplace {
     pub orders: BTreeMap<String, ChannelOrder>,
     pub cancels: Vec<CancelRecord>,
+    /// The stock the channel shows, by its listing id.
+    pub stock: BTreeMap<String, u64>,
+    pub stock_pushes: Vec<StockPush>,
     calls: BTreeMap<String, u64>,
     next_id: u64,
 }
@@ -71,7 +82,23 @@ impl Marketplace {
                 "idempotency_key": cancel.idempotency_key, "parameters": cancel.parameters,
             })).collect::<Vec<_>>(),
             "calls": self.calls,
+            "stock": self.stock,
+            "stock_pushes": self.stock_pushes.iter().map(|push| json!({
+                "items": push.items.iter().map(|(id, quantity)| json!({"id": id, "quantity": quantity})).collect::<Vec<_>>(),
+                "idempotency_key": push.idempotency_key,
+            })).collect::<Vec<_>>(),
         })
+    }
+
+    /// Sets the listings' stock and keeps the push in the ledger.
+    fn set_stock(&mut self, items: Vec<(String, u64)>, headers: &HeaderMap) {
+        for (id, quantity) in &items {
+            self.stock.insert(id.clone(), *quantity);
+        }
+        self.stock_pushes.push(StockPush {
+            items,
+            idempotency_key: header(headers, "idempotency-key").map(str::to_owned),
+        });
     }
 }
 
@@ -95,6 +122,8 @@ pub fn router() -> Router<Sim> {
         .route("/_sim/{channel}/orders/{id}/status", post(control_set_status))
         .route("/admin/api/{version}/graphql.json", post(shopify_graphql))
         .route("/es/2.0/order/{operation}/", post(rakuten))
+        .route("/es/2.0/inventories/bulk-upsert", post(rakuten_inventory_upsert))
+        .route("/ShoppingWebService/V1/setStock", post(yahoo_set_stock))
         .route("/ShoppingWebService/V1/{operation}", post(yahoo))
         .route("/feeds/2021-06-30/documents", post(amazon_create_document))
         .route("/feeds/2021-06-30/documents/{id}", get(amazon_get_document))
@@ -104,6 +133,7 @@ pub fn router() -> Router<Sim> {
         .route("/orders/v0/orders/{id}", get(amazon_get_order))
         .route("/openapi/2022-01/orders/{id}/cancel", post(shoplazza_cancel))
         .route("/openapi/2022-01/orders/{id}", get(shoplazza_get_order))
+        .route("/openapi/2022-01/variants/{id}", put(shoplazza_update_variant))
 }
 
 /// An answer: status, content type, body.
@@ -254,6 +284,8 @@ async fn shopify_graphql(State(sim): State<Sim>, headers: HeaderMap, Json(reques
     let authorized = header(&headers, "x-shopify-access-token").is_some();
     let endpoint = if query.contains("orderCancel(") {
         "orderCancel"
+    } else if query.contains("inventorySetQuantities(") {
+        "inventorySetQuantities"
     } else {
         "query"
     };
@@ -288,6 +320,29 @@ async fn shopify_graphql(State(sim): State<Sim>, headers: HeaderMap, Json(reques
                 json!({"refund": variables["refund"], "restock": variables["restock"], "notifyCustomer": variables["notifyCustomer"], "staffNote": variables["staffNote"]}),
             );
             json_answer(StatusCode::OK, json!({"data": {"orderCancel": {"job": {"id": job, "done": false}, "orderCancelUserErrors": []}}}))
+        } else if query.contains("inventorySetQuantities(") {
+            let input = &variables["input"];
+            if input["name"] != "available" {
+                return json_answer(
+                    StatusCode::OK,
+                    json!({"data": {"inventorySetQuantities": {"inventoryAdjustmentGroup": null, "userErrors": [{"field": ["input", "name"], "message": "The quantity name must be available or on_hand", "code": "INVALID_NAME"}]}}}),
+                );
+            }
+            let items = input["quantities"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|quantity| {
+                    (
+                        format!("{}@{}", quantity["inventoryItemId"].as_str().unwrap_or_default(), quantity["locationId"].as_str().unwrap_or_default()),
+                        quantity["quantity"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect();
+            market.set_stock(items, &headers);
+            market.next_id += 1;
+            let group = format!("gid://shopify/InventoryAdjustmentGroup/{}", market.next_id);
+            json_answer(StatusCode::OK, json!({"data": {"inventorySetQuantities": {"inventoryAdjustmentGroup": {"id": group}, "userErrors": []}}}))
         } else if query.contains("job(") {
             json_answer(StatusCode::OK, json!({"data": {"job": {"id": variables["id"], "done": true}}}))
         } else {
@@ -297,6 +352,38 @@ async fn shopify_graphql(State(sim): State<Sim>, headers: HeaderMap, Json(reques
             });
             json_answer(StatusCode::OK, json!({"data": {"order": order}}))
         }
+    })
+    .await
+}
+
+// ---- Rakuten: RMS Inventory API 2.0 ----
+
+/// `bulk-upsert`: absolute quantities per manageNumber and variantId; 204 on success.
+async fn rakuten_inventory_upsert(State(sim): State<Sim>, headers: HeaderMap, Json(request): Json<Value>) -> Response {
+    let authorized = header(&headers, "authorization").is_some_and(|value| value.starts_with("ESA "));
+    run(&sim, "rakuten", "inventoryBulkUpsert", authorized, move |world| {
+        let mut items = Vec::new();
+        for inventory in request["inventories"].as_array().into_iter().flatten() {
+            let (Some(manage), Some(variant), Some(quantity)) = (
+                inventory["manageNumber"].as_str(),
+                inventory["variantId"].as_str(),
+                inventory["quantity"].as_u64(),
+            ) else {
+                return json_answer(
+                    StatusCode::BAD_REQUEST,
+                    json!({"errors": [{"code": "IE0001", "message": "manageNumber, variantId and quantity are required"}]}),
+                );
+            };
+            if inventory["mode"] != "ABSOLUTE" {
+                return json_answer(
+                    StatusCode::BAD_REQUEST,
+                    json!({"errors": [{"code": "IE0002", "message": "only mode ABSOLUTE is simulated"}]}),
+                );
+            }
+            items.push((format!("{manage}:{variant}"), quantity));
+        }
+        world.channel("rakuten").set_stock(items, &headers);
+        (StatusCode::NO_CONTENT, "application/json", String::new())
     })
     .await
 }
@@ -399,6 +486,51 @@ fn yahoo_error(code: &str, message: &str) -> Answer {
         StatusCode::BAD_REQUEST,
         format!("<Error><Message>{message}</Message><Code>{code}</Code></Error>"),
     )
+}
+
+/// `setStock`: form-encoded `seller_id`, comma-separated `item_code` and `quantity`.
+async fn yahoo_set_stock(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<BTreeMap<String, String>>,
+) -> Response {
+    let authorized = header(&headers, "authorization").is_some_and(|value| value.starts_with("Bearer "));
+    run(&sim, "yahoo", "setStock", authorized, move |world| {
+        if form.get("seller_id").is_none_or(|seller| seller.is_empty()) {
+            return yahoo_error("st00001", "seller_idが指定されていません。");
+        }
+        let codes: Vec<&str> = form
+            .get("item_code")
+            .map(|codes| codes.split(',').collect())
+            .unwrap_or_default();
+        let quantities: Vec<Option<u64>> = form
+            .get("quantity")
+            .map(|quantities| quantities.split(',').map(|quantity| quantity.parse().ok()).collect())
+            .unwrap_or_default();
+        if codes.is_empty() || codes.len() != quantities.len() || quantities.iter().any(Option::is_none) {
+            return yahoo_error("st00002", "item_codeとquantityの数が一致しません。");
+        }
+        let items: Vec<(String, u64)> = codes
+            .iter()
+            .zip(&quantities)
+            .map(|(code, quantity)| ((*code).to_owned(), quantity.unwrap_or(0)))
+            .collect();
+        let results: String = items
+            .iter()
+            .map(|(code, quantity)| {
+                format!("<Result><ItemCode>{code}</ItemCode><Quantity>{quantity}</Quantity></Result>")
+            })
+            .collect();
+        world.channel("yahoo").set_stock(items.clone(), &headers);
+        xml_answer(
+            StatusCode::OK,
+            format!(
+                "<ResultSet totalResultsAvailable=\"{}\">{results}</ResultSet>",
+                items.len()
+            ),
+        )
+    })
+    .await
 }
 
 async fn yahoo(State(sim): State<Sim>, Path(operation): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
@@ -577,16 +709,46 @@ fn process_feed(world: &mut crate::World, document: &str, headers: &HeaderMap) -
     )
 }
 
+/// A listings feed's fulfillment_availability patches set the SKUs' stock; the report is JSON.
+fn process_listings_feed(world: &mut crate::World, document: &str, headers: &HeaderMap) -> String {
+    let feed: Value = serde_json::from_str(document).unwrap_or(Value::Null);
+    let mut items = Vec::new();
+    let mut issues = Vec::new();
+    for message in feed["messages"].as_array().into_iter().flatten() {
+        let quantity = message["patches"][0]["value"][0]["quantity"].as_u64();
+        match (message["sku"].as_str(), quantity) {
+            (Some(sku), Some(quantity)) if message["patches"][0]["path"] == "/attributes/fulfillment_availability" => {
+                items.push((sku.to_owned(), quantity));
+            }
+            _ => issues.push(
+                json!({"messageId": message["messageId"], "code": "4000001", "severity": "ERROR",
+                                    "message": "sku and a fulfillment_availability quantity are required"}),
+            ),
+        }
+    }
+    let accepted = items.len();
+    if !items.is_empty() {
+        world.channel("amazon").set_stock(items, headers);
+    }
+    json!({
+        "header": {"sellerId": feed["header"]["sellerId"], "version": "2.0", "feedId": "sim"},
+        "issues": issues,
+        "summary": {"errors": issues.len(), "warnings": 0, "messagesProcessed": accepted + issues.len(), "messagesAccepted": accepted, "messagesInvalid": issues.len()},
+    })
+    .to_string()
+}
+
 async fn amazon_create_feed(State(sim): State<Sim>, headers: HeaderMap, Json(request): Json<Value>) -> Response {
     run(&sim, "amazon", "createFeed", amazon_authorized(&headers), |world| {
-        if request["feedType"] != "POST_ORDER_ACKNOWLEDGEMENT_DATA" {
-            return channel_error("amazon", StatusCode::BAD_REQUEST, "unsupported feedType");
-        }
         let document_id = request["inputFeedDocumentId"].as_str().unwrap_or_default().to_owned();
         let Some(document) = world.feeds.documents.get(&document_id).cloned() else {
             return channel_error("amazon", StatusCode::BAD_REQUEST, "inputFeedDocumentId does not exist");
         };
-        let report = process_feed(world, &document, &headers);
+        let report = match request["feedType"].as_str() {
+            Some("POST_ORDER_ACKNOWLEDGEMENT_DATA") => process_feed(world, &document, &headers),
+            Some("JSON_LISTINGS_FEED") => process_listings_feed(world, &document, &headers),
+            _ => return channel_error("amazon", StatusCode::BAD_REQUEST, "unsupported feedType"),
+        };
         world.feeds.next_id += 1;
         let report_document = format!("amzn1.tortuga.sim.report.{}", world.feeds.next_id);
         world.feeds.documents.insert(report_document.clone(), report);
@@ -649,6 +811,38 @@ async fn amazon_get_order(State(sim): State<Sim>, headers: HeaderMap, Path(id): 
 }
 
 // ---- Shoplazza ----
+
+/// A variant's `inventory_quantity`.
+async fn shoplazza_update_variant(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    run(
+        &sim,
+        "shoplazza",
+        "updateVariant",
+        header(&headers, "access-token").is_some(),
+        move |world| {
+            let Some(quantity) = request["variant"]["inventory_quantity"].as_u64() else {
+                return json_answer(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({"code": "InvalidParameter", "message": "variant.inventory_quantity is required"}),
+                );
+            };
+            world
+                .channel("shoplazza")
+                .set_stock(vec![(id.clone(), quantity)], &headers);
+            json_answer(
+                StatusCode::OK,
+                json!({"variant": {"id": id, "inventory_quantity": quantity}}),
+            )
+        },
+    )
+    .await
+}
 
 async fn shoplazza_cancel(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
     let request: Value = serde_json::from_slice(&body).unwrap_or(json!({}));

@@ -9,9 +9,9 @@ use crate::codec::{
     scopes_from_text, scopes_to_text, steps_from_json, steps_to_json, warnings_from_json, warnings_to_json,
 };
 use crate::{
-    CancellationOfOrder, Job, RequestOfOrder, PaymentProvider, PaymentProviderKind, RestockReport, StockLevel, SyncEntry, Warehouse,
+    CancellationOfOrder, Job, Listing, PushBatch, PushItem, PushOutcome, RequestOfOrder, PaymentProvider, PaymentProviderKind, RestockReport, StockLevel, SyncEntry, Warehouse,
     ApiToken, ChangeError, Channel, IdempotencyClaim, ImportError, OrderFilter, Page, Settings, SettingsPatch, Shop,
-    IDEMPOTENCY_ABANDONED_AFTER_S, IDEMPOTENCY_RETENTION_S,
+    IDEMPOTENCY_ABANDONED_AFTER_S, IDEMPOTENCY_RETENTION_S, STOCK_PUSH_CLAIM_MAX,
 };
 use anyhow::{Context, Result};
 use rescind_domain::{
@@ -30,6 +30,7 @@ type DbRow = <Db as Database>::Row;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "partial_cancellations", include_str!("../migrations/0002_partial_cancellations.sql")),
+    (3, "stock_push", include_str!("../migrations/0003_stock_push.sql")),
 ];
 
 const ORDER_COLUMNS: &str = "id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
@@ -523,8 +524,38 @@ async fn move_stock(
         .execute(&mut *connection)
         .await
         .context("failed to write the stock ledger")?;
+        queue_stock_push(connection, shop_id, &stock_move.sku, at).await?;
     }
     Ok(missing)
+}
+
+/// Queues the SKU's new level for every channel that sells it (I5), due one push interval from now;
+/// a push already waiting only counts one more move, so the channel hears the latest level once.
+async fn queue_stock_push(connection: &mut Connection, shop_id: &str, sku: &str, at: Timestamp) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO inventory_pushes (channel_id, sku, shop_id, due_at, version, attempts) \
+         SELECT l.channel_id, l.sku, l.shop_id, $3 + s.inventory_push_interval_s * 1000000, 1, 0 \
+         FROM inventory_listings l JOIN shops s ON s.id = l.shop_id WHERE l.shop_id = $1 AND l.sku = $2 \
+         ON CONFLICT (channel_id, sku) DO UPDATE SET version = inventory_pushes.version + 1",
+    )
+    .bind(shop_id)
+    .bind(sku)
+    .bind(at.unix_micros())
+    .execute(&mut *connection)
+    .await
+    .context("failed to queue a stock push")?;
+    Ok(())
+}
+
+fn push_item_from_row(row: &DbRow) -> Result<PushItem> {
+    Ok(PushItem {
+        sku: row.try_get("sku")?,
+        external_id: row.try_get("external_id")?,
+        location_id: row.try_get("location_id")?,
+        available: row.try_get("available")?,
+        version: row.try_get("version")?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?)?,
+    })
 }
 
 /// Keeps the worker's job of the order's cancellation in step with the change.
@@ -1304,6 +1335,190 @@ impl Backend {
         }
         let next_cursor = if more { last_id.map(|id| id.to_string()) } else { None };
         Ok(Page { items, next_cursor })
+    }
+
+    pub(crate) async fn listings(&self, shop_id: &str, sku: &str) -> Result<Vec<Listing>> {
+        let rows = sqlx::query(
+            "SELECT channel_id, external_id, location_id FROM inventory_listings WHERE shop_id = $1 AND sku = $2 ORDER BY channel_id",
+        )
+        .bind(shop_id)
+        .bind(sku)
+        .fetch_all(&self.read)
+        .await
+        .context("failed to read listings")?;
+        rows.iter()
+            .map(|row| {
+                Ok(Listing {
+                    channel_id: row.try_get("channel_id")?,
+                    external_id: row.try_get("external_id")?,
+                    location_id: row.try_get("location_id")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn set_listings(&self, shop_id: &str, sku: &str, listings: &[Listing], now: Timestamp) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query("DELETE FROM inventory_listings WHERE shop_id = $1 AND sku = $2")
+            .bind(shop_id)
+            .bind(sku)
+            .execute(&mut *tx)
+            .await?;
+        for listing in listings {
+            sqlx::query(
+                "INSERT INTO inventory_listings (shop_id, sku, channel_id, external_id, location_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(shop_id)
+            .bind(sku)
+            .bind(&listing.channel_id)
+            .bind(&listing.external_id)
+            .bind(&listing.location_id)
+            .bind(now.unix_micros())
+            .execute(&mut *tx)
+            .await
+            .context("failed to write a listing")?;
+        }
+        // A new listing hears the current level at once.
+        sqlx::query(
+            "INSERT INTO inventory_pushes (channel_id, sku, shop_id, due_at, version, attempts) \
+             SELECT channel_id, sku, shop_id, $3, 1, 0 FROM inventory_listings WHERE shop_id = $1 AND sku = $2 \
+             ON CONFLICT (channel_id, sku) DO UPDATE SET version = inventory_pushes.version + 1",
+        )
+        .bind(shop_id)
+        .bind(sku)
+        .bind(now.unix_micros())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn claim_stock_pushes(&self, owner: &str, now: Timestamp, lease_until: Timestamp) -> Result<Vec<PushBatch>> {
+        let mut tx = self.write.begin().await?;
+        let claimed = sqlx::query(&format!(
+            "UPDATE inventory_pushes SET lease_owner = $1, lease_expires_at = $2 WHERE (channel_id, sku) IN \
+             (SELECT channel_id, sku FROM inventory_pushes WHERE due_at <= $3 AND (lease_expires_at IS NULL \
+             OR lease_expires_at < $3) ORDER BY due_at LIMIT $4 {}) RETURNING channel_id",
+            DIALECT.skip_locked
+        ))
+        .bind(owner)
+        .bind(lease_until.unix_micros())
+        .bind(now.unix_micros())
+        .bind(STOCK_PUSH_CLAIM_MAX)
+        .fetch_all(&mut *tx)
+        .await
+        .context("failed to claim stock pushes")?;
+        let mut channels: Vec<String> = claimed.iter().map(|row| row.try_get("channel_id")).collect::<Result<_, _>>()?;
+        channels.sort();
+        channels.dedup();
+        let mut batches = Vec::new();
+        for channel_id in channels {
+            let rows = sqlx::query(
+                "SELECT p.shop_id, p.sku, p.version, p.attempts, l.external_id, l.location_id, COALESCE(i.available, 0) AS available \
+                 FROM inventory_pushes p JOIN inventory_listings l ON l.shop_id = p.shop_id AND l.sku = p.sku AND l.channel_id = p.channel_id \
+                 LEFT JOIN inventory i ON i.shop_id = p.shop_id AND i.sku = p.sku \
+                 WHERE p.channel_id = $1 AND p.lease_owner = $2 AND p.lease_expires_at = $3 ORDER BY p.sku",
+            )
+            .bind(&channel_id)
+            .bind(owner)
+            .bind(lease_until.unix_micros())
+            .fetch_all(&mut *tx)
+            .await
+            .context("failed to read the levels to push")?;
+            let Some(first) = rows.first() else {
+                // The listing went away: nothing to push.
+                sqlx::query("DELETE FROM inventory_pushes WHERE channel_id = $1 AND lease_owner = $2")
+                    .bind(&channel_id)
+                    .bind(owner)
+                    .execute(&mut *tx)
+                    .await?;
+                continue;
+            };
+            batches.push(PushBatch {
+                shop_id: first.try_get("shop_id")?,
+                channel_id,
+                items: rows.iter().map(push_item_from_row).collect::<Result<_>>()?,
+            });
+        }
+        tx.commit().await?;
+        Ok(batches)
+    }
+
+    pub(crate) async fn finish_stock_push(
+        &self,
+        batch: &PushBatch,
+        outcome: &PushOutcome,
+        record: &SyncRecord,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        for item in &batch.items {
+            match outcome {
+                PushOutcome::Pushed => {
+                    // Levels that moved during the push go out one interval later.
+                    sqlx::query(
+                        "UPDATE inventory_pushes SET lease_owner = NULL, lease_expires_at = NULL, attempts = 0, last_error = NULL, \
+                         due_at = $4 + (SELECT inventory_push_interval_s FROM shops WHERE id = $3) * 1000000 \
+                         WHERE channel_id = $1 AND sku = $2 AND version <> $5",
+                    )
+                    .bind(&batch.channel_id)
+                    .bind(&item.sku)
+                    .bind(&batch.shop_id)
+                    .bind(now.unix_micros())
+                    .bind(item.version)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("DELETE FROM inventory_pushes WHERE channel_id = $1 AND sku = $2 AND version = $3")
+                        .bind(&batch.channel_id)
+                        .bind(&item.sku)
+                        .bind(item.version)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                PushOutcome::RetryAt(at, error) => {
+                    sqlx::query(
+                        "UPDATE inventory_pushes SET lease_owner = NULL, lease_expires_at = NULL, attempts = attempts + 1, \
+                         last_error = $3, due_at = $4 WHERE channel_id = $1 AND sku = $2",
+                    )
+                    .bind(&batch.channel_id)
+                    .bind(&item.sku)
+                    .bind(error)
+                    .bind(at.unix_micros())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                PushOutcome::GaveUp(_) => {
+                    sqlx::query("DELETE FROM inventory_pushes WHERE channel_id = $1 AND sku = $2 AND version = $3")
+                        .bind(&batch.channel_id)
+                        .bind(&item.sku)
+                        .bind(item.version)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("UPDATE inventory_pushes SET lease_owner = NULL, lease_expires_at = NULL, attempts = 0 WHERE channel_id = $1 AND sku = $2")
+                        .bind(&batch.channel_id)
+                        .bind(&item.sku)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        sqlx::query(
+            "INSERT INTO sync_history (shop_id, order_id, at, kind, target, request, ok, message, fee) \
+             VALUES ($1, NULL, $2, $3, $4, $5, $6, $7, NULL)",
+        )
+        .bind(&batch.shop_id)
+        .bind(record.at.unix_micros())
+        .bind(record.kind.as_str())
+        .bind(&record.target)
+        .bind(&record.request)
+        .bind(record.ok)
+        .bind(&record.message)
+        .execute(&mut *tx)
+        .await
+        .context("failed to write the sync history")?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub(crate) async fn stock(&self, shop_id: &str, sku: &str) -> Result<Option<StockLevel>> {

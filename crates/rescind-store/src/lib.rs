@@ -112,6 +112,48 @@ pub struct StockLevel {
     pub updated_at: Timestamp,
 }
 
+/// The most levels one claim of the stock pusher takes.
+pub const STOCK_PUSH_CLAIM_MAX: i64 = 1000;
+
+/// Where a SKU is sold (I5): the channel and its own id of the listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing {
+    pub channel_id: String,
+    pub external_id: String,
+    pub location_id: Option<String>,
+}
+
+/// One SKU's level claimed for a push to a channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushItem {
+    pub sku: String,
+    pub external_id: String,
+    pub location_id: Option<String>,
+    pub available: i64,
+    /// The stock moves counted when claimed: a row whose version moved since stays for the next push.
+    pub version: i64,
+    pub attempts: u32,
+}
+
+/// The levels of one channel claimed for one push.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushBatch {
+    pub shop_id: String,
+    pub channel_id: String,
+    pub items: Vec<PushItem>,
+}
+
+/// What became of a push.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// The channel has the levels.
+    Pushed,
+    /// Try again at this time.
+    RetryAt(Timestamp, String),
+    /// The channel refused, or every attempt failed: the levels go out with the next stock move.
+    GaveUp(String),
+}
+
 /// What a restock did, SKU by SKU.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RestockReport {
@@ -158,7 +200,8 @@ pub struct RequestOfOrder {
 /// A sync history entry with its order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyncEntry {
-    pub order_id: String,
+    /// `None` for a stock push, which belongs to no order.
+    pub order_id: Option<String>,
     pub record: rescind_domain::SyncRecord,
 }
 
@@ -531,6 +574,31 @@ impl Store {
         limit: u32,
     ) -> Result<Page<SyncEntry>> {
         dispatch!(self, backend => backend.sync_history(shop_id, kind, cursor, limit).await)
+    }
+
+    /// The channels that sell `sku` (I5).
+    pub async fn listings(&self, shop_id: &str, sku: &str) -> Result<Vec<Listing>> {
+        dispatch!(self, backend => backend.listings(shop_id, sku).await)
+    }
+
+    /// Replaces the channels that sell `sku`, and queues a push of its level to each.
+    pub async fn set_listings(&self, shop_id: &str, sku: &str, listings: &[Listing]) -> Result<()> {
+        dispatch!(self, backend => backend.set_listings(shop_id, sku, listings, now()).await)
+    }
+
+    /// Claims the levels due to be pushed, grouped by channel, under a lease until `lease_until`.
+    pub async fn claim_stock_pushes(&self, owner: &str, lease_until: Timestamp) -> Result<Vec<PushBatch>> {
+        dispatch!(self, backend => backend.claim_stock_pushes(owner, now(), lease_until).await)
+    }
+
+    /// Records what became of a claimed push, with its sync history entry.
+    pub async fn finish_stock_push(
+        &self,
+        batch: &PushBatch,
+        outcome: &PushOutcome,
+        record: &rescind_domain::SyncRecord,
+    ) -> Result<()> {
+        dispatch!(self, backend => backend.finish_stock_push(batch, outcome, record, now()).await)
     }
 
     pub async fn stock(&self, shop_id: &str, sku: &str) -> Result<Option<StockLevel>> {

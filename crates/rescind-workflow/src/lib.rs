@@ -4,6 +4,8 @@
 //! cancellation on the needs-attention list. Leases keep two workers (or two processes) off the same
 //! step; a worker that dies leaves its steps to the others once the lease expires.
 
+pub mod stock_push;
+
 use anyhow::Result;
 use rescind_connectors::channels::ChannelConnector;
 use rescind_connectors::payments::PaymentConnector;

@@ -3,6 +3,7 @@
 //! the feed, poll its processing status, read the processing report). Orders v0 tells an order's
 //! status. Authenticated by `x-amz-access-token`.
 
+use super::ListingLevel;
 use crate::encoding::{xml_escape, xml_value};
 use crate::{credential, send, transient_if_server_error, CallError};
 use rescind_domain::ChannelCall;
@@ -10,6 +11,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 const FEED_TYPE: &str = "POST_ORDER_ACKNOWLEDGEMENT_DATA";
+const LISTINGS_FEED_TYPE: &str = "JSON_LISTINGS_FEED";
 /// How often the feed's processing status is read before the outcome counts as unknown (the next
 /// attempt then looks the order up).
 const FEED_POLLS_MAX: u32 = 30;
@@ -93,13 +95,64 @@ impl Amazon {
     }
 
     pub async fn cancel(&self, call: &ChannelCall) -> Result<String, CallError> {
+        let feed_id = self
+            .submit_feed(
+                FEED_TYPE,
+                "text/xml; charset=UTF-8",
+                self.feed_xml(call),
+                &call.idempotency_key,
+            )
+            .await?;
+        Ok(format!("Amazon processed the cancellation feed {feed_id}"))
+    }
+
+    /// A JSON_LISTINGS_FEED that replaces each listing's `fulfillment_availability` quantity (I5).
+    pub async fn push_stock(&self, levels: &[ListingLevel], idempotency_key: &str) -> Result<String, CallError> {
+        let messages: Vec<Value> = levels
+            .iter()
+            .enumerate()
+            .map(|(index, level)| {
+                json!({
+                    "messageId": index + 1, "sku": level.external_id, "operationType": "PATCH", "productType": "PRODUCT",
+                    "patches": [{"op": "replace", "path": "/attributes/fulfillment_availability",
+                                 "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": level.available}]}],
+                })
+            })
+            .collect();
+        let feed = json!({
+            "header": {"sellerId": self.merchant_id, "version": "2.0", "issueLocale": "ja_JP"},
+            "messages": messages,
+        });
+        let feed_id = self
+            .submit_feed(
+                LISTINGS_FEED_TYPE,
+                "application/json; charset=UTF-8",
+                feed.to_string(),
+                idempotency_key,
+            )
+            .await?;
+        Ok(format!(
+            "Amazon processed the listings feed {feed_id} ({} SKUs)",
+            levels.len()
+        ))
+    }
+
+    /// Creates a feed document, uploads `content`, creates the feed and waits for its processing report;
+    /// answers the feed id once the report shows no error.
+    async fn submit_feed(
+        &self,
+        feed_type: &str,
+        content_type: &str,
+        content: String,
+        idempotency_key: &str,
+    ) -> Result<String, CallError> {
         let feeds = format!("{}/feeds/2021-06-30", self.base_url);
         let document = self
             .call(
                 self.http
                     .post(format!("{feeds}/documents"))
-                    .header("Idempotency-Key", &call.idempotency_key)
-                    .json(&json!({"contentType": "text/xml; charset=UTF-8"})),
+                    .header("Idempotency-Key", idempotency_key)
+                    .json(&json!({"contentType": content_type})),
             )
             .await?;
         let (Some(document_id), Some(upload_url)) = (document["feedDocumentId"].as_str(), document["url"].as_str())
@@ -111,8 +164,8 @@ impl Amazon {
         let (status, body) = send(
             self.http
                 .put(upload_url)
-                .header("Content-Type", "text/xml; charset=UTF-8")
-                .body(self.feed_xml(call)),
+                .header("Content-Type", content_type)
+                .body(content),
         )
         .await?;
         if !status.is_success() {
@@ -121,8 +174,8 @@ impl Amazon {
             });
         }
         let feed = self
-            .call(self.http.post(format!("{feeds}/feeds")).header("Idempotency-Key", &call.idempotency_key).json(&json!({
-                "feedType": FEED_TYPE, "marketplaceIds": [self.marketplace_id], "inputFeedDocumentId": document_id,
+            .call(self.http.post(format!("{feeds}/feeds")).header("Idempotency-Key", idempotency_key).json(&json!({
+                "feedType": feed_type, "marketplaceIds": [self.marketplace_id], "inputFeedDocumentId": document_id,
             })))
             .await?;
         let feed_id = feed["feedId"]
@@ -135,9 +188,9 @@ impl Amazon {
             let state = self.call(self.http.get(format!("{feeds}/feeds/{feed_id}"))).await?;
             match state["processingStatus"].as_str().unwrap_or_default() {
                 "DONE" => {
-                    return self
-                        .read_report(&feeds, &feed_id, state["resultFeedDocumentId"].as_str())
-                        .await
+                    self.read_report(&feeds, &feed_id, state["resultFeedDocumentId"].as_str())
+                        .await?;
+                    return Ok(feed_id);
                 }
                 "CANCELLED" | "FATAL" => {
                     return Err(CallError::Refused {
@@ -155,8 +208,8 @@ impl Amazon {
         })
     }
 
-    /// Reads the processing report: the order's own result decides.
-    async fn read_report(&self, feeds: &str, feed_id: &str, report_id: Option<&str>) -> Result<String, CallError> {
+    /// Reads the processing report (XML for order feeds, JSON for listings feeds): any error refuses.
+    async fn read_report(&self, feeds: &str, feed_id: &str, report_id: Option<&str>) -> Result<(), CallError> {
         let report_id = report_id.ok_or_else(|| CallError::Unknown {
             message: format!("feed {feed_id} has no report"),
         })?;
@@ -172,6 +225,21 @@ impl Amazon {
                 message: format!("reading the report failed ({})", status.as_u16()),
             });
         }
+        if report.trim_start().starts_with('{') {
+            let parsed: Value = serde_json::from_str(&report).unwrap_or(Value::Null);
+            let errors = parsed["summary"]["errors"].as_u64().unwrap_or(0);
+            if errors > 0 {
+                return Err(CallError::Refused {
+                    message: format!(
+                        "Amazon's listings feed {feed_id} had {errors} errors: {}",
+                        parsed["issues"][0]["message"]
+                            .as_str()
+                            .unwrap_or("see the processing report")
+                    ),
+                });
+            }
+            return Ok(());
+        }
         let with_error: u32 = xml_value(&report, "MessagesWithError")
             .and_then(|count| count.parse().ok())
             .unwrap_or(0);
@@ -183,7 +251,7 @@ impl Amazon {
                 message: format!("{code}: {description}"),
             });
         }
-        Ok(format!("Amazon processed the cancellation feed {feed_id}"))
+        Ok(())
     }
 
     pub async fn is_cancelled(&self, order_id: &str) -> Result<bool, CallError> {

@@ -12,6 +12,23 @@ pub mod yahoo;
 use crate::CallError;
 use rescind_domain::{ChannelCall, ChannelKind};
 
+/// The most SKUs one stock push sends at once (Shopify's inventorySetQuantities takes 250; the
+/// others take more).
+pub const STOCK_PUSH_BATCH_MAX: usize = 250;
+
+/// One SKU's level for one listing at a channel (I5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListingLevel {
+    pub sku: String,
+    /// The channel's id of what it sells: Shopify's inventory item, Rakuten's manageNumber, Yahoo!'s
+    /// item code, Amazon's seller SKU, Shoplazza's variant.
+    pub external_id: String,
+    /// Where the stock is (Shopify's location).
+    pub location_id: Option<String>,
+    /// Never below zero: a channel is told "none left", not a debt.
+    pub available: u32,
+}
+
 /// A sales channel integration, ready to call.
 #[derive(Clone, Debug)]
 pub enum ChannelConnector {
@@ -77,6 +94,18 @@ impl ChannelConnector {
             }
         }
         Ok(cancelled)
+    }
+
+    /// Sets the channel's stock of each listing to its level (I5), through the channel's inventory API;
+    /// absolute levels, so a repeated push changes nothing. Returns what the channel answered.
+    pub async fn push_stock(&self, levels: &[ListingLevel], idempotency_key: &str) -> Result<String, CallError> {
+        match self {
+            ChannelConnector::Shopify(channel) => channel.push_stock(levels, idempotency_key).await,
+            ChannelConnector::Rakuten(channel) => channel.push_stock(levels, idempotency_key).await,
+            ChannelConnector::Yahoo(channel) => channel.push_stock(levels, idempotency_key).await,
+            ChannelConnector::Amazon(channel) => channel.push_stock(levels, idempotency_key).await,
+            ChannelConnector::Shoplazza(channel) => channel.push_stock(levels, idempotency_key).await,
+        }
     }
 
     /// Cancels the order at the channel (C3); returns what the channel answered.

@@ -1,6 +1,7 @@
 //! Rakuten RMS RakutenPayOrderAPI: `cancelOrder` with `changeReasonDetailApply`, `getOrder` for the
 //! order's progress, the ESA authorization, and answers as a `MessageModelList`.
 
+use super::ListingLevel;
 use crate::encoding::base64;
 use crate::{credential, send, transient_if_server_error, CallError};
 use rescind_domain::ChannelCall;
@@ -57,9 +58,14 @@ impl Rakuten {
     }
 
     async fn post(&self, operation: &str, body: Value, idempotency_key: Option<&str>) -> Result<String, CallError> {
+        self.post_to(&format!("order/{operation}/"), body, idempotency_key)
+            .await
+    }
+
+    async fn post_to(&self, path: &str, body: Value, idempotency_key: Option<&str>) -> Result<String, CallError> {
         let mut request = self
             .http
-            .post(format!("{}/es/2.0/order/{operation}/", self.base_url))
+            .post(format!("{}/es/2.0/{path}", self.base_url))
             .header("Authorization", &self.authorization)
             .header("Content-Type", "application/json; charset=utf-8")
             .json(&body);
@@ -99,6 +105,24 @@ impl Rakuten {
             )
             .await?;
         Ok(messages(&body, "INFO"))
+    }
+
+    /// The inventory API's `bulk-upsert` with absolute quantities (I5): the listing's manageNumber, and
+    /// the SKU as its variantId.
+    pub async fn push_stock(&self, levels: &[ListingLevel], idempotency_key: &str) -> Result<String, CallError> {
+        let inventories: Vec<Value> = levels
+            .iter()
+            .map(|level| {
+                json!({"manageNumber": level.external_id, "variantId": level.sku, "mode": "ABSOLUTE", "quantity": level.available})
+            })
+            .collect();
+        self.post_to(
+            "inventories/bulk-upsert",
+            json!({"inventories": inventories}),
+            Some(idempotency_key),
+        )
+        .await?;
+        Ok(format!("Rakuten upserted {} inventories", levels.len()))
     }
 
     /// Of `order_numbers`, those whose orderProgress is cancelled (getOrder, in batches of 100).

@@ -1,6 +1,7 @@
 //! Shopify's Admin GraphQL API: `orderCancel` with reason, refund, restock, notifyCustomer and
 //! staffNote, authenticated by `X-Shopify-Access-Token`; the cancel runs as a Job that is polled.
 
+use super::ListingLevel;
 use crate::{credential, send, transient_if_server_error, CallError};
 use rescind_domain::ChannelCall;
 use serde_json::{json, Value};
@@ -17,6 +18,8 @@ $restock: Boolean!, $notifyCustomer: Boolean, $staffNote: String) { orderCancel(
 refund: $refund, restock: $restock, notifyCustomer: $notifyCustomer, staffNote: $staffNote) { job { id done } \
 orderCancelUserErrors { field message code } } }";
 const JOB: &str = "query job($id: ID!) { job(id: $id) { id done } }";
+const INVENTORY_SET_QUANTITIES: &str = "mutation inventorySetQuantities($input: InventorySetQuantitiesInput!) { \
+inventorySetQuantities(input: $input) { inventoryAdjustmentGroup { id } userErrors { field message code } } }";
 const ORDER: &str = "query order($id: ID!) { order(id: $id) { id cancelledAt } }";
 
 #[derive(Clone, Debug)]
@@ -118,6 +121,40 @@ impl Shopify {
         } else {
             format!("Shopify accepted the cancel (job {job_id} still running)")
         })
+    }
+
+    /// `inventorySetQuantities` of the `available` quantity at each listing's location (I5).
+    pub async fn push_stock(&self, levels: &[ListingLevel], idempotency_key: &str) -> Result<String, CallError> {
+        let mut quantities = Vec::new();
+        for level in levels {
+            let location = level.location_id.as_deref().ok_or_else(|| CallError::Misconfigured {
+                message: format!("the Shopify listing of {} has no location_id", level.sku),
+            })?;
+            quantities.push(
+                json!({"inventoryItemId": level.external_id, "locationId": location, "quantity": level.available}),
+            );
+        }
+        let data = self
+            .graphql(
+                INVENTORY_SET_QUANTITIES,
+                json!({"input": {"name": "available", "reason": "correction", "ignoreCompareQuantity": true, "quantities": quantities}}),
+                Some(idempotency_key),
+            )
+            .await?;
+        let result = &data["inventorySetQuantities"];
+        if let Some(errors) = result["userErrors"].as_array().filter(|errors| !errors.is_empty()) {
+            let message = errors
+                .iter()
+                .filter_map(|error| error["message"].as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(CallError::Refused { message });
+        }
+        Ok(format!(
+            "Shopify set {} quantities (adjustment group {})",
+            levels.len(),
+            result["inventoryAdjustmentGroup"]["id"].as_str().unwrap_or("?")
+        ))
     }
 
     pub async fn is_cancelled(&self, channel_order_id: &str) -> Result<bool, CallError> {

@@ -1,6 +1,7 @@
 //! Shoplazza's Open API: `POST /openapi/2022-01/orders/{id}/cancel` with an optional reason, and the
 //! order itself for its status; authenticated by `Access-Token`.
 
+use super::ListingLevel;
 use crate::{credential, send, transient_if_server_error, CallError};
 use rescind_domain::ChannelCall;
 use serde_json::{json, Value};
@@ -42,6 +43,23 @@ impl Shoplazza {
         serde_json::from_str(&body).map_err(|error| CallError::Unknown {
             message: format!("unexpected answer from Shoplazza: {error}"),
         })
+    }
+
+    /// The variant's `inventory_quantity`, one variant per call (I5).
+    pub async fn push_stock(&self, levels: &[ListingLevel], idempotency_key: &str) -> Result<String, CallError> {
+        for level in levels {
+            self.call(
+                self.http
+                    .put(format!(
+                        "{}/openapi/2022-01/variants/{}",
+                        self.base_url, level.external_id
+                    ))
+                    .header("Idempotency-Key", format!("{idempotency_key}-{}", level.sku))
+                    .json(&json!({"variant": {"inventory_quantity": level.available}})),
+            )
+            .await?;
+        }
+        Ok(format!("Shoplazza set {} variants", levels.len()))
     }
 
     pub async fn cancel(&self, call: &ChannelCall) -> Result<String, CallError> {

@@ -1,6 +1,7 @@
 //! Yahoo!ショッピング's store API: `orderStatusChange` to OrderStatus 4 with a CancelReason, and
 //! `orderInfo` for the order's status; XML both ways, `Authorization: Bearer`.
 
+use super::ListingLevel;
 use crate::encoding::{xml_escape, xml_value};
 use crate::{credential, send, transient_if_server_error, CallError};
 use rescind_domain::ChannelCall;
@@ -53,6 +54,37 @@ impl Yahoo {
             return Err(CallError::Refused { message: error() });
         }
         Ok(body)
+    }
+
+    /// `setStock` (I5): the item codes and their quantities, comma-separated, form-encoded.
+    pub async fn push_stock(&self, levels: &[ListingLevel], idempotency_key: &str) -> Result<String, CallError> {
+        let join = |values: Vec<String>| values.join(",");
+        let form = [
+            ("seller_id", self.seller_id.clone()),
+            (
+                "item_code",
+                join(levels.iter().map(|level| level.external_id.clone()).collect()),
+            ),
+            (
+                "quantity",
+                join(levels.iter().map(|level| level.available.to_string()).collect()),
+            ),
+        ];
+        let request = self
+            .http
+            .post(format!("{}/ShoppingWebService/V1/setStock", self.base_url))
+            .bearer_auth(&self.access_token)
+            .header("Idempotency-Key", idempotency_key)
+            .form(&form);
+        let (status, body) = send(request).await?;
+        let error = || xml_value(&body, "Message").unwrap_or_else(|| body.chars().take(300).collect());
+        if let Some(transient) = transient_if_server_error(status, "Yahoo!", &error()) {
+            return Err(transient);
+        }
+        if !status.is_success() {
+            return Err(CallError::Refused { message: error() });
+        }
+        Ok(format!("Yahoo! set the stock of {} items", levels.len()))
     }
 
     pub async fn cancel(&self, call: &ChannelCall) -> Result<String, CallError> {

@@ -4,12 +4,18 @@ use crate::auth::Principal;
 use crate::body::parse_json;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Problems, CODE_LENGTH_MAX, TEXT_LENGTH_MAX};
-use crate::wire::{rfc3339, AdjustStockRequest, SetStockRequest, StockBody};
+use crate::wire::{
+    rfc3339, AdjustStockRequest, ListingBody, ListingsBody, SetListingsRequest, SetStockRequest, StockBody,
+};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
-use rescind_domain::Scope;
+use rescind_domain::{ChannelKind, Scope};
+use rescind_store::Listing;
+
+/// The most channels one SKU may be listed on.
+pub const LISTINGS_MAX: usize = 50;
 
 /// The largest stock level or adjustment accepted: far above any shelf, far below overflow.
 pub const STOCK_QUANTITY_MAX: i64 = 1_000_000_000;
@@ -19,6 +25,20 @@ fn stock_body(level: &rescind_store::StockLevel) -> StockBody {
         sku: level.sku.clone(),
         available: level.available,
         updated_at: rfc3339(level.updated_at),
+    }
+}
+
+fn listings_body(sku: &str, listings: &[Listing]) -> ListingsBody {
+    ListingsBody {
+        sku: sku.to_owned(),
+        listings: listings
+            .iter()
+            .map(|listing| ListingBody {
+                channel_id: listing.channel_id.clone(),
+                external_id: listing.external_id.clone(),
+                location_id: listing.location_id.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -107,4 +127,109 @@ pub async fn adjust_stock(
         .await?
         .ok_or_else(|| ApiError::not_found("SKU"))?;
     Ok(Json(stock_body(&level)))
+}
+
+/// The channels that sell a SKU (I5).
+#[utoipa::path(get, path = "/api/v1/inventory/{sku}/listings", tag = "inventory", params(("sku" = String, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = ListingsBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn get_listings(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(sku): Path<String>,
+) -> Result<Json<ListingsBody>, ApiError> {
+    let shop = principal.shop_with_any(&[Scope::ReadInventory, Scope::WriteInventory])?;
+    if state.store.stock(&shop.shop_id, &sku).await?.is_none() {
+        return Err(ApiError::not_found("SKU"));
+    }
+    let listings = state.store.listings(&shop.shop_id, &sku).await?;
+    Ok(Json(listings_body(&sku, &listings)))
+}
+
+/// Sets the channels that sell a SKU; each hears the SKU's level at once, and after every stock move
+/// once per `inventory_push_interval_s` (I5).
+#[utoipa::path(put, path = "/api/v1/inventory/{sku}/listings", tag = "inventory", params(("sku" = String, Path)),
+    request_body = SetListingsRequest, security(("bearer" = [])),
+    responses((status = 200, body = ListingsBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn set_listings(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(sku): Path<String>,
+    body: Bytes,
+) -> Result<Json<ListingsBody>, ApiError> {
+    let shop = principal.shop(Scope::WriteInventory)?;
+    let request: SetListingsRequest = parse_json(&body)?;
+    if state.store.stock(&shop.shop_id, &sku).await?.is_none() {
+        return Err(ApiError::not_found("SKU"));
+    }
+    let mut problems = Problems::default();
+    let inputs = request.listings.unwrap_or_default();
+    if inputs.len() > LISTINGS_MAX {
+        problems.push("listings", format_args!("at most {LISTINGS_MAX}"));
+    }
+    let mut listings: Vec<Listing> = Vec::new();
+    for (index, input) in inputs.iter().enumerate() {
+        let field = |name: &str| format!("listings[{index}].{name}");
+        let channel_id = problems.required_text(&field("channel_id"), &input.channel_id, CODE_LENGTH_MAX);
+        if channel_id.is_empty() {
+            continue;
+        }
+        let Some(channel) = state.store.channel(&shop.shop_id, &channel_id).await? else {
+            problems.push(
+                &field("channel_id"),
+                format_args!("no channel {channel_id} in this shop"),
+            );
+            continue;
+        };
+        if listings.iter().any(|listing| listing.channel_id == channel_id) {
+            problems.push(&field("channel_id"), "is listed twice");
+            continue;
+        }
+        let external_id = problems.text(&field("external_id"), &input.external_id, CODE_LENGTH_MAX);
+        let location_id = problems.text(&field("location_id"), &input.location_id, CODE_LENGTH_MAX);
+        let external_id = match channel.kind {
+            ChannelKind::OwnStore => {
+                problems.push(
+                    &field("channel_id"),
+                    "the own store's stock is rescind's own; nothing is pushed to it",
+                );
+                continue;
+            }
+            ChannelKind::Shopify | ChannelKind::Shoplazza => match external_id {
+                Some(id) => id,
+                None => {
+                    let what = if channel.kind == ChannelKind::Shopify {
+                        "inventory item"
+                    } else {
+                        "variant"
+                    };
+                    problems.push(
+                        &field("external_id"),
+                        format_args!("is required: the {} {what} id", channel.kind),
+                    );
+                    continue;
+                }
+            },
+            ChannelKind::Rakuten | ChannelKind::Yahoo | ChannelKind::Amazon => {
+                external_id.unwrap_or_else(|| sku.clone())
+            }
+        };
+        if channel.kind == ChannelKind::Shopify && location_id.is_none() {
+            problems.push(
+                &field("location_id"),
+                "is required: the Shopify location whose stock this is",
+            );
+            continue;
+        }
+        listings.push(Listing {
+            channel_id,
+            external_id,
+            location_id,
+        });
+    }
+    problems.into_result(()).map_err(ApiError::invalid)?;
+    state.store.set_listings(&shop.shop_id, &sku, &listings).await?;
+    Ok(Json(listings_body(&sku, &listings)))
 }

@@ -16,4 +16,5 @@ mod payments;
 mod properties;
 mod refunds;
 mod requests;
+mod stock_push;
 mod warehouses;
