@@ -465,24 +465,36 @@ async fn save_change(connection: &mut Connection, change: &OrderChange) -> Resul
     schedule_workflow(connection, change).await?;
     move_stock(connection, &order.shop_id, Some(&order.id), &change.stock_moves, order.updated_at).await?;
     for record in &change.sync {
-        sqlx::query(
-            "INSERT INTO sync_history (shop_id, order_id, at, kind, target, request, ok, message, fee) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&order.shop_id)
-        .bind(&order.id)
-        .bind(record.at.unix_micros())
-        .bind(record.kind.as_str())
-        .bind(&record.target)
-        .bind(&record.request)
-        .bind(record.ok)
-        .bind(&record.message)
-        .bind(record.fee.map(|fee| fee.format(currency)))
-        .execute(&mut *connection)
-        .await
-        .context("failed to write the sync history")?;
+        insert_sync_record(connection, &order.shop_id, Some(&order.id), record, Some(currency)).await?;
     }
     insert_history(connection, &order.id, &change.history).await
+}
+
+/// Keeps one call to an outside system in the sync history (F5); `order_id` is `None` for a stock push.
+async fn insert_sync_record(
+    connection: &mut Connection,
+    shop_id: &str,
+    order_id: Option<&str>,
+    record: &SyncRecord,
+    currency: Option<Currency>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sync_history (shop_id, order_id, at, kind, target, request, ok, message, fee) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(shop_id)
+    .bind(order_id)
+    .bind(record.at.unix_micros())
+    .bind(record.kind.as_str())
+    .bind(&record.target)
+    .bind(&record.request)
+    .bind(record.ok)
+    .bind(&record.message)
+    .bind(record.fee.zip(currency).map(|(fee, currency)| fee.format(currency)))
+    .execute(&mut *connection)
+    .await
+    .context("failed to write the sync history")?;
+    Ok(())
 }
 
 /// Applies stock movements to SKUs that exist and keeps each in the ledger; answers the SKUs that
@@ -1503,20 +1515,7 @@ impl Backend {
                 }
             }
         }
-        sqlx::query(
-            "INSERT INTO sync_history (shop_id, order_id, at, kind, target, request, ok, message, fee) \
-             VALUES ($1, NULL, $2, $3, $4, $5, $6, $7, NULL)",
-        )
-        .bind(&batch.shop_id)
-        .bind(record.at.unix_micros())
-        .bind(record.kind.as_str())
-        .bind(&record.target)
-        .bind(&record.request)
-        .bind(record.ok)
-        .bind(&record.message)
-        .execute(&mut *tx)
-        .await
-        .context("failed to write the sync history")?;
+        insert_sync_record(&mut tx, &batch.shop_id, None, record, None).await?;
         tx.commit().await?;
         Ok(())
     }

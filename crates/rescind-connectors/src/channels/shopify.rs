@@ -38,6 +38,20 @@ fn order_gid(channel_order_id: &str) -> String {
     }
 }
 
+/// A mutation's user errors are Shopify's business no: nothing happened.
+fn refuse_on_user_errors(errors: &Value) -> Result<(), CallError> {
+    match errors.as_array().filter(|errors| !errors.is_empty()) {
+        Some(errors) => Err(CallError::Refused {
+            message: errors
+                .iter()
+                .filter_map(|error| error["message"].as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        }),
+        None => Ok(()),
+    }
+}
+
 impl Shopify {
     pub fn new(http: reqwest::Client, base_url: String, credentials: Option<&str>) -> Result<Self, CallError> {
         Ok(Shopify {
@@ -94,17 +108,7 @@ impl Shopify {
             )
             .await?;
         let result = &data["orderCancel"];
-        if let Some(errors) = result["orderCancelUserErrors"]
-            .as_array()
-            .filter(|errors| !errors.is_empty())
-        {
-            let message = errors
-                .iter()
-                .filter_map(|error| error["message"].as_str())
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(CallError::Refused { message });
-        }
+        refuse_on_user_errors(&result["orderCancelUserErrors"])?;
         let job_id = result["job"]["id"].as_str().unwrap_or_default().to_owned();
         let mut done = result["job"]["done"].as_bool().unwrap_or(false);
         for _ in 0..JOB_POLLS_MAX {
@@ -142,14 +146,7 @@ impl Shopify {
             )
             .await?;
         let result = &data["inventorySetQuantities"];
-        if let Some(errors) = result["userErrors"].as_array().filter(|errors| !errors.is_empty()) {
-            let message = errors
-                .iter()
-                .filter_map(|error| error["message"].as_str())
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(CallError::Refused { message });
-        }
+        refuse_on_user_errors(&result["userErrors"])?;
         Ok(format!(
             "Shopify set {} quantities (adjustment group {})",
             levels.len(),

@@ -174,12 +174,7 @@ async fn yahoo_store_other_needs_a_detail_of_10_to_200_characters(app: TestApp) 
         )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text);
-    let ledger: Value = reqwest::get(format!("{}/_sim/ledger", sim.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger = sim.whole_ledger().await;
     assert_eq!(ledger["yahoo"]["cancels"][0]["detail"], "お客様と相談の上でキャンセル");
 }
 
@@ -243,12 +238,7 @@ async fn a_replayed_webhook_runs_the_workflow_once(app: TestApp) {
         .filter(|entry| entry["kind"] == "cancellation.created")
         .count();
     assert_eq!(created, 1, "one workflow");
-    let ledger: Value = reqwest::get(format!("{}/_sim/ledger", sim.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger = sim.whole_ledger().await;
     assert!(
         ledger["rakuten"]["cancels"].as_array().unwrap().is_empty(),
         "the channel is not asked to cancel what it cancelled"
@@ -347,12 +337,7 @@ async fn a_channel_without_cancel_sync_is_not_called_and_the_operator_is_told(ap
         message.contains("cancel sync is off") && message.contains("stop the warehouse outbound by hand"),
         "{message}"
     );
-    let ledger: Value = reqwest::get(format!("{}/_sim/ledger", sim.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger = sim.whole_ledger().await;
     assert!(ledger["rakuten"]["cancels"].as_array().unwrap().is_empty());
 }
 
@@ -403,12 +388,7 @@ async fn amazon_cancels_each_item_with_the_reason_through_the_feed(app: TestApp)
         )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text);
-    let ledger: Value = reqwest::get(format!("{}/_sim/ledger", sim.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger = sim.whole_ledger().await;
     let cancel = &ledger["amazon"]["cancels"][0];
     assert_eq!(cancel["reason"], "BuyerCanceled");
     assert_eq!(
@@ -452,12 +432,7 @@ async fn shopify_is_told_to_refund_what_it_collected_and_to_restock_its_own_stoc
         )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text);
-    let ledger: Value = reqwest::get(format!("{}/_sim/ledger", sim.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger = sim.whole_ledger().await;
     let parameters = &ledger["shopify"]["cancels"][0]["parameters"];
     assert_eq!(parameters["refund"], true, "Shopify collected the money");
     assert_eq!(

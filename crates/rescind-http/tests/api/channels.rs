@@ -125,12 +125,7 @@ fn cancel_options(channel: &Channel) -> Value {
 }
 
 async fn cancels_at(sim: &TestSim, channel: &Channel) -> Vec<Value> {
-    let ledger: Value = reqwest::get(format!("{}/_sim/ledger", sim.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger = sim.whole_ledger().await;
     ledger[channel.kind]["cancels"].as_array().unwrap().clone()
 }
 

@@ -399,16 +399,19 @@ impl TestSim {
 
     /// The simulated Stripe account's ledger: `payment_intents`, `refunds`, `calls`.
     pub async fn ledger(&self) -> Value {
-        let ledger: Value = self
-            .client
+        self.whole_ledger().await["stripe"].clone()
+    }
+
+    /// Every simulated system's ledger, by name (`stripe`, `shopify`, …, `openlogi`).
+    pub async fn whole_ledger(&self) -> Value {
+        self.client
             .get(format!("{}/_sim/ledger", self.url()))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        ledger["stripe"].clone()
+            .unwrap()
     }
 
     /// The refunds of one payment in the ledger.
@@ -425,6 +428,27 @@ impl TestSim {
 }
 
 impl TestApp {
+    /// Sets a SKU's stock (creating the SKU).
+    pub async fn set_stock(&self, shop: &TestShop, sku: &str, available: i64) {
+        let answer = self
+            .send(
+                reqwest::Method::PUT,
+                &format!("/api/v1/inventory/{sku}"),
+                Some(&shop.token),
+                Some(json!({"available": available})),
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+    }
+
+    /// A SKU's stock level.
+    pub async fn stock(&self, shop: &TestShop, sku: &str) -> i64 {
+        let answer = self.get(&format!("/api/v1/inventory/{sku}"), &shop.token).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        answer.body["available"].as_i64().unwrap()
+    }
+
     /// Connects the shop to the simulated Stripe; returns the provider id.
     pub async fn stripe(&self, shop: &TestShop, sim: &TestSim) -> String {
         let created = self

@@ -14,36 +14,17 @@ crate::on_both_backends!(
     a_dry_run_and_the_real_cancel_that_follows_agree_on_every_number,
 );
 
-async fn set_stock(app: &TestApp, shop: &TestShop, sku: &str, available: i64) {
-    let answer = app
-        .send(
-            Method::PUT,
-            &format!("/api/v1/inventory/{sku}"),
-            Some(&shop.token),
-            Some(json!({"available": available})),
-            None,
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-}
-
-async fn stock(app: &TestApp, shop: &TestShop, sku: &str) -> i64 {
-    let answer = app.get(&format!("/api/v1/inventory/{sku}"), &shop.token).await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer.body["available"].as_i64().unwrap()
-}
-
 async fn deducted_order(app: &TestApp, shop: &TestShop) -> Value {
     app.order(shop, json!({"deduct_inventory": true})).await
 }
 
 async fn a_cancel_puts_back_the_deducted_stock_and_each_condition_says_why_not(app: TestApp) {
     let shop = app.shop().await;
-    set_stock(&app, &shop, "TEA-001", 10).await;
-    set_stock(&app, &shop, "CUP-002", 10).await;
+    app.set_stock(&shop, "TEA-001", 10).await;
+    app.set_stock(&shop, "CUP-002", 10).await;
     let order = deducted_order(&app, &shop).await;
     assert_eq!(
-        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await),
         (9, 8),
         "I1: deducted at import"
     );
@@ -64,7 +45,7 @@ async fn a_cancel_puts_back_the_deducted_stock_and_each_condition_says_why_not(a
         "restocked TEA-001 × 1, CUP-002 × 2"
     );
     assert_eq!(
-        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await),
         (10, 10),
         "I3: the snapshot's quantities"
     );
@@ -78,7 +59,7 @@ async fn a_cancel_puts_back_the_deducted_stock_and_each_condition_says_why_not(a
         )
         .await;
     assert_eq!(step(&answer.body, "restock")["message"], "skipped: not requested");
-    assert_eq!(stock(&app, &shop, "TEA-001").await, 9, "not put back");
+    assert_eq!(app.stock(&shop, "TEA-001").await, 9, "not put back");
 
     let never_deducted = app.order(&shop, json!({})).await;
     let answer = app
@@ -141,12 +122,12 @@ async fn a_cancel_puts_back_the_deducted_stock_and_each_condition_says_why_not(a
 
 async fn a_restock_of_one_cancellation_adds_the_stock_once_however_often_it_runs(app: TestApp) {
     let shop = app.shop().await;
-    set_stock(&app, &shop, "TEA-001", 10).await;
-    set_stock(&app, &shop, "CUP-002", 10).await;
+    app.set_stock(&shop, "TEA-001", 10).await;
+    app.set_stock(&shop, "CUP-002", 10).await;
     let order = deducted_order(&app, &shop).await;
     let id = order["id"].as_str().unwrap();
     app.cancel(&shop, id, json!({"refund_method": "store_credit"})).await;
-    assert_eq!(stock(&app, &shop, "TEA-001").await, 10);
+    assert_eq!(app.stock(&shop, "TEA-001").await, 10);
     // The worker runs the same restock again (a retry after a crash before its outcome was seen).
     for _ in 0..3 {
         let again = app
@@ -160,15 +141,15 @@ async fn a_restock_of_one_cancellation_adds_the_stock_once_however_often_it_runs
         assert!(again.is_ok());
     }
     assert_eq!(
-        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await),
         (10, 10)
     );
 }
 
 async fn twenty_concurrent_cancels_restock_once(app: TestApp) {
     let shop = app.shop().await;
-    set_stock(&app, &shop, "TEA-001", 10).await;
-    set_stock(&app, &shop, "CUP-002", 10).await;
+    app.set_stock(&shop, "TEA-001", 10).await;
+    app.set_stock(&shop, "CUP-002", 10).await;
     let order = deducted_order(&app, &shop).await;
     let id = order["id"].as_str().unwrap().to_owned();
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(20));
@@ -204,7 +185,7 @@ async fn twenty_concurrent_cancels_restock_once(app: TestApp) {
     app.wait_for_order(&shop, &id, 10, |order| order["cancellation"]["status"] == "completed")
         .await;
     assert_eq!(
-        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await),
         (10, 10),
         "restocked once"
     );
@@ -212,12 +193,12 @@ async fn twenty_concurrent_cancels_restock_once(app: TestApp) {
 
 async fn an_undo_takes_the_stock_out_again_and_refuses_when_it_is_gone_unless_forced(app: TestApp) {
     let shop = app.shop().await;
-    set_stock(&app, &shop, "TEA-001", 10).await;
-    set_stock(&app, &shop, "CUP-002", 10).await;
+    app.set_stock(&shop, "TEA-001", 10).await;
+    app.set_stock(&shop, "CUP-002", 10).await;
     let order = deducted_order(&app, &shop).await;
     let id = order["id"].as_str().unwrap();
     app.cancel(&shop, id, json!({"refund_method": "store_credit"})).await;
-    set_stock(&app, &shop, "CUP-002", 1).await;
+    app.set_stock(&shop, "CUP-002", 1).await;
     let refused = app
         .post(&format!("/api/v1/orders/{id}/uncancel"), &shop.token, json!({}))
         .await;
@@ -238,7 +219,7 @@ async fn an_undo_takes_the_stock_out_again_and_refuses_when_it_is_gone_unless_fo
         .await;
     assert_eq!(forced.status, 200, "{}", forced.text);
     assert_eq!(
-        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await),
         (9, -1),
         "U2: taken out again"
     );
@@ -250,7 +231,7 @@ async fn an_undo_takes_the_stock_out_again_and_refuses_when_it_is_gone_unless_fo
         again.text
     );
     assert_eq!(
-        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await),
         (10, 1)
     );
 }
@@ -261,7 +242,7 @@ async fn stock_is_read_set_and_adjusted_by_hand_within_its_scopes(app: TestApp) 
         app.get("/api/v1/inventory/TEA-001", &shop.token).await.code(),
         "not_found"
     );
-    set_stock(&app, &shop, "TEA-001", 5).await;
+    app.set_stock(&shop, "TEA-001", 5).await;
     let adjusted = app
         .post(
             "/api/v1/inventory/TEA-001/adjust",
@@ -325,8 +306,8 @@ async fn a_dry_run_and_the_real_cancel_that_follows_agree_on_every_number(app: T
     let sim = TestSim::start().await;
     let shop = app.shop().await;
     let provider = app.stripe(&shop, &sim).await;
-    set_stock(&app, &shop, "TEA-001", 5).await;
-    set_stock(&app, &shop, "CUP-002", 5).await;
+    app.set_stock(&shop, "TEA-001", 5).await;
+    app.set_stock(&shop, "CUP-002", 5).await;
     let payment = sim.payment(4637, "usd", "succeeded").await;
     let order = app
         .card_order(
@@ -349,7 +330,7 @@ async fn a_dry_run_and_the_real_cancel_that_follows_agree_on_every_number(app: T
     let plan = &plan.body["plan"];
     assert_eq!(app.order_now(&shop, id).await, order, "B2: the dry run changed nothing");
     assert_eq!(
-        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await),
         (2, 4)
     );
 
@@ -397,7 +378,7 @@ async fn a_dry_run_and_the_real_cancel_that_follows_agree_on_every_number(app: T
         .collect();
     assert_eq!(restocked, [("TEA-001".to_owned(), 3), ("CUP-002".to_owned(), 1)]);
     assert_eq!(
-        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await),
         (5, 5),
         "the stock moved by the planned quantities"
     );

@@ -3,7 +3,6 @@
 //! refuse it by name.
 
 use crate::helpers::{order_body, step, TestApp, TestShop, TestSim};
-use reqwest::Method;
 use serde_json::{json, Value};
 
 crate::on_both_backends!(
@@ -221,34 +220,15 @@ async fn a_partial_card_refund_reaches_the_provider_to_the_cent_and_the_dry_run_
     assert_eq!(amounts, [json!(1959), json!(4907)], "refunded once each, $68.66 in all");
 }
 
-async fn set_stock(app: &TestApp, shop: &TestShop, sku: &str, available: i64) {
-    let answer = app
-        .send(
-            Method::PUT,
-            &format!("/api/v1/inventory/{sku}"),
-            Some(&shop.token),
-            Some(json!({"available": available})),
-            None,
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-}
-
-async fn stock(app: &TestApp, shop: &TestShop, sku: &str) -> i64 {
-    app.get(&format!("/api/v1/inventory/{sku}"), &shop.token).await.body["available"]
-        .as_i64()
-        .unwrap()
-}
-
 async fn a_partial_cancel_restocks_exactly_the_cancelled_quantities(app: TestApp) {
     let shop = app.shop().await;
-    set_stock(&app, &shop, "TEA-001", 10).await;
-    set_stock(&app, &shop, "CUP-002", 10).await;
+    app.set_stock(&shop, "TEA-001", 10).await;
+    app.set_stock(&shop, "CUP-002", 10).await;
     let order = app.order(&shop, json!({"deduct_inventory": true})).await;
     let id = order["id"].as_str().unwrap();
     let cup = line_id(&order, "CUP-002");
     assert_eq!(
-        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await),
         (9, 8)
     );
 
@@ -270,7 +250,7 @@ async fn a_partial_cancel_restocks_exactly_the_cancelled_quantities(app: TestApp
     assert_eq!(one_cup.status, 200, "{}", one_cup.text);
     assert_eq!(step(&one_cup.body, "restock")["message"], "restocked CUP-002 × 1");
     assert_eq!(
-        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await),
         (9, 9),
         "only the cancelled cup went back"
     );
@@ -283,7 +263,7 @@ async fn a_partial_cancel_restocks_exactly_the_cancelled_quantities(app: TestApp
         "the rest of the snapshot, not the order's lines again"
     );
     assert_eq!(
-        (stock(&app, &shop, "TEA-001").await, stock(&app, &shop, "CUP-002").await),
+        (app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await),
         (10, 10)
     );
     let restocks = app.get("/api/v1/sync_history?kind=restock", &shop.token).await;
@@ -340,12 +320,7 @@ async fn channel_with_order(app: &TestApp, sim: &TestSim, kind: &str, credential
 }
 
 async fn channel_cancels(sim: &TestSim, kind: &str) -> Vec<Value> {
-    let ledger: Value = reqwest::get(format!("{}/_sim/ledger", sim.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger = sim.whole_ledger().await;
     ledger[kind]["cancels"].as_array().cloned().unwrap_or_default()
 }
 
@@ -449,12 +424,7 @@ async fn amazon_cancels_part_of_an_order_item_by_item_and_the_rest_still_ships(a
         json!([{"code": "item-2", "quantity": "1"}]),
         "only the cancelled item, with its quantity"
     );
-    let ledger: Value = reqwest::get(format!("{}/_sim/ledger", sim.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger = sim.whole_ledger().await;
     assert_eq!(
         ledger["amazon"]["orders"][0]["status"], "Unshipped",
         "the rest still ships at Amazon"

@@ -47,15 +47,6 @@ async fn connect(app: &TestApp, shop: &TestShop, sim: &TestSim, kind: &str, cred
     created.body["id"].as_str().unwrap().to_owned()
 }
 
-async fn sim_ledger(sim: &TestSim) -> Value {
-    reqwest::get(format!("{}/_sim/ledger", sim.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// The pushes each channel received: `[[(listing id, quantity)…] per push]`.
 fn pushes(ledger: &Value, channel: &str) -> Vec<Vec<(String, u64)>> {
     ledger[channel]["stock_pushes"]
@@ -83,7 +74,7 @@ fn pushes(ledger: &Value, channel: &str) -> Vec<Vec<(String, u64)>> {
 async fn wait_for_pushes(sim: &TestSim, channels: &[&str], count: usize, seconds: u64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     loop {
-        let ledger = sim_ledger(sim).await;
+        let ledger = sim.whole_ledger().await;
         if channels.iter().all(|channel| pushes(&ledger, channel).len() >= count) {
             return ledger;
         }
@@ -187,7 +178,7 @@ async fn three_channels_selling_one_sku_hear_its_level_once_per_interval(app: Te
                "total_shipping": "600", "payment": {"method": "bank_transfer", "amount": "2600"}}),
     )
     .await;
-    let early = sim_ledger(&sim).await;
+    let early = sim.whole_ledger().await;
     if moved_at.elapsed() < Duration::from_millis(1500) {
         for channel in ["shopify", "yahoo", "amazon"] {
             assert_eq!(
@@ -201,7 +192,7 @@ async fn three_channels_selling_one_sku_hear_its_level_once_per_interval(app: Te
     // One push per channel for the three moves, with the latest level.
     let ledger = wait_for_pushes(&sim, &["shopify", "yahoo", "amazon"], 2, 10).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let ledger_after = sim_ledger(&sim).await;
+    let ledger_after = sim.whole_ledger().await;
     for channel in ["shopify", "yahoo", "amazon"] {
         assert_eq!(
             pushes(&ledger_after, channel).len(),
@@ -300,7 +291,7 @@ async fn with_no_interval_levels_go_out_at_once_and_a_failed_push_is_retried(app
 
     let deadline = Instant::now() + Duration::from_secs(15);
     let stock = loop {
-        let ledger = sim_ledger(&sim).await;
+        let ledger = sim.whole_ledger().await;
         let stock = ledger["rakuten"]["stock"].clone();
         let shoplazza_stock = ledger["shoplazza"]["stock"].clone();
         // The deduction (9, 8) and the restock after the cancel (10, 10) both reach the channels.

@@ -87,12 +87,7 @@ async fn move_to(app: &TestApp, sim: &TestSim, external_id: &str, status: &str) 
 }
 
 async fn openlogi_ledger(sim: &TestSim) -> Value {
-    let ledger: Value = reqwest::get(format!("{}/_sim/ledger", sim.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger = sim.whole_ledger().await;
     ledger["openlogi"].clone()
 }
 
