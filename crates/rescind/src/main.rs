@@ -1,5 +1,7 @@
 //! The `rescind` binary: parses the command line and wires the pieces together.
 
+mod bench;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use rescind_domain::RetryPolicy;
@@ -24,6 +26,8 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API.
     Serve(ServeArgs),
+    /// Measure cancellations per second and latency against a fresh database (BENCHMARKS.md).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -107,6 +111,7 @@ impl ServeArgs {
 async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 

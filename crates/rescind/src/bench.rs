@@ -1,0 +1,817 @@
+//! `rescind bench`: how many cancellations per second rescind carries out, and how fast each answers.
+//!
+//! It starts this very binary as `rescind serve` on a fresh database (an SQLite file in a temporary
+//! folder, or a new database on the PostgreSQL server given), creates a shop, imports orders over HTTP
+//! and cancels them with concurrent keep-alive clients, then prints cancellations per second, latency
+//! percentiles and the server's peak memory. Next to each figure it prints the reference it is measured
+//! against: pgbench's TPC-B-like transaction on the same PostgreSQL server at the same client count, or
+//! on SQLite a loop committing one small transaction per cancellation with rescind's durability settings.
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Own-store orders cancelled as fast as the clients can: the core path.
+    OwnStore,
+    /// Own-store orders cancelled at a steady `--rate` per second: latency when not saturated.
+    Steady,
+    /// Marketplace orders paid by card, with stock: channel cancel, card refund and restock against
+    /// `rescind-sim` on loopback.
+    Workflow,
+    /// One bulk request of 1000 orders.
+    Bulk,
+    /// The own-store scenario with `--large-orders` orders already stored.
+    Large,
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// `sqlite` (a fresh file in a temporary folder) or a PostgreSQL server URL
+    /// (`postgres://user@host:port/db`; a fresh database is created there and dropped afterwards).
+    #[arg(long, default_value = "sqlite")]
+    database_url: String,
+    /// Orders cancelled per scenario.
+    #[arg(long, default_value_t = 10_000)]
+    orders: usize,
+    /// Concurrent keep-alive clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Scenarios to run, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "own-store,steady,workflow,bulk"
+    )]
+    scenarios: Vec<Scenario>,
+    /// Cancellations per second of the steady scenario.
+    #[arg(long, default_value_t = 2_000)]
+    rate: u32,
+    /// Orders stored before the large scenario measures.
+    #[arg(long, default_value_t = 1_000_000)]
+    large_orders: usize,
+    /// How long pgbench runs for the PostgreSQL reference.
+    #[arg(long, default_value_t = 10)]
+    reference_seconds: u64,
+    /// Skip the reference measurements.
+    #[arg(long)]
+    no_reference: bool,
+}
+
+/// The figures of one measured run.
+struct Run {
+    done: usize,
+    failed: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.done as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn percentile_ms(&self, percentile: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let index = ((self.latencies_us.len() as f64 * percentile / 100.0).ceil() as usize)
+            .clamp(1, self.latencies_us.len())
+            - 1;
+        self.latencies_us[index] as f64 / 1000.0
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{:>9.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  ({} ok, {} failed, {:.2} s)",
+            self.per_second(),
+            self.percentile_ms(50.0),
+            self.percentile_ms(99.0),
+            self.percentile_ms(99.9),
+            self.done,
+            self.failed,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+pub async fn run(args: BenchArgs) -> Result<()> {
+    anyhow::ensure!(
+        args.orders > 0 && args.clients > 0,
+        "--orders and --clients must be at least 1"
+    );
+    let backend = if args.database_url == "sqlite" {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    };
+    println!(
+        "rescind bench: {backend}, {} orders per scenario, {} clients, {} cores",
+        args.orders,
+        args.clients,
+        std::thread::available_parallelism().map_or(1, |cores| cores.get())
+    );
+    let reference = if args.no_reference {
+        None
+    } else {
+        Some(reference(&args).await?)
+    };
+    if let Some(reference) = &reference {
+        println!("reference: {}", reference.describe);
+    }
+    for scenario in &args.scenarios {
+        let database = Database::create(&args.database_url).await?;
+        let server = Server::start(&database.url).await?;
+        let outcome = run_scenario(*scenario, &args, &server).await;
+        let peak = server.peak_rss_mb();
+        server.stop().await;
+        database.drop().await;
+        let line = outcome?;
+        let ratio = match (&reference, &line.run) {
+            (Some(reference), Some(run)) if matches!(scenario, Scenario::OwnStore | Scenario::Large) => {
+                format!("  = {:.2}× the reference", run.per_second() / reference.per_second)
+            }
+            _ => String::new(),
+        };
+        println!(
+            "{:<10} {}{ratio}  server peak RSS {peak:.0} MB",
+            format!("{scenario:?}"),
+            line.text
+        );
+    }
+    Ok(())
+}
+
+struct ScenarioLine {
+    text: String,
+    run: Option<Run>,
+}
+
+async fn run_scenario(scenario: Scenario, args: &BenchArgs, server: &Server) -> Result<ScenarioLine> {
+    let client = http_client(args.clients);
+    let shop = Shop::create(&client, server).await?;
+    match scenario {
+        Scenario::OwnStore | Scenario::Large => {
+            if scenario == Scenario::Large {
+                let started = Instant::now();
+                import_orders(&client, server, &shop, args.large_orders, args.clients, "seed").await?;
+                println!(
+                    "  stored {} orders in {:.0} s",
+                    args.large_orders,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            let (ids, imported) = import_orders(&client, server, &shop, args.orders, args.clients, "bench").await?;
+            println!("  imported {} orders: {}", ids.len(), imported.summary());
+            let run = cancel_all(&client, server, &shop, ids, args.clients, None, own_store_cancel()).await?;
+            Ok(ScenarioLine {
+                text: run.summary(),
+                run: Some(run),
+            })
+        }
+        Scenario::Steady => {
+            let (ids, _) = import_orders(&client, server, &shop, args.orders, args.clients, "bench").await?;
+            let run = cancel_all(
+                &client,
+                server,
+                &shop,
+                ids,
+                args.clients,
+                Some(args.rate),
+                own_store_cancel(),
+            )
+            .await?;
+            Ok(ScenarioLine {
+                text: format!("at {}/s offered: {}", args.rate, run.summary()),
+                run: Some(run),
+            })
+        }
+        Scenario::Bulk => {
+            let mut timings = Vec::new();
+            for round in 0..3 {
+                let (ids, _) =
+                    import_orders(&client, server, &shop, 1000, args.clients, &format!("bulk{round}")).await?;
+                let started = Instant::now();
+                let answer = client
+                    .post(server.url("/api/v1/orders/cancel"))
+                    .bearer_auth(&shop.token)
+                    .json(&json!({"order_ids": ids, "refund_method": "store_credit"}))
+                    .send()
+                    .await?;
+                let status = answer.status();
+                let body: Value = answer.json().await?;
+                let elapsed = started.elapsed();
+                let ok = body["results"].as_array().map_or(0, |results| {
+                    results.iter().filter(|result| result["ok"] == true).count()
+                });
+                if !status.is_success() || ok != 1000 {
+                    bail!("the bulk cancel answered {status} with {ok} of 1000 cancelled");
+                }
+                timings.push(elapsed.as_secs_f64());
+            }
+            Ok(ScenarioLine {
+                text: format!(
+                    "1000 orders in one request: {}",
+                    timings
+                        .iter()
+                        .map(|seconds| format!("{seconds:.3} s"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                run: None,
+            })
+        }
+        Scenario::Workflow => workflow(args, &client, server, &shop).await,
+    }
+}
+
+/// Marketplace orders with card payments and deducted stock, cancelled against the simulators.
+async fn workflow(args: &BenchArgs, client: &reqwest::Client, server: &Server, shop: &Shop) -> Result<ScenarioLine> {
+    let (sim_address, _sim) = rescind_sim::spawn().await;
+    let sim_url = format!("http://{sim_address}");
+    let post = |path: &str, body: Value| {
+        client
+            .post(server.url(path))
+            .bearer_auth(&shop.token)
+            .json(&body)
+            .send()
+    };
+    let channel: Value = post(
+        "/api/v1/channels",
+        json!({"kind": "shopify", "name": "Shopify", "base_url": sim_url,
+               "credentials": {"access_token": "shpat_bench", "webhook_secret": "bench"}}),
+    )
+    .await?
+    .json()
+    .await?;
+    let provider: Value = post(
+        "/api/v1/payment_providers",
+        json!({"kind": "stripe", "name": "Stripe", "base_url": sim_url,
+               "credentials": {"secret_key": rescind_sim::DEFAULT_SECRET_KEY}}),
+    )
+    .await?
+    .json()
+    .await?;
+    client
+        .put(server.url("/api/v1/inventory/TEA-001"))
+        .bearer_auth(&shop.token)
+        .json(&json!({"available": 1_000_000_000}))
+        .send()
+        .await?;
+    let channel_id = channel["id"].as_str().context("channel id")?.to_owned();
+    let provider_id = provider["id"].as_str().context("provider id")?.to_owned();
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let orders = args.orders;
+    let ids = Arc::new(std::sync::Mutex::new(Vec::with_capacity(orders)));
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients {
+        let (client, next, ids, sim_url) = (client.clone(), next.clone(), ids.clone(), sim_url.clone());
+        let (channel_id, provider_id, token, base) = (
+            channel_id.clone(),
+            provider_id.clone(),
+            shop.token.clone(),
+            server.base.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= orders {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let external = format!("bench-{index}");
+                client
+                    .post(format!("{sim_url}/_sim/shopify/orders"))
+                    .json(&json!({"id": external}))
+                    .send()
+                    .await?;
+                let intent: Value = client
+                    .post(format!("{sim_url}/_sim/payment_intents"))
+                    .json(&json!({"amount": 2600, "currency": "jpy", "status": "succeeded"}))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let mut body = order_body(&channel_id, &format!("W{index}"));
+                body["channel_order_id"] = json!(external);
+                body["deduct_inventory"] = json!(true);
+                body["payment"] = json!({"method": "credit_card", "amount": "2600", "provider_id": provider_id,
+                                         "reference": intent["id"]});
+                let imported: Value = client
+                    .post(format!("{base}/api/v1/orders"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let id = imported["id"].as_str().context("imported order id")?.to_owned();
+                ids.lock().expect("ids").push(id);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let ids = std::mem::take(&mut *ids.lock().expect("ids"));
+    let started = Instant::now();
+    let run = cancel_all(
+        client,
+        server,
+        shop,
+        ids.clone(),
+        args.clients,
+        None,
+        json!({"reason_code": "CUSTOMER"}),
+    )
+    .await?;
+    // Every cancellation must have finished all its steps: wait for the ones answered 202.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let listed: Value = client
+            .get(server.url("/api/v1/orders?cancellation_status=processing&limit=1"))
+            .bearer_auth(&shop.token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if listed["items"].as_array().is_none_or(|items| items.is_empty()) {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "cancellations still processing after 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let settled = started.elapsed();
+    Ok(ScenarioLine {
+        text: format!(
+            "answers {}; all {} settled (channel, refund, restock) at {:.0}/s",
+            run.summary(),
+            ids.len(),
+            ids.len() as f64 / settled.as_secs_f64()
+        ),
+        run: Some(run),
+    })
+}
+
+fn http_client(clients: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(clients * 2)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("an HTTP client")
+}
+
+/// The cancel of an own-store order: the money goes back as store credit.
+fn own_store_cancel() -> Value {
+    json!({"reason": "customer asked", "refund_method": "store_credit"})
+}
+
+/// A valid own-store order of ¥2,600.
+fn order_body(channel_id: &str, number: &str) -> Value {
+    json!({
+        "channel_id": channel_id,
+        "number": number,
+        "currency": "JPY",
+        "customer": {"name": "山田 太郎", "email": "taro@example.com", "phone": "090-1234-5678"},
+        "shipping_address": {"name": "山田 太郎", "postcode": "150-0001", "prefecture": "東京都",
+            "address1": "渋谷区神宮前1-2-3", "phone": "090-1234-5678"},
+        "line_items": [
+            {"sku": "TEA-001", "title": "Sencha", "quantity": 1, "price": "1000"},
+            {"sku": "CUP-002", "title": "Yunomi", "quantity": 2, "price": "500"}
+        ],
+        "total_shipping": "600",
+        "payment": {"method": "bank_transfer", "amount": "2600"},
+        "financial_status": "paid",
+        "fulfillment_status": "awaiting_shipment"
+    })
+}
+
+struct Shop {
+    token: String,
+    channel_id: String,
+}
+
+impl Shop {
+    async fn create(client: &reqwest::Client, server: &Server) -> Result<Shop> {
+        let created: Value = client
+            .post(server.url("/api/v1/shops"))
+            .bearer_auth(&server.admin_token)
+            .json(&json!({"name": "Bench Tea"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let token = created["token"].as_str().context("shop token")?.to_owned();
+        let channel: Value = client
+            .post(server.url("/api/v1/channels"))
+            .bearer_auth(&token)
+            .json(&json!({"kind": "own_store", "name": "Own store"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(Shop {
+            token,
+            channel_id: channel["id"].as_str().context("channel id")?.to_owned(),
+        })
+    }
+}
+
+/// Imports `count` own-store orders with `clients` concurrent clients; answers their ids and the run.
+async fn import_orders(
+    client: &reqwest::Client,
+    server: &Server,
+    shop: &Shop,
+    count: usize,
+    clients: usize,
+    prefix: &str,
+) -> Result<(Vec<String>, Run)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, next, url, token) = (
+            client.clone(),
+            next.clone(),
+            server.url("/api/v1/orders"),
+            shop.token.clone(),
+        );
+        let (channel_id, prefix) = (shop.channel_id.clone(), prefix.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            let mut latencies = Vec::new();
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= count {
+                    return Ok::<_, anyhow::Error>((ids, latencies));
+                }
+                let sent = Instant::now();
+                let answer = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&order_body(&channel_id, &format!("{prefix}-{index}")))
+                    .send()
+                    .await?;
+                let status = answer.status();
+                let body: Value = answer.json().await?;
+                latencies.push(sent.elapsed().as_micros() as u64);
+                if status.as_u16() != 201 {
+                    bail!("import answered {status}: {body}");
+                }
+                ids.push(body["id"].as_str().context("order id")?.to_owned());
+            }
+        }));
+    }
+    let mut ids = Vec::with_capacity(count);
+    let mut latencies = Vec::with_capacity(count);
+    for task in tasks {
+        let (task_ids, task_latencies) = task.await??;
+        ids.extend(task_ids);
+        latencies.extend(task_latencies);
+    }
+    latencies.sort_unstable();
+    let run = Run {
+        done: ids.len(),
+        failed: 0,
+        elapsed: started.elapsed(),
+        latencies_us: latencies,
+    };
+    Ok((ids, run))
+}
+
+/// Cancels every order with `clients` concurrent clients, as fast as they can or, with `rate`, on a
+/// fixed schedule (latency then counts from the scheduled moment, so queueing shows).
+async fn cancel_all(
+    client: &reqwest::Client,
+    server: &Server,
+    shop: &Shop,
+    ids: Vec<String>,
+    clients: usize,
+    rate: Option<u32>,
+    body: Value,
+) -> Result<Run> {
+    let ids = Arc::new(ids);
+    let body = Arc::new(body);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, next, ids, body, token, base) = (
+            client.clone(),
+            next.clone(),
+            ids.clone(),
+            body.clone(),
+            shop.token.clone(),
+            server.base.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut failed) = (Vec::new(), 0usize);
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(id) = ids.get(index) else {
+                    return Ok::<_, anyhow::Error>((latencies, failed));
+                };
+                let scheduled = match rate {
+                    Some(rate) => {
+                        let at = started + Duration::from_secs_f64(index as f64 / f64::from(rate.max(1)));
+                        tokio::time::sleep_until(at.into()).await;
+                        at
+                    }
+                    None => Instant::now(),
+                };
+                let answer = client
+                    .post(format!("{base}/api/v1/orders/{id}/cancel"))
+                    .bearer_auth(&token)
+                    .json(&*body)
+                    .send()
+                    .await?;
+                let status = answer.status().as_u16();
+                let _ = answer.bytes().await?;
+                latencies.push(scheduled.elapsed().as_micros() as u64);
+                if status != 200 && status != 202 {
+                    failed += 1;
+                }
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(ids.len());
+    let mut failed = 0;
+    for task in tasks {
+        let (task_latencies, task_failed) = task.await??;
+        latencies.extend(task_latencies);
+        failed += task_failed;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    Ok(Run {
+        done: latencies.len() - failed,
+        failed,
+        elapsed,
+        latencies_us: latencies,
+    })
+}
+
+/// A fresh database for one scenario.
+struct Database {
+    url: String,
+    /// The SQLite file's folder, removed on drop.
+    folder: Option<PathBuf>,
+    /// The PostgreSQL server URL and the database made on it.
+    postgres: Option<(String, String)>,
+}
+
+impl Database {
+    async fn create(database_url: &str) -> Result<Database> {
+        if database_url == "sqlite" {
+            let folder = std::env::temp_dir().join(format!("rescind-bench-{:016x}", rand::random::<u64>()));
+            std::fs::create_dir_all(&folder)?;
+            return Ok(Database {
+                url: format!("sqlite://{}", folder.join("rescind.db").display()),
+                folder: Some(folder),
+                postgres: None,
+            });
+        }
+        let name = format!("rescind_bench_{:016x}", rand::random::<u64>());
+        postgres_execute(database_url, &format!("CREATE DATABASE {name}")).await?;
+        Ok(Database {
+            url: with_database(database_url, &name)?,
+            folder: None,
+            postgres: Some((database_url.to_owned(), name)),
+        })
+    }
+
+    async fn drop(self) {
+        if let Some(folder) = &self.folder {
+            let _ = std::fs::remove_dir_all(folder);
+        }
+        if let Some((server, name)) = &self.postgres {
+            let _ = postgres_execute(server, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        }
+    }
+}
+
+async fn postgres_execute(url: &str, statement: &str) -> Result<()> {
+    use sqlx::Connection;
+    let mut connection = sqlx::PgConnection::connect(url)
+        .await
+        .with_context(|| format!("cannot connect to {url}"))?;
+    sqlx::query(statement).execute(&mut connection).await?;
+    connection.close().await?;
+    Ok(())
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> Result<String> {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(base, query)| (base, Some(query)));
+    let authority_end = base
+        .find("://")
+        .map(|scheme| scheme + 3)
+        .and_then(|start| base[start..].find('/').map(|slash| start + slash))
+        .unwrap_or(base.len());
+    let mut replaced = format!("{}/{name}", &base[..authority_end]);
+    if let Some(query) = query {
+        replaced.push('?');
+        replaced.push_str(query);
+    }
+    Ok(replaced)
+}
+
+/// `rescind serve` in a child process.
+struct Server {
+    child: tokio::process::Child,
+    base: String,
+    admin_token: String,
+}
+
+impl Server {
+    async fn start(database_url: &str) -> Result<Server> {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            listener.local_addr()?.port()
+        };
+        let admin_token = format!("bench-{:016x}", rand::random::<u64>());
+        let child = tokio::process::Command::new(std::env::current_exe()?)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database-url",
+                database_url,
+            ])
+            .args(["--channel-poll-interval-s", "0", "--worker-concurrency", "64"])
+            .env("RESCIND_ADMIN_TOKEN", &admin_token)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start rescind serve")?;
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            admin_token,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(answer) = reqwest::get(server.url("/healthz")).await {
+                if answer.status().is_success() {
+                    return Ok(server);
+                }
+            }
+            anyhow::ensure!(Instant::now() < deadline, "rescind serve did not come up in 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The server's peak resident memory (VmHWM), in MB.
+    fn peak_rss_mb(&self) -> f64 {
+        let Some(pid) = self.child.id() else {
+            return 0.0;
+        };
+        peak_rss_kb(Path::new(&format!("/proc/{pid}/status"))) as f64 / 1024.0
+    }
+
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SIGTERM: a graceful stop.
+            let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+        }
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+fn peak_rss_kb(status: &Path) -> u64 {
+    std::fs::read_to_string(status)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// What rescind's cancellations are compared against.
+struct Reference {
+    per_second: f64,
+    describe: String,
+}
+
+async fn reference(args: &BenchArgs) -> Result<Reference> {
+    if args.database_url == "sqlite" {
+        sqlite_reference(args.orders).await
+    } else {
+        pgbench_reference(&args.database_url, args.clients, args.reference_seconds).await
+    }
+}
+
+/// One small transaction per cancellation, committed one after another with rescind's durability
+/// settings (WAL, synchronous=FULL): the most a single SQLite writer commits without grouping.
+async fn sqlite_reference(count: usize) -> Result<Reference> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+    use sqlx::ConnectOptions;
+    let folder = std::env::temp_dir().join(format!("rescind-bench-ref-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&folder)?;
+    let mut connection = SqliteConnectOptions::new()
+        .filename(folder.join("reference.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .connect()
+        .await?;
+    sqlx::query("CREATE TABLE cancellations (id INTEGER PRIMARY KEY, status TEXT NOT NULL, at INTEGER NOT NULL)")
+        .execute(&mut connection)
+        .await?;
+    let started = Instant::now();
+    for index in 0..count as i64 {
+        let mut tx = sqlx::Connection::begin(&mut connection).await?;
+        sqlx::query("INSERT INTO cancellations (id, status, at) VALUES ($1, 'completed', $2)")
+            .bind(index)
+            .bind(index)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    let per_second = count as f64 / started.elapsed().as_secs_f64();
+    drop(connection);
+    let _ = std::fs::remove_dir_all(&folder);
+    Ok(Reference {
+        per_second,
+        describe: format!(
+            "SQLite, one INSERT committed per transaction (WAL, synchronous=FULL): {per_second:.0} commits/s"
+        ),
+    })
+}
+
+/// pgbench's built-in TPC-B-like transaction on a scratch database of the same server.
+async fn pgbench_reference(server: &str, clients: usize, seconds: u64) -> Result<Reference> {
+    let name = format!("rescind_pgbench_{:016x}", rand::random::<u64>());
+    postgres_execute(server, &format!("CREATE DATABASE {name}")).await?;
+    let url = with_database(server, &name)?;
+    let outcome = async {
+        let init = tokio::process::Command::new("pgbench")
+            .args(["-i", "-q", "-s", "10", &url])
+            .output()
+            .await
+            .context("pgbench is not installed")?;
+        anyhow::ensure!(
+            init.status.success(),
+            "pgbench -i failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let threads = clients.min(std::thread::available_parallelism().map_or(2, |cores| cores.get()));
+        let run = tokio::process::Command::new("pgbench")
+            .args([
+                "-n",
+                "-M",
+                "prepared",
+                "-c",
+                &clients.to_string(),
+                "-j",
+                &threads.to_string(),
+            ])
+            .args(["-T", &seconds.to_string(), &url])
+            .output()
+            .await?;
+        let out = String::from_utf8_lossy(&run.stdout).into_owned();
+        anyhow::ensure!(
+            run.status.success(),
+            "pgbench failed: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let tps: f64 = out
+            .lines()
+            .find(|line| line.starts_with("tps = "))
+            .and_then(|line| line.trim_start_matches("tps = ").split_whitespace().next())
+            .and_then(|tps| tps.parse().ok())
+            .context("pgbench printed no tps")?;
+        Ok(Reference {
+            per_second: tps,
+            describe: format!("pgbench TPC-B-like (scale 10, prepared), {clients} clients, {seconds} s: {tps:.0} tps"),
+        })
+    }
+    .await;
+    let _ = postgres_execute(server, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+    outcome
+}
