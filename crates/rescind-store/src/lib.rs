@@ -298,13 +298,17 @@ mod sqlite {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(std::time::Duration::from_secs(5))
             .foreign_keys(true);
-        // One writer connection: writes queue in the pool instead of failing with SQLITE_BUSY.
+        // One writer connection: writes queue in the pool instead of failing with SQLITE_BUSY. A
+        // connection to a local file cannot go stale, so it is not pinged before each use (that ping
+        // would be one more round trip to SQLite's thread per request).
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS_MAX)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         Ok(Backend { write, read })
