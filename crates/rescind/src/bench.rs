@@ -815,3 +815,35 @@ async fn pgbench_reference(server: &str, clients: usize, seconds: u64) -> Result
     let _ = postgres_execute(server, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
     outcome
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_url_gets_the_new_database_name_and_keeps_its_parameters() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/test", "bench").unwrap(),
+            "postgres://postgres@127.0.0.1:5432/bench"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@db/x?sslmode=disable", "bench").unwrap(),
+            "postgres://u:p@db/bench?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://db", "bench").unwrap(), "postgres://db/bench");
+    }
+
+    #[test]
+    fn percentiles_are_read_from_the_sorted_latencies() {
+        let run = Run {
+            done: 1000,
+            failed: 0,
+            elapsed: Duration::from_secs(2),
+            latencies_us: (1..=1000).map(|ms| ms * 1000).collect(),
+        };
+        assert_eq!(run.per_second(), 500.0);
+        assert_eq!(run.percentile_ms(50.0), 500.0);
+        assert_eq!(run.percentile_ms(99.0), 990.0);
+        assert_eq!(run.percentile_ms(99.9), 999.0);
+    }
+}
