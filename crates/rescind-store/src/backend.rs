@@ -51,6 +51,8 @@ const REFUND_COLUMNS: &str = "id, order_id, cancellation_id, amount, method, not
 pub struct Backend {
     write: Pool<Db>,
     read: Pool<Db>,
+    /// Where the backend groups single-order changes into shared transactions (SQLite's one writer).
+    batcher: Option<Batcher>,
 }
 
 fn time(micros: i64) -> Timestamp {

@@ -311,10 +311,159 @@ mod sqlite {
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        Ok(Backend { write, read })
+        let batcher = Some(batch::start(write.clone()));
+        Ok(Backend { write, read, batcher })
     }
 
     include!("backend.rs");
+
+    pub(crate) type Batcher = batch::Batcher;
+
+    impl Backend {
+        /// A read-decide-write of one order, grouped with others into one transaction (group commit):
+        /// SQLite has one writer, and a commit with its fsync costs more than a decision, so many
+        /// cancellations share one. A refused decision writes nothing; a failed write fails its group.
+        pub(crate) async fn change_order_grouped<E: Send + 'static>(
+            &self,
+            shop_id: &str,
+            order_id: &str,
+            decide: impl FnOnce(&Order) -> Result<OrderChange, E> + Send + 'static,
+        ) -> Result<OrderChange, ChangeError<E>> {
+            let Some(batcher) = &self.batcher else {
+                return self.change_order(shop_id, order_id, decide).await;
+            };
+            batcher.change(shop_id, order_id, decide).await
+        }
+    }
+
+    mod batch {
+        use super::{load_orders_for_change, save_change, Db};
+        use crate::ChangeError;
+        use rescind_domain::{Order, OrderChange};
+        use std::any::Any;
+        use tokio::sync::{mpsc, oneshot};
+
+        /// The most changes one transaction takes.
+        const GROUP_MAX: usize = 256;
+        /// Changes waiting for the writer; callers wait when it is full.
+        const QUEUE_MAX: usize = 4096;
+
+        type Refusal = Box<dyn Any + Send>;
+        type Decide = Box<dyn FnOnce(&Order) -> Result<OrderChange, Refusal> + Send>;
+
+        enum Outcome {
+            Changed(Box<OrderChange>),
+            Refused(Refusal),
+            NotFound,
+            Failed(String),
+        }
+
+        struct Job {
+            shop_id: String,
+            order_id: String,
+            decide: Decide,
+            reply: oneshot::Sender<Outcome>,
+        }
+
+        #[derive(Clone, Debug)]
+        pub(crate) struct Batcher {
+            jobs: mpsc::Sender<Job>,
+        }
+
+        impl std::fmt::Debug for Job {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("Job").field("order_id", &self.order_id).finish()
+            }
+        }
+
+        pub(crate) fn start(pool: sqlx::Pool<Db>) -> Batcher {
+            let (jobs, queue) = mpsc::channel(QUEUE_MAX);
+            tokio::spawn(run(pool, queue));
+            Batcher { jobs }
+        }
+
+        impl Batcher {
+            pub(crate) async fn change<E: Send + 'static>(
+                &self,
+                shop_id: &str,
+                order_id: &str,
+                decide: impl FnOnce(&Order) -> Result<OrderChange, E> + Send + 'static,
+            ) -> Result<OrderChange, ChangeError<E>> {
+                let (reply, answer) = oneshot::channel();
+                let job = Job {
+                    shop_id: shop_id.to_owned(),
+                    order_id: order_id.to_owned(),
+                    decide: Box::new(move |order| decide(order).map_err(|refusal| Box::new(refusal) as Refusal)),
+                    reply,
+                };
+                self.jobs
+                    .send(job)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("the database writer has stopped"))?;
+                match answer
+                    .await
+                    .map_err(|_| anyhow::anyhow!("the database writer has stopped"))?
+                {
+                    Outcome::Changed(change) => Ok(*change),
+                    Outcome::Refused(refusal) => match refusal.downcast::<E>() {
+                        Ok(refusal) => Err(ChangeError::Refused(*refusal)),
+                        Err(_) => Err(ChangeError::Store(anyhow::anyhow!("a refusal of another type"))),
+                    },
+                    Outcome::NotFound => Err(ChangeError::NotFound),
+                    Outcome::Failed(error) => Err(ChangeError::Store(anyhow::anyhow!(error))),
+                }
+            }
+        }
+
+        /// Takes whatever changes are waiting (up to [`GROUP_MAX`]) and runs them in one transaction.
+        async fn run(pool: sqlx::Pool<Db>, mut queue: mpsc::Receiver<Job>) {
+            while let Some(first) = queue.recv().await {
+                let mut group = vec![first];
+                while group.len() < GROUP_MAX {
+                    match queue.try_recv() {
+                        Ok(job) => group.push(job),
+                        Err(_) => break,
+                    }
+                }
+                run_group(&pool, group).await;
+            }
+        }
+
+        async fn run_group(pool: &sqlx::Pool<Db>, group: Vec<Job>) {
+            let mut replies = Vec::with_capacity(group.len());
+            let failure = async {
+                let mut tx = pool.begin().await?;
+                for job in group {
+                    let order = load_orders_for_change(&mut tx, &job.shop_id, std::slice::from_ref(&job.order_id))
+                        .await?
+                        .pop();
+                    let outcome = match order {
+                        None => Outcome::NotFound,
+                        Some(order) => match (job.decide)(&order) {
+                            Err(refusal) => Outcome::Refused(refusal),
+                            Ok(change) => {
+                                save_change(&mut tx, &change).await?;
+                                Outcome::Changed(Box::new(change))
+                            }
+                        },
+                    };
+                    replies.push((job.reply, outcome));
+                }
+                tx.commit().await?;
+                Ok::<(), anyhow::Error>(())
+            }
+            .await
+            .err();
+            // Nothing of a failed group was committed: every change in it failed.
+            for (reply, outcome) in replies {
+                let outcome = match (&failure, outcome) {
+                    (Some(error), Outcome::Changed(_)) => Outcome::Failed(format!("{error:#}")),
+                    (_, outcome) => outcome,
+                };
+                let _ = reply.send(outcome);
+            }
+        }
+    }
 }
 
 mod postgres {
@@ -341,10 +490,28 @@ mod postgres {
         Ok(Backend {
             write: pool.clone(),
             read: pool,
+            batcher: None,
         })
     }
 
     include!("backend.rs");
+
+    /// PostgreSQL runs concurrent transactions itself: no grouping.
+    pub(crate) type Batcher = std::convert::Infallible;
+
+    impl Backend {
+        pub(crate) async fn change_order_grouped<E: Send + 'static>(
+            &self,
+            shop_id: &str,
+            order_id: &str,
+            decide: impl FnOnce(&Order) -> Result<OrderChange, E> + Send + 'static,
+        ) -> Result<OrderChange, ChangeError<E>> {
+            match self.batcher {
+                Some(never) => match never {},
+                None => self.change_order(shop_id, order_id, decide).await,
+            }
+        }
+    }
 }
 
 /// The store, on whichever backend the database URL names.
@@ -466,6 +633,17 @@ impl Store {
         decide: impl FnOnce(&Order) -> Result<OrderChange, E>,
     ) -> Result<OrderChange, ChangeError<E>> {
         dispatch!(self, backend => backend.change_order(shop_id, order_id, decide).await)
+    }
+
+    /// [`Store::change_order`] for the hot path: on SQLite the change shares a transaction with the
+    /// others waiting (group commit); the answer still comes only once it is committed.
+    pub async fn change_order_grouped<E: Send + 'static>(
+        &self,
+        shop_id: &str,
+        order_id: &str,
+        decide: impl FnOnce(&Order) -> Result<OrderChange, E> + Send + 'static,
+    ) -> Result<OrderChange, ChangeError<E>> {
+        dispatch!(self, backend => backend.change_order_grouped(shop_id, order_id, decide).await)
     }
 
     /// Read-decide-write on many orders in one transaction; one order's refusal never stops the

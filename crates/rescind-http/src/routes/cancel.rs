@@ -134,7 +134,7 @@ pub async fn cancel_order(
     let actor = principal.actor();
     let changed = state
         .store
-        .change_order(&shop.shop_id, &order_id, |order| {
+        .change_order_grouped(&shop.shop_id, &order_id, move |order| {
             decide(order, &options, &cancel_sync, &actor)
         })
         .await;

@@ -18,6 +18,7 @@ crate::on_both_backends!(
     a_bulk_cancel_of_more_than_1000_orders_is_refused,
     a_dry_run_shows_the_plan_and_changes_nothing,
     fifty_concurrent_cancels_of_one_order_make_one_cancellation_and_one_refund,
+    cancels_sharing_a_transaction_each_get_their_own_answer,
     the_history_records_every_change_with_actor_and_time,
     cancel_options_of_the_wrong_type_or_unknown_are_refused,
 );
@@ -545,4 +546,56 @@ async fn cancel_options_of_the_wrong_type_or_unknown_are_refused(app: TestApp) {
     assert_eq!(app.order_now(&shop, id).await["status"], "open");
     let unknown = app.cancel(&shop, "ord_nope", json!({})).await;
     assert_eq!((unknown.status, unknown.code()), (404, "not_found"));
+}
+
+async fn cancels_sharing_a_transaction_each_get_their_own_answer(app: TestApp) {
+    // On SQLite concurrent cancels are committed together (group commit): a refusal or an unknown
+    // order among them changes nothing for the others.
+    let shop = app.shop().await;
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        ids.push(app.order(&shop, json!({})).await["id"].as_str().unwrap().to_owned());
+    }
+    let targets: Vec<String> = ids
+        .iter()
+        .chain(ids.iter())
+        .cloned()
+        .chain((0..20).map(|index| format!("ord_missing{index}")))
+        .collect();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(targets.len()));
+    let attempts: Vec<_> = targets
+        .into_iter()
+        .map(|id| {
+            let client = reqwest::Client::new();
+            let health = app.url("/healthz");
+            let url = app.url(&format!("/api/v1/orders/{id}/cancel"));
+            let token = shop.token.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                client.get(health).send().await.unwrap();
+                start.wait().await;
+                let response = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"refund_method": "store_credit"}))
+                    .send()
+                    .await
+                    .unwrap();
+                response.status().as_u16()
+            })
+        })
+        .collect();
+    let mut answers = std::collections::BTreeMap::new();
+    for attempt in attempts {
+        *answers.entry(attempt.await.unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        answers,
+        std::collections::BTreeMap::from([(200, 40), (404, 20), (409, 40)])
+    );
+    for id in &ids {
+        let order = app.order_now(&shop, id).await;
+        assert_eq!(order["status"], "cancelled");
+        assert_eq!(order["refunds"].as_array().unwrap().len(), 1, "{order}");
+    }
 }
