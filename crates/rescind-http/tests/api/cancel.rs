@@ -1,6 +1,6 @@
 //! Cancelling own-store orders: C1–C3, C5, C7, W1–W5, W8 and the dry run (B2).
 
-use crate::helpers::{step, TestApp};
+use crate::helpers::{step, TestApp, TestShop};
 use serde_json::{json, Value};
 
 crate::on_both_backends!(
@@ -425,34 +425,9 @@ async fn fifty_concurrent_cancels_of_one_order_make_one_cancellation_and_one_ref
     let shop = app.shop().await;
     let order = app.order(&shop, json!({})).await;
     let id = order["id"].as_str().unwrap().to_owned();
-    // Every client connects first and then all cancel at once, so the requests truly overlap.
-    let start = std::sync::Arc::new(tokio::sync::Barrier::new(50));
-    let attempts: Vec<_> = (0..50)
-        .map(|_| {
-            let client = reqwest::Client::new();
-            let health = app.url("/healthz");
-            let url = app.url(&format!("/api/v1/orders/{id}/cancel"));
-            let token = shop.token.clone();
-            let start = start.clone();
-            tokio::spawn(async move {
-                client.get(health).send().await.unwrap();
-                start.wait().await;
-                let response = client
-                    .post(url)
-                    .bearer_auth(token)
-                    .json(&json!({"refund_method": "store_credit"}))
-                    .send()
-                    .await
-                    .unwrap();
-                let status = response.status().as_u16();
-                let body: Value = response.json().await.unwrap();
-                (status, body["code"].as_str().map(str::to_owned))
-            })
-        })
-        .collect();
+    let answers = cancel_all_at_once(&app, &shop, vec![id.clone(); 50]).await;
     let mut succeeded = 0;
-    for attempt in attempts {
-        let (status, code) = attempt.await.unwrap();
+    for (status, code) in answers {
         match status {
             200 => succeeded += 1,
             409 => assert_eq!(code.as_deref(), Some("already_cancelled")),
@@ -562,8 +537,26 @@ async fn cancels_sharing_a_transaction_each_get_their_own_answer(app: TestApp) {
         .cloned()
         .chain((0..20).map(|index| format!("ord_missing{index}")))
         .collect();
-    let start = std::sync::Arc::new(tokio::sync::Barrier::new(targets.len()));
-    let attempts: Vec<_> = targets
+    let mut answers = std::collections::BTreeMap::new();
+    for (status, _) in cancel_all_at_once(&app, &shop, targets).await {
+        *answers.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(
+        answers,
+        std::collections::BTreeMap::from([(200, 40), (404, 20), (409, 40)])
+    );
+    for id in &ids {
+        let order = app.order_now(&shop, id).await;
+        assert_eq!(order["status"], "cancelled");
+        assert_eq!(order["refunds"].as_array().unwrap().len(), 1, "{order}");
+    }
+}
+
+/// Cancels each of `order_ids` from its own client, all at once: every client connects first and then
+/// all send together, so the requests truly overlap. Answers each status and error code.
+async fn cancel_all_at_once(app: &TestApp, shop: &TestShop, order_ids: Vec<String>) -> Vec<(u16, Option<String>)> {
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(order_ids.len()));
+    let attempts: Vec<_> = order_ids
         .into_iter()
         .map(|id| {
             let client = reqwest::Client::new();
@@ -581,21 +574,15 @@ async fn cancels_sharing_a_transaction_each_get_their_own_answer(app: TestApp) {
                     .send()
                     .await
                     .unwrap();
-                response.status().as_u16()
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                (status, body["code"].as_str().map(str::to_owned))
             })
         })
         .collect();
-    let mut answers = std::collections::BTreeMap::new();
+    let mut answers = Vec::new();
     for attempt in attempts {
-        *answers.entry(attempt.await.unwrap()).or_insert(0) += 1;
+        answers.push(attempt.await.unwrap());
     }
-    assert_eq!(
-        answers,
-        std::collections::BTreeMap::from([(200, 40), (404, 20), (409, 40)])
-    );
-    for id in &ids {
-        let order = app.order_now(&shop, id).await;
-        assert_eq!(order["status"], "cancelled");
-        assert_eq!(order["refunds"].as_array().unwrap().len(), 1, "{order}");
-    }
+    answers
 }
