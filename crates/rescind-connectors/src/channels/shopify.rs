@@ -111,11 +111,14 @@ impl Shopify {
         refuse_on_user_errors(&result["orderCancelUserErrors"])?;
         let job_id = result["job"]["id"].as_str().unwrap_or_default().to_owned();
         let mut done = result["job"]["done"].as_bool().unwrap_or(false);
-        for _ in 0..JOB_POLLS_MAX {
+        // The Job is looked at once at once (it is often done by then), then at intervals.
+        for poll in 0..JOB_POLLS_MAX {
             if done || job_id.is_empty() {
                 break;
             }
-            tokio::time::sleep(JOB_POLL_INTERVAL).await;
+            if poll > 0 {
+                tokio::time::sleep(JOB_POLL_INTERVAL).await;
+            }
             done = self.graphql(JOB, json!({"id": job_id}), None).await?["job"]["done"]
                 .as_bool()
                 .unwrap_or(false);
