@@ -427,7 +427,34 @@ impl TestSim {
     }
 }
 
+/// Credentials the simulator accepts for a channel of `kind`.
+pub fn sim_credentials(kind: &str) -> Value {
+    match kind {
+        "shopify" => json!({"access_token": "shpat_test", "webhook_secret": "shopify-secret"}),
+        "rakuten" => json!({"service_secret": "SP000000_secret", "license_key": "license"}),
+        "yahoo" => json!({"access_token": "yahoo-token", "seller_id": "rescind-store"}),
+        "amazon" => {
+            json!({"access_token": "Atza|test", "merchant_id": "A2EUQ1WTGCTBG2", "marketplace_id": "A1VC38T7YXB528"})
+        }
+        "shoplazza" => json!({"access_token": "shoplazza-token"}),
+        other => panic!("no simulated channel {other}"),
+    }
+}
+
 impl TestApp {
+    /// Connects the shop to the simulated channel `kind`; answers the channel id.
+    pub async fn sim_channel(&self, shop: &TestShop, sim: &TestSim, kind: &str) -> String {
+        let created = self
+            .post(
+                "/api/v1/channels",
+                &shop.token,
+                json!({"kind": kind, "name": kind, "base_url": sim.url(), "credentials": sim_credentials(kind)}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        created.body["id"].as_str().unwrap().to_owned()
+    }
+
     /// Sets a SKU's stock (creating the SKU).
     pub async fn set_stock(&self, shop: &TestShop, sku: &str, available: i64) {
         let answer = self

@@ -280,16 +280,9 @@ async fn a_partial_cancel_restocks_exactly_the_cancelled_quantities(app: TestApp
     );
 }
 
-async fn channel_with_order(app: &TestApp, sim: &TestSim, kind: &str, credentials: Value) -> (TestShop, Value) {
+async fn channel_with_order(app: &TestApp, sim: &TestSim, kind: &str) -> (TestShop, Value) {
     let shop = app.shop().await;
-    let channel = app
-        .post(
-            "/api/v1/channels",
-            &shop.token,
-            json!({"kind": kind, "name": kind, "base_url": sim.url(), "credentials": credentials}),
-        )
-        .await;
-    assert_eq!(channel.status, 201, "{}", channel.text);
+    let channel_id = app.sim_channel(&shop, sim, kind).await;
     let external_id = format!("{kind}-order-1");
     let created = app
         .client
@@ -304,7 +297,7 @@ async fn channel_with_order(app: &TestApp, sim: &TestSim, kind: &str, credential
             "/api/v1/orders",
             &shop.token,
             order_body(
-                channel.body["id"].as_str().unwrap(),
+                &channel_id,
                 json!({
                     "channel_order_id": external_id,
                     "line_items": [
@@ -326,24 +319,8 @@ async fn channel_cancels(sim: &TestSim, kind: &str) -> Vec<Value> {
 
 async fn channels_that_cancel_whole_orders_refuse_a_partial_cancel_by_name(app: TestApp) {
     let sim = TestSim::start().await;
-    for (kind, credentials, reason) in [
-        (
-            "yahoo",
-            json!({"access_token": "yahoo-token", "seller_id": "rescind-store"}),
-            "210",
-        ),
-        (
-            "rakuten",
-            json!({"service_secret": "SP000000_secret", "license_key": "license"}),
-            "8",
-        ),
-        (
-            "shopify",
-            json!({"access_token": "shpat_test", "webhook_secret": "s"}),
-            "CUSTOMER",
-        ),
-    ] {
-        let (shop, order) = channel_with_order(&app, &sim, kind, credentials).await;
+    for (kind, reason) in [("yahoo", "210"), ("rakuten", "8"), ("shopify", "CUSTOMER")] {
+        let (shop, order) = channel_with_order(&app, &sim, kind).await;
         let id = order["id"].as_str().unwrap();
         let cup = line_id(&order, "CUP-002");
         let refused = app
@@ -391,13 +368,7 @@ async fn channels_that_cancel_whole_orders_refuse_a_partial_cancel_by_name(app: 
 
 async fn amazon_cancels_part_of_an_order_item_by_item_and_the_rest_still_ships(app: TestApp) {
     let sim = TestSim::start().await;
-    let (shop, order) = channel_with_order(
-        &app,
-        &sim,
-        "amazon",
-        json!({"access_token": "Atza|test", "merchant_id": "A2EUQ1WTGCTBG2", "marketplace_id": "A1VC38T7YXB528"}),
-    )
-    .await;
+    let (shop, order) = channel_with_order(&app, &sim, "amazon").await;
     let id = order["id"].as_str().unwrap();
     let cup = line_id(&order, "CUP-002");
     let answer = app

@@ -35,18 +35,6 @@ async fn stock_request(
     app.send(method, path, Some(&shop.token), Some(body), None).await
 }
 
-async fn connect(app: &TestApp, shop: &TestShop, sim: &TestSim, kind: &str, credentials: Value) -> String {
-    let created = app
-        .post(
-            "/api/v1/channels",
-            &shop.token,
-            json!({"kind": kind, "name": kind, "base_url": sim.url(), "credentials": credentials}),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.text);
-    created.body["id"].as_str().unwrap().to_owned()
-}
-
 /// The pushes each channel received: `[[(listing id, quantity)…] per push]`.
 fn pushes(ledger: &Value, channel: &str) -> Vec<Vec<(String, u64)>> {
     ledger[channel]["stock_pushes"]
@@ -90,30 +78,9 @@ async fn three_channels_selling_one_sku_hear_its_level_once_per_interval(app: Te
     let sim = TestSim::start().await;
     let shop = app.shop().await;
     patch_settings(&app, &shop, json!({"inventory_push_interval_s": 2})).await;
-    let shopify = connect(
-        &app,
-        &shop,
-        &sim,
-        "shopify",
-        json!({"access_token": "shpat_test", "webhook_secret": "s"}),
-    )
-    .await;
-    let yahoo = connect(
-        &app,
-        &shop,
-        &sim,
-        "yahoo",
-        json!({"access_token": "yahoo-token", "seller_id": "rescind-store"}),
-    )
-    .await;
-    let amazon = connect(
-        &app,
-        &shop,
-        &sim,
-        "amazon",
-        json!({"access_token": "Atza|test", "merchant_id": "A2EUQ1WTGCTBG2", "marketplace_id": "A1VC38T7YXB528"}),
-    )
-    .await;
+    let shopify = app.sim_channel(&shop, &sim, "shopify").await;
+    let yahoo = app.sim_channel(&shop, &sim, "yahoo").await;
+    let amazon = app.sim_channel(&shop, &sim, "amazon").await;
     let set = stock_request(
         &app,
         &shop,
@@ -236,22 +203,8 @@ async fn with_no_interval_levels_go_out_at_once_and_a_failed_push_is_retried(app
     let sim = TestSim::start().await;
     let shop = app.shop().await;
     patch_settings(&app, &shop, json!({"inventory_push_interval_s": 0})).await;
-    let rakuten = connect(
-        &app,
-        &shop,
-        &sim,
-        "rakuten",
-        json!({"service_secret": "SP000000_secret", "license_key": "license"}),
-    )
-    .await;
-    let shoplazza = connect(
-        &app,
-        &shop,
-        &sim,
-        "shoplazza",
-        json!({"access_token": "shoplazza-token"}),
-    )
-    .await;
+    let rakuten = app.sim_channel(&shop, &sim, "rakuten").await;
+    let shoplazza = app.sim_channel(&shop, &sim, "shoplazza").await;
     for sku in ["TEA-001", "CUP-002"] {
         stock_request(
             &app,
@@ -328,22 +281,8 @@ async fn listings_name_a_channel_of_the_shop_and_the_ids_it_needs(app: TestApp) 
     let sim = TestSim::start().await;
     let shop = app.shop().await;
     let other = app.shop().await;
-    let shopify = connect(
-        &app,
-        &shop,
-        &sim,
-        "shopify",
-        json!({"access_token": "shpat_test", "webhook_secret": "s"}),
-    )
-    .await;
-    let foreign = connect(
-        &app,
-        &other,
-        &sim,
-        "yahoo",
-        json!({"access_token": "y", "seller_id": "s"}),
-    )
-    .await;
+    let shopify = app.sim_channel(&shop, &sim, "shopify").await;
+    let foreign = app.sim_channel(&other, &sim, "yahoo").await;
     let unknown = stock_request(
         &app,
         &shop,
