@@ -301,17 +301,42 @@ async fn load_orders_for_change(connection: &mut Connection, shop_id: &str, ids:
     complete_orders(connection, rows).await
 }
 
-async fn insert_history(connection: &mut Connection, order_id: &str, entries: &[HistoryEntry]) -> Result<()> {
-    // One statement for a decision's lines (each a round trip to the database otherwise); 100 rows of
-    // six parameters stay far below every backend's parameter limit.
-    for chunk in entries.chunks(100) {
+/// The most bind parameters one statement takes: below SQLite's 32,766 and PostgreSQL's 65,535.
+const STATEMENT_PARAMS_MAX: usize = 30_000;
+
+/// How many rows of `params_per_row` parameters one statement takes.
+fn rows_per_statement(params_per_row: usize) -> usize {
+    STATEMENT_PARAMS_MAX / params_per_row
+}
+
+/// The last version of each distinct item (by key), in the order the keys were first seen: a group
+/// that changed one order twice writes its row once (PostgreSQL refuses to upsert a row twice in one
+/// statement).
+fn last_of_each<'a, T>(items: impl IntoIterator<Item = (&'a str, T)>) -> Vec<T> {
+    let mut position: HashMap<&str, usize> = HashMap::new();
+    let mut latest: Vec<T> = Vec::new();
+    for (key, item) in items {
+        match position.get(key) {
+            Some(&index) => latest[index] = item,
+            None => {
+                position.insert(key, latest.len());
+                latest.push(item);
+            }
+        }
+    }
+    latest
+}
+
+/// Appends history lines, each with its order, in as few statements as the parameter limit allows.
+async fn insert_history(connection: &mut Connection, entries: &[(&str, &HistoryEntry)]) -> Result<()> {
+    for chunk in entries.chunks(rows_per_statement(6)) {
         let mut query = QueryBuilder::<Db>::new("INSERT INTO order_history (order_id, at, kind, actor, message, data) ");
-        query.push_values(chunk, |mut row, entry| {
-            row.push_bind(order_id.to_owned())
+        query.push_values(chunk, |mut row, (order_id, entry)| {
+            row.push_bind(*order_id)
                 .push_bind(entry.at.unix_micros())
-                .push_bind(entry.kind.clone())
-                .push_bind(entry.actor.clone())
-                .push_bind(entry.message.clone())
+                .push_bind(entry.kind.as_str())
+                .push_bind(entry.actor.as_str())
+                .push_bind(entry.message.as_str())
                 .push_bind(history_data_to_json(&entry.data));
         });
         query.build().execute(&mut *connection).await.context("failed to write the order's history")?;
@@ -319,159 +344,315 @@ async fn insert_history(connection: &mut Connection, order_id: &str, entries: &[
     Ok(())
 }
 
-/// Writes the order row: inserted on import, its changing columns updated afterwards.
-async fn write_order(connection: &mut Connection, order: &Order) -> Result<(), sqlx::Error> {
-    let currency = order.currency;
-    sqlx::query(
-        "INSERT INTO orders (id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
-         financial_status, fulfillment_status, currency, sub_total, total_shipping, total_tax, total_discount, \
-         total_price, total_paid, total_refund_price, cancel_reason, canceled_at, customer, customer_name, \
-         customer_email, shipping_address, line_items, payment, inventory_deducted, warehouse_id, warnings, \
-         cancellation_id, cancellation_status, created_at, updated_at, outbound, outbound_external_id, stock_snapshot, \
-         restocked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-         $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36) ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
-         financial_status = excluded.financial_status, fulfillment_status = excluded.fulfillment_status, \
-         total_refund_price = excluded.total_refund_price, cancel_reason = excluded.cancel_reason, \
-         canceled_at = excluded.canceled_at, customer = excluded.customer, customer_name = excluded.customer_name, \
-         customer_email = excluded.customer_email, shipping_address = excluded.shipping_address, \
-         line_items = excluded.line_items, payment = excluded.payment, warehouse_id = excluded.warehouse_id, \
-         warnings = excluded.warnings, cancellation_id = excluded.cancellation_id, \
-         cancellation_status = excluded.cancellation_status, updated_at = excluded.updated_at, \
-         outbound = excluded.outbound, outbound_external_id = excluded.outbound_external_id, \
-         restocked = excluded.restocked, stock_snapshot = excluded.stock_snapshot",
-    )
-    .bind(&order.id)
-    .bind(&order.shop_id)
-    .bind(&order.number)
-    .bind(&order.channel_id)
-    .bind(order.channel_kind.as_str())
-    .bind(&order.channel_order_id)
-    .bind(order.status.as_str())
-    .bind(order.financial_status.as_str())
-    .bind(order.fulfillment_status.as_str())
-    .bind(currency.code())
-    .bind(order.sub_total.format(currency))
-    .bind(order.total_shipping.format(currency))
-    .bind(order.total_tax.format(currency))
-    .bind(order.total_discount.format(currency))
-    .bind(order.total_price.format(currency))
-    .bind(order.total_paid.format(currency))
-    .bind(order.total_refund_price.format(currency))
-    .bind(&order.cancel_reason)
-    .bind(order.canceled_at.map(Timestamp::unix_micros))
-    .bind(customer_to_json(&order.customer))
-    .bind(&order.customer.name)
-    .bind(&order.customer.email)
-    .bind(address_to_json(&order.shipping_address))
-    .bind(line_items_to_json(&order.line_items))
-    .bind(order.payment.as_ref().map(payment_to_json))
-    .bind(order.inventory_deducted)
-    .bind(&order.warehouse_id)
-    .bind(warnings_to_json(&order.warnings))
-    .bind(order.cancellation.as_ref().map(|c| c.id.clone()))
-    .bind(order.cancellation.as_ref().map(|c| c.status.as_str()))
-    .bind(order.created_at.unix_micros())
-    .bind(order.updated_at.unix_micros())
-    .bind(order.outbound.as_ref().map(outbound_to_json))
-    .bind(order.outbound.as_ref().and_then(|outbound| outbound.external_id.clone()))
-    .bind(stock_snapshot_to_json(&order.stock_snapshot))
-    .bind(order.restocked)
-    .execute(&mut *connection)
-    .await?;
+/// Writes order rows: inserted on import, their changing columns updated afterwards.
+async fn write_orders(connection: &mut Connection, orders: &[&Order]) -> Result<(), sqlx::Error> {
+    for chunk in orders.chunks(rows_per_statement(36)) {
+        let mut query = QueryBuilder::<Db>::new(
+            "INSERT INTO orders (id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
+             financial_status, fulfillment_status, currency, sub_total, total_shipping, total_tax, total_discount, \
+             total_price, total_paid, total_refund_price, cancel_reason, canceled_at, customer, customer_name, \
+             customer_email, shipping_address, line_items, payment, inventory_deducted, warehouse_id, warnings, \
+             cancellation_id, cancellation_status, created_at, updated_at, outbound, outbound_external_id, stock_snapshot, \
+             restocked) ",
+        );
+        query.push_values(chunk, |mut row, order| {
+            let currency = order.currency;
+            row.push_bind(order.id.as_str())
+                .push_bind(order.shop_id.as_str())
+                .push_bind(order.number.as_str())
+                .push_bind(order.channel_id.as_str())
+                .push_bind(order.channel_kind.as_str())
+                .push_bind(order.channel_order_id.as_deref())
+                .push_bind(order.status.as_str())
+                .push_bind(order.financial_status.as_str())
+                .push_bind(order.fulfillment_status.as_str())
+                .push_bind(order.currency.code())
+                .push_bind(order.sub_total.format(currency))
+                .push_bind(order.total_shipping.format(currency))
+                .push_bind(order.total_tax.format(currency))
+                .push_bind(order.total_discount.format(currency))
+                .push_bind(order.total_price.format(currency))
+                .push_bind(order.total_paid.format(currency))
+                .push_bind(order.total_refund_price.format(currency))
+                .push_bind(order.cancel_reason.as_deref())
+                .push_bind(order.canceled_at.map(Timestamp::unix_micros))
+                .push_bind(customer_to_json(&order.customer))
+                .push_bind(order.customer.name.as_str())
+                .push_bind(order.customer.email.as_deref())
+                .push_bind(address_to_json(&order.shipping_address))
+                .push_bind(line_items_to_json(&order.line_items))
+                .push_bind(order.payment.as_ref().map(payment_to_json))
+                .push_bind(order.inventory_deducted)
+                .push_bind(order.warehouse_id.as_deref())
+                .push_bind(warnings_to_json(&order.warnings))
+                .push_bind(order.cancellation.as_ref().map(|c| c.id.as_str()))
+                .push_bind(order.cancellation.as_ref().map(|c| c.status.as_str()))
+                .push_bind(order.created_at.unix_micros())
+                .push_bind(order.updated_at.unix_micros())
+                .push_bind(order.outbound.as_ref().map(outbound_to_json))
+                .push_bind(order.outbound.as_ref().and_then(|outbound| outbound.external_id.as_deref()))
+                .push_bind(stock_snapshot_to_json(&order.stock_snapshot))
+                .push_bind(order.restocked);
+        });
+        query.push(
+            " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+             financial_status = excluded.financial_status, fulfillment_status = excluded.fulfillment_status, \
+             total_refund_price = excluded.total_refund_price, cancel_reason = excluded.cancel_reason, \
+             canceled_at = excluded.canceled_at, customer = excluded.customer, customer_name = excluded.customer_name, \
+             customer_email = excluded.customer_email, shipping_address = excluded.shipping_address, \
+             line_items = excluded.line_items, payment = excluded.payment, warehouse_id = excluded.warehouse_id, \
+             warnings = excluded.warnings, cancellation_id = excluded.cancellation_id, \
+             cancellation_status = excluded.cancellation_status, updated_at = excluded.updated_at, \
+             outbound = excluded.outbound, outbound_external_id = excluded.outbound_external_id, \
+             restocked = excluded.restocked, stock_snapshot = excluded.stock_snapshot",
+        );
+        query.build().execute(&mut *connection).await?;
+    }
     Ok(())
 }
 
-/// Writes everything a decision changed: the order row, its cancellation, new refunds, history.
-async fn save_change(connection: &mut Connection, change: &OrderChange) -> Result<()> {
-    let order = &change.order;
-    let currency = order.currency;
-    write_order(connection, order).await.context("failed to update the order")?;
-
-    if let Some(cancellation) = &order.cancellation {
-        sqlx::query(
+async fn write_cancellations(connection: &mut Connection, cancellations: &[(&Order, &Cancellation)]) -> Result<()> {
+    for chunk in cancellations.chunks(rows_per_statement(24)) {
+        let mut query = QueryBuilder::<Db>::new(
             "INSERT INTO cancellations (id, order_id, shop_id, status, requested_by, reason, reason_code, \
              reason_detail, staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, \
              fulfillment_status_before, financial_status_before, reauthorization_generation, created_at, updated_at, \
-             completed_at, fee, partial, scope) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-             $19, $20, $21, $22, $23, $24) ON CONFLICT (id) DO UPDATE SET status = excluded.status, fee = excluded.fee, \
+             completed_at, fee, partial, scope) ",
+        );
+        query.push_values(chunk, |mut row, (order, cancellation)| {
+            row.push_bind(cancellation.id.as_str())
+                .push_bind(order.id.as_str())
+                .push_bind(order.shop_id.as_str())
+                .push_bind(cancellation.status.as_str())
+                .push_bind(cancellation.requested_by.as_str())
+                .push_bind(cancellation.reason.as_deref())
+                .push_bind(cancellation.reason_code.as_deref())
+                .push_bind(cancellation.reason_detail.as_deref())
+                .push_bind(cancellation.staff_note.as_deref())
+                .push_bind(cancellation.refund)
+                .push_bind(cancellation.refund_method.map(RefundMethod::as_str))
+                .push_bind(cancellation.restock)
+                .push_bind(cancellation.notify_customer)
+                .push_bind(cancellation.needs_attention)
+                .push_bind(steps_to_json(&cancellation.steps))
+                .push_bind(cancellation.fulfillment_status_before.as_str())
+                .push_bind(cancellation.financial_status_before.as_str())
+                .push_bind(i64::from(cancellation.reauthorization_generation))
+                .push_bind(cancellation.created_at.unix_micros())
+                .push_bind(cancellation.updated_at.unix_micros())
+                .push_bind(cancellation.completed_at.map(Timestamp::unix_micros))
+                .push_bind(cancellation.fee.map(|fee| fee.format(order.currency)))
+                .push_bind(cancellation.scope.is_partial())
+                .push_bind(scope_to_json(&cancellation.scope));
+        });
+        query.push(
+            " ON CONFLICT (id) DO UPDATE SET status = excluded.status, fee = excluded.fee, \
              refund_method = excluded.refund_method, needs_attention = excluded.needs_attention, \
              steps = excluded.steps, reauthorization_generation = excluded.reauthorization_generation, \
              updated_at = excluded.updated_at, completed_at = excluded.completed_at",
-        )
-        .bind(&cancellation.id)
-        .bind(&order.id)
-        .bind(&order.shop_id)
-        .bind(cancellation.status.as_str())
-        .bind(cancellation.requested_by.as_str())
-        .bind(&cancellation.reason)
-        .bind(&cancellation.reason_code)
-        .bind(&cancellation.reason_detail)
-        .bind(&cancellation.staff_note)
-        .bind(cancellation.refund)
-        .bind(cancellation.refund_method.map(RefundMethod::as_str))
-        .bind(cancellation.restock)
-        .bind(cancellation.notify_customer)
-        .bind(cancellation.needs_attention)
-        .bind(steps_to_json(&cancellation.steps))
-        .bind(cancellation.fulfillment_status_before.as_str())
-        .bind(cancellation.financial_status_before.as_str())
-        .bind(i64::from(cancellation.reauthorization_generation))
-        .bind(cancellation.created_at.unix_micros())
-        .bind(cancellation.updated_at.unix_micros())
-        .bind(cancellation.completed_at.map(Timestamp::unix_micros))
-        .bind(cancellation.fee.map(|fee| fee.format(currency)))
-        .bind(cancellation.scope.is_partial())
-        .bind(scope_to_json(&cancellation.scope))
-        .execute(&mut *connection)
-        .await
-        .context("failed to write the cancellation")?;
+        );
+        query.build().execute(&mut *connection).await.context("failed to write the cancellation")?;
     }
+    Ok(())
+}
 
-    if let Some(request) = &order.cancellation_request {
-        sqlx::query(
+async fn write_requests(connection: &mut Connection, requests: &[(&Order, &CancellationRequest)]) -> Result<()> {
+    for chunk in requests.chunks(rows_per_statement(9)) {
+        let mut query = QueryBuilder::<Db>::new(
             "INSERT INTO cancellation_requests (id, order_id, shop_id, status, reason, decision_reason, \
-             cancellation_id, created_at, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (id) DO UPDATE SET status = excluded.status, decision_reason = excluded.decision_reason, \
+             cancellation_id, created_at, decided_at) ",
+        );
+        query.push_values(chunk, |mut row, (order, request)| {
+            row.push_bind(request.id.as_str())
+                .push_bind(order.id.as_str())
+                .push_bind(order.shop_id.as_str())
+                .push_bind(request.status.as_str())
+                .push_bind(request.reason.as_str())
+                .push_bind(request.decision_reason.as_deref())
+                .push_bind(request.cancellation_id.as_deref())
+                .push_bind(request.created_at.unix_micros())
+                .push_bind(request.decided_at.map(Timestamp::unix_micros));
+        });
+        query.push(
+            " ON CONFLICT (id) DO UPDATE SET status = excluded.status, decision_reason = excluded.decision_reason, \
              cancellation_id = excluded.cancellation_id, decided_at = excluded.decided_at",
-        )
-        .bind(&request.id)
-        .bind(&order.id)
-        .bind(&order.shop_id)
-        .bind(request.status.as_str())
-        .bind(&request.reason)
-        .bind(&request.decision_reason)
-        .bind(&request.cancellation_id)
-        .bind(request.created_at.unix_micros())
-        .bind(request.decided_at.map(Timestamp::unix_micros))
-        .execute(&mut *connection)
-        .await
-        .context("failed to write the cancellation request")?;
+        );
+        query.build().execute(&mut *connection).await.context("failed to write the cancellation request")?;
     }
+    Ok(())
+}
 
-    for refund in &change.new_refunds {
-        sqlx::query(
-            "INSERT INTO refunds (id, order_id, shop_id, cancellation_id, amount, method, note, actor, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&refund.id)
-        .bind(&order.id)
-        .bind(&order.shop_id)
-        .bind(&refund.cancellation_id)
-        .bind(refund.amount.format(currency))
-        .bind(refund.method.as_str())
-        .bind(&refund.note)
-        .bind(&refund.actor)
-        .bind(refund.created_at.unix_micros())
-        .execute(&mut *connection)
-        .await
-        .context("failed to write a refund")?;
+async fn insert_refunds(connection: &mut Connection, refunds: &[(&Order, &Refund)]) -> Result<()> {
+    for chunk in refunds.chunks(rows_per_statement(9)) {
+        let mut query = QueryBuilder::<Db>::new(
+            "INSERT INTO refunds (id, order_id, shop_id, cancellation_id, amount, method, note, actor, created_at) ",
+        );
+        query.push_values(chunk, |mut row, (order, refund)| {
+            row.push_bind(refund.id.as_str())
+                .push_bind(order.id.as_str())
+                .push_bind(order.shop_id.as_str())
+                .push_bind(refund.cancellation_id.as_deref())
+                .push_bind(refund.amount.format(order.currency))
+                .push_bind(refund.method.as_str())
+                .push_bind(refund.note.as_deref())
+                .push_bind(refund.actor.as_str())
+                .push_bind(refund.created_at.unix_micros());
+        });
+        query.build().execute(&mut *connection).await.context("failed to write a refund")?;
     }
-    schedule_workflow(connection, change).await?;
-    move_stock(connection, &order.shop_id, Some(&order.id), &change.stock_moves, order.updated_at).await?;
-    for record in &change.sync {
-        insert_sync_record(connection, &order.shop_id, Some(&order.id), record, Some(currency)).await?;
+    Ok(())
+}
+
+/// Keeps the worker's jobs in step with the changes: the last schedule of each order wins.
+async fn schedule_workflows(connection: &mut Connection, changes: &[OrderChange]) -> Result<()> {
+    let schedules = last_of_each(
+        changes
+            .iter()
+            .filter(|change| !matches!(change.workflow, WorkflowSchedule::Unchanged))
+            .map(|change| (change.order.id.as_str(), (&change.order, change.workflow))),
+    );
+    let due: Vec<(&Order, Timestamp)> = schedules
+        .iter()
+        .filter_map(|(order, workflow)| match workflow {
+            WorkflowSchedule::DueAt(due_at) => Some((*order, *due_at)),
+            WorkflowSchedule::Unchanged | WorkflowSchedule::Finished => None,
+        })
+        .collect();
+    let finished: Vec<&str> = schedules
+        .iter()
+        .filter(|(_, workflow)| matches!(workflow, WorkflowSchedule::Finished))
+        .map(|(order, _)| order.id.as_str())
+        .collect();
+    for chunk in due.chunks(rows_per_statement(3)) {
+        let mut query = QueryBuilder::<Db>::new("INSERT INTO workflow_jobs (order_id, shop_id, due_at) ");
+        query.push_values(chunk, |mut row, (order, due_at)| {
+            row.push_bind(order.id.as_str()).push_bind(order.shop_id.as_str()).push_bind(due_at.unix_micros());
+        });
+        query.push(
+            " ON CONFLICT (order_id) DO UPDATE SET due_at = excluded.due_at, lease_owner = NULL, \
+             lease_expires_at = NULL",
+        );
+        query.build().execute(&mut *connection).await.context("failed to schedule the cancellation's next step")?;
     }
-    insert_history(connection, &order.id, &change.history).await
+    for chunk in finished.chunks(rows_per_statement(1)) {
+        let mut query = QueryBuilder::<Db>::new("DELETE FROM workflow_jobs WHERE order_id IN (");
+        let mut list = query.separated(", ");
+        for order_id in chunk {
+            list.push_bind(*order_id);
+        }
+        query.push(")");
+        query.build().execute(&mut *connection).await.context("failed to finish the cancellation's job")?;
+    }
+    Ok(())
+}
+
+/// Writes everything the decisions changed, in one statement per table where the parameter limit
+/// allows: the order rows, their cancellations and requests, new refunds, the workflow's jobs, stock,
+/// the sync history and the history. A group may change one order more than once; its last state is
+/// what the row keeps, while every history line, refund and stock move is kept.
+async fn save_changes(connection: &mut Connection, changes: &[OrderChange]) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let orders = last_of_each(changes.iter().map(|change| (change.order.id.as_str(), &change.order)));
+    write_orders(connection, &orders).await.context("failed to update the order")?;
+    let cancellations = last_of_each(changes.iter().filter_map(|change| {
+        let order = &change.order;
+        order.cancellation.as_ref().map(|cancellation| (cancellation.id.as_str(), (order, cancellation)))
+    }));
+    write_cancellations(connection, &cancellations).await?;
+    let requests = last_of_each(changes.iter().filter_map(|change| {
+        let order = &change.order;
+        order.cancellation_request.as_ref().map(|request| (request.id.as_str(), (order, request)))
+    }));
+    write_requests(connection, &requests).await?;
+    let refunds: Vec<(&Order, &Refund)> = changes
+        .iter()
+        .flat_map(|change| change.new_refunds.iter().map(move |refund| (&change.order, refund)))
+        .collect();
+    insert_refunds(connection, &refunds).await?;
+    schedule_workflows(connection, changes).await?;
+    let mut moves_by_shop: Vec<(&str, Vec<StockEntry<'_>>)> = Vec::new();
+    for change in changes {
+        let order = &change.order;
+        let entries = change.stock_moves.iter().map(|stock_move| StockEntry {
+            order_id: Some(order.id.as_str()),
+            stock_move,
+            at: order.updated_at,
+        });
+        match moves_by_shop.iter_mut().find(|(shop_id, _)| *shop_id == order.shop_id) {
+            Some((_, moves)) => moves.extend(entries),
+            None => moves_by_shop.push((order.shop_id.as_str(), entries.collect())),
+        }
+    }
+    for (shop_id, moves) in &moves_by_shop {
+        move_stocks(connection, shop_id, moves).await?;
+    }
+    let sync: Vec<SyncRow<'_>> = changes
+        .iter()
+        .flat_map(|change| {
+            let order = &change.order;
+            change.sync.iter().map(move |record| SyncRow {
+                shop_id: &order.shop_id,
+                order_id: Some(&order.id),
+                record,
+                currency: Some(order.currency),
+            })
+        })
+        .collect();
+    insert_sync_records(connection, &sync).await?;
+    let history: Vec<(&str, &HistoryEntry)> = changes
+        .iter()
+        .flat_map(|change| change.history.iter().map(move |entry| (change.order.id.as_str(), entry)))
+        .collect();
+    insert_history(connection, &history).await
+}
+
+/// Puts the saved changes back in the places of the decisions that made them (`Ok(())` marks a
+/// change, in the order the changes were made).
+pub(crate) fn in_decision_order<E>(
+    decided: Vec<Result<(), ChangeError<E>>>,
+    changes: Vec<OrderChange>,
+) -> Vec<Result<OrderChange, ChangeError<E>>> {
+    let mut changes = changes.into_iter();
+    decided
+        .into_iter()
+        .map(|decision| {
+            decision.and_then(|()| {
+                changes.next().ok_or_else(|| ChangeError::Store(anyhow::anyhow!("a decision lost its change")))
+            })
+        })
+        .collect()
+}
+
+/// One call to an outside system for the sync history (F5); `order_id` is `None` for a stock push.
+struct SyncRow<'a> {
+    shop_id: &'a str,
+    order_id: Option<&'a str>,
+    record: &'a SyncRecord,
+    currency: Option<Currency>,
+}
+
+async fn insert_sync_records(connection: &mut Connection, rows: &[SyncRow<'_>]) -> Result<()> {
+    for chunk in rows.chunks(rows_per_statement(9)) {
+        let mut query = QueryBuilder::<Db>::new(
+            "INSERT INTO sync_history (shop_id, order_id, at, kind, target, request, ok, message, fee) ",
+        );
+        query.push_values(chunk, |mut row, sync| {
+            let record = sync.record;
+            row.push_bind(sync.shop_id)
+                .push_bind(sync.order_id)
+                .push_bind(record.at.unix_micros())
+                .push_bind(record.kind.as_str())
+                .push_bind(record.target.as_str())
+                .push_bind(record.request.as_str())
+                .push_bind(record.ok)
+                .push_bind(record.message.as_str())
+                .push_bind(record.fee.zip(sync.currency).map(|(fee, currency)| fee.format(currency)));
+        });
+        query.build().execute(&mut *connection).await.context("failed to write the sync history")?;
+    }
+    Ok(())
 }
 
 /// Keeps one call to an outside system in the sync history (F5); `order_id` is `None` for a stock push.
@@ -482,23 +663,14 @@ async fn insert_sync_record(
     record: &SyncRecord,
     currency: Option<Currency>,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO sync_history (shop_id, order_id, at, kind, target, request, ok, message, fee) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(shop_id)
-    .bind(order_id)
-    .bind(record.at.unix_micros())
-    .bind(record.kind.as_str())
-    .bind(&record.target)
-    .bind(&record.request)
-    .bind(record.ok)
-    .bind(&record.message)
-    .bind(record.fee.zip(currency).map(|(fee, currency)| fee.format(currency)))
-    .execute(&mut *connection)
-    .await
-    .context("failed to write the sync history")?;
-    Ok(())
+    insert_sync_records(connection, &[SyncRow { shop_id, order_id, record, currency }]).await
+}
+
+/// One stock movement with the order it belongs to (if any) and when it happened.
+struct StockEntry<'a> {
+    order_id: Option<&'a str>,
+    stock_move: &'a StockMove,
+    at: Timestamp,
 }
 
 /// Applies stock movements to SKUs that exist and keeps each in the ledger; answers the SKUs that
@@ -510,56 +682,85 @@ async fn move_stock(
     moves: &[StockMove],
     at: Timestamp,
 ) -> Result<Vec<String>> {
-    let mut missing = Vec::new();
-    for stock_move in moves {
-        let updated = sqlx::query(
-            "UPDATE inventory SET available = available + $1, updated_at = $2 WHERE shop_id = $3 AND sku = $4",
-        )
-        .bind(stock_move.delta)
-        .bind(at.unix_micros())
-        .bind(shop_id)
-        .bind(&stock_move.sku)
-        .execute(&mut *connection)
-        .await
-        .context("failed to move stock")?
-        .rows_affected();
-        if updated == 0 {
-            missing.push(stock_move.sku.clone());
-            continue;
-        }
-        sqlx::query(
-            "INSERT INTO inventory_ledger (shop_id, sku, delta, kind, order_id, reason, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(shop_id)
-        .bind(&stock_move.sku)
-        .bind(stock_move.delta)
-        .bind(stock_move.kind.as_str())
-        .bind(order_id)
-        .bind(&stock_move.reason)
-        .bind(at.unix_micros())
-        .execute(&mut *connection)
-        .await
-        .context("failed to write the stock ledger")?;
-        queue_stock_push(connection, shop_id, &stock_move.sku, at).await?;
-    }
-    Ok(missing)
+    let entries: Vec<StockEntry<'_>> = moves.iter().map(|stock_move| StockEntry { order_id, stock_move, at }).collect();
+    move_stocks(connection, shop_id, &entries).await
 }
 
-/// Queues the SKU's new level for every channel that sells it (I5), due one push interval from now;
-/// a push already waiting only counts one more move, so the channel hears the latest level once.
-async fn queue_stock_push(connection: &mut Connection, shop_id: &str, sku: &str, at: Timestamp) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO inventory_pushes (channel_id, sku, shop_id, due_at, version, attempts) \
-         SELECT l.channel_id, l.sku, l.shop_id, $3 + s.inventory_push_interval_s * 1000000, 1, 0 \
-         FROM inventory_listings l JOIN shops s ON s.id = l.shop_id WHERE l.shop_id = $1 AND l.sku = $2 \
-         ON CONFLICT (channel_id, sku) DO UPDATE SET version = inventory_pushes.version + 1",
-    )
-    .bind(shop_id)
-    .bind(sku)
-    .bind(at.unix_micros())
-    .execute(&mut *connection)
-    .await
-    .context("failed to queue a stock push")?;
+/// [`move_stock`] for many movements of one shop: one UPDATE for every SKU moved, one INSERT for the
+/// ledger and one for the channels' pushes (I5), whatever the number of movements.
+async fn move_stocks(connection: &mut Connection, shop_id: &str, moves: &[StockEntry<'_>]) -> Result<Vec<String>> {
+    let Some(at) = moves.iter().map(|entry| entry.at).max() else {
+        return Ok(Vec::new());
+    };
+    let mut deltas: Vec<(&str, i64)> = Vec::new();
+    for entry in moves {
+        let sku = entry.stock_move.sku.as_str();
+        match deltas.iter_mut().find(|(known, _)| *known == sku) {
+            Some((_, delta)) => *delta += entry.stock_move.delta,
+            None => deltas.push((sku, entry.stock_move.delta)),
+        }
+    }
+    let mut stocked: Vec<String> = Vec::with_capacity(deltas.len());
+    for chunk in deltas.chunks(rows_per_statement(2)) {
+        let mut query = QueryBuilder::<Db>::new("WITH moved (move_sku, move_delta) AS (");
+        query.push_values(chunk, |mut row, (sku, delta)| {
+            row.push_bind(*sku).push_bind(*delta);
+        });
+        query.push(") UPDATE inventory SET available = available + moved.move_delta, updated_at = ");
+        query.push_bind(at.unix_micros());
+        query.push(" FROM moved WHERE inventory.shop_id = ");
+        query.push_bind(shop_id);
+        query.push(" AND inventory.sku = moved.move_sku RETURNING sku");
+        let rows = query.build().fetch_all(&mut *connection).await.context("failed to move stock")?;
+        for row in rows {
+            stocked.push(row.try_get("sku")?);
+        }
+    }
+    let ledger: Vec<&StockEntry<'_>> = moves.iter().filter(|entry| stocked.contains(&entry.stock_move.sku)).collect();
+    for chunk in ledger.chunks(rows_per_statement(7)) {
+        let mut query =
+            QueryBuilder::<Db>::new("INSERT INTO inventory_ledger (shop_id, sku, delta, kind, order_id, reason, at) ");
+        query.push_values(chunk, |mut row, entry| {
+            row.push_bind(shop_id)
+                .push_bind(entry.stock_move.sku.as_str())
+                .push_bind(entry.stock_move.delta)
+                .push_bind(entry.stock_move.kind.as_str())
+                .push_bind(entry.order_id)
+                .push_bind(entry.stock_move.reason.as_deref())
+                .push_bind(entry.at.unix_micros());
+        });
+        query.build().execute(&mut *connection).await.context("failed to write the stock ledger")?;
+    }
+    queue_stock_pushes(connection, shop_id, &stocked, at).await?;
+    Ok(deltas
+        .iter()
+        .filter(|(sku, _)| !stocked.iter().any(|known| known == sku))
+        .map(|(sku, _)| (*sku).to_owned())
+        .collect())
+}
+
+/// Queues the SKUs' new levels for every channel that sells them (I5), due one push interval from
+/// now; a push already waiting only counts one more move, so the channel hears the latest level once.
+async fn queue_stock_pushes(connection: &mut Connection, shop_id: &str, skus: &[String], at: Timestamp) -> Result<()> {
+    for chunk in skus.chunks(rows_per_statement(1)) {
+        let mut query = QueryBuilder::<Db>::new(
+            "INSERT INTO inventory_pushes (channel_id, sku, shop_id, due_at, version, attempts) \
+             SELECT l.channel_id, l.sku, l.shop_id, ",
+        );
+        query.push_bind(at.unix_micros());
+        query.push(
+            " + s.inventory_push_interval_s * 1000000, 1, 0 \
+             FROM inventory_listings l JOIN shops s ON s.id = l.shop_id WHERE l.shop_id = ",
+        );
+        query.push_bind(shop_id);
+        query.push(" AND l.sku IN (");
+        let mut list = query.separated(", ");
+        for sku in chunk {
+            list.push_bind(sku.as_str());
+        }
+        query.push(") ON CONFLICT (channel_id, sku) DO UPDATE SET version = inventory_pushes.version + 1");
+        query.build().execute(&mut *connection).await.context("failed to queue a stock push")?;
+    }
     Ok(())
 }
 
@@ -572,11 +773,6 @@ fn push_item_from_row(row: &DbRow) -> Result<PushItem> {
         version: row.try_get("version")?,
         attempts: u32::try_from(row.try_get::<i64, _>("attempts")?)?,
     })
-}
-
-/// Keeps the worker's job of the order's cancellation in step with the change.
-async fn schedule_workflow(connection: &mut Connection, change: &OrderChange) -> Result<()> {
-    schedule(connection, &change.order.id, &change.order.shop_id, change.workflow).await
 }
 
 /// Schedules, reschedules or forgets the order's job.
@@ -800,7 +996,7 @@ impl Backend {
             }
         };
         let (order, imported) = build(number).map_err(ImportError::Invalid)?;
-        if let Err(error) = write_order(&mut tx, &order).await {
+        if let Err(error) = write_orders(&mut tx, &[&order]).await {
             let unique = error.as_database_error().is_some_and(|db| db.is_unique_violation());
             drop(tx);
             if unique {
@@ -811,7 +1007,7 @@ impl Backend {
             }
             return Err(ImportError::Store(anyhow::Error::new(error).context("failed to store the order")));
         }
-        insert_history(&mut tx, &order.id, &[imported]).await?;
+        let mut history = vec![imported];
         if order.inventory_deducted {
             let deductions =
                 StockMove::take_out(&order.stock_snapshot, StockMoveKind::Deduction, &format!("order {}", order.number));
@@ -825,13 +1021,10 @@ impl Backend {
             if !missing.is_empty() {
                 message.push_str(&format!(" Not stocked here, so nothing was deducted: {}.", missing.join(", ")));
             }
-            insert_history(
-                &mut tx,
-                &order.id,
-                &[HistoryEntry::new(order.created_at, "stock.deducted", &rescind_domain::Actor::System, message)],
-            )
-            .await?;
+            history.push(HistoryEntry::new(order.created_at, "stock.deducted", &rescind_domain::Actor::System, message));
         }
+        let history: Vec<(&str, &HistoryEntry)> = history.iter().map(|entry| (order.id.as_str(), entry)).collect();
+        insert_history(&mut tx, &history).await?;
         if rescind_domain::pending_work(&order).is_some() {
             schedule(&mut tx, &order.id, &order.shop_id, WorkflowSchedule::DueAt(order.created_at)).await?;
         }
@@ -949,7 +1142,7 @@ impl Backend {
             return Err(ChangeError::NotFound);
         };
         let change = decide(&order).map_err(ChangeError::Refused)?;
-        save_change(&mut tx, &change).await?;
+        save_changes(&mut tx, std::slice::from_ref(&change)).await?;
         tx.commit().await.context("failed to commit a change")?;
         Ok(change)
     }
@@ -966,24 +1159,26 @@ impl Backend {
             .into_iter()
             .map(|order| (order.id.clone(), order))
             .collect();
-        let mut results = Vec::with_capacity(order_ids.len());
+        let mut decided = Vec::with_capacity(order_ids.len());
+        let mut changes = Vec::new();
         for order_id in order_ids {
             let Some(order) = orders.get_mut(order_id) else {
-                results.push(Err(ChangeError::NotFound));
+                decided.push(Err(ChangeError::NotFound));
                 continue;
             };
             match decide(order) {
                 Ok(change) => {
-                    save_change(&mut tx, &change).await?;
                     // A repeated id in the same request sees the first change.
                     *order = change.order.clone();
-                    results.push(Ok(change));
+                    changes.push(change);
+                    decided.push(Ok(()));
                 }
-                Err(refusal) => results.push(Err(ChangeError::Refused(refusal))),
+                Err(refusal) => decided.push(Err(ChangeError::Refused(refusal))),
             }
         }
+        save_changes(&mut tx, &changes).await?;
         tx.commit().await.context("failed to commit a bulk change")?;
-        Ok(results)
+        Ok(in_decision_order(decided, changes))
     }
 
     pub(crate) async fn claim_idempotency_key(
@@ -1626,7 +1821,7 @@ impl Backend {
             report.restocked.push((sku.clone(), *quantity));
         }
         let change = decide(&order, report).map_err(ChangeError::Refused)?;
-        save_change(&mut tx, &change).await?;
+        save_changes(&mut tx, std::slice::from_ref(&change)).await?;
         tx.commit().await.context("failed to commit a restock")?;
         Ok(change)
     }

@@ -337,7 +337,8 @@ mod sqlite {
     }
 
     mod batch {
-        use super::{load_orders_for_change, save_change, Db};
+        use super::{load_orders_for_change, save_changes, Db};
+        use std::collections::HashMap;
         use crate::ChangeError;
         use rescind_domain::{Order, OrderChange};
         use std::any::Any;
@@ -429,38 +430,87 @@ mod sqlite {
             }
         }
 
+        /// What became of one job before the group is written.
+        enum Decided {
+            Changed,
+            Refused(Refusal),
+            NotFound,
+        }
+
+        /// Loads every order of the group at once (one query per table and shop), decides each job in
+        /// turn against the order as the jobs before it left it, and writes all changes together: a
+        /// group of a hundred cancels costs about as many statements as one.
         async fn run_group(pool: &sqlx::Pool<Db>, group: Vec<Job>) {
+            let mut tx = match pool.begin().await {
+                Ok(tx) => tx,
+                Err(error) => return fail_all(group, &format!("failed to start a change: {error}")),
+            };
+            let mut ids_by_shop: HashMap<String, Vec<String>> = HashMap::new();
+            for job in &group {
+                ids_by_shop.entry(job.shop_id.clone()).or_default().push(job.order_id.clone());
+            }
+            let mut orders = match load_group(&mut tx, ids_by_shop).await {
+                Ok(orders) => orders,
+                Err(error) => return fail_all(group, &format!("{error:#}")),
+            };
             let mut replies = Vec::with_capacity(group.len());
+            let mut changes = Vec::new();
+            for job in group {
+                let decided = match orders.get_mut(&(job.shop_id, job.order_id)) {
+                    None => Decided::NotFound,
+                    Some(order) => match (job.decide)(order) {
+                        Err(refusal) => Decided::Refused(refusal),
+                        Ok(change) => {
+                            // A later job on the same order sees this change.
+                            *order = change.order.clone();
+                            changes.push(change);
+                            Decided::Changed
+                        }
+                    },
+                };
+                replies.push((job.reply, decided));
+            }
             let failure = async {
-                let mut tx = pool.begin().await?;
-                for job in group {
-                    let order = load_orders_for_change(&mut tx, &job.shop_id, std::slice::from_ref(&job.order_id))
-                        .await?
-                        .pop();
-                    let outcome = match order {
-                        None => Outcome::NotFound,
-                        Some(order) => match (job.decide)(&order) {
-                            Err(refusal) => Outcome::Refused(refusal),
-                            Ok(change) => {
-                                save_change(&mut tx, &change).await?;
-                                Outcome::Changed(Box::new(change))
-                            }
-                        },
-                    };
-                    replies.push((job.reply, outcome));
-                }
+                save_changes(&mut tx, &changes).await?;
                 tx.commit().await?;
                 Ok::<(), anyhow::Error>(())
             }
             .await
             .err();
             // Nothing of a failed group was committed: every change in it failed.
-            for (reply, outcome) in replies {
-                let outcome = match (&failure, outcome) {
-                    (Some(error), Outcome::Changed(_)) => Outcome::Failed(format!("{error:#}")),
-                    (_, outcome) => outcome,
+            let mut changes = changes.into_iter();
+            for (reply, decided) in replies {
+                let outcome = match (decided, &failure) {
+                    (Decided::Changed, Some(error)) => Outcome::Failed(format!("{error:#}")),
+                    (Decided::Changed, None) => match changes.next() {
+                        Some(change) => Outcome::Changed(Box::new(change)),
+                        None => Outcome::Failed("a decision lost its change".to_owned()),
+                    },
+                    (Decided::Refused(refusal), _) => Outcome::Refused(refusal),
+                    (Decided::NotFound, _) => Outcome::NotFound,
                 };
                 let _ = reply.send(outcome);
+            }
+        }
+
+        type Loaded = HashMap<(String, String), Order>;
+
+        async fn load_group(
+            tx: &mut sqlx::Transaction<'_, Db>,
+            ids_by_shop: HashMap<String, Vec<String>>,
+        ) -> anyhow::Result<Loaded> {
+            let mut orders = Loaded::new();
+            for (shop_id, ids) in ids_by_shop {
+                for order in load_orders_for_change(tx, &shop_id, &ids).await? {
+                    orders.insert((shop_id.clone(), order.id.clone()), order);
+                }
+            }
+            Ok(orders)
+        }
+
+        fn fail_all(group: Vec<Job>, error: &str) {
+            for job in group {
+                let _ = job.reply.send(Outcome::Failed(error.to_owned()));
             }
         }
     }
