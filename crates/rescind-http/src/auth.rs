@@ -10,6 +10,40 @@ use axum::response::Response;
 use rand::RngCore;
 use rescind_domain::Scope;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a token looked up in the database is believed without asking again. Tokens are never
+/// changed once made; the bound is for a token deleted in the database by hand or by another process.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(10);
+/// The most tokens remembered; when full, the cache starts over.
+pub const TOKEN_CACHE_MAX: usize = 10_000;
+
+/// Tokens recently found in the database, by the SHA-256 of their secret, so that a busy client's
+/// requests do not each read its token. Unknown secrets are never remembered.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    known: Mutex<HashMap<String, (ShopAccess, Instant)>>,
+}
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<ShopAccess> {
+        let known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        known
+            .get(hash)
+            .filter(|(_, found_at)| found_at.elapsed() < TOKEN_CACHE_TTL)
+            .map(|(access, _)| access.clone())
+    }
+
+    fn remember(&self, hash: String, access: ShopAccess) {
+        let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() >= TOKEN_CACHE_MAX {
+            known.clear();
+        }
+        known.insert(hash, (access, Instant::now()));
+    }
+}
 
 /// The caller of a request, put in the request's extensions by [`authenticate`].
 #[derive(Clone, Debug)]
@@ -111,16 +145,23 @@ pub async fn authenticate(
     let principal = if state.admin_token_hash.as_deref() == Some(hash.as_str()) {
         Principal::Admin
     } else {
-        let token = state
-            .store
-            .token_by_hash(&hash)
-            .await?
-            .ok_or_else(ApiError::unauthorized)?;
-        Principal::Shop(ShopAccess {
-            token_id: token.id,
-            shop_id: token.shop_id,
-            scopes: token.scopes,
-        })
+        match state.tokens.get(&hash) {
+            Some(access) => Principal::Shop(access),
+            None => {
+                let token = state
+                    .store
+                    .token_by_hash(&hash)
+                    .await?
+                    .ok_or_else(ApiError::unauthorized)?;
+                let access = ShopAccess {
+                    token_id: token.id,
+                    shop_id: token.shop_id,
+                    scopes: token.scopes,
+                };
+                state.tokens.remember(hash, access.clone());
+                Principal::Shop(access)
+            }
+        }
     };
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
@@ -136,4 +177,37 @@ pub fn equal_in_constant_time(left: &[u8], right: &[u8]) -> bool {
             .zip(right)
             .fold(0u8, |difference, (a, b)| difference | (a ^ b))
             == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(shop_id: &str) -> ShopAccess {
+        ShopAccess {
+            token_id: format!("tok_{shop_id}"),
+            shop_id: shop_id.to_owned(),
+            scopes: vec![Scope::ReadOrder],
+        }
+    }
+
+    #[test]
+    fn a_remembered_token_is_found_by_its_hash_and_no_other() {
+        let cache = TokenCache::default();
+        cache.remember(hash_secret("rsk_a"), access("shop_a"));
+        assert_eq!(cache.get(&hash_secret("rsk_a")).map(|found| found.shop_id), Some("shop_a".to_owned()));
+        assert!(cache.get(&hash_secret("rsk_b")).is_none());
+    }
+
+    #[test]
+    fn a_full_cache_starts_over_instead_of_growing() {
+        let cache = TokenCache::default();
+        for number in 0..TOKEN_CACHE_MAX {
+            cache.remember(format!("hash{number}"), access("shop"));
+        }
+        cache.remember("one more".to_owned(), access("shop"));
+        assert!(cache.get("hash0").is_none());
+        assert!(cache.get("one more").is_some());
+        assert_eq!(cache.known.lock().unwrap().len(), 1);
+    }
 }

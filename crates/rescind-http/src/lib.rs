@@ -55,6 +55,8 @@ pub struct AppState {
     pub settings: ServiceSettings,
     /// For calls a request makes itself (a re-authorization on undo).
     pub http: reqwest::Client,
+    /// Shop tokens recently read from the database.
+    pub tokens: Arc<auth::TokenCache>,
 }
 
 impl AppState {
@@ -66,6 +68,7 @@ impl AppState {
             workflow: Workflow::new(),
             settings,
             http: rescind_connectors::http_client(settings.worker.partner_timeout),
+            tokens: Arc::default(),
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::codec::{
     scopes_from_text, scopes_to_text, steps_from_json, steps_to_json, warnings_from_json, warnings_to_json,
 };
 use crate::{
-    CancellationOfOrder, Job, Listing, PushBatch, PushItem, PushOutcome, RequestOfOrder, PaymentProvider, PaymentProviderKind, RestockReport, StockLevel, SyncEntry, Warehouse,
+    ShopSetup, CancellationOfOrder, Job, Listing, PushBatch, PushItem, PushOutcome, RequestOfOrder, PaymentProvider, PaymentProviderKind, RestockReport, StockLevel, SyncEntry, Warehouse,
     ApiToken, ChangeError, Channel, IdempotencyClaim, ImportError, OrderFilter, Page, Settings, SettingsPatch, Shop,
     IDEMPOTENCY_ABANDONED_AFTER_S, IDEMPOTENCY_RETENTION_S, STOCK_PUSH_CLAIM_MAX,
 };
@@ -51,8 +51,8 @@ const REFUND_COLUMNS: &str = "id, order_id, cancellation_id, amount, method, not
 pub struct Backend {
     write: Pool<Db>,
     read: Pool<Db>,
-    /// Where the backend groups single-order changes into shared transactions (SQLite's one writer).
-    batcher: Option<Batcher>,
+    /// Groups single-order changes into shared transactions (group commit).
+    batcher: batch::Batcher,
 }
 
 fn time(micros: i64) -> Timestamp {
@@ -299,6 +299,34 @@ async fn load_orders_for_change(connection: &mut Connection, shop_id: &str, ids:
     query.push(DIALECT.lock_order);
     let rows = query.build().fetch_all(&mut *connection).await.context("failed to load orders for a change")?;
     complete_orders(connection, rows).await
+}
+
+async fn load_channels(connection: &mut Connection, shop_id: &str) -> Result<Vec<Channel>> {
+    let rows = sqlx::query(
+        "SELECT id, shop_id, kind, name, base_url, credentials, cancel_sync, created_at FROM channels \
+         WHERE shop_id = $1 ORDER BY id",
+    )
+    .bind(shop_id)
+    .fetch_all(&mut *connection)
+    .await
+    .context("failed to load the shop's channels")?;
+    rows.iter().map(channel_from_row).collect()
+}
+
+async fn load_warehouses(connection: &mut Connection, shop_id: &str) -> Result<Vec<Warehouse>> {
+    let rows = sqlx::query(&format!("SELECT {WAREHOUSE_COLUMNS} FROM warehouses WHERE shop_id = $1 ORDER BY id"))
+        .bind(shop_id)
+        .fetch_all(&mut *connection)
+        .await
+        .context("failed to load the shop's warehouses")?;
+    rows.iter().map(warehouse_from_row).collect()
+}
+
+async fn load_shop_setup(connection: &mut Connection, shop_id: &str) -> Result<ShopSetup> {
+    Ok(ShopSetup {
+        channels: load_channels(connection, shop_id).await?,
+        warehouses: load_warehouses(connection, shop_id).await?,
+    })
 }
 
 /// The most bind parameters one statement takes: below SQLite's 32,766 and PostgreSQL's 65,535.
@@ -959,14 +987,13 @@ impl Backend {
     }
 
     pub(crate) async fn channels(&self, shop_id: &str) -> Result<Vec<Channel>> {
-        let rows = sqlx::query(
-            "SELECT id, shop_id, kind, name, base_url, credentials, cancel_sync, created_at FROM channels \
-             WHERE shop_id = $1 ORDER BY id",
-        )
-        .bind(shop_id)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(channel_from_row).collect()
+        let mut connection = self.read.acquire().await?;
+        load_channels(&mut connection, shop_id).await
+    }
+
+    pub(crate) async fn shop_setup(&self, shop_id: &str) -> Result<ShopSetup> {
+        let mut connection = self.read.acquire().await?;
+        load_shop_setup(&mut connection, shop_id).await
     }
 
     pub(crate) async fn import_order(
@@ -1326,11 +1353,8 @@ impl Backend {
     }
 
     pub(crate) async fn warehouses(&self, shop_id: &str) -> Result<Vec<Warehouse>> {
-        let rows = sqlx::query(&format!("SELECT {WAREHOUSE_COLUMNS} FROM warehouses WHERE shop_id = $1 ORDER BY id"))
-            .bind(shop_id)
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(warehouse_from_row).collect()
+        let mut connection = self.read.acquire().await?;
+        load_warehouses(&mut connection, shop_id).await
     }
 
     pub(crate) async fn order_id_by_outbound(&self, warehouse_id: &str, external_id: &str) -> Result<Option<(String, String)>> {
@@ -1894,4 +1918,205 @@ async fn insert_token(connection: &mut Connection, token: &ApiToken, now: Timest
         .await
         .context("failed to store the token")?;
     Ok(())
+}
+
+impl Backend {
+    /// A read-decide-write of one order, grouped with others into one transaction (group commit):
+    /// a commit with its fsync costs more than a decision, so many cancellations share one, and the
+    /// group reads its orders and each shop's setup once. A refused decision writes nothing; a
+    /// failed write fails its group.
+    pub(crate) async fn change_order_grouped<E: Send + 'static>(
+        &self,
+        shop_id: &str,
+        order_id: &str,
+        decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
+    ) -> Result<OrderChange, ChangeError<E>> {
+        self.batcher.change(shop_id, order_id, decide).await
+    }
+}
+
+mod batch {
+    use super::{load_orders_for_change, load_shop_setup, save_changes, Db};
+    use crate::ShopSetup;
+    use std::collections::HashMap;
+    use crate::ChangeError;
+    use rescind_domain::{Order, OrderChange};
+    use std::any::Any;
+    use tokio::sync::{mpsc, oneshot};
+
+    /// The most changes one transaction takes.
+    const GROUP_MAX: usize = 256;
+    /// Changes waiting for the writer; callers wait when it is full.
+    const QUEUE_MAX: usize = 4096;
+
+    type Refusal = Box<dyn Any + Send>;
+    type Decide = Box<dyn FnOnce(&Order, &ShopSetup) -> Result<OrderChange, Refusal> + Send>;
+
+    enum Outcome {
+        Changed(Box<OrderChange>),
+        Refused(Refusal),
+        NotFound,
+        Failed(String),
+    }
+
+    struct Job {
+        shop_id: String,
+        order_id: String,
+        decide: Decide,
+        reply: oneshot::Sender<Outcome>,
+    }
+
+    #[derive(Clone, Debug)]
+    pub(crate) struct Batcher {
+        jobs: mpsc::Sender<Job>,
+    }
+
+    impl std::fmt::Debug for Job {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Job").field("order_id", &self.order_id).finish()
+        }
+    }
+
+    pub(crate) fn start(pool: sqlx::Pool<Db>) -> Batcher {
+        let (jobs, queue) = mpsc::channel(QUEUE_MAX);
+        tokio::spawn(run(pool, queue));
+        Batcher { jobs }
+    }
+
+    impl Batcher {
+        pub(crate) async fn change<E: Send + 'static>(
+            &self,
+            shop_id: &str,
+            order_id: &str,
+            decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
+        ) -> Result<OrderChange, ChangeError<E>> {
+            let (reply, answer) = oneshot::channel();
+            let job = Job {
+                shop_id: shop_id.to_owned(),
+                order_id: order_id.to_owned(),
+                decide: Box::new(move |order, setup| {
+                    decide(order, setup).map_err(|refusal| Box::new(refusal) as Refusal)
+                }),
+                reply,
+            };
+            self.jobs
+                .send(job)
+                .await
+                .map_err(|_| anyhow::anyhow!("the database writer has stopped"))?;
+            match answer
+                .await
+                .map_err(|_| anyhow::anyhow!("the database writer has stopped"))?
+            {
+                Outcome::Changed(change) => Ok(*change),
+                Outcome::Refused(refusal) => match refusal.downcast::<E>() {
+                    Ok(refusal) => Err(ChangeError::Refused(*refusal)),
+                    Err(_) => Err(ChangeError::Store(anyhow::anyhow!("a refusal of another type"))),
+                },
+                Outcome::NotFound => Err(ChangeError::NotFound),
+                Outcome::Failed(error) => Err(ChangeError::Store(anyhow::anyhow!(error))),
+            }
+        }
+    }
+
+    /// Takes whatever changes are waiting (up to [`GROUP_MAX`]) and runs them in one transaction.
+    async fn run(pool: sqlx::Pool<Db>, mut queue: mpsc::Receiver<Job>) {
+        while let Some(first) = queue.recv().await {
+            let mut group = vec![first];
+            while group.len() < GROUP_MAX {
+                match queue.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+            run_group(&pool, group).await;
+        }
+    }
+
+    /// What became of one job before the group is written.
+    enum Decided {
+        Changed,
+        Refused(Refusal),
+        NotFound,
+    }
+
+    /// Loads every order of the group at once (one query per table and shop), decides each job in
+    /// turn against the order as the jobs before it left it, and writes all changes together: a
+    /// group of a hundred cancels costs about as many statements as one.
+    async fn run_group(pool: &sqlx::Pool<Db>, group: Vec<Job>) {
+        let mut tx = match pool.begin().await {
+            Ok(tx) => tx,
+            Err(error) => return fail_all(group, &format!("failed to start a change: {error}")),
+        };
+        let mut ids_by_shop: HashMap<String, Vec<String>> = HashMap::new();
+        for job in &group {
+            ids_by_shop.entry(job.shop_id.clone()).or_default().push(job.order_id.clone());
+        }
+        let (mut orders, setups) = match load_group(&mut tx, ids_by_shop).await {
+            Ok(loaded) => loaded,
+            Err(error) => return fail_all(group, &format!("{error:#}")),
+        };
+        let mut replies = Vec::with_capacity(group.len());
+        let mut changes = Vec::new();
+        for job in group {
+            let setup = setups.get(&job.shop_id);
+            let decided = match (orders.get_mut(&(job.shop_id, job.order_id)), setup) {
+                (None, _) | (_, None) => Decided::NotFound,
+                (Some(order), Some(setup)) => match (job.decide)(order, setup) {
+                    Err(refusal) => Decided::Refused(refusal),
+                    Ok(change) => {
+                        // A later job on the same order sees this change.
+                        *order = change.order.clone();
+                        changes.push(change);
+                        Decided::Changed
+                    }
+                },
+            };
+            replies.push((job.reply, decided));
+        }
+        let failure = async {
+            save_changes(&mut tx, &changes).await?;
+            tx.commit().await?;
+            Ok::<(), anyhow::Error>(())
+        }
+        .await
+        .err();
+        // Nothing of a failed group was committed: every change in it failed.
+        let mut changes = changes.into_iter();
+        for (reply, decided) in replies {
+            let outcome = match (decided, &failure) {
+                (Decided::Changed, Some(error)) => Outcome::Failed(format!("{error:#}")),
+                (Decided::Changed, None) => match changes.next() {
+                    Some(change) => Outcome::Changed(Box::new(change)),
+                    None => Outcome::Failed("a decision lost its change".to_owned()),
+                },
+                (Decided::Refused(refusal), _) => Outcome::Refused(refusal),
+                (Decided::NotFound, _) => Outcome::NotFound,
+            };
+            let _ = reply.send(outcome);
+        }
+    }
+
+    /// The group's orders by shop and id, and each shop's setup.
+    type Loaded = (HashMap<(String, String), Order>, HashMap<String, ShopSetup>);
+
+    async fn load_group(
+        tx: &mut sqlx::Transaction<'_, Db>,
+        ids_by_shop: HashMap<String, Vec<String>>,
+    ) -> anyhow::Result<Loaded> {
+        let mut orders = HashMap::new();
+        let mut setups = HashMap::new();
+        for (shop_id, ids) in ids_by_shop {
+            for order in load_orders_for_change(tx, &shop_id, &ids).await? {
+                orders.insert((shop_id.clone(), order.id.clone()), order);
+            }
+            setups.insert(shop_id.clone(), load_shop_setup(tx, &shop_id).await?);
+        }
+        Ok((orders, setups))
+    }
+
+    fn fail_all(group: Vec<Job>, error: &str) {
+        for job in group {
+            let _ = job.reply.send(Outcome::Failed(error.to_owned()));
+        }
+    }
 }

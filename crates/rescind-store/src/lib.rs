@@ -181,6 +181,38 @@ pub struct Warehouse {
     pub created_at: Timestamp,
 }
 
+/// What a cancel decision needs to know of the shop: its channels' `cancel_sync` (H4) and its
+/// warehouses' settings (C4).
+#[derive(Clone, Debug, Default)]
+pub struct ShopSetup {
+    pub channels: Vec<Channel>,
+    pub warehouses: Vec<Warehouse>,
+}
+
+impl ShopSetup {
+    /// Whether a cancel goes to the order's channel (H4); a channel that is gone counts as on.
+    pub fn channel_cancel_sync(&self, order: &Order) -> bool {
+        self.channels
+            .iter()
+            .find(|channel| channel.id == order.channel_id)
+            .is_none_or(|channel| channel.cancel_sync)
+    }
+
+    /// The settings of the warehouse that would ship the order, if it has one.
+    pub fn warehouse_settings(&self, order: &Order) -> Option<rescind_domain::WarehouseSettings> {
+        warehouse_settings(&self.warehouses, order)
+    }
+}
+
+/// The settings of the order's warehouse among `warehouses`, when it has one.
+pub fn warehouse_settings(warehouses: &[Warehouse], order: &Order) -> Option<rescind_domain::WarehouseSettings> {
+    let warehouse_id = order.warehouse_id.as_deref()?;
+    warehouses
+        .iter()
+        .find(|warehouse| warehouse.id == warehouse_id)
+        .map(|warehouse| warehouse.settings)
+}
+
 /// A cancellation with the order it belongs to, for lists.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CancellationOfOrder {
@@ -311,209 +343,13 @@ mod sqlite {
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        let batcher = Some(batch::start(write.clone()));
+        let batcher = batch::start(write.clone());
         Ok(Backend { write, read, batcher })
     }
 
     include!("backend.rs");
 
-    pub(crate) type Batcher = batch::Batcher;
 
-    impl Backend {
-        /// A read-decide-write of one order, grouped with others into one transaction (group commit):
-        /// SQLite has one writer, and a commit with its fsync costs more than a decision, so many
-        /// cancellations share one. A refused decision writes nothing; a failed write fails its group.
-        pub(crate) async fn change_order_grouped<E: Send + 'static>(
-            &self,
-            shop_id: &str,
-            order_id: &str,
-            decide: impl FnOnce(&Order) -> Result<OrderChange, E> + Send + 'static,
-        ) -> Result<OrderChange, ChangeError<E>> {
-            let Some(batcher) = &self.batcher else {
-                return self.change_order(shop_id, order_id, decide).await;
-            };
-            batcher.change(shop_id, order_id, decide).await
-        }
-    }
-
-    mod batch {
-        use super::{load_orders_for_change, save_changes, Db};
-        use std::collections::HashMap;
-        use crate::ChangeError;
-        use rescind_domain::{Order, OrderChange};
-        use std::any::Any;
-        use tokio::sync::{mpsc, oneshot};
-
-        /// The most changes one transaction takes.
-        const GROUP_MAX: usize = 256;
-        /// Changes waiting for the writer; callers wait when it is full.
-        const QUEUE_MAX: usize = 4096;
-
-        type Refusal = Box<dyn Any + Send>;
-        type Decide = Box<dyn FnOnce(&Order) -> Result<OrderChange, Refusal> + Send>;
-
-        enum Outcome {
-            Changed(Box<OrderChange>),
-            Refused(Refusal),
-            NotFound,
-            Failed(String),
-        }
-
-        struct Job {
-            shop_id: String,
-            order_id: String,
-            decide: Decide,
-            reply: oneshot::Sender<Outcome>,
-        }
-
-        #[derive(Clone, Debug)]
-        pub(crate) struct Batcher {
-            jobs: mpsc::Sender<Job>,
-        }
-
-        impl std::fmt::Debug for Job {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct("Job").field("order_id", &self.order_id).finish()
-            }
-        }
-
-        pub(crate) fn start(pool: sqlx::Pool<Db>) -> Batcher {
-            let (jobs, queue) = mpsc::channel(QUEUE_MAX);
-            tokio::spawn(run(pool, queue));
-            Batcher { jobs }
-        }
-
-        impl Batcher {
-            pub(crate) async fn change<E: Send + 'static>(
-                &self,
-                shop_id: &str,
-                order_id: &str,
-                decide: impl FnOnce(&Order) -> Result<OrderChange, E> + Send + 'static,
-            ) -> Result<OrderChange, ChangeError<E>> {
-                let (reply, answer) = oneshot::channel();
-                let job = Job {
-                    shop_id: shop_id.to_owned(),
-                    order_id: order_id.to_owned(),
-                    decide: Box::new(move |order| decide(order).map_err(|refusal| Box::new(refusal) as Refusal)),
-                    reply,
-                };
-                self.jobs
-                    .send(job)
-                    .await
-                    .map_err(|_| anyhow::anyhow!("the database writer has stopped"))?;
-                match answer
-                    .await
-                    .map_err(|_| anyhow::anyhow!("the database writer has stopped"))?
-                {
-                    Outcome::Changed(change) => Ok(*change),
-                    Outcome::Refused(refusal) => match refusal.downcast::<E>() {
-                        Ok(refusal) => Err(ChangeError::Refused(*refusal)),
-                        Err(_) => Err(ChangeError::Store(anyhow::anyhow!("a refusal of another type"))),
-                    },
-                    Outcome::NotFound => Err(ChangeError::NotFound),
-                    Outcome::Failed(error) => Err(ChangeError::Store(anyhow::anyhow!(error))),
-                }
-            }
-        }
-
-        /// Takes whatever changes are waiting (up to [`GROUP_MAX`]) and runs them in one transaction.
-        async fn run(pool: sqlx::Pool<Db>, mut queue: mpsc::Receiver<Job>) {
-            while let Some(first) = queue.recv().await {
-                let mut group = vec![first];
-                while group.len() < GROUP_MAX {
-                    match queue.try_recv() {
-                        Ok(job) => group.push(job),
-                        Err(_) => break,
-                    }
-                }
-                run_group(&pool, group).await;
-            }
-        }
-
-        /// What became of one job before the group is written.
-        enum Decided {
-            Changed,
-            Refused(Refusal),
-            NotFound,
-        }
-
-        /// Loads every order of the group at once (one query per table and shop), decides each job in
-        /// turn against the order as the jobs before it left it, and writes all changes together: a
-        /// group of a hundred cancels costs about as many statements as one.
-        async fn run_group(pool: &sqlx::Pool<Db>, group: Vec<Job>) {
-            let mut tx = match pool.begin().await {
-                Ok(tx) => tx,
-                Err(error) => return fail_all(group, &format!("failed to start a change: {error}")),
-            };
-            let mut ids_by_shop: HashMap<String, Vec<String>> = HashMap::new();
-            for job in &group {
-                ids_by_shop.entry(job.shop_id.clone()).or_default().push(job.order_id.clone());
-            }
-            let mut orders = match load_group(&mut tx, ids_by_shop).await {
-                Ok(orders) => orders,
-                Err(error) => return fail_all(group, &format!("{error:#}")),
-            };
-            let mut replies = Vec::with_capacity(group.len());
-            let mut changes = Vec::new();
-            for job in group {
-                let decided = match orders.get_mut(&(job.shop_id, job.order_id)) {
-                    None => Decided::NotFound,
-                    Some(order) => match (job.decide)(order) {
-                        Err(refusal) => Decided::Refused(refusal),
-                        Ok(change) => {
-                            // A later job on the same order sees this change.
-                            *order = change.order.clone();
-                            changes.push(change);
-                            Decided::Changed
-                        }
-                    },
-                };
-                replies.push((job.reply, decided));
-            }
-            let failure = async {
-                save_changes(&mut tx, &changes).await?;
-                tx.commit().await?;
-                Ok::<(), anyhow::Error>(())
-            }
-            .await
-            .err();
-            // Nothing of a failed group was committed: every change in it failed.
-            let mut changes = changes.into_iter();
-            for (reply, decided) in replies {
-                let outcome = match (decided, &failure) {
-                    (Decided::Changed, Some(error)) => Outcome::Failed(format!("{error:#}")),
-                    (Decided::Changed, None) => match changes.next() {
-                        Some(change) => Outcome::Changed(Box::new(change)),
-                        None => Outcome::Failed("a decision lost its change".to_owned()),
-                    },
-                    (Decided::Refused(refusal), _) => Outcome::Refused(refusal),
-                    (Decided::NotFound, _) => Outcome::NotFound,
-                };
-                let _ = reply.send(outcome);
-            }
-        }
-
-        type Loaded = HashMap<(String, String), Order>;
-
-        async fn load_group(
-            tx: &mut sqlx::Transaction<'_, Db>,
-            ids_by_shop: HashMap<String, Vec<String>>,
-        ) -> anyhow::Result<Loaded> {
-            let mut orders = Loaded::new();
-            for (shop_id, ids) in ids_by_shop {
-                for order in load_orders_for_change(tx, &shop_id, &ids).await? {
-                    orders.insert((shop_id.clone(), order.id.clone()), order);
-                }
-            }
-            Ok(orders)
-        }
-
-        fn fail_all(group: Vec<Job>, error: &str) {
-            for job in group {
-                let _ = job.reply.send(Outcome::Failed(error.to_owned()));
-            }
-        }
-    }
 }
 
 mod postgres {
@@ -538,30 +374,14 @@ mod postgres {
             .connect_with(options)
             .await?;
         Ok(Backend {
+            batcher: batch::start(pool.clone()),
             write: pool.clone(),
             read: pool,
-            batcher: None,
         })
     }
 
     include!("backend.rs");
 
-    /// PostgreSQL runs concurrent transactions itself: no grouping.
-    pub(crate) type Batcher = std::convert::Infallible;
-
-    impl Backend {
-        pub(crate) async fn change_order_grouped<E: Send + 'static>(
-            &self,
-            shop_id: &str,
-            order_id: &str,
-            decide: impl FnOnce(&Order) -> Result<OrderChange, E> + Send + 'static,
-        ) -> Result<OrderChange, ChangeError<E>> {
-            match self.batcher {
-                Some(never) => match never {},
-                None => self.change_order(shop_id, order_id, decide).await,
-            }
-        }
-    }
 }
 
 /// The store, on whichever backend the database URL names.
@@ -685,13 +505,14 @@ impl Store {
         dispatch!(self, backend => backend.change_order(shop_id, order_id, decide).await)
     }
 
-    /// [`Store::change_order`] for the hot path: on SQLite the change shares a transaction with the
-    /// others waiting (group commit); the answer still comes only once it is committed.
+    /// [`Store::change_order`] for the hot path: the change shares a transaction with the others
+    /// waiting (group commit), and `decide` gets the shop's setup read in that transaction; the
+    /// answer still comes only once it is committed.
     pub async fn change_order_grouped<E: Send + 'static>(
         &self,
         shop_id: &str,
         order_id: &str,
-        decide: impl FnOnce(&Order) -> Result<OrderChange, E> + Send + 'static,
+        decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
     ) -> Result<OrderChange, ChangeError<E>> {
         dispatch!(self, backend => backend.change_order_grouped(shop_id, order_id, decide).await)
     }
@@ -705,6 +526,11 @@ impl Store {
         decide: impl FnMut(&Order) -> Result<OrderChange, E>,
     ) -> Result<Vec<Result<OrderChange, ChangeError<E>>>> {
         dispatch!(self, backend => backend.change_orders(shop_id, order_ids, decide).await)
+    }
+
+    /// The shop's channels and warehouses, which every cancel decision consults.
+    pub async fn shop_setup(&self, shop_id: &str) -> Result<ShopSetup> {
+        dispatch!(self, backend => backend.shop_setup(shop_id).await)
     }
 
     pub async fn create_warehouse(&self, warehouse: &Warehouse) -> Result<()> {

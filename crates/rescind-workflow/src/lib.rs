@@ -610,14 +610,4 @@ pub async fn run_poller(
     }
 }
 
-/// The settings of the order's warehouse, when it has one.
-pub fn warehouse_settings(
-    warehouses: &[rescind_store::Warehouse],
-    order: &Order,
-) -> Option<rescind_domain::WarehouseSettings> {
-    let warehouse_id = order.warehouse_id.as_deref()?;
-    warehouses
-        .iter()
-        .find(|warehouse| warehouse.id == warehouse_id)
-        .map(|warehouse| warehouse.settings)
-}
+pub use rescind_store::warehouse_settings;

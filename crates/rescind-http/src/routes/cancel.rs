@@ -28,7 +28,7 @@ use rescind_domain::{
     RequestedBy, RetryError, Scope, StepKind, UndoError, WorkflowSchedule,
 };
 use rescind_domain::{Actor, CancelOptions, StepStatus};
-use rescind_store::{now, ChangeError, RandomIds, BULK_ORDERS_MAX};
+use rescind_store::{now, ChangeError, RandomIds, ShopSetup, BULK_ORDERS_MAX};
 use std::collections::HashMap;
 
 /// Counts a cancel that went through, by the cancellation's status.
@@ -118,14 +118,14 @@ pub async fn cancel_order(
         }
     };
     let options = CancelOptions { lines, ..options };
-    let cancel_sync = channel_cancel_sync(&state, &shop.shop_id).await?;
     if request.dry_run == Some(true) {
+        let setup = shop_setup(&state, &shop.shop_id).await?;
         let order = state
             .store
             .order(&shop.shop_id, &order_id)
             .await?
             .ok_or_else(|| ApiError::not_found("order"))?;
-        let plan = plan_cancellation(&order, &options_for(&options, &cancel_sync, &order))?;
+        let plan = plan_cancellation(&order, &options_for(&options, &setup, &order))?;
         return Ok(Json(DryRunBody {
             plan: plan_body(&order, &plan),
         })
@@ -134,8 +134,8 @@ pub async fn cancel_order(
     let actor = principal.actor();
     let changed = state
         .store
-        .change_order_grouped(&shop.shop_id, &order_id, move |order| {
-            decide(order, &options, &cancel_sync, &actor)
+        .change_order_grouped(&shop.shop_id, &order_id, move |order, setup| {
+            decide(order, &options, setup, &actor)
         })
         .await;
     cancel_outcome(&state, &shop.shop_id, changed).await
@@ -185,37 +185,21 @@ pub(crate) async fn cancel_outcome(
     }
 }
 
-/// The shop's integration settings a cancel needs: each channel's `cancel_sync` (H4) and each
-/// warehouse's settings (C4).
-#[derive(Debug, Default)]
-pub(crate) struct Integrations {
-    cancel_sync: HashMap<String, bool>,
-    warehouses: Vec<rescind_store::Warehouse>,
+/// The shop's channels and warehouses, which a cancel decision consults.
+pub(crate) async fn shop_setup(state: &AppState, shop_id: &str) -> Result<ShopSetup, ApiError> {
+    Ok(state.store.shop_setup(shop_id).await?)
 }
 
-pub(crate) async fn channel_cancel_sync(state: &AppState, shop_id: &str) -> Result<Integrations, ApiError> {
-    Ok(Integrations {
-        cancel_sync: state
-            .store
-            .channels(shop_id)
-            .await?
-            .into_iter()
-            .map(|channel| (channel.id, channel.cancel_sync))
-            .collect(),
-        warehouses: state.store.warehouses(shop_id).await?,
-    })
-}
-
-/// The cancel decision for one order, with its channel's `cancel_sync` (single and bulk alike).
+/// The cancel decision for one order, with its shop's setup (single and bulk alike).
 fn decide(
     order: &Order,
     options: &CancelOptions,
-    cancel_sync: &Integrations,
+    setup: &ShopSetup,
     actor: &Actor,
 ) -> Result<OrderChange, CancelError> {
     decide_cancel(
         order,
-        &options_for(options, cancel_sync, order),
+        &options_for(options, setup, order),
         actor,
         &mut RandomIds,
         now(),
@@ -224,10 +208,10 @@ fn decide(
 }
 
 /// The options with the order's channel's and warehouse's settings filled in.
-pub(crate) fn options_for(options: &CancelOptions, integrations: &Integrations, order: &Order) -> CancelOptions {
+pub(crate) fn options_for(options: &CancelOptions, setup: &ShopSetup, order: &Order) -> CancelOptions {
     CancelOptions {
-        channel_cancel_sync: integrations.cancel_sync.get(&order.channel_id).copied().unwrap_or(true),
-        warehouse: rescind_workflow::warehouse_settings(&integrations.warehouses, order),
+        channel_cancel_sync: setup.channel_cancel_sync(order),
+        warehouse: setup.warehouse_settings(order),
         ..options.clone()
     }
 }
@@ -324,11 +308,11 @@ pub async fn bulk_cancel(
         }
     };
     let actor = principal.actor();
-    let cancel_sync = channel_cancel_sync(&state, &shop.shop_id).await?;
+    let setup = shop_setup(&state, &shop.shop_id).await?;
     let results = state
         .store
         .change_orders(&shop.shop_id, &order_ids, |order| {
-            decide(order, &options, &cancel_sync, &actor)
+            decide(order, &options, &setup, &actor)
                 .map_err(|refusal| (refusal, order.number.clone(), order.status))
         })
         .await?;
