@@ -333,18 +333,43 @@ mod sqlite {
         // One writer connection: writes queue in the pool instead of failing with SQLITE_BUSY. A
         // connection to a local file cannot go stale, so it is not pinged before each use (that ping
         // would be one more round trip to SQLite's thread per request).
+        // The writer never copies the WAL into the database itself (a commit that did would keep every
+        // change waiting behind it); a reader does, every CHECKPOINT_INTERVAL, beside the writer.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS_MAX)
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
+        tokio::spawn(checkpoint(read.clone()));
         let batcher = batch::start(write.clone());
         Ok(Backend { write, read, batcher })
+    }
+
+    /// How often the WAL is copied into the database file.
+    const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// Copies committed pages from the WAL into the database without ever blocking the writer
+    /// (`PASSIVE`), until the store closes.
+    async fn checkpoint(pool: sqlx::Pool<Db>) {
+        let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if pool.is_closed() {
+                return;
+            }
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                if pool.is_closed() {
+                    return;
+                }
+                tracing::warn!(error = %error, "WAL checkpoint failed");
+            }
+        }
     }
 
     include!("backend.rs");
