@@ -238,10 +238,7 @@ async fn complete_orders(connection: &mut Connection, rows: Vec<DbRow>) -> Resul
     let mut cancellations: HashMap<String, Cancellation> = HashMap::new();
     if !cancellation_ids.is_empty() {
         let mut query = QueryBuilder::<Db>::new(format!("SELECT {CANCELLATION_COLUMNS} FROM cancellations WHERE id IN ("));
-        let mut list = query.separated(", ");
-        for id in cancellation_ids {
-            list.push_bind(id);
-        }
+        push_in_list(&mut query, cancellation_ids);
         query.push(")");
         for row in query.build().fetch_all(&mut *connection).await.context("failed to load cancellations")? {
             let (order_id, cancellation) = cancellation_from_row(&row)?;
@@ -249,10 +246,7 @@ async fn complete_orders(connection: &mut Connection, rows: Vec<DbRow>) -> Resul
         }
     }
     let mut query = QueryBuilder::<Db>::new(format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE order_id IN ("));
-    let mut list = query.separated(", ");
-    for order in &orders {
-        list.push_bind(order.id.clone());
-    }
+    push_in_list(&mut query, orders.iter().map(|order| order.id.clone()));
     query.push(") ORDER BY created_at, id");
     let mut refunds: HashMap<String, Vec<Refund>> = HashMap::new();
     for row in query.build().fetch_all(&mut *connection).await.context("failed to load refunds")? {
@@ -262,10 +256,7 @@ async fn complete_orders(connection: &mut Connection, rows: Vec<DbRow>) -> Resul
     let mut query = QueryBuilder::<Db>::new(format!(
         "SELECT {REQUEST_COLUMNS} FROM cancellation_requests WHERE order_id IN ("
     ));
-    let mut list = query.separated(", ");
-    for order in &orders {
-        list.push_bind(order.id.clone());
-    }
+    push_in_list(&mut query, orders.iter().map(|order| order.id.clone()));
     query.push(") ORDER BY created_at, id");
     let mut requests: HashMap<String, CancellationRequest> = HashMap::new();
     for row in query.build().fetch_all(&mut *connection).await.context("failed to load cancellation requests")? {
@@ -281,6 +272,24 @@ async fn complete_orders(connection: &mut Connection, rows: Vec<DbRow>) -> Resul
     Ok(orders)
 }
 
+/// Pushes the values of an `IN (…)` list, padded to a power-of-two length by repeating the last one
+/// (a value listed twice matches nothing more), so that lists of every length share a few prepared
+/// statements; an empty list is `NULL`, which matches nothing.
+fn push_in_list(query: &mut QueryBuilder<'_, Db>, values: impl IntoIterator<Item = String>) {
+    let mut values: Vec<String> = values.into_iter().collect();
+    if let Some(last) = values.last().cloned() {
+        values.resize(values.len().next_power_of_two(), last);
+    }
+    if values.is_empty() {
+        query.push("NULL");
+        return;
+    }
+    let mut list = query.separated(", ");
+    for value in values {
+        list.push_bind(value);
+    }
+}
+
 /// Loads the orders of `ids` (those that exist in the shop), locked for the transaction where the
 /// backend locks rows.
 async fn load_orders_for_change(connection: &mut Connection, shop_id: &str, ids: &[String]) -> Result<Vec<Order>> {
@@ -291,10 +300,7 @@ async fn load_orders_for_change(connection: &mut Connection, shop_id: &str, ids:
     let mut query = QueryBuilder::<Db>::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE shop_id = "));
     query.push_bind(shop_id.to_owned());
     query.push(" AND id IN (");
-    let mut list = query.separated(", ");
-    for id in sorted {
-        list.push_bind(id.clone());
-    }
+    push_in_list(&mut query, sorted.into_iter().cloned());
     query.push(") ORDER BY id ");
     query.push(DIALECT.lock_order);
     let rows = query.build().fetch_all(&mut *connection).await.context("failed to load orders for a change")?;
@@ -332,9 +338,34 @@ async fn load_shop_setup(connection: &mut Connection, shop_id: &str) -> Result<S
 /// The most bind parameters one statement takes: below SQLite's 32,766 and PostgreSQL's 65,535.
 const STATEMENT_PARAMS_MAX: usize = 30_000;
 
-/// How many rows of `params_per_row` parameters one statement takes.
-fn rows_per_statement(params_per_row: usize) -> usize {
-    STATEMENT_PARAMS_MAX / params_per_row
+/// Splits rows into statements of at most [`STATEMENT_PARAMS_MAX`] parameters, each a power of two
+/// rows long: a group of any size is then written with a handful of statement shapes that stay
+/// prepared, instead of a new statement to parse for every group size.
+fn statement_chunks<T>(rows: &[T], params_per_row: usize) -> impl Iterator<Item = &[T]> {
+    let most = STATEMENT_PARAMS_MAX / params_per_row;
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let length = 1 << rest.len().min(most).ilog2();
+        let (chunk, after) = rest.split_at(length);
+        rest = after;
+        Some(chunk)
+    })
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    #[test]
+    fn rows_go_out_in_power_of_two_statements_within_the_parameter_limit() {
+        let rows: Vec<u32> = (0..1000).collect();
+        let lengths: Vec<usize> = super::statement_chunks(&rows, 36).map(<[u32]>::len).collect();
+        assert_eq!(lengths, [512, 256, 128, 64, 32, 8]);
+        let lengths: Vec<usize> = super::statement_chunks(&rows[..7], 1).map(<[u32]>::len).collect();
+        assert_eq!(lengths, [4, 2, 1]);
+        assert_eq!(super::statement_chunks(&rows[..0], 9).count(), 0);
+    }
 }
 
 /// The last version of each distinct item (by key), in the order the keys were first seen: a group
@@ -357,7 +388,7 @@ fn last_of_each<'a, T>(items: impl IntoIterator<Item = (&'a str, T)>) -> Vec<T> 
 
 /// Appends history lines, each with its order, in as few statements as the parameter limit allows.
 async fn insert_history(connection: &mut Connection, entries: &[(&str, &HistoryEntry)]) -> Result<()> {
-    for chunk in entries.chunks(rows_per_statement(6)) {
+    for chunk in statement_chunks(&entries, 6) {
         let mut query = QueryBuilder::<Db>::new("INSERT INTO order_history (order_id, at, kind, actor, message, data) ");
         query.push_values(chunk, |mut row, (order_id, entry)| {
             row.push_bind(*order_id)
@@ -374,7 +405,7 @@ async fn insert_history(connection: &mut Connection, entries: &[(&str, &HistoryE
 
 /// Writes order rows: inserted on import, their changing columns updated afterwards.
 async fn write_orders(connection: &mut Connection, orders: &[&Order]) -> Result<(), sqlx::Error> {
-    for chunk in orders.chunks(rows_per_statement(36)) {
+    for chunk in statement_chunks(&orders, 36) {
         let mut query = QueryBuilder::<Db>::new(
             "INSERT INTO orders (id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
              financial_status, fulfillment_status, currency, sub_total, total_shipping, total_tax, total_discount, \
@@ -440,7 +471,7 @@ async fn write_orders(connection: &mut Connection, orders: &[&Order]) -> Result<
 }
 
 async fn write_cancellations(connection: &mut Connection, cancellations: &[(&Order, &Cancellation)]) -> Result<()> {
-    for chunk in cancellations.chunks(rows_per_statement(24)) {
+    for chunk in statement_chunks(&cancellations, 24) {
         let mut query = QueryBuilder::<Db>::new(
             "INSERT INTO cancellations (id, order_id, shop_id, status, requested_by, reason, reason_code, \
              reason_detail, staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, \
@@ -485,7 +516,7 @@ async fn write_cancellations(connection: &mut Connection, cancellations: &[(&Ord
 }
 
 async fn write_requests(connection: &mut Connection, requests: &[(&Order, &CancellationRequest)]) -> Result<()> {
-    for chunk in requests.chunks(rows_per_statement(9)) {
+    for chunk in statement_chunks(&requests, 9) {
         let mut query = QueryBuilder::<Db>::new(
             "INSERT INTO cancellation_requests (id, order_id, shop_id, status, reason, decision_reason, \
              cancellation_id, created_at, decided_at) ",
@@ -511,7 +542,7 @@ async fn write_requests(connection: &mut Connection, requests: &[(&Order, &Cance
 }
 
 async fn insert_refunds(connection: &mut Connection, refunds: &[(&Order, &Refund)]) -> Result<()> {
-    for chunk in refunds.chunks(rows_per_statement(9)) {
+    for chunk in statement_chunks(&refunds, 9) {
         let mut query = QueryBuilder::<Db>::new(
             "INSERT INTO refunds (id, order_id, shop_id, cancellation_id, amount, method, note, actor, created_at) ",
         );
@@ -551,7 +582,7 @@ async fn schedule_workflows(connection: &mut Connection, changes: &[OrderChange]
         .filter(|(_, workflow)| matches!(workflow, WorkflowSchedule::Finished))
         .map(|(order, _)| order.id.as_str())
         .collect();
-    for chunk in due.chunks(rows_per_statement(3)) {
+    for chunk in statement_chunks(&due, 3) {
         let mut query = QueryBuilder::<Db>::new("INSERT INTO workflow_jobs (order_id, shop_id, due_at) ");
         query.push_values(chunk, |mut row, (order, due_at)| {
             row.push_bind(order.id.as_str()).push_bind(order.shop_id.as_str()).push_bind(due_at.unix_micros());
@@ -562,7 +593,7 @@ async fn schedule_workflows(connection: &mut Connection, changes: &[OrderChange]
         );
         query.build().execute(&mut *connection).await.context("failed to schedule the cancellation's next step")?;
     }
-    for chunk in finished.chunks(rows_per_statement(1)) {
+    for chunk in statement_chunks(&finished, 1) {
         let mut query = QueryBuilder::<Db>::new("DELETE FROM workflow_jobs WHERE order_id IN (");
         let mut list = query.separated(", ");
         for order_id in chunk {
@@ -662,7 +693,7 @@ struct SyncRow<'a> {
 }
 
 async fn insert_sync_records(connection: &mut Connection, rows: &[SyncRow<'_>]) -> Result<()> {
-    for chunk in rows.chunks(rows_per_statement(9)) {
+    for chunk in statement_chunks(&rows, 9) {
         let mut query = QueryBuilder::<Db>::new(
             "INSERT INTO sync_history (shop_id, order_id, at, kind, target, request, ok, message, fee) ",
         );
@@ -729,7 +760,7 @@ async fn move_stocks(connection: &mut Connection, shop_id: &str, moves: &[StockE
         }
     }
     let mut stocked: Vec<String> = Vec::with_capacity(deltas.len());
-    for chunk in deltas.chunks(rows_per_statement(2)) {
+    for chunk in statement_chunks(&deltas, 2) {
         let mut query = QueryBuilder::<Db>::new("WITH moved (move_sku, move_delta) AS (");
         query.push_values(chunk, |mut row, (sku, delta)| {
             row.push_bind(*sku).push_bind(*delta);
@@ -745,7 +776,7 @@ async fn move_stocks(connection: &mut Connection, shop_id: &str, moves: &[StockE
         }
     }
     let ledger: Vec<&StockEntry<'_>> = moves.iter().filter(|entry| stocked.contains(&entry.stock_move.sku)).collect();
-    for chunk in ledger.chunks(rows_per_statement(7)) {
+    for chunk in statement_chunks(&ledger, 7) {
         let mut query =
             QueryBuilder::<Db>::new("INSERT INTO inventory_ledger (shop_id, sku, delta, kind, order_id, reason, at) ");
         query.push_values(chunk, |mut row, entry| {
@@ -770,7 +801,7 @@ async fn move_stocks(connection: &mut Connection, shop_id: &str, moves: &[StockE
 /// Queues the SKUs' new levels for every channel that sells them (I5), due one push interval from
 /// now; a push already waiting only counts one more move, so the channel hears the latest level once.
 async fn queue_stock_pushes(connection: &mut Connection, shop_id: &str, skus: &[String], at: Timestamp) -> Result<()> {
-    for chunk in skus.chunks(rows_per_statement(1)) {
+    for chunk in statement_chunks(&skus, 1) {
         let mut query = QueryBuilder::<Db>::new(
             "INSERT INTO inventory_pushes (channel_id, sku, shop_id, due_at, version, attempts) \
              SELECT l.channel_id, l.sku, l.shop_id, ",

@@ -319,6 +319,9 @@ mod sqlite {
         migration_lock: None,
         skip_locked: "",
     };
+    /// Statements the writer keeps prepared: a group's statements come in a few shapes per table
+    /// (power-of-two row counts), well within this.
+    const STATEMENTS_CACHED: usize = 512;
     /// Readers run beside the single writer thanks to WAL.
     const READ_CONNECTIONS_MAX: u32 = 8;
 
@@ -338,7 +341,12 @@ mod sqlite {
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
-            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("wal_autocheckpoint", "0")
+                    .statement_cache_capacity(STATEMENTS_CACHED),
+            )
             .await?;
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS_MAX)
