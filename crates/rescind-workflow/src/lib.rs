@@ -17,9 +17,10 @@ use rescind_domain::{
     PaymentCall, PendingWork, RetryPolicy, StaleStep, StepOutcome, Timestamp,
 };
 use rescind_store::{new_id, now, ChangeError, Job, RandomIds, Store};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{broadcast, watch, Notify, Semaphore};
 
 /// How the worker behaves.
 #[derive(Clone, Copy, Debug)]
@@ -49,12 +50,24 @@ impl Default for WorkerConfig {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Signals {
     /// A step was scheduled: look for due steps now.
     wake: Notify,
-    /// A step's outcome was recorded: waiting requests look again.
-    settled: Notify,
+    /// The order whose step's outcome was just recorded: a request waiting on it looks again.
+    settled: broadcast::Sender<String>,
+}
+
+/// Outcomes a waiting request may fall behind on before it simply looks at all its orders again.
+const SETTLED_BACKLOG: usize = 1024;
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals {
+            wake: Notify::new(),
+            settled: broadcast::channel(SETTLED_BACKLOG).0,
+        }
+    }
 }
 
 /// The handle requests use to wake the worker and wait for cancellations to settle.
@@ -86,29 +99,35 @@ impl Workflow {
         timeout: Duration,
     ) -> Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // Subscribed before the first look, so an outcome recorded meanwhile is not missed.
+        let mut settled = self.signals.settled.subscribe();
+        let mut waiting: HashSet<String> = order_ids.iter().cloned().collect();
         loop {
-            let notified = self.signals.settled.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let mut processing = false;
-            for order_id in order_ids {
-                if store
-                    .order(shop_id, order_id)
-                    .await?
-                    .as_ref()
-                    .is_some_and(is_processing)
-                {
-                    processing = true;
-                    break;
+            let mut still = HashSet::new();
+            for order_id in waiting {
+                if store.order(shop_id, &order_id).await?.as_ref().is_some_and(is_processing) {
+                    still.insert(order_id);
                 }
             }
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if !processing || remaining.is_zero() {
+            waiting = still;
+            let now = tokio::time::Instant::now();
+            if waiting.is_empty() || now >= deadline {
                 return Ok(());
             }
-            tokio::select! {
-                () = notified => {}
-                () = tokio::time::sleep(remaining.min(SETTLE_POLL)) => {}
+            // Only an outcome of one of these orders (or having fallen behind) is worth a new look.
+            let look_again_at = (now + SETTLE_POLL).min(deadline);
+            loop {
+                tokio::select! {
+                    received = settled.recv() => match received {
+                        Ok(order_id) if !waiting.contains(&order_id) => continue,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            tokio::time::sleep_until(look_again_at).await;
+                            break;
+                        }
+                    },
+                    () = tokio::time::sleep_until(look_again_at) => break,
+                }
             }
         }
     }
@@ -167,7 +186,8 @@ pub async fn run_worker(store: Store, workflow: Workflow, config: WorkerConfig, 
                     tracing::warn!(error = format!("{error:#}"), order_id = %job.order_id, "step failed unexpectedly; it will run again when its lease expires");
                 }
                 drop(permit);
-                signals.settled.notify_waiters();
+                // Nobody may be waiting: that is not an error.
+                let _ = signals.settled.send(job.order_id.clone());
                 signals.wake.notify_one();
             });
         }
@@ -262,8 +282,9 @@ async fn execute(store: &Store, http: &reqwest::Client, config: &WorkerConfig, o
             }
         }
     };
+    // Outcomes of many steps share one transaction (group commit).
     let recorded = store
-        .change_order(&job.shop_id, &job.order_id, |current| {
+        .change_order_grouped(&job.shop_id, &job.order_id, move |current, _| {
             record_step_outcome(current, kind, outcome, &mut RandomIds, now())
         })
         .await;
