@@ -14,6 +14,7 @@ crate::on_both_backends!(
     a_warehouse_report_racing_a_cancel_never_leaves_a_silent_shipped_cancellation,
     warehouse_events_need_the_warehouses_signature,
     a_recipient_change_reaches_the_warehouse_by_status_and_settings_and_never_with_items,
+    a_warehouse_resending_its_cancel_answer_a_thousand_times_restocks_once_and_never_below_zero,
 );
 
 const SECRET: &str = "openlogi-webhook-secret";
@@ -65,7 +66,12 @@ async fn warehouse_shop_with(app: &TestApp, sim: &TestSim, settings: Value) -> (
 
 /// An order of the shop, ready to ship: the worker creates its outbound request at the warehouse.
 async fn shipping_order(app: &TestApp, shop: &TestShop) -> (String, String) {
-    let order = app.order(shop, json!({})).await;
+    shipping_order_with(app, shop, json!({})).await
+}
+
+/// The same, with `overrides` of the order's fields.
+async fn shipping_order_with(app: &TestApp, shop: &TestShop, overrides: Value) -> (String, String) {
+    let order = app.order(shop, overrides).await;
     let id = order["id"].as_str().unwrap().to_owned();
     let created = app
         .wait_for_order(shop, &id, 20, |order| order["outbound"]["external_id"].is_string())
@@ -559,4 +565,62 @@ async fn a_recipient_change_reaches_the_warehouse_by_status_and_settings_and_nev
         (400, "invalid_request"),
         "items are never changed this way"
     );
+}
+
+/// Medusa #5158: a warehouse partner re-sent the same cancel thousands of times and drove stock
+/// negative. Here the warehouse's "accepted" arrives 1000 times, 50 at once (C5, I2).
+async fn a_warehouse_resending_its_cancel_answer_a_thousand_times_restocks_once_and_never_below_zero(app: TestApp) {
+    const RESENT: usize = 1000;
+    const AT_ONCE: usize = 50;
+    let sim = TestSim::start().await;
+    sim_config(&app, &sim, json!({"rate_limit": 10000, "window_ms": 1000})).await;
+    let (shop, warehouse_id) = warehouse_shop(&app, &sim, true, (1000, 1000)).await;
+    app.set_stock(&shop, "TEA-001", 5).await;
+    app.set_stock(&shop, "CUP-002", 5).await;
+    let (id, external_id) = shipping_order_with(&app, &shop, json!({"deduct_inventory": true})).await;
+    assert_eq!((app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await), (4, 3));
+    move_to(&app, &sim, &external_id, "picked").await;
+    let cancel = app.cancel(&shop, &id, json!({"refund_method": "store_credit"})).await;
+    assert_eq!(cancel.status, 202, "the warehouse has to answer first: {}", cancel.text);
+
+    let body = json!({"external_id": external_id, "cancel_request": "accepted"}).to_string();
+    let signature =
+        rescind_connectors::encoding::hex(&rescind_http::auth::hmac_sha256(SECRET.as_bytes(), body.as_bytes()));
+    let url = app.url(&format!("/api/v1/warehouses/{warehouse_id}/events"));
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for _ in 0..RESENT / AT_ONCE {
+        let sends: Vec<_> = (0..AT_ONCE)
+            .map(|_| {
+                let send = app
+                    .client
+                    .post(&url)
+                    .header("X-Rescind-Signature", format!("sha256={signature}"))
+                    .body(body.clone())
+                    .send();
+                tokio::spawn(async move { send.await.unwrap().status().as_u16() })
+            })
+            .collect();
+        for send in sends {
+            *statuses.entry(send.await.unwrap()).or_default() += 1;
+        }
+        let (tea, cup) = (app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await);
+        assert!((0..=5).contains(&tea) && (0..=5).contains(&cup), "stock stays within what exists: {tea}, {cup}");
+    }
+    assert_eq!(
+        statuses,
+        [(200, 1), (409, RESENT - 1)].into(),
+        "one answer applies; the rest find no request waiting"
+    );
+    let order = app
+        .wait_for_order(&shop, &id, 20, |order| order["cancellation"]["status"] == "completed")
+        .await;
+    assert_eq!(order["status"], "cancelled");
+    assert_eq!(step(&order, "restock")["status"], "succeeded");
+    assert_eq!(
+        (app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await),
+        (5, 5),
+        "put back once"
+    );
+    let ledger = app.get("/api/v1/inventory/TEA-001", &shop.token).await;
+    assert_eq!(ledger.body["available"], 5, "{}", ledger.text);
 }
