@@ -195,7 +195,10 @@ mod tests {
     fn a_remembered_token_is_found_by_its_hash_and_no_other() {
         let cache = TokenCache::default();
         cache.remember(hash_secret("rsk_a"), access("shop_a"));
-        assert_eq!(cache.get(&hash_secret("rsk_a")).map(|found| found.shop_id), Some("shop_a".to_owned()));
+        assert_eq!(
+            cache.get(&hash_secret("rsk_a")).map(|found| found.shop_id),
+            Some("shop_a".to_owned())
+        );
         assert!(cache.get(&hash_secret("rsk_b")).is_none());
     }
 

@@ -1,5 +1,6 @@
 //! Request bodies: read once, up to [`REQUEST_BODY_BYTES_MAX`] (413 beyond), and parsed as JSON with a
-//! 400 that says what is wrong.
+//! 400 that says what is wrong; headers up to [`REQUEST_HEADER_BYTES_MAX`] (431) and paths up to
+//! [`REQUEST_URI_BYTES_MAX`] (414).
 
 use crate::error::ApiError;
 use axum::body::{Body, Bytes};
@@ -20,6 +21,13 @@ pub const REQUEST_BODY_BYTES_MAX: usize = 1024 * 1024;
 /// connection is closed at once: reading more would only serve an attacker.
 pub const OVERSIZE_BODY_DRAIN_BYTES_MAX: usize = 8 * 1024 * 1024;
 
+/// The most bytes of header names and values one request may carry (a bearer token, an
+/// idempotency key and a signature need far less).
+pub const REQUEST_HEADER_BYTES_MAX: usize = 32 * 1024;
+
+/// The longest path with its query string.
+pub const REQUEST_URI_BYTES_MAX: usize = 8 * 1024;
+
 fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -31,6 +39,26 @@ fn too_large() -> ApiError {
 /// Buffers the body (refusing oversize ones) so the idempotency layer and the handlers see the same
 /// bytes.
 pub async fn limit_body(request: Request, next: Next) -> Result<Response, ApiError> {
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if header_bytes > REQUEST_HEADER_BYTES_MAX {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("The request's headers are larger than the limit of {REQUEST_HEADER_BYTES_MAX} bytes."),
+        ));
+    }
+    let uri_bytes = request.uri().path_and_query().map_or(0, |path| path.as_str().len());
+    if uri_bytes > REQUEST_URI_BYTES_MAX {
+        return Err(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("The request's path and query are longer than the limit of {REQUEST_URI_BYTES_MAX} bytes."),
+        ));
+    }
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)

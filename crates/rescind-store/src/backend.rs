@@ -388,7 +388,7 @@ fn last_of_each<'a, T>(items: impl IntoIterator<Item = (&'a str, T)>) -> Vec<T> 
 
 /// Appends history lines, each with its order, in as few statements as the parameter limit allows.
 async fn insert_history(connection: &mut Connection, entries: &[(&str, &HistoryEntry)]) -> Result<()> {
-    for chunk in statement_chunks(&entries, 6) {
+    for chunk in statement_chunks(entries, 6) {
         let mut query = QueryBuilder::<Db>::new("INSERT INTO order_history (order_id, at, kind, actor, message, data) ");
         query.push_values(chunk, |mut row, (order_id, entry)| {
             row.push_bind(*order_id)
@@ -405,7 +405,7 @@ async fn insert_history(connection: &mut Connection, entries: &[(&str, &HistoryE
 
 /// Writes order rows: inserted on import, their changing columns updated afterwards.
 async fn write_orders(connection: &mut Connection, orders: &[&Order]) -> Result<(), sqlx::Error> {
-    for chunk in statement_chunks(&orders, 36) {
+    for chunk in statement_chunks(orders, 36) {
         let mut query = QueryBuilder::<Db>::new(
             "INSERT INTO orders (id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
              financial_status, fulfillment_status, currency, sub_total, total_shipping, total_tax, total_discount, \
@@ -471,7 +471,7 @@ async fn write_orders(connection: &mut Connection, orders: &[&Order]) -> Result<
 }
 
 async fn write_cancellations(connection: &mut Connection, cancellations: &[(&Order, &Cancellation)]) -> Result<()> {
-    for chunk in statement_chunks(&cancellations, 24) {
+    for chunk in statement_chunks(cancellations, 24) {
         let mut query = QueryBuilder::<Db>::new(
             "INSERT INTO cancellations (id, order_id, shop_id, status, requested_by, reason, reason_code, \
              reason_detail, staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, \
@@ -516,7 +516,7 @@ async fn write_cancellations(connection: &mut Connection, cancellations: &[(&Ord
 }
 
 async fn write_requests(connection: &mut Connection, requests: &[(&Order, &CancellationRequest)]) -> Result<()> {
-    for chunk in statement_chunks(&requests, 9) {
+    for chunk in statement_chunks(requests, 9) {
         let mut query = QueryBuilder::<Db>::new(
             "INSERT INTO cancellation_requests (id, order_id, shop_id, status, reason, decision_reason, \
              cancellation_id, created_at, decided_at) ",
@@ -542,7 +542,7 @@ async fn write_requests(connection: &mut Connection, requests: &[(&Order, &Cance
 }
 
 async fn insert_refunds(connection: &mut Connection, refunds: &[(&Order, &Refund)]) -> Result<()> {
-    for chunk in statement_chunks(&refunds, 9) {
+    for chunk in statement_chunks(refunds, 9) {
         let mut query = QueryBuilder::<Db>::new(
             "INSERT INTO refunds (id, order_id, shop_id, cancellation_id, amount, method, note, actor, created_at) ",
         );
@@ -693,7 +693,7 @@ struct SyncRow<'a> {
 }
 
 async fn insert_sync_records(connection: &mut Connection, rows: &[SyncRow<'_>]) -> Result<()> {
-    for chunk in statement_chunks(&rows, 9) {
+    for chunk in statement_chunks(rows, 9) {
         let mut query = QueryBuilder::<Db>::new(
             "INSERT INTO sync_history (shop_id, order_id, at, kind, target, request, ok, message, fee) ",
         );
@@ -801,7 +801,7 @@ async fn move_stocks(connection: &mut Connection, shop_id: &str, moves: &[StockE
 /// Queues the SKUs' new levels for every channel that sells them (I5), due one push interval from
 /// now; a push already waiting only counts one more move, so the channel hears the latest level once.
 async fn queue_stock_pushes(connection: &mut Connection, shop_id: &str, skus: &[String], at: Timestamp) -> Result<()> {
-    for chunk in statement_chunks(&skus, 1) {
+    for chunk in statement_chunks(skus, 1) {
         let mut query = QueryBuilder::<Db>::new(
             "INSERT INTO inventory_pushes (channel_id, sku, shop_id, due_at, version, attempts) \
              SELECT l.channel_id, l.sku, l.shop_id, ",

@@ -381,8 +381,6 @@ mod sqlite {
     }
 
     include!("backend.rs");
-
-
 }
 
 mod postgres {
@@ -414,7 +412,6 @@ mod postgres {
     }
 
     include!("backend.rs");
-
 }
 
 /// The store, on whichever backend the database URL names.

@@ -105,7 +105,12 @@ impl Workflow {
         loop {
             let mut still = HashSet::new();
             for order_id in waiting {
-                if store.order(shop_id, &order_id).await?.as_ref().is_some_and(is_processing) {
+                if store
+                    .order(shop_id, &order_id)
+                    .await?
+                    .as_ref()
+                    .is_some_and(is_processing)
+                {
                     still.insert(order_id);
                 }
             }

@@ -197,14 +197,7 @@ fn decide(
     setup: &ShopSetup,
     actor: &Actor,
 ) -> Result<OrderChange, CancelError> {
-    decide_cancel(
-        order,
-        &options_for(options, setup, order),
-        actor,
-        &mut RandomIds,
-        now(),
-    )
-    .map(|(_, change)| change)
+    decide_cancel(order, &options_for(options, setup, order), actor, &mut RandomIds, now()).map(|(_, change)| change)
 }
 
 /// The options with the order's channel's and warehouse's settings filled in.
@@ -312,8 +305,7 @@ pub async fn bulk_cancel(
     let results = state
         .store
         .change_orders(&shop.shop_id, &order_ids, |order| {
-            decide(order, &options, &setup, &actor)
-                .map_err(|refusal| (refusal, order.number.clone(), order.status))
+            decide(order, &options, &setup, &actor).map_err(|refusal| (refusal, order.number.clone(), order.status))
         })
         .await?;
     // Orders whose channel (or payment provider) is being called: wait for them within the bound,

@@ -165,7 +165,11 @@ pub async fn set_listings(
         return Err(ApiError::not_found("SKU"));
     }
     let mut problems = Problems::default();
-    let inputs = request.listings.unwrap_or_default();
+    // Required, even when empty: a body that forgot it must not silently unlist the SKU everywhere.
+    let inputs = request.listings.unwrap_or_else(|| {
+        problems.push("listings", "is required (an empty list unlists the SKU everywhere)");
+        Vec::new()
+    });
     if inputs.len() > LISTINGS_MAX {
         problems.push("listings", format_args!("at most {LISTINGS_MAX}"));
     }

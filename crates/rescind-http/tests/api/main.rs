@@ -16,5 +16,6 @@ mod payments;
 mod properties;
 mod refunds;
 mod requests;
+mod security;
 mod stock_push;
 mod warehouses;

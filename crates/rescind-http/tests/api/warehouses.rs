@@ -578,7 +578,10 @@ async fn a_warehouse_resending_its_cancel_answer_a_thousand_times_restocks_once_
     app.set_stock(&shop, "TEA-001", 5).await;
     app.set_stock(&shop, "CUP-002", 5).await;
     let (id, external_id) = shipping_order_with(&app, &shop, json!({"deduct_inventory": true})).await;
-    assert_eq!((app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await), (4, 3));
+    assert_eq!(
+        (app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await),
+        (4, 3)
+    );
     move_to(&app, &sim, &external_id, "picked").await;
     let cancel = app.cancel(&shop, &id, json!({"refund_method": "store_credit"})).await;
     assert_eq!(cancel.status, 202, "the warehouse has to answer first: {}", cancel.text);
@@ -604,7 +607,10 @@ async fn a_warehouse_resending_its_cancel_answer_a_thousand_times_restocks_once_
             *statuses.entry(send.await.unwrap()).or_default() += 1;
         }
         let (tea, cup) = (app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await);
-        assert!((0..=5).contains(&tea) && (0..=5).contains(&cup), "stock stays within what exists: {tea}, {cup}");
+        assert!(
+            (0..=5).contains(&tea) && (0..=5).contains(&cup),
+            "stock stays within what exists: {tea}, {cup}"
+        );
     }
     assert_eq!(
         statuses,
