@@ -45,6 +45,8 @@ struct EndpointFaults {
     random: StdRng,
     /// Requests seen since the faults were set.
     seen: u32,
+    /// Of those, the ones given a fault (an error, a refusal or a hang).
+    injected: u32,
 }
 
 /// The fault settings of every endpoint.
@@ -65,6 +67,7 @@ impl Faults {
                 config,
                 random,
                 seen: 0,
+                injected: 0,
             },
         );
     }
@@ -80,6 +83,14 @@ impl Faults {
             .collect()
     }
 
+    /// How many requests of each endpoint got a fault since its faults were set.
+    pub fn injected(&self) -> HashMap<String, u32> {
+        self.endpoints
+            .iter()
+            .map(|(name, faults)| (name.clone(), faults.injected))
+            .collect()
+    }
+
     /// Draws the fate of a request to `endpoint`, and the latency to add before answering.
     pub fn decide(&mut self, endpoint: &str) -> (Decision, Duration) {
         let Some(faults) = self.endpoints.get_mut(endpoint) else {
@@ -89,6 +100,7 @@ impl Faults {
         let config = &faults.config;
         let latency = Duration::from_millis(config.latency_ms);
         if faults.seen <= config.fail_first {
+            faults.injected += 1;
             return (Decision::Error(config.error_status.unwrap_or(503)), latency);
         }
         let draw: f64 = faults.random.gen();
@@ -101,6 +113,9 @@ impl Faults {
         } else {
             Decision::Proceed
         };
+        if decision != Decision::Proceed {
+            faults.injected += 1;
+        }
         (decision, latency)
     }
 }

@@ -109,8 +109,15 @@ async fn clear_faults(State(sim): State<Sim>) -> Json<Value> {
     Json(json!({"cleared": true}))
 }
 
+/// Each endpoint's fault settings, and how many requests got a fault (`injected`).
 async fn list_faults(State(sim): State<Sim>) -> Json<Value> {
-    Json(json!(sim.world().faults.configs()))
+    let world = sim.world();
+    let injected = world.faults.injected();
+    let mut listed = json!(world.faults.configs());
+    for (endpoint, count) in injected {
+        listed[&endpoint]["injected"] = json!(count);
+    }
+    Json(listed)
 }
 
 async fn ledger(State(sim): State<Sim>) -> Json<Value> {
