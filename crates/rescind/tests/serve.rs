@@ -4,7 +4,7 @@
 mod common;
 
 use common::{start, Server};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 async fn get(server: &Server, token: &str, path: &str) -> Value {
     reqwest::Client::new()
@@ -67,4 +67,91 @@ async fn serve_on_sqlite_creates_its_file_seeds_the_demo_once_and_stops_cleanly_
 #[tokio::test]
 async fn serve_on_postgres_migrates_a_fresh_schema_seeds_the_demo_once_and_stops_cleanly_on_sigterm() {
     common::on_postgres_schema("rescind_serve", |url| async move { run_twice(&url).await }).await;
+}
+
+/// Credentials and token secrets never reach a log line, not even when a partner refuses them and
+/// rescind logs the failure (B6). Debug logging on, every line read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_log_line_ever_carries_a_credential_or_a_token_secret() {
+    const MARKER: &str = "s3cret-in-no-log-9c1d";
+    const ADMIN: &str = "log-test-admin-secret";
+    let directory = tempfile::tempdir().unwrap();
+    let (sim_address, _sim) = rescind_sim::spawn().await;
+    let sim = format!("http://{sim_address}");
+    let server = common::start(
+        &format!("sqlite://{}", directory.path().join("rescind.db").display()),
+        &["--cancel-wait-ms", "200", "--retry-attempts-max", "2", "--retry-delay-base-ms", "10"],
+        &[("RESCIND_ADMIN_TOKEN", ADMIN), ("RUST_LOG", "debug")],
+    );
+    let client = reqwest::Client::new();
+    let post = |path: &str, token: &str, body: Value| {
+        client.post(server.url(path)).bearer_auth(token).json(&body).send()
+    };
+    let shop: Value = post("/api/v1/shops", ADMIN, json!({"name": "Log test"})).await.unwrap().json().await.unwrap();
+    let token = shop["token"].as_str().unwrap().to_owned();
+    // Wrong credentials: the simulated Shopify refuses them, and rescind logs its failed calls.
+    let channel: Value = post(
+        "/api/v1/channels",
+        &token,
+        json!({"kind": "shopify", "name": "Shopify", "base_url": sim,
+               "credentials": {"access_token": MARKER, "webhook_secret": MARKER}}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let provider: Value = post(
+        "/api/v1/payment_providers",
+        &token,
+        json!({"kind": "stripe", "name": "Stripe", "base_url": sim, "credentials": {"secret_key": MARKER}}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let order: Value = post(
+        "/api/v1/orders",
+        &token,
+        json!({
+            "channel_id": channel["id"], "channel_order_id": "1001", "currency": "JPY", "customer": {"name": "Log Test"},
+            "shipping_address": {"name": "Log Test", "postcode": "100-0001", "prefecture": "東京都", "address1": "千代田区1-1"},
+            "line_items": [{"sku": "A", "title": "Tea", "quantity": 1, "price": "1000"}],
+            "payment": {"method": "credit_card", "amount": "1000", "provider_id": provider["id"], "reference": "pi_unknown"},
+            "financial_status": "paid", "fulfillment_status": "awaiting_shipment"
+        }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let id = order["id"].as_str().expect("imported");
+    let cancel = post(&format!("/api/v1/orders/{id}/cancel"), &token, json!({"reason_code": "CUSTOMER"}))
+        .await
+        .unwrap();
+    // Shopify refuses the wrong token: the cancel is refused (502 channel_refused), never a 500.
+    let status = cancel.status().as_u16();
+    let answer: Value = cancel.json().await.unwrap();
+    assert_eq!((status, answer["code"].as_str()), (502, Some("channel_refused")), "{answer}");
+    let forged = client
+        .post(server.url(&format!("/api/v1/channels/{}/webhooks", channel["id"].as_str().unwrap())))
+        .header("X-Shopify-Hmac-Sha256", MARKER)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let printed = server.printed.clone();
+    let (status, rest) = server.terminate();
+    assert!(status.success());
+    let lines: Vec<String> = printed.into_iter().chain(rest).collect();
+    assert!(lines.len() > 10, "debug logging wrote lines: {lines:?}");
+    for line in &lines {
+        for secret in [MARKER, ADMIN, token.as_str()] {
+            assert!(!line.contains(secret), "a log line carries a secret: {line}");
+        }
+    }
 }
