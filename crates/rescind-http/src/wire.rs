@@ -51,8 +51,30 @@ enum_schemas! {
     outbound_status_schema => rescind_domain::OutboundStatus,
 }
 
+/// One of `names` or `null`.
+fn nullable_enum_schema(names: Vec<&'static str>) -> Object {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::String,
+            Type::Null,
+        ]))
+        .enum_values(Some(
+            names
+                .into_iter()
+                .map(serde_json::Value::from)
+                .chain([serde_json::Value::Null]),
+        ))
+        .build()
+}
+
+/// A refund method or `null` (a cancellation that refunds nothing has none).
 fn nullable_refund_method_schema() -> Object {
-    enum_schema(RefundMethod::names())
+    nullable_enum_schema(RefundMethod::names())
+}
+
+/// An order status or `null` (no such order).
+fn nullable_order_status_schema() -> Object {
+    nullable_enum_schema(OrderStatus::names())
 }
 
 fn warnings_schema() -> utoipa::openapi::schema::Array {
@@ -787,7 +809,7 @@ pub struct BulkCancelResult {
     pub number: Option<String>,
     pub ok: bool,
     /// The order's status after the attempt; null when there is no such order.
-    #[schema(schema_with = order_status_schema)]
+    #[schema(schema_with = nullable_order_status_schema)]
     pub status: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
@@ -826,6 +848,16 @@ pub struct PlanBody {
     pub warnings: Vec<String>,
     #[schema(schema_with = cancellation_status_schema)]
     pub cancellation_status: String,
+}
+
+/// What `POST /orders/{id}/cancel` answers with 200: the order, or with `dry_run` the plan. For the
+/// OpenAPI document only.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum CancelAnswer {
+    Order(Box<OrderBody>),
+    DryRun(DryRunBody),
 }
 
 /// The answer to a dry run (B2).

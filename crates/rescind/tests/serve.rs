@@ -80,14 +80,25 @@ async fn no_log_line_ever_carries_a_credential_or_a_token_secret() {
     let sim = format!("http://{sim_address}");
     let server = common::start(
         &format!("sqlite://{}", directory.path().join("rescind.db").display()),
-        &["--cancel-wait-ms", "200", "--retry-attempts-max", "2", "--retry-delay-base-ms", "10"],
+        &[
+            "--cancel-wait-ms",
+            "200",
+            "--retry-attempts-max",
+            "2",
+            "--retry-delay-base-ms",
+            "10",
+        ],
         &[("RESCIND_ADMIN_TOKEN", ADMIN), ("RUST_LOG", "debug")],
     );
     let client = reqwest::Client::new();
-    let post = |path: &str, token: &str, body: Value| {
-        client.post(server.url(path)).bearer_auth(token).json(&body).send()
-    };
-    let shop: Value = post("/api/v1/shops", ADMIN, json!({"name": "Log test"})).await.unwrap().json().await.unwrap();
+    let post =
+        |path: &str, token: &str, body: Value| client.post(server.url(path)).bearer_auth(token).json(&body).send();
+    let shop: Value = post("/api/v1/shops", ADMIN, json!({"name": "Log test"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let token = shop["token"].as_str().unwrap().to_owned();
     // Wrong credentials: the simulated Shopify refuses them, and rescind logs its failed calls.
     let channel: Value = post(
@@ -128,15 +139,26 @@ async fn no_log_line_ever_carries_a_credential_or_a_token_secret() {
     .await
     .unwrap();
     let id = order["id"].as_str().expect("imported");
-    let cancel = post(&format!("/api/v1/orders/{id}/cancel"), &token, json!({"reason_code": "CUSTOMER"}))
-        .await
-        .unwrap();
+    let cancel = post(
+        &format!("/api/v1/orders/{id}/cancel"),
+        &token,
+        json!({"reason_code": "CUSTOMER"}),
+    )
+    .await
+    .unwrap();
     // Shopify refuses the wrong token: the cancel is refused (502 channel_refused), never a 500.
     let status = cancel.status().as_u16();
     let answer: Value = cancel.json().await.unwrap();
-    assert_eq!((status, answer["code"].as_str()), (502, Some("channel_refused")), "{answer}");
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (502, Some("channel_refused")),
+        "{answer}"
+    );
     let forged = client
-        .post(server.url(&format!("/api/v1/channels/{}/webhooks", channel["id"].as_str().unwrap())))
+        .post(server.url(&format!(
+            "/api/v1/channels/{}/webhooks",
+            channel["id"].as_str().unwrap()
+        )))
         .header("X-Shopify-Hmac-Sha256", MARKER)
         .body("{}")
         .send()

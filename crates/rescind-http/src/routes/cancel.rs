@@ -90,7 +90,7 @@ fn plan_body(order: &Order, plan: &CancelPlan) -> PlanBody {
 #[utoipa::path(post, path = "/api/v1/orders/{order_id}/cancel", tag = "cancelling", params(("order_id" = String, Path)),
     request_body = CancelRequest, security(("bearer" = [])),
     responses(
-        (status = 200, description = "Cancelled: every step has finished; or the plan of a dry run", body = OrderBody),
+        (status = 200, description = "Cancelled: every step has finished; or the plan of a dry run", body = crate::wire::CancelAnswer),
         (status = 202, description = "A step is still running or waiting", body = OrderBody),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),

@@ -114,7 +114,7 @@ pub async fn adjust_stock(
     match request.delta {
         None => problems.push("delta", "is required"),
         Some(0) => problems.push("delta", "must not be zero"),
-        Some(delta) if delta.abs() > STOCK_QUANTITY_MAX => {
+        Some(delta) if !(-STOCK_QUANTITY_MAX..=STOCK_QUANTITY_MAX).contains(&delta) => {
             problems.push("delta", format_args!("must be at most {STOCK_QUANTITY_MAX} either way"))
         }
         Some(_) => {}

@@ -445,6 +445,24 @@ async fn hostile_bodies_get_a_clear_client_error_and_the_server_stays_up(app: Te
         "{}",
         long_query.text
     );
+    // The smallest 64-bit number has no positive twin: a limit check by absolute value overflowed.
+    app.set_stock(&shop, "TEA-001", 5).await;
+    for delta in [i64::MIN, i64::MAX, -1_000_000_001] {
+        let answer = app
+            .post(
+                "/api/v1/inventory/TEA-001/adjust",
+                &shop.token,
+                json!({"delta": delta, "reason": "fuzz"}),
+            )
+            .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (400, "invalid_request"),
+            "{delta}: {}",
+            answer.text
+        );
+    }
+    assert_eq!(app.stock(&shop, "TEA-001").await, 5);
     assert_eq!(
         app.order_now(&shop, order["id"].as_str().unwrap()).await["status"],
         "open"
