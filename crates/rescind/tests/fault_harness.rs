@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, RwLock};
 
 const ADMIN_TOKEN: &str = "fault-harness-admin";
+const WAREHOUSE_SECRET: &str = "fault-harness-openlogi";
+/// The share of orders the warehouse moves along (picked, packed, shipped) while cancels run.
+const WAREHOUSE_MOVES_SHARE: f64 = 0.15;
 const CHANNELS: [&str; 6] = ["own_store", "shopify", "rakuten", "yahoo", "amazon", "shoplazza"];
 /// Cancels in flight at once.
 const CLIENTS: usize = 16;
@@ -58,6 +61,8 @@ struct Rescind {
     database_url: String,
     server: Mutex<Option<Server>>,
     base: RwLock<String>,
+    /// The simulator and rescind's warehouse, whose callbacks must follow rescind to its new port.
+    callbacks: RwLock<Option<(String, String)>>,
 }
 
 impl Rescind {
@@ -81,6 +86,21 @@ impl Rescind {
             .unwrap();
         *self.base.write().await = format!("http://{}", started.address);
         *server = Some(started);
+        if let Some((sim, warehouse_id)) = self.callbacks.read().await.clone() {
+            self.point_callbacks(&sim, &warehouse_id).await;
+        }
+    }
+
+    /// Tells the simulated OpenLogi where to send its status reports.
+    async fn point_callbacks(&self, sim: &str, warehouse_id: &str) {
+        let callback_url = self.url(&format!("/api/v1/warehouses/{warehouse_id}/events")).await;
+        let configured = reqwest::Client::new()
+            .put(format!("{sim}/_sim/openlogi/config"))
+            .json(&json!({"rate_limit": 100000, "window_ms": 1000, "callback_url": callback_url, "callback_secret": WAREHOUSE_SECRET}))
+            .send()
+            .await
+            .unwrap();
+        assert!(configured.status().is_success());
     }
 }
 
@@ -120,6 +140,8 @@ struct Planned {
     payment: Option<(String, i64)>,
     channel_order_id: Option<String>,
     amount: i64,
+    /// The outbound request at the simulated OpenLogi.
+    shipment: String,
 }
 
 async fn run(database_url: String) {
@@ -139,6 +161,7 @@ async fn run(database_url: String) {
         database_url: database_url.clone(),
         base: RwLock::new(format!("http://{}", first.address)),
         server: Mutex::new(Some(first)),
+        callbacks: RwLock::new(None),
     });
     let post = |path: &str, token: &str, body: Value| {
         let (rescind, client, path, token) = (rescind.clone(), client.clone(), path.to_owned(), token.to_owned());
@@ -177,6 +200,19 @@ async fn run(database_url: String) {
     )
     .await;
     assert_eq!(status, 201, "{provider}");
+    // The shop's only warehouse: every order ships from it, so every cancel has to stop it there.
+    let (status, warehouse) = post(
+        "/api/v1/warehouses",
+        &token,
+        json!({"kind": "openlogi", "name": "OpenLogi", "base_url": format!("{sim}/api"),
+               "credentials": {"access_token": "openlogi-token", "webhook_secret": WAREHOUSE_SECRET, "account_id": "TS001"},
+               "settings": {"rate_limit": 10000, "rate_limit_window_ms": 1000}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{warehouse}");
+    let warehouse_id = warehouse["id"].as_str().unwrap().to_owned();
+    *rescind.callbacks.write().await = Some((sim.clone(), warehouse_id.clone()));
+    rescind.point_callbacks(&sim, &warehouse_id).await;
     let stock_before = 2 * orders_wanted as i64;
     let (status, _) = send(
         &rescind,
@@ -241,7 +277,29 @@ async fn run(database_url: String) {
             payment,
             channel_order_id,
             amount,
+            shipment: String::new(),
         });
+    }
+    // The worker asks the warehouse to ship each order.
+    let deadline = Instant::now() + SETTLE_DEADLINE;
+    for order in &mut planned {
+        loop {
+            let (_, now) = send(
+                &rescind,
+                &client,
+                reqwest::Method::GET,
+                &format!("/api/v1/orders/{}", order.id),
+                &token,
+                None,
+            )
+            .await;
+            if let Some(external) = now["outbound"]["external_id"].as_str() {
+                order.shipment = external.to_owned();
+                break;
+            }
+            assert!(Instant::now() < deadline, "no outbound request: {now}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     // The faults, each endpoint seeded from the run's seed.
@@ -254,6 +312,8 @@ async fn run(database_url: String) {
         "amazon.createFeed",
         "amazon.getFeed",
         "shoplazza.cancel",
+        "openlogi.delete",
+        "openlogi.get",
     ]
     .into_iter()
     .enumerate()
@@ -281,6 +341,29 @@ async fn run(database_url: String) {
         order_of_cancels.swap(index, random.gen_range(0..=index));
     }
     let kill_after: Vec<u64> = (0..kills).map(|_| random.gen_range(150..900)).collect();
+    // Meanwhile the warehouse works on some orders: a move may come before the cancel (which must then
+    // be refused or warn) or after it (too late: the order must carry the warning).
+    let mut moves: Vec<(u64, String, &str)> = Vec::new();
+    for order in &planned {
+        if random.gen_bool(WAREHOUSE_MOVES_SHARE) {
+            let status = ["picked", "packed", "shipped"][random.gen_range(0..3)];
+            moves.push((random.gen_range(0..40), order.shipment.clone(), status));
+        }
+    }
+    let moves_made = moves.len();
+    let warehouse_work = {
+        let (client, sim) = (client.clone(), sim.clone());
+        tokio::spawn(async move {
+            for (pause, shipment, status) in moves {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                let _ = client
+                    .post(format!("{sim}/_sim/openlogi/shipments/{shipment}/status"))
+                    .json(&json!({"status": status}))
+                    .send()
+                    .await;
+            }
+        })
+    };
     let started = Instant::now();
     let killer = {
         let rescind = rescind.clone();
@@ -333,6 +416,7 @@ async fn run(database_url: String) {
         }
     }
     killer.await.unwrap();
+    warehouse_work.await.unwrap();
     eprintln!(
         "workload done in {:.1} s; answers {answers:?}",
         started.elapsed().as_secs_f64()
@@ -363,7 +447,7 @@ async fn run(database_url: String) {
             }
             if status == "none" {
                 let reason = channels[order.kind].1.clone();
-                send(
+                let (answered, answer) = send(
                     &rescind,
                     &client,
                     reqwest::Method::POST,
@@ -372,6 +456,15 @@ async fn run(database_url: String) {
                     Some(&json!({"reason_code": reason, "reason_detail": "The customer asked to cancel."})),
                 )
                 .await;
+                // The warehouse has the goods already: refused, and nothing changed — an end too.
+                let too_late = matches!(
+                    answer["code"].as_str(),
+                    Some("order_not_cancellable" | "return_required")
+                );
+                if answered == 409 && too_late {
+                    settled.push(now);
+                    break;
+                }
             }
             assert!(
                 Instant::now() < deadline,
@@ -405,11 +498,26 @@ async fn run(database_url: String) {
         .map(|endpoint| endpoint["injected"].as_u64().unwrap_or(0))
         .sum();
     let mut violations: Vec<String> = Vec::new();
+    let deletes: Vec<&str> = ledger["openlogi"]["deletes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let shipments: HashMap<&str, &str> = ledger["openlogi"]["shipments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|shipment| (shipment["id"].as_str().unwrap(), shipment["status"].as_str().unwrap()))
+        .collect();
     let refunds = ledger["stripe"]["refunds"].as_array().cloned().unwrap_or_default();
     let mut counts: HashMap<&str, usize> = HashMap::new();
     let (mut completed, mut failed, mut attention) = (0, 0, 0);
     for (order, now) in planned.iter().zip(&settled) {
-        let status = now["cancellation"]["status"].as_str().unwrap_or_default();
+        // No cancellation at all: the warehouse already had the goods, and the cancel was refused.
+        let status = now["cancellation"]["status"]
+            .as_str()
+            .unwrap_or("refused_by_the_warehouse");
         *counts
             .entry(if now["cancellation"]["needs_attention"] == true {
                 "needs_attention"
@@ -455,6 +563,27 @@ async fn run(database_url: String) {
                 ));
             }
         }
+        // The warehouse (F2, F3, C5): deleted at most once; a cancelled order whose goods go anyway
+        // says so; a cancellation completed without that warning stopped the goods.
+        let deleted = deletes.iter().filter(|id| **id == order.shipment).count();
+        if deleted > 1 {
+            violations.push(format!("{}: outbound deleted {deleted} times", order.id));
+        }
+        let goods_go = matches!(shipments.get(order.shipment.as_str()), Some(&("packed" | "shipped")));
+        let warned = now["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|warning| warning == "shipped_after_cancel");
+        if goods_go && now["status"] == "cancelled" && !warned {
+            violations.push(format!("{}: cancelled here, shipped there, and no warning", order.id));
+        }
+        if done && !warned && deleted != 1 {
+            violations.push(format!(
+                "{}: completed, yet its outbound request was not deleted",
+                order.id
+            ));
+        }
         if done {
             let refunded: i64 = now["refunds"]
                 .as_array()
@@ -485,7 +614,7 @@ async fn run(database_url: String) {
             .filter_map(|entry| entry["kind"].as_str())
             .collect();
         let once = |kind: &str| kinds.iter().filter(|seen| **seen == kind).count();
-        if once("cancellation.created") < 1 {
+        if now["cancellation"].is_object() && once("cancellation.created") < 1 {
             violations.push(format!("{}: no cancellation.created in the history", order.id));
         }
         if done && (once("order.cancelled") != 1 || once("step.refund") < 1 || once("step.restock") < 1) {
@@ -509,8 +638,8 @@ async fn run(database_url: String) {
         ));
     }
     eprintln!(
-        "fault harness (seed {seed}): {} orders, {kills} kills, {faults} faults injected; {completed} completed, \
-         {failed} refused by the channel, {attention} need attention ({counts:?}); {} invariant violations",
+        "fault harness (seed {seed}): {} orders, {kills} kills, {faults} faults injected, {moves_made} warehouse moves; \
+         {completed} completed, {failed} failed, {attention} need attention ({counts:?}); {} invariant violations",
         planned.len(),
         violations.len()
     );

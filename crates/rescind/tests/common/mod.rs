@@ -64,6 +64,16 @@ pub fn start(database_url: &str, args: &[&str], envs: &[(&str, &str)]) -> Server
     }
 }
 
+/// A test that fails midway must not leave its rescind running (holding the test runner's pipes).
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Server {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
