@@ -1,10 +1,11 @@
 //! A state-machine property test: random interleavings of whole and partial cancels (B1), the worker's
-//! step outcomes (successes, failures, exhausted retries, refusals), operator retries, undo (U1, U2)
-//! and refunds recorded by hand, on a card-paid own-store order with deducted stock — checked after
-//! every step against a reference model of PRODUCT.md's rules.
+//! step outcomes (successes, failures, exhausted retries, refusals), operator retries, undo (U1, U2),
+//! refunds recorded by hand, the warehouse's status reports (F3) and the channel's own cancel (H3), on
+//! a card-paid order with deducted stock that ships from a warehouse — checked after every step
+//! against a reference model of PRODUCT.md's rules.
 
 use proptest::prelude::*;
-use rescind_domain::cancel::cancel_order;
+use rescind_domain::cancel::{cancel_order, cancelled_at_channel};
 use rescind_domain::ids::SequentialIds;
 use rescind_domain::{
     pending_work, record_refund, record_step_outcome, retry_cancellation, undo_cancellation, Actor, Address,
@@ -12,6 +13,7 @@ use rescind_domain::{
     FulfillmentStatus, Money, NewLineItem, NewOrder, Order, OrderChange, OrderStatus, Payment, PaymentAction,
     PaymentMethod, PendingWork, RefundMethod, RefundRequest, StepKind, StepOutcome, Timestamp,
 };
+use rescind_domain::{warehouse_event, Outbound, OutboundStatus, WarehouseEvent, WarehouseSettings, Warning};
 use std::collections::HashMap;
 
 fn yen() -> Currency {
@@ -26,8 +28,9 @@ fn at(step: u64) -> Timestamp {
     Timestamp::from_unix_micros(1_790_000_000_000_000 + step as i64 * 1_000_000)
 }
 
-/// Tea ×2 at ¥1,000 and cups ×3 at ¥500, ¥600 shipping: ¥4,100 paid by card, stock deducted.
-fn start() -> Order {
+/// Tea ×2 at ¥1,000 and cups ×3 at ¥500, ¥600 shipping: ¥4,100 paid by card, stock deducted; with
+/// `warehouse`, it ships from one that has taken its outbound request.
+fn start(warehouse: bool) -> Order {
     let line = |sku: &str, quantity, price| NewLineItem {
         channel_line_item_id: None,
         sku: sku.to_owned(),
@@ -69,9 +72,20 @@ fn start() -> Order {
         financial_status: FinancialStatus::Paid,
         fulfillment_status: FulfillmentStatus::AwaitingShipment,
         deduct_inventory: true,
-        warehouse_id: None,
+        warehouse_id: warehouse.then(|| "wh_1".to_owned()),
     }
     .into_order("shop_1", "#1001".to_owned(), &mut SequentialIds::default(), at(0))
+    .map(|mut order| {
+        order.outbound = warehouse.then(|| Outbound {
+            warehouse_id: "wh_1".to_owned(),
+            external_id: Some("ship_1".to_owned()),
+            status: OutboundStatus::Waiting,
+            fee: None,
+            attempts: 0,
+            last_error: None,
+        });
+        order
+    })
     .unwrap()
 }
 
@@ -85,6 +99,10 @@ enum Op {
     Undo,
     /// An operator records a refund made outside rescind.
     RecordRefund(i64),
+    /// The warehouse reports the outbound request so.
+    Warehouse(OutboundStatus),
+    /// The channel reports the order cancelled on its side.
+    ChannelCancelled,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -106,6 +124,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Retry),
         1 => Just(Op::Undo),
         1 => (1i64..2000).prop_map(Op::RecordRefund),
+        1 => prop::sample::select(vec![OutboundStatus::Picking, OutboundStatus::Picked, OutboundStatus::Packed, OutboundStatus::Shipped])
+            .prop_map(Op::Warehouse),
+        1 => Just(Op::ChannelCancelled),
     ]
 }
 
@@ -166,13 +187,19 @@ fn outcome(order: &Order, answer: Answer, step: u64) -> Option<(StepKind, StepOu
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 10000, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn every_interleaving_of_cancels_steps_retries_undos_and_refunds_keeps_the_rules(ops in prop::collection::vec(op(), 1..24)) {
+    fn every_interleaving_of_cancels_steps_retries_undos_and_refunds_keeps_the_rules(
+        warehouse in any::<bool>(),
+        ops in prop::collection::vec(op(), 1..24),
+    ) {
         let actor = Actor::Token("tok_1".to_owned());
         let mut ids = SequentialIds::default();
-        let mut order = start();
+        let mut order = start(warehouse);
+        // A whole cancellation accepted, whose lines count as cancelled once its gates (channel,
+        // warehouse) have passed.
+        let mut whole_pending = false;
         let mut model = Model {
             cancelled: vec![0; order.line_items.len()],
             returned: HashMap::new(),
@@ -181,17 +208,28 @@ proptest! {
         for (step, op) in ops.into_iter().enumerate() {
             let step = step as u64 + 1;
             let before = order.clone();
+            // Whether the warehouse still has the goods waiting: beyond that, a cancel may be refused
+            // for reasons of its own (C4, C5), and only its consequences are checked.
+            let waiting = order.outbound.as_ref().is_none_or(|outbound| {
+                matches!(outbound.status, OutboundStatus::Requested | OutboundStatus::Waiting | OutboundStatus::Deleted)
+            });
+            let cancelled_here = order.status == OrderStatus::Cancelled || processing(&order);
             let changed: Option<OrderChange> = match op {
                 Op::Cancel(lines) => {
                     let lines: Vec<(String, u32)> =
                         lines.map(|(line, quantity)| (order.line_items[line].id.clone(), quantity)).into_iter().collect();
-                    let options = CancelOptions { lines: lines.clone(), refund_method: Some(RefundMethod::OriginalPayment), ..CancelOptions::default() };
+                    let options = CancelOptions {
+                        lines: lines.clone(),
+                        refund_method: Some(RefundMethod::OriginalPayment),
+                        warehouse: Some(WarehouseSettings::default()),
+                        ..CancelOptions::default()
+                    };
                     let result = cancel_order(&order, &options, &actor, &mut ids, at(step)).map(|(_, change)| change);
-                    let open = order.status == OrderStatus::Open && !processing(&order);
+                    let open = order.status == OrderStatus::Open && !processing(&order) && waiting;
                     match (&lines[..], &result) {
                         ([], Ok(_)) => prop_assert!(open, "a whole cancel only of an open order with none processing"),
                         ([], Err(error)) => {
-                            prop_assert!(!open, "C1: an open order is cancellable: {error}");
+                            prop_assert!(!open, "C1: an open order the warehouse has not started is cancellable: {error}");
                             if order.status == OrderStatus::Cancelled {
                                 prop_assert!(matches!(error, CancelError::AlreadyCancelled { .. }), "C7");
                             }
@@ -200,9 +238,13 @@ proptest! {
                             let line = order.line_items.iter().position(|line| &line.id == line_id).unwrap();
                             let remaining = order.line_items[line].quantity - order.line_items[line].cancelled_quantity;
                             let valid = (1..=remaining).contains(quantity);
+                            // Lines are cancelled only while no outbound request would still ship them.
+                            let lines_cancellable = order.status == OrderStatus::Open
+                                && !processing(&order)
+                                && order.outbound.as_ref().is_none_or(|outbound| outbound.status == OutboundStatus::Deleted);
                             match result {
-                                Ok(_) => prop_assert!(valid && open, "B1: accepted {quantity} of {remaining} (open: {open})"),
-                                Err(error) => prop_assert!(!(valid && open), "B1: refused {quantity} of {remaining}: {error}"),
+                                Ok(_) => prop_assert!(valid && lines_cancellable, "B1: accepted {quantity} of {remaining}"),
+                                Err(error) => prop_assert!(!(valid && lines_cancellable), "B1: refused {quantity} of {remaining}: {error}"),
                             }
                             if result.is_ok() {
                                 model.cancelled[line] += quantity;
@@ -212,10 +254,8 @@ proptest! {
                     }
                     if let Ok(change) = &result {
                         if lines.is_empty() || change.order.cancellation.as_ref().is_some_and(|c| !c.scope.is_partial()) {
-                            // The whole order, or lines that left nothing: every line is cancelled.
-                            for (index, line) in order.line_items.iter().enumerate() {
-                                model.cancelled[index] = line.quantity;
-                            }
+                            // The whole order, or lines that left nothing.
+                            whole_pending = true;
                         }
                     }
                     result.ok()
@@ -233,8 +273,28 @@ proptest! {
                     let undone = undo_cancellation(&order, None, &actor, at(step)).ok();
                     if undone.is_some() {
                         model.cancelled.iter_mut().for_each(|quantity| *quantity = 0);
+                        whole_pending = false;
                     }
                     undone
+                }
+                Op::Warehouse(status) => {
+                    let event = WarehouseEvent::StatusChanged { status, message: None };
+                    let changed = warehouse_event(&order, &event, &mut ids, at(step)).ok();
+                    if status.too_late() && cancelled_here && order.outbound.is_some() {
+                        let warned = changed.as_ref().is_some_and(|change| change.order.warnings.contains(&Warning::ShippedAfterCancel));
+                        prop_assert!(warned, "F3: goods leaving for an order cancelled here warn");
+                    }
+                    changed
+                }
+                Op::ChannelCancelled => {
+                    let result = cancelled_at_channel(&order, None, "webhook", Some(WarehouseSettings::default()), &mut ids, at(step));
+                    if order.status == OrderStatus::Cancelled || order.whole_cancellation_in_effect() {
+                        prop_assert!(matches!(result, Err(CancelError::AlreadyCancelled { .. })), "H3: reported twice, cancelled once");
+                    }
+                    if result.is_ok() {
+                        whole_pending = true;
+                    }
+                    result.ok()
                 }
                 Op::RecordRefund(amount) => {
                     let request = RefundRequest { amount: yen_amount(amount), method: RefundMethod::StoreCredit, note: None };
@@ -252,6 +312,16 @@ proptest! {
                 }
             }
 
+            // A whole cancellation past its gates (the order is cancelled) cancels every line; one
+            // that failed at a gate, none.
+            if whole_pending && order.status == OrderStatus::Cancelled {
+                whole_pending = false;
+                for (index, line) in order.line_items.iter().enumerate() {
+                    model.cancelled[index] = line.quantity;
+                }
+            } else if whole_pending && order.cancellation.as_ref().is_some_and(|c| c.status == CancellationStatus::Failed) {
+                whole_pending = false;
+            }
             // Money (R1–R3): the ledger is the refunded total, never beyond what was paid.
             let ledger: Money = order.refunds.iter().map(|refund| refund.amount).sum();
             prop_assert_eq!(ledger, order.total_refund_price);
