@@ -24,6 +24,20 @@ use std::sync::{Arc, Mutex};
 /// The secret key the simulated Stripe account accepts unless told otherwise.
 pub const DEFAULT_SECRET_KEY: &str = "sk_test_rescind";
 
+/// Credentials the simulated channel `kind` accepts; `None` for a channel it does not simulate.
+pub fn channel_credentials(kind: &str) -> Option<Value> {
+    Some(match kind {
+        "shopify" => json!({"access_token": "shpat_test", "webhook_secret": "shopify-secret"}),
+        "rakuten" => json!({"service_secret": "SP000000_secret", "license_key": "license"}),
+        "yahoo" => json!({"access_token": "yahoo-token", "seller_id": "rescind-store"}),
+        "amazon" => {
+            json!({"access_token": "Atza|test", "merchant_id": "A2EUQ1WTGCTBG2", "marketplace_id": "A1VC38T7YXB528"})
+        }
+        "shoplazza" => json!({"access_token": "shoplazza-token"}),
+        _ => return None,
+    })
+}
+
 /// Everything the simulators remember.
 #[derive(Debug, Default)]
 pub struct World {

@@ -157,14 +157,7 @@ async fn crash_and_recover(database_url: &str) {
     for request in batch {
         let _ = request.await;
     }
-    let ledger: Value = client
-        .get(format!("{sim}/_sim/ledger"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger: Value = common::get_json(&client, format!("{sim}/_sim/ledger")).await;
     let refunded_before_restart = ledger["stripe"]["refunds"].as_array().unwrap().len();
     assert!(
         refunded_before_restart < ORDERS,
@@ -205,14 +198,7 @@ async fn crash_and_recover(database_url: &str) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let ledger: Value = client
-        .get(format!("{sim}/_sim/ledger"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger: Value = common::get_json(&client, format!("{sim}/_sim/ledger")).await;
     let refunds = ledger["stripe"]["refunds"].as_array().unwrap();
     assert_eq!(refunds.len(), ORDERS, "one refund per order, none twice");
     for (_, reference, amount) in &orders {

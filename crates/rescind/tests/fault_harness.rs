@@ -131,6 +131,11 @@ async fn send(
     panic!("no process of rescind answered {path} for 30 s");
 }
 
+/// [`send`] for a GET.
+async fn get(rescind: &Rescind, client: &reqwest::Client, path: &str, token: &str) -> (u16, Value) {
+    send(rescind, client, reqwest::Method::GET, path, token, None).await
+}
+
 /// One order of the workload and what the harness knows of it.
 #[derive(Debug)]
 struct Planned {
@@ -176,18 +181,18 @@ async fn run(database_url: String) {
     for kind in CHANNELS {
         let body = match kind {
             "own_store" => json!({"kind": kind, "name": kind}),
-            _ => json!({"kind": kind, "name": kind, "base_url": sim, "credentials": credentials(kind)}),
+            _ => {
+                json!({"kind": kind, "name": kind, "base_url": sim, "credentials": rescind_sim::channel_credentials(kind)})
+            }
         };
         let (status, channel) = post("/api/v1/channels", &token, body).await;
         assert_eq!(status, 201, "{channel}");
         let id = channel["id"].as_str().unwrap().to_owned();
-        let (_, reasons) = send(
+        let (_, reasons) = get(
             &rescind,
             &client,
-            reqwest::Method::GET,
             &format!("/api/v1/channels/{id}/cancel_reasons"),
             &token,
-            None,
         )
         .await;
         let reason = reasons["items"][0]["code"].as_str().map(str::to_owned);
@@ -284,15 +289,7 @@ async fn run(database_url: String) {
     let deadline = Instant::now() + SETTLE_DEADLINE;
     for order in &mut planned {
         loop {
-            let (_, now) = send(
-                &rescind,
-                &client,
-                reqwest::Method::GET,
-                &format!("/api/v1/orders/{}", order.id),
-                &token,
-                None,
-            )
-            .await;
+            let (_, now) = get(&rescind, &client, &format!("/api/v1/orders/{}", order.id), &token).await;
             if let Some(external) = now["outbound"]["external_id"].as_str() {
                 order.shipment = external.to_owned();
                 break;
@@ -428,15 +425,7 @@ async fn run(database_url: String) {
     let mut settled: Vec<Value> = Vec::with_capacity(planned.len());
     for order in &planned {
         loop {
-            let (status, now) = send(
-                &rescind,
-                &client,
-                reqwest::Method::GET,
-                &format!("/api/v1/orders/{}", order.id),
-                &token,
-                None,
-            )
-            .await;
+            let (status, now) = get(&rescind, &client, &format!("/api/v1/orders/{}", order.id), &token).await;
             assert_eq!(status, 200, "{now}");
             let cancellation = &now["cancellation"];
             let status = cancellation["status"].as_str().unwrap_or("none");
@@ -475,22 +464,8 @@ async fn run(database_url: String) {
     }
 
     // The invariants.
-    let ledger: Value = client
-        .get(format!("{sim}/_sim/ledger"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let injected: Value = client
-        .get(format!("{sim}/_sim/faults"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger: Value = common::get_json(&client, format!("{sim}/_sim/ledger")).await;
+    let injected: Value = common::get_json(&client, format!("{sim}/_sim/faults")).await;
     let faults: u64 = injected
         .as_object()
         .unwrap()
@@ -598,13 +573,11 @@ async fn run(database_url: String) {
                 violations.push(format!("{}: completed, yet the order is {}", order.id, now["status"]));
             }
         }
-        let (_, history) = send(
+        let (_, history) = get(
             &rescind,
             &client,
-            reqwest::Method::GET,
             &format!("/api/v1/orders/{}/history", order.id),
             &token,
-            None,
         )
         .await;
         let kinds: Vec<&str> = history["items"]
@@ -621,15 +594,7 @@ async fn run(database_url: String) {
             violations.push(format!("{}: the history misses a step: {kinds:?}", order.id));
         }
     }
-    let (_, stock) = send(
-        &rescind,
-        &client,
-        reqwest::Method::GET,
-        "/api/v1/inventory/A",
-        &token,
-        None,
-    )
-    .await;
+    let (_, stock) = get(&rescind, &client, "/api/v1/inventory/A", &token).await;
     let expected_stock = stock_before - planned.len() as i64 + completed as i64;
     if stock["available"] != expected_stock {
         violations.push(format!(
@@ -653,19 +618,6 @@ async fn run(database_url: String) {
     if let Some(server) = last {
         let (status, _) = server.terminate();
         assert!(status.success());
-    }
-}
-
-fn credentials(kind: &str) -> Value {
-    match kind {
-        "shopify" => json!({"access_token": "shpat_test", "webhook_secret": "shopify-secret"}),
-        "rakuten" => json!({"service_secret": "SP000000_secret", "license_key": "license"}),
-        "yahoo" => json!({"access_token": "yahoo-token", "seller_id": "rescind-store"}),
-        "amazon" => {
-            json!({"access_token": "Atza|test", "merchant_id": "A2EUQ1WTGCTBG2", "marketplace_id": "A1VC38T7YXB528"})
-        }
-        "shoplazza" => json!({"access_token": "shoplazza-token"}),
-        other => panic!("no simulated channel {other}"),
     }
 }
 

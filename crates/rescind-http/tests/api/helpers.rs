@@ -429,16 +429,7 @@ impl TestSim {
 
 /// Credentials the simulator accepts for a channel of `kind`.
 pub fn sim_credentials(kind: &str) -> Value {
-    match kind {
-        "shopify" => json!({"access_token": "shpat_test", "webhook_secret": "shopify-secret"}),
-        "rakuten" => json!({"service_secret": "SP000000_secret", "license_key": "license"}),
-        "yahoo" => json!({"access_token": "yahoo-token", "seller_id": "rescind-store"}),
-        "amazon" => {
-            json!({"access_token": "Atza|test", "merchant_id": "A2EUQ1WTGCTBG2", "marketplace_id": "A1VC38T7YXB528"})
-        }
-        "shoplazza" => json!({"access_token": "shoplazza-token"}),
-        other => panic!("no simulated channel {other}"),
-    }
+    rescind_sim::channel_credentials(kind).unwrap_or_else(|| panic!("no simulated channel {kind}"))
 }
 
 impl TestApp {
@@ -453,6 +444,32 @@ impl TestApp {
             .await;
         assert_eq!(created.status, 201, "{}", created.text);
         created.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Turns on customer cancellation requests for the shop.
+    pub async fn take_requests(&self, shop: &TestShop) {
+        let patched = self
+            .send(
+                reqwest::Method::PATCH,
+                "/api/v1/settings",
+                Some(&shop.token),
+                Some(json!({"customer_cancellation_requests": true})),
+                None,
+            )
+            .await;
+        assert_eq!(patched.status, 200, "{}", patched.text);
+    }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Sets a SKU's stock (creating the SKU).

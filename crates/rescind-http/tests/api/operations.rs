@@ -36,15 +36,7 @@ async fn metrics_count_requests_by_route_and_status_and_cancellations_by_outcome
         json!({"refund_method": "store_credit"}),
     )
     .await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(
             r#"rescind_http_requests_total{method="POST",route="/api/v1/orders/{order_id}/cancel",status="200"} 1"#

@@ -2,7 +2,6 @@
 //! an operator.
 
 use crate::helpers::{order_body, TestApp, TestShop, TestSim};
-use reqwest::Method;
 use serde_json::{json, Value};
 
 crate::on_both_backends!(
@@ -17,19 +16,6 @@ crate::on_both_backends!(
     a_request_whose_cancel_the_channel_refuses_is_open_again,
 );
 
-async fn take_requests(app: &TestApp, shop: &TestShop) {
-    let patched = app
-        .send(
-            Method::PATCH,
-            "/api/v1/settings",
-            Some(&shop.token),
-            Some(json!({"customer_cancellation_requests": true})),
-            None,
-        )
-        .await;
-    assert_eq!(patched.status, 200, "{}", patched.text);
-}
-
 async fn ask(app: &TestApp, shop: &TestShop, order_id: &str, reason: &str) -> crate::helpers::Answer {
     app.post(
         &format!("/api/v1/orders/{order_id}/cancellation_requests"),
@@ -43,7 +29,7 @@ async fn ask(app: &TestApp, shop: &TestShop, order_id: &str, reason: &str) -> cr
 async fn card_paid_order(app: &TestApp) -> (TestSim, TestShop, String, Value) {
     let sim = TestSim::start().await;
     let shop = app.shop().await;
-    take_requests(app, &shop).await;
+    app.take_requests(&shop).await;
     let provider = app.stripe(&shop, &sim).await;
     let payment = sim.payment(2600, "jpy", "succeeded").await;
     let order = app.card_order(&shop, &provider, &payment, json!({})).await;
@@ -131,7 +117,7 @@ async fn a_request_accepted_cancels_and_refunds_the_order_as_asked_by_the_custom
 
 async fn a_request_rejected_leaves_the_order_as_it_was(app: TestApp) {
     let shop = app.shop().await;
-    take_requests(&app, &shop).await;
+    app.take_requests(&shop).await;
     let order = app.order(&shop, json!({})).await;
     let request = ask(&app, &shop, id(&order), "changed my mind").await;
     let rejected = app
@@ -170,7 +156,7 @@ async fn a_request_rejected_leaves_the_order_as_it_was(app: TestApp) {
 
 async fn a_customer_cannot_ask_once_the_order_has_shipped_or_twice_at_once(app: TestApp) {
     let shop = app.shop().await;
-    take_requests(&app, &shop).await;
+    app.take_requests(&shop).await;
     let shipped = app.order(&shop, json!({"fulfillment_status": "shipped"})).await;
     let answer = ask(&app, &shop, id(&shipped), "too late").await;
     assert_eq!(answer.status, 409, "{}", answer.text);
@@ -196,7 +182,7 @@ async fn a_customer_cannot_ask_once_the_order_has_shipped_or_twice_at_once(app: 
 
 async fn requests_are_listed_by_status_and_decided_only_once(app: TestApp) {
     let shop = app.shop().await;
-    take_requests(&app, &shop).await;
+    app.take_requests(&shop).await;
     let waiting = app.order(&shop, json!({})).await;
     let refused = app.order(&shop, json!({})).await;
     let waiting_request = ask(&app, &shop, id(&waiting), "one").await;
@@ -245,7 +231,7 @@ async fn requests_are_listed_by_status_and_decided_only_once(app: TestApp) {
 
 async fn bad_request_bodies_name_every_problem(app: TestApp) {
     let shop = app.shop().await;
-    take_requests(&app, &shop).await;
+    app.take_requests(&shop).await;
     let order = app.order(&shop, json!({})).await;
     let no_reason = app
         .post(
@@ -319,7 +305,7 @@ async fn ten_operators_accepting_at_once_cancel_and_refund_once(app: TestApp) {
 
 async fn a_merchants_own_cancel_grants_the_open_request(app: TestApp) {
     let shop = app.shop().await;
-    take_requests(&app, &shop).await;
+    app.take_requests(&shop).await;
     let order = app.order(&shop, json!({})).await;
     let request = ask(&app, &shop, id(&order), "wrong colour").await;
     let cancelled = app
@@ -343,7 +329,7 @@ async fn a_merchants_own_cancel_grants_the_open_request(app: TestApp) {
 async fn a_request_whose_cancel_the_channel_refuses_is_open_again(app: TestApp) {
     let sim = TestSim::start().await;
     let shop = app.shop().await;
-    take_requests(&app, &shop).await;
+    app.take_requests(&shop).await;
     let channel = app
         .post(
             "/api/v1/channels",

@@ -87,16 +87,7 @@ struct Victim {
 async fn victim(app: &TestApp) -> Victim {
     let sim = TestSim::start().await;
     let shop = app.shop().await;
-    let patched = app
-        .send(
-            Method::PATCH,
-            "/api/v1/settings",
-            Some(&shop.token),
-            Some(json!({"customer_cancellation_requests": true})),
-            None,
-        )
-        .await;
-    assert_eq!(patched.status, 200, "{}", patched.text);
+    app.take_requests(&shop).await;
     let channel = app
         .post(
             "/api/v1/channels",
@@ -385,15 +376,7 @@ async fn no_answer_of_any_endpoint_carries_a_credential_or_a_token_secret(app: T
         read += 1;
     }
     assert!(read >= 15, "every readable endpoint was read ({read})");
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(!metrics.contains(MARKER) && !metrics.contains(&victim.shop.token));
 }
 

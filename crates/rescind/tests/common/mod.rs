@@ -114,6 +114,18 @@ impl Server {
     }
 }
 
+/// The JSON at `url` (a simulator's ledger, its faults).
+pub async fn get_json(client: &reqwest::Client, url: String) -> Value {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("it answers")
+        .json()
+        .await
+        .expect("JSON")
+}
+
 /// Runs `test` with a database URL scoped to a fresh PostgreSQL schema of `RESCIND_TEST_DATABASE_URL`,
 /// dropped afterwards whatever happens; skips (and says so) when that variable is not set.
 pub async fn on_postgres_schema<F, Fut>(prefix: &str, test: F)
