@@ -171,8 +171,20 @@ fn outcome(order: &Order, answer: Answer, step: u64) -> Option<(StepKind, StepOu
             PendingWork::Channel(_) => StepOutcome::ChannelCancelled {
                 message: "cancelled".to_owned(),
             },
-            PendingWork::Warehouse(_) => StepOutcome::OutboundStopped {
-                message: "none".to_owned(),
+            // The warehouse stops what it has not started on, and says too late for the rest (C5).
+            PendingWork::Warehouse(_) => match order.outbound.as_ref().map(|outbound| outbound.status) {
+                Some(
+                    status @ (OutboundStatus::Picking
+                    | OutboundStatus::Picked
+                    | OutboundStatus::Packed
+                    | OutboundStatus::Shipped),
+                ) => StepOutcome::WarehouseTooLate {
+                    status,
+                    message: "too late".to_owned(),
+                },
+                _ => StepOutcome::OutboundStopped {
+                    message: "stopped".to_owned(),
+                },
             },
             PendingWork::NothingOwed => StepOutcome::NothingOwed,
             PendingWork::Restock => StepOutcome::Restocked {
@@ -210,9 +222,10 @@ proptest! {
             let before = order.clone();
             // Whether the warehouse still has the goods waiting: beyond that, a cancel may be refused
             // for reasons of its own (C4, C5), and only its consequences are checked.
-            let waiting = order.outbound.as_ref().is_none_or(|outbound| {
-                matches!(outbound.status, OutboundStatus::Requested | OutboundStatus::Waiting | OutboundStatus::Deleted)
-            });
+            let waiting = order.fulfillment_status == FulfillmentStatus::AwaitingShipment
+                && order.outbound.as_ref().is_none_or(|outbound| {
+                    matches!(outbound.status, OutboundStatus::Requested | OutboundStatus::Waiting | OutboundStatus::Deleted)
+                });
             let cancelled_here = order.status == OrderStatus::Cancelled || processing(&order);
             let changed: Option<OrderChange> = match op {
                 Op::Cancel(lines) => {
@@ -227,7 +240,10 @@ proptest! {
                     let result = cancel_order(&order, &options, &actor, &mut ids, at(step)).map(|(_, change)| change);
                     let open = order.status == OrderStatus::Open && !processing(&order) && waiting;
                     match (&lines[..], &result) {
-                        ([], Ok(_)) => prop_assert!(open, "a whole cancel only of an open order with none processing"),
+                        ([], Ok(_)) => prop_assert!(
+                            order.status == OrderStatus::Open && !processing(&order),
+                            "a whole cancel only of an open order with none processing"
+                        ),
                         ([], Err(error)) => {
                             prop_assert!(!open, "C1: an open order the warehouse has not started is cancellable: {error}");
                             if order.status == OrderStatus::Cancelled {
