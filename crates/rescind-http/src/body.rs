@@ -96,6 +96,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     } else {
         bytes
     };
+    // Every body of the API is an object; serde would otherwise fill a struct from an array by position.
+    if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::invalid(vec!["the body must be a JSON object".to_owned()]));
+    }
     serde_json::from_slice(bytes).map_err(|error| {
         let problem = match error.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {

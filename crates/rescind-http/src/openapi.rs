@@ -71,5 +71,33 @@ impl Modify for BearerAuth {
 /// The document as JSON, built once.
 pub fn document_json() -> &'static str {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
-    DOCUMENT.get_or_init(|| ApiDoc::openapi().to_json().expect("the OpenAPI document serializes"))
+    DOCUMENT.get_or_init(|| {
+        let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
+        optional_empty_bodies(&mut document);
+        document.to_string()
+    })
+}
+
+/// An empty body counts as `{}` (`body::parse_json`): where the body's schema requires no field,
+/// the body itself is documented as optional.
+fn optional_empty_bodies(document: &mut serde_json::Value) {
+    let schemas = document["components"]["schemas"].clone();
+    let Some(paths) = document["paths"].as_object_mut() else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(|path| path.as_object_mut())
+        .flat_map(|path| path.values_mut())
+    {
+        let body = &mut operation["requestBody"];
+        let Some(reference) = body["content"]["application/json"]["schema"]["$ref"].as_str() else {
+            continue;
+        };
+        let name = reference.trim_start_matches("#/components/schemas/");
+        let requires_nothing = schemas[name]["required"].as_array().is_none_or(Vec::is_empty);
+        if requires_nothing {
+            body["required"] = serde_json::Value::Bool(false);
+        }
+    }
 }

@@ -456,8 +456,10 @@ pub async fn record_refund(
 
 /// The query of `GET /cancellations`.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListCancellationsQuery {
     /// `true`: only those an operator must look at (W7).
+    #[param(required = false, value_type = bool)]
     pub needs_attention: Option<bool>,
     /// 1 to 500, default 50.
     pub limit: Option<String>,

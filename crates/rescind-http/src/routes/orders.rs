@@ -137,6 +137,7 @@ pub async fn get_order(
 
 /// The filters and page of `GET /orders`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListOrdersQuery {
     pub status: Option<String>,
     pub fulfillment_status: Option<String>,

@@ -103,6 +103,7 @@ pub async fn create_request(
 
 /// The query of `GET /cancellation_requests`.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListRequestsQuery {
     /// `requested`, `accepted` or `rejected`; all when absent.
     pub status: Option<String>,

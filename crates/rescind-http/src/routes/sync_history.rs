@@ -14,6 +14,7 @@ use rescind_domain::{Scope, SyncKind};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SyncHistoryQuery {
     /// `cancel`, `modify`, `restock` or `inventory_push`.
     pub kind: Option<String>,
