@@ -1,5 +1,7 @@
 //! The cancel and refund decisions, without a database or a socket.
 
+mod common;
+
 use proptest::prelude::*;
 use rescind_domain::cancel::cancel_order;
 use rescind_domain::ids::SequentialIds;
@@ -9,14 +11,12 @@ use rescind_domain::{
     RetryError, StaleStep, StepOutcome, UndoError,
 };
 use rescind_domain::{
-    plan_cancellation, record_refund, Actor, Address, CancelError, CancelOptions, CancellationStatus, ChannelKind,
-    Currency, Customer, FinancialStatus, FulfillmentStatus, Money, NewLineItem, NewOrder, Order, OrderStatus, Payment,
-    PaymentMethod, RefundError, RefundMethod, RefundRequest, StepKind, StepStatus, Timestamp,
+    plan_cancellation, record_refund, Actor, CancelError, CancelOptions, CancellationStatus, ChannelKind,
+    FinancialStatus, FulfillmentStatus, Money, NewLineItem, NewOrder, Order, OrderStatus, Payment, PaymentMethod,
+    RefundError, RefundMethod, RefundRequest, StepKind, StepStatus, Timestamp,
 };
 
-fn yen() -> Currency {
-    Currency::parse("JPY").unwrap()
-}
+use common::yen;
 
 fn money(text: &str) -> Money {
     Money::parse(text, yen()).unwrap()
@@ -33,20 +33,8 @@ fn order(fulfillment_status: FulfillmentStatus, payment: Option<Payment>, financ
         channel_order_id: None,
         number: None,
         currency: yen(),
-        customer: Customer {
-            name: "山田 太郎".to_owned(),
-            email: None,
-            phone: None,
-        },
-        shipping_address: Address {
-            name: "山田 太郎".to_owned(),
-            postcode: "150-0001".to_owned(),
-            prefecture: Some("東京都".to_owned()),
-            province: None,
-            address1: "渋谷区".to_owned(),
-            address2: None,
-            phone: None,
-        },
+        customer: common::customer(),
+        shipping_address: common::address(),
         line_items: vec![NewLineItem {
             channel_line_item_id: None,
             sku: "TEA".to_owned(),

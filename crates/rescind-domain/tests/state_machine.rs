@@ -4,21 +4,21 @@
 //! a card-paid order with deducted stock that ships from a warehouse — checked after every step
 //! against a reference model of PRODUCT.md's rules.
 
+mod common;
+
 use proptest::prelude::*;
 use rescind_domain::cancel::{cancel_order, cancelled_at_channel};
 use rescind_domain::ids::SequentialIds;
 use rescind_domain::{
-    pending_work, record_refund, record_step_outcome, retry_cancellation, undo_cancellation, Actor, Address,
-    CancelError, CancelOptions, CancellationStatus, ChannelKind, Currency, Customer, FinancialStatus,
-    FulfillmentStatus, Money, NewLineItem, NewOrder, Order, OrderChange, OrderStatus, Payment, PaymentAction,
-    PaymentMethod, PendingWork, RefundMethod, RefundRequest, StepKind, StepOutcome, Timestamp,
+    pending_work, record_refund, record_step_outcome, retry_cancellation, undo_cancellation, Actor, CancelError,
+    CancelOptions, CancellationStatus, ChannelKind, FinancialStatus, FulfillmentStatus, Money, NewLineItem, NewOrder,
+    Order, OrderChange, OrderStatus, Payment, PaymentAction, PaymentMethod, PendingWork, RefundMethod, RefundRequest,
+    StepKind, StepOutcome, Timestamp,
 };
 use rescind_domain::{warehouse_event, Outbound, OutboundStatus, WarehouseEvent, WarehouseSettings, Warning};
 use std::collections::HashMap;
 
-fn yen() -> Currency {
-    Currency::parse("JPY").unwrap()
-}
+use common::yen;
 
 fn yen_amount(amount: i64) -> Money {
     Money::from_minor_units(amount, yen())
@@ -44,20 +44,8 @@ fn start(warehouse: bool) -> Order {
         channel_order_id: None,
         number: None,
         currency: yen(),
-        customer: Customer {
-            name: "山田 太郎".to_owned(),
-            email: None,
-            phone: None,
-        },
-        shipping_address: Address {
-            name: "山田 太郎".to_owned(),
-            postcode: "150-0001".to_owned(),
-            prefecture: Some("東京都".to_owned()),
-            province: None,
-            address1: "渋谷区".to_owned(),
-            address2: None,
-            phone: None,
-        },
+        customer: common::customer(),
+        shipping_address: common::address(),
         line_items: vec![line("TEA", 2, 1000), line("CUP", 3, 500)],
         total_shipping: yen_amount(600),
         total_tax: Money::ZERO,
