@@ -104,16 +104,7 @@ async fn crash_and_recover(database_url: &str) {
     let mut orders = Vec::new();
     for index in 0..ORDERS {
         let amount = 2000 + index as i64;
-        let payment: Value = client
-            .post(format!("{sim}/_sim/payment_intents"))
-            .json(&json!({"amount": amount, "currency": "jpy"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let reference = payment["id"].as_str().unwrap().to_owned();
+        let reference = common::payment_intent(&client, &sim, amount).await;
         let (status, order) = post(
             &client,
             server.url("/api/v1/orders"),

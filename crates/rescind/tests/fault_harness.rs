@@ -235,16 +235,7 @@ async fn run(database_url: String) {
         let kind = CHANNELS[random.gen_range(0..CHANNELS.len())];
         let amount = 1000 + random.gen_range(0..9000_i64);
         let (payment, channel_order_id, payment_body) = if kind == "own_store" {
-            let intent: Value = client
-                .post(format!("{sim}/_sim/payment_intents"))
-                .json(&json!({"amount": amount, "currency": "jpy"}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let reference = intent["id"].as_str().unwrap().to_owned();
+            let reference = common::payment_intent(&client, &sim, amount).await;
             let body = json!({"method": "credit_card", "amount": amount.to_string(), "provider_id": provider["id"], "reference": reference});
             (Some((reference, amount)), None, body)
         } else {

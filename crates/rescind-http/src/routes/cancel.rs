@@ -119,7 +119,7 @@ pub async fn cancel_order(
     };
     let options = CancelOptions { lines, ..options };
     if request.dry_run == Some(true) {
-        let setup = shop_setup(&state, &shop.shop_id).await?;
+        let setup = state.store.shop_setup(&shop.shop_id).await?;
         let order = state
             .store
             .order(&shop.shop_id, &order_id)
@@ -183,11 +183,6 @@ pub(crate) async fn cancel_outcome(
         }
         Err(ChangeError::Store(error)) => Err(ApiError::internal(&error)),
     }
-}
-
-/// The shop's channels and warehouses, which a cancel decision consults.
-pub(crate) async fn shop_setup(state: &AppState, shop_id: &str) -> Result<ShopSetup, ApiError> {
-    Ok(state.store.shop_setup(shop_id).await?)
 }
 
 /// The cancel decision for one order, with its shop's setup (single and bulk alike).
@@ -301,7 +296,7 @@ pub async fn bulk_cancel(
         }
     };
     let actor = principal.actor();
-    let setup = shop_setup(&state, &shop.shop_id).await?;
+    let setup = state.store.shop_setup(&shop.shop_id).await?;
     let results = state
         .store
         .change_orders(&shop.shop_id, &order_ids, |order| {

@@ -4,7 +4,7 @@ use crate::auth::Principal;
 use crate::body::parse_json;
 use crate::error::{sentence, ApiError, ErrorBody};
 use crate::input::{self, Problems, TEXT_LENGTH_MAX};
-use crate::routes::cancel::{cancel_outcome, options_for, shop_setup};
+use crate::routes::cancel::{cancel_outcome, options_for};
 use crate::routes::orders::page_size;
 use crate::routes::query;
 use crate::wire::{
@@ -189,7 +189,7 @@ pub async fn accept(
         }
     };
     let order_id = order_of_request(&state, &shop.shop_id, &request_id).await?;
-    let setup = shop_setup(&state, &shop.shop_id).await?;
+    let setup = state.store.shop_setup(&shop.shop_id).await?;
     let actor = principal.actor();
     let changed = state
         .store

@@ -126,6 +126,20 @@ pub async fn get_json(client: &reqwest::Client, url: String) -> Value {
         .expect("JSON")
 }
 
+/// A card payment of `amount` yen at the simulated Stripe; answers its PaymentIntent id.
+pub async fn payment_intent(client: &reqwest::Client, sim: &str, amount: i64) -> String {
+    let intent: Value = client
+        .post(format!("{sim}/_sim/payment_intents"))
+        .json(&serde_json::json!({"amount": amount, "currency": "jpy"}))
+        .send()
+        .await
+        .expect("the simulator answers")
+        .json()
+        .await
+        .expect("JSON");
+    intent["id"].as_str().expect("an id").to_owned()
+}
+
 /// Runs `test` with a database URL scoped to a fresh PostgreSQL schema of `RESCIND_TEST_DATABASE_URL`,
 /// dropped afterwards whatever happens; skips (and says so) when that variable is not set.
 pub async fn on_postgres_schema<F, Fut>(prefix: &str, test: F)
