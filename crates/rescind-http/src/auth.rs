@@ -145,26 +145,27 @@ pub async fn authenticate(
     let principal = if state.admin_token_hash.as_deref() == Some(hash.as_str()) {
         Principal::Admin
     } else {
-        match state.tokens.get(&hash) {
-            Some(access) => Principal::Shop(access),
-            None => {
-                let token = state
-                    .store
-                    .token_by_hash(&hash)
-                    .await?
-                    .ok_or_else(ApiError::unauthorized)?;
-                let access = ShopAccess {
-                    token_id: token.id,
-                    shop_id: token.shop_id,
-                    scopes: token.scopes,
-                };
-                state.tokens.remember(hash, access.clone());
-                Principal::Shop(access)
-            }
-        }
+        Principal::Shop(shop_access(&state, &hash).await?.ok_or_else(ApiError::unauthorized)?)
     };
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
+}
+
+/// The shop token with this hash, from the cache or the database; `None` when there is none.
+pub async fn shop_access(state: &AppState, token_hash: &str) -> anyhow::Result<Option<ShopAccess>> {
+    if let Some(access) = state.tokens.get(token_hash) {
+        return Ok(Some(access));
+    }
+    let Some(token) = state.store.token_by_hash(token_hash).await? else {
+        return Ok(None);
+    };
+    let access = ShopAccess {
+        token_id: token.id,
+        shop_id: token.shop_id,
+        scopes: token.scopes,
+    };
+    state.tokens.remember(token_hash.to_owned(), access.clone());
+    Ok(Some(access))
 }
 
 pub use rescind_connectors::encoding::hmac_sha256;

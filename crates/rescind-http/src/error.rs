@@ -6,11 +6,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rescind_domain::{CancelError, RefundError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// The error body of every failed request.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// One human sentence.
     #[schema(example = "order #1001 has already shipped; it cannot be cancelled and must be handled as a return")]

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod demo;
 pub mod error;
 pub mod idempotency;
@@ -73,10 +74,43 @@ impl AppState {
     }
 }
 
-/// The whole application: `/api/v1/…` behind authentication and idempotency, plus the open
-/// `/healthz`, `/metrics` and `/api/v1/openapi.json`.
+/// The whole application: `/api/v1/…` behind authentication and idempotency, the operator console at
+/// `/console`, plus the open `/healthz`, `/metrics` and `/api/v1/openapi.json`.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+    let api = api_routes()
+        .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
+        .layer(from_fn_with_state(state.clone(), auth::authenticate));
+    // The console calls the same routes in process, having authenticated the operator itself.
+    let console = console::router(console::ConsoleState {
+        app: state.clone(),
+        api: api_routes()
+            .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
+            .with_state(state.clone()),
+    });
+    Router::new()
+        .nest("/api/v1", api)
+        .nest_service("/console", console)
+        .route("/api/v1/openapi.json", get(routes::ops::openapi_document))
+        .route(
+            "/api/v1/channels/{channel_id}/webhooks",
+            post(routes::webhooks::receive),
+        )
+        .route(
+            "/api/v1/warehouses/{warehouse_id}/events",
+            post(routes::warehouses::receive_event),
+        )
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/metrics", get(routes::ops::metrics))
+        .fallback(routes::ops::not_found)
+        .method_not_allowed_fallback(routes::ops::method_not_allowed)
+        .layer(from_fn(body::limit_body))
+        .layer(from_fn_with_state(state.clone(), metrics::track))
+        .with_state(state)
+}
+
+/// Every route of `/api/v1`, without its layers.
+fn api_routes() -> Router<AppState> {
+    Router::new()
         .route("/shops", post(routes::admin::create_shop))
         .route("/shops/{shop_id}/tokens", post(routes::admin::create_token))
         .route(
@@ -121,6 +155,7 @@ pub fn router(state: AppState) -> Router {
             post(routes::requests::reject),
         )
         .route("/sync_history", get(routes::sync_history::list))
+        .route("/inventory", get(routes::inventory::list_stock))
         .route(
             "/inventory/{sku}",
             get(routes::inventory::get_stock).put(routes::inventory::set_stock),
@@ -145,26 +180,6 @@ pub fn router(state: AppState) -> Router {
             "/payment_providers/{provider_id}",
             get(routes::payment_providers::get_payment_provider),
         )
-        .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
-        .layer(from_fn_with_state(state.clone(), auth::authenticate));
-    Router::new()
-        .nest("/api/v1", api)
-        .route("/api/v1/openapi.json", get(routes::ops::openapi_document))
-        .route(
-            "/api/v1/channels/{channel_id}/webhooks",
-            post(routes::webhooks::receive),
-        )
-        .route(
-            "/api/v1/warehouses/{warehouse_id}/events",
-            post(routes::warehouses::receive_event),
-        )
-        .route("/healthz", get(routes::ops::healthz))
-        .route("/metrics", get(routes::ops::metrics))
-        .fallback(routes::ops::not_found)
-        .method_not_allowed_fallback(routes::ops::method_not_allowed)
-        .layer(from_fn(body::limit_body))
-        .layer(from_fn_with_state(state.clone(), metrics::track))
-        .with_state(state)
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets requests in flight and the worker's

@@ -31,6 +31,7 @@ use utoipa::{Modify, OpenApi};
         routes::cancel::list_cancellations,
         routes::cancel::retry,
         routes::sync_history::list,
+        routes::inventory::list_stock,
         routes::inventory::get_stock,
         routes::inventory::set_stock,
         routes::inventory::adjust_stock,

@@ -98,14 +98,14 @@ pub struct CreateShopRequest {
     pub settings: Option<SettingsPatchBody>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct ShopBody {
     pub id: String,
     pub name: String,
     pub settings: SettingsBody,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct CreateShopResponse {
     pub shop: ShopBody,
     /// The shop's first token, with every scope. Shown once; only its hash is kept.
@@ -121,7 +121,7 @@ pub struct CreateTokenRequest {
     pub scopes: Option<Vec<String>>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct CreateTokenResponse {
     pub id: String,
     /// Shown once; only its hash is kept.
@@ -132,7 +132,7 @@ pub struct CreateTokenResponse {
 
 // ---- settings ----
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct SettingsBody {
     pub customer_cancellation_requests: bool,
     pub inventory_push_interval_s: i64,
@@ -161,7 +161,7 @@ pub struct CreateChannelRequest {
     pub cancel_sync: Option<bool>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct ChannelBody {
     pub id: String,
     #[schema(schema_with = channel_kind_schema)]
@@ -172,7 +172,7 @@ pub struct ChannelBody {
     pub created_at: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct ChannelList {
     pub items: Vec<ChannelBody>,
 }
@@ -190,7 +190,7 @@ pub struct CreatePaymentProviderRequest {
     pub credentials: Option<Map<String, Value>>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct PaymentProviderBody {
     pub id: String,
     #[schema(example = "stripe")]
@@ -200,7 +200,7 @@ pub struct PaymentProviderBody {
     pub created_at: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct PaymentProviderList {
     pub items: Vec<PaymentProviderBody>,
 }
@@ -216,7 +216,7 @@ pub fn payment_provider_body(provider: &rescind_store::PaymentProvider) -> Payme
 }
 
 /// One of a channel's cancel reasons (H2).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct CancelReasonBody {
     /// The channel's own code: Rakuten `4`, Yahoo! `230`, Amazon `NoInventory`, Shopify `CUSTOMER`.
     pub code: String,
@@ -229,14 +229,14 @@ pub struct CancelReasonBody {
     pub detail_required: bool,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct CancelReasonList {
     pub items: Vec<CancelReasonBody>,
     /// A cancel of this channel's orders must name one of these codes.
     pub reason_code_required: bool,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct PollBody {
     /// Open orders the channel was asked about.
     pub checked: usize,
@@ -254,7 +254,7 @@ pub struct ChannelWebhook {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct WebhookReceipt {
     /// `cancelled` (the cancellation now runs here), `already_cancelled` (a repeat: nothing changed),
     /// or `ignored` (no such order here).
@@ -263,7 +263,7 @@ pub struct WebhookReceipt {
 }
 
 /// One entry of the sync history (F5).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct SyncHistoryEntryBody {
     pub at: String,
     #[schema(example = "cancel")]
@@ -280,7 +280,7 @@ pub struct SyncHistoryEntryBody {
     pub fee: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct SyncHistoryList {
     pub items: Vec<SyncHistoryEntryBody>,
     pub next_cursor: Option<String>,
@@ -315,7 +315,7 @@ pub struct CreateWarehouseRequest {
     pub settings: Option<WarehouseSettingsBody>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct WarehouseSettingsView {
     pub cancel_after_confirmation: bool,
     pub sync_modifications: bool,
@@ -324,7 +324,7 @@ pub struct WarehouseSettingsView {
     pub rate_limit_window_ms: u64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct WarehouseBody {
     pub id: String,
     pub kind: String,
@@ -334,7 +334,7 @@ pub struct WarehouseBody {
     pub created_at: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct WarehouseList {
     pub items: Vec<WarehouseBody>,
 }
@@ -350,7 +350,7 @@ pub struct WarehouseEventBody {
     pub message: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct WarehouseEventReceipt {
     /// `applied`, or `ignored` when no order here has that outbound request.
     pub status: String,
@@ -399,7 +399,7 @@ pub struct ListingInput {
     pub location_id: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct ListingBody {
     pub channel_id: String,
     pub external_id: String,
@@ -407,7 +407,7 @@ pub struct ListingBody {
 }
 
 /// Where a SKU is sold; its level is pushed to each (I5).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct ListingsBody {
     pub sku: String,
     pub listings: Vec<ListingBody>,
@@ -420,11 +420,17 @@ pub struct AdjustStockRequest {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct StockBody {
     pub sku: String,
     pub available: i64,
     pub updated_at: String,
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct StockList {
+    pub items: Vec<StockBody>,
+    pub next_cursor: Option<String>,
 }
 
 // ---- orders ----
@@ -504,7 +510,7 @@ pub struct ImportOrderRequest {
     pub warehouse_id: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct LineItemBody {
     pub id: String,
     pub channel_line_item_id: Option<String>,
@@ -516,7 +522,7 @@ pub struct LineItemBody {
     pub price: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct PaymentBody {
     #[schema(schema_with = payment_method_schema)]
     pub method: String,
@@ -526,7 +532,7 @@ pub struct PaymentBody {
     pub points_amount: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct StepBody {
     #[schema(schema_with = step_kind_schema)]
     pub kind: String,
@@ -539,7 +545,7 @@ pub struct StepBody {
     pub updated_at: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct CancellationBody {
     pub id: String,
     #[schema(schema_with = cancellation_status_schema)]
@@ -575,7 +581,7 @@ pub struct CancellationBody {
 }
 
 /// A quantity of one line cancelled on its own (B1).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct CancelledLineBody {
     pub line_item_id: String,
     pub sku: String,
@@ -604,7 +610,7 @@ pub fn cancelled_lines_body(scope: &CancelScope) -> Vec<CancelledLineBody> {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct RefundBody {
     pub id: String,
     pub order_id: String,
@@ -617,7 +623,7 @@ pub struct RefundBody {
 }
 
 /// The warehouse's outbound request for the order (F1), once the order is ready to ship.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct OutboundBody {
     /// rescind's id of it, the identifier the warehouse knows it by (the order id).
     pub id: String,
@@ -634,7 +640,7 @@ pub struct OutboundBody {
 }
 
 /// The order object of API.md.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct OrderBody {
     pub id: String,
     pub number: String,
@@ -684,7 +690,7 @@ pub struct ModifyOrderRequest {
 }
 
 /// What reached the warehouse (F4).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct ModificationSyncBody {
     /// `applied`, `requested`, `not_synced` or `not_applicable`.
     #[schema(example = "applied")]
@@ -693,20 +699,20 @@ pub struct ModificationSyncBody {
 }
 
 /// The order after a change, and what reached the warehouse.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct ModifiedOrderBody {
     #[serde(flatten)]
     pub order: OrderBody,
     pub modification_sync: ModificationSyncBody,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct OrderList {
     pub items: Vec<OrderBody>,
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct HistoryEntryBody {
     pub at: String,
     pub kind: String,
@@ -716,7 +722,7 @@ pub struct HistoryEntryBody {
     pub data: Map<String, Value>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct HistoryList {
     pub items: Vec<HistoryEntryBody>,
 }
@@ -803,7 +809,7 @@ cancel_request! {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct BulkCancelResult {
     pub order_id: String,
     pub number: Option<String>,
@@ -815,14 +821,18 @@ pub struct BulkCancelResult {
     pub code: Option<String>,
     /// `channel: …` and `restock: …` (W8).
     pub messages: Vec<String>,
+    /// The warehouse step's message: what happened to the outbound request; null when the order
+    /// has no warehouse step.
+    #[serde(default)]
+    pub warehouse_message: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct BulkCancelResponse {
     pub results: Vec<BulkCancelResult>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct PlanStepBody {
     #[schema(schema_with = step_kind_schema)]
     pub kind: String,
@@ -831,13 +841,13 @@ pub struct PlanStepBody {
     pub fee: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct RestockLine {
     pub sku: String,
     pub quantity: u32,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct PlanBody {
     pub steps: Vec<PlanStepBody>,
     /// The lines a partial cancellation would take out (B1); empty for the whole order.
@@ -852,7 +862,7 @@ pub struct PlanBody {
 
 /// What `POST /orders/{id}/cancel` answers with 200: the order, or with `dry_run` the plan. For the
 /// OpenAPI document only.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(untagged)]
 #[allow(dead_code)]
 pub enum CancelAnswer {
@@ -861,13 +871,13 @@ pub enum CancelAnswer {
 }
 
 /// The answer to a dry run (B2).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct DryRunBody {
     pub plan: PlanBody,
 }
 
 /// A cancellation with its order, in lists.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct CancellationListItem {
     pub order_id: String,
     pub number: String,
@@ -875,7 +885,7 @@ pub struct CancellationListItem {
     pub cancellation: CancellationBody,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct CancellationList {
     pub items: Vec<CancellationListItem>,
     pub next_cursor: Option<String>,
@@ -900,14 +910,14 @@ pub struct RecordRefundRequest {
 }
 
 /// The refund recorded, and the order after it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct RecordRefundResponse {
     #[serde(flatten)]
     pub refund: RefundBody,
     pub order: OrderBody,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct HealthBody {
     #[schema(example = "ok")]
     pub status: String,
@@ -1056,7 +1066,7 @@ pub fn order_body(order: &Order) -> OrderBody {
 }
 
 /// A customer's cancellation request (API.md "Customer requests").
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct CancellationRequestBody {
     pub id: String,
     pub order_id: String,
@@ -1087,7 +1097,7 @@ pub fn request_body(order_id: &str, number: &str, request: &CancellationRequest)
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct CancellationRequestList {
     pub items: Vec<CancellationRequestBody>,
     pub next_cursor: Option<String>,

@@ -10,7 +10,7 @@ use crate::codec::{
 };
 use crate::{
     ShopSetup, CancellationOfOrder, Job, Listing, PushBatch, PushItem, PushOutcome, RequestOfOrder, PaymentProvider, PaymentProviderKind, RestockReport, StockLevel, SyncEntry, Warehouse,
-    ApiToken, ChangeError, Channel, IdempotencyClaim, ImportError, OrderFilter, Page, Settings, SettingsPatch, Shop,
+    ApiToken, ChangeError, ConsoleSession, Channel, IdempotencyClaim, ImportError, OrderFilter, Page, Settings, SettingsPatch, Shop,
     IDEMPOTENCY_ABANDONED_AFTER_S, IDEMPOTENCY_RETENTION_S, STOCK_PUSH_CLAIM_MAX,
 };
 use anyhow::{Context, Result};
@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "partial_cancellations", include_str!("../migrations/0002_partial_cancellations.sql")),
     (3, "stock_push", include_str!("../migrations/0003_stock_push.sql")),
+    (4, "console_sessions", include_str!("../migrations/0004_console_sessions.sql")),
 ];
 
 const ORDER_COLUMNS: &str = "id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
@@ -946,6 +947,54 @@ impl Backend {
         insert_token(&mut connection, token, now).await
     }
 
+    pub(crate) async fn create_console_session(&self, session: &ConsoleSession) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO console_sessions (id_hash, token_hash, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&session.id_hash)
+        .bind(&session.token_hash)
+        .bind(&session.csrf_token)
+        .bind(session.created_at.unix_micros())
+        .bind(session.expires_at.unix_micros())
+        .execute(&self.write)
+        .await
+        .context("failed to open a console session")?;
+        Ok(())
+    }
+
+    pub(crate) async fn console_session(&self, id_hash: &str, now: Timestamp) -> Result<Option<ConsoleSession>> {
+        let row = sqlx::query(
+            "SELECT id_hash, token_hash, csrf_token, created_at, expires_at FROM console_sessions \
+             WHERE id_hash = $1 AND expires_at > $2",
+        )
+        .bind(id_hash)
+        .bind(now.unix_micros())
+        .fetch_optional(&self.read)
+        .await
+        .context("failed to look up a console session")?;
+        row.map(|row| {
+            Ok(ConsoleSession {
+                id_hash: row.try_get("id_hash")?,
+                token_hash: row.try_get("token_hash")?,
+                csrf_token: row.try_get("csrf_token")?,
+                created_at: time(row.try_get("created_at")?),
+                expires_at: time(row.try_get("expires_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    /// Ends one session, and every session that has expired.
+    pub(crate) async fn end_console_session(&self, id_hash: &str, now: Timestamp) -> Result<()> {
+        sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1 OR expires_at <= $2")
+            .bind(id_hash)
+            .bind(now.unix_micros())
+            .execute(&self.write)
+            .await
+            .context("failed to end a console session")?;
+        Ok(())
+    }
+
     pub(crate) async fn token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
         let row = sqlx::query("SELECT id, shop_id, token_hash, scopes FROM api_tokens WHERE token_hash = $1")
             .bind(token_hash)
@@ -1564,6 +1613,7 @@ impl Backend {
         &self,
         shop_id: &str,
         kind: Option<SyncKind>,
+        ok: Option<bool>,
         cursor: Option<i64>,
         limit: u32,
     ) -> Result<Page<SyncEntry>> {
@@ -1573,6 +1623,9 @@ impl Backend {
         query.push_bind(shop_id.to_owned());
         if let Some(kind) = kind {
             query.push(" AND kind = ").push_bind(kind.as_str());
+        }
+        if let Some(ok) = ok {
+            query.push(" AND ok = ").push_bind(ok);
         }
         if let Some(cursor) = cursor {
             query.push(" AND id < ").push_bind(cursor);
@@ -1782,6 +1835,40 @@ impl Backend {
             .await?;
         row.map(|row| Ok(StockLevel { sku: row.try_get("sku")?, available: row.try_get("available")?, updated_at: time(row.try_get("updated_at")?) }))
             .transpose()
+    }
+
+    /// The shop's stock levels by SKU, after the SKU `after`; `q` narrows them to SKUs containing it.
+    pub(crate) async fn stock_levels(
+        &self,
+        shop_id: &str,
+        q: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<StockLevel>> {
+        let mut query = QueryBuilder::<Db>::new("SELECT sku, available, updated_at FROM inventory WHERE shop_id = ");
+        query.push_bind(shop_id.to_owned());
+        if let Some(text) = q {
+            query.push(format!(" AND sku {} ", DIALECT.like)).push_bind(like_pattern(text)).push(" ESCAPE '\\'");
+        }
+        if let Some(after) = after {
+            query.push(" AND sku > ").push_bind(after.to_owned());
+        }
+        query.push(" ORDER BY sku LIMIT ").push_bind(i64::from(limit) + 1);
+        let rows = query.build().fetch_all(&self.read).await.context("failed to read the stock levels")?;
+        let mut items = rows
+            .iter()
+            .map(|row| {
+                Ok(StockLevel {
+                    sku: row.try_get("sku")?,
+                    available: row.try_get("available")?,
+                    updated_at: time(row.try_get("updated_at")?),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next_cursor = if more { items.last().map(|level| level.sku.clone()) } else { None };
+        Ok(Page { items, next_cursor })
     }
 
     /// Sets a SKU's stock (creating it), keeping the difference in the ledger.

@@ -75,6 +75,18 @@ pub struct ApiToken {
     pub scopes: Vec<Scope>,
 }
 
+/// A signed-in operator of the console: the shop token it was opened with, by its hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleSession {
+    /// Hex SHA-256 of the cookie's secret.
+    pub id_hash: String,
+    pub token_hash: String,
+    /// Every form of the session carries it; a post without it is refused.
+    pub csrf_token: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
 /// A sales channel integration of a shop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Channel {
@@ -477,6 +489,20 @@ impl Store {
         dispatch!(self, backend => backend.token_by_hash(token_hash).await)
     }
 
+    pub async fn create_console_session(&self, session: &ConsoleSession) -> Result<()> {
+        dispatch!(self, backend => backend.create_console_session(session).await)
+    }
+
+    /// The session, while it has not expired.
+    pub async fn console_session(&self, id_hash: &str) -> Result<Option<ConsoleSession>> {
+        dispatch!(self, backend => backend.console_session(id_hash, now()).await)
+    }
+
+    /// Ends the session, and removes every expired one.
+    pub async fn end_console_session(&self, id_hash: &str) -> Result<()> {
+        dispatch!(self, backend => backend.end_console_session(id_hash, now()).await)
+    }
+
     pub async fn update_settings(&self, shop_id: &str, patch: SettingsPatch) -> Result<Settings> {
         dispatch!(self, backend => backend.update_settings(shop_id, patch).await)
     }
@@ -653,15 +679,16 @@ impl Store {
         dispatch!(self, backend => backend.all_channels().await)
     }
 
-    /// The shop's sync history (F5), newest first; `cursor` is the `next_cursor` of the page before.
+    /// The shop's sync history (F5), newest first, of one kind and one result when given; `cursor` is the `next_cursor` of the page before.
     pub async fn sync_history(
         &self,
         shop_id: &str,
         kind: Option<rescind_domain::SyncKind>,
+        ok: Option<bool>,
         cursor: Option<i64>,
         limit: u32,
     ) -> Result<Page<SyncEntry>> {
-        dispatch!(self, backend => backend.sync_history(shop_id, kind, cursor, limit).await)
+        dispatch!(self, backend => backend.sync_history(shop_id, kind, ok, cursor, limit).await)
     }
 
     /// The channels that sell `sku` (I5).
@@ -691,6 +718,11 @@ impl Store {
 
     pub async fn stock(&self, shop_id: &str, sku: &str) -> Result<Option<StockLevel>> {
         dispatch!(self, backend => backend.stock(shop_id, sku).await)
+    }
+
+    /// Stock levels by SKU, `limit` at a time after the cursor (a SKU).
+    pub async fn stock_levels(&self, shop_id: &str, q: Option<&str>, cursor: Option<&str>, limit: u32) -> Result<Page<StockLevel>> {
+        dispatch!(self, backend => backend.stock_levels(shop_id, q, cursor, limit).await)
     }
 
     pub async fn set_stock(&self, shop_id: &str, sku: &str, available: i64) -> Result<StockLevel> {

@@ -240,6 +240,12 @@ async fn settled_order(state: &AppState, shop_id: &str, change: OrderChange) -> 
         .unwrap_or(change.order))
 }
 
+/// The warehouse step's message of a cancelled order, for the bulk result.
+fn warehouse_message(order: &Order) -> Option<String> {
+    let step = order.cancellation.as_ref()?.step(StepKind::WarehouseCancel)?;
+    Some(step.message.clone())
+}
+
 /// The two per-order messages of W8 for a cancelled order: the channel step's and the restock step's.
 fn step_messages(order: &Order) -> Vec<String> {
     let Some(cancellation) = &order.cancellation else {
@@ -342,6 +348,7 @@ pub async fn bulk_cancel(
                             format!("channel: {}", channel_refusal(&order).unwrap_or_default()),
                             "restock: not run: the channel cancel did not succeed".to_owned(),
                         ],
+                        warehouse_message: None,
                     }
                 }
                 Ok(order) => {
@@ -353,6 +360,7 @@ pub async fn bulk_cancel(
                         status: Some(order.status.as_str().to_owned()),
                         code: None,
                         messages: step_messages(&order),
+                        warehouse_message: warehouse_message(&order),
                     }
                 }
                 Err(ChangeError::Refused((refusal, number, status))) => {
@@ -366,6 +374,7 @@ pub async fn bulk_cancel(
                     status: None,
                     code: Some("not_found".to_owned()),
                     messages: vec!["order: no such order in this shop".to_owned()],
+                    warehouse_message: None,
                 },
                 Err(ChangeError::Store(error)) => {
                     tracing::error!(error = format!("{error:#}"), "bulk cancel: unexpected per-order error");
@@ -376,6 +385,7 @@ pub async fn bulk_cancel(
                         status: None,
                         code: Some("internal".to_owned()),
                         messages: vec!["order: something went wrong on our side; nothing was changed".to_owned()],
+                        warehouse_message: None,
                     }
                 }
             },
@@ -403,6 +413,7 @@ fn refused_result(order_id: &str, number: String, status: OrderStatus, refusal: 
             ),
             "restock: not run: the order was not cancelled".to_owned(),
         ],
+        warehouse_message: None,
     }
 }
 

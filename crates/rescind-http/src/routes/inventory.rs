@@ -4,12 +4,16 @@ use crate::auth::Principal;
 use crate::body::parse_json;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Problems, CODE_LENGTH_MAX, TEXT_LENGTH_MAX};
+use crate::routes::orders::page_size;
+use crate::routes::query;
 use crate::wire::{
-    rfc3339, AdjustStockRequest, ListingBody, ListingsBody, SetListingsRequest, SetStockRequest, StockBody,
+    rfc3339, AdjustStockRequest, ListingBody, ListingsBody, SetListingsRequest, SetStockRequest, StockBody, StockList,
 };
+use serde::Deserialize;
 use crate::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use rescind_domain::{ChannelKind, Scope};
 use rescind_store::Listing;
@@ -46,6 +50,40 @@ fn check_sku(problems: &mut Problems, sku: &str) {
     if sku.is_empty() || sku.chars().count() > CODE_LENGTH_MAX {
         problems.push("sku", format_args!("must be 1 to {CODE_LENGTH_MAX} characters"));
     }
+}
+
+/// The filter and page of `GET /inventory`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListStockQuery {
+    /// Matches SKUs containing it.
+    pub q: Option<String>,
+    /// 1 to 500, default 50.
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// The shop's stock levels, by SKU.
+#[utoipa::path(get, path = "/api/v1/inventory", tag = "inventory", params(ListStockQuery), security(("bearer" = [])),
+    responses((status = 200, body = StockList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn list_stock(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    list_query: Result<Query<ListStockQuery>, QueryRejection>,
+) -> Result<Json<StockList>, ApiError> {
+    let shop = principal.shop_with_any(&[Scope::ReadInventory, Scope::WriteInventory])?;
+    let list_query = query(list_query)?;
+    let mut problems = Problems::default();
+    let q = problems.text("q", &list_query.q, CODE_LENGTH_MAX);
+    let limit = page_size(&mut problems, list_query.limit.as_deref());
+    problems.into_result(()).map_err(ApiError::invalid)?;
+    let cursor = list_query.cursor.as_deref().filter(|cursor| !cursor.is_empty());
+    let page = state.store.stock_levels(&shop.shop_id, q.as_deref(), cursor, limit).await?;
+    Ok(Json(StockList {
+        items: page.items.iter().map(stock_body).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/inventory/{sku}", tag = "inventory", params(("sku" = String, Path)),

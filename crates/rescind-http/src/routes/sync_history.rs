@@ -18,12 +18,14 @@ use serde::Deserialize;
 pub struct SyncHistoryQuery {
     /// `cancel`, `modify`, `restock` or `inventory_push`.
     pub kind: Option<String>,
+    /// `ok` or `error`.
+    pub result: Option<String>,
     /// 1 to 500, default 50.
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }
 
-/// Calls to channels and warehouses, newest first, filtered by kind.
+/// Calls to channels and warehouses, newest first, filtered by kind and result.
 #[utoipa::path(get, path = "/api/v1/sync_history", tag = "orders", params(SyncHistoryQuery), security(("bearer" = [])),
     responses((status = 200, body = SyncHistoryList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)))]
@@ -36,6 +38,15 @@ pub async fn list(
     let list_query = query(list_query)?;
     let mut problems = Problems::default();
     let kind = problems.named("kind", &list_query.kind, SyncKind::parse, SyncKind::names());
+    let ok = match list_query.result.as_deref().filter(|result| !result.is_empty()) {
+        None => None,
+        Some("ok") => Some(true),
+        Some("error") => Some(false),
+        Some(_) => {
+            problems.push("result", "must be one of: ok, error");
+            None
+        }
+    };
     let limit = page_size(&mut problems, list_query.limit.as_deref());
     let cursor = match list_query.cursor.as_deref().filter(|cursor| !cursor.is_empty()) {
         None => None,
@@ -48,7 +59,7 @@ pub async fn list(
         },
     };
     problems.into_result(()).map_err(ApiError::invalid)?;
-    let page = state.store.sync_history(&shop.shop_id, kind, cursor, limit).await?;
+    let page = state.store.sync_history(&shop.shop_id, kind, ok, cursor, limit).await?;
     Ok(Json(SyncHistoryList {
         items: page
             .items
