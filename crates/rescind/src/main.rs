@@ -1,6 +1,7 @@
 //! The `rescind` binary: parses the command line and wires the pieces together.
 
 mod bench;
+mod demo;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -26,6 +27,9 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API.
     Serve(ServeArgs),
+    /// Run a demo: rescind on a fresh SQLite file with simulated channels, warehouse and payment
+    /// provider, a shop wired to all of them and a few dozen orders; prints the console's address and token.
+    Demo(demo::DemoArgs),
     /// Measure cancellations per second and latency against a fresh database (BENCHMARKS.md).
     Bench(bench::BenchArgs),
 }
@@ -112,6 +116,11 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Demo(args) => {
+            let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            demo::run(args, shutdown_signal()).await
+        }
     }
 }
 

@@ -508,7 +508,8 @@ pub struct ReasonChoice {
 pub struct ChannelGroup {
     pub channel_id: String,
     pub name: String,
-    pub orders: Vec<(String, String)>,
+    /// Id, number and currency of each order.
+    pub orders: Vec<(String, String, String)>,
     pub customer_reasons: Vec<ReasonChoice>,
     pub store_reasons: Vec<ReasonChoice>,
     pub reason_required: bool,
@@ -639,7 +640,7 @@ async fn dialog_groups(operator: &Operator, order_ids: &[String], form: &Form) -
             }
         };
         if let Some(group) = groups.iter_mut().find(|group| group.channel_id == order.channel_id) {
-            group.orders.push((order.id, order.number));
+            group.orders.push((order.id, order.number, order.currency));
             continue;
         }
         let list = reasons(&operator.api, &order.channel_id).await;
@@ -651,7 +652,7 @@ async fn dialog_groups(operator: &Operator, order_ids: &[String], form: &Form) -
             reason_required: list.reason_code_required,
             detail: form.get(&format!("reason_detail:{}", order.channel_id)).to_owned(),
             channel_id: order.channel_id,
-            orders: vec![(order.id, order.number)],
+            orders: vec![(order.id, order.number, order.currency)],
         });
     }
     (groups, failures)
@@ -680,18 +681,18 @@ async fn dialog(
     let mut rows = Vec::new();
     if preview {
         let values = &values;
-        let planned: Vec<(String, String, Value)> = groups
+        let planned: Vec<(&String, &String, &String, Value)> = groups
             .iter()
             .flat_map(|group| {
                 group
                     .orders
                     .iter()
-                    .map(move |(id, number)| (id.clone(), number.clone(), cancel_body(values, group, true)))
+                    .map(move |(id, number, currency)| (id, number, currency, cancel_body(values, group, true)))
             })
             .take(PREVIEW_MAX)
             .collect();
-        for (order_id, number, body) in planned {
-            rows.push(preview_row(operator, &order_id, number, body).await);
+        for (order_id, number, currency, body) in planned {
+            rows.push(preview_row(operator, order_id, number.clone(), currency, body).await);
         }
     }
     let order_count: usize = groups.iter().map(|group| group.orders.len()).sum();
@@ -710,7 +711,7 @@ async fn dialog(
         } else {
             form.get("form_key").to_owned()
         },
-        order_ids: groups.iter().flat_map(|group| group.orders.iter().map(|(id, _)| id.clone())).collect(),
+        order_ids: groups.iter().flat_map(|group| group.orders.iter().map(|(id, _, _)| id.clone())).collect(),
         preview_more: if preview { order_count.saturating_sub(PREVIEW_MAX) } else { 0 },
         previewed: preview,
         groups,
@@ -745,7 +746,7 @@ fn cancel_body(values: &CancelValues, group: &ChannelGroup, dry_run: bool) -> Va
     Value::Object(body)
 }
 
-async fn preview_row(operator: &Operator, order_id: &str, number: String, body: Value) -> PreviewRow {
+async fn preview_row(operator: &Operator, order_id: &str, number: String, currency: &str, body: Value) -> PreviewRow {
     let t = operator.lang.texts();
     let answer = operator
         .api
@@ -762,11 +763,11 @@ async fn preview_row(operator: &Operator, order_id: &str, number: String, body: 
                     (
                         t.step_kind(&step.kind).to_owned(),
                         step.action.clone(),
-                        step.fee.clone().unwrap_or_default(),
+                        step.fee.as_deref().map(|fee| money(fee, currency)).unwrap_or_default(),
                     )
                 })
                 .collect(),
-            refund_amount: plan.refund_amount.clone(),
+            refund_amount: money(&plan.refund_amount, currency),
             restock: plan.restock.iter().map(|line| format!("{} × {}", line.sku, line.quantity)).collect(),
             warnings: plan.warnings.iter().map(|warning| t.warning(warning).to_owned()).collect(),
         },
@@ -862,7 +863,7 @@ pub async fn cancel_run(operator: Operator, headers: HeaderMap, body: Bytes) -> 
     let mut rows: HashMap<String, ResultRow> = HashMap::new();
     for group in &groups {
         let mut body = cancel_body(&values, group, false);
-        body["order_ids"] = json!(group.orders.iter().map(|(id, _)| id).collect::<Vec<_>>());
+        body["order_ids"] = json!(group.orders.iter().map(|(id, _, _)| id).collect::<Vec<_>>());
         let answer = operator
             .api
             .post::<BulkCancelResponse>("/orders/cancel", body, &format!("{key}-{}", group.channel_id))
@@ -893,7 +894,7 @@ pub async fn cancel_run(operator: Operator, headers: HeaderMap, body: Bytes) -> 
                 }
             }
             Err(failure) => {
-                for (order_id, number) in &group.orders {
+                for (order_id, number, _) in &group.orders {
                     rows.insert(
                         order_id.clone(),
                         ResultRow {
