@@ -721,7 +721,13 @@ impl Store {
     }
 
     /// Stock levels by SKU, `limit` at a time after the cursor (a SKU).
-    pub async fn stock_levels(&self, shop_id: &str, q: Option<&str>, cursor: Option<&str>, limit: u32) -> Result<Page<StockLevel>> {
+    pub async fn stock_levels(
+        &self,
+        shop_id: &str,
+        q: Option<&str>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<StockLevel>> {
         dispatch!(self, backend => backend.stock_levels(shop_id, q, cursor, limit).await)
     }
 

@@ -103,7 +103,13 @@ fn plan() -> Vec<Planned> {
         order("own_store", "awaiting_shipment", "paid", Card, Cancel),
         order("own_store", "awaiting_shipment", "paid", BankTransfer, Cancel),
         order("own_store", "awaiting_shipment", "paid", Card, RefundRefused),
-        order("own_store", "awaiting_shipment", "paid", Card, WarehouseMoves("picking")),
+        order(
+            "own_store",
+            "awaiting_shipment",
+            "paid",
+            Card,
+            WarehouseMoves("picking"),
+        ),
         order("own_store", "awaiting_shipment", "paid", Cod, WarehouseMoves("packed")),
         order("own_store", "shipped", "paid", Card, Nothing),
         order("own_store", "delivered", "paid", Cod, Nothing),
@@ -115,7 +121,13 @@ fn plan() -> Vec<Planned> {
         order("rakuten", "awaiting_shipment", "paid", Marketplace, Nothing),
         order("rakuten", "awaiting_shipment", "paid", Marketplace, Nothing),
         order("rakuten", "awaiting_shipment", "paid", Marketplace, Cancel),
-        order("rakuten", "awaiting_shipment", "paid", Marketplace, WarehouseMoves("picking")),
+        order(
+            "rakuten",
+            "awaiting_shipment",
+            "paid",
+            Marketplace,
+            WarehouseMoves("picking"),
+        ),
         order("yahoo", "awaiting_shipment", "paid", Marketplace, Nothing),
         order("yahoo", "awaiting_shipment", "paid", Marketplace, Nothing),
         order("yahoo", "awaiting_payment", "pending", BankTransfer, Nothing),
@@ -163,12 +175,21 @@ pub async fn run(args: DemoArgs, shutdown: impl std::future::Future<Output = ()>
     let base = format!("http://{address}");
     let sim = format!("http://{sim_address}");
     let started = Instant::now();
-    let demo = seed(&base, &sim, &admin_token).await.context("failed to create the demo shop")?;
-    println!("rescind demo: {} orders in a shop with every channel, OpenLogi and Stripe (simulated at {sim}), in {:.1} s", demo.orders, started.elapsed().as_secs_f64());
+    let demo = seed(&base, &sim, &admin_token)
+        .await
+        .context("failed to create the demo shop")?;
+    println!(
+        "rescind demo: {} orders in a shop with every channel, OpenLogi and Stripe (simulated at {sim}), in {:.1} s",
+        demo.orders,
+        started.elapsed().as_secs_f64()
+    );
     println!("Database: {}", args.database_file);
     println!("Console: {base}/console");
     println!("Token: {}", demo.token);
-    println!("API: curl -H 'Authorization: Bearer {}' {base}/api/v1/orders", demo.token);
+    println!(
+        "API: curl -H 'Authorization: Bearer {}' {base}/api/v1/orders",
+        demo.token
+    );
     server.await??;
     Ok(())
 }
@@ -203,12 +224,22 @@ impl Client {
     }
 
     async fn get(&self, path: &str) -> Result<Value> {
-        let answer = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?;
+        let answer = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
         Ok(answer.error_for_status()?.json().await?)
     }
 
     async fn sim(&self, method: reqwest::Method, path: &str, body: Value) -> Result<Value> {
-        let answer = self.http.request(method, format!("{}{path}", self.sim)).json(&body).send().await?;
+        let answer = self
+            .http
+            .request(method, format!("{}{path}", self.sim))
+            .json(&body)
+            .send()
+            .await?;
         Ok(answer.error_for_status()?.json().await?)
     }
 
@@ -296,7 +327,13 @@ async fn seed(base: &str, sim: &str, admin_token: &str) -> Result<Demo> {
         )
         .await?;
     for (sku, _, available) in SKUS {
-        client.send(reqwest::Method::PUT, &format!("/api/v1/inventory/{sku}"), json!({"available": available})).await?;
+        client
+            .send(
+                reqwest::Method::PUT,
+                &format!("/api/v1/inventory/{sku}"),
+                json!({"available": available}),
+            )
+            .await?;
     }
 
     let planned = plan();
@@ -305,7 +342,10 @@ async fn seed(base: &str, sim: &str, admin_token: &str) -> Result<Demo> {
         let (customer, postcode) = CUSTOMERS[index % CUSTOMERS.len()];
         let first = SKUS[index % SKUS.len()];
         let second = SKUS[(index * 3 + 1) % SKUS.len()];
-        let lines = [(first, 1 + (index % 2) as i64, 1200 + 100 * (index as i64 % 5)), (second, 1, 800)];
+        let lines = [
+            (first, 1 + (index % 2) as i64, 1200 + 100 * (index as i64 % 5)),
+            (second, 1, 800),
+        ];
         let total: i64 = lines.iter().map(|(_, quantity, price)| quantity * price).sum::<i64>() + 600;
         let external = (order.channel != "own_store").then(|| channel_order_id(order.channel, index));
         let line_items: Vec<Value> = lines
@@ -324,17 +364,26 @@ async fn seed(base: &str, sim: &str, admin_token: &str) -> Result<Demo> {
                 ("shopify", _, Then::ShippedAtChannel) | ("shopify", "shipped" | "delivered", _) => json!("fulfilled"),
                 _ => Value::Null,
             };
-            let items: Vec<&Value> = line_items.iter().filter_map(|item| item.get("channel_line_item_id")).collect();
+            let items: Vec<&Value> = line_items
+                .iter()
+                .filter_map(|item| item.get("channel_line_item_id"))
+                .collect();
             let mut body = json!({"id": external, "items": items});
             if !status.is_null() {
                 body["status"] = status;
             }
-            client.sim(reqwest::Method::POST, &format!("/_sim/{}/orders", order.channel), body).await?;
+            client
+                .sim(reqwest::Method::POST, &format!("/_sim/{}/orders", order.channel), body)
+                .await?;
         }
         let payment = match order.payment {
             Payment::Card => {
                 let intent = client
-                    .sim(reqwest::Method::POST, "/_sim/payment_intents", json!({"amount": total, "currency": "jpy"}))
+                    .sim(
+                        reqwest::Method::POST,
+                        "/_sim/payment_intents",
+                        json!({"amount": total, "currency": "jpy"}),
+                    )
                     .await?;
                 json!({"method": "credit_card", "amount": total.to_string(), "provider_id": provider["id"], "reference": intent["id"]})
             }
@@ -399,16 +448,35 @@ async fn seed(base: &str, sim: &str, admin_token: &str) -> Result<Demo> {
                     .await?;
             }
             Then::WarehouseMoves(status) => {
-                let order = client.wait_for(order_id, |order| order["outbound"]["external_id"].is_string()).await?;
+                let order = client
+                    .wait_for(order_id, |order| order["outbound"]["external_id"].is_string())
+                    .await?;
                 let shipment = order["outbound"]["external_id"].as_str().context("shipment id")?;
                 client
-                    .sim(reqwest::Method::POST, &format!("/_sim/openlogi/shipments/{shipment}/status"), json!({"status": status}))
+                    .sim(
+                        reqwest::Method::POST,
+                        &format!("/_sim/openlogi/shipments/{shipment}/status"),
+                        json!({"status": status}),
+                    )
                     .await?;
             }
             Then::RefundRefused => {
-                client.sim(reqwest::Method::PUT, "/_sim/faults/refunds.create", json!({"refuse_rate": 1.0})).await?;
-                client.post(&format!("/api/v1/orders/{order_id}/cancel"), json!({"reason": "在庫切れ"})).await?;
-                client.wait_for(order_id, |order| order["cancellation"]["needs_attention"] == true).await?;
+                client
+                    .sim(
+                        reqwest::Method::PUT,
+                        "/_sim/faults/refunds.create",
+                        json!({"refuse_rate": 1.0}),
+                    )
+                    .await?;
+                client
+                    .post(
+                        &format!("/api/v1/orders/{order_id}/cancel"),
+                        json!({"reason": "在庫切れ"}),
+                    )
+                    .await?;
+                client
+                    .wait_for(order_id, |order| order["cancellation"]["needs_attention"] == true)
+                    .await?;
                 client.sim(reqwest::Method::DELETE, "/_sim/faults", json!({})).await?;
             }
         }

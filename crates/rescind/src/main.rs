@@ -118,7 +118,10 @@ async fn main() -> Result<()> {
         Command::Bench(args) => bench::run(args).await,
         Command::Demo(args) => {
             let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init();
             demo::run(args, shutdown_signal()).await
         }
     }

@@ -156,7 +156,10 @@ mod tests {
 
     #[test]
     fn a_query_string_leaves_out_empty_values() {
-        assert_eq!(query_string([("status", "open"), ("q", ""), ("q2", "a&b")]), "?status=open&q2=a%26b");
+        assert_eq!(
+            query_string([("status", "open"), ("q", ""), ("q2", "a&b")]),
+            "?status=open&q2=a%26b"
+        );
         assert_eq!(query_string([("status", "")]), "");
     }
 }

@@ -405,13 +405,24 @@ impl Texts {
     /// The heading of an API error, by its code; the API's own sentence follows it.
     pub fn error_heading(&self, code: &str) -> &'static str {
         match code {
-            "channel_refused" => self.pick("販売チャネルがキャンセルを拒否しました", "The channel refused the cancel"),
-            "warehouse_refused" => self.pick("倉庫がキャンセルを受け付けませんでした", "The warehouse refused the cancel"),
+            "channel_refused" => self.pick(
+                "販売チャネルがキャンセルを拒否しました",
+                "The channel refused the cancel",
+            ),
+            "warehouse_refused" => self.pick(
+                "倉庫がキャンセルを受け付けませんでした",
+                "The warehouse refused the cancel",
+            ),
             "payment_failed" => self.pick("決済サービスで失敗しました", "The payment provider failed"),
-            "return_required" => self.pick("出荷済みのため返品として対応してください", "Shipped: handle it as a return"),
+            "return_required" => self.pick(
+                "出荷済みのため返品として対応してください",
+                "Shipped: handle it as a return",
+            ),
             "order_not_cancellable" => self.pick("この注文はキャンセルできません", "This order cannot be cancelled"),
             "already_cancelled" => self.pick("すでにキャンセルされています", "Already cancelled"),
-            "cancellation_irreversible" => self.pick("このキャンセルは取り消せません", "This cancellation cannot be undone"),
+            "cancellation_irreversible" => {
+                self.pick("このキャンセルは取り消せません", "This cancellation cannot be undone")
+            }
             "insufficient_stock" => self.pick("在庫が足りません", "Not enough stock"),
             "invalid_request" => self.pick("入力内容を確認してください", "Please check the form"),
             "forbidden" => self.pick("このトークンには権限がありません", "This token lacks the permission"),

@@ -33,8 +33,14 @@ pub fn router(state: ConsoleState) -> Router<()> {
         .route("/sign_in", get(pages::sign_in_form).post(pages::sign_in))
         .route("/sign_out", post(pages::sign_out))
         .route("/language", get(pages::choose_language))
-        .route("/assets/console.css", get(|| async { asset("text/css; charset=utf-8", STYLESHEET) }))
-        .route("/assets/console.js", get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }))
+        .route(
+            "/assets/console.css",
+            get(|| async { asset("text/css; charset=utf-8", STYLESHEET) }),
+        )
+        .route(
+            "/assets/console.js",
+            get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+        )
         .route("/orders", get(pages::orders))
         .route("/cancel", post(pages::cancel_dialog))
         .route("/cancel/preview", post(pages::cancel_preview))

@@ -195,12 +195,19 @@ fn message_page(chrome: Chrome, status: StatusCode, heading: &str, message: &str
 }
 
 /// The form of a post, once its origin and CSRF token are checked; otherwise the page that says why.
+// The refusal is the answer itself, returned straight to axum: boxing it would buy nothing.
+#[allow(clippy::result_large_err)]
 fn posted(operator: &Operator, headers: &HeaderMap, body: &Bytes) -> Result<Form, Response> {
     let form = Form::parse(body);
     if cross_origin(headers) || !operator.csrf_ok(&form) {
         let t = operator.lang.texts();
         let chrome = Chrome::new(operator, "", "/console/orders".to_owned(), None);
-        return Err(message_page(chrome, StatusCode::FORBIDDEN, t.error_title, t.csrf_failed));
+        return Err(message_page(
+            chrome,
+            StatusCode::FORBIDDEN,
+            t.error_title,
+            t.csrf_failed,
+        ));
     }
     Ok(form)
 }
@@ -227,7 +234,9 @@ pub fn display_time(at: &str) -> String {
 /// An amount with its currency: `¥1,200`, `$19.59`, `12.00 EUR`.
 pub fn money(amount: &str, currency: &str) -> String {
     let (sign, digits) = amount.strip_prefix('-').map_or(("", amount), |rest| ("-", rest));
-    let (whole, fraction) = digits.split_once('.').map_or((digits, None), |(whole, fraction)| (whole, Some(fraction)));
+    let (whole, fraction) = digits
+        .split_once('.')
+        .map_or((digits, None), |(whole, fraction)| (whole, Some(fraction)));
     let mut grouped = String::new();
     for (index, digit) in whole.chars().enumerate() {
         if index > 0 && (whole.len() - index) % 3 == 0 {
@@ -255,7 +264,11 @@ fn channel_name(channels: &HashMap<String, ChannelBody>, t: &Texts, channel_id: 
 
 async fn channels_by_id(api: &Api) -> HashMap<String, ChannelBody> {
     match api.get::<ChannelList>("/channels").await {
-        Ok(list) => list.items.into_iter().map(|channel| (channel.id.clone(), channel)).collect(),
+        Ok(list) => list
+            .items
+            .into_iter()
+            .map(|channel| (channel.id.clone(), channel))
+            .collect(),
         Err(_) => HashMap::new(),
     }
 }
@@ -294,8 +307,8 @@ pub async fn sign_in(State(state): State<ConsoleState>, headers: HeaderMap, body
     let form = Form::parse(&body);
     let t = language(&headers).texts();
     let expected = cookie(&headers, SIGN_IN_COOKIE).unwrap_or("");
-    let csrf_ok = !expected.is_empty()
-        && crate::auth::equal_in_constant_time(form.get("csrf").as_bytes(), expected.as_bytes());
+    let csrf_ok =
+        !expected.is_empty() && crate::auth::equal_in_constant_time(form.get("csrf").as_bytes(), expected.as_bytes());
     if cross_origin(&headers) || !csrf_ok {
         return sign_in_page(&headers, StatusCode::FORBIDDEN, Some(t.csrf_failed));
     }
@@ -327,7 +340,12 @@ pub async fn sign_in(State(state): State<ConsoleState>, headers: HeaderMap, body
     response
 }
 
-pub async fn sign_out(State(state): State<ConsoleState>, operator: Operator, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn sign_out(
+    State(state): State<ConsoleState>,
+    operator: Operator,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Err(refused) = posted(&operator, &headers, &body) {
         return refused;
     }
@@ -360,7 +378,12 @@ pub async fn choose_language(headers: HeaderMap, Query(params): Params) -> Respo
 
 pub async fn not_found(headers: HeaderMap) -> Response {
     let t = language(&headers).texts();
-    message_page(Chrome::signed_out(language(&headers)), StatusCode::NOT_FOUND, t.not_found, "")
+    message_page(
+        Chrome::signed_out(language(&headers)),
+        StatusCode::NOT_FOUND,
+        t.not_found,
+        "",
+    )
 }
 
 // ---- orders ----
@@ -416,7 +439,11 @@ pub async fn orders(operator: Operator, Query(params): Params) -> Response {
     api_query.push(("cursor", cursor));
     let mut flash = notice(t, &params);
     let channels = channels_by_id(&operator.api).await;
-    let (orders, next_cursor) = match operator.api.get::<OrderList>(&format!("/orders{}", query_string(api_query))).await {
+    let (orders, next_cursor) = match operator
+        .api
+        .get::<OrderList>(&format!("/orders{}", query_string(api_query)))
+        .await
+    {
         Ok(list) => (list.items, list.next_cursor),
         Err(failure) => {
             flash = Some(Flash::failed(t, &failure));
@@ -448,7 +475,11 @@ pub async fn orders(operator: Operator, Query(params): Params) -> Response {
                 })
                 .unwrap_or_default(),
             created_at: display_time(&order.created_at),
-            warnings: order.warnings.iter().map(|warning| t.warning(warning).to_owned()).collect(),
+            warnings: order
+                .warnings
+                .iter()
+                .map(|warning| t.warning(warning).to_owned())
+                .collect(),
         })
         .collect();
     let next_page = next_cursor.map(|cursor| {
@@ -465,11 +496,18 @@ pub async fn orders(operator: Operator, Query(params): Params) -> Response {
         })
         .collect();
     channel_choices.sort_by(|a, b| a.label.cmp(&b.label));
-    let back = format!("/console/orders{}", query_string(filters.iter().copied().chain([("cursor", cursor)])));
+    let back = format!(
+        "/console/orders{}",
+        query_string(filters.iter().copied().chain([("cursor", cursor)]))
+    );
     let page = OrdersPage {
         chrome: Chrome::new(&operator, "orders", back, flash),
         q: param(&params, "q").to_owned(),
-        statuses: choices(OrderStatus::names().as_slice(), |value| t.order_status(value).to_owned(), param(&params, "status")),
+        statuses: choices(
+            OrderStatus::names().as_slice(),
+            |value| t.order_status(value).to_owned(),
+            param(&params, "status"),
+        ),
         fulfillment_statuses: choices(
             FulfillmentStatus::names().as_slice(),
             |value| t.fulfillment_status(value).to_owned(),
@@ -529,7 +567,10 @@ impl ChannelGroup {
     }
 
     pub fn detail_wanted(&self) -> bool {
-        self.customer_reasons.iter().chain(&self.store_reasons).any(|reason| reason.detail_required)
+        self.customer_reasons
+            .iter()
+            .chain(&self.store_reasons)
+            .any(|reason| reason.detail_required)
     }
 }
 
@@ -626,16 +667,24 @@ async fn reasons(api: &Api, channel_id: &str) -> CancelReasonList {
 
 /// The selected orders grouped by channel, in the order first selected; orders that cannot be read
 /// are named in the failures.
-async fn dialog_groups(operator: &Operator, order_ids: &[String], form: &Form) -> (Vec<ChannelGroup>, Vec<String>) {
+async fn dialog_groups(
+    operator: &Operator,
+    order_ids: &[String],
+    form: &Form,
+) -> (Vec<ChannelGroup>, Vec<(String, String)>) {
     let t = operator.lang.texts();
     let channels = channels_by_id(&operator.api).await;
     let mut groups: Vec<ChannelGroup> = Vec::new();
     let mut failures = Vec::new();
     for order_id in order_ids {
-        let order = match operator.api.get::<OrderBody>(&format!("/orders/{}", segment(order_id))).await {
+        let order = match operator
+            .api
+            .get::<OrderBody>(&format!("/orders/{}", segment(order_id)))
+            .await
+        {
             Ok(order) => order,
             Err(failure) => {
-                failures.push(format!("{order_id}: {}", failure.body.error));
+                failures.push((order_id.clone(), failure.body.error));
                 continue;
             }
         };
@@ -664,13 +713,7 @@ fn selected_orders(form: &Form) -> Vec<String> {
     ids
 }
 
-async fn dialog(
-    operator: &Operator,
-    form: &Form,
-    fresh: bool,
-    preview: bool,
-    failure: Option<Flash>,
-) -> Response {
+async fn dialog(operator: &Operator, form: &Form, fresh: bool, preview: bool, failure: Option<Flash>) -> Response {
     let t = operator.lang.texts();
     let order_ids = selected_orders(form);
     if order_ids.is_empty() {
@@ -701,7 +744,10 @@ async fn dialog(
             ok: false,
             heading: t.not_found.to_owned(),
             message: String::new(),
-            details: failures,
+            details: failures
+                .into_iter()
+                .map(|(order_id, message)| format!("{order_id}: {message}"))
+                .collect(),
         })
     });
     let page = CancelPage {
@@ -711,8 +757,15 @@ async fn dialog(
         } else {
             form.get("form_key").to_owned()
         },
-        order_ids: groups.iter().flat_map(|group| group.orders.iter().map(|(id, _, _)| id.clone())).collect(),
-        preview_more: if preview { order_count.saturating_sub(PREVIEW_MAX) } else { 0 },
+        order_ids: groups
+            .iter()
+            .flat_map(|group| group.orders.iter().map(|(id, _, _)| id.clone()))
+            .collect(),
+        preview_more: if preview {
+            order_count.saturating_sub(PREVIEW_MAX)
+        } else {
+            0
+        },
         previewed: preview,
         groups,
         values,
@@ -768,12 +821,24 @@ async fn preview_row(operator: &Operator, order_id: &str, number: String, curren
                 })
                 .collect(),
             refund_amount: money(&plan.refund_amount, currency),
-            restock: plan.restock.iter().map(|line| format!("{} × {}", line.sku, line.quantity)).collect(),
-            warnings: plan.warnings.iter().map(|warning| t.warning(warning).to_owned()).collect(),
+            restock: plan
+                .restock
+                .iter()
+                .map(|line| format!("{} × {}", line.sku, line.quantity))
+                .collect(),
+            warnings: plan
+                .warnings
+                .iter()
+                .map(|warning| t.warning(warning).to_owned())
+                .collect(),
         },
         Err(failure) => PreviewRow {
             number,
-            error: Some(format!("{}: {}", t.error_heading(&failure.body.code), failure.body.error)),
+            error: Some(format!(
+                "{}: {}",
+                t.error_heading(&failure.body.code),
+                failure.body.error
+            )),
             steps: Vec::new(),
             refund_amount: String::new(),
             restock: Vec::new(),
@@ -847,7 +912,7 @@ pub async fn cancel_run(operator: Operator, headers: HeaderMap, body: Bytes) -> 
     if order_ids.is_empty() {
         return see_other("/console/orders?notice=nothing_selected");
     }
-    let (groups, _) = dialog_groups(&operator, &order_ids, &form).await;
+    let (groups, unreadable) = dialog_groups(&operator, &order_ids, &form).await;
     let problems = reason_problems(t, &groups);
     if !problems.is_empty() {
         let flash = Flash {
@@ -875,7 +940,11 @@ pub async fn cancel_run(operator: Operator, headers: HeaderMap, body: Bytes) -> 
                         number: result.number.clone().unwrap_or_else(|| result.order_id.clone()),
                         order_id: result.order_id.clone(),
                         ok: result.ok,
-                        status: result.status.as_deref().map(|status| t.order_status(status).to_owned()).unwrap_or_default(),
+                        status: result
+                            .status
+                            .as_deref()
+                            .map(|status| t.order_status(status).to_owned())
+                            .unwrap_or_default(),
                         channel: String::new(),
                         warehouse: result.warehouse_message.clone().unwrap_or_default(),
                         restock: String::new(),
@@ -905,12 +974,31 @@ pub async fn cancel_run(operator: Operator, headers: HeaderMap, body: Bytes) -> 
                             channel: String::new(),
                             warehouse: String::new(),
                             restock: String::new(),
-                            other: vec![format!("{}: {}", t.error_heading(&failure.body.code), failure.body.error)],
+                            other: vec![format!(
+                                "{}: {}",
+                                t.error_heading(&failure.body.code),
+                                failure.body.error
+                            )],
                         },
                     );
                 }
             }
         }
+    }
+    for (order_id, message) in unreadable {
+        rows.insert(
+            order_id.clone(),
+            ResultRow {
+                number: order_id.clone(),
+                order_id,
+                ok: false,
+                status: String::new(),
+                channel: String::new(),
+                warehouse: String::new(),
+                restock: String::new(),
+                other: vec![message],
+            },
+        );
     }
     let rows: Vec<ResultRow> = order_ids.iter().filter_map(|id| rows.remove(id)).collect();
     let succeeded = rows.iter().filter(|row| row.ok).count();
@@ -963,7 +1051,12 @@ async fn order_page(operator: &Operator, order_id: &str, status: StatusCode, fla
         Ok(order) => order,
         Err(failure) => {
             let chrome = Chrome::new(operator, "orders", "/console/orders".to_owned(), None);
-            return message_page(chrome, failure.status, t.error_heading(&failure.body.code), &failure.body.error);
+            return message_page(
+                chrome,
+                failure.status,
+                t.error_heading(&failure.body.code),
+                &failure.body.error,
+            );
         }
     };
     let history = operator
@@ -975,10 +1068,18 @@ async fn order_page(operator: &Operator, order_id: &str, status: StatusCode, fla
     let channels = channels_by_id(&operator.api).await;
     let list = reasons(&operator.api, &order.channel_id).await;
     let kind = ChannelKind::parse(&order.channel_kind);
-    let cancellation_status = order.cancellation.as_ref().and_then(|cancellation| CancellationStatus::parse(&cancellation.status));
+    let cancellation_status = order
+        .cancellation
+        .as_ref()
+        .and_then(|cancellation| CancellationStatus::parse(&cancellation.status));
     let open = order.status == OrderStatus::Open.as_str();
     let page = OrderPage {
-        chrome: Chrome::new(operator, "orders", format!("/console/orders/{}", segment(order_id)), flash),
+        chrome: Chrome::new(
+            operator,
+            "orders",
+            format!("/console/orders/{}", segment(order_id)),
+            flash,
+        ),
         channel: channel_name(&channels, t, &order.channel_id, &order.channel_kind),
         group: ChannelGroup {
             channel_id: order.channel_id.clone(),
@@ -993,8 +1094,14 @@ async fn order_page(operator: &Operator, order_id: &str, status: StatusCode, fla
         can_cancel: open,
         can_cancel_lines: open && kind.is_some_and(|kind| kind.cancels_lines()),
         can_undo: kind == Some(ChannelKind::OwnStore)
-            && matches!(cancellation_status, Some(CancellationStatus::AwaitingRefund | CancellationStatus::Completed))
-            && order.cancellation.as_ref().is_some_and(|cancellation| cancellation.scope == "order"),
+            && matches!(
+                cancellation_status,
+                Some(CancellationStatus::AwaitingRefund | CancellationStatus::Completed)
+            )
+            && order
+                .cancellation
+                .as_ref()
+                .is_some_and(|cancellation| cancellation.scope == "order"),
         can_record_refund: matches!(cancellation_status, Some(CancellationStatus::AwaitingRefund)),
         form_key: new_form_token(),
         history,
@@ -1010,7 +1117,14 @@ pub async fn order_detail(operator: Operator, Path(order_id): Path<String>, Quer
 
 /// Carries out one order's action, then shows the order: with the notice on success, with what
 /// failed otherwise.
-async fn order_action(operator: &Operator, order_id: &str, action: &str, body: Value, key: String, done: &str) -> Response {
+async fn order_action(
+    operator: &Operator,
+    order_id: &str,
+    action: &str,
+    body: Value,
+    key: String,
+    done: &str,
+) -> Response {
     let path = format!("/orders/{}/{action}", segment(order_id));
     match operator.api.post::<Value>(&path, body, &key).await {
         Ok(_) => see_other(&format!("/console/orders/{}?notice={done}", segment(order_id))),
@@ -1022,7 +1136,12 @@ async fn order_action(operator: &Operator, order_id: &str, action: &str, body: V
 }
 
 /// Cancels some quantities of some lines (B1).
-pub async fn cancel_lines(operator: Operator, Path(order_id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn cancel_lines(
+    operator: Operator,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = match posted(&operator, &headers, &body) {
         Ok(form) => form,
         Err(refused) => return refused,
@@ -1082,7 +1201,12 @@ pub async fn undo(operator: Operator, Path(order_id): Path<String>, headers: Hea
 }
 
 /// Records a bank transfer made outside rescind (W6).
-pub async fn record_refund(operator: Operator, Path(order_id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn record_refund(
+    operator: Operator,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = match posted(&operator, &headers, &body) {
         Ok(form) => form,
         Err(refused) => return refused,
@@ -1116,7 +1240,12 @@ struct RequestsPage {
     form_key: String,
 }
 
-async fn requests_page(operator: &Operator, params: &HashMap<String, String>, status: StatusCode, flash: Option<Flash>) -> Response {
+async fn requests_page(
+    operator: &Operator,
+    params: &HashMap<String, String>,
+    status: StatusCode,
+    flash: Option<Flash>,
+) -> Response {
     let t = operator.lang.texts();
     let chosen = match param(params, "status") {
         "" => "requested",
@@ -1124,9 +1253,17 @@ async fn requests_page(operator: &Operator, params: &HashMap<String, String>, st
         other => other,
     };
     let limit = LIST_PAGE_SIZE.to_string();
-    let query = query_string([("status", chosen), ("limit", &limit), ("cursor", param(params, "cursor"))]);
+    let query = query_string([
+        ("status", chosen),
+        ("limit", &limit),
+        ("cursor", param(params, "cursor")),
+    ]);
     let mut flash = flash;
-    let (items, next_cursor) = match operator.api.get::<CancellationRequestList>(&format!("/cancellation_requests{query}")).await {
+    let (items, next_cursor) = match operator
+        .api
+        .get::<CancellationRequestList>(&format!("/cancellation_requests{query}"))
+        .await
+    {
         Ok(list) => (list.items, list.next_cursor),
         Err(failure) => {
             flash = Some(Flash::failed(t, &failure));
@@ -1136,7 +1273,11 @@ async fn requests_page(operator: &Operator, params: &HashMap<String, String>, st
     let mut reason_lists: HashMap<String, CancelReasonList> = HashMap::new();
     let mut rows = Vec::new();
     for request in items {
-        let order = operator.api.get::<OrderBody>(&format!("/orders/{}", segment(&request.order_id))).await.ok();
+        let order = operator
+            .api
+            .get::<OrderBody>(&format!("/orders/{}", segment(&request.order_id)))
+            .await
+            .ok();
         let channel_id = order.as_ref().map(|order| order.channel_id.clone()).unwrap_or_default();
         if !reason_lists.contains_key(&channel_id) && !channel_id.is_empty() {
             reason_lists.insert(channel_id.clone(), reasons(&operator.api, &channel_id).await);
@@ -1163,10 +1304,19 @@ async fn requests_page(operator: &Operator, params: &HashMap<String, String>, st
         label: t.all.to_owned(),
         selected: chosen.is_empty(),
     }];
-    statuses.extend(choices(RequestStatus::names().as_slice(), |value| t.request_status(value).to_owned(), chosen));
+    statuses.extend(choices(
+        RequestStatus::names().as_slice(),
+        |value| t.request_status(value).to_owned(),
+        chosen,
+    ));
     let status_param = param(params, "status");
     let page = RequestsPage {
-        chrome: Chrome::new(operator, "requests", format!("/console/requests{}", query_string([("status", status_param)])), flash),
+        chrome: Chrome::new(
+            operator,
+            "requests",
+            format!("/console/requests{}", query_string([("status", status_param)])),
+            flash,
+        ),
         statuses,
         rows,
         refund_methods: t
@@ -1178,7 +1328,12 @@ async fn requests_page(operator: &Operator, params: &HashMap<String, String>, st
                 selected: false,
             })
             .collect(),
-        next_page: next_cursor.map(|cursor| format!("/console/requests{}", query_string([("status", status_param), ("cursor", &cursor)]))),
+        next_page: next_cursor.map(|cursor| {
+            format!(
+                "/console/requests{}",
+                query_string([("status", status_param), ("cursor", &cursor)])
+            )
+        }),
         form_key: new_form_token(),
     };
     render(status, &page)
@@ -1189,7 +1344,14 @@ pub async fn requests(operator: Operator, Query(params): Params) -> Response {
     requests_page(&operator, &params, StatusCode::OK, flash).await
 }
 
-async fn request_action(operator: &Operator, request_id: &str, action: &str, body: Value, key: String, done: &str) -> Response {
+async fn request_action(
+    operator: &Operator,
+    request_id: &str,
+    action: &str,
+    body: Value,
+    key: String,
+    done: &str,
+) -> Response {
     let path = format!("/cancellation_requests/{}/{action}", segment(request_id));
     match operator.api.post::<Value>(&path, body, &key).await {
         Ok(_) => see_other(&format!("/console/requests?notice={done}")),
@@ -1201,7 +1363,12 @@ async fn request_action(operator: &Operator, request_id: &str, action: &str, bod
 }
 
 /// Accepts a customer's request with a reason and a refund method: the cancel runs (Q2).
-pub async fn accept_request(operator: Operator, Path(request_id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn accept_request(
+    operator: Operator,
+    Path(request_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = match posted(&operator, &headers, &body) {
         Ok(form) => form,
         Err(refused) => return refused,
@@ -1220,7 +1387,12 @@ pub async fn accept_request(operator: Operator, Path(request_id): Path<String>, 
     request_action(&operator, &request_id, "accept", body, key, "accepted").await
 }
 
-pub async fn reject_request(operator: Operator, Path(request_id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn reject_request(
+    operator: Operator,
+    Path(request_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = match posted(&operator, &headers, &body) {
         Ok(form) => form,
         Err(refused) => return refused,
@@ -1252,7 +1424,11 @@ async fn attention_page(operator: &Operator, cursor: &str, status: StatusCode, f
     let limit = LIST_PAGE_SIZE.to_string();
     let query = query_string([("needs_attention", "true"), ("limit", &limit), ("cursor", cursor)]);
     let mut flash = flash;
-    let (items, next_cursor) = match operator.api.get::<CancellationList>(&format!("/cancellations{query}")).await {
+    let (items, next_cursor) = match operator
+        .api
+        .get::<CancellationList>(&format!("/cancellations{query}"))
+        .await
+    {
         Ok(list) => (list.items, list.next_cursor),
         Err(failure) => {
             flash = Some(Flash::failed(t, &failure));
@@ -1262,7 +1438,8 @@ async fn attention_page(operator: &Operator, cursor: &str, status: StatusCode, f
     let page = AttentionPage {
         chrome: Chrome::new(operator, "attention", "/console/attention".to_owned(), flash),
         items,
-        next_page: next_cursor.map(|cursor| format!("/console/attention{}", query_string([("cursor", cursor.as_str())]))),
+        next_page: next_cursor
+            .map(|cursor| format!("/console/attention{}", query_string([("cursor", cursor.as_str())]))),
         form_key: new_form_token(),
     };
     render(status, &page)
@@ -1274,13 +1451,22 @@ pub async fn attention(operator: Operator, Query(params): Params) -> Response {
 }
 
 /// Re-drives a cancellation whose step gave up (W7).
-pub async fn retry(operator: Operator, Path(cancellation_id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn retry(
+    operator: Operator,
+    Path(cancellation_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = match posted(&operator, &headers, &body) {
         Ok(form) => form,
         Err(refused) => return refused,
     };
     let path = format!("/cancellations/{}/retry", segment(&cancellation_id));
-    match operator.api.post::<Value>(&path, json!({}), &form_key(&form, "retry")).await {
+    match operator
+        .api
+        .post::<Value>(&path, json!({}), &form_key(&form, "retry"))
+        .await
+    {
         Ok(_) => see_other("/console/attention?notice=retried"),
         Err(failure) => {
             let flash = Flash::failed(operator.lang.texts(), &failure);
@@ -1312,9 +1498,18 @@ pub async fn sync_history(operator: Operator, Query(params): Params) -> Response
     let kind = param(&params, "kind");
     let result = param(&params, "result");
     let limit = LIST_PAGE_SIZE.to_string();
-    let query = query_string([("kind", kind), ("result", result), ("limit", &limit), ("cursor", param(&params, "cursor"))]);
+    let query = query_string([
+        ("kind", kind),
+        ("result", result),
+        ("limit", &limit),
+        ("cursor", param(&params, "cursor")),
+    ]);
     let mut flash = None;
-    let (items, next_cursor) = match operator.api.get::<SyncHistoryList>(&format!("/sync_history{query}")).await {
+    let (items, next_cursor) = match operator
+        .api
+        .get::<SyncHistoryList>(&format!("/sync_history{query}"))
+        .await
+    {
         Ok(list) => (list.items, list.next_cursor),
         Err(failure) => {
             flash = Some(Flash::failed(t, &failure));
@@ -1322,8 +1517,20 @@ pub async fn sync_history(operator: Operator, Query(params): Params) -> Response
         }
     };
     let page = SyncPage {
-        chrome: Chrome::new(&operator, "sync_history", format!("/console/sync_history{}", query_string([("kind", kind), ("result", result)])), flash),
-        kinds: choices(SyncKind::names().as_slice(), |value| t.sync_kind(value).to_owned(), kind),
+        chrome: Chrome::new(
+            &operator,
+            "sync_history",
+            format!(
+                "/console/sync_history{}",
+                query_string([("kind", kind), ("result", result)])
+            ),
+            flash,
+        ),
+        kinds: choices(
+            SyncKind::names().as_slice(),
+            |value| t.sync_kind(value).to_owned(),
+            kind,
+        ),
         results: vec![
             Choice {
                 value: "ok".to_owned(),
@@ -1338,7 +1545,10 @@ pub async fn sync_history(operator: Operator, Query(params): Params) -> Response
         ],
         items,
         next_page: next_cursor.map(|cursor| {
-            format!("/console/sync_history{}", query_string([("kind", kind), ("result", result), ("cursor", &cursor)]))
+            format!(
+                "/console/sync_history{}",
+                query_string([("kind", kind), ("result", result), ("cursor", &cursor)])
+            )
         }),
     };
     render(StatusCode::OK, &page)
@@ -1362,7 +1572,13 @@ impl InventoryPage {
     }
 }
 
-async fn inventory_page(operator: &Operator, q: &str, cursor: &str, status: StatusCode, flash: Option<Flash>) -> Response {
+async fn inventory_page(
+    operator: &Operator,
+    q: &str,
+    cursor: &str,
+    status: StatusCode,
+    flash: Option<Flash>,
+) -> Response {
     let t = operator.lang.texts();
     let limit = LIST_PAGE_SIZE.to_string();
     let query = query_string([("q", q), ("limit", &limit), ("cursor", cursor)]);
@@ -1375,10 +1591,16 @@ async fn inventory_page(operator: &Operator, q: &str, cursor: &str, status: Stat
         }
     };
     let page = InventoryPage {
-        chrome: Chrome::new(operator, "inventory", format!("/console/inventory{}", query_string([("q", q)])), flash),
+        chrome: Chrome::new(
+            operator,
+            "inventory",
+            format!("/console/inventory{}", query_string([("q", q)])),
+            flash,
+        ),
         q: q.to_owned(),
         items,
-        next_page: next_cursor.map(|cursor| format!("/console/inventory{}", query_string([("q", q), ("cursor", &cursor)]))),
+        next_page: next_cursor
+            .map(|cursor| format!("/console/inventory{}", query_string([("q", q), ("cursor", &cursor)]))),
         form_key: new_form_token(),
     };
     render(status, &page)
@@ -1386,7 +1608,14 @@ async fn inventory_page(operator: &Operator, q: &str, cursor: &str, status: Stat
 
 pub async fn inventory(operator: Operator, Query(params): Params) -> Response {
     let flash = notice(operator.lang.texts(), &params);
-    inventory_page(&operator, param(&params, "q"), param(&params, "cursor"), StatusCode::OK, flash).await
+    inventory_page(
+        &operator,
+        param(&params, "q"),
+        param(&params, "cursor"),
+        StatusCode::OK,
+        flash,
+    )
+    .await
 }
 
 /// Adjusts a SKU by hand with a reason kept in the stock ledger (I4).
@@ -1400,12 +1629,26 @@ pub async fn adjust_stock(operator: Operator, headers: HeaderMap, body: Bytes) -
     let q = form.get("q");
     let Ok(delta) = form.get("delta").trim_start_matches('+').parse::<i64>() else {
         let failure = ApiFailure::invalid(format!("{}: {}", t.delta, form.get("delta")));
-        return inventory_page(&operator, q, "", StatusCode::BAD_REQUEST, Some(Flash::failed(t, &failure))).await;
+        return inventory_page(
+            &operator,
+            q,
+            "",
+            StatusCode::BAD_REQUEST,
+            Some(Flash::failed(t, &failure)),
+        )
+        .await;
     };
     let body = json!({"delta": delta, "reason": form.get("reason")});
     let path = format!("/inventory/{}/adjust", segment(sku));
-    match operator.api.post::<Value>(&path, body, &form_key(&form, "adjust")).await {
-        Ok(_) => see_other(&format!("/console/inventory{}", query_string([("notice", "adjusted"), ("q", q)]))),
+    match operator
+        .api
+        .post::<Value>(&path, body, &form_key(&form, "adjust"))
+        .await
+    {
+        Ok(_) => see_other(&format!(
+            "/console/inventory{}",
+            query_string([("notice", "adjusted"), ("q", q)])
+        )),
         Err(failure) => inventory_page(&operator, q, "", failure.status, Some(Flash::failed(t, &failure))).await,
     }
 }

@@ -41,7 +41,9 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 pub fn language(headers: &HeaderMap) -> Lang {
     cookie(headers, LANGUAGE_COOKIE)
         .and_then(Lang::parse)
-        .unwrap_or_else(|| Lang::from_accept_language(headers.get(ACCEPT_LANGUAGE).and_then(|value| value.to_str().ok())))
+        .unwrap_or_else(|| {
+            Lang::from_accept_language(headers.get(ACCEPT_LANGUAGE).and_then(|value| value.to_str().ok()))
+        })
 }
 
 /// `Secure` when the request reached us over HTTPS (directly or through a proxy that says so).
@@ -96,7 +98,12 @@ pub struct Form(Vec<(String, String)>);
 
 impl Form {
     pub fn parse(body: &[u8]) -> Form {
-        Form(form_urlencoded::parse(body).take(FORM_FIELDS_MAX).map(|(name, value)| (name.into_owned(), value.into_owned())).collect())
+        Form(
+            form_urlencoded::parse(body)
+                .take(FORM_FIELDS_MAX)
+                .map(|(name, value)| (name.into_owned(), value.into_owned()))
+                .collect(),
+        )
     }
 
     /// The first value of a field, trimmed; empty when absent.
@@ -170,7 +177,9 @@ impl FromRequestParts<ConsoleState> for Operator {
     type Rejection = SignInRequired;
 
     async fn from_request_parts(parts: &mut Parts, state: &ConsoleState) -> Result<Self, Self::Rejection> {
-        let secret = cookie(&parts.headers, SESSION_COOKIE).filter(|secret| !secret.is_empty()).ok_or(SignInRequired)?;
+        let secret = cookie(&parts.headers, SESSION_COOKIE)
+            .filter(|secret| !secret.is_empty())
+            .ok_or(SignInRequired)?;
         let session = state
             .app
             .store
@@ -223,16 +232,33 @@ mod tests {
     #[test]
     fn cookies_are_http_only_and_strict_and_secure_behind_https() {
         let plain = set_cookie(&HeaderMap::new(), SESSION_COOKIE, "x", SESSION_TTL);
-        assert_eq!(plain, "rescind_session=x; Path=/console; HttpOnly; SameSite=Strict; Max-Age=43200");
-        let https = set_cookie(&headers(&[("x-forwarded-proto", "https")]), SESSION_COOKIE, "x", SESSION_TTL);
+        assert_eq!(
+            plain,
+            "rescind_session=x; Path=/console; HttpOnly; SameSite=Strict; Max-Age=43200"
+        );
+        let https = set_cookie(
+            &headers(&[("x-forwarded-proto", "https")]),
+            SESSION_COOKIE,
+            "x",
+            SESSION_TTL,
+        );
         assert!(https.ends_with("; Secure"));
     }
 
     #[test]
     fn a_post_from_another_origin_is_recognised() {
-        assert!(cross_origin(&headers(&[("origin", "https://evil.example"), ("host", "127.0.0.1:8080")])));
-        assert!(cross_origin(&headers(&[("origin", "null"), ("host", "127.0.0.1:8080")])));
-        assert!(!cross_origin(&headers(&[("origin", "http://127.0.0.1:8080"), ("host", "127.0.0.1:8080")])));
+        assert!(cross_origin(&headers(&[
+            ("origin", "https://evil.example"),
+            ("host", "127.0.0.1:8080")
+        ])));
+        assert!(cross_origin(&headers(&[
+            ("origin", "null"),
+            ("host", "127.0.0.1:8080")
+        ])));
+        assert!(!cross_origin(&headers(&[
+            ("origin", "http://127.0.0.1:8080"),
+            ("host", "127.0.0.1:8080")
+        ])));
         assert!(!cross_origin(&headers(&[("host", "127.0.0.1:8080")])));
     }
 
@@ -243,6 +269,9 @@ mod tests {
         assert!(form.checked("restock"));
         assert!(!form.checked("notify_customer"));
         assert_eq!(form.get("note"), "x");
-        assert_eq!(form.with_prefix("reason_code:").collect::<Vec<_>>(), vec![("ch_1", "4")]);
+        assert_eq!(
+            form.with_prefix("reason_code:").collect::<Vec<_>>(),
+            vec![("ch_1", "4")]
+        );
     }
 }

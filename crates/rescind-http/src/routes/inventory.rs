@@ -9,7 +9,6 @@ use crate::routes::query;
 use crate::wire::{
     rfc3339, AdjustStockRequest, ListingBody, ListingsBody, SetListingsRequest, SetStockRequest, StockBody, StockList,
 };
-use serde::Deserialize;
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -17,6 +16,7 @@ use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use rescind_domain::{ChannelKind, Scope};
 use rescind_store::Listing;
+use serde::Deserialize;
 
 /// The most channels one SKU may be listed on.
 pub const LISTINGS_MAX: usize = 50;
@@ -79,7 +79,10 @@ pub async fn list_stock(
     let limit = page_size(&mut problems, list_query.limit.as_deref());
     problems.into_result(()).map_err(ApiError::invalid)?;
     let cursor = list_query.cursor.as_deref().filter(|cursor| !cursor.is_empty());
-    let page = state.store.stock_levels(&shop.shop_id, q.as_deref(), cursor, limit).await?;
+    let page = state
+        .store
+        .stock_levels(&shop.shop_id, q.as_deref(), cursor, limit)
+        .await?;
     Ok(Json(StockList {
         items: page.items.iter().map(stock_body).collect(),
         next_cursor: page.next_cursor,

@@ -12,7 +12,49 @@ crate::on_both_backends!(
     an_undo_takes_the_stock_out_again_and_refuses_when_it_is_gone_unless_forced,
     stock_is_read_set_and_adjusted_by_hand_within_its_scopes,
     a_dry_run_and_the_real_cancel_that_follows_agree_on_every_number,
+    stock_levels_are_listed_by_sku_a_page_at_a_time_and_found_by_part_of_the_sku,
 );
+
+async fn stock_levels_are_listed_by_sku_a_page_at_a_time_and_found_by_part_of_the_sku(app: TestApp) {
+    let shop = app.shop().await;
+    for (sku, available) in [("TEA-002", 4), ("CUP-001", 7), ("TEA-001", 3), ("TEA_100%", 1)] {
+        app.set_stock(&shop, sku, available).await;
+    }
+    let other = app.shop().await;
+    app.set_stock(&other, "TEA-999", 9).await;
+    let first = app.get("/api/v1/inventory?limit=2", &shop.token).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let skus = |answer: &crate::helpers::Answer| -> Vec<String> {
+        answer.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["sku"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(skus(&first), ["CUP-001", "TEA-001"]);
+    assert_eq!(first.body["items"][1]["available"], 3);
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let second = app
+        .get(&format!("/api/v1/inventory?limit=2&cursor={cursor}"), &shop.token)
+        .await;
+    assert_eq!(skus(&second), ["TEA-002", "TEA_100%"], "another shop's SKU never shows");
+    assert!(second.body["next_cursor"].is_null());
+    let found = app.get("/api/v1/inventory?q=tea-00", &shop.token).await;
+    assert_eq!(
+        skus(&found),
+        ["TEA-001", "TEA-002"],
+        "case-insensitive, part of the SKU"
+    );
+    let wildcard = app.get("/api/v1/inventory?q=_1", &shop.token).await;
+    assert_eq!(
+        skus(&wildcard),
+        ["TEA_100%"],
+        "LIKE's wildcards are matched as themselves"
+    );
+    let too_many = app.get("/api/v1/inventory?limit=501", &shop.token).await;
+    assert_eq!((too_many.status, too_many.code()), (400, "invalid_request"));
+}
 
 async fn deducted_order(app: &TestApp, shop: &TestShop) -> Value {
     app.order(shop, json!({"deduct_inventory": true})).await
@@ -118,6 +160,22 @@ async fn a_cancel_puts_back_the_deducted_stock_and_each_condition_says_why_not(a
         "{summary:?}"
     );
     assert!(entries.iter().all(|entry| entry["kind"] == "restock"));
+    let errors = app
+        .get("/api/v1/sync_history?kind=restock&result=error", &shop.token)
+        .await;
+    let messages: Vec<&str> = errors.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        ["failed: SKU GHOST-9 does not exist — adjust stock by hand"],
+        "F5: filtered by result"
+    );
+    let unknown = app.get("/api/v1/sync_history?result=maybe", &shop.token).await;
+    assert_eq!((unknown.status, unknown.code()), (400, "invalid_request"));
 }
 
 async fn a_restock_of_one_cancellation_adds_the_stock_once_however_often_it_runs(app: TestApp) {

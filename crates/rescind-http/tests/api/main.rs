@@ -9,6 +9,7 @@ mod access;
 mod cancel;
 mod channel_rules;
 mod channels;
+mod console;
 mod operations;
 mod orders;
 mod partial;
