@@ -9,14 +9,15 @@ use super::session::{
 };
 use super::ConsoleState;
 use crate::auth::hash_secret;
+use crate::body::REQUEST_BODY_BYTES_MAX;
 use crate::wire::{
     BulkCancelResponse, CancelReasonBody, CancelReasonList, CancellationList, CancellationListItem,
     CancellationRequestBody, CancellationRequestList, ChannelBody, ChannelList, DryRunBody, HistoryEntryBody,
     HistoryList, OrderBody, OrderList, StockBody, StockList, SyncHistoryEntryBody, SyncHistoryList,
 };
 use askama::Template;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::body::{to_bytes, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -194,22 +195,44 @@ fn message_page(chrome: Chrome, status: StatusCode, heading: &str, message: &str
     )
 }
 
-/// The form of a post, once its origin and CSRF token are checked; otherwise the page that says why.
-// The refusal is the answer itself, returned straight to axum: boxing it would buy nothing.
-#[allow(clippy::result_large_err)]
-fn posted(operator: &Operator, headers: &HeaderMap, body: &Bytes) -> Result<Form, Response> {
-    let form = Form::parse(body);
-    if cross_origin(headers) || !operator.csrf_ok(&form) {
+/// A form posted by a signed-in operator, its origin and CSRF token checked; otherwise the answer is
+/// the page that says why (or the sign-in page).
+pub struct Posted {
+    pub operator: Operator,
+    pub form: Form,
+}
+
+impl FromRequest<ConsoleState> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &ConsoleState) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let operator = Operator::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
         let t = operator.lang.texts();
-        let chrome = Chrome::new(operator, "", "/console/orders".to_owned(), None);
-        return Err(message_page(
-            chrome,
-            StatusCode::FORBIDDEN,
-            t.error_title,
-            t.csrf_failed,
-        ));
+        let refuse = |operator: &Operator, status: StatusCode, message: &str| {
+            let chrome = Chrome::new(operator, "", "/console/orders".to_owned(), None);
+            message_page(chrome, status, t.error_title, message)
+        };
+        let Ok(bytes) = to_bytes(body, REQUEST_BODY_BYTES_MAX).await else {
+            return Err(refuse(&operator, StatusCode::PAYLOAD_TOO_LARGE, t.error_title));
+        };
+        let form = Form::parse(&bytes);
+        if cross_origin(&parts.headers) || !operator.csrf_ok(&form) {
+            return Err(refuse(&operator, StatusCode::FORBIDDEN, t.csrf_failed));
+        }
+        Ok(Posted { operator, form })
     }
-    Ok(form)
+}
+
+/// Sends a form's action to the API: `Ok` when it was done; otherwise the status and the message the
+/// page shows.
+async fn act(operator: &Operator, path: &str, body: Value, key: &str) -> Result<(), (StatusCode, Flash)> {
+    match operator.api.post::<Value>(path, body, key).await {
+        Ok(_) => Ok(()),
+        Err(failure) => Err((failure.status, Flash::failed(operator.lang.texts(), &failure))),
+    }
 }
 
 /// The idempotency key of a form: one per rendered form, so a form sent twice acts once.
@@ -270,6 +293,47 @@ async fn channels_by_id(api: &Api) -> HashMap<String, ChannelBody> {
             .map(|channel| (channel.id.clone(), channel))
             .collect(),
         Err(_) => HashMap::new(),
+    }
+}
+
+/// One of the API's lists: a page of items and the cursor of the next.
+trait ListPage: serde::de::DeserializeOwned {
+    type Item;
+    fn into_page(self) -> (Vec<Self::Item>, Option<String>);
+}
+
+macro_rules! list_pages {
+    ($($list:ty => $item:ty),+ $(,)?) => {
+        $(impl ListPage for $list {
+            type Item = $item;
+            fn into_page(self) -> (Vec<$item>, Option<String>) {
+                (self.items, self.next_cursor)
+            }
+        })+
+    };
+}
+
+list_pages!(
+    OrderList => OrderBody,
+    CancellationRequestList => CancellationRequestBody,
+    CancellationList => CancellationListItem,
+    SyncHistoryList => SyncHistoryEntryBody,
+    StockList => StockBody,
+);
+
+/// Reads a page of a list; when the API refuses (a bad filter), the page shows why over an empty list.
+async fn read_list<L: ListPage>(
+    api: &Api,
+    path: &str,
+    t: &Texts,
+    flash: &mut Option<Flash>,
+) -> (Vec<L::Item>, Option<String>) {
+    match api.get::<L>(path).await {
+        Ok(list) => list.into_page(),
+        Err(failure) => {
+            *flash = Some(Flash::failed(t, &failure));
+            (Vec::new(), None)
+        }
     }
 }
 
@@ -342,13 +406,9 @@ pub async fn sign_in(State(state): State<ConsoleState>, headers: HeaderMap, body
 
 pub async fn sign_out(
     State(state): State<ConsoleState>,
-    operator: Operator,
     headers: HeaderMap,
-    body: Bytes,
+    Posted { operator, .. }: Posted,
 ) -> Response {
-    if let Err(refused) = posted(&operator, &headers, &body) {
-        return refused;
-    }
     if let Err(error) = state.app.store.end_console_session(&operator.session.id_hash).await {
         tracing::error!(error = format!("{error:#}"), "failed to end a console session");
     }
@@ -439,17 +499,13 @@ pub async fn orders(operator: Operator, Query(params): Params) -> Response {
     api_query.push(("cursor", cursor));
     let mut flash = notice(t, &params);
     let channels = channels_by_id(&operator.api).await;
-    let (orders, next_cursor) = match operator
-        .api
-        .get::<OrderList>(&format!("/orders{}", query_string(api_query)))
-        .await
-    {
-        Ok(list) => (list.items, list.next_cursor),
-        Err(failure) => {
-            flash = Some(Flash::failed(t, &failure));
-            (Vec::new(), None)
-        }
-    };
+    let (orders, next_cursor) = read_list::<OrderList>(
+        &operator.api,
+        &format!("/orders{}", query_string(api_query)),
+        t,
+        &mut flash,
+    )
+    .await;
     let rows = orders
         .iter()
         .map(|order| OrderRow {
@@ -555,6 +611,19 @@ pub struct ChannelGroup {
 }
 
 impl ChannelGroup {
+    /// A channel's group with its reasons, `chosen` selected, and no orders yet.
+    fn of(channel_id: String, name: String, list: &CancelReasonList, lang: Lang, chosen: &str, detail: &str) -> Self {
+        ChannelGroup {
+            channel_id,
+            name,
+            orders: Vec::new(),
+            customer_reasons: reason_choices(&list.items, "customer", lang, chosen),
+            store_reasons: reason_choices(&list.items, "store", lang, chosen),
+            reason_required: list.reason_code_required,
+            detail: detail.to_owned(),
+        }
+    }
+
     fn chosen(&self) -> Option<&ReasonChoice> {
         self.customer_reasons
             .iter()
@@ -655,14 +724,17 @@ fn reason_choices(reasons: &[CancelReasonBody], group: &str, lang: Lang, selecte
         .collect()
 }
 
-/// The channel's reasons grouped customer / store, as the form chose them.
+/// A channel without a reason list (or one the token may not read).
+const NO_REASONS: CancelReasonList = CancelReasonList {
+    items: Vec::new(),
+    reason_code_required: false,
+};
+
+/// A channel's cancel reasons (H2).
 async fn reasons(api: &Api, channel_id: &str) -> CancelReasonList {
     api.get::<CancelReasonList>(&format!("/channels/{}/cancel_reasons", segment(channel_id)))
         .await
-        .unwrap_or(CancelReasonList {
-            items: Vec::new(),
-            reason_code_required: false,
-        })
+        .unwrap_or(NO_REASONS)
 }
 
 /// The selected orders grouped by channel, in the order first selected; orders that cannot be read
@@ -694,15 +766,16 @@ async fn dialog_groups(
         }
         let list = reasons(&operator.api, &order.channel_id).await;
         let chosen = form.get(&format!("reason_code:{}", order.channel_id));
-        groups.push(ChannelGroup {
-            name: channel_name(&channels, t, &order.channel_id, &order.channel_kind),
-            customer_reasons: reason_choices(&list.items, "customer", operator.lang, chosen),
-            store_reasons: reason_choices(&list.items, "store", operator.lang, chosen),
-            reason_required: list.reason_code_required,
-            detail: form.get(&format!("reason_detail:{}", order.channel_id)).to_owned(),
-            channel_id: order.channel_id,
-            orders: vec![(order.id, order.number, order.currency)],
-        });
+        let mut group = ChannelGroup::of(
+            order.channel_id.clone(),
+            channel_name(&channels, t, &order.channel_id, &order.channel_kind),
+            &list,
+            operator.lang,
+            chosen,
+            form.get(&format!("reason_detail:{}", order.channel_id)),
+        );
+        group.orders.push((order.id, order.number, order.currency));
+        groups.push(group);
     }
     (groups, failures)
 }
@@ -848,19 +921,13 @@ async fn preview_row(operator: &Operator, order_id: &str, number: String, curren
 }
 
 /// Opens the dialog for the orders ticked on the list (or the one order of a detail page).
-pub async fn cancel_dialog(operator: Operator, headers: HeaderMap, body: Bytes) -> Response {
-    match posted(&operator, &headers, &body) {
-        Ok(form) => dialog(&operator, &form, true, false, None).await,
-        Err(refused) => refused,
-    }
+pub async fn cancel_dialog(Posted { operator, form }: Posted) -> Response {
+    dialog(&operator, &form, true, false, None).await
 }
 
 /// The dialog again, with each order's dry run.
-pub async fn cancel_preview(operator: Operator, headers: HeaderMap, body: Bytes) -> Response {
-    match posted(&operator, &headers, &body) {
-        Ok(form) => dialog(&operator, &form, false, true, None).await,
-        Err(refused) => refused,
-    }
+pub async fn cancel_preview(Posted { operator, form }: Posted) -> Response {
+    dialog(&operator, &form, false, true, None).await
 }
 
 /// The problems of a group's reason the console can see before sending: a missing reason code
@@ -902,11 +969,7 @@ struct ResultsPage {
 
 /// Cancels the selection: one bulk cancel per channel (each with that channel's reason), results in
 /// the order the orders were selected.
-pub async fn cancel_run(operator: Operator, headers: HeaderMap, body: Bytes) -> Response {
-    let form = match posted(&operator, &headers, &body) {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
+pub async fn cancel_run(Posted { operator, form }: Posted) -> Response {
     let t = operator.lang.texts();
     let order_ids = selected_orders(&form);
     if order_ids.is_empty() {
@@ -1081,15 +1144,7 @@ async fn order_page(operator: &Operator, order_id: &str, status: StatusCode, fla
             flash,
         ),
         channel: channel_name(&channels, t, &order.channel_id, &order.channel_kind),
-        group: ChannelGroup {
-            channel_id: order.channel_id.clone(),
-            name: String::new(),
-            orders: Vec::new(),
-            customer_reasons: reason_choices(&list.items, "customer", operator.lang, ""),
-            store_reasons: reason_choices(&list.items, "store", operator.lang, ""),
-            reason_required: list.reason_code_required,
-            detail: String::new(),
-        },
+        group: ChannelGroup::of(order.channel_id.clone(), String::new(), &list, operator.lang, "", ""),
         refund_methods: refund_method_choices(t, ""),
         can_cancel: open,
         can_cancel_lines: open && kind.is_some_and(|kind| kind.cancels_lines()),
@@ -1126,26 +1181,14 @@ async fn order_action(
     done: &str,
 ) -> Response {
     let path = format!("/orders/{}/{action}", segment(order_id));
-    match operator.api.post::<Value>(&path, body, &key).await {
-        Ok(_) => see_other(&format!("/console/orders/{}?notice={done}", segment(order_id))),
-        Err(failure) => {
-            let flash = Flash::failed(operator.lang.texts(), &failure);
-            order_page(operator, order_id, failure.status, Some(flash)).await
-        }
+    match act(operator, &path, body, &key).await {
+        Ok(()) => see_other(&format!("/console/orders/{}?notice={done}", segment(order_id))),
+        Err((status, flash)) => order_page(operator, order_id, status, Some(flash)).await,
     }
 }
 
 /// Cancels some quantities of some lines (B1).
-pub async fn cancel_lines(
-    operator: Operator,
-    Path(order_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = match posted(&operator, &headers, &body) {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
+pub async fn cancel_lines(Path(order_id): Path<String>, Posted { operator, form }: Posted) -> Response {
     let t = operator.lang.texts();
     let mut line_items = Vec::new();
     let mut problems = Vec::new();
@@ -1172,15 +1215,14 @@ pub async fn cancel_lines(
     let values = CancelValues::from_form(t, &form, false);
     let list = reasons(&operator.api, form.get("channel_id")).await;
     let chosen = form.get("reason_code");
-    let group = ChannelGroup {
-        channel_id: String::new(),
-        name: String::new(),
-        orders: Vec::new(),
-        customer_reasons: reason_choices(&list.items, "customer", operator.lang, chosen),
-        store_reasons: reason_choices(&list.items, "store", operator.lang, chosen),
-        reason_required: false,
-        detail: form.get("reason_detail").to_owned(),
-    };
+    let group = ChannelGroup::of(
+        String::new(),
+        String::new(),
+        &list,
+        operator.lang,
+        chosen,
+        form.get("reason_detail"),
+    );
     let mut body = cancel_body(&values, &group, false);
     if group.chosen().is_none() && !chosen.is_empty() {
         body["reason_code"] = Value::from(chosen);
@@ -1190,27 +1232,14 @@ pub async fn cancel_lines(
     order_action(&operator, &order_id, "cancel", body, key, "cancelled").await
 }
 
-pub async fn undo(operator: Operator, Path(order_id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = match posted(&operator, &headers, &body) {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
+pub async fn undo(Path(order_id): Path<String>, Posted { operator, form }: Posted) -> Response {
     let body = json!({"force": form.checked("force")});
     let key = form_key(&form, "undo");
     order_action(&operator, &order_id, "uncancel", body, key, "undone").await
 }
 
 /// Records a bank transfer made outside rescind (W6).
-pub async fn record_refund(
-    operator: Operator,
-    Path(order_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = match posted(&operator, &headers, &body) {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
+pub async fn record_refund(Path(order_id): Path<String>, Posted { operator, form }: Posted) -> Response {
     let mut body = json!({"amount": form.get("amount"), "method": "bank_transfer"});
     if !form.get("note").is_empty() {
         body["note"] = Value::from(form.get("note"));
@@ -1259,18 +1288,11 @@ async fn requests_page(
         ("cursor", param(params, "cursor")),
     ]);
     let mut flash = flash;
-    let (items, next_cursor) = match operator
-        .api
-        .get::<CancellationRequestList>(&format!("/cancellation_requests{query}"))
-        .await
-    {
-        Ok(list) => (list.items, list.next_cursor),
-        Err(failure) => {
-            flash = Some(Flash::failed(t, &failure));
-            (Vec::new(), None)
-        }
-    };
+    let (items, next_cursor) =
+        read_list::<CancellationRequestList>(&operator.api, &format!("/cancellation_requests{query}"), t, &mut flash)
+            .await;
     let mut reason_lists: HashMap<String, CancelReasonList> = HashMap::new();
+    let no_reasons = NO_REASONS;
     let mut rows = Vec::new();
     for request in items {
         let order = operator
@@ -1282,19 +1304,10 @@ async fn requests_page(
         if !reason_lists.contains_key(&channel_id) && !channel_id.is_empty() {
             reason_lists.insert(channel_id.clone(), reasons(&operator.api, &channel_id).await);
         }
-        let list = reason_lists.get(&channel_id);
-        let items = list.map(|list| list.items.as_slice()).unwrap_or_default();
+        let list = reason_lists.get(&channel_id).unwrap_or(&no_reasons);
         rows.push(RequestRow {
             created_at: display_time(&request.created_at),
-            group: ChannelGroup {
-                channel_id,
-                name: String::new(),
-                orders: Vec::new(),
-                customer_reasons: reason_choices(items, "customer", operator.lang, ""),
-                store_reasons: reason_choices(items, "store", operator.lang, ""),
-                reason_required: list.is_some_and(|list| list.reason_code_required),
-                detail: String::new(),
-            },
+            group: ChannelGroup::of(channel_id, String::new(), list, operator.lang, "", ""),
             request,
             order,
         });
@@ -1353,26 +1366,14 @@ async fn request_action(
     done: &str,
 ) -> Response {
     let path = format!("/cancellation_requests/{}/{action}", segment(request_id));
-    match operator.api.post::<Value>(&path, body, &key).await {
-        Ok(_) => see_other(&format!("/console/requests?notice={done}")),
-        Err(failure) => {
-            let flash = Flash::failed(operator.lang.texts(), &failure);
-            requests_page(operator, &HashMap::new(), failure.status, Some(flash)).await
-        }
+    match act(operator, &path, body, &key).await {
+        Ok(()) => see_other(&format!("/console/requests?notice={done}")),
+        Err((status, flash)) => requests_page(operator, &HashMap::new(), status, Some(flash)).await,
     }
 }
 
 /// Accepts a customer's request with a reason and a refund method: the cancel runs (Q2).
-pub async fn accept_request(
-    operator: Operator,
-    Path(request_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = match posted(&operator, &headers, &body) {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
+pub async fn accept_request(Path(request_id): Path<String>, Posted { operator, form }: Posted) -> Response {
     let mut body = json!({
         "reason": form.get("reason"),
         "refund_method": form.get("refund_method"),
@@ -1387,16 +1388,7 @@ pub async fn accept_request(
     request_action(&operator, &request_id, "accept", body, key, "accepted").await
 }
 
-pub async fn reject_request(
-    operator: Operator,
-    Path(request_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = match posted(&operator, &headers, &body) {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
+pub async fn reject_request(Path(request_id): Path<String>, Posted { operator, form }: Posted) -> Response {
     let body = json!({"reason": form.get("reason")});
     let key = form_key(&form, "reject");
     request_action(&operator, &request_id, "reject", body, key, "rejected").await
@@ -1424,17 +1416,8 @@ async fn attention_page(operator: &Operator, cursor: &str, status: StatusCode, f
     let limit = LIST_PAGE_SIZE.to_string();
     let query = query_string([("needs_attention", "true"), ("limit", &limit), ("cursor", cursor)]);
     let mut flash = flash;
-    let (items, next_cursor) = match operator
-        .api
-        .get::<CancellationList>(&format!("/cancellations{query}"))
-        .await
-    {
-        Ok(list) => (list.items, list.next_cursor),
-        Err(failure) => {
-            flash = Some(Flash::failed(t, &failure));
-            (Vec::new(), None)
-        }
-    };
+    let (items, next_cursor) =
+        read_list::<CancellationList>(&operator.api, &format!("/cancellations{query}"), t, &mut flash).await;
     let page = AttentionPage {
         chrome: Chrome::new(operator, "attention", "/console/attention".to_owned(), flash),
         items,
@@ -1451,27 +1434,11 @@ pub async fn attention(operator: Operator, Query(params): Params) -> Response {
 }
 
 /// Re-drives a cancellation whose step gave up (W7).
-pub async fn retry(
-    operator: Operator,
-    Path(cancellation_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = match posted(&operator, &headers, &body) {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
+pub async fn retry(Path(cancellation_id): Path<String>, Posted { operator, form }: Posted) -> Response {
     let path = format!("/cancellations/{}/retry", segment(&cancellation_id));
-    match operator
-        .api
-        .post::<Value>(&path, json!({}), &form_key(&form, "retry"))
-        .await
-    {
-        Ok(_) => see_other("/console/attention?notice=retried"),
-        Err(failure) => {
-            let flash = Flash::failed(operator.lang.texts(), &failure);
-            attention_page(&operator, "", failure.status, Some(flash)).await
-        }
+    match act(&operator, &path, json!({}), &form_key(&form, "retry")).await {
+        Ok(()) => see_other("/console/attention?notice=retried"),
+        Err((status, flash)) => attention_page(&operator, "", status, Some(flash)).await,
     }
 }
 
@@ -1505,17 +1472,8 @@ pub async fn sync_history(operator: Operator, Query(params): Params) -> Response
         ("cursor", param(&params, "cursor")),
     ]);
     let mut flash = None;
-    let (items, next_cursor) = match operator
-        .api
-        .get::<SyncHistoryList>(&format!("/sync_history{query}"))
-        .await
-    {
-        Ok(list) => (list.items, list.next_cursor),
-        Err(failure) => {
-            flash = Some(Flash::failed(t, &failure));
-            (Vec::new(), None)
-        }
-    };
+    let (items, next_cursor) =
+        read_list::<SyncHistoryList>(&operator.api, &format!("/sync_history{query}"), t, &mut flash).await;
     let page = SyncPage {
         chrome: Chrome::new(
             &operator,
@@ -1583,13 +1541,8 @@ async fn inventory_page(
     let limit = LIST_PAGE_SIZE.to_string();
     let query = query_string([("q", q), ("limit", &limit), ("cursor", cursor)]);
     let mut flash = flash;
-    let (items, next_cursor) = match operator.api.get::<StockList>(&format!("/inventory{query}")).await {
-        Ok(list) => (list.items, list.next_cursor),
-        Err(failure) => {
-            flash = Some(Flash::failed(t, &failure));
-            (Vec::new(), None)
-        }
-    };
+    let (items, next_cursor) =
+        read_list::<StockList>(&operator.api, &format!("/inventory{query}"), t, &mut flash).await;
     let page = InventoryPage {
         chrome: Chrome::new(
             operator,
@@ -1619,11 +1572,7 @@ pub async fn inventory(operator: Operator, Query(params): Params) -> Response {
 }
 
 /// Adjusts a SKU by hand with a reason kept in the stock ledger (I4).
-pub async fn adjust_stock(operator: Operator, headers: HeaderMap, body: Bytes) -> Response {
-    let form = match posted(&operator, &headers, &body) {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
+pub async fn adjust_stock(Posted { operator, form }: Posted) -> Response {
     let t = operator.lang.texts();
     let sku = form.get("sku");
     let q = form.get("q");
@@ -1640,16 +1589,12 @@ pub async fn adjust_stock(operator: Operator, headers: HeaderMap, body: Bytes) -
     };
     let body = json!({"delta": delta, "reason": form.get("reason")});
     let path = format!("/inventory/{}/adjust", segment(sku));
-    match operator
-        .api
-        .post::<Value>(&path, body, &form_key(&form, "adjust"))
-        .await
-    {
-        Ok(_) => see_other(&format!(
+    match act(&operator, &path, body, &form_key(&form, "adjust")).await {
+        Ok(()) => see_other(&format!(
             "/console/inventory{}",
             query_string([("notice", "adjusted"), ("q", q)])
         )),
-        Err(failure) => inventory_page(&operator, q, "", failure.status, Some(Flash::failed(t, &failure))).await,
+        Err((status, flash)) => inventory_page(&operator, q, "", status, Some(flash)).await,
     }
 }
 
