@@ -23,6 +23,8 @@ const OWN_STORE_NEEDS_ATTENTION = demoOrder(10);
 const SHOPIFY_OPEN = demoOrder(15);
 const SHOPIFY_SHIPPED_AT_CHANNEL = demoOrder(17);
 const YAHOO_OPEN = demoOrder(24);
+const OWN_STORE_UNALLOCATED = demoOrder(4);
+const OWN_STORE_BANK_TRANSFER_CANCELLED = demoOrder(9);
 
 /** Starts `rescind demo` on a free port with its own database; resolves with its address and token. */
 function startDemo(folder) {
@@ -206,6 +208,39 @@ test("retrying a cancellation that needs attention completes its refund", async 
   }
   assert.equal(await page.getByTestId("cancellation-status").textContent(), "完了");
   assert.equal(await page.locator('tr[data-step="refund"] td:nth-child(2)').textContent(), "成功");
+});
+
+test("cancelling part of an order from its page takes those quantities out and leaves the rest to ship", async ({ page, demo }) => {
+  await signIn(page, demo);
+  await page.goto(`${demo.console}/orders?q=${encodeURIComponent(OWN_STORE_UNALLOCATED)}`);
+  await row(page, OWN_STORE_UNALLOCATED).getByRole("link").first().click();
+  const firstLine = page.locator("#cancel-lines tbody tr").first();
+  const sku = await firstLine.getAttribute("data-sku");
+  await firstLine.getByLabel(/キャンセルする数量/).fill("1");
+  await page.getByLabel("キャンセル理由（チャネル）").selectOption({ index: 1 });
+  await page.getByRole("button", { name: "一部をキャンセル" }).click();
+  await page.waitForURL(/notice=cancelled/);
+  assert.equal(await page.locator(`tr[data-sku="${sku}"]`).getByTestId("cancelled-quantity").textContent(), "1");
+  assert.equal(await page.getByTestId("order-status").textContent(), "受付中", "the rest still ships (B1)");
+  assert.match(await page.getByTestId("history").textContent(), /order\.lines_cancelled/);
+});
+
+test("a bank-transfer cancellation waits for its refund until the operator records it, and can then be undone", async ({ page, demo }) => {
+  await signIn(page, demo);
+  await page.goto(`${demo.console}/orders?q=${encodeURIComponent(OWN_STORE_BANK_TRANSFER_CANCELLED)}`);
+  await row(page, OWN_STORE_BANK_TRANSFER_CANCELLED).getByRole("link").first().click();
+  assert.equal(await page.getByTestId("cancellation-status").textContent(), "返金待ち");
+  const total = await page.locator("dt:text-is('支払済') + dd").textContent();
+  await page.getByLabel(/金額/).fill(total.replace(/[^0-9.]/g, ""));
+  await page.getByLabel("メモ").fill("振込済（みずほ銀行）");
+  await page.getByRole("button", { name: "銀行振込の返金を記録" }).click();
+  await page.waitForURL(/notice=refund/);
+  assert.equal(await page.getByTestId("cancellation-status").textContent(), "完了", "W4: covered, so completed");
+  assert.equal(await page.getByTestId("refunded").textContent(), total);
+  await page.getByRole("button", { name: "キャンセルの取り消し" }).click();
+  await page.waitForURL(/notice=undone/);
+  assert.equal(await page.getByTestId("order-status").textContent(), "受付中");
+  assert.equal(await page.getByTestId("cancellation-status").textContent(), "取り消し済");
 });
 
 test("the language can be switched between Japanese and English, and stays chosen", async ({ page, demo }) => {
