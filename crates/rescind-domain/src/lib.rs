@@ -7,6 +7,7 @@
 pub mod access;
 pub mod cancel;
 pub mod channel;
+pub mod events;
 pub mod history;
 pub mod ids;
 pub mod inventory;
@@ -26,6 +27,7 @@ pub use cancel::{
     PlannedStep, RequestedBy, Step, StepKind, StepStatus,
 };
 pub use channel::{ChannelKind, PaymentProviderKind};
+pub use events::{event_type, EventType};
 pub use history::{Actor, HistoryEntry};
 pub use ids::IdSource;
 pub use inventory::{StockMove, StockMoveKind};

@@ -20,6 +20,8 @@ use rescind_domain::{
     RequestStatus, StockMove, StockMoveKind, WarehouseKind, WarehouseSettings, WorkflowSchedule,
 };
 use rescind_domain::inventory::describe_stock;
+use rescind_domain::{event_type, EventType};
+use crate::new_id;
 use sqlx::{Database, Pool, QueryBuilder, Row};
 use std::collections::HashMap;
 
@@ -32,6 +34,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "partial_cancellations", include_str!("../migrations/0002_partial_cancellations.sql")),
     (3, "stock_push", include_str!("../migrations/0003_stock_push.sql")),
     (4, "console_sessions", include_str!("../migrations/0004_console_sessions.sql")),
+    (5, "outbox_webhooks", include_str!("../migrations/0005_outbox_webhooks.sql")),
 ];
 
 const ORDER_COLUMNS: &str = "id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
@@ -387,12 +390,13 @@ fn last_of_each<'a, T>(items: impl IntoIterator<Item = (&'a str, T)>) -> Vec<T> 
     latest
 }
 
-/// Appends history lines, each with its order, in as few statements as the parameter limit allows.
-async fn insert_history(connection: &mut Connection, entries: &[(&str, &HistoryEntry)]) -> Result<()> {
+/// Appends history lines, each with its order, in as few statements as the parameter limit allows,
+/// and the events among them to the outbox.
+async fn insert_history(connection: &mut Connection, entries: &[(&Order, &HistoryEntry)]) -> Result<()> {
     for chunk in statement_chunks(entries, 6) {
         let mut query = QueryBuilder::<Db>::new("INSERT INTO order_history (order_id, at, kind, actor, message, data) ");
-        query.push_values(chunk, |mut row, (order_id, entry)| {
-            row.push_bind(*order_id)
+        query.push_values(chunk, |mut row, (order, entry)| {
+            row.push_bind(order.id.as_str())
                 .push_bind(entry.at.unix_micros())
                 .push_bind(entry.kind.as_str())
                 .push_bind(entry.actor.as_str())
@@ -400,6 +404,87 @@ async fn insert_history(connection: &mut Connection, entries: &[(&str, &HistoryE
                 .push_bind(history_data_to_json(&entry.data));
         });
         query.build().execute(&mut *connection).await.context("failed to write the order's history")?;
+    }
+    insert_events(connection, entries).await
+}
+
+/// The outbox (B4): the events these history lines announce, and one delivery of each to every active
+/// webhook of its shop that wants it — in the transaction of the change itself.
+async fn insert_events(connection: &mut Connection, entries: &[(&Order, &HistoryEntry)]) -> Result<()> {
+    let events: Vec<(&Order, &HistoryEntry, EventType, String)> = entries
+        .iter()
+        .filter_map(|(order, entry)| event_type(entry).map(|kind| (*order, *entry, kind, new_id("evt"))))
+        .collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut seqs: HashMap<String, i64> = HashMap::with_capacity(events.len());
+    for chunk in statement_chunks(&events, 7) {
+        let mut query = QueryBuilder::<Db>::new("INSERT INTO outbox_events (id, shop_id, order_id, type, at, payload, published_at) ");
+        query.push_values(chunk, |mut row, (order, entry, kind, id)| {
+            let data: serde_json::Map<String, serde_json::Value> =
+                entry.data.iter().map(|(key, value)| (key.clone(), serde_json::Value::from(value.as_str()))).collect();
+            let payload = serde_json::json!({
+                "order_id": order.id, "order_number": order.number, "channel_order_id": order.channel_order_id,
+                "order_status": order.status.as_str(), "message": entry.message, "actor": entry.actor, "data": data,
+            });
+            row.push_bind(id.as_str())
+                .push_bind(order.shop_id.as_str())
+                .push_bind(order.id.as_str())
+                .push_bind(kind.as_str())
+                .push_bind(entry.at.unix_micros())
+                .push_bind(payload.to_string())
+                .push_bind(None::<i64>);
+        });
+        query.push(" RETURNING id, seq");
+        for row in query.build().fetch_all(&mut *connection).await.context("failed to write the outbox")? {
+            seqs.insert(row.try_get("id")?, row.try_get("seq")?);
+        }
+    }
+    let mut shops: Vec<&str> = events.iter().map(|(order, ..)| order.shop_id.as_str()).collect();
+    shops.sort_unstable();
+    shops.dedup();
+    let mut query = QueryBuilder::<Db>::new("SELECT id, shop_id, events FROM webhooks WHERE active AND shop_id IN (");
+    push_in_list(&mut query, shops.iter().map(|shop| (*shop).to_owned()));
+    query.push(") ORDER BY id");
+    let webhooks: Vec<(String, String, String)> = query
+        .build()
+        .fetch_all(&mut *connection)
+        .await
+        .context("failed to read the shop's webhooks")?
+        .iter()
+        .map(|row| Ok((row.try_get("id")?, row.try_get("shop_id")?, row.try_get("events")?)))
+        .collect::<Result<_>>()?;
+    let deliveries: Vec<(&str, &(&Order, &HistoryEntry, EventType, String))> = events
+        .iter()
+        .flat_map(|event| {
+            webhooks
+                .iter()
+                .filter(move |(_, shop_id, wanted)| {
+                    *shop_id == event.0.shop_id && wanted.split(' ').any(|name| name == event.2.as_str())
+                })
+                .map(move |(webhook_id, ..)| (webhook_id.as_str(), event))
+        })
+        .collect();
+    for chunk in statement_chunks(&deliveries, 11) {
+        let mut query = QueryBuilder::<Db>::new(
+            "INSERT INTO webhook_deliveries (id, webhook_id, shop_id, event_id, event_seq, event_type, order_id, \
+             status, attempts, next_attempt_at, created_at) ",
+        );
+        query.push_values(chunk, |mut row, (webhook_id, (order, entry, kind, event_id))| {
+            row.push_bind(new_id("dlv"))
+                .push_bind(*webhook_id)
+                .push_bind(order.shop_id.as_str())
+                .push_bind(event_id.as_str())
+                .push_bind(seqs.get(event_id).copied().unwrap_or_default())
+                .push_bind(kind.as_str())
+                .push_bind(order.id.as_str())
+                .push_bind("pending")
+                .push_bind(0_i64)
+                .push_bind(entry.at.unix_micros())
+                .push_bind(entry.at.unix_micros());
+        });
+        query.build().execute(&mut *connection).await.context("failed to queue webhook deliveries")?;
     }
     Ok(())
 }
@@ -661,9 +746,9 @@ async fn save_changes(connection: &mut Connection, changes: &[OrderChange]) -> R
         })
         .collect();
     insert_sync_records(connection, &sync).await?;
-    let history: Vec<(&str, &HistoryEntry)> = changes
+    let history: Vec<(&Order, &HistoryEntry)> = changes
         .iter()
-        .flat_map(|change| change.history.iter().map(move |entry| (change.order.id.as_str(), entry)))
+        .flat_map(|change| change.history.iter().map(move |entry| (&change.order, entry)))
         .collect();
     insert_history(connection, &history).await
 }
@@ -1130,7 +1215,7 @@ impl Backend {
             }
             history.push(HistoryEntry::new(order.created_at, "stock.deducted", &rescind_domain::Actor::System, message));
         }
-        let history: Vec<(&str, &HistoryEntry)> = history.iter().map(|entry| (order.id.as_str(), entry)).collect();
+        let history: Vec<(&Order, &HistoryEntry)> = history.iter().map(|entry| (&order, entry)).collect();
         insert_history(&mut tx, &history).await?;
         if rescind_domain::pending_work(&order).is_some() {
             schedule(&mut tx, &order.id, &order.shop_id, WorkflowSchedule::DueAt(order.created_at)).await?;

@@ -87,6 +87,93 @@ pub struct ConsoleSession {
     pub expires_at: Timestamp,
 }
 
+/// Where a shop wants its events sent (B4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Webhook {
+    pub id: String,
+    pub shop_id: String,
+    pub url: String,
+    pub events: Vec<rescind_domain::EventType>,
+    /// Signs each delivery; shown to the shop once.
+    pub secret: String,
+    pub active: bool,
+    pub created_at: Timestamp,
+}
+
+/// Where a delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    /// Every attempt failed; a replay starts it again.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 3] = [DeliveryStatus::Pending, DeliveryStatus::Delivered, DeliveryStatus::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DeliveryStatus> {
+        DeliveryStatus::ALL.into_iter().find(|status| status.as_str() == text)
+    }
+}
+
+/// One event on its way to one webhook.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    pub id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    /// The event's place in the outbox: an order's events are delivered in this order.
+    pub event_seq: i64,
+    pub event_type: String,
+    pub order_id: Option<String>,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+}
+
+/// An event of the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxEvent {
+    pub seq: i64,
+    pub id: String,
+    pub shop_id: String,
+    pub order_id: Option<String>,
+    pub event_type: String,
+    pub at: Timestamp,
+    /// What happened: the order's id, number and status, the history line's message and data.
+    pub payload: serde_json::Value,
+}
+
+/// A delivery claimed for sending, with where and how to send it.
+#[derive(Clone, Debug)]
+pub struct DueDelivery {
+    pub delivery: Delivery,
+    pub url: String,
+    pub secret: String,
+    pub event: OutboxEvent,
+}
+
+/// What became of one attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Delivered { status_code: u16 },
+    Retry { status_code: Option<u16>, error: String, at: Timestamp },
+    GaveUp { status_code: Option<u16>, error: String },
+}
+
 /// A sales channel integration of a shop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Channel {
@@ -393,6 +480,7 @@ mod sqlite {
     }
 
     include!("backend.rs");
+    include!("outbox.rs");
 }
 
 mod postgres {
@@ -424,6 +512,7 @@ mod postgres {
     }
 
     include!("backend.rs");
+    include!("outbox.rs");
 }
 
 /// The store, on whichever backend the database URL names.
@@ -501,6 +590,64 @@ impl Store {
     /// Ends the session, and removes every expired one.
     pub async fn end_console_session(&self, id_hash: &str) -> Result<()> {
         dispatch!(self, backend => backend.end_console_session(id_hash, now()).await)
+    }
+
+    pub async fn create_webhook(&self, webhook: &Webhook) -> Result<()> {
+        dispatch!(self, backend => backend.create_webhook(webhook).await)
+    }
+
+    pub async fn webhooks(&self, shop_id: &str) -> Result<Vec<Webhook>> {
+        dispatch!(self, backend => backend.webhooks(shop_id).await)
+    }
+
+    pub async fn webhook(&self, shop_id: &str, webhook_id: &str) -> Result<Option<Webhook>> {
+        dispatch!(self, backend => backend.webhook(shop_id, webhook_id).await)
+    }
+
+    /// Stops a webhook; `false` when the shop has no such webhook.
+    pub async fn deactivate_webhook(&self, shop_id: &str, webhook_id: &str) -> Result<bool> {
+        dispatch!(self, backend => backend.deactivate_webhook(shop_id, webhook_id).await)
+    }
+
+    /// A webhook's deliveries, newest first (the caller has checked the webhook is the shop's).
+    pub async fn deliveries(
+        &self,
+        webhook_id: &str,
+        status: Option<DeliveryStatus>,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<Delivery>> {
+        dispatch!(self, backend => backend.deliveries(webhook_id, status, cursor, limit).await)
+    }
+
+    pub async fn replay_delivery(&self, webhook_id: &str, delivery_id: &str) -> Result<Option<Delivery>> {
+        dispatch!(self, backend => backend.replay_delivery(webhook_id, delivery_id, now()).await)
+    }
+
+    pub async fn claim_deliveries(&self, owner: &str, lease_until: Timestamp, limit: u32) -> Result<Vec<DueDelivery>> {
+        dispatch!(self, backend => backend.claim_deliveries(owner, now(), lease_until, limit).await)
+    }
+
+    pub async fn finish_delivery(&self, delivery_id: &str, owner: &str, outcome: &DeliveryOutcome) -> Result<()> {
+        dispatch!(self, backend => backend.finish_delivery(delivery_id, owner, outcome, now()).await)
+    }
+
+    pub async fn next_delivery_due_at(&self) -> Result<Option<Timestamp>> {
+        dispatch!(self, backend => backend.next_delivery_due_at().await)
+    }
+
+    /// Events not yet on the event stream, leased to `owner` until `lease_until`.
+    pub async fn claim_unpublished(&self, owner: &str, lease_until: Timestamp, limit: u32) -> Result<Vec<OutboxEvent>> {
+        dispatch!(self, backend => backend.claim_unpublished(owner, now(), lease_until, limit).await)
+    }
+
+    pub async fn mark_published(&self, seqs: &[i64], owner: &str) -> Result<()> {
+        dispatch!(self, backend => backend.mark_published(seqs, owner, now()).await)
+    }
+
+    /// The shop's events after `after_seq`, oldest first.
+    pub async fn events(&self, shop_id: &str, after_seq: i64, limit: u32) -> Result<Vec<OutboxEvent>> {
+        dispatch!(self, backend => backend.events(shop_id, after_seq, limit).await)
     }
 
     pub async fn update_settings(&self, shop_id: &str, patch: SettingsPatch) -> Result<Settings> {

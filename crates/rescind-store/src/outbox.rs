@@ -1,0 +1,307 @@
+// The outbox's readers and the webhooks (B4), `include!`d by each backend after `backend.rs`. Events
+// are written by `insert_events` in `backend.rs`, inside the transaction of their change.
+
+const WEBHOOK_COLUMNS: &str = "id, shop_id, url, events, secret, active, created_at";
+const DELIVERY_COLUMNS: &str = "id, webhook_id, event_id, event_seq, event_type, order_id, status, attempts, \
+    next_attempt_at, last_status_code, last_error, created_at, delivered_at";
+const EVENT_COLUMNS: &str = "seq, id, shop_id, order_id, type, at, payload";
+/// [`EVENT_COLUMNS`] of the events table named `e` in a join.
+const JOINED_EVENT_COLUMNS: &str = "e.seq, e.id AS event_row_id, e.shop_id, e.order_id AS event_order_id, e.type, e.at, e.payload";
+
+fn webhook_from_row(row: &<Db as Database>::Row) -> Result<crate::Webhook> {
+    let events: String = row.try_get("events")?;
+    Ok(crate::Webhook {
+        id: row.try_get("id")?,
+        shop_id: row.try_get("shop_id")?,
+        url: row.try_get("url")?,
+        events: events.split(' ').filter_map(EventType::parse).collect(),
+        secret: row.try_get("secret")?,
+        active: row.try_get("active")?,
+        created_at: time(row.try_get("created_at")?),
+    })
+}
+
+fn delivery_from_row(row: &<Db as Database>::Row) -> Result<crate::Delivery> {
+    let status: String = row.try_get("status")?;
+    let code: Option<i64> = row.try_get("last_status_code")?;
+    let delivered_at: Option<i64> = row.try_get("delivered_at")?;
+    Ok(crate::Delivery {
+        id: row.try_get("id")?,
+        webhook_id: row.try_get("webhook_id")?,
+        event_id: row.try_get("event_id")?,
+        event_seq: row.try_get("event_seq")?,
+        event_type: row.try_get("event_type")?,
+        order_id: row.try_get("order_id")?,
+        status: crate::DeliveryStatus::parse(&status).with_context(|| format!("unknown delivery status {status}"))?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        next_attempt_at: time(row.try_get("next_attempt_at")?),
+        last_status_code: code.and_then(|code| u16::try_from(code).ok()),
+        last_error: row.try_get("last_error")?,
+        created_at: time(row.try_get("created_at")?),
+        delivered_at: delivered_at.map(time),
+    })
+}
+
+fn event_from_row(row: &<Db as Database>::Row) -> Result<crate::OutboxEvent> {
+    event_from_named_row(row, "id", "order_id")
+}
+
+fn event_from_named_row(row: &<Db as Database>::Row, id: &str, order_id: &str) -> Result<crate::OutboxEvent> {
+    let payload: String = row.try_get("payload")?;
+    Ok(crate::OutboxEvent {
+        seq: row.try_get("seq")?,
+        id: row.try_get(id)?,
+        shop_id: row.try_get("shop_id")?,
+        order_id: row.try_get(order_id)?,
+        event_type: row.try_get("type")?,
+        at: time(row.try_get("at")?),
+        payload: serde_json::from_str(&payload).context("an outbox payload is not JSON")?,
+    })
+}
+
+impl Backend {
+    pub(crate) async fn create_webhook(&self, webhook: &crate::Webhook) -> Result<()> {
+        let events: Vec<&str> = webhook.events.iter().map(|event| event.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO webhooks (id, shop_id, url, events, secret, active, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&webhook.id)
+        .bind(&webhook.shop_id)
+        .bind(&webhook.url)
+        .bind(events.join(" "))
+        .bind(&webhook.secret)
+        .bind(webhook.active)
+        .bind(webhook.created_at.unix_micros())
+        .execute(&self.write)
+        .await
+        .context("failed to create a webhook")?;
+        Ok(())
+    }
+
+    pub(crate) async fn webhooks(&self, shop_id: &str) -> Result<Vec<crate::Webhook>> {
+        let rows = sqlx::query(&format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE shop_id = $1 ORDER BY created_at, id"))
+            .bind(shop_id)
+            .fetch_all(&self.read)
+            .await
+            .context("failed to read the webhooks")?;
+        rows.iter().map(webhook_from_row).collect()
+    }
+
+    pub(crate) async fn webhook(&self, shop_id: &str, webhook_id: &str) -> Result<Option<crate::Webhook>> {
+        let row = sqlx::query(&format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE shop_id = $1 AND id = $2"))
+            .bind(shop_id)
+            .bind(webhook_id)
+            .fetch_optional(&self.read)
+            .await
+            .context("failed to read a webhook")?;
+        row.as_ref().map(webhook_from_row).transpose()
+    }
+
+    /// Stops a webhook: no new deliveries are queued for it, and those waiting are not sent.
+    pub(crate) async fn deactivate_webhook(&self, shop_id: &str, webhook_id: &str) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let done = sqlx::query("UPDATE webhooks SET active = FALSE WHERE shop_id = $1 AND id = $2")
+            .bind(shop_id)
+            .bind(webhook_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'failed', last_error = 'the webhook was deleted' \
+             WHERE webhook_id = $1 AND status = 'pending'",
+        )
+        .bind(webhook_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done > 0)
+    }
+
+    /// A webhook's deliveries, newest event first; `cursor` is the last page's `next_cursor`.
+    pub(crate) async fn deliveries(
+        &self,
+        webhook_id: &str,
+        status: Option<crate::DeliveryStatus>,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<crate::Delivery>> {
+        let mut query = QueryBuilder::<Db>::new(format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = "));
+        query.push_bind(webhook_id.to_owned());
+        if let Some(status) = status {
+            query.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(cursor) = cursor {
+            query.push(" AND event_seq < ").push_bind(cursor);
+        }
+        query.push(" ORDER BY event_seq DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        let rows = query.build().fetch_all(&self.read).await.context("failed to read the deliveries")?;
+        let mut items = rows.iter().map(delivery_from_row).collect::<Result<Vec<_>>>()?;
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next_cursor = if more { items.last().map(|delivery| delivery.event_seq.to_string()) } else { None };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Sends a delivery again from its first attempt, whatever became of it.
+    pub(crate) async fn replay_delivery(&self, webhook_id: &str, delivery_id: &str, now: Timestamp) -> Result<Option<crate::Delivery>> {
+        let row = sqlx::query(&format!(
+            "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, lease_owner = NULL, \
+             lease_expires_at = NULL WHERE webhook_id = $2 AND id = $3 RETURNING {DELIVERY_COLUMNS}"
+        ))
+        .bind(now.unix_micros())
+        .bind(webhook_id)
+        .bind(delivery_id)
+        .fetch_optional(&self.write)
+        .await
+        .context("failed to replay a delivery")?;
+        row.as_ref().map(delivery_from_row).transpose()
+    }
+
+    /// Takes the lease of due deliveries: of each webhook and order, only the earliest pending one, so an
+    /// order's events arrive in the order they happened.
+    pub(crate) async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<crate::DueDelivery>> {
+        let mut tx = self.write.begin().await?;
+        let claimed: Vec<String> = sqlx::query_scalar(&format!(
+            "UPDATE webhook_deliveries SET lease_owner = $1, lease_expires_at = $2 WHERE id IN \
+             (SELECT d.id FROM webhook_deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
+             AND (d.lease_expires_at IS NULL OR d.lease_expires_at < $3) AND NOT EXISTS \
+             (SELECT 1 FROM webhook_deliveries e WHERE e.webhook_id = d.webhook_id AND e.order_id = d.order_id \
+             AND e.status = 'pending' AND e.event_seq < d.event_seq) ORDER BY d.event_seq LIMIT $4 {}) RETURNING id",
+            DIALECT.skip_locked
+        ))
+        .bind(owner)
+        .bind(lease_until.unix_micros())
+        .bind(now.unix_micros())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .context("failed to claim webhook deliveries")?;
+        let mut due = Vec::with_capacity(claimed.len());
+        if !claimed.is_empty() {
+            let mut query = QueryBuilder::<Db>::new(format!(
+                "SELECT d.id, d.webhook_id, d.event_id, d.event_seq, d.event_type, d.order_id, d.status, d.attempts, \
+                 d.next_attempt_at, d.last_status_code, d.last_error, d.created_at, d.delivered_at, \
+                 w.url AS webhook_url, w.secret AS webhook_secret, {JOINED_EVENT_COLUMNS} FROM webhook_deliveries d \
+                 JOIN webhooks w ON w.id = d.webhook_id JOIN outbox_events e ON e.id = d.event_id WHERE d.id IN ("
+            ));
+            push_in_list(&mut query, claimed);
+            query.push(") ORDER BY d.event_seq");
+            for row in query.build().fetch_all(&mut *tx).await.context("failed to read claimed deliveries")? {
+                due.push(crate::DueDelivery {
+                    delivery: delivery_from_row(&row)?,
+                    url: row.try_get("webhook_url")?,
+                    secret: row.try_get("webhook_secret")?,
+                    event: event_from_named_row(&row, "event_row_id", "event_order_id")?,
+                });
+            }
+        }
+        tx.commit().await.context("failed to commit a delivery claim")?;
+        Ok(due)
+    }
+
+    /// Records what became of a delivery `owner` holds; a delivery whose lease was taken over meanwhile
+    /// is left to its new owner.
+    pub(crate) async fn finish_delivery(
+        &self,
+        delivery_id: &str,
+        owner: &str,
+        outcome: &crate::DeliveryOutcome,
+        now: Timestamp,
+    ) -> Result<()> {
+        let (status, code, error, next, delivered) = match outcome {
+            crate::DeliveryOutcome::Delivered { status_code } => ("delivered", Some(*status_code), None, now, Some(now)),
+            crate::DeliveryOutcome::Retry { status_code, error, at } => ("pending", *status_code, Some(error.as_str()), *at, None),
+            crate::DeliveryOutcome::GaveUp { status_code, error } => ("failed", *status_code, Some(error.as_str()), now, None),
+        };
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, last_status_code = $2, last_error = $3, \
+             next_attempt_at = $4, delivered_at = $5, lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = $6 AND lease_owner = $7",
+        )
+        .bind(status)
+        .bind(code.map(i64::from))
+        .bind(error)
+        .bind(next.unix_micros())
+        .bind(delivered.map(|at| at.unix_micros()))
+        .bind(delivery_id)
+        .bind(owner)
+        .execute(&self.write)
+        .await
+        .context("failed to record a delivery")?;
+        Ok(())
+    }
+
+    /// When the earliest pending delivery falls due (or its lease expires), for the deliverer's sleep.
+    pub(crate) async fn next_delivery_due_at(&self) -> Result<Option<Timestamp>> {
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(CASE WHEN lease_expires_at IS NOT NULL AND lease_expires_at > next_attempt_at \
+             THEN lease_expires_at ELSE next_attempt_at END) FROM webhook_deliveries WHERE status = 'pending'",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok(due.map(time))
+    }
+
+    /// Takes the lease of events not yet on the event stream, oldest first.
+    pub(crate) async fn claim_unpublished(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<crate::OutboxEvent>> {
+        let rows = sqlx::query(&format!(
+            "UPDATE outbox_events SET publish_lease_owner = $1, publish_lease_expires_at = $2 WHERE seq IN \
+             (SELECT seq FROM outbox_events WHERE published_at IS NULL AND (publish_lease_expires_at IS NULL \
+             OR publish_lease_expires_at < $3) ORDER BY seq LIMIT $4 {}) RETURNING {EVENT_COLUMNS}",
+            DIALECT.skip_locked
+        ))
+        .bind(owner)
+        .bind(lease_until.unix_micros())
+        .bind(now.unix_micros())
+        .bind(i64::from(limit))
+        .fetch_all(&self.write)
+        .await
+        .context("failed to claim events to publish")?;
+        let mut events = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+        events.sort_by_key(|event| event.seq);
+        Ok(events)
+    }
+
+    pub(crate) async fn mark_published(&self, seqs: &[i64], owner: &str, now: Timestamp) -> Result<()> {
+        for chunk in seqs.chunks(256) {
+            let mut query = QueryBuilder::<Db>::new("UPDATE outbox_events SET published_at = ");
+            query.push_bind(now.unix_micros());
+            query.push(", publish_lease_owner = NULL, publish_lease_expires_at = NULL WHERE publish_lease_owner = ");
+            query.push_bind(owner.to_owned());
+            query.push(" AND seq IN (");
+            let mut list = query.separated(", ");
+            for seq in chunk {
+                list.push_bind(*seq);
+            }
+            query.push(")");
+            query.build().execute(&self.write).await.context("failed to mark events published")?;
+        }
+        Ok(())
+    }
+
+    /// The shop's events after `after_seq`, oldest first.
+    pub(crate) async fn events(&self, shop_id: &str, after_seq: i64, limit: u32) -> Result<Vec<crate::OutboxEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM outbox_events WHERE shop_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        ))
+        .bind(shop_id)
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .context("failed to read events")?;
+        rows.iter().map(event_from_row).collect()
+    }
+}
