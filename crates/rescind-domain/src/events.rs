@@ -71,12 +71,27 @@ mod tests {
 
     #[test]
     fn a_history_line_is_an_event_when_it_says_what_happened_not_what_is_planned() {
-        assert_eq!(event_type(&entry("order.cancelled", None)), Some(EventType::OrderCancelled));
-        assert_eq!(event_type(&entry("refund.recorded", None)), Some(EventType::RefundCreated));
-        assert_eq!(event_type(&entry("step.restock", Some("succeeded"))), Some(EventType::StockRestocked));
+        assert_eq!(
+            event_type(&entry("order.cancelled", None)),
+            Some(EventType::OrderCancelled)
+        );
+        assert_eq!(
+            event_type(&entry("refund.recorded", None)),
+            Some(EventType::RefundCreated)
+        );
+        assert_eq!(
+            event_type(&entry("step.restock", Some("succeeded"))),
+            Some(EventType::StockRestocked)
+        );
         assert_eq!(event_type(&entry("step.restock", Some("pending"))), None);
-        assert_eq!(event_type(&entry("step.warehouse_cancel", Some("waiting"))), Some(EventType::OutboundCancelRequested));
-        assert_eq!(event_type(&entry("step.warehouse_cancel", Some("succeeded"))), Some(EventType::OutboundDeleted));
+        assert_eq!(
+            event_type(&entry("step.warehouse_cancel", Some("waiting"))),
+            Some(EventType::OutboundCancelRequested)
+        );
+        assert_eq!(
+            event_type(&entry("step.warehouse_cancel", Some("succeeded"))),
+            Some(EventType::OutboundDeleted)
+        );
         assert_eq!(event_type(&entry("step.refund", Some("succeeded"))), None);
         assert_eq!(event_type(&entry("cancellation.processing", None)), None);
     }
@@ -101,7 +116,10 @@ mod tests {
             ("step.warehouse_cancel", Some("succeeded")),
             ("outbound.status", None),
         ];
-        let announced: Vec<EventType> = lines.iter().filter_map(|(kind, status)| event_type(&entry(kind, *status))).collect();
+        let announced: Vec<EventType> = lines
+            .iter()
+            .filter_map(|(kind, status)| event_type(&entry(kind, *status)))
+            .collect();
         assert_eq!(announced, EventType::ALL);
     }
 }

@@ -33,6 +33,8 @@ pub struct ServiceSettings {
     pub worker: WorkerConfig,
     /// How often marketplaces are asked which orders they cancelled (H3); `None` never.
     pub channel_poll_interval: Option<Duration>,
+    /// How events are delivered to webhooks (B4).
+    pub webhooks: rescind_workflow::webhooks::DeliveryConfig,
 }
 
 impl Default for ServiceSettings {
@@ -41,6 +43,7 @@ impl Default for ServiceSettings {
             cancel_wait: Duration::from_secs(5),
             worker: WorkerConfig::default(),
             channel_poll_interval: Some(Duration::from_secs(300)),
+            webhooks: rescind_workflow::webhooks::DeliveryConfig::default(),
         }
     }
 }
@@ -58,6 +61,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Shop tokens recently read from the database.
     pub tokens: Arc<auth::TokenCache>,
+    /// Where events are published besides webhooks (`--nats-url`); `None` keeps them to webhooks.
+    pub event_stream: Option<rescind_workflow::nats::StreamConfig>,
 }
 
 impl AppState {
@@ -70,7 +75,14 @@ impl AppState {
             settings,
             http: rescind_connectors::http_client(settings.worker.partner_timeout),
             tokens: Arc::default(),
+            event_stream: None,
         }
+    }
+
+    /// Publishes every event to this NATS JetStream stream too.
+    pub fn with_event_stream(mut self, stream: rescind_workflow::nats::StreamConfig) -> Self {
+        self.event_stream = Some(stream);
+        self
     }
 }
 
@@ -155,6 +167,23 @@ fn api_routes() -> Router<AppState> {
             post(routes::requests::reject),
         )
         .route("/sync_history", get(routes::sync_history::list))
+        .route(
+            "/webhooks",
+            post(routes::subscriptions::create_webhook).get(routes::subscriptions::list_webhooks),
+        )
+        .route(
+            "/webhooks/{webhook_id}",
+            get(routes::subscriptions::get_webhook).delete(routes::subscriptions::delete_webhook),
+        )
+        .route(
+            "/webhooks/{webhook_id}/deliveries",
+            get(routes::subscriptions::list_deliveries),
+        )
+        .route(
+            "/webhooks/{webhook_id}/deliveries/{delivery_id}/replay",
+            post(routes::subscriptions::replay_delivery),
+        )
+        .route("/events", get(routes::subscriptions::list_events))
         .route("/inventory", get(routes::inventory::list_stock))
         .route(
             "/inventory/{sku}",
@@ -227,12 +256,28 @@ pub async fn serve(
         state.http.clone(),
         stop_worker.subscribe(),
     ));
+    let deliverer = tokio::spawn(rescind_workflow::webhooks::run_deliverer(
+        store.clone(),
+        state.settings.webhooks,
+        stop_worker.subscribe(),
+    ));
+    let publisher = state.event_stream.clone().map(|stream| {
+        tokio::spawn(rescind_workflow::nats::run_publisher(
+            store.clone(),
+            stream,
+            stop_worker.subscribe(),
+        ))
+    });
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = stop_worker.send(true);
     let _ = worker.await;
     let _ = pusher.await;
+    let _ = deliverer.await;
+    if let Some(publisher) = publisher {
+        let _ = publisher.await;
+    }
     if let Some(poller) = poller {
         let _ = poller.await;
     }

@@ -1146,3 +1146,133 @@ pub fn settings_body(settings: &rescind_store::Settings) -> SettingsBody {
         inventory_push_interval_s: settings.inventory_push_interval_s,
     }
 }
+
+// ---- webhooks and events (B4) ----
+
+/// `POST /webhooks`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhookRequest {
+    /// Where events are posted: an `http://` or `https://` URL.
+    pub url: Option<String>,
+    /// The event types to send, e.g. `["order.cancelled", "refund.created"]`.
+    #[schema(schema_with = event_types_schema)]
+    pub events: Option<Vec<String>>,
+}
+
+fn event_types_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(enum_schema(rescind_domain::EventType::names()))
+        .build()
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct WebhookBody {
+    pub id: String,
+    pub url: String,
+    #[schema(schema_with = event_types_schema)]
+    pub events: Vec<String>,
+    /// Signs every delivery (`X-Rescind-Signature`); in the answer to the creation only.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub secret: Option<String>,
+    pub active: bool,
+    pub created_at: String,
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct WebhookList {
+    pub items: Vec<WebhookBody>,
+}
+
+pub fn webhook_body(webhook: &rescind_store::Webhook, with_secret: bool) -> WebhookBody {
+    WebhookBody {
+        id: webhook.id.clone(),
+        url: webhook.url.clone(),
+        events: webhook.events.iter().map(|event| event.as_str().to_owned()).collect(),
+        secret: with_secret.then(|| webhook.secret.clone()),
+        active: webhook.active,
+        created_at: rfc3339(webhook.created_at),
+    }
+}
+
+/// One event on its way to one webhook, with what became of its attempts.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct DeliveryBody {
+    pub id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    #[schema(schema_with = event_type_schema)]
+    pub event_type: String,
+    pub order_id: Option<String>,
+    /// `pending`, `delivered` or `failed` (every attempt failed; a replay starts again).
+    #[schema(schema_with = delivery_status_schema)]
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at: Option<String>,
+    /// The receiver's last HTTP status; null when it could not be reached.
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}
+
+fn event_type_schema() -> Object {
+    enum_schema(rescind_domain::EventType::names())
+}
+
+fn delivery_status_schema() -> Object {
+    enum_schema(
+        rescind_store::DeliveryStatus::ALL
+            .iter()
+            .map(|status| status.as_str())
+            .collect(),
+    )
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct DeliveryList {
+    pub items: Vec<DeliveryBody>,
+    pub next_cursor: Option<String>,
+}
+
+pub fn delivery_body(delivery: &rescind_store::Delivery) -> DeliveryBody {
+    DeliveryBody {
+        id: delivery.id.clone(),
+        webhook_id: delivery.webhook_id.clone(),
+        event_id: delivery.event_id.clone(),
+        event_type: delivery.event_type.clone(),
+        order_id: delivery.order_id.clone(),
+        status: delivery.status.as_str().to_owned(),
+        attempts: delivery.attempts,
+        next_attempt_at: (delivery.status == rescind_store::DeliveryStatus::Pending)
+            .then(|| rfc3339(delivery.next_attempt_at)),
+        last_status_code: delivery.last_status_code,
+        last_error: delivery.last_error.clone(),
+        created_at: rfc3339(delivery.created_at),
+        delivered_at: delivery.delivered_at.map(rfc3339),
+    }
+}
+
+/// An event as webhooks and the event stream carry it.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct EventBody {
+    pub id: String,
+    #[serde(rename = "type")]
+    #[schema(schema_with = event_type_schema)]
+    pub event_type: String,
+    pub created_at: String,
+    pub shop_id: String,
+    /// The event's place among all events: increasing, and an order's events in the order they happened.
+    pub sequence: i64,
+    /// The order (`order_id`, `order_number`, `channel_order_id`, `order_status`) and what happened
+    /// (`message`, `actor`, `data`).
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct EventList {
+    pub items: Vec<EventBody>,
+    /// Pass as `after` for the events that follow; null when there are none yet.
+    pub next_after: Option<i64>,
+}

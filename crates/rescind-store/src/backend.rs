@@ -408,10 +408,13 @@ async fn insert_history(connection: &mut Connection, entries: &[(&Order, &Histor
     insert_events(connection, entries).await
 }
 
+/// An event about to be written: its order, the history line announcing it, its type and its id.
+type NewEvent<'a> = (&'a Order, &'a HistoryEntry, EventType, String);
+
 /// The outbox (B4): the events these history lines announce, and one delivery of each to every active
 /// webhook of its shop that wants it — in the transaction of the change itself.
 async fn insert_events(connection: &mut Connection, entries: &[(&Order, &HistoryEntry)]) -> Result<()> {
-    let events: Vec<(&Order, &HistoryEntry, EventType, String)> = entries
+    let events: Vec<NewEvent<'_>> = entries
         .iter()
         .filter_map(|(order, entry)| event_type(entry).map(|kind| (*order, *entry, kind, new_id("evt"))))
         .collect();
@@ -455,7 +458,7 @@ async fn insert_events(connection: &mut Connection, entries: &[(&Order, &History
         .iter()
         .map(|row| Ok((row.try_get("id")?, row.try_get("shop_id")?, row.try_get("events")?)))
         .collect::<Result<_>>()?;
-    let deliveries: Vec<(&str, &(&Order, &HistoryEntry, EventType, String))> = events
+    let deliveries: Vec<(&str, &NewEvent<'_>)> = events
         .iter()
         .flat_map(|event| {
             webhooks

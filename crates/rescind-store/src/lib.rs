@@ -110,7 +110,11 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
-    pub const ALL: [DeliveryStatus; 3] = [DeliveryStatus::Pending, DeliveryStatus::Delivered, DeliveryStatus::Failed];
+    pub const ALL: [DeliveryStatus; 3] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Failed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -169,9 +173,18 @@ pub struct DueDelivery {
 /// What became of one attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeliveryOutcome {
-    Delivered { status_code: u16 },
-    Retry { status_code: Option<u16>, error: String, at: Timestamp },
-    GaveUp { status_code: Option<u16>, error: String },
+    Delivered {
+        status_code: u16,
+    },
+    Retry {
+        status_code: Option<u16>,
+        error: String,
+        at: Timestamp,
+    },
+    GaveUp {
+        status_code: Option<u16>,
+        error: String,
+    },
 }
 
 /// A sales channel integration of a shop.

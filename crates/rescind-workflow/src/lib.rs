@@ -4,7 +4,9 @@
 //! cancellation on the needs-attention list. Leases keep two workers (or two processes) off the same
 //! step; a worker that dies leaves its steps to the others once the lease expires.
 
+pub mod nats;
 pub mod stock_push;
+pub mod webhooks;
 
 use anyhow::Result;
 use rescind_connectors::channels::ChannelConnector;

@@ -81,6 +81,21 @@ struct ServeArgs {
     /// How often marketplaces are asked which orders they cancelled on their side; 0 never.
     #[arg(long, env = "RESCIND_CHANNEL_POLL_INTERVAL_S", default_value_t = 300)]
     channel_poll_interval_s: u64,
+    /// Attempts of a webhook delivery before it is given up (a replay starts it again).
+    #[arg(long, env = "RESCIND_WEBHOOK_ATTEMPTS_MAX", default_value_t = 12)]
+    webhook_attempts_max: u32,
+    /// The wait after a delivery's first failure; doubled after each further one (capped at 30 minutes).
+    #[arg(long, env = "RESCIND_WEBHOOK_RETRY_DELAY_BASE_MS", default_value_t = 1000)]
+    webhook_retry_delay_base_ms: u64,
+    /// Publish every event to NATS JetStream at this server (`nats://host:4222`) as well.
+    #[arg(long, env = "RESCIND_NATS_URL")]
+    nats_url: Option<String>,
+    /// The JetStream stream events go to; created when missing.
+    #[arg(long, env = "RESCIND_NATS_STREAM", default_value = "RESCIND")]
+    nats_stream: String,
+    /// The first token of every event's subject: `{prefix}.{shop_id}.{event type}`.
+    #[arg(long, env = "RESCIND_NATS_SUBJECT_PREFIX", default_value = "rescind")]
+    nats_subject_prefix: String,
 }
 
 impl ServeArgs {
@@ -107,6 +122,14 @@ impl ServeArgs {
             },
             channel_poll_interval: (self.channel_poll_interval_s > 0)
                 .then(|| Duration::from_secs(self.channel_poll_interval_s)),
+            webhooks: rescind_workflow::webhooks::DeliveryConfig {
+                retry: RetryPolicy {
+                    attempts_max: self.webhook_attempts_max.max(1),
+                    delay_base_ms: self.webhook_retry_delay_base_ms,
+                    delay_max_ms: (30 * 60 * 1000).max(self.webhook_retry_delay_base_ms),
+                },
+                ..rescind_workflow::webhooks::DeliveryConfig::default()
+            },
         })
     }
 }
@@ -151,7 +174,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, backend = store.backend_name(), "rescind is serving");
-    let state = AppState::new(store, args.admin_token.as_deref(), settings);
+    let mut state = AppState::new(store, args.admin_token.as_deref(), settings);
+    if let Some(url) = &args.nats_url {
+        state = state.with_event_stream(rescind_workflow::nats::StreamConfig {
+            url: url.clone(),
+            stream: args.nats_stream.clone(),
+            subject_prefix: args.nats_subject_prefix.clone(),
+            poll: Duration::from_millis(200),
+        });
+    }
     rescind_http::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("rescind stopped");
     Ok(())

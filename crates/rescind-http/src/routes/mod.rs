@@ -9,6 +9,7 @@ pub mod orders;
 pub mod payment_providers;
 pub mod requests;
 pub mod settings;
+pub mod subscriptions;
 pub mod sync_history;
 pub mod warehouses;
 pub mod webhooks;

@@ -125,11 +125,26 @@ pub fn test_settings() -> ServiceSettings {
         },
         // Tests poll channels through the API, when they mean to.
         channel_poll_interval: None,
+        webhooks: rescind_workflow::webhooks::DeliveryConfig {
+            retry: RetryPolicy {
+                attempts_max: 4,
+                delay_base_ms: 50,
+                delay_max_ms: 200,
+            },
+            timeout: Duration::from_secs(2),
+            lease: Duration::from_secs(5),
+            poll: Duration::from_millis(50),
+        },
     }
 }
 
 /// Starts rescind on a fresh database of `backend`; `None` for PostgreSQL when no test database is set.
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |state| state).await
+}
+
+/// [`spawn_app`] with the application's state adjusted first (an event stream, say).
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(AppState) -> AppState) -> Option<TestApp> {
     let (database_url, database) = match backend {
         Backend::Sqlite => {
             let directory = tempfile::tempdir().expect("temporary directory");
@@ -157,16 +172,21 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
             (scoped, Database::Postgres { url, schema })
         }
     };
-    Some(serve_on(backend, database_url, Some(database)).await)
+    Some(serve_on(backend, database_url, Some(database), adjust).await)
 }
 
 /// Serves rescind on `database_url`; the database is dropped with the app when `database` is given.
-async fn serve_on(backend: Backend, database_url: String, database: Option<Database>) -> TestApp {
+async fn serve_on(
+    backend: Backend,
+    database_url: String,
+    database: Option<Database>,
+    adjust: impl FnOnce(AppState) -> AppState,
+) -> TestApp {
     let store = Store::open(&database_url).await.expect("the store opens");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let address = listener.local_addr().expect("address");
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::new(store.clone(), Some(ADMIN_TOKEN), test_settings());
+    let state = adjust(AppState::new(store.clone(), Some(ADMIN_TOKEN), test_settings()));
     tokio::spawn(async move {
         let _ = rescind_http::serve(listener, state, async move {
             let _ = stopped.await;
@@ -188,7 +208,7 @@ impl TestApp {
     /// A second rescind on the same database, with its own worker: another process, as several
     /// processes share one PostgreSQL database.
     pub async fn another_process(&self) -> TestApp {
-        serve_on(self.backend, self.database_url.clone(), None).await
+        serve_on(self.backend, self.database_url.clone(), None, |state| state).await
     }
 }
 

@@ -10,6 +10,7 @@ mod cancel;
 mod channel_rules;
 mod channels;
 mod console;
+mod events;
 mod operations;
 mod orders;
 mod partial;
