@@ -127,8 +127,21 @@ async fn victim(app: &TestApp) -> Victim {
         )
         .await;
     assert_eq!(listed.status, 200, "{}", listed.text);
+    // A webhook nobody listens at: its deliveries stay in the log, failing.
+    let webhook = app
+        .post(
+            "/api/v1/webhooks",
+            &shop.token,
+            json!({"url": "http://127.0.0.1:9/hooks", "events": ["order.imported", "order.cancelled"]}),
+        )
+        .await;
+    assert_eq!(webhook.status, 201, "{}", webhook.text);
     let order = app.order(&shop, json!({})).await;
     let order_id = order["id"].as_str().unwrap().to_owned();
+    let deliveries = app
+        .get(&format!("/api/v1/webhooks/{}/deliveries", webhook.body["id"].as_str().unwrap()), &shop.token)
+        .await;
+    let delivery_id = deliveries.body["items"][0]["id"].as_str().expect("a delivery").to_owned();
     let asked = app
         .post(
             &format!("/api/v1/orders/{order_id}/cancellation_requests"),
@@ -154,8 +167,14 @@ async fn victim(app: &TestApp) -> Victim {
             ("cancellation_id", id(&cancel.body["cancellation"])),
             ("sku", "TEA-001".to_owned()),
             ("shop_id", shop.id.clone()),
+            ("webhook_id", id(&webhook.body)),
+            ("delivery_id", delivery_id),
         ],
-        secrets: vec![MARKER.to_owned(), shop.token.clone()],
+        secrets: vec![
+            MARKER.to_owned(),
+            shop.token.clone(),
+            webhook.body["secret"].as_str().unwrap().to_owned(),
+        ],
         order_id,
         shop,
         _sim: sim,
