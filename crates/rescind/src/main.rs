@@ -74,8 +74,8 @@ struct ServeArgs {
     /// Steps one process runs at once.
     #[arg(long, env = "RESCIND_WORKER_CONCURRENCY", default_value_t = 16)]
     worker_concurrency: usize,
-    /// How long a claimed step belongs to its worker; after that another worker (or process) takes
-    /// it over. Must exceed the partner timeout.
+    /// How long a claimed step (or webhook delivery) belongs to its worker; after that another worker
+    /// (or process) takes it over. Must exceed the partner timeout.
     #[arg(long, env = "RESCIND_WORKER_LEASE_MS", default_value_t = 30_000)]
     worker_lease_ms: u64,
     /// How often marketplaces are asked which orders they cancelled on their side; 0 never.
@@ -128,6 +128,10 @@ impl ServeArgs {
                     delay_base_ms: self.webhook_retry_delay_base_ms,
                     delay_max_ms: (30 * 60 * 1000).max(self.webhook_retry_delay_base_ms),
                 },
+                // A receiver gets the partners' time to answer, and a claimed delivery is one
+                // process's as long as a claimed step is.
+                timeout: Duration::from_millis(self.partner_timeout_ms),
+                lease: Duration::from_millis(self.worker_lease_ms),
                 ..rescind_workflow::webhooks::DeliveryConfig::default()
             },
         })

@@ -38,7 +38,13 @@ const FLAGS: &[&str] = &[
     "50",
 ];
 
-async fn send(client: &reqwest::Client, method: reqwest::Method, url: String, token: &str, body: Option<&Value>) -> Result<(u16, Value), reqwest::Error> {
+async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<&Value>,
+) -> Result<(u16, Value), reqwest::Error> {
     let mut request = client.request(method, url).bearer_auth(token);
     if let Some(body) = body {
         request = request.json(body);
@@ -168,7 +174,12 @@ async fn three_processes_share_a_burst_and_one_killed_midway_loses_nothing_and_r
         let next = Arc::new(AtomicUsize::new(0));
         let dead = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let answered_by: Arc<Mutex<HashMap<usize, usize>>> = Arc::default();
-        let ids: Arc<Vec<String>> = Arc::new(orders.iter().map(|(id, ..)| id.clone()).collect());
+        let ids: Arc<Vec<(String, &'static str)>> = Arc::new(
+            orders
+                .iter()
+                .map(|(id, _, _, at_shopify)| (id.clone(), if *at_shopify { "CUSTOMER" } else { "customer" }))
+                .collect(),
+        );
         let mut workers = Vec::new();
         for _ in 0..CLIENTS {
             let (client, next, dead, answered_by, ids, bases, token) =
@@ -176,9 +187,9 @@ async fn three_processes_share_a_burst_and_one_killed_midway_loses_nothing_and_r
             workers.push(tokio::spawn(async move {
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(id) = ids.get(index) else { return };
+                    let Some((id, reason_code)) = ids.get(index) else { return };
                     let mut process = index % 3;
-                    let body = json!({"reason_code": "CUSTOMER", "reason": "customer asked"});
+                    let body = json!({"reason_code": reason_code, "reason": "customer asked"});
                     loop {
                         if process == 2 && dead.load(Ordering::Relaxed) {
                             process = index % 2;
@@ -202,6 +213,7 @@ async fn three_processes_share_a_burst_and_one_killed_midway_loses_nothing_and_r
             }));
         }
         while next.load(Ordering::Relaxed) < ORDERS / 3 {
+            assert!(!workers.iter().all(|worker| worker.is_finished()), "the clients stopped early");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         dead.store(true, Ordering::Relaxed);

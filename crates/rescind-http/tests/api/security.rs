@@ -139,9 +139,15 @@ async fn victim(app: &TestApp) -> Victim {
     let order = app.order(&shop, json!({})).await;
     let order_id = order["id"].as_str().unwrap().to_owned();
     let deliveries = app
-        .get(&format!("/api/v1/webhooks/{}/deliveries", webhook.body["id"].as_str().unwrap()), &shop.token)
+        .get(
+            &format!("/api/v1/webhooks/{}/deliveries", webhook.body["id"].as_str().unwrap()),
+            &shop.token,
+        )
         .await;
-    let delivery_id = deliveries.body["items"][0]["id"].as_str().expect("a delivery").to_owned();
+    let delivery_id = deliveries.body["items"][0]["id"]
+        .as_str()
+        .expect("a delivery")
+        .to_owned();
     let asked = app
         .post(
             &format!("/api/v1/orders/{order_id}/cancellation_requests"),
