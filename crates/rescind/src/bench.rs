@@ -62,6 +62,10 @@ pub struct BenchArgs {
     /// Skip the reference measurements.
     #[arg(long)]
     no_reference: bool,
+    /// `rescind serve` processes sharing the database (more than one needs PostgreSQL); the clients
+    /// are spread over them in turn.
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
 }
 
 /// The figures of one measured run.
@@ -103,8 +107,12 @@ impl Run {
 
 pub async fn run(args: BenchArgs) -> Result<()> {
     anyhow::ensure!(
-        args.orders > 0 && args.clients > 0,
-        "--orders and --clients must be at least 1"
+        args.orders > 0 && args.clients > 0 && args.processes > 0,
+        "--orders, --clients and --processes must be at least 1"
+    );
+    anyhow::ensure!(
+        args.processes == 1 || args.database_url != "sqlite",
+        "several processes share a PostgreSQL database; an SQLite file belongs to one process"
     );
     let backend = if args.database_url == "sqlite" {
         "SQLite"
@@ -112,9 +120,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "PostgreSQL"
     };
     println!(
-        "rescind bench: {backend}, {} orders per scenario, {} clients, {} cores",
+        "rescind bench: {backend}, {} orders per scenario, {} clients, {} process{}, {} cores",
         args.orders,
         args.clients,
+        args.processes,
+        if args.processes == 1 { "" } else { "es" },
         std::thread::available_parallelism().map_or(1, |cores| cores.get())
     );
     let reference = if args.no_reference {
@@ -127,7 +137,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     for scenario in &args.scenarios {
         let database = Database::create(&args.database_url).await?;
-        let server = Server::start(&database.url).await?;
+        let server = Server::start(&database.url, args.processes).await?;
         let outcome = run_scenario(*scenario, &args, &server).await;
         let peak = server.peak_rss_mb();
         server.stop().await;
@@ -271,13 +281,13 @@ async fn workflow(args: &BenchArgs, client: &reqwest::Client, server: &Server, s
     let orders = args.orders;
     let ids = Arc::new(std::sync::Mutex::new(Vec::with_capacity(orders)));
     let mut tasks = Vec::new();
-    for _ in 0..args.clients {
+    for number in 0..args.clients {
         let (client, next, ids, sim_url) = (client.clone(), next.clone(), ids.clone(), sim_url.clone());
         let (channel_id, provider_id, token, base) = (
             channel_id.clone(),
             provider_id.clone(),
             shop.token.clone(),
-            server.base.clone(),
+            server.base_for(number),
         );
         tasks.push(tokio::spawn(async move {
             loop {
@@ -438,11 +448,11 @@ async fn import_orders(
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..clients {
+    for number in 0..clients {
         let (client, next, url, token) = (
             client.clone(),
             next.clone(),
-            server.url("/api/v1/orders"),
+            format!("{}/api/v1/orders", server.base_for(number)),
             shop.token.clone(),
         );
         let (channel_id, prefix) = (shop.channel_id.clone(), prefix.to_owned());
@@ -504,14 +514,14 @@ async fn cancel_all(
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..clients {
+    for number in 0..clients {
         let (client, next, ids, body, token, base) = (
             client.clone(),
             next.clone(),
             ids.clone(),
             body.clone(),
             shop.token.clone(),
-            server.base.clone(),
+            server.base_for(number),
         );
         tasks.push(tokio::spawn(async move {
             let (mut latencies, mut failed) = (Vec::new(), 0usize);
@@ -627,75 +637,92 @@ fn with_database(url: &str, name: &str) -> Result<String> {
     Ok(replaced)
 }
 
-/// `rescind serve` in a child process.
+/// `rescind serve` in child processes on one database.
 struct Server {
-    child: tokio::process::Child,
+    children: Vec<tokio::process::Child>,
+    /// The first process's address: the setup goes there.
     base: String,
+    /// Every process's address; clients take them in turn.
+    bases: Vec<String>,
     admin_token: String,
 }
 
 impl Server {
-    async fn start(database_url: &str) -> Result<Server> {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-            listener.local_addr()?.port()
-        };
+    async fn start(database_url: &str, processes: usize) -> Result<Server> {
         let admin_token = format!("bench-{:016x}", rand::random::<u64>());
-        let child = tokio::process::Command::new(std::env::current_exe()?)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--database-url",
-                database_url,
-            ])
-            .args(["--channel-poll-interval-s", "0", "--worker-concurrency", "64"])
-            .env("RESCIND_ADMIN_TOKEN", &admin_token)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start rescind serve")?;
-        let server = Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            admin_token,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(answer) = reqwest::get(server.url("/healthz")).await {
-                if answer.status().is_success() {
-                    return Ok(server);
+        let mut children = Vec::with_capacity(processes);
+        let mut bases = Vec::with_capacity(processes);
+        // One after another: the first applies the migrations.
+        for _ in 0..processes {
+            let port = {
+                let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+                listener.local_addr()?.port()
+            };
+            let child = tokio::process::Command::new(std::env::current_exe()?)
+                .args([
+                    "serve",
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--database-url",
+                    database_url,
+                ])
+                .args(["--channel-poll-interval-s", "0", "--worker-concurrency", "64"])
+                .env("RESCIND_ADMIN_TOKEN", &admin_token)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .context("cannot start rescind serve")?;
+            children.push(child);
+            let base = format!("http://127.0.0.1:{port}");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok(answer) = reqwest::get(format!("{base}/healthz")).await {
+                    if answer.status().is_success() {
+                        break;
+                    }
                 }
+                anyhow::ensure!(Instant::now() < deadline, "rescind serve did not come up in 60 s");
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            anyhow::ensure!(Instant::now() < deadline, "rescind serve did not come up in 60 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            bases.push(base);
         }
+        Ok(Server {
+            children,
+            base: bases[0].clone(),
+            bases,
+            admin_token,
+        })
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    /// The server's peak resident memory (VmHWM), in MB.
-    fn peak_rss_mb(&self) -> f64 {
-        let Some(pid) = self.child.id() else {
-            return 0.0;
-        };
-        peak_rss_kb(Path::new(&format!("/proc/{pid}/status"))) as f64 / 1024.0
+    /// The process a client takes, in turn.
+    fn base_for(&self, client: usize) -> String {
+        self.bases[client % self.bases.len()].clone()
     }
 
-    async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            // SIGTERM: a graceful stop.
-            let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
-        }
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
+    /// The processes' peak resident memory (VmHWM), in MB: the largest one's.
+    fn peak_rss_mb(&self) -> f64 {
+        self.children
+            .iter()
+            .filter_map(|child| child.id())
+            .map(|pid| peak_rss_kb(Path::new(&format!("/proc/{pid}/status"))) as f64 / 1024.0)
+            .fold(0.0, f64::max)
+    }
+
+    async fn stop(self) {
+        for mut child in self.children {
+            if let Some(pid) = child.id() {
+                // SIGTERM: a graceful stop.
+                let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+            }
+            if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
         }
     }
 }
