@@ -720,7 +720,10 @@ impl Server {
                 // SIGTERM: a graceful stop.
                 let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
             }
-            if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
                 let _ = child.kill().await;
             }
         }

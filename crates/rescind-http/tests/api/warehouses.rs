@@ -15,7 +15,77 @@ crate::on_both_backends!(
     warehouse_events_need_the_warehouses_signature,
     a_recipient_change_reaches_the_warehouse_by_status_and_settings_and_never_with_items,
     a_warehouse_resending_its_cancel_answer_a_thousand_times_restocks_once_and_never_below_zero,
+    the_warehouses_part_of_cancels_and_changes_is_announced_as_events,
 );
+
+/// B4 with F2, C4 and F4: what happened at the warehouse reaches other systems as events.
+async fn the_warehouses_part_of_cancels_and_changes_is_announced_as_events(app: TestApp) {
+    let sim = TestSim::start().await;
+    sim_config(&app, &sim, json!({"rate_limit": 10000, "window_ms": 1000})).await;
+    let (shop, _) = warehouse_shop(&app, &sim, true, (10000, 1000)).await;
+    let (deleted, _) = shipping_order(&app, &shop).await;
+    let (requested, shipment) = shipping_order(&app, &shop).await;
+    let (changed, _) = shipping_order(&app, &shop).await;
+    app.cancel(&shop, &deleted, json!({"refund_method": "store_credit"}))
+        .await;
+    move_to(&app, &sim, &shipment, "picking").await;
+    app.wait_for_order(&shop, &requested, 20, |order| {
+        order["fulfillment_status"] == "in_progress"
+    })
+    .await;
+    let asked = app
+        .cancel(&shop, &requested, json!({"refund_method": "store_credit"}))
+        .await;
+    assert_eq!(asked.status, 202, "C4: the warehouse is asked: {}", asked.text);
+    let patched = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/orders/{changed}"),
+            Some(&shop.token),
+            Some(json!({"customer": {"name": "山田 花子"}})),
+            None,
+        )
+        .await;
+    assert_eq!(
+        patched.body["modification_sync"]["status"], "applied",
+        "{}",
+        patched.text
+    );
+    let events = app.get("/api/v1/events?limit=500", &shop.token).await;
+    let of = |order_id: &str| -> Vec<String> {
+        events.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|event| event["data"]["order_id"] == order_id)
+            .map(|event| event["type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(
+        of(&deleted).contains(&"outbound.deleted".to_owned()),
+        "{:?}",
+        of(&deleted)
+    );
+    assert!(
+        of(&requested).contains(&"outbound.cancel_requested".to_owned()),
+        "{:?}",
+        of(&requested)
+    );
+    assert!(
+        of(&requested).contains(&"outbound.status_changed".to_owned()),
+        "{:?}",
+        of(&requested)
+    );
+    assert!(
+        !of(&requested).contains(&"order.cancelled".to_owned()),
+        "not cancelled until the warehouse answers"
+    );
+    assert!(
+        of(&changed).contains(&"order.modification_synced".to_owned()),
+        "{:?}",
+        of(&changed)
+    );
+}
 
 const SECRET: &str = "openlogi-webhook-secret";
 
