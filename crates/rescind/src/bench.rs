@@ -66,6 +66,13 @@ pub struct BenchArgs {
     /// are spread over them in turn.
     #[arg(long, default_value_t = 1)]
     processes: usize,
+    /// Steps each server runs at once (its `--worker-concurrency`).
+    #[arg(long, default_value_t = 64)]
+    worker_concurrency: usize,
+    /// How long a cancel waits for its steps before answering 202 (the servers' `--cancel-wait-ms`);
+    /// 0 answers at once, leaving the steps to run behind the answer.
+    #[arg(long, default_value_t = 5_000)]
+    cancel_wait_ms: u64,
 }
 
 /// The figures of one measured run.
@@ -137,7 +144,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     for scenario in &args.scenarios {
         let database = Database::create(&args.database_url).await?;
-        let server = Server::start(&database.url, args.processes).await?;
+        let server = Server::start(&database.url, &args).await?;
         let outcome = run_scenario(*scenario, &args, &server).await;
         let peak = server.peak_rss_mb();
         server.stop().await;
@@ -648,7 +655,8 @@ struct Server {
 }
 
 impl Server {
-    async fn start(database_url: &str, processes: usize) -> Result<Server> {
+    async fn start(database_url: &str, args: &BenchArgs) -> Result<Server> {
+        let processes = args.processes;
         let admin_token = format!("bench-{:016x}", rand::random::<u64>());
         let mut children = Vec::with_capacity(processes);
         let mut bases = Vec::with_capacity(processes);
@@ -666,7 +674,9 @@ impl Server {
                     "--database-url",
                     database_url,
                 ])
-                .args(["--channel-poll-interval-s", "0", "--worker-concurrency", "64"])
+                .args(["--channel-poll-interval-s", "0"])
+                .args(["--worker-concurrency", &args.worker_concurrency.to_string()])
+                .args(["--cancel-wait-ms", &args.cancel_wait_ms.to_string()])
                 .env("RESCIND_ADMIN_TOKEN", &admin_token)
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
