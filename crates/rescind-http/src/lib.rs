@@ -22,7 +22,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often stored idempotent responses past their retention are deleted.
+/// How often stored idempotent responses, events and deliveries past their retention are deleted.
 const IDEMPOTENCY_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// How the service behaves; each value has a flag of `rescind serve`.
@@ -231,6 +231,11 @@ pub async fn serve(
                     }
                     Ok(_) => {}
                     Err(error) => tracing::warn!(error = format!("{error:#}"), "failed to purge idempotency keys"),
+                }
+                match store.purge_outbox(rescind_store::now()).await {
+                    Ok(deleted) if deleted > 0 => tracing::info!(deleted, "purged old events and deliveries"),
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(error = format!("{error:#}"), "failed to purge old events"),
                 }
             }
         }

@@ -15,6 +15,7 @@ CREATE TABLE outbox_events (
     publish_lease_expires_at BIGINT
 );
 CREATE INDEX outbox_events_unpublished ON outbox_events (published_at, seq);
+CREATE INDEX outbox_events_by_time ON outbox_events (at);
 
 CREATE TABLE webhooks (
     id TEXT PRIMARY KEY,
@@ -53,3 +54,4 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
 CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, event_seq);
 CREATE INDEX webhook_deliveries_by_order ON webhook_deliveries (webhook_id, order_id, event_seq);
+CREATE INDEX webhook_deliveries_by_event ON webhook_deliveries (event_id);

@@ -413,6 +413,9 @@ pub enum IdempotencyClaim {
 
 /// How long a stored response is replayed (API.md: at least 24 h).
 pub const IDEMPOTENCY_RETENTION_S: i64 = 24 * 60 * 60;
+/// How long events and finished webhook deliveries are kept (the delivery log, `GET /events`, replays):
+/// 30 days. A pending delivery is never forgotten.
+pub const OUTBOX_RETENTION_S: i64 = 30 * 24 * 60 * 60;
 /// A claim older than this without a response belongs to a request that died; a retry may take it over.
 pub const IDEMPOTENCY_ABANDONED_AFTER_S: i64 = 60;
 
@@ -656,6 +659,12 @@ impl Store {
 
     pub async fn mark_published(&self, seqs: &[i64], owner: &str) -> Result<()> {
         dispatch!(self, backend => backend.mark_published(seqs, owner, now()).await)
+    }
+
+    /// Forgets finished deliveries and the events behind them that are older than
+    /// [`OUTBOX_RETENTION_S`] at `at` (the present, but for tests).
+    pub async fn purge_outbox(&self, at: Timestamp) -> Result<u64> {
+        dispatch!(self, backend => backend.purge_outbox(at).await)
     }
 
     /// The shop's events after `after_seq`, oldest first.

@@ -304,4 +304,26 @@ impl Backend {
         .context("failed to read events")?;
         rows.iter().map(event_from_row).collect()
     }
+
+    /// Forgets what is older than [`crate::OUTBOX_RETENTION_S`]: finished deliveries, then events no
+    /// delivery still needs. Answers how many rows went.
+    pub(crate) async fn purge_outbox(&self, now: Timestamp) -> Result<u64> {
+        let before = now.plus_seconds(-crate::OUTBOX_RETENTION_S).unix_micros();
+        let deliveries = sqlx::query("DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created_at < $1")
+            .bind(before)
+            .execute(&self.write)
+            .await
+            .context("failed to purge old deliveries")?
+            .rows_affected();
+        let events = sqlx::query(
+            "DELETE FROM outbox_events WHERE at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = outbox_events.id)",
+        )
+        .bind(before)
+        .execute(&self.write)
+        .await
+        .context("failed to purge old events")?
+        .rows_affected();
+        Ok(deliveries + events)
+    }
 }

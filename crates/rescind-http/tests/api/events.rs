@@ -388,7 +388,58 @@ async fn events_are_written_with_their_change_and_a_refusal_writes_none(app: Tes
     );
 }
 
+async fn old_events_and_finished_deliveries_are_forgotten_but_a_pending_one_is_kept(app: TestApp) {
+    let shop = app.shop().await;
+    let (url, receiver) = Receiver::start().await;
+    let hook = webhook(&app, &shop, &url, &["order.imported"]).await;
+    let delivered = app.order(&shop, json!({})).await;
+    receiver
+        .wait_for("the first import", |receiver| receiver.accepted().len() == 1)
+        .await;
+    receiver.refuse(u32::MAX, None);
+    let waiting = app.order(&shop, json!({})).await;
+    let later = rescind_store::now().plus_seconds(rescind_store::OUTBOX_RETENTION_S + 3600);
+    assert_eq!(
+        app.store.purge_outbox(rescind_store::now()).await.unwrap(),
+        0,
+        "nothing is old yet"
+    );
+    let purged = app.store.purge_outbox(later).await.unwrap();
+    assert!(purged >= 2, "the delivered delivery and its event: {purged}");
+    let events = app.get("/api/v1/events", &shop.token).await;
+    let orders: Vec<&str> = events.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["data"]["order_id"].as_str().unwrap())
+        .collect();
+    assert!(!orders.contains(&delivered["id"].as_str().unwrap()), "{orders:?}");
+    assert!(
+        orders.contains(&waiting["id"].as_str().unwrap()),
+        "a pending delivery keeps its event: {orders:?}"
+    );
+    let log = app
+        .get(
+            &format!("/api/v1/webhooks/{}/deliveries", hook["id"].as_str().unwrap()),
+            &shop.token,
+        )
+        .await;
+    let kept: Vec<&str> = log.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["order_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kept,
+        [waiting["id"].as_str().unwrap()],
+        "only the delivery still pending then: {}",
+        log.text
+    );
+}
+
 on_both_backends!(
+    old_events_and_finished_deliveries_are_forgotten_but_a_pending_one_is_kept,
     a_receiver_can_verify_every_deliverys_signature_and_sees_the_orders_story_in_order,
     a_receiver_that_fails_gets_the_event_again_and_the_log_shows_each_attempt,
     an_orders_events_wait_behind_its_failing_one_while_other_orders_go_on,
