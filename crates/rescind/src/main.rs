@@ -87,6 +87,10 @@ struct ServeArgs {
     /// The wait after a delivery's first failure; doubled after each further one (capped at 30 minutes).
     #[arg(long, env = "RESCIND_WEBHOOK_RETRY_DELAY_BASE_MS", default_value_t = 1000)]
     webhook_retry_delay_base_ms: u64,
+    /// Let webhooks point at loopback, private and link-local addresses (a single merchant's own
+    /// receivers); off, each shop's webhooks reach public addresses only.
+    #[arg(long, env = "RESCIND_WEBHOOK_ALLOW_PRIVATE_TARGETS")]
+    webhook_allow_private_targets: bool,
     /// Publish every event to NATS JetStream at this server (`nats://host:4222`) as well.
     #[arg(long, env = "RESCIND_NATS_URL")]
     nats_url: Option<String>,
@@ -132,6 +136,7 @@ impl ServeArgs {
                 // process's as long as a claimed step is.
                 timeout: Duration::from_millis(self.partner_timeout_ms),
                 lease: Duration::from_millis(self.worker_lease_ms),
+                allow_private_targets: self.webhook_allow_private_targets,
                 ..rescind_workflow::webhooks::DeliveryConfig::default()
             },
         })

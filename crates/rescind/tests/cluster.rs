@@ -36,6 +36,8 @@ const FLAGS: &[&str] = &[
     "0",
     "--webhook-retry-delay-base-ms",
     "50",
+    // The test's receiver listens on loopback.
+    "--webhook-allow-private-targets",
 ];
 
 async fn send(

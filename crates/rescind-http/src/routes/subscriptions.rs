@@ -50,7 +50,16 @@ pub async fn create_webhook(
     let url = problems.required_text("url", &request.url, WEBHOOK_URL_LENGTH_MAX);
     if !url.is_empty() {
         match reqwest::Url::parse(&url) {
-            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {}
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
+                if let Some(reason) = rescind_workflow::webhooks::private_target(&parsed) {
+                    if !state.settings.webhooks.allow_private_targets {
+                        problems.push(
+                            "url",
+                            format_args!("{reason}; this rescind sends webhooks to public addresses only"),
+                        );
+                    }
+                }
+            }
             _ => problems.push("url", "must be an http:// or https:// URL with a host"),
         }
     }

@@ -438,6 +438,76 @@ async fn old_events_and_finished_deliveries_are_forgotten_but_a_pending_one_is_k
     );
 }
 
+/// A platform's rescind (the default) sends webhooks to public addresses only: a shop cannot reach the
+/// operator's network through it, by an address literal, `localhost` or a name that resolves inside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_a_webhook_cannot_point_inside_the_operators_network() {
+    let app = spawn_app_with(Backend::Sqlite, |mut state| {
+        state.settings.webhooks.allow_private_targets = false;
+        state
+    })
+    .await
+    .expect("SQLite always runs");
+    let shop = app.shop().await;
+    for url in [
+        "http://127.0.0.1:8080/hooks",
+        "http://10.0.0.5/hooks",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hooks",
+        "http://localhost:9000/hooks",
+    ] {
+        let refused = app
+            .post(
+                "/api/v1/webhooks",
+                &shop.token,
+                json!({"url": url, "events": ["order.imported"]}),
+            )
+            .await;
+        assert_eq!(refused.status, 400, "{url}: {}", refused.text);
+        assert!(refused.text.contains("public addresses only"), "{}", refused.text);
+    }
+    // A name that resolves to loopback (from /etc/hosts: not `localhost` itself) gets past the check
+    // of the URL as written, and is refused when it is resolved.
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let Some(name) = hosts
+        .lines()
+        .map(|line| {
+            line.split('#')
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        })
+        .filter(|words| words.first().is_some_and(|address| address.starts_with("127.")))
+        .flat_map(|words| words.into_iter().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .find(|name| !name.eq_ignore_ascii_case("localhost") && !name.contains("localhost"))
+    else {
+        eprintln!("no other loopback name in /etc/hosts: the resolver part of this test is skipped");
+        return;
+    };
+    let (url, receiver) = Receiver::start().await;
+    let by_name = url.replace("127.0.0.1", &name);
+    let hook = webhook(&app, &shop, &by_name, &["order.imported"]).await;
+    app.order(&shop, json!({})).await;
+    let log_path = format!("/api/v1/webhooks/{}/deliveries", hook["id"].as_str().unwrap());
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = app.get(&log_path, &shop.token).await.body["items"][0].clone();
+        if last["attempts"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        last["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("resolves to no public address"),
+        "{name}: {last}"
+    );
+    assert!(receiver.accepted().is_empty(), "nothing reached the loopback receiver");
+}
+
 on_both_backends!(
     old_events_and_finished_deliveries_are_forgotten_but_a_pending_one_is_kept,
     a_receiver_can_verify_every_deliverys_signature_and_sees_the_orders_story_in_order,

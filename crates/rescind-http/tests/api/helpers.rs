@@ -134,6 +134,8 @@ pub fn test_settings() -> ServiceSettings {
             timeout: Duration::from_secs(2),
             lease: Duration::from_secs(5),
             poll: Duration::from_millis(50),
+            // The tests' receivers listen on loopback.
+            allow_private_targets: true,
         },
     }
 }
