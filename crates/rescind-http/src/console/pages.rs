@@ -461,6 +461,8 @@ pub struct OrderRow {
     pub financial_status: String,
     pub cancellation_status: String,
     pub created_at: String,
+    /// The same moment as sent by the API, for `<time datetime>` (the script shows it in local time).
+    pub created_at_rfc3339: String,
     pub warnings: Vec<String>,
 }
 
@@ -531,6 +533,7 @@ pub async fn orders(operator: Operator, Query(params): Params) -> Response {
                 })
                 .unwrap_or_default(),
             created_at: display_time(&order.created_at),
+            created_at_rfc3339: order.created_at.clone(),
             warnings: order
                 .warnings
                 .iter()

@@ -1,8 +1,18 @@
 // rescind console: the little that needs a script. Everything works without it; the script adds
-// "select all" and checks Yahoo!'s 10–200 character reason detail before the form is sent.
+// "select all", checks Yahoo!'s 10–200 character reason detail before the form is sent, and shows
+// times in the browser's time zone (the page says UTC; the UTC time stays in the tooltip).
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
+  const locale = document.documentElement.lang === "ja" ? "ja-JP" : "en-GB";
+  const format = new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "short" });
+  for (const time of document.querySelectorAll("time[datetime]")) {
+    const at = new Date(time.getAttribute("datetime"));
+    if (Number.isNaN(at.getTime())) continue;
+    time.title = time.textContent;
+    time.textContent = format.format(at);
+  }
+
   for (const master of document.querySelectorAll("[data-select-all]")) {
     const name = master.getAttribute("data-select-all");
     const boxes = () => master.form.querySelectorAll(`input[type=checkbox][name="${name}"]`);
