@@ -4,23 +4,14 @@
 use rescind_domain::cancel::CancelScope;
 use rescind_domain::{
     Cancellation, CancellationRequest, CancellationStatus, ChannelKind, FinancialStatus, FulfillmentStatus,
-    HistoryEntry, Order, OrderStatus, PaymentMethod, RefundMethod, RequestedBy, Scope, StepKind, StepStatus, Timestamp,
-    Warning,
+    HistoryEntry, Order, OrderStatus, PaymentMethod, RefundMethod, RequestedBy, Scope, StepKind, StepStatus, Warning,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::ToSchema;
 
-/// RFC 3339 UTC, e.g. `2026-11-22T10:00:00.123456Z`.
-pub fn rfc3339(at: Timestamp) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.unix_micros()) * 1000)
-        .ok()
-        .and_then(|time| time.format(&Rfc3339).ok())
-        .unwrap_or_default()
-}
+pub use rescind_workflow::webhooks::rfc3339;
 
 fn enum_schema(names: Vec<&'static str>) -> Object {
     ObjectBuilder::new()

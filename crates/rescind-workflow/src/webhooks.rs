@@ -2,7 +2,7 @@
 //! timestamp and the body, retried with backoff, each order's events in the order they happened
 //! (the store hands out only the earliest pending delivery of an order), every attempt recorded.
 
-use rescind_connectors::encoding::hmac_sha256;
+use rescind_connectors::encoding::{hex, hmac_sha256};
 use rescind_domain::{RetryPolicy, Timestamp};
 use rescind_store::{new_id, now, DeliveryOutcome, DueDelivery, OutboxEvent, Store};
 use serde_json::{json, Value};
@@ -52,8 +52,9 @@ impl Default for DeliveryConfig {
     }
 }
 
-/// RFC 3339 UTC.
-fn rfc3339(at: Timestamp) -> String {
+/// RFC 3339 UTC, e.g. `2026-11-22T10:00:00.123456Z`: the one rendering of a time on the wire, for the
+/// API's answers and the events alike.
+pub fn rfc3339(at: Timestamp) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.unix_micros()) * 1000)
         .ok()
         .and_then(|time| time.format(&Rfc3339).ok())
@@ -77,8 +78,7 @@ pub fn event_envelope(event: &OutboxEvent) -> Value {
 /// refuses timestamps far from its clock (replays).
 pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
     let mac = hmac_sha256(secret.as_bytes(), format!("{timestamp}.{body}").as_bytes());
-    let hex: String = mac.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("t={timestamp},v1={hex}")
+    format!("t={timestamp},v1={}", hex(&mac))
 }
 
 /// Whether an address is one a webhook may be sent to without `allow_private_targets`: not loopback,

@@ -15,6 +15,7 @@ pub mod warehouses;
 pub mod webhooks;
 
 use crate::error::ApiError;
+use crate::input::Problems;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::Query;
 
@@ -23,4 +24,16 @@ pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Api
     query
         .map(|Query(value)| value)
         .map_err(|rejection| ApiError::invalid(vec![format!("query: {}", rejection.body_text())]))
+}
+
+/// A list's numeric `cursor` (the `next_cursor` it handed out); a problem for anything else.
+pub(crate) fn numeric_cursor(problems: &mut Problems, cursor: Option<&str>) -> Option<i64> {
+    let cursor = cursor.filter(|cursor| !cursor.is_empty())?;
+    match cursor.parse::<i64>() {
+        Ok(cursor) => Some(cursor),
+        Err(_) => {
+            problems.push("cursor", "is not a cursor this list handed out");
+            None
+        }
+    }
 }

@@ -6,7 +6,7 @@ use crate::body::parse_json;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Problems, TEXT_LENGTH_MAX};
 use crate::routes::orders::page_size;
-use crate::routes::query;
+use crate::routes::{numeric_cursor, query};
 use crate::wire::{
     delivery_body, webhook_body, CreateWebhookRequest, DeliveryBody, DeliveryList, EventBody, EventList, WebhookBody,
     WebhookList,
@@ -178,13 +178,7 @@ pub async fn list_deliveries(
     let names: Vec<&'static str> = DeliveryStatus::ALL.iter().map(|status| status.as_str()).collect();
     let status = problems.named("status", &list_query.status, DeliveryStatus::parse, names);
     let limit = page_size(&mut problems, list_query.limit.as_deref());
-    let cursor = match list_query.cursor.as_deref().filter(|cursor| !cursor.is_empty()) {
-        None => None,
-        Some(cursor) => cursor.parse::<i64>().map(Some).unwrap_or_else(|_| {
-            problems.push("cursor", "is not a cursor this list handed out");
-            None
-        }),
-    };
+    let cursor = numeric_cursor(&mut problems, list_query.cursor.as_deref());
     problems.into_result(()).map_err(ApiError::invalid)?;
     let webhook = shop_webhook(&state, &shop.shop_id, &webhook_id).await?;
     let page = state.store.deliveries(&webhook.id, status, cursor, limit).await?;

@@ -4,7 +4,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::Problems;
 use crate::routes::orders::page_size;
-use crate::routes::query;
+use crate::routes::{numeric_cursor, query};
 use crate::wire::{rfc3339, SyncHistoryEntryBody, SyncHistoryList};
 use crate::AppState;
 use axum::extract::rejection::QueryRejection;
@@ -48,16 +48,7 @@ pub async fn list(
         }
     };
     let limit = page_size(&mut problems, list_query.limit.as_deref());
-    let cursor = match list_query.cursor.as_deref().filter(|cursor| !cursor.is_empty()) {
-        None => None,
-        Some(cursor) => match cursor.parse::<i64>() {
-            Ok(cursor) => Some(cursor),
-            Err(_) => {
-                problems.push("cursor", "is not a cursor this list handed out");
-                None
-            }
-        },
-    };
+    let cursor = numeric_cursor(&mut problems, list_query.cursor.as_deref());
     problems.into_result(()).map_err(ApiError::invalid)?;
     let page = state.store.sync_history(&shop.shop_id, kind, ok, cursor, limit).await?;
     Ok(Json(SyncHistoryList {

@@ -111,6 +111,20 @@ async fn webhook(app: &TestApp, shop: &TestShop, url: &str, events: &[&str]) -> 
     created.body
 }
 
+/// The webhook's newest delivery once `ready` holds for it (or as it is after five seconds).
+async fn newest_delivery(app: &TestApp, shop: &TestShop, webhook_id: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let path = format!("/api/v1/webhooks/{webhook_id}/deliveries");
+    let mut newest = Value::Null;
+    for _ in 0..100 {
+        newest = app.get(&path, &shop.token).await.body["items"][0].clone();
+        if ready(&newest) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    newest
+}
+
 const EVERYTHING: &[&str] = &[
     "order.imported",
     "cancellation.created",
@@ -275,16 +289,7 @@ async fn a_delivery_that_gave_up_is_sent_again_by_a_replay(app: TestApp) {
     let hook_id = hook["id"].as_str().unwrap();
     receiver.refuse(u32::MAX, None);
     app.order(&shop, json!({})).await;
-    let log_path = format!("/api/v1/webhooks/{hook_id}/deliveries?status=failed");
-    let mut failed = Value::Null;
-    for _ in 0..100 {
-        let log = app.get(&log_path, &shop.token).await;
-        if let Some(item) = log.body["items"].as_array().and_then(|items| items.first()) {
-            failed = item.clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let failed = newest_delivery(&app, &shop, hook_id, |delivery| delivery["status"] == "failed").await;
     assert_eq!(failed["attempts"], 4, "gave up after the last attempt: {failed}");
     assert_eq!(failed["last_status_code"], 503);
     assert!(failed["last_error"].as_str().unwrap().contains("gave up"));
@@ -489,15 +494,10 @@ async fn by_default_a_webhook_cannot_point_inside_the_operators_network() {
     let by_name = url.replace("127.0.0.1", &name);
     let hook = webhook(&app, &shop, &by_name, &["order.imported"]).await;
     app.order(&shop, json!({})).await;
-    let log_path = format!("/api/v1/webhooks/{}/deliveries", hook["id"].as_str().unwrap());
-    let mut last = Value::Null;
-    for _ in 0..100 {
-        last = app.get(&log_path, &shop.token).await.body["items"][0].clone();
-        if last["attempts"].as_u64().unwrap_or(0) > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let last = newest_delivery(&app, &shop, hook["id"].as_str().unwrap(), |delivery| {
+        delivery["attempts"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
     assert!(
         last["last_error"]
             .as_str()
