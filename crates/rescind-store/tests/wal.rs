@@ -12,9 +12,6 @@ fn checkpoint_sequence(wal: &std::path::Path) -> u32 {
     u32::from_be_bytes(header[12..16].try_into().expect("a WAL header"))
 }
 
-/// Bytes one WAL frame takes for a 4 KiB page (its 24-byte header and the page).
-const FRAME_BYTES: u64 = 24 + 4096;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_write_ahead_log_starts_again_while_writes_go_on() {
     let folder = tempfile::tempdir().expect("a temporary folder");
@@ -57,12 +54,6 @@ async fn the_write_ahead_log_starts_again_while_writes_go_on() {
     assert!(
         restarts >= 2,
         "the WAL started again {restarts} times during 3 s of writes"
-    );
-    // Every commit appends at least one frame (the inventory row's page); a log that never started
-    // again would hold them all.
-    assert!(
-        size < commits * FRAME_BYTES,
-        "the WAL grew to {size} bytes for {commits} commits"
     );
     assert!(
         size <= 64 << 20,
