@@ -395,100 +395,6 @@ fn rows_from_json(types: &[&str]) -> String {
     select
 }
 
-/// One value of a row written through [`json_rows_query`], with its column's SQL type.
-enum Cell<'a> {
-    Text(Option<std::borrow::Cow<'a, str>>),
-    Int(Option<i64>),
-    Bool(bool),
-}
-
-impl Cell<'_> {
-    fn sql_type(&self) -> &'static str {
-        match self {
-            Cell::Text(_) => "TEXT",
-            Cell::Int(_) => "BIGINT",
-            Cell::Bool(_) => "BOOLEAN",
-        }
-    }
-}
-
-impl serde::Serialize for Cell<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        match self {
-            Cell::Text(text) => text.serialize(serializer),
-            Cell::Int(number) => number.serialize(serializer),
-            Cell::Bool(flag) => flag.serialize(serializer),
-        }
-    }
-}
-
-impl<'a> From<&'a str> for Cell<'a> {
-    fn from(text: &'a str) -> Self {
-        Cell::Text(Some(text.into()))
-    }
-}
-impl<'a> From<Option<&'a str>> for Cell<'a> {
-    fn from(text: Option<&'a str>) -> Self {
-        Cell::Text(text.map(Into::into))
-    }
-}
-impl From<String> for Cell<'_> {
-    fn from(text: String) -> Self {
-        Cell::Text(Some(text.into()))
-    }
-}
-impl From<Option<String>> for Cell<'_> {
-    fn from(text: Option<String>) -> Self {
-        Cell::Text(text.map(Into::into))
-    }
-}
-impl From<i64> for Cell<'_> {
-    fn from(number: i64) -> Self {
-        Cell::Int(Some(number))
-    }
-}
-impl From<Option<i64>> for Cell<'_> {
-    fn from(number: Option<i64>) -> Self {
-        Cell::Int(number)
-    }
-}
-impl From<bool> for Cell<'_> {
-    fn from(flag: bool) -> Self {
-        Cell::Bool(flag)
-    }
-}
-
-/// A row of values for [`json_rows_query`], pushed in its columns' order.
-#[derive(Default)]
-struct JsonRow<'a>(Vec<Cell<'a>>);
-
-impl<'a> JsonRow<'a> {
-    fn push_bind(&mut self, value: impl Into<Cell<'a>>) -> &mut Self {
-        self.0.push(value.into());
-        self
-    }
-}
-
-impl serde::Serialize for JsonRow<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.collect_seq(&self.0)
-    }
-}
-
-/// Runs `insert` (`INSERT INTO table (columns) `) of every row in one statement, its rows one bound
-/// JSON array read by [`rows_from_json`] with the types of the first row's values, then `tail` (an
-/// `ON CONFLICT` clause). Nothing to do without rows.
-async fn insert_json_rows(connection: &mut Connection, insert: &str, rows: &[JsonRow<'_>], tail: &str) -> Result<(), sqlx::Error> {
-    let Some(first) = rows.first() else {
-        return Ok(());
-    };
-    let types: Vec<&str> = first.0.iter().map(Cell::sql_type).collect();
-    let source = rows_from_json(&types);
-    let rows = serde_json::to_string(rows).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
-    sqlx::query(&format!("{insert}{source}{tail}")).bind(rows).execute(&mut *connection).await?;
-    Ok(())
-}
-
 /// The last version of each distinct item (by key), in the order the keys were first seen: a group
 /// that changed one order twice writes its row once (PostgreSQL refuses to upsert a row twice in one
 /// statement).
@@ -653,60 +559,56 @@ impl serde::Serialize for EventData<'_> {
 
 /// Writes order rows: inserted on import, their changing columns updated afterwards.
 async fn write_orders(connection: &mut Connection, orders: &[&Order]) -> Result<(), sqlx::Error> {
-    let rows: Vec<JsonRow<'_>> = orders
-        .iter()
-        .map(|order| {
-            let mut row = JsonRow::default();
-    let currency = order.currency;
-        row.push_bind(order.id.as_str())
-            .push_bind(order.shop_id.as_str())
-            .push_bind(order.number.as_str())
-            .push_bind(order.channel_id.as_str())
-            .push_bind(order.channel_kind.as_str())
-            .push_bind(order.channel_order_id.as_deref())
-            .push_bind(order.status.as_str())
-            .push_bind(order.financial_status.as_str())
-            .push_bind(order.fulfillment_status.as_str())
-            .push_bind(order.currency.code())
-            .push_bind(order.sub_total.format(currency))
-            .push_bind(order.total_shipping.format(currency))
-            .push_bind(order.total_tax.format(currency))
-            .push_bind(order.total_discount.format(currency))
-            .push_bind(order.total_price.format(currency))
-            .push_bind(order.total_paid.format(currency))
-            .push_bind(order.total_refund_price.format(currency))
-            .push_bind(order.cancel_reason.as_deref())
-            .push_bind(order.canceled_at.map(Timestamp::unix_micros))
-            .push_bind(customer_to_json(&order.customer))
-            .push_bind(order.customer.name.as_str())
-            .push_bind(order.customer.email.as_deref())
-            .push_bind(address_to_json(&order.shipping_address))
-            .push_bind(line_items_to_json(&order.line_items))
-            .push_bind(order.payment.as_ref().map(payment_to_json))
-            .push_bind(order.inventory_deducted)
-            .push_bind(order.warehouse_id.as_deref())
-            .push_bind(warnings_to_json(&order.warnings))
-            .push_bind(order.cancellation.as_ref().map(|c| c.id.as_str()))
-            .push_bind(order.cancellation.as_ref().map(|c| c.status.as_str()))
-            .push_bind(order.created_at.unix_micros())
-            .push_bind(order.updated_at.unix_micros())
-            .push_bind(order.outbound.as_ref().map(outbound_to_json))
-            .push_bind(order.outbound.as_ref().and_then(|outbound| outbound.external_id.as_deref()))
-            .push_bind(stock_snapshot_to_json(&order.stock_snapshot))
-            .push_bind(order.restocked);
-            row
-        })
-        .collect();
-    insert_json_rows(
-        connection,
-        "INSERT INTO orders (id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
+    for chunk in statement_chunks(orders, 36) {
+        let mut query = QueryBuilder::<Db>::new(
+            "INSERT INTO orders (id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
              financial_status, fulfillment_status, currency, sub_total, total_shipping, total_tax, total_discount, \
              total_price, total_paid, total_refund_price, cancel_reason, canceled_at, customer, customer_name, \
              customer_email, shipping_address, line_items, payment, inventory_deducted, warehouse_id, warnings, \
              cancellation_id, cancellation_status, created_at, updated_at, outbound, outbound_external_id, stock_snapshot, \
              restocked) ",
-        &rows,
-        " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+        );
+        query.push_values(chunk, |mut row, order| {
+            let currency = order.currency;
+            row.push_bind(order.id.as_str())
+                .push_bind(order.shop_id.as_str())
+                .push_bind(order.number.as_str())
+                .push_bind(order.channel_id.as_str())
+                .push_bind(order.channel_kind.as_str())
+                .push_bind(order.channel_order_id.as_deref())
+                .push_bind(order.status.as_str())
+                .push_bind(order.financial_status.as_str())
+                .push_bind(order.fulfillment_status.as_str())
+                .push_bind(order.currency.code())
+                .push_bind(order.sub_total.format(currency))
+                .push_bind(order.total_shipping.format(currency))
+                .push_bind(order.total_tax.format(currency))
+                .push_bind(order.total_discount.format(currency))
+                .push_bind(order.total_price.format(currency))
+                .push_bind(order.total_paid.format(currency))
+                .push_bind(order.total_refund_price.format(currency))
+                .push_bind(order.cancel_reason.as_deref())
+                .push_bind(order.canceled_at.map(Timestamp::unix_micros))
+                .push_bind(customer_to_json(&order.customer))
+                .push_bind(order.customer.name.as_str())
+                .push_bind(order.customer.email.as_deref())
+                .push_bind(address_to_json(&order.shipping_address))
+                .push_bind(line_items_to_json(&order.line_items))
+                .push_bind(order.payment.as_ref().map(payment_to_json))
+                .push_bind(order.inventory_deducted)
+                .push_bind(order.warehouse_id.as_deref())
+                .push_bind(warnings_to_json(&order.warnings))
+                .push_bind(order.cancellation.as_ref().map(|c| c.id.as_str()))
+                .push_bind(order.cancellation.as_ref().map(|c| c.status.as_str()))
+                .push_bind(order.created_at.unix_micros())
+                .push_bind(order.updated_at.unix_micros())
+                .push_bind(order.outbound.as_ref().map(outbound_to_json))
+                .push_bind(order.outbound.as_ref().and_then(|outbound| outbound.external_id.as_deref()))
+                .push_bind(stock_snapshot_to_json(&order.stock_snapshot))
+                .push_bind(order.restocked);
+        });
+        query.push(
+            " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
              financial_status = excluded.financial_status, fulfillment_status = excluded.fulfillment_status, \
              total_refund_price = excluded.total_refund_price, cancel_reason = excluded.cancel_reason, \
              canceled_at = excluded.canceled_at, customer = excluded.customer, customer_name = excluded.customer_name, \
@@ -716,57 +618,54 @@ async fn write_orders(connection: &mut Connection, orders: &[&Order]) -> Result<
              cancellation_status = excluded.cancellation_status, updated_at = excluded.updated_at, \
              outbound = excluded.outbound, outbound_external_id = excluded.outbound_external_id, \
              restocked = excluded.restocked, stock_snapshot = excluded.stock_snapshot",
-    )
-    .await?;
+        );
+        query.build().execute(&mut *connection).await?;
+    }
     Ok(())
 }
 
 async fn write_cancellations(connection: &mut Connection, cancellations: &[(&Order, &Cancellation)]) -> Result<()> {
-    let rows: Vec<JsonRow<'_>> = cancellations
-        .iter()
-        .map(|(order, cancellation)| {
-            let mut row = JsonRow::default();
-    row.push_bind(cancellation.id.as_str())
-            .push_bind(order.id.as_str())
-            .push_bind(order.shop_id.as_str())
-            .push_bind(cancellation.status.as_str())
-            .push_bind(cancellation.requested_by.as_str())
-            .push_bind(cancellation.reason.as_deref())
-            .push_bind(cancellation.reason_code.as_deref())
-            .push_bind(cancellation.reason_detail.as_deref())
-            .push_bind(cancellation.staff_note.as_deref())
-            .push_bind(cancellation.refund)
-            .push_bind(cancellation.refund_method.map(RefundMethod::as_str))
-            .push_bind(cancellation.restock)
-            .push_bind(cancellation.notify_customer)
-            .push_bind(cancellation.needs_attention)
-            .push_bind(steps_to_json(&cancellation.steps))
-            .push_bind(cancellation.fulfillment_status_before.as_str())
-            .push_bind(cancellation.financial_status_before.as_str())
-            .push_bind(i64::from(cancellation.reauthorization_generation))
-            .push_bind(cancellation.created_at.unix_micros())
-            .push_bind(cancellation.updated_at.unix_micros())
-            .push_bind(cancellation.completed_at.map(Timestamp::unix_micros))
-            .push_bind(cancellation.fee.map(|fee| fee.format(order.currency)))
-            .push_bind(cancellation.scope.is_partial())
-            .push_bind(scope_to_json(&cancellation.scope));
-            row
-        })
-        .collect();
-    insert_json_rows(
-        connection,
-        "INSERT INTO cancellations (id, order_id, shop_id, status, requested_by, reason, reason_code, \
+    for chunk in statement_chunks(cancellations, 24) {
+        let mut query = QueryBuilder::<Db>::new(
+            "INSERT INTO cancellations (id, order_id, shop_id, status, requested_by, reason, reason_code, \
              reason_detail, staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, \
              fulfillment_status_before, financial_status_before, reauthorization_generation, created_at, updated_at, \
              completed_at, fee, partial, scope) ",
-        &rows,
-        " ON CONFLICT (id) DO UPDATE SET status = excluded.status, fee = excluded.fee, \
+        );
+        query.push_values(chunk, |mut row, (order, cancellation)| {
+            row.push_bind(cancellation.id.as_str())
+                .push_bind(order.id.as_str())
+                .push_bind(order.shop_id.as_str())
+                .push_bind(cancellation.status.as_str())
+                .push_bind(cancellation.requested_by.as_str())
+                .push_bind(cancellation.reason.as_deref())
+                .push_bind(cancellation.reason_code.as_deref())
+                .push_bind(cancellation.reason_detail.as_deref())
+                .push_bind(cancellation.staff_note.as_deref())
+                .push_bind(cancellation.refund)
+                .push_bind(cancellation.refund_method.map(RefundMethod::as_str))
+                .push_bind(cancellation.restock)
+                .push_bind(cancellation.notify_customer)
+                .push_bind(cancellation.needs_attention)
+                .push_bind(steps_to_json(&cancellation.steps))
+                .push_bind(cancellation.fulfillment_status_before.as_str())
+                .push_bind(cancellation.financial_status_before.as_str())
+                .push_bind(i64::from(cancellation.reauthorization_generation))
+                .push_bind(cancellation.created_at.unix_micros())
+                .push_bind(cancellation.updated_at.unix_micros())
+                .push_bind(cancellation.completed_at.map(Timestamp::unix_micros))
+                .push_bind(cancellation.fee.map(|fee| fee.format(order.currency)))
+                .push_bind(cancellation.scope.is_partial())
+                .push_bind(scope_to_json(&cancellation.scope));
+        });
+        query.push(
+            " ON CONFLICT (id) DO UPDATE SET status = excluded.status, fee = excluded.fee, \
              refund_method = excluded.refund_method, needs_attention = excluded.needs_attention, \
              steps = excluded.steps, reauthorization_generation = excluded.reauthorization_generation, \
              updated_at = excluded.updated_at, completed_at = excluded.completed_at",
-    )
-    .await
-    .context("failed to write the cancellation")?;
+        );
+        query.build().execute(&mut *connection).await.context("failed to write the cancellation")?;
+    }
     Ok(())
 }
 

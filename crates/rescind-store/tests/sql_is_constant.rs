@@ -22,9 +22,6 @@ const ALLOWED: &[&str] = &[
     "column",
     // `rows_from_json(&["TEXT", …])`: a `SELECT` of positions in a bound JSON array, cast to fixed types.
     "source",
-    // `insert_json_rows`: its callers' literal `INSERT INTO table (columns) ` and `ON CONFLICT …` clause.
-    "insert",
-    "tail",
     // `CANCELLATION_COLUMNS` prefixed with `c.` in the cancellation list.
     "columns.join(\", \")",
 ];
