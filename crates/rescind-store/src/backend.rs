@@ -372,29 +372,6 @@ mod chunk_tests {
     }
 }
 
-/// A `SELECT` of the rows of a JSON array of arrays bound as `$1`, in their order, the `index`th element
-/// of each row cast to the `index`th of `types` and named `c{index}`: a whole group's rows of one table go in one statement of one shape
-/// with one parameter, whatever their number, instead of a statement per power of two with a
-/// parameter per value. (`WHERE true` lets SQLite tell an upsert's `ON CONFLICT` from a join.)
-fn rows_from_json(types: &[&str]) -> String {
-    use std::fmt::Write;
-    let mut select = String::from("SELECT ");
-    for (index, sql_type) in types.iter().enumerate() {
-        if index > 0 {
-            select.push_str(", ");
-        }
-        let _ = if DIALECT.json_casts {
-            write!(select, "CAST(value ->> {index} AS {sql_type}) AS c{index}")
-        } else {
-            write!(select, "value ->> {index} AS c{index}")
-        };
-    }
-    select.push_str(" FROM ");
-    select.push_str(DIALECT.json_elements);
-    select.push_str(" WHERE true ORDER BY key");
-    select
-}
-
 /// The last version of each distinct item (by key), in the order the keys were first seen: a group
 /// that changed one order twice writes its row once (PostgreSQL refuses to upsert a row twice in one
 /// statement).
@@ -416,28 +393,18 @@ fn last_of_each<'a, T>(items: impl IntoIterator<Item = (&'a str, T)>) -> Vec<T> 
 /// Appends history lines, each with its order, in as few statements as the parameter limit allows,
 /// and the events among them to the outbox.
 async fn insert_history(connection: &mut Connection, entries: &[(&Order, &HistoryEntry)]) -> Result<()> {
-    if entries.is_empty() {
-        return Ok(());
+    for chunk in statement_chunks(entries, 6) {
+        let mut query = QueryBuilder::<Db>::new("INSERT INTO order_history (order_id, at, kind, actor, message, data) ");
+        query.push_values(chunk, |mut row, (order, entry)| {
+            row.push_bind(order.id.as_str())
+                .push_bind(entry.at.unix_micros())
+                .push_bind(entry.kind.as_str())
+                .push_bind(entry.actor.as_str())
+                .push_bind(entry.message.as_str())
+                .push_bind(history_data_to_json(&entry.data));
+        });
+        query.build().execute(&mut *connection).await.context("failed to write the order's history")?;
     }
-    let rows: Vec<_> = entries
-        .iter()
-        .map(|(order, entry)| {
-            (
-                order.id.as_str(),
-                entry.at.unix_micros(),
-                entry.kind.as_str(),
-                entry.actor.as_str(),
-                entry.message.as_str(),
-                history_data_to_json(&entry.data),
-            )
-        })
-        .collect();
-    let source = rows_from_json(&["TEXT", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT"]);
-    sqlx::query(&format!("INSERT INTO order_history (order_id, at, kind, actor, message, data) {source}"))
-        .bind(serde_json::to_string(&rows)?)
-        .execute(&mut *connection)
-        .await
-        .context("failed to write the order's history")?;
     insert_events(connection, entries).await
 }
 
@@ -454,34 +421,29 @@ async fn insert_events(connection: &mut Connection, entries: &[(&Order, &History
     if events.is_empty() {
         return Ok(());
     }
-    let rows: Vec<_> = events
-        .iter()
-        .map(|(order, entry, kind, id)| {
-            let payload = EventPayload {
-                order_id: &order.id,
-                order_number: &order.number,
-                channel_order_id: order.channel_order_id.as_deref(),
-                order_status: order.status.as_str(),
-                message: &entry.message,
-                actor: entry.actor.as_str(),
-                data: EventData(&entry.data),
-            };
-            Ok((
-                id.as_str(),
-                order.shop_id.as_str(),
-                order.id.as_str(),
-                kind.as_str(),
-                entry.at.unix_micros(),
-                serde_json::to_string(&payload)?,
-            ))
-        })
-        .collect::<Result<_>>()?;
-    let source = rows_from_json(&["TEXT", "TEXT", "TEXT", "TEXT", "BIGINT", "TEXT"]);
-    sqlx::query(&format!("INSERT INTO outbox_events (id, shop_id, order_id, type, at, payload) {source}"))
-        .bind(serde_json::to_string(&rows)?)
-        .execute(&mut *connection)
-        .await
-        .context("failed to write the outbox")?;
+    let mut seqs: HashMap<String, i64> = HashMap::with_capacity(events.len());
+    for chunk in statement_chunks(&events, 7) {
+        let mut query = QueryBuilder::<Db>::new("INSERT INTO outbox_events (id, shop_id, order_id, type, at, payload, published_at) ");
+        query.push_values(chunk, |mut row, (order, entry, kind, id)| {
+            let data: serde_json::Map<String, serde_json::Value> =
+                entry.data.iter().map(|(key, value)| (key.clone(), serde_json::Value::from(value.as_str()))).collect();
+            let payload = serde_json::json!({
+                "order_id": order.id, "order_number": order.number, "channel_order_id": order.channel_order_id,
+                "order_status": order.status.as_str(), "message": entry.message, "actor": entry.actor, "data": data,
+            });
+            row.push_bind(id.as_str())
+                .push_bind(order.shop_id.as_str())
+                .push_bind(order.id.as_str())
+                .push_bind(kind.as_str())
+                .push_bind(entry.at.unix_micros())
+                .push_bind(payload.to_string())
+                .push_bind(None::<i64>);
+        });
+        query.push(" RETURNING id, seq");
+        for row in query.build().fetch_all(&mut *connection).await.context("failed to write the outbox")? {
+            seqs.insert(row.try_get("id")?, row.try_get("seq")?);
+        }
+    }
     let mut shops: Vec<&str> = events.iter().map(|(order, ..)| order.shop_id.as_str()).collect();
     shops.sort_unstable();
     shops.dedup();
@@ -496,7 +458,7 @@ async fn insert_events(connection: &mut Connection, entries: &[(&Order, &History
         .iter()
         .map(|row| Ok((row.try_get("id")?, row.try_get("shop_id")?, row.try_get("events")?)))
         .collect::<Result<_>>()?;
-    let deliveries: Vec<_> = events
+    let deliveries: Vec<(&str, &NewEvent<'_>)> = events
         .iter()
         .flat_map(|event| {
             webhooks
@@ -504,57 +466,30 @@ async fn insert_events(connection: &mut Connection, entries: &[(&Order, &History
                 .filter(move |(_, shop_id, wanted)| {
                     *shop_id == event.0.shop_id && wanted.split(' ').any(|name| name == event.2.as_str())
                 })
-                .map(move |(webhook_id, ..)| {
-                    let (order, entry, kind, event_id) = event;
-                    (
-                        new_id("dlv"),
-                        webhook_id.as_str(),
-                        order.shop_id.as_str(),
-                        event_id.as_str(),
-                        kind.as_str(),
-                        order.id.as_str(),
-                        entry.at.unix_micros(),
-                    )
-                })
+                .map(move |(webhook_id, ..)| (webhook_id.as_str(), event))
         })
         .collect();
-    if deliveries.is_empty() {
-        return Ok(());
+    for chunk in statement_chunks(&deliveries, 11) {
+        let mut query = QueryBuilder::<Db>::new(
+            "INSERT INTO webhook_deliveries (id, webhook_id, shop_id, event_id, event_seq, event_type, order_id, \
+             status, attempts, next_attempt_at, created_at) ",
+        );
+        query.push_values(chunk, |mut row, (webhook_id, (order, entry, kind, event_id))| {
+            row.push_bind(new_id("dlv"))
+                .push_bind(*webhook_id)
+                .push_bind(order.shop_id.as_str())
+                .push_bind(event_id.as_str())
+                .push_bind(seqs.get(event_id).copied().unwrap_or_default())
+                .push_bind(kind.as_str())
+                .push_bind(order.id.as_str())
+                .push_bind("pending")
+                .push_bind(0_i64)
+                .push_bind(entry.at.unix_micros())
+                .push_bind(entry.at.unix_micros());
+        });
+        query.build().execute(&mut *connection).await.context("failed to queue webhook deliveries")?;
     }
-    // Each delivery carries its event's sequence number, which the event's insert just assigned.
-    let source = rows_from_json(&["TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "BIGINT"]);
-    sqlx::query(&format!(
-        "INSERT INTO webhook_deliveries (id, webhook_id, shop_id, event_id, event_seq, event_type, order_id, \
-         status, attempts, next_attempt_at, created_at) \
-         SELECT d.c0, d.c1, d.c2, d.c3, e.seq, d.c4, d.c5, 'pending', 0, d.c6, d.c6 \
-         FROM ({source}) AS d JOIN outbox_events e ON e.id = d.c3 ORDER BY e.seq"
-    ))
-    .bind(serde_json::to_string(&deliveries)?)
-    .execute(&mut *connection)
-    .await
-    .context("failed to queue webhook deliveries")?;
     Ok(())
-}
-
-/// An event's payload as stored and sent: the order it is about and the history line announcing it.
-#[derive(serde::Serialize)]
-struct EventPayload<'a> {
-    order_id: &'a str,
-    order_number: &'a str,
-    channel_order_id: Option<&'a str>,
-    order_status: &'a str,
-    message: &'a str,
-    actor: &'a str,
-    data: EventData<'a>,
-}
-
-/// A history line's data as a JSON object, in its order.
-struct EventData<'a>(&'a [(String, String)]);
-
-impl serde::Serialize for EventData<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(key, value)| (key, value)))
-    }
 }
 
 /// Writes order rows: inserted on import, their changing columns updated afterwards.
@@ -2326,7 +2261,6 @@ mod batch {
             Ok(loaded) => loaded,
             Err(error) => return fail_all(group, &format!("{error:#}")),
         };
-
         let mut replies = Vec::with_capacity(group.len());
         let mut changes = Vec::new();
         for job in group {
@@ -2352,7 +2286,6 @@ mod batch {
         }
         .await
         .err();
-
         // Nothing of a failed group was committed: every change in it failed.
         let mut changes = changes.into_iter();
         for (reply, decided) in replies {

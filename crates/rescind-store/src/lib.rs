@@ -32,11 +32,6 @@ pub(crate) struct Dialect {
     pub migration_lock: Option<&'static str>,
     /// Lets concurrent workers claim different jobs instead of waiting on each other's locks.
     pub skip_locked: &'static str,
-    /// The rows of a JSON array bound as `$1`: one `value` each and its position, `key` (see
-    /// `rows_from_json`).
-    pub json_elements: &'static str,
-    /// Whether a value taken out of JSON text needs a cast to its column's type.
-    pub json_casts: bool,
 }
 
 /// A platform tenant (B6).
@@ -438,8 +433,6 @@ mod sqlite {
         identity_primary_key: "INTEGER PRIMARY KEY AUTOINCREMENT",
         migration_lock: None,
         skip_locked: "",
-        json_elements: "json_each($1)",
-        json_casts: false,
     };
     /// Statements the writer keeps prepared: a group's statements come in a few shapes per table
     /// (power-of-two row counts), well within this.
@@ -534,8 +527,6 @@ mod postgres {
         identity_primary_key: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
         migration_lock: Some("SELECT pg_advisory_xact_lock(7220301)"),
         skip_locked: "FOR UPDATE SKIP LOCKED",
-        json_elements: "json_array_elements($1::json) WITH ORDINALITY AS rows (value, key)",
-        json_casts: true,
     };
     /// Enough for the HTTP workers of one process; PostgreSQL's own default limit is 100.
     const CONNECTIONS_MAX: u32 = 16;

@@ -20,8 +20,6 @@ const ALLOWED: &[&str] = &[
     "DIALECT.identity_primary_key",
     // `["number", "channel_order_id", "customer_name", "customer_email"]` in the order search.
     "column",
-    // `rows_from_json(&["TEXT", …])`: a `SELECT` of positions in a bound JSON array, cast to fixed types.
-    "source",
     // `CANCELLATION_COLUMNS` prefixed with `c.` in the cancellation list.
     "columns.join(\", \")",
 ];
