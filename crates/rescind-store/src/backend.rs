@@ -22,6 +22,7 @@ use rescind_domain::{
 use rescind_domain::inventory::describe_stock;
 use rescind_domain::{event_type, EventType};
 use crate::new_id;
+use crate::rows::{Rows, Sink, Value};
 use sqlx::{Database, Pool, QueryBuilder, Row};
 use std::collections::HashMap;
 
@@ -59,33 +60,45 @@ pub struct Backend {
     batcher: batch::Batcher,
 }
 
+/// A row of either kind: sqlx's, or rusqlite's on the SQLite writer's own handle. The row decoders
+/// below read both.
+trait Read {
+    fn column<T: Readable>(&self, name: &str) -> Result<T>;
+}
+
+/// A column type both sqlx and rusqlite decode.
+trait Readable: for<'r> sqlx::Decode<'r, Db> + sqlx::Type<Db> + rusqlite::types::FromSql {}
+
+impl<T: for<'r> sqlx::Decode<'r, Db> + sqlx::Type<Db> + rusqlite::types::FromSql> Readable for T {}
+
+
 fn time(micros: i64) -> Timestamp {
     Timestamp::from_unix_micros(micros)
 }
 
-fn money_column(row: &DbRow, column: &str) -> Result<Money> {
-    let text: String = row.try_get(column)?;
+fn money_column(row: &impl Read, column: &str) -> Result<Money> {
+    let text: String = row.column(column)?;
     Ok(Money::parse_stored(&text)?)
 }
 
-fn order_from_row(row: &DbRow) -> Result<(Order, Option<String>)> {
-    let currency: String = row.try_get("currency")?;
-    let payment: Option<String> = row.try_get("payment")?;
+fn order_from_row(row: &impl Read) -> Result<(Order, Option<String>)> {
+    let currency: String = row.column("currency")?;
+    let payment: Option<String> = row.column("payment")?;
     let order = Order {
-        id: row.try_get("id")?,
-        shop_id: row.try_get("shop_id")?,
-        number: row.try_get("number")?,
-        channel_id: row.try_get("channel_id")?,
-        channel_kind: parse_named(&row.try_get::<String, _>("channel_kind")?, ChannelKind::parse, "channel kind")?,
-        channel_order_id: row.try_get("channel_order_id")?,
-        status: parse_named(&row.try_get::<String, _>("status")?, OrderStatus::parse, "order status")?,
+        id: row.column("id")?,
+        shop_id: row.column("shop_id")?,
+        number: row.column("number")?,
+        channel_id: row.column("channel_id")?,
+        channel_kind: parse_named(&row.column::<String>("channel_kind")?, ChannelKind::parse, "channel kind")?,
+        channel_order_id: row.column("channel_order_id")?,
+        status: parse_named(&row.column::<String>("status")?, OrderStatus::parse, "order status")?,
         financial_status: parse_named(
-            &row.try_get::<String, _>("financial_status")?,
+            &row.column::<String>("financial_status")?,
             FinancialStatus::parse,
             "financial status",
         )?,
         fulfillment_status: parse_named(
-            &row.try_get::<String, _>("fulfillment_status")?,
+            &row.column::<String>("fulfillment_status")?,
             FulfillmentStatus::parse,
             "fulfillment status",
         )?,
@@ -97,76 +110,76 @@ fn order_from_row(row: &DbRow) -> Result<(Order, Option<String>)> {
         total_price: money_column(row, "total_price")?,
         total_paid: money_column(row, "total_paid")?,
         total_refund_price: money_column(row, "total_refund_price")?,
-        cancel_reason: row.try_get("cancel_reason")?,
-        canceled_at: row.try_get::<Option<i64>, _>("canceled_at")?.map(time),
-        created_at: time(row.try_get("created_at")?),
-        updated_at: time(row.try_get("updated_at")?),
-        customer: customer_from_json(&row.try_get::<String, _>("customer")?)?,
-        shipping_address: address_from_json(&row.try_get::<String, _>("shipping_address")?)?,
-        line_items: line_items_from_json(&row.try_get::<String, _>("line_items")?)?,
+        cancel_reason: row.column("cancel_reason")?,
+        canceled_at: row.column::<Option<i64>>("canceled_at")?.map(time),
+        created_at: time(row.column("created_at")?),
+        updated_at: time(row.column("updated_at")?),
+        customer: customer_from_json(&row.column::<String>("customer")?)?,
+        shipping_address: address_from_json(&row.column::<String>("shipping_address")?)?,
+        line_items: line_items_from_json(&row.column::<String>("line_items")?)?,
         payment: payment.as_deref().map(payment_from_json).transpose()?,
-        inventory_deducted: row.try_get("inventory_deducted")?,
-        stock_snapshot: stock_snapshot_from_json(&row.try_get::<String, _>("stock_snapshot")?)?,
-        restocked: row.try_get("restocked")?,
-        warehouse_id: row.try_get("warehouse_id")?,
-        outbound: row.try_get::<Option<String>, _>("outbound")?.as_deref().map(outbound_from_json).transpose()?,
-        warnings: warnings_from_json(&row.try_get::<String, _>("warnings")?)?,
+        inventory_deducted: row.column("inventory_deducted")?,
+        stock_snapshot: stock_snapshot_from_json(&row.column::<String>("stock_snapshot")?)?,
+        restocked: row.column("restocked")?,
+        warehouse_id: row.column("warehouse_id")?,
+        outbound: row.column::<Option<String>>("outbound")?.as_deref().map(outbound_from_json).transpose()?,
+        warnings: warnings_from_json(&row.column::<String>("warnings")?)?,
         refunds: Vec::new(),
         cancellation: None,
         cancellation_request: None,
     };
-    Ok((order, row.try_get("cancellation_id")?))
+    Ok((order, row.column("cancellation_id")?))
 }
 
-fn cancellation_from_row(row: &DbRow) -> Result<(String, Cancellation)> {
-    let refund_method: Option<String> = row.try_get("refund_method")?;
+fn cancellation_from_row(row: &impl Read) -> Result<(String, Cancellation)> {
+    let refund_method: Option<String> = row.column("refund_method")?;
     let cancellation = Cancellation {
-        id: row.try_get("id")?,
-        status: parse_named(&row.try_get::<String, _>("status")?, CancellationStatus::parse, "cancellation status")?,
-        scope: scope_from_json(row.try_get("partial")?, &row.try_get::<String, _>("scope")?)?,
-        requested_by: parse_named(&row.try_get::<String, _>("requested_by")?, RequestedBy::parse, "requester")?,
-        reason: row.try_get("reason")?,
-        reason_code: row.try_get("reason_code")?,
-        reason_detail: row.try_get("reason_detail")?,
-        staff_note: row.try_get("staff_note")?,
-        refund: row.try_get("refund")?,
+        id: row.column("id")?,
+        status: parse_named(&row.column::<String>("status")?, CancellationStatus::parse, "cancellation status")?,
+        scope: scope_from_json(row.column("partial")?, &row.column::<String>("scope")?)?,
+        requested_by: parse_named(&row.column::<String>("requested_by")?, RequestedBy::parse, "requester")?,
+        reason: row.column("reason")?,
+        reason_code: row.column("reason_code")?,
+        reason_detail: row.column("reason_detail")?,
+        staff_note: row.column("staff_note")?,
+        refund: row.column("refund")?,
         refund_method: refund_method
             .map(|method| parse_named(&method, RefundMethod::parse, "refund method"))
             .transpose()?,
-        restock: row.try_get("restock")?,
-        notify_customer: row.try_get("notify_customer")?,
-        needs_attention: row.try_get("needs_attention")?,
-        steps: steps_from_json(&row.try_get::<String, _>("steps")?)?,
+        restock: row.column("restock")?,
+        notify_customer: row.column("notify_customer")?,
+        needs_attention: row.column("needs_attention")?,
+        steps: steps_from_json(&row.column::<String>("steps")?)?,
         fulfillment_status_before: parse_named(
-            &row.try_get::<String, _>("fulfillment_status_before")?,
+            &row.column::<String>("fulfillment_status_before")?,
             FulfillmentStatus::parse,
             "fulfillment status",
         )?,
         financial_status_before: parse_named(
-            &row.try_get::<String, _>("financial_status_before")?,
+            &row.column::<String>("financial_status_before")?,
             FinancialStatus::parse,
             "financial status",
         )?,
-        reauthorization_generation: u32::try_from(row.try_get::<i64, _>("reauthorization_generation")?)?,
-        fee: row.try_get::<Option<String>, _>("fee")?.as_deref().map(Money::parse_stored).transpose()?,
-        created_at: time(row.try_get("created_at")?),
-        updated_at: time(row.try_get("updated_at")?),
-        completed_at: row.try_get::<Option<i64>, _>("completed_at")?.map(time),
+        reauthorization_generation: u32::try_from(row.column::<i64>("reauthorization_generation")?)?,
+        fee: row.column::<Option<String>>("fee")?.as_deref().map(Money::parse_stored).transpose()?,
+        created_at: time(row.column("created_at")?),
+        updated_at: time(row.column("updated_at")?),
+        completed_at: row.column::<Option<i64>>("completed_at")?.map(time),
     };
-    Ok((row.try_get("order_id")?, cancellation))
+    Ok((row.column("order_id")?, cancellation))
 }
 
-fn refund_from_row(row: &DbRow) -> Result<(String, Refund)> {
+fn refund_from_row(row: &impl Read) -> Result<(String, Refund)> {
     let refund = Refund {
-        id: row.try_get("id")?,
+        id: row.column("id")?,
         amount: money_column(row, "amount")?,
-        method: parse_named(&row.try_get::<String, _>("method")?, RefundMethod::parse, "refund method")?,
-        note: row.try_get("note")?,
-        cancellation_id: row.try_get("cancellation_id")?,
-        actor: row.try_get("actor")?,
-        created_at: time(row.try_get("created_at")?),
+        method: parse_named(&row.column::<String>("method")?, RefundMethod::parse, "refund method")?,
+        note: row.column("note")?,
+        cancellation_id: row.column("cancellation_id")?,
+        actor: row.column("actor")?,
+        created_at: time(row.column("created_at")?),
     };
-    Ok((row.try_get("order_id")?, refund))
+    Ok((row.column("order_id")?, refund))
 }
 
 /// A page from rows fetched with `LIMIT limit + 1`: the extra row only tells that more follow, and
@@ -187,29 +200,29 @@ fn page_of<T>(
 const REQUEST_COLUMNS: &str =
     "id, order_id, status, reason, decision_reason, cancellation_id, created_at, decided_at";
 
-fn request_from_row(row: &DbRow) -> Result<(String, CancellationRequest)> {
+fn request_from_row(row: &impl Read) -> Result<(String, CancellationRequest)> {
     let request = CancellationRequest {
-        id: row.try_get("id")?,
-        status: parse_named(&row.try_get::<String, _>("status")?, RequestStatus::parse, "request status")?,
-        reason: row.try_get("reason")?,
-        decision_reason: row.try_get("decision_reason")?,
-        cancellation_id: row.try_get("cancellation_id")?,
-        created_at: time(row.try_get("created_at")?),
-        decided_at: row.try_get::<Option<i64>, _>("decided_at")?.map(time),
+        id: row.column("id")?,
+        status: parse_named(&row.column::<String>("status")?, RequestStatus::parse, "request status")?,
+        reason: row.column("reason")?,
+        decision_reason: row.column("decision_reason")?,
+        cancellation_id: row.column("cancellation_id")?,
+        created_at: time(row.column("created_at")?),
+        decided_at: row.column::<Option<i64>>("decided_at")?.map(time),
     };
-    Ok((row.try_get("order_id")?, request))
+    Ok((row.column("order_id")?, request))
 }
 
-fn channel_from_row(row: &DbRow) -> Result<Channel> {
+fn channel_from_row(row: &impl Read) -> Result<Channel> {
     Ok(Channel {
-        id: row.try_get("id")?,
-        shop_id: row.try_get("shop_id")?,
-        kind: parse_named(&row.try_get::<String, _>("kind")?, ChannelKind::parse, "channel kind")?,
-        name: row.try_get("name")?,
-        base_url: row.try_get("base_url")?,
-        credentials: row.try_get("credentials")?,
-        cancel_sync: row.try_get("cancel_sync")?,
-        created_at: time(row.try_get("created_at")?),
+        id: row.column("id")?,
+        shop_id: row.column("shop_id")?,
+        kind: parse_named(&row.column::<String>("kind")?, ChannelKind::parse, "channel kind")?,
+        name: row.column("name")?,
+        base_url: row.column("base_url")?,
+        credentials: row.column("credentials")?,
+        cancel_sync: row.column("cancel_sync")?,
+        created_at: time(row.column("created_at")?),
     })
 }
 
@@ -311,11 +324,12 @@ async fn load_orders_for_change(connection: &mut Connection, shop_id: &str, ids:
     complete_orders(connection, rows).await
 }
 
+/// A shop's channels, by id.
+const SHOP_CHANNELS_SQL: &str =
+    "SELECT id, shop_id, kind, name, base_url, credentials, cancel_sync, created_at FROM channels WHERE shop_id = $1 ORDER BY id";
+
 async fn load_channels(connection: &mut Connection, shop_id: &str) -> Result<Vec<Channel>> {
-    let rows = sqlx::query(
-        "SELECT id, shop_id, kind, name, base_url, credentials, cancel_sync, created_at FROM channels \
-         WHERE shop_id = $1 ORDER BY id",
-    )
+    let rows = sqlx::query(SHOP_CHANNELS_SQL)
     .bind(shop_id)
     .fetch_all(&mut *connection)
     .await
@@ -390,22 +404,21 @@ fn last_of_each<'a, T>(items: impl IntoIterator<Item = (&'a str, T)>) -> Vec<T> 
     latest
 }
 
-/// Appends history lines, each with its order, in as few statements as the parameter limit allows,
-/// and the events among them to the outbox.
-async fn insert_history(connection: &mut Connection, entries: &[(&Order, &HistoryEntry)]) -> Result<()> {
-    for chunk in statement_chunks(entries, 6) {
-        let mut query = QueryBuilder::<Db>::new("INSERT INTO order_history (order_id, at, kind, actor, message, data) ");
-        query.push_values(chunk, |mut row, (order, entry)| {
-            row.push_bind(order.id.as_str())
-                .push_bind(entry.at.unix_micros())
-                .push_bind(entry.kind.as_str())
-                .push_bind(entry.actor.as_str())
-                .push_bind(entry.message.as_str())
-                .push_bind(history_data_to_json(&entry.data));
-        });
-        query.build().execute(&mut *connection).await.context("failed to write the order's history")?;
+/// Appends history lines, each with its order, and the events among them to the outbox.
+async fn insert_history<S: Sink>(sink: &mut S, entries: &[(&Order, &HistoryEntry)]) -> Result<()> {
+    let mut rows = Rows::new("INSERT INTO order_history (order_id, at, kind, actor, message, data) ", 6, "");
+    for (order, entry) in entries {
+        rows.push([
+            order.id.as_str().into(),
+            entry.at.unix_micros().into(),
+            entry.kind.as_str().into(),
+            entry.actor.as_str().into(),
+            entry.message.as_str().into(),
+            history_data_to_json(&entry.data).into(),
+        ]);
     }
-    insert_events(connection, entries).await
+    sink.insert(&rows).await.context("failed to write the order's history")?;
+    insert_events(sink, entries).await
 }
 
 /// An event about to be written: its order, the history line announcing it, its type and its id.
@@ -413,7 +426,7 @@ type NewEvent<'a> = (&'a Order, &'a HistoryEntry, EventType, String);
 
 /// The outbox (B4): the events these history lines announce, and one delivery of each to every active
 /// webhook of its shop that wants it — in the transaction of the change itself.
-async fn insert_events(connection: &mut Connection, entries: &[(&Order, &HistoryEntry)]) -> Result<()> {
+async fn insert_events<S: Sink>(sink: &mut S, entries: &[(&Order, &HistoryEntry)]) -> Result<()> {
     let events: Vec<NewEvent<'_>> = entries
         .iter()
         .filter_map(|(order, entry)| event_type(entry).map(|kind| (*order, *entry, kind, new_id("evt"))))
@@ -421,305 +434,273 @@ async fn insert_events(connection: &mut Connection, entries: &[(&Order, &History
     if events.is_empty() {
         return Ok(());
     }
-    let mut seqs: HashMap<String, i64> = HashMap::with_capacity(events.len());
-    for chunk in statement_chunks(&events, 7) {
-        let mut query = QueryBuilder::<Db>::new("INSERT INTO outbox_events (id, shop_id, order_id, type, at, payload, published_at) ");
-        query.push_values(chunk, |mut row, (order, entry, kind, id)| {
-            let data: serde_json::Map<String, serde_json::Value> =
-                entry.data.iter().map(|(key, value)| (key.clone(), serde_json::Value::from(value.as_str()))).collect();
-            let payload = serde_json::json!({
-                "order_id": order.id, "order_number": order.number, "channel_order_id": order.channel_order_id,
-                "order_status": order.status.as_str(), "message": entry.message, "actor": entry.actor, "data": data,
-            });
-            row.push_bind(id.as_str())
-                .push_bind(order.shop_id.as_str())
-                .push_bind(order.id.as_str())
-                .push_bind(kind.as_str())
-                .push_bind(entry.at.unix_micros())
-                .push_bind(payload.to_string())
-                .push_bind(None::<i64>);
+    let mut rows = Rows::new("INSERT INTO outbox_events (id, shop_id, order_id, type, at, payload, published_at) ", 7, "");
+    for (order, entry, kind, id) in &events {
+        let data: serde_json::Map<String, serde_json::Value> =
+            entry.data.iter().map(|(key, value)| (key.clone(), serde_json::Value::from(value.as_str()))).collect();
+        let payload = serde_json::json!({
+            "order_id": order.id, "order_number": order.number, "channel_order_id": order.channel_order_id,
+            "order_status": order.status.as_str(), "message": entry.message, "actor": entry.actor, "data": data,
         });
-        query.push(" RETURNING id, seq");
-        for row in query.build().fetch_all(&mut *connection).await.context("failed to write the outbox")? {
-            seqs.insert(row.try_get("id")?, row.try_get("seq")?);
-        }
+        rows.push([
+            id.as_str().into(),
+            order.shop_id.as_str().into(),
+            order.id.as_str().into(),
+            kind.as_str().into(),
+            entry.at.unix_micros().into(),
+            payload.to_string().into(),
+            None::<i64>.into(),
+        ]);
     }
+    let seqs = sink.insert_events(&rows).await.context("failed to write the outbox")?;
     let mut shops: Vec<&str> = events.iter().map(|(order, ..)| order.shop_id.as_str()).collect();
     shops.sort_unstable();
     shops.dedup();
-    let mut query = QueryBuilder::<Db>::new("SELECT id, shop_id, events FROM webhooks WHERE active AND shop_id IN (");
-    push_in_list(&mut query, shops.iter().map(|shop| (*shop).to_owned()));
-    query.push(") ORDER BY id");
-    let webhooks: Vec<(String, String, String)> = query
-        .build()
-        .fetch_all(&mut *connection)
-        .await
-        .context("failed to read the shop's webhooks")?
-        .iter()
-        .map(|row| Ok((row.try_get("id")?, row.try_get("shop_id")?, row.try_get("events")?)))
-        .collect::<Result<_>>()?;
-    let deliveries: Vec<(&str, &NewEvent<'_>)> = events
-        .iter()
-        .flat_map(|event| {
-            webhooks
-                .iter()
-                .filter(move |(_, shop_id, wanted)| {
-                    *shop_id == event.0.shop_id && wanted.split(' ').any(|name| name == event.2.as_str())
-                })
-                .map(move |(webhook_id, ..)| (webhook_id.as_str(), event))
-        })
-        .collect();
-    for chunk in statement_chunks(&deliveries, 11) {
-        let mut query = QueryBuilder::<Db>::new(
-            "INSERT INTO webhook_deliveries (id, webhook_id, shop_id, event_id, event_seq, event_type, order_id, \
-             status, attempts, next_attempt_at, created_at) ",
-        );
-        query.push_values(chunk, |mut row, (webhook_id, (order, entry, kind, event_id))| {
-            row.push_bind(new_id("dlv"))
-                .push_bind(*webhook_id)
-                .push_bind(order.shop_id.as_str())
-                .push_bind(event_id.as_str())
-                .push_bind(seqs.get(event_id).copied().unwrap_or_default())
-                .push_bind(kind.as_str())
-                .push_bind(order.id.as_str())
-                .push_bind("pending")
-                .push_bind(0_i64)
-                .push_bind(entry.at.unix_micros())
-                .push_bind(entry.at.unix_micros());
-        });
-        query.build().execute(&mut *connection).await.context("failed to queue webhook deliveries")?;
+    let webhooks = sink.active_webhooks(&shops).await.context("failed to read the shop's webhooks")?;
+    if webhooks.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let mut rows = Rows::new(
+        "INSERT INTO webhook_deliveries (id, webhook_id, shop_id, event_id, event_seq, event_type, order_id, \
+         status, attempts, next_attempt_at, created_at) ",
+        11,
+        "",
+    );
+    for (order, entry, kind, event_id) in &events {
+        let wanted = webhooks.iter().filter(|(_, shop_id, wanted)| {
+            *shop_id == order.shop_id && wanted.split(' ').any(|name| name == kind.as_str())
+        });
+        for (webhook_id, ..) in wanted {
+            rows.push([
+                new_id("dlv").into(),
+                webhook_id.as_str().into(),
+                order.shop_id.as_str().into(),
+                event_id.as_str().into(),
+                seqs.get(event_id).copied().unwrap_or_default().into(),
+                kind.as_str().into(),
+                order.id.as_str().into(),
+                "pending".into(),
+                0_i64.into(),
+                entry.at.unix_micros().into(),
+                entry.at.unix_micros().into(),
+            ]);
+        }
+    }
+    sink.insert(&rows).await.context("failed to queue webhook deliveries")
 }
 
 /// Writes order rows: inserted on import, their changing columns updated afterwards.
-async fn write_orders(connection: &mut Connection, orders: &[&Order]) -> Result<(), sqlx::Error> {
-    for chunk in statement_chunks(orders, 36) {
-        let mut query = QueryBuilder::<Db>::new(
-            "INSERT INTO orders (id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
-             financial_status, fulfillment_status, currency, sub_total, total_shipping, total_tax, total_discount, \
-             total_price, total_paid, total_refund_price, cancel_reason, canceled_at, customer, customer_name, \
-             customer_email, shipping_address, line_items, payment, inventory_deducted, warehouse_id, warnings, \
-             cancellation_id, cancellation_status, created_at, updated_at, outbound, outbound_external_id, stock_snapshot, \
-             restocked) ",
-        );
-        query.push_values(chunk, |mut row, order| {
-            let currency = order.currency;
-            row.push_bind(order.id.as_str())
-                .push_bind(order.shop_id.as_str())
-                .push_bind(order.number.as_str())
-                .push_bind(order.channel_id.as_str())
-                .push_bind(order.channel_kind.as_str())
-                .push_bind(order.channel_order_id.as_deref())
-                .push_bind(order.status.as_str())
-                .push_bind(order.financial_status.as_str())
-                .push_bind(order.fulfillment_status.as_str())
-                .push_bind(order.currency.code())
-                .push_bind(order.sub_total.format(currency))
-                .push_bind(order.total_shipping.format(currency))
-                .push_bind(order.total_tax.format(currency))
-                .push_bind(order.total_discount.format(currency))
-                .push_bind(order.total_price.format(currency))
-                .push_bind(order.total_paid.format(currency))
-                .push_bind(order.total_refund_price.format(currency))
-                .push_bind(order.cancel_reason.as_deref())
-                .push_bind(order.canceled_at.map(Timestamp::unix_micros))
-                .push_bind(customer_to_json(&order.customer))
-                .push_bind(order.customer.name.as_str())
-                .push_bind(order.customer.email.as_deref())
-                .push_bind(address_to_json(&order.shipping_address))
-                .push_bind(line_items_to_json(&order.line_items))
-                .push_bind(order.payment.as_ref().map(payment_to_json))
-                .push_bind(order.inventory_deducted)
-                .push_bind(order.warehouse_id.as_deref())
-                .push_bind(warnings_to_json(&order.warnings))
-                .push_bind(order.cancellation.as_ref().map(|c| c.id.as_str()))
-                .push_bind(order.cancellation.as_ref().map(|c| c.status.as_str()))
-                .push_bind(order.created_at.unix_micros())
-                .push_bind(order.updated_at.unix_micros())
-                .push_bind(order.outbound.as_ref().map(outbound_to_json))
-                .push_bind(order.outbound.as_ref().and_then(|outbound| outbound.external_id.as_deref()))
-                .push_bind(stock_snapshot_to_json(&order.stock_snapshot))
-                .push_bind(order.restocked);
-        });
-        query.push(
-            " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
-             financial_status = excluded.financial_status, fulfillment_status = excluded.fulfillment_status, \
-             total_refund_price = excluded.total_refund_price, cancel_reason = excluded.cancel_reason, \
-             canceled_at = excluded.canceled_at, customer = excluded.customer, customer_name = excluded.customer_name, \
-             customer_email = excluded.customer_email, shipping_address = excluded.shipping_address, \
-             line_items = excluded.line_items, payment = excluded.payment, warehouse_id = excluded.warehouse_id, \
-             warnings = excluded.warnings, cancellation_id = excluded.cancellation_id, \
-             cancellation_status = excluded.cancellation_status, updated_at = excluded.updated_at, \
-             outbound = excluded.outbound, outbound_external_id = excluded.outbound_external_id, \
-             restocked = excluded.restocked, stock_snapshot = excluded.stock_snapshot",
-        );
-        query.build().execute(&mut *connection).await?;
+async fn write_orders<S: Sink>(sink: &mut S, orders: &[&Order]) -> Result<()> {
+    let mut rows = Rows::new(
+        "INSERT INTO orders (id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
+         financial_status, fulfillment_status, currency, sub_total, total_shipping, total_tax, total_discount, \
+         total_price, total_paid, total_refund_price, cancel_reason, canceled_at, customer, customer_name, \
+         customer_email, shipping_address, line_items, payment, inventory_deducted, warehouse_id, warnings, \
+         cancellation_id, cancellation_status, created_at, updated_at, outbound, outbound_external_id, stock_snapshot, \
+         restocked) ",
+        36,
+        " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+         financial_status = excluded.financial_status, fulfillment_status = excluded.fulfillment_status, \
+         total_refund_price = excluded.total_refund_price, cancel_reason = excluded.cancel_reason, \
+         canceled_at = excluded.canceled_at, customer = excluded.customer, customer_name = excluded.customer_name, \
+         customer_email = excluded.customer_email, shipping_address = excluded.shipping_address, \
+         line_items = excluded.line_items, payment = excluded.payment, warehouse_id = excluded.warehouse_id, \
+         warnings = excluded.warnings, cancellation_id = excluded.cancellation_id, \
+         cancellation_status = excluded.cancellation_status, updated_at = excluded.updated_at, \
+         outbound = excluded.outbound, outbound_external_id = excluded.outbound_external_id, \
+         restocked = excluded.restocked, stock_snapshot = excluded.stock_snapshot",
+    );
+    for order in orders {
+        let currency = order.currency;
+        rows.push([
+            order.id.as_str().into(),
+            order.shop_id.as_str().into(),
+            order.number.as_str().into(),
+            order.channel_id.as_str().into(),
+            order.channel_kind.as_str().into(),
+            order.channel_order_id.as_deref().into(),
+            order.status.as_str().into(),
+            order.financial_status.as_str().into(),
+            order.fulfillment_status.as_str().into(),
+            order.currency.code().into(),
+            order.sub_total.format(currency).into(),
+            order.total_shipping.format(currency).into(),
+            order.total_tax.format(currency).into(),
+            order.total_discount.format(currency).into(),
+            order.total_price.format(currency).into(),
+            order.total_paid.format(currency).into(),
+            order.total_refund_price.format(currency).into(),
+            order.cancel_reason.as_deref().into(),
+            order.canceled_at.map(Timestamp::unix_micros).into(),
+            customer_to_json(&order.customer).into(),
+            order.customer.name.as_str().into(),
+            order.customer.email.as_deref().into(),
+            address_to_json(&order.shipping_address).into(),
+            line_items_to_json(&order.line_items).into(),
+            order.payment.as_ref().map(payment_to_json).into(),
+            order.inventory_deducted.into(),
+            order.warehouse_id.as_deref().into(),
+            warnings_to_json(&order.warnings).into(),
+            order.cancellation.as_ref().map(|c| c.id.as_str()).into(),
+            order.cancellation.as_ref().map(|c| c.status.as_str()).into(),
+            order.created_at.unix_micros().into(),
+            order.updated_at.unix_micros().into(),
+            order.outbound.as_ref().map(outbound_to_json).into(),
+            order.outbound.as_ref().and_then(|outbound| outbound.external_id.as_deref()).into(),
+            stock_snapshot_to_json(&order.stock_snapshot).into(),
+            order.restocked.into(),
+        ]);
     }
-    Ok(())
+    sink.insert(&rows).await
 }
 
-async fn write_cancellations(connection: &mut Connection, cancellations: &[(&Order, &Cancellation)]) -> Result<()> {
-    for chunk in statement_chunks(cancellations, 24) {
-        let mut query = QueryBuilder::<Db>::new(
-            "INSERT INTO cancellations (id, order_id, shop_id, status, requested_by, reason, reason_code, \
-             reason_detail, staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, \
-             fulfillment_status_before, financial_status_before, reauthorization_generation, created_at, updated_at, \
-             completed_at, fee, partial, scope) ",
-        );
-        query.push_values(chunk, |mut row, (order, cancellation)| {
-            row.push_bind(cancellation.id.as_str())
-                .push_bind(order.id.as_str())
-                .push_bind(order.shop_id.as_str())
-                .push_bind(cancellation.status.as_str())
-                .push_bind(cancellation.requested_by.as_str())
-                .push_bind(cancellation.reason.as_deref())
-                .push_bind(cancellation.reason_code.as_deref())
-                .push_bind(cancellation.reason_detail.as_deref())
-                .push_bind(cancellation.staff_note.as_deref())
-                .push_bind(cancellation.refund)
-                .push_bind(cancellation.refund_method.map(RefundMethod::as_str))
-                .push_bind(cancellation.restock)
-                .push_bind(cancellation.notify_customer)
-                .push_bind(cancellation.needs_attention)
-                .push_bind(steps_to_json(&cancellation.steps))
-                .push_bind(cancellation.fulfillment_status_before.as_str())
-                .push_bind(cancellation.financial_status_before.as_str())
-                .push_bind(i64::from(cancellation.reauthorization_generation))
-                .push_bind(cancellation.created_at.unix_micros())
-                .push_bind(cancellation.updated_at.unix_micros())
-                .push_bind(cancellation.completed_at.map(Timestamp::unix_micros))
-                .push_bind(cancellation.fee.map(|fee| fee.format(order.currency)))
-                .push_bind(cancellation.scope.is_partial())
-                .push_bind(scope_to_json(&cancellation.scope));
-        });
-        query.push(
-            " ON CONFLICT (id) DO UPDATE SET status = excluded.status, fee = excluded.fee, \
-             refund_method = excluded.refund_method, needs_attention = excluded.needs_attention, \
-             steps = excluded.steps, reauthorization_generation = excluded.reauthorization_generation, \
-             updated_at = excluded.updated_at, completed_at = excluded.completed_at",
-        );
-        query.build().execute(&mut *connection).await.context("failed to write the cancellation")?;
+async fn write_cancellations<S: Sink>(sink: &mut S, cancellations: &[(&Order, &Cancellation)]) -> Result<()> {
+    let mut rows = Rows::new(
+        "INSERT INTO cancellations (id, order_id, shop_id, status, requested_by, reason, reason_code, \
+         reason_detail, staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, \
+         fulfillment_status_before, financial_status_before, reauthorization_generation, created_at, updated_at, \
+         completed_at, fee, partial, scope) ",
+        24,
+        " ON CONFLICT (id) DO UPDATE SET status = excluded.status, fee = excluded.fee, \
+         refund_method = excluded.refund_method, needs_attention = excluded.needs_attention, \
+         steps = excluded.steps, reauthorization_generation = excluded.reauthorization_generation, \
+         updated_at = excluded.updated_at, completed_at = excluded.completed_at",
+    );
+    for (order, cancellation) in cancellations {
+        rows.push([
+            cancellation.id.as_str().into(),
+            order.id.as_str().into(),
+            order.shop_id.as_str().into(),
+            cancellation.status.as_str().into(),
+            cancellation.requested_by.as_str().into(),
+            cancellation.reason.as_deref().into(),
+            cancellation.reason_code.as_deref().into(),
+            cancellation.reason_detail.as_deref().into(),
+            cancellation.staff_note.as_deref().into(),
+            cancellation.refund.into(),
+            cancellation.refund_method.map(RefundMethod::as_str).into(),
+            cancellation.restock.into(),
+            cancellation.notify_customer.into(),
+            cancellation.needs_attention.into(),
+            steps_to_json(&cancellation.steps).into(),
+            cancellation.fulfillment_status_before.as_str().into(),
+            cancellation.financial_status_before.as_str().into(),
+            i64::from(cancellation.reauthorization_generation).into(),
+            cancellation.created_at.unix_micros().into(),
+            cancellation.updated_at.unix_micros().into(),
+            cancellation.completed_at.map(Timestamp::unix_micros).into(),
+            cancellation.fee.map(|fee| fee.format(order.currency)).into(),
+            cancellation.scope.is_partial().into(),
+            scope_to_json(&cancellation.scope).into(),
+        ]);
     }
-    Ok(())
+    sink.insert(&rows).await.context("failed to write the cancellation")
 }
 
-async fn write_requests(connection: &mut Connection, requests: &[(&Order, &CancellationRequest)]) -> Result<()> {
-    for chunk in statement_chunks(requests, 9) {
-        let mut query = QueryBuilder::<Db>::new(
-            "INSERT INTO cancellation_requests (id, order_id, shop_id, status, reason, decision_reason, \
-             cancellation_id, created_at, decided_at) ",
-        );
-        query.push_values(chunk, |mut row, (order, request)| {
-            row.push_bind(request.id.as_str())
-                .push_bind(order.id.as_str())
-                .push_bind(order.shop_id.as_str())
-                .push_bind(request.status.as_str())
-                .push_bind(request.reason.as_str())
-                .push_bind(request.decision_reason.as_deref())
-                .push_bind(request.cancellation_id.as_deref())
-                .push_bind(request.created_at.unix_micros())
-                .push_bind(request.decided_at.map(Timestamp::unix_micros));
-        });
-        query.push(
-            " ON CONFLICT (id) DO UPDATE SET status = excluded.status, decision_reason = excluded.decision_reason, \
-             cancellation_id = excluded.cancellation_id, decided_at = excluded.decided_at",
-        );
-        query.build().execute(&mut *connection).await.context("failed to write the cancellation request")?;
+async fn write_requests<S: Sink>(sink: &mut S, requests: &[(&Order, &CancellationRequest)]) -> Result<()> {
+    let mut rows = Rows::new(
+        "INSERT INTO cancellation_requests (id, order_id, shop_id, status, reason, decision_reason, \
+         cancellation_id, created_at, decided_at) ",
+        9,
+        " ON CONFLICT (id) DO UPDATE SET status = excluded.status, decision_reason = excluded.decision_reason, \
+         cancellation_id = excluded.cancellation_id, decided_at = excluded.decided_at",
+    );
+    for (order, request) in requests {
+        rows.push([
+            request.id.as_str().into(),
+            order.id.as_str().into(),
+            order.shop_id.as_str().into(),
+            request.status.as_str().into(),
+            request.reason.as_str().into(),
+            request.decision_reason.as_deref().into(),
+            request.cancellation_id.as_deref().into(),
+            request.created_at.unix_micros().into(),
+            request.decided_at.map(Timestamp::unix_micros).into(),
+        ]);
     }
-    Ok(())
+    sink.insert(&rows).await.context("failed to write the cancellation request")
 }
 
-async fn insert_refunds(connection: &mut Connection, refunds: &[(&Order, &Refund)]) -> Result<()> {
-    for chunk in statement_chunks(refunds, 9) {
-        let mut query = QueryBuilder::<Db>::new(
-            "INSERT INTO refunds (id, order_id, shop_id, cancellation_id, amount, method, note, actor, created_at) ",
-        );
-        query.push_values(chunk, |mut row, (order, refund)| {
-            row.push_bind(refund.id.as_str())
-                .push_bind(order.id.as_str())
-                .push_bind(order.shop_id.as_str())
-                .push_bind(refund.cancellation_id.as_deref())
-                .push_bind(refund.amount.format(order.currency))
-                .push_bind(refund.method.as_str())
-                .push_bind(refund.note.as_deref())
-                .push_bind(refund.actor.as_str())
-                .push_bind(refund.created_at.unix_micros());
-        });
-        query.build().execute(&mut *connection).await.context("failed to write a refund")?;
+async fn insert_refunds<S: Sink>(sink: &mut S, refunds: &[(&Order, &Refund)]) -> Result<()> {
+    let mut rows = Rows::new(
+        "INSERT INTO refunds (id, order_id, shop_id, cancellation_id, amount, method, note, actor, created_at) ",
+        9,
+        "",
+    );
+    for (order, refund) in refunds {
+        rows.push([
+            refund.id.as_str().into(),
+            order.id.as_str().into(),
+            order.shop_id.as_str().into(),
+            refund.cancellation_id.as_deref().into(),
+            refund.amount.format(order.currency).into(),
+            refund.method.as_str().into(),
+            refund.note.as_deref().into(),
+            refund.actor.as_str().into(),
+            refund.created_at.unix_micros().into(),
+        ]);
     }
-    Ok(())
+    sink.insert(&rows).await.context("failed to write a refund")
+}
+
+/// The statement that schedules (or reschedules) an order's job and frees its lease.
+fn job_rows<'a>() -> Rows<'a> {
+    Rows::new(
+        "INSERT INTO workflow_jobs (order_id, shop_id, due_at) ",
+        3,
+        " ON CONFLICT (order_id) DO UPDATE SET due_at = excluded.due_at, lease_owner = NULL, lease_expires_at = NULL",
+    )
 }
 
 /// Keeps the worker's jobs in step with the changes: the last schedule of each order wins.
-async fn schedule_workflows(connection: &mut Connection, changes: &[OrderChange]) -> Result<()> {
+async fn schedule_workflows<S: Sink>(sink: &mut S, changes: &[OrderChange]) -> Result<()> {
     let schedules = last_of_each(
         changes
             .iter()
             .filter(|change| !matches!(change.workflow, WorkflowSchedule::Unchanged))
             .map(|change| (change.order.id.as_str(), (&change.order, change.workflow))),
     );
-    let due: Vec<(&Order, Timestamp)> = schedules
-        .iter()
-        .filter_map(|(order, workflow)| match workflow {
-            WorkflowSchedule::DueAt(due_at) => Some((*order, *due_at)),
-            WorkflowSchedule::Unchanged | WorkflowSchedule::Finished => None,
-        })
-        .collect();
-    let finished: Vec<&str> = schedules
-        .iter()
-        .filter(|(_, workflow)| matches!(workflow, WorkflowSchedule::Finished))
-        .map(|(order, _)| order.id.as_str())
-        .collect();
-    for chunk in statement_chunks(&due, 3) {
-        let mut query = QueryBuilder::<Db>::new("INSERT INTO workflow_jobs (order_id, shop_id, due_at) ");
-        query.push_values(chunk, |mut row, (order, due_at)| {
-            row.push_bind(order.id.as_str()).push_bind(order.shop_id.as_str()).push_bind(due_at.unix_micros());
-        });
-        query.push(
-            " ON CONFLICT (order_id) DO UPDATE SET due_at = excluded.due_at, lease_owner = NULL, \
-             lease_expires_at = NULL",
-        );
-        query.build().execute(&mut *connection).await.context("failed to schedule the cancellation's next step")?;
-    }
-    for chunk in statement_chunks(&finished, 1) {
-        let mut query = QueryBuilder::<Db>::new("DELETE FROM workflow_jobs WHERE order_id IN (");
-        let mut list = query.separated(", ");
-        for order_id in chunk {
-            list.push_bind(*order_id);
+    let mut due = job_rows();
+    let mut finished: Vec<&str> = Vec::new();
+    for (order, workflow) in &schedules {
+        match workflow {
+            WorkflowSchedule::DueAt(due_at) => {
+                due.push([order.id.as_str().into(), order.shop_id.as_str().into(), due_at.unix_micros().into()]);
+            }
+            WorkflowSchedule::Finished => finished.push(order.id.as_str()),
+            WorkflowSchedule::Unchanged => {}
         }
-        query.push(")");
-        query.build().execute(&mut *connection).await.context("failed to finish the cancellation's job")?;
     }
-    Ok(())
+    sink.insert(&due).await.context("failed to schedule the cancellation's next step")?;
+    sink.delete_jobs(&finished).await.context("failed to finish the cancellation's job")
 }
 
-/// Writes everything the decisions changed, in one statement per table where the parameter limit
-/// allows: the order rows, their cancellations and requests, new refunds, the workflow's jobs, stock,
-/// the sync history and the history. A group may change one order more than once; its last state is
-/// what the row keeps, while every history line, refund and stock move is kept.
-async fn save_changes(connection: &mut Connection, changes: &[OrderChange]) -> Result<()> {
+/// Writes everything the decisions changed: the order rows, their cancellations and requests, new
+/// refunds, the workflow's jobs, stock, the sync history and the history. A group may change one
+/// order more than once; its last state is what the row keeps, while every history line, refund and
+/// stock move is kept.
+async fn write_changes<S: Sink>(sink: &mut S, changes: &[OrderChange]) -> Result<()> {
     if changes.is_empty() {
         return Ok(());
     }
     let orders = last_of_each(changes.iter().map(|change| (change.order.id.as_str(), &change.order)));
-    write_orders(connection, &orders).await.context("failed to update the order")?;
+    write_orders(sink, &orders).await.context("failed to update the order")?;
     let cancellations = last_of_each(changes.iter().filter_map(|change| {
         let order = &change.order;
         order.cancellation.as_ref().map(|cancellation| (cancellation.id.as_str(), (order, cancellation)))
     }));
-    write_cancellations(connection, &cancellations).await?;
+    write_cancellations(sink, &cancellations).await?;
     let requests = last_of_each(changes.iter().filter_map(|change| {
         let order = &change.order;
         order.cancellation_request.as_ref().map(|request| (request.id.as_str(), (order, request)))
     }));
-    write_requests(connection, &requests).await?;
+    write_requests(sink, &requests).await?;
     let refunds: Vec<(&Order, &Refund)> = changes
         .iter()
         .flat_map(|change| change.new_refunds.iter().map(move |refund| (&change.order, refund)))
         .collect();
-    insert_refunds(connection, &refunds).await?;
-    schedule_workflows(connection, changes).await?;
+    insert_refunds(sink, &refunds).await?;
+    schedule_workflows(sink, changes).await?;
     let mut moves_by_shop: Vec<(&str, Vec<StockEntry<'_>>)> = Vec::new();
     for change in changes {
         let order = &change.order;
@@ -734,7 +715,7 @@ async fn save_changes(connection: &mut Connection, changes: &[OrderChange]) -> R
         }
     }
     for (shop_id, moves) in &moves_by_shop {
-        move_stocks(connection, shop_id, moves).await?;
+        move_stocks(sink, shop_id, moves).await?;
     }
     let sync: Vec<SyncRow<'_>> = changes
         .iter()
@@ -748,12 +729,12 @@ async fn save_changes(connection: &mut Connection, changes: &[OrderChange]) -> R
             })
         })
         .collect();
-    insert_sync_records(connection, &sync).await?;
+    insert_sync_records(sink, &sync).await?;
     let history: Vec<(&Order, &HistoryEntry)> = changes
         .iter()
         .flat_map(|change| change.history.iter().map(move |entry| (&change.order, entry)))
         .collect();
-    insert_history(connection, &history).await
+    insert_history(sink, &history).await
 }
 
 /// Puts the saved changes back in the places of the decisions that made them (`Ok(())` marks a
@@ -781,26 +762,24 @@ struct SyncRow<'a> {
     currency: Option<Currency>,
 }
 
-async fn insert_sync_records(connection: &mut Connection, rows: &[SyncRow<'_>]) -> Result<()> {
-    for chunk in statement_chunks(rows, 9) {
-        let mut query = QueryBuilder::<Db>::new(
-            "INSERT INTO sync_history (shop_id, order_id, at, kind, target, request, ok, message, fee) ",
-        );
-        query.push_values(chunk, |mut row, sync| {
-            let record = sync.record;
-            row.push_bind(sync.shop_id)
-                .push_bind(sync.order_id)
-                .push_bind(record.at.unix_micros())
-                .push_bind(record.kind.as_str())
-                .push_bind(record.target.as_str())
-                .push_bind(record.request.as_str())
-                .push_bind(record.ok)
-                .push_bind(record.message.as_str())
-                .push_bind(record.fee.zip(sync.currency).map(|(fee, currency)| fee.format(currency)));
-        });
-        query.build().execute(&mut *connection).await.context("failed to write the sync history")?;
+async fn insert_sync_records<S: Sink>(sink: &mut S, sync: &[SyncRow<'_>]) -> Result<()> {
+    let mut rows =
+        Rows::new("INSERT INTO sync_history (shop_id, order_id, at, kind, target, request, ok, message, fee) ", 9, "");
+    for entry in sync {
+        let record = entry.record;
+        rows.push([
+            entry.shop_id.into(),
+            entry.order_id.into(),
+            record.at.unix_micros().into(),
+            record.kind.as_str().into(),
+            record.target.as_str().into(),
+            record.request.as_str().into(),
+            record.ok.into(),
+            record.message.as_str().into(),
+            record.fee.zip(entry.currency).map(|(fee, currency)| fee.format(currency)).into(),
+        ]);
     }
-    Ok(())
+    sink.insert(&rows).await.context("failed to write the sync history")
 }
 
 /// Keeps one call to an outside system in the sync history (F5); `order_id` is `None` for a stock push.
@@ -811,7 +790,7 @@ async fn insert_sync_record(
     record: &SyncRecord,
     currency: Option<Currency>,
 ) -> Result<()> {
-    insert_sync_records(connection, &[SyncRow { shop_id, order_id, record, currency }]).await
+    insert_sync_records(&mut Statements(connection), &[SyncRow { shop_id, order_id, record, currency }]).await
 }
 
 /// One stock movement with the order it belongs to (if any) and when it happened.
@@ -831,12 +810,12 @@ async fn move_stock(
     at: Timestamp,
 ) -> Result<Vec<String>> {
     let entries: Vec<StockEntry<'_>> = moves.iter().map(|stock_move| StockEntry { order_id, stock_move, at }).collect();
-    move_stocks(connection, shop_id, &entries).await
+    move_stocks(&mut Statements(connection), shop_id, &entries).await
 }
 
-/// [`move_stock`] for many movements of one shop: one UPDATE for every SKU moved, one INSERT for the
-/// ledger and one for the channels' pushes (I5), whatever the number of movements.
-async fn move_stocks(connection: &mut Connection, shop_id: &str, moves: &[StockEntry<'_>]) -> Result<Vec<String>> {
+/// [`move_stock`] for many movements of one shop: each SKU moved once by the sum of its deltas, every
+/// movement kept in the ledger, and the channels' pushes queued (I5).
+async fn move_stocks<S: Sink>(sink: &mut S, shop_id: &str, moves: &[StockEntry<'_>]) -> Result<Vec<String>> {
     let Some(at) = moves.iter().map(|entry| entry.at).max() else {
         return Ok(Vec::new());
     };
@@ -848,38 +827,22 @@ async fn move_stocks(connection: &mut Connection, shop_id: &str, moves: &[StockE
             None => deltas.push((sku, entry.stock_move.delta)),
         }
     }
-    let mut stocked: Vec<String> = Vec::with_capacity(deltas.len());
-    for chunk in statement_chunks(&deltas, 2) {
-        let mut query = QueryBuilder::<Db>::new("WITH moved (move_sku, move_delta) AS (");
-        query.push_values(chunk, |mut row, (sku, delta)| {
-            row.push_bind(*sku).push_bind(*delta);
-        });
-        query.push(") UPDATE inventory SET available = available + moved.move_delta, updated_at = ");
-        query.push_bind(at.unix_micros());
-        query.push(" FROM moved WHERE inventory.shop_id = ");
-        query.push_bind(shop_id);
-        query.push(" AND inventory.sku = moved.move_sku RETURNING sku");
-        let rows = query.build().fetch_all(&mut *connection).await.context("failed to move stock")?;
-        for row in rows {
-            stocked.push(row.try_get("sku")?);
-        }
+    let stocked = sink.add_stock(shop_id, &deltas, at.unix_micros()).await.context("failed to move stock")?;
+    let mut ledger =
+        Rows::new("INSERT INTO inventory_ledger (shop_id, sku, delta, kind, order_id, reason, at) ", 7, "");
+    for entry in moves.iter().filter(|entry| stocked.contains(&entry.stock_move.sku)) {
+        ledger.push([
+            shop_id.into(),
+            entry.stock_move.sku.as_str().into(),
+            entry.stock_move.delta.into(),
+            entry.stock_move.kind.as_str().into(),
+            entry.order_id.into(),
+            entry.stock_move.reason.as_deref().into(),
+            entry.at.unix_micros().into(),
+        ]);
     }
-    let ledger: Vec<&StockEntry<'_>> = moves.iter().filter(|entry| stocked.contains(&entry.stock_move.sku)).collect();
-    for chunk in statement_chunks(&ledger, 7) {
-        let mut query =
-            QueryBuilder::<Db>::new("INSERT INTO inventory_ledger (shop_id, sku, delta, kind, order_id, reason, at) ");
-        query.push_values(chunk, |mut row, entry| {
-            row.push_bind(shop_id)
-                .push_bind(entry.stock_move.sku.as_str())
-                .push_bind(entry.stock_move.delta)
-                .push_bind(entry.stock_move.kind.as_str())
-                .push_bind(entry.order_id)
-                .push_bind(entry.stock_move.reason.as_deref())
-                .push_bind(entry.at.unix_micros());
-        });
-        query.build().execute(&mut *connection).await.context("failed to write the stock ledger")?;
-    }
-    queue_stock_pushes(connection, shop_id, &stocked, at).await?;
+    sink.insert(&ledger).await.context("failed to write the stock ledger")?;
+    sink.queue_pushes(shop_id, &stocked, at.unix_micros()).await.context("failed to queue a stock push")?;
     Ok(deltas
         .iter()
         .filter(|(sku, _)| !stocked.iter().any(|known| known == sku))
@@ -887,29 +850,120 @@ async fn move_stocks(connection: &mut Connection, shop_id: &str, moves: &[StockE
         .collect())
 }
 
-/// Queues the SKUs' new levels for every channel that sells them (I5), due one push interval from
-/// now; a push already waiting only counts one more move, so the channel hears the latest level once.
-async fn queue_stock_pushes(connection: &mut Connection, shop_id: &str, skus: &[String], at: Timestamp) -> Result<()> {
-    for chunk in statement_chunks(skus, 1) {
-        let mut query = QueryBuilder::<Db>::new(
-            "INSERT INTO inventory_pushes (channel_id, sku, shop_id, due_at, version, attempts) \
-             SELECT l.channel_id, l.sku, l.shop_id, ",
-        );
-        query.push_bind(at.unix_micros());
-        query.push(
-            " + s.inventory_push_interval_s * 1000000, 1, 0 \
-             FROM inventory_listings l JOIN shops s ON s.id = l.shop_id WHERE l.shop_id = ",
-        );
-        query.push_bind(shop_id);
-        query.push(" AND l.sku IN (");
-        let mut list = query.separated(", ");
-        for sku in chunk {
-            list.push_bind(sku.as_str());
+/// A [`Sink`] that sends multi-row statements through sqlx: as few statements as the parameter limit
+/// allows, in power-of-two row counts so that a few shapes stay prepared.
+struct Statements<'c>(&'c mut Connection);
+
+fn push_value<'a>(row: &mut sqlx::query_builder::Separated<'_, 'a, Db, &'static str>, value: &'a Value<'a>) {
+    match value {
+        Value::Text(text) => row.push_bind(text.as_deref()),
+        Value::Int(number) => row.push_bind(*number),
+        Value::Bool(flag) => row.push_bind(*flag),
+    };
+}
+
+impl Sink for Statements<'_> {
+    async fn insert(&mut self, rows: &Rows<'_>) -> Result<()> {
+        let all: Vec<&[Value<'_>]> = rows.rows().collect();
+        for chunk in statement_chunks(&all, rows.width()) {
+            let mut query = QueryBuilder::<Db>::new(rows.head);
+            query.push_values(chunk, |mut row, values| {
+                for value in *values {
+                    push_value(&mut row, value);
+                }
+            });
+            query.push(rows.tail);
+            query.build().execute(&mut *self.0).await?;
         }
-        query.push(") ON CONFLICT (channel_id, sku) DO UPDATE SET version = inventory_pushes.version + 1");
-        query.build().execute(&mut *connection).await.context("failed to queue a stock push")?;
+        Ok(())
     }
-    Ok(())
+
+    async fn insert_events(&mut self, rows: &Rows<'_>) -> Result<HashMap<String, i64>> {
+        let all: Vec<&[Value<'_>]> = rows.rows().collect();
+        let mut seqs = HashMap::with_capacity(all.len());
+        for chunk in statement_chunks(&all, rows.width()) {
+            let mut query = QueryBuilder::<Db>::new(rows.head);
+            query.push_values(chunk, |mut row, values| {
+                for value in *values {
+                    push_value(&mut row, value);
+                }
+            });
+            query.push(rows.tail);
+            query.push(" RETURNING id, seq");
+            for row in query.build().fetch_all(&mut *self.0).await? {
+                seqs.insert(row.try_get("id")?, row.try_get("seq")?);
+            }
+        }
+        Ok(seqs)
+    }
+
+    async fn active_webhooks(&mut self, shops: &[&str]) -> Result<Vec<(String, String, String)>> {
+        let mut query = QueryBuilder::<Db>::new("SELECT id, shop_id, events FROM webhooks WHERE active AND shop_id IN (");
+        push_in_list(&mut query, shops.iter().map(|shop| (*shop).to_owned()));
+        query.push(") ORDER BY id");
+        query
+            .build()
+            .fetch_all(&mut *self.0)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("shop_id")?, row.try_get("events")?)))
+            .collect()
+    }
+
+    async fn add_stock(&mut self, shop_id: &str, deltas: &[(&str, i64)], at: i64) -> Result<Vec<String>> {
+        let mut stocked: Vec<String> = Vec::with_capacity(deltas.len());
+        for chunk in statement_chunks(deltas, 2) {
+            let mut query = QueryBuilder::<Db>::new("WITH moved (move_sku, move_delta) AS (");
+            query.push_values(chunk, |mut row, (sku, delta)| {
+                row.push_bind(*sku).push_bind(*delta);
+            });
+            query.push(") UPDATE inventory SET available = available + moved.move_delta, updated_at = ");
+            query.push_bind(at);
+            query.push(" FROM moved WHERE inventory.shop_id = ");
+            query.push_bind(shop_id);
+            query.push(" AND inventory.sku = moved.move_sku RETURNING sku");
+            for row in query.build().fetch_all(&mut *self.0).await? {
+                stocked.push(row.try_get("sku")?);
+            }
+        }
+        Ok(stocked)
+    }
+
+    async fn queue_pushes(&mut self, shop_id: &str, skus: &[String], at: i64) -> Result<()> {
+        for chunk in statement_chunks(skus, 1) {
+            let mut query = QueryBuilder::<Db>::new(
+                "INSERT INTO inventory_pushes (channel_id, sku, shop_id, due_at, version, attempts) \
+                 SELECT l.channel_id, l.sku, l.shop_id, ",
+            );
+            query.push_bind(at);
+            query.push(
+                " + s.inventory_push_interval_s * 1000000, 1, 0 \
+                 FROM inventory_listings l JOIN shops s ON s.id = l.shop_id WHERE l.shop_id = ",
+            );
+            query.push_bind(shop_id);
+            query.push(" AND l.sku IN (");
+            let mut list = query.separated(", ");
+            for sku in chunk {
+                list.push_bind(sku.as_str());
+            }
+            query.push(") ON CONFLICT (channel_id, sku) DO UPDATE SET version = inventory_pushes.version + 1");
+            query.build().execute(&mut *self.0).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_jobs(&mut self, order_ids: &[&str]) -> Result<()> {
+        for chunk in statement_chunks(order_ids, 1) {
+            let mut query = QueryBuilder::<Db>::new("DELETE FROM workflow_jobs WHERE order_id IN (");
+            let mut list = query.separated(", ");
+            for order_id in chunk {
+                list.push_bind(*order_id);
+            }
+            query.push(")");
+            query.build().execute(&mut *self.0).await?;
+        }
+        Ok(())
+    }
 }
 
 fn push_item_from_row(row: &DbRow) -> Result<PushItem> {
@@ -1191,8 +1245,11 @@ impl Backend {
             }
         };
         let (order, imported) = build(number).map_err(ImportError::Invalid)?;
-        if let Err(error) = write_orders(&mut tx, &[&order]).await {
-            let unique = error.as_database_error().is_some_and(|db| db.is_unique_violation());
+        if let Err(error) = write_orders(&mut Statements(&mut tx), &[&order]).await {
+            let unique = error
+                .downcast_ref::<sqlx::Error>()
+                .and_then(|error| error.as_database_error())
+                .is_some_and(|db| db.is_unique_violation());
             drop(tx);
             if unique {
                 let mut connection = self.write.acquire().await.context("failed to reconnect")?;
@@ -1200,7 +1257,7 @@ impl Backend {
                     return Err(ImportError::Duplicate { existing_id });
                 }
             }
-            return Err(ImportError::Store(anyhow::Error::new(error).context("failed to store the order")));
+            return Err(ImportError::Store(error.context("failed to store the order")));
         }
         let mut history = vec![imported];
         if order.inventory_deducted {
@@ -1219,7 +1276,7 @@ impl Backend {
             history.push(HistoryEntry::new(order.created_at, "stock.deducted", &rescind_domain::Actor::System, message));
         }
         let history: Vec<(&Order, &HistoryEntry)> = history.iter().map(|entry| (&order, entry)).collect();
-        insert_history(&mut tx, &history).await?;
+        insert_history(&mut Statements(&mut tx), &history).await?;
         if rescind_domain::pending_work(&order).is_some() {
             schedule(&mut tx, &order.id, &order.shop_id, WorkflowSchedule::DueAt(order.created_at)).await?;
         }
@@ -1463,22 +1520,22 @@ impl Backend {
 const WAREHOUSE_COLUMNS: &str = "id, shop_id, kind, name, base_url, credentials, cancel_after_confirmation, \
     sync_modifications, modify_after_confirmation, rate_limit, rate_limit_window_ms, created_at";
 
-fn warehouse_from_row(row: &DbRow) -> Result<Warehouse> {
+fn warehouse_from_row(row: &impl Read) -> Result<Warehouse> {
     Ok(Warehouse {
-        id: row.try_get("id")?,
-        shop_id: row.try_get("shop_id")?,
-        kind: parse_named(&row.try_get::<String, _>("kind")?, WarehouseKind::parse, "warehouse kind")?,
-        name: row.try_get("name")?,
-        base_url: row.try_get("base_url")?,
-        credentials: row.try_get("credentials")?,
+        id: row.column("id")?,
+        shop_id: row.column("shop_id")?,
+        kind: parse_named(&row.column::<String>("kind")?, WarehouseKind::parse, "warehouse kind")?,
+        name: row.column("name")?,
+        base_url: row.column("base_url")?,
+        credentials: row.column("credentials")?,
         settings: WarehouseSettings {
-            cancel_after_confirmation: row.try_get("cancel_after_confirmation")?,
-            sync_modifications: row.try_get("sync_modifications")?,
-            modify_after_confirmation: row.try_get("modify_after_confirmation")?,
+            cancel_after_confirmation: row.column("cancel_after_confirmation")?,
+            sync_modifications: row.column("sync_modifications")?,
+            modify_after_confirmation: row.column("modify_after_confirmation")?,
         },
-        rate_limit: u32::try_from(row.try_get::<i32, _>("rate_limit")?)?,
-        rate_limit_window_ms: u64::try_from(row.try_get::<i64, _>("rate_limit_window_ms")?)?,
-        created_at: time(row.try_get("created_at")?),
+        rate_limit: u32::try_from(row.column::<i32>("rate_limit")?)?,
+        rate_limit_window_ms: u64::try_from(row.column::<i64>("rate_limit_window_ms")?)?,
+        created_at: time(row.column("created_at")?),
     })
 }
 
@@ -2155,17 +2212,17 @@ mod batch {
     /// Changes waiting for the writer; callers wait when it is full.
     const QUEUE_MAX: usize = 4096;
 
-    type Refusal = Box<dyn Any + Send>;
+    pub(crate) type Refusal = Box<dyn Any + Send>;
     type Decide = Box<dyn FnOnce(&Order, &ShopSetup) -> Result<OrderChange, Refusal> + Send>;
 
-    enum Outcome {
+    pub(crate) enum Outcome {
         Changed(Box<OrderChange>),
         Refused(Refusal),
         NotFound,
         Failed(String),
     }
 
-    struct Job {
+    pub(crate) struct Job {
         shop_id: String,
         order_id: String,
         decide: Decide,
@@ -2234,33 +2291,32 @@ mod batch {
                     Err(_) => break,
                 }
             }
-            run_group(&pool, group).await;
+            super::commit_group(&pool, group).await;
         }
     }
 
     /// What became of one job before the group is written.
-    enum Decided {
+    pub(crate) enum Decided {
         Changed,
         Refused(Refusal),
         NotFound,
     }
 
-    /// Loads every order of the group at once (one query per table and shop), decides each job in
-    /// turn against the order as the jobs before it left it, and writes all changes together: a
-    /// group of a hundred cancels costs about as many statements as one.
-    async fn run_group(pool: &sqlx::Pool<Db>, group: Vec<Job>) {
-        let mut tx = match pool.begin().await {
-            Ok(tx) => tx,
-            Err(error) => return fail_all(group, &format!("failed to start a change: {error}")),
-        };
+    /// The group's orders by shop and id, and each shop's setup.
+    pub(crate) type Loaded = (HashMap<(String, String), Order>, HashMap<String, ShopSetup>);
+
+    /// Each shop's orders in the group.
+    pub(crate) fn ids_by_shop(group: &[Job]) -> HashMap<String, Vec<String>> {
         let mut ids_by_shop: HashMap<String, Vec<String>> = HashMap::new();
-        for job in &group {
+        for job in group {
             ids_by_shop.entry(job.shop_id.clone()).or_default().push(job.order_id.clone());
         }
-        let (mut orders, setups) = match load_group(&mut tx, ids_by_shop).await {
-            Ok(loaded) => loaded,
-            Err(error) => return fail_all(group, &format!("{error:#}")),
-        };
+        ids_by_shop
+    }
+
+    /// Decides each job in turn against the order as the jobs before it left it.
+    pub(crate) fn decide_all(group: Vec<Job>, loaded: Loaded) -> (Vec<(oneshot::Sender<Outcome>, Decided)>, Vec<OrderChange>) {
+        let (mut orders, setups) = loaded;
         let mut replies = Vec::with_capacity(group.len());
         let mut changes = Vec::new();
         for job in group {
@@ -2279,14 +2335,16 @@ mod batch {
             };
             replies.push((job.reply, decided));
         }
-        let failure = async {
-            save_changes(&mut tx, &changes).await?;
-            tx.commit().await?;
-            Ok::<(), anyhow::Error>(())
-        }
-        .await
-        .err();
-        // Nothing of a failed group was committed: every change in it failed.
+        (replies, changes)
+    }
+
+    /// Answers every job once its group was written (`failure` is `None`) or not: nothing of a failed
+    /// group was committed, so every change in it failed.
+    pub(crate) fn answer(
+        replies: Vec<(oneshot::Sender<Outcome>, Decided)>,
+        changes: Vec<OrderChange>,
+        failure: Option<anyhow::Error>,
+    ) {
         let mut changes = changes.into_iter();
         for (reply, decided) in replies {
             let outcome = match (decided, &failure) {
@@ -2302,8 +2360,29 @@ mod batch {
         }
     }
 
-    /// The group's orders by shop and id, and each shop's setup.
-    type Loaded = (HashMap<(String, String), Order>, HashMap<String, ShopSetup>);
+    /// Loads every order of the group at once (one query per table and shop), decides each job, and
+    /// writes all changes together through sqlx: a group of a hundred cancels costs about as many
+    /// statements as one.
+    #[allow(dead_code)]
+    pub(crate) async fn run_group(pool: &sqlx::Pool<Db>, group: Vec<Job>) {
+        let mut tx = match pool.begin().await {
+            Ok(tx) => tx,
+            Err(error) => return fail_all(group, &format!("failed to start a change: {error}")),
+        };
+        let loaded = match load_group(&mut tx, ids_by_shop(&group)).await {
+            Ok(loaded) => loaded,
+            Err(error) => return fail_all(group, &format!("{error:#}")),
+        };
+        let (replies, changes) = decide_all(group, loaded);
+        let failure = async {
+            save_changes(&mut tx, &changes).await?;
+            tx.commit().await?;
+            Ok::<(), anyhow::Error>(())
+        }
+        .await
+        .err();
+        answer(replies, changes, failure);
+    }
 
     async fn load_group(
         tx: &mut sqlx::Transaction<'_, Db>,
@@ -2320,7 +2399,7 @@ mod batch {
         Ok((orders, setups))
     }
 
-    fn fail_all(group: Vec<Job>, error: &str) {
+    pub(crate) fn fail_all(group: Vec<Job>, error: &str) {
         for job in group {
             let _ = job.reply.send(Outcome::Failed(error.to_owned()));
         }

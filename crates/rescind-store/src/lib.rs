@@ -10,6 +10,7 @@
 mod codec;
 pub mod ids;
 mod now;
+mod rows;
 
 pub use ids::{new_id, RandomIds};
 pub use now::now;
@@ -514,6 +515,243 @@ mod sqlite {
 
     include!("backend.rs");
     include!("outbox.rs");
+
+    /// Writes a change's rows on the writer connection's own SQLite handle, locked away from sqlx's
+    /// worker thread for the duration: one prepared single-row statement per table, run once per row,
+    /// and no hand-off between threads per statement or row. The statements are finalized before the
+    /// handle goes back to sqlx.
+    async fn save_changes(connection: &mut Connection, changes: &[OrderChange]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut handle = connection
+            .lock_handle()
+            .await
+            .context("failed to lock the writer's handle")?;
+        // SAFETY: the handle is open and, while `handle` lives, used by no other thread; the
+        // rusqlite connection does not own it (it never closes it) and is dropped before `handle`.
+        let db = unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }?;
+        let written = crate::rows::run_now(write_changes(&mut Handle(&db), changes));
+        drop(db);
+        written
+    }
+
+    /// Runs a group of single-order changes in one transaction on the writer connection's own handle,
+    /// on a blocking thread: the loads, the decisions, the writes and the commit's fsync, with two
+    /// hand-offs per group (taking the connection and locking its handle) instead of one per
+    /// statement and row, and without holding up the HTTP workers.
+    async fn commit_group(pool: &sqlx::Pool<Db>, group: Vec<batch::Job>) {
+        let mut connection = match pool.acquire().await {
+            Ok(connection) => connection,
+            Err(error) => return batch::fail_all(group, &format!("failed to start a change: {error}")),
+        };
+        let runtime = tokio::runtime::Handle::current();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut handle = match runtime.block_on(connection.lock_handle()) {
+                Ok(handle) => handle,
+                Err(error) => return batch::fail_all(group, &format!("failed to lock the writer's handle: {error}")),
+            };
+            // SAFETY: as in `save_changes`.
+            let db = match unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) } {
+                Ok(db) => db,
+                Err(error) => return batch::fail_all(group, &format!("failed to use the writer's handle: {error}")),
+            };
+            group_on_handle(&db, group);
+            drop(db);
+        })
+        .await;
+        if let Err(error) = done {
+            tracing::error!(error = %error, "a group of changes failed to run");
+        }
+    }
+
+    fn group_on_handle(db: &rusqlite::Connection, group: Vec<batch::Job>) {
+        if let Err(error) = db.execute_batch("BEGIN IMMEDIATE") {
+            return batch::fail_all(group, &format!("failed to start a change: {error}"));
+        }
+        let loaded = load_group_on_handle(db, batch::ids_by_shop(&group));
+        let loaded = match loaded {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                let _ = db.execute_batch("ROLLBACK");
+                return batch::fail_all(group, &format!("{error:#}"));
+            }
+        };
+        let (replies, changes) = batch::decide_all(group, loaded);
+        let written = crate::rows::run_now(write_changes(&mut Handle(db), &changes))
+            .and_then(|()| db.execute_batch("COMMIT").context("failed to commit a change"));
+        if written.is_err() && !db.is_autocommit() {
+            let _ = db.execute_batch("ROLLBACK");
+        }
+        batch::answer(replies, changes, written.err());
+    }
+
+    /// The group's orders with their cancellations, refunds and requests, and each shop's setup, read
+    /// on the handle.
+    fn load_group_on_handle(
+        db: &rusqlite::Connection,
+        ids_by_shop: HashMap<String, Vec<String>>,
+    ) -> Result<batch::Loaded> {
+        let mut select_order = db.prepare_cached(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE shop_id = $1 AND id = $2"
+        ))?;
+        let mut select_cancellation = db.prepare_cached(&format!(
+            "SELECT {CANCELLATION_COLUMNS} FROM cancellations WHERE id = $1"
+        ))?;
+        let mut select_refunds = db.prepare_cached(&format!(
+            "SELECT {REFUND_COLUMNS} FROM refunds WHERE order_id = $1 ORDER BY created_at, id"
+        ))?;
+        let mut select_requests = db.prepare_cached(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM cancellation_requests WHERE order_id = $1 ORDER BY created_at, id"
+        ))?;
+        let mut orders = HashMap::new();
+        let mut setups = HashMap::new();
+        for (shop_id, ids) in ids_by_shop {
+            for id in ids {
+                let mut found = select_order.query([&shop_id, &id])?;
+                let Some(row) = found.next()? else { continue };
+                let (mut order, cancellation_id) = order_from_row(row)?;
+                drop(found);
+                if let Some(cancellation_id) = cancellation_id {
+                    let mut found = select_cancellation.query([&cancellation_id])?;
+                    if let Some(row) = found.next()? {
+                        order.cancellation = Some(cancellation_from_row(row)?.1);
+                    }
+                }
+                let mut found = select_refunds.query([&id])?;
+                while let Some(row) = found.next()? {
+                    order.refunds.push(refund_from_row(row)?.1);
+                }
+                drop(found);
+                let mut found = select_requests.query([&id])?;
+                while let Some(row) = found.next()? {
+                    // The latest one wins.
+                    order.cancellation_request = Some(request_from_row(row)?.1);
+                }
+                drop(found);
+                orders.insert((shop_id.clone(), id), order);
+            }
+            let setup = ShopSetup {
+                channels: db
+                    .prepare_cached(SHOP_CHANNELS_SQL)?
+                    .query_and_then([&shop_id], |row| channel_from_row(row))?
+                    .collect::<Result<_>>()?,
+                warehouses: db
+                    .prepare_cached(&format!(
+                        "SELECT {WAREHOUSE_COLUMNS} FROM warehouses WHERE shop_id = $1 ORDER BY id"
+                    ))?
+                    .query_and_then([&shop_id], |row| warehouse_from_row(row))?
+                    .collect::<Result<_>>()?,
+            };
+            setups.insert(shop_id, setup);
+        }
+        Ok((orders, setups))
+    }
+
+    impl Read for sqlx::sqlite::SqliteRow {
+        fn column<T: Readable>(&self, name: &str) -> Result<T> {
+            Ok(self.try_get(name)?)
+        }
+    }
+
+    impl Read for rusqlite::Row<'_> {
+        fn column<T: Readable>(&self, name: &str) -> Result<T> {
+            Ok(self.get(name)?)
+        }
+    }
+
+    /// A [`Sink`] over the SQLite handle itself.
+    struct Handle<'c>(&'c rusqlite::Connection);
+
+    impl rusqlite::ToSql for Value<'_> {
+        fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+            match self {
+                Value::Text(Some(text)) => Ok(rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(
+                    text.as_bytes(),
+                ))),
+                Value::Text(None) => Ok(rusqlite::types::ToSqlOutput::Owned(rusqlite::types::Value::Null)),
+                Value::Int(number) => number.to_sql(),
+                Value::Bool(flag) => flag.to_sql(),
+            }
+        }
+    }
+
+    impl Sink for Handle<'_> {
+        async fn insert(&mut self, rows: &Rows<'_>) -> Result<()> {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let mut statement = self.0.prepare_cached(&rows.single_row_sql())?;
+            for row in rows.rows() {
+                statement.execute(rusqlite::params_from_iter(row))?;
+            }
+            Ok(())
+        }
+
+        async fn insert_events(&mut self, rows: &Rows<'_>) -> Result<HashMap<String, i64>> {
+            let mut seqs = HashMap::new();
+            if rows.is_empty() {
+                return Ok(seqs);
+            }
+            let mut statement = self.0.prepare_cached(&rows.single_row_sql())?;
+            for row in rows.rows() {
+                statement.execute(rusqlite::params_from_iter(row))?;
+                if let Some(Value::Text(Some(id))) = row.first() {
+                    seqs.insert(id.to_string(), self.0.last_insert_rowid());
+                }
+            }
+            Ok(seqs)
+        }
+
+        async fn active_webhooks(&mut self, shops: &[&str]) -> Result<Vec<(String, String, String)>> {
+            let mut statement = self
+                .0
+                .prepare_cached("SELECT id, shop_id, events FROM webhooks WHERE active AND shop_id = $1")?;
+            let mut webhooks = Vec::new();
+            for shop_id in shops {
+                let rows = statement.query_map([shop_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+                for webhook in rows {
+                    webhooks.push(webhook?);
+                }
+            }
+            webhooks.sort();
+            Ok(webhooks)
+        }
+
+        async fn add_stock(&mut self, shop_id: &str, deltas: &[(&str, i64)], at: i64) -> Result<Vec<String>> {
+            let mut statement = self.0.prepare_cached(
+                "UPDATE inventory SET available = available + $1, updated_at = $2 WHERE shop_id = $3 AND sku = $4",
+            )?;
+            let mut stocked = Vec::with_capacity(deltas.len());
+            for (sku, delta) in deltas {
+                if statement.execute(rusqlite::params![delta, at, shop_id, sku])? > 0 {
+                    stocked.push((*sku).to_owned());
+                }
+            }
+            Ok(stocked)
+        }
+
+        async fn queue_pushes(&mut self, shop_id: &str, skus: &[String], at: i64) -> Result<()> {
+            let mut statement = self.0.prepare_cached(
+                "INSERT INTO inventory_pushes (channel_id, sku, shop_id, due_at, version, attempts) \
+                 SELECT l.channel_id, l.sku, l.shop_id, $1 + s.inventory_push_interval_s * 1000000, 1, 0 \
+                 FROM inventory_listings l JOIN shops s ON s.id = l.shop_id WHERE l.shop_id = $2 AND l.sku = $3 \
+                 ON CONFLICT (channel_id, sku) DO UPDATE SET version = inventory_pushes.version + 1",
+            )?;
+            for sku in skus {
+                statement.execute(rusqlite::params![at, shop_id, sku])?;
+            }
+            Ok(())
+        }
+
+        async fn delete_jobs(&mut self, order_ids: &[&str]) -> Result<()> {
+            let mut statement = self.0.prepare_cached("DELETE FROM workflow_jobs WHERE order_id = $1")?;
+            for order_id in order_ids {
+                statement.execute([order_id])?;
+            }
+            Ok(())
+        }
+    }
 }
 
 mod postgres {
@@ -546,6 +784,22 @@ mod postgres {
 
     include!("backend.rs");
     include!("outbox.rs");
+
+    /// Writes a change's rows in multi-row statements.
+    async fn save_changes(connection: &mut Connection, changes: &[OrderChange]) -> Result<()> {
+        write_changes(&mut Statements(connection), changes).await
+    }
+
+    impl Read for sqlx::postgres::PgRow {
+        fn column<T: Readable>(&self, name: &str) -> Result<T> {
+            Ok(self.try_get(name)?)
+        }
+    }
+
+    /// Runs a group of single-order changes in one transaction through sqlx.
+    async fn commit_group(pool: &sqlx::Pool<Db>, group: Vec<batch::Job>) {
+        batch::run_group(pool, group).await
+    }
 }
 
 /// The store, on whichever backend the database URL names.
