@@ -1007,6 +1007,7 @@ async fn schedule(connection: &mut Connection, order_id: &str, shop_id: &str, wo
 
 impl Backend {
     pub(crate) async fn close(&self) {
+        self.batcher.close().await;
         self.write.close().await;
         self.read.close().await;
     }
@@ -2229,9 +2230,15 @@ mod batch {
         reply: oneshot::Sender<Outcome>,
     }
 
+    /// What the writer is sent: a change, or word to stop (with whom to tell once it has).
+    enum Message {
+        Job(Job),
+        Close(oneshot::Sender<()>),
+    }
+
     #[derive(Clone, Debug)]
     pub(crate) struct Batcher {
-        jobs: mpsc::Sender<Job>,
+        jobs: mpsc::Sender<Message>,
     }
 
     impl std::fmt::Debug for Job {
@@ -2263,7 +2270,7 @@ mod batch {
                 reply,
             };
             self.jobs
-                .send(job)
+                .send(Message::Job(job))
                 .await
                 .map_err(|_| anyhow::anyhow!("the database writer has stopped"))?;
             match answer
@@ -2281,17 +2288,44 @@ mod batch {
         }
     }
 
+    impl Batcher {
+        /// Stops the writer once the changes already sent are written, and lets it free what it keeps
+        /// between groups (SQLite's prepared statements) before the connection may close.
+        pub(crate) async fn close(&self) {
+            let (done, stopped) = oneshot::channel();
+            if self.jobs.send(Message::Close(done)).await.is_ok() {
+                let _ = stopped.await;
+            }
+        }
+    }
+
     /// Takes whatever changes are waiting (up to [`GROUP_MAX`]) and runs them in one transaction.
-    async fn run(pool: sqlx::Pool<Db>, mut queue: mpsc::Receiver<Job>) {
-        while let Some(first) = queue.recv().await {
-            let mut group = vec![first];
-            while group.len() < GROUP_MAX {
-                match queue.try_recv() {
-                    Ok(job) => group.push(job),
-                    Err(_) => break,
+    async fn run(pool: sqlx::Pool<Db>, mut queue: mpsc::Receiver<Message>) {
+        let closing = {
+            // Dropped at the end of this block: before `pool`, and before a closing caller is answered.
+            let mut kept = super::Kept::default();
+            let mut closing = None;
+            while closing.is_none() {
+                let Some(first) = queue.recv().await else { break };
+                let mut group = Vec::new();
+                let mut next = Some(first);
+                while let Some(message) = next.take() {
+                    match message {
+                        Message::Job(job) => group.push(job),
+                        Message::Close(done) => closing = Some(done),
+                    }
+                    if closing.is_none() && group.len() < GROUP_MAX {
+                        next = queue.try_recv().ok();
+                    }
+                }
+                if !group.is_empty() {
+                    super::commit_group(&pool, &mut kept, group).await;
                 }
             }
-            super::commit_group(&pool, group).await;
+            closing
+        };
+        if let Some(done) = closing {
+            let _ = done.send(());
         }
     }
 

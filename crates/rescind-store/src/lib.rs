@@ -457,6 +457,10 @@ mod sqlite {
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
+            // The group writer keeps statements prepared on this connection (`Kept`): it is never
+            // closed but by `Backend::close`.
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(
                 options
                     .clone()
@@ -540,30 +544,75 @@ mod sqlite {
     /// on a blocking thread: the loads, the decisions, the writes and the commit's fsync, with two
     /// hand-offs per group (taking the connection and locking its handle) instead of one per
     /// statement and row, and without holding up the HTTP workers.
-    async fn commit_group(pool: &sqlx::Pool<Db>, group: Vec<batch::Job>) {
+    async fn commit_group(pool: &sqlx::Pool<Db>, kept: &mut Kept, group: Vec<batch::Job>) {
         let mut connection = match pool.acquire().await {
             Ok(connection) => connection,
             Err(error) => return batch::fail_all(group, &format!("failed to start a change: {error}")),
         };
         let runtime = tokio::runtime::Handle::current();
+        let previous = kept.0.take();
         let done = tokio::task::spawn_blocking(move || {
             let mut handle = match runtime.block_on(connection.lock_handle()) {
                 Ok(handle) => handle,
-                Err(error) => return batch::fail_all(group, &format!("failed to lock the writer's handle: {error}")),
+                Err(error) => {
+                    batch::fail_all(group, &format!("failed to lock the writer's handle: {error}"));
+                    return previous;
+                }
             };
-            // SAFETY: as in `save_changes`.
-            let db = match unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) } {
-                Ok(db) => db,
-                Err(error) => return batch::fail_all(group, &format!("failed to use the writer's handle: {error}")),
+            let raw = handle.as_raw_handle();
+            let db = match previous {
+                Some(previous) if previous.raw == raw => previous,
+                other => {
+                    if let Some(stale) = other {
+                        // Another connection than the one its statements belong to: leak them rather
+                        // than finalize them on a handle that may be gone (the pool never replaces
+                        // the writer connection, so this is not expected).
+                        tracing::error!("the SQLite writer connection changed under the group writer");
+                        std::mem::forget(stale);
+                    }
+                    // SAFETY: the handle is open and, while `handle` lives, used by no other thread.
+                    // The rusqlite connection never closes it; its statements are finalized when it is
+                    // dropped, which happens before the connection can close (`Kept`).
+                    match unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) } {
+                        Ok(db) => {
+                            db.set_prepared_statement_cache_capacity(GROUP_STATEMENTS_MAX);
+                            KeptHandle { raw, db }
+                        }
+                        Err(error) => {
+                            batch::fail_all(group, &format!("failed to use the writer's handle: {error}"));
+                            return None;
+                        }
+                    }
+                }
             };
-            group_on_handle(&db, group);
-            drop(db);
+            group_on_handle(&db.db, group);
+            Some(db)
         })
         .await;
-        if let Err(error) = done {
-            tracing::error!(error = %error, "a group of changes failed to run");
+        match done {
+            Ok(handle) => kept.0 = handle,
+            Err(error) => tracing::error!(error = %error, "a group of changes failed to run"),
         }
     }
+
+    /// The group writer's statements kept prepared: its loads and the writes of every table a change
+    /// touches (about twenty), with room to spare.
+    const GROUP_STATEMENTS_MAX: usize = 64;
+
+    /// What the group writer keeps between groups: its prepared statements, on the writer
+    /// connection's handle. They are used only while that handle is locked, and finalized when this is
+    /// dropped — when the writer stops, before the pool closes the connection (`Backend::close`); the
+    /// pool never closes the writer connection otherwise (no idle timeout, no maximum lifetime).
+    #[derive(Default)]
+    pub(crate) struct Kept(Option<KeptHandle>);
+
+    struct KeptHandle {
+        raw: std::ptr::NonNull<rusqlite::ffi::sqlite3>,
+        db: rusqlite::Connection,
+    }
+
+    // SAFETY: the rusqlite connection is Send; the raw pointer is only compared, never dereferenced.
+    unsafe impl Send for KeptHandle {}
 
     fn group_on_handle(db: &rusqlite::Connection, group: Vec<batch::Job>) {
         if let Err(error) = db.execute_batch("BEGIN IMMEDIATE") {
@@ -796,8 +845,14 @@ mod postgres {
         }
     }
 
+    /// What the group writer keeps between groups: nothing on PostgreSQL.
+    #[derive(Default)]
+    pub(crate) struct Kept {
+        _nothing: (),
+    }
+
     /// Runs a group of single-order changes in one transaction through sqlx.
-    async fn commit_group(pool: &sqlx::Pool<Db>, group: Vec<batch::Job>) {
+    async fn commit_group(pool: &sqlx::Pool<Db>, _kept: &mut Kept, group: Vec<batch::Job>) {
         batch::run_group(pool, group).await
     }
 }
