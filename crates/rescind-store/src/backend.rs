@@ -643,29 +643,42 @@ async fn insert_refunds<S: Sink>(sink: &mut S, refunds: &[(&Order, &Refund)]) ->
     sink.insert(&rows).await.context("failed to write a refund")
 }
 
-/// The statement that schedules (or reschedules) an order's job and frees its lease.
+/// The statement that schedules (or reschedules) an order's job: its lease freed, or kept by the
+/// worker that goes on with the next step.
 fn job_rows<'a>() -> Rows<'a> {
     Rows::new(
-        "INSERT INTO workflow_jobs (order_id, shop_id, due_at) ",
-        3,
-        " ON CONFLICT (order_id) DO UPDATE SET due_at = excluded.due_at, lease_owner = NULL, lease_expires_at = NULL",
+        "INSERT INTO workflow_jobs (order_id, shop_id, due_at, lease_owner, lease_expires_at) ",
+        5,
+        " ON CONFLICT (order_id) DO UPDATE SET due_at = excluded.due_at, lease_owner = excluded.lease_owner, \
+         lease_expires_at = excluded.lease_expires_at",
     )
 }
 
-/// Keeps the worker's jobs in step with the changes: the last schedule of each order wins.
-async fn schedule_workflows<S: Sink>(sink: &mut S, changes: &[OrderChange]) -> Result<()> {
+/// Keeps the worker's jobs in step with the changes: the last schedule of each order wins. `leases`
+/// is empty or has one entry per change: the lease a worker keeps through it (see [`crate::Lease`]).
+async fn schedule_workflows<S: Sink>(sink: &mut S, changes: &[OrderChange], leases: &[Option<crate::Lease>]) -> Result<()> {
     let schedules = last_of_each(
         changes
             .iter()
-            .filter(|change| !matches!(change.workflow, WorkflowSchedule::Unchanged))
-            .map(|change| (change.order.id.as_str(), (&change.order, change.workflow))),
+            .enumerate()
+            .filter(|(_, change)| !matches!(change.workflow, WorkflowSchedule::Unchanged))
+            .map(|(index, change)| {
+                let lease = leases.get(index).and_then(Option::as_ref);
+                (change.order.id.as_str(), (&change.order, change.workflow, lease))
+            }),
     );
     let mut due = job_rows();
     let mut finished: Vec<&str> = Vec::new();
-    for (order, workflow) in &schedules {
+    for (order, workflow, lease) in &schedules {
         match workflow {
             WorkflowSchedule::DueAt(due_at) => {
-                due.push([order.id.as_str().into(), order.shop_id.as_str().into(), due_at.unix_micros().into()]);
+                due.push([
+                    order.id.as_str().into(),
+                    order.shop_id.as_str().into(),
+                    due_at.unix_micros().into(),
+                    lease.map(|lease| lease.owner.as_str()).into(),
+                    lease.map(|lease| lease.until.unix_micros()).into(),
+                ]);
             }
             WorkflowSchedule::Finished => finished.push(order.id.as_str()),
             WorkflowSchedule::Unchanged => {}
@@ -680,6 +693,15 @@ async fn schedule_workflows<S: Sink>(sink: &mut S, changes: &[OrderChange]) -> R
 /// order more than once; its last state is what the row keeps, while every history line, refund and
 /// stock move is kept.
 async fn write_changes<S: Sink>(sink: &mut S, changes: &[OrderChange]) -> Result<()> {
+    write_leased_changes(sink, changes, &[]).await
+}
+
+/// [`write_changes`] with the leases workers keep through their changes (one entry per change).
+async fn write_leased_changes<S: Sink>(
+    sink: &mut S,
+    changes: &[OrderChange],
+    leases: &[Option<crate::Lease>],
+) -> Result<()> {
     if changes.is_empty() {
         return Ok(());
     }
@@ -700,7 +722,7 @@ async fn write_changes<S: Sink>(sink: &mut S, changes: &[OrderChange]) -> Result
         .flat_map(|change| change.new_refunds.iter().map(move |refund| (&change.order, refund)))
         .collect();
     insert_refunds(sink, &refunds).await?;
-    schedule_workflows(sink, changes).await?;
+    schedule_workflows(sink, changes, leases).await?;
     let mut moves_by_shop: Vec<(&str, Vec<StockEntry<'_>>)> = Vec::new();
     for change in changes {
         let order = &change.order;
@@ -2197,10 +2219,22 @@ impl Backend {
     ) -> Result<OrderChange, ChangeError<E>> {
         self.batcher.change(shop_id, order_id, decide).await
     }
+
+    pub(crate) async fn change_order_leased<E: Send + 'static>(
+        &self,
+        shop_id: &str,
+        order_id: &str,
+        lease: crate::Lease,
+        decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
+    ) -> Result<(OrderChange, bool), ChangeError<E>> {
+        self.batcher.change_leased(shop_id, order_id, Some(lease), decide).await
+    }
 }
 
 mod batch {
-    use super::{load_orders_for_change, load_shop_setup, save_changes, Db};
+    use super::{load_orders_for_change, load_shop_setup, write_leased_changes, Db, Statements};
+    use crate::Lease;
+    use rescind_domain::WorkflowSchedule;
     use crate::ShopSetup;
     use std::collections::HashMap;
     use crate::ChangeError;
@@ -2217,7 +2251,8 @@ mod batch {
     type Decide = Box<dyn FnOnce(&Order, &ShopSetup) -> Result<OrderChange, Refusal> + Send>;
 
     pub(crate) enum Outcome {
-        Changed(Box<OrderChange>),
+        /// Written; with whether the job's lease was kept for its worker.
+        Changed(Box<OrderChange>, bool),
         Refused(Refusal),
         NotFound,
         Failed(String),
@@ -2226,6 +2261,7 @@ mod batch {
     pub(crate) struct Job {
         shop_id: String,
         order_id: String,
+        lease: Option<Lease>,
         decide: Decide,
         reply: oneshot::Sender<Outcome>,
     }
@@ -2260,10 +2296,22 @@ mod batch {
             order_id: &str,
             decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
         ) -> Result<OrderChange, ChangeError<E>> {
+            Ok(self.change_leased(shop_id, order_id, None, decide).await?.0)
+        }
+
+        /// [`Batcher::change`] by a worker holding the order's lease; answers whether it was kept.
+        pub(crate) async fn change_leased<E: Send + 'static>(
+            &self,
+            shop_id: &str,
+            order_id: &str,
+            lease: Option<Lease>,
+            decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
+        ) -> Result<(OrderChange, bool), ChangeError<E>> {
             let (reply, answer) = oneshot::channel();
             let job = Job {
                 shop_id: shop_id.to_owned(),
                 order_id: order_id.to_owned(),
+                lease,
                 decide: Box::new(move |order, setup| {
                     decide(order, setup).map_err(|refusal| Box::new(refusal) as Refusal)
                 }),
@@ -2277,7 +2325,7 @@ mod batch {
                 .await
                 .map_err(|_| anyhow::anyhow!("the database writer has stopped"))?
             {
-                Outcome::Changed(change) => Ok(*change),
+                Outcome::Changed(change, kept) => Ok((*change, kept)),
                 Outcome::Refused(refusal) => match refusal.downcast::<E>() {
                     Ok(refusal) => Err(ChangeError::Refused(*refusal)),
                     Err(_) => Err(ChangeError::Store(anyhow::anyhow!("a refusal of another type"))),
@@ -2348,12 +2396,20 @@ mod batch {
         ids_by_shop
     }
 
-    /// Decides each job in turn against the order as the jobs before it left it.
-    pub(crate) fn decide_all(group: Vec<Job>, loaded: Loaded) -> (Vec<(oneshot::Sender<Outcome>, Decided)>, Vec<OrderChange>) {
+    /// The group's decisions: each job's reply and what became of it, the changes, and one entry per
+    /// change for the lease kept through it.
+    pub(crate) type Decisions = (Vec<(oneshot::Sender<Outcome>, Decided)>, Vec<OrderChange>, Vec<Option<Lease>>);
+
+    /// Decides each job in turn against the order as the jobs before it left it. A worker's lease is
+    /// kept through its change when that change is the order's last in the group and schedules the
+    /// next step by the lease's horizon.
+    pub(crate) fn decide_all(group: Vec<Job>, loaded: Loaded) -> Decisions {
         let (mut orders, setups) = loaded;
         let mut replies = Vec::with_capacity(group.len());
         let mut changes = Vec::new();
+        let mut leases = Vec::new();
         for job in group {
+            let lease = job.lease;
             let setup = setups.get(&job.shop_id);
             let decided = match (orders.get_mut(&(job.shop_id, job.order_id)), setup) {
                 (None, _) | (_, None) => Decided::NotFound,
@@ -2362,14 +2418,25 @@ mod batch {
                     Ok(change) => {
                         // A later job on the same order sees this change.
                         *order = change.order.clone();
+                        let kept = lease.filter(|lease| {
+                            matches!(change.workflow, WorkflowSchedule::DueAt(due_at) if due_at <= lease.keep_if_due_by)
+                        });
+                        // An earlier change of the same order keeps no lease: a later one decides.
+                        for (earlier, earlier_lease) in changes.iter().zip(leases.iter_mut()) {
+                            let earlier: &OrderChange = earlier;
+                            if earlier.order.id == change.order.id {
+                                *earlier_lease = None;
+                            }
+                        }
                         changes.push(change);
+                        leases.push(kept);
                         Decided::Changed
                     }
                 },
             };
             replies.push((job.reply, decided));
         }
-        (replies, changes)
+        (replies, changes, leases)
     }
 
     /// Answers every job once its group was written (`failure` is `None`) or not: nothing of a failed
@@ -2377,14 +2444,15 @@ mod batch {
     pub(crate) fn answer(
         replies: Vec<(oneshot::Sender<Outcome>, Decided)>,
         changes: Vec<OrderChange>,
+        leases: Vec<Option<Lease>>,
         failure: Option<anyhow::Error>,
     ) {
-        let mut changes = changes.into_iter();
+        let mut changes = changes.into_iter().zip(leases);
         for (reply, decided) in replies {
             let outcome = match (decided, &failure) {
                 (Decided::Changed, Some(error)) => Outcome::Failed(format!("{error:#}")),
                 (Decided::Changed, None) => match changes.next() {
-                    Some(change) => Outcome::Changed(Box::new(change)),
+                    Some((change, lease)) => Outcome::Changed(Box::new(change), lease.is_some()),
                     None => Outcome::Failed("a decision lost its change".to_owned()),
                 },
                 (Decided::Refused(refusal), _) => Outcome::Refused(refusal),
@@ -2407,15 +2475,15 @@ mod batch {
             Ok(loaded) => loaded,
             Err(error) => return fail_all(group, &format!("{error:#}")),
         };
-        let (replies, changes) = decide_all(group, loaded);
+        let (replies, changes, leases) = decide_all(group, loaded);
         let failure = async {
-            save_changes(&mut tx, &changes).await?;
+            write_leased_changes(&mut Statements(&mut tx), &changes, &leases).await?;
             tx.commit().await?;
             Ok::<(), anyhow::Error>(())
         }
         .await
         .err();
-        answer(replies, changes, failure);
+        answer(replies, changes, leases, failure);
     }
 
     async fn load_group(

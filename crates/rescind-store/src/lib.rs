@@ -626,13 +626,13 @@ mod sqlite {
                 return batch::fail_all(group, &format!("{error:#}"));
             }
         };
-        let (replies, changes) = batch::decide_all(group, loaded);
-        let written = crate::rows::run_now(write_changes(&mut Handle(db), &changes))
+        let (replies, changes, leases) = batch::decide_all(group, loaded);
+        let written = crate::rows::run_now(write_leased_changes(&mut Handle(db), &changes, &leases))
             .and_then(|()| db.execute_batch("COMMIT").context("failed to commit a change"));
         if written.is_err() && !db.is_autocommit() {
             let _ = db.execute_batch("ROLLBACK");
         }
-        batch::answer(replies, changes, written.err());
+        batch::answer(replies, changes, leases, written.err());
     }
 
     /// The group's orders with their cancellations, refunds and requests, and each shop's setup, read
@@ -857,6 +857,16 @@ mod postgres {
     }
 }
 
+/// A worker's lease on an order's job, offered to be kept through the outcome it records: when the
+/// change schedules the order's next step by `keep_if_due_by`, the job stays the worker's until
+/// `until`, and the worker goes on with that step itself.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    pub owner: String,
+    pub until: Timestamp,
+    pub keep_if_due_by: Timestamp,
+}
+
 /// The store, on whichever backend the database URL names.
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -1066,6 +1076,20 @@ impl Store {
         decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
     ) -> Result<OrderChange, ChangeError<E>> {
         dispatch!(self, backend => backend.change_order_grouped(shop_id, order_id, decide).await)
+    }
+
+    /// [`Store::change_order_grouped`] by the worker holding the order's job under `lease`: when the
+    /// change schedules the next step by `lease.keep_if_due_by`, the job stays leased to the worker
+    /// (until `lease.until`) so that it goes on with that step without claiming it again; answers the
+    /// change and whether the lease was kept.
+    pub async fn change_order_leased<E: Send + 'static>(
+        &self,
+        shop_id: &str,
+        order_id: &str,
+        lease: Lease,
+        decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
+    ) -> Result<(OrderChange, bool), ChangeError<E>> {
+        dispatch!(self, backend => backend.change_order_leased(shop_id, order_id, lease, decide).await)
     }
 
     /// Read-decide-write on many orders in one transaction; one order's refusal never stops the

@@ -1,13 +1,15 @@
 //! The group writer on SQLite keeps its statements prepared on the writer connection's own handle
 //! between groups. Closing the store must finalize them before the connection closes (SQLite refuses
 //! to close a connection with statements left, and sqlx panics on its worker thread when it does), and
-//! every change it wrote must be there when the file is opened again.
+//! every change it wrote must be there when the file is opened again. A worker recording a step's
+//! outcome keeps its lease on the order's job exactly when the next step falls due by the lease's
+//! horizon (on both backends).
 
 use rescind_domain::{
     Actor, Address, ChannelKind, Currency, Customer, FinancialStatus, FulfillmentStatus, HistoryEntry, Money,
-    NewLineItem, NewOrder, OrderChange,
+    NewLineItem, NewOrder, OrderChange, Timestamp, WorkflowSchedule,
 };
-use rescind_store::{now, ApiToken, ChangeError, Channel, RandomIds, Settings, Shop, Store};
+use rescind_store::{now, ApiToken, ChangeError, Channel, Lease, RandomIds, Settings, Shop, Store};
 use std::sync::{Arc, Mutex};
 
 const ORDERS: usize = 40;
@@ -150,4 +152,135 @@ async fn closing_the_store_after_grouped_changes_panics_nowhere_and_keeps_every_
         assert_eq!(notes, ["note 0", "note 1"], "both changes of {order_id} are kept");
     }
     reopened.close().await;
+}
+
+/// A shop with an own-store channel and one imported order, on a fresh store.
+async fn shop_with_an_order(store: &Store) -> (String, String) {
+    let shop = Shop {
+        id: "shop_lease".into(),
+        name: "Lease".into(),
+        settings: Settings::default(),
+    };
+    let token = ApiToken {
+        id: "tok_lease".into(),
+        shop_id: shop.id.clone(),
+        token_hash: "2".repeat(64),
+        scopes: vec![],
+    };
+    store.create_shop(&shop, &token).await.expect("the shop is created");
+    let channel = Channel {
+        id: "ch_lease".into(),
+        shop_id: shop.id.clone(),
+        kind: ChannelKind::OwnStore,
+        name: "Own store".into(),
+        base_url: None,
+        credentials: None,
+        cancel_sync: true,
+        created_at: now(),
+    };
+    store.create_channel(&channel).await.expect("the channel is created");
+    let order = store
+        .import_order(&shop.id, None, &channel.id, None, |number| {
+            let order = new_order(&channel.id)
+                .into_order(&shop.id, number, &mut RandomIds, now())
+                .map_err(|problems| problems.0)?;
+            Ok((
+                order,
+                HistoryEntry::new(now(), "order.imported", &Actor::System, "imported"),
+            ))
+        })
+        .await
+        .expect("the order is imported");
+    (shop.id, order.id)
+}
+
+fn at(offset_ms: i64) -> Timestamp {
+    Timestamp::from_unix_micros(now().unix_micros() + offset_ms * 1000)
+}
+
+/// Records a change scheduling the order's next step at `due_at` under a lease of `owner` with the
+/// horizon `keep_if_due_by`; answers whether the lease was kept.
+async fn record(
+    store: &Store,
+    shop_id: &str,
+    order_id: &str,
+    owner: &str,
+    due_at: Timestamp,
+    keep_if_due_by: Timestamp,
+) -> bool {
+    let lease = Lease {
+        owner: owner.to_owned(),
+        until: at(30_000),
+        keep_if_due_by,
+    };
+    let (_, kept) = store
+        .change_order_leased(shop_id, order_id, lease, move |order, _setup| {
+            let mut change = OrderChange::new(order.clone(), Vec::new(), Vec::new());
+            change.workflow = WorkflowSchedule::DueAt(due_at);
+            Ok::<_, ()>(change)
+        })
+        .await
+        .map_err(|error| format!("{error:?}"))
+        .expect("the change is recorded");
+    kept
+}
+
+async fn a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon(store: Store) {
+    let (shop_id, order_id) = shop_with_an_order(&store).await;
+
+    assert!(
+        record(&store, &shop_id, &order_id, "worker_a", at(0), at(1_000)).await,
+        "kept: due now"
+    );
+    let claimed = store.claim_jobs("worker_b", at(30_000), 10).await.expect("claims run");
+    assert!(claimed.is_empty(), "the job stays worker_a's: {claimed:?}");
+
+    assert!(
+        !record(&store, &shop_id, &order_id, "worker_a", at(0), at(-1_000)).await,
+        "not kept: the step is due after the horizon"
+    );
+    let claimed = store.claim_jobs("worker_b", at(30_000), 10).await.expect("claims run");
+    assert_eq!(
+        claimed.iter().map(|job| job.order_id.as_str()).collect::<Vec<_>>(),
+        [order_id.as_str()],
+        "the freed job is claimed by another worker"
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon_on_sqlite() {
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let url = format!("sqlite://{}", folder.path().join("rescind.db").display());
+    let store = Store::open(&url).await.expect("the store opens");
+    a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon_on_postgres() {
+    let Some(url) = std::env::var("RESCIND_TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+    else {
+        eprintln!("RESCIND_TEST_DATABASE_URL is not set: the PostgreSQL run of this test is skipped");
+        return;
+    };
+    use sqlx::Connection;
+    let schema = format!("rescind_store_test_{:016x}", rand::random::<u64>());
+    let mut admin = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("PostgreSQL is reachable");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut admin)
+        .await
+        .expect("a test schema");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let store = Store::open(&format!("{url}{separator}options[search_path]={schema}"))
+        .await
+        .expect("the store opens");
+    a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon(store).await;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut admin)
+        .await
+        .expect("the test schema is dropped");
 }

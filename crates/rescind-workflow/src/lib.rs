@@ -15,10 +15,10 @@ use rescind_connectors::warehouses::openlogi::{NewShipment, OpenLogi, Recipient}
 use rescind_connectors::CallError;
 use rescind_domain::workflow::{record_outbound, OutboundCall, OutboundOutcome, WarehouseCall};
 use rescind_domain::{
-    pending_work, record_step_outcome, CancellationStatus, ChannelCall, Order, OutboundStatus, PaymentAction,
-    PaymentCall, PendingWork, RetryPolicy, StaleStep, StepOutcome, Timestamp,
+    pending_work, record_step_outcome, CancellationStatus, ChannelCall, Order, OrderChange, OutboundStatus,
+    PaymentAction, PaymentCall, PendingWork, RetryPolicy, StaleStep, StepOutcome, Timestamp, WorkflowSchedule,
 };
-use rescind_store::{new_id, now, ChangeError, Job, RandomIds, Store};
+use rescind_store::{new_id, now, ChangeError, Job, Lease, RandomIds, Store};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,8 +56,18 @@ impl Default for WorkerConfig {
 struct Signals {
     /// A step was scheduled: look for due steps now.
     wake: Notify,
-    /// The order whose step's outcome was just recorded: a request waiting on it looks again.
-    settled: broadcast::Sender<String>,
+    /// The order whose step's outcome was just recorded, and whether its cancellation is still
+    /// processing: a request waiting on it needs no look at the order to know.
+    settled: broadcast::Sender<Settled>,
+}
+
+/// A step's outcome recorded for an order.
+#[derive(Clone, Debug)]
+struct Settled {
+    order_id: String,
+    /// Whether the order's cancellation is still processing after it; `None` when the worker does
+    /// not know (the step failed unexpectedly, or nothing was recorded), so a waiting request looks.
+    processing: Option<bool>,
 }
 
 /// Outcomes a waiting request may fall behind on before it simply looks at all its orders again.
@@ -126,8 +136,16 @@ impl Workflow {
             loop {
                 tokio::select! {
                     received = settled.recv() => match received {
-                        Ok(order_id) if !waiting.contains(&order_id) => continue,
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Ok(Settled { order_id, .. }) if !waiting.contains(&order_id) => continue,
+                        // The worker tells how the order stands: no need to read it.
+                        Ok(Settled { processing: Some(true), .. }) => continue,
+                        Ok(Settled { order_id, processing: Some(false) }) => {
+                            waiting.remove(&order_id);
+                            if waiting.is_empty() {
+                                return Ok(());
+                            }
+                        }
+                        Ok(Settled { processing: None, .. }) | Err(broadcast::error::RecvError::Lagged(_)) => break,
                         Err(broadcast::error::RecvError::Closed) => {
                             tokio::time::sleep_until(look_again_at).await;
                             break;
@@ -189,12 +207,19 @@ pub async fn run_worker(store: Store, workflow: Workflow, config: WorkerConfig, 
             };
             let (store, http, owner, signals) = (store.clone(), http.clone(), owner.clone(), signals.clone());
             tokio::spawn(async move {
-                if let Err(error) = execute(&store, &http, &config, &owner, &job).await {
-                    tracing::warn!(error = format!("{error:#}"), order_id = %job.order_id, "step failed unexpectedly; it will run again when its lease expires");
-                }
+                let processing = match execute(&store, &http, &config, &owner, &job, &signals).await {
+                    Ok(processing) => processing,
+                    Err(error) => {
+                        tracing::warn!(error = format!("{error:#}"), order_id = %job.order_id, "step failed unexpectedly; it will run again when its lease expires");
+                        None
+                    }
+                };
                 drop(permit);
                 // Nobody may be waiting: that is not an error.
-                let _ = signals.settled.send(job.order_id.clone());
+                let _ = signals.settled.send(Settled {
+                    order_id: job.order_id.clone(),
+                    processing,
+                });
                 signals.wake.notify_one();
             });
         }
@@ -218,86 +243,149 @@ pub async fn run_worker(store: Store, workflow: Workflow, config: WorkerConfig, 
     let _ = permits.acquire_many(config.concurrency.max(1) as u32).await;
 }
 
-/// Runs the pending step of one claimed cancellation and records its outcome.
-async fn execute(store: &Store, http: &reqwest::Client, config: &WorkerConfig, owner: &str, job: &Job) -> Result<()> {
-    let Some(order) = store.order(&job.shop_id, &job.order_id).await? else {
-        return store.finish_job(&job.order_id, owner).await;
+/// How soon a cancellation's next step must fall due for the worker to go on with it itself, under
+/// the lease it holds, instead of leaving it to be claimed again.
+const CONTINUE_WITHIN: Duration = Duration::from_secs(1);
+
+/// Runs the pending steps of one claimed cancellation, recording each outcome; answers whether the
+/// order's cancellation is still processing after the last, when that is known. After a step the
+/// worker goes on with the next under the lease it holds when that falls due within
+/// [`CONTINUE_WITHIN`] (the store keeps the lease through the recorded outcome), so a cancellation's
+/// steps cost no claim and no read each; a later step, a retry, the outbound creation and the
+/// restock leave the job to be claimed as before.
+async fn execute(
+    store: &Store,
+    http: &reqwest::Client,
+    config: &WorkerConfig,
+    owner: &str,
+    job: &Job,
+    signals: &Signals,
+) -> Result<Option<bool>> {
+    let Some(mut order) = store.order(&job.shop_id, &job.order_id).await? else {
+        store.finish_job(&job.order_id, owner).await?;
+        return Ok(None);
     };
-    let Some(work) = pending_work(&order) else {
-        return store.finish_job(&job.order_id, owner).await;
-    };
-    let Some(kind) = work.step_kind() else {
-        // The outbound request's creation (F1).
-        let PendingWork::CreateOutbound(call) = &work else {
-            unreachable!("only the creation has no step")
+    loop {
+        let Some(work) = pending_work(&order) else {
+            store.finish_job(&job.order_id, owner).await?;
+            return Ok(Some(is_processing(&order)));
         };
-        let outcome = create_outbound(store, http, config, &order, call).await?;
-        let recorded = store
-            .change_order(&job.shop_id, &job.order_id, |current| {
-                record_outbound(current, outcome, now())
-            })
-            .await;
-        return match recorded {
-            Ok(_) => Ok(()),
-            Err(ChangeError::Refused(StaleStep) | ChangeError::NotFound) => {
-                store.finish_job(&job.order_id, owner).await
+        let Some(kind) = work.step_kind() else {
+            // The outbound request's creation (F1).
+            let PendingWork::CreateOutbound(call) = &work else {
+                unreachable!("only the creation has no step")
+            };
+            let outcome = create_outbound(store, http, config, &order, call).await?;
+            let recorded = store
+                .change_order(&job.shop_id, &job.order_id, |current| {
+                    record_outbound(current, outcome, now())
+                })
+                .await;
+            return settled(store, owner, job, recorded).await;
+        };
+        if let PendingWork::Restock = work {
+            // The store puts the stock back and records the outcome in one transaction, exactly once.
+            let restocked = store
+                .restock(&job.shop_id, &job.order_id, |current, report| {
+                    let outcome = StepOutcome::Restocked {
+                        restocked: report.restocked,
+                        already: report.already,
+                        missing: report.missing,
+                    };
+                    record_step_outcome(current, kind, outcome, &mut RandomIds, now())
+                })
+                .await;
+            return settled(store, owner, job, restocked).await;
+        }
+        let attempts = order
+            .cancellation
+            .as_ref()
+            .and_then(|cancellation| cancellation.step(kind))
+            .map_or(0, |step| step.attempts);
+        let called = match &work {
+            PendingWork::NothingOwed => Ok(StepOutcome::NothingOwed),
+            PendingWork::CreateOutbound(_) => unreachable!("handled above"),
+            PendingWork::Warehouse(call) => warehouse_call(store, http, &order, call).await?,
+            PendingWork::Restock => unreachable!("handled above"),
+            PendingWork::Payment(call) => payment_call(store, http, &order, call).await?,
+            PendingWork::Channel(call) => channel_call(store, http, &order, call).await?,
+        };
+        let outcome = match called {
+            Ok(outcome) => outcome,
+            Err(CallError::Refused { message } | CallError::Misconfigured { message }) => {
+                StepOutcome::Refused { message }
             }
-            Err(ChangeError::Store(error)) => Err(error),
+            Err(error @ (CallError::Transient { .. } | CallError::Unknown { .. })) => {
+                let retry_at = config.retry.retry_at(attempts + 1, rand::random::<f64>(), now());
+                StepOutcome::Failed {
+                    message: error.to_string(),
+                    retry_at,
+                }
+            }
         };
-    };
-    if let PendingWork::Restock = work {
-        // The store puts the stock back and records the outcome in one transaction, exactly once.
-        let restocked = store
-            .restock(&job.shop_id, &job.order_id, |current, report| {
-                let outcome = StepOutcome::Restocked {
-                    restocked: report.restocked,
-                    already: report.already,
-                    missing: report.missing,
-                };
+        // Outcomes of many steps share one transaction (group commit).
+        let started = now();
+        let lease = Lease {
+            owner: owner.to_owned(),
+            until: later(started, config.lease),
+            keep_if_due_by: later(started, CONTINUE_WITHIN),
+        };
+        let recorded = store
+            .change_order_leased(&job.shop_id, &job.order_id, lease, move |current, _| {
                 record_step_outcome(current, kind, outcome, &mut RandomIds, now())
             })
             .await;
-        return match restocked {
-            Ok(_) => Ok(()),
-            Err(ChangeError::Refused(StaleStep) | ChangeError::NotFound) => {
-                store.finish_job(&job.order_id, owner).await
+        let (change, kept) = match recorded {
+            Ok(recorded) => recorded,
+            Err(error) => return settled(store, owner, job, Err(error)).await,
+        };
+        let WorkflowSchedule::DueAt(due_at) = change.workflow else {
+            return Ok(Some(is_processing(&change.order)));
+        };
+        if !kept {
+            return Ok(Some(is_processing(&change.order)));
+        }
+        // The job is still ours: tell who waits how the order stands, and go on with its next step.
+        let _ = signals.settled.send(Settled {
+            order_id: job.order_id.clone(),
+            processing: Some(is_processing(&change.order)),
+        });
+        let wait = due_at.unix_micros() - now().unix_micros();
+        order = if wait > 0 {
+            tokio::time::sleep(Duration::from_micros(wait as u64)).await;
+            // Another change may have come meanwhile (an undo, say): act on the order as it is now.
+            match store.order(&job.shop_id, &job.order_id).await? {
+                Some(current) => current,
+                None => {
+                    store.finish_job(&job.order_id, owner).await?;
+                    return Ok(None);
+                }
             }
-            Err(ChangeError::Store(error)) => Err(error),
+        } else {
+            change.order
         };
     }
-    let attempts = order
-        .cancellation
-        .as_ref()
-        .and_then(|cancellation| cancellation.step(kind))
-        .map_or(0, |step| step.attempts);
-    let called = match &work {
-        PendingWork::NothingOwed => Ok(StepOutcome::NothingOwed),
-        PendingWork::CreateOutbound(_) => unreachable!("handled above"),
-        PendingWork::Warehouse(call) => warehouse_call(store, http, &order, call).await?,
-        PendingWork::Restock => unreachable!("handled above"),
-        PendingWork::Payment(call) => payment_call(store, http, &order, call).await?,
-        PendingWork::Channel(call) => channel_call(store, http, &order, call).await?,
-    };
-    let outcome = match called {
-        Ok(outcome) => outcome,
-        Err(CallError::Refused { message } | CallError::Misconfigured { message }) => StepOutcome::Refused { message },
-        Err(error @ (CallError::Transient { .. } | CallError::Unknown { .. })) => {
-            let retry_at = config.retry.retry_at(attempts + 1, rand::random::<f64>(), now());
-            StepOutcome::Failed {
-                message: error.to_string(),
-                retry_at,
-            }
-        }
-    };
-    // Outcomes of many steps share one transaction (group commit).
-    let recorded = store
-        .change_order_grouped(&job.shop_id, &job.order_id, move |current, _| {
-            record_step_outcome(current, kind, outcome, &mut RandomIds, now())
-        })
-        .await;
+}
+
+/// `duration` after `at`.
+fn later(at: Timestamp, duration: Duration) -> Timestamp {
+    Timestamp::from_unix_micros(at.unix_micros() + duration.as_micros() as i64)
+}
+
+/// What a recorded outcome leaves: whether the order's cancellation is still processing. A stale step
+/// (recorded already, or undone meanwhile) or a vanished order only finishes the job.
+async fn settled(
+    store: &Store,
+    owner: &str,
+    job: &Job,
+    recorded: Result<OrderChange, ChangeError<StaleStep>>,
+) -> Result<Option<bool>> {
     match recorded {
-        Ok(_) => Ok(()),
-        Err(ChangeError::Refused(StaleStep) | ChangeError::NotFound) => store.finish_job(&job.order_id, owner).await,
+        Ok(change) => Ok(Some(is_processing(&change.order))),
+        Err(ChangeError::Refused(StaleStep) | ChangeError::NotFound) => {
+            store.finish_job(&job.order_id, owner).await?;
+            Ok(None)
+        }
         Err(ChangeError::Store(error)) => Err(error),
     }
 }
