@@ -876,42 +876,17 @@ async fn move_stocks<S: Sink>(sink: &mut S, shop_id: &str, moves: &[StockEntry<'
 /// allows, in power-of-two row counts so that a few shapes stay prepared.
 struct Statements<'c>(&'c mut Connection);
 
-fn push_value<'a>(row: &mut sqlx::query_builder::Separated<'_, 'a, Db, &'static str>, value: &'a Value<'a>) {
-    match value {
-        Value::Text(text) => row.push_bind(text.as_deref()),
-        Value::Int(number) => row.push_bind(*number),
-        Value::Bool(flag) => row.push_bind(*flag),
-    };
-}
-
 impl Sink for Statements<'_> {
     async fn insert(&mut self, rows: &Rows<'_>) -> Result<()> {
-        let all: Vec<&[Value<'_>]> = rows.rows().collect();
-        for chunk in statement_chunks(&all, rows.width()) {
-            let mut query = QueryBuilder::<Db>::new(rows.head);
-            query.push_values(chunk, |mut row, values| {
-                for value in *values {
-                    push_value(&mut row, value);
-                }
-            });
-            query.push(rows.tail);
+        for mut query in row_statements(rows, "")? {
             query.build().execute(&mut *self.0).await?;
         }
         Ok(())
     }
 
     async fn insert_events(&mut self, rows: &Rows<'_>) -> Result<HashMap<String, i64>> {
-        let all: Vec<&[Value<'_>]> = rows.rows().collect();
-        let mut seqs = HashMap::with_capacity(all.len());
-        for chunk in statement_chunks(&all, rows.width()) {
-            let mut query = QueryBuilder::<Db>::new(rows.head);
-            query.push_values(chunk, |mut row, values| {
-                for value in *values {
-                    push_value(&mut row, value);
-                }
-            });
-            query.push(rows.tail);
-            query.push(" RETURNING id, seq");
+        let mut seqs = HashMap::new();
+        for mut query in row_statements(rows, " RETURNING id, seq")? {
             for row in query.build().fetch_all(&mut *self.0).await? {
                 seqs.insert(row.try_get("id")?, row.try_get("seq")?);
             }

@@ -697,6 +697,30 @@ mod sqlite {
         Ok((orders, setups))
     }
 
+    /// The statements that write `rows` through sqlx (the writes outside the group writer): multi-row
+    /// `VALUES` in as few statements as the parameter limit allows, in power-of-two row counts so that
+    /// a few shapes stay prepared.
+    fn row_statements<'a>(rows: &'a Rows<'a>, returning: &'static str) -> Result<Vec<QueryBuilder<'a, Db>>> {
+        let all: Vec<&[Value<'_>]> = rows.rows().collect();
+        let mut statements = Vec::new();
+        for chunk in statement_chunks(&all, rows.width()) {
+            let mut query = QueryBuilder::<Db>::new(rows.head);
+            query.push_values(chunk, |mut row, values| {
+                for value in *values {
+                    match value {
+                        Value::Text(text) => row.push_bind(text.as_deref()),
+                        Value::Int(number) => row.push_bind(*number),
+                        Value::Bool(flag) => row.push_bind(*flag),
+                    };
+                }
+            });
+            query.push(rows.tail);
+            query.push(returning);
+            statements.push(query);
+        }
+        Ok(statements)
+    }
+
     impl Read for sqlx::sqlite::SqliteRow {
         fn column<T: Readable>(&self, name: &str) -> Result<T> {
             Ok(self.try_get(name)?)
@@ -837,6 +861,56 @@ mod postgres {
     /// Writes a change's rows in multi-row statements.
     async fn save_changes(connection: &mut Connection, changes: &[OrderChange]) -> Result<()> {
         write_changes(&mut Statements(connection), changes).await
+    }
+
+    /// The statement that writes `rows`: one whatever their number, each column bound as one array
+    /// and the rows made by `UNNEST` — one round trip and one prepared shape per table.
+    fn row_statements<'a>(rows: &'a Rows<'a>, returning: &'static str) -> Result<Vec<QueryBuilder<'a, Db>>> {
+        let Some(first) = rows.rows().next() else {
+            return Ok(Vec::new());
+        };
+        let mut query = QueryBuilder::<Db>::new(rows.head);
+        query.push("SELECT * FROM UNNEST(");
+        for (column, kind) in first.iter().enumerate() {
+            if column > 0 {
+                query.push(", ");
+            }
+            let values = rows.rows().map(move |row| &row[column]);
+            let mismatch = || anyhow::anyhow!("column {column} of `{}` mixes value types", rows.head.trim());
+            match kind {
+                Value::Text(_) => {
+                    let texts = values
+                        .map(|value| match value {
+                            Value::Text(text) => Ok(text.as_deref()),
+                            _ => Err(mismatch()),
+                        })
+                        .collect::<Result<Vec<Option<&str>>>>()?;
+                    query.push_bind(texts).push("::text[]");
+                }
+                Value::Int(_) => {
+                    let numbers = values
+                        .map(|value| match value {
+                            Value::Int(number) => Ok(*number),
+                            _ => Err(mismatch()),
+                        })
+                        .collect::<Result<Vec<Option<i64>>>>()?;
+                    query.push_bind(numbers).push("::int8[]");
+                }
+                Value::Bool(_) => {
+                    let flags = values
+                        .map(|value| match value {
+                            Value::Bool(flag) => Ok(*flag),
+                            _ => Err(mismatch()),
+                        })
+                        .collect::<Result<Vec<bool>>>()?;
+                    query.push_bind(flags).push("::bool[]");
+                }
+            }
+        }
+        query.push(")");
+        query.push(rows.tail);
+        query.push(returning);
+        Ok(vec![query])
     }
 
     impl Read for sqlx::postgres::PgRow {
