@@ -872,6 +872,45 @@ async fn move_stocks<S: Sink>(sink: &mut S, shop_id: &str, moves: &[StockEntry<'
         .collect())
 }
 
+/// The proof of one SKU put back by one cancellation (I2): its primary key lets it in once.
+const PROVE_RESTOCK_SQL: &str =
+    "INSERT INTO restocks (order_id, cancellation_id, sku, quantity, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+
+/// Puts back the stock of the order's current cancellation (I2, I3), each SKU once however often this
+/// runs: a SKU not stocked here is missing, one whose proof exists already went back.
+async fn put_back_stock<S: Sink>(sink: &mut S, order: &Order, now: Timestamp) -> Result<RestockReport> {
+    let cancellation_id = order.cancellation.as_ref().map(|c| c.id.as_str()).unwrap_or_default();
+    let mut report = RestockReport::default();
+    let mut moves = Vec::new();
+    for (sku, quantity) in order.current_restock_quantities() {
+        if !sink.stocked(&order.shop_id, &sku).await.context("failed to read stock")? {
+            report.missing.push(sku);
+            continue;
+        }
+        let proven = sink
+            .prove_restock(&order.id, cancellation_id, &sku, i64::from(quantity), now.unix_micros())
+            .await
+            .context("failed to record the restock")?;
+        if !proven {
+            report.already.push(sku);
+            continue;
+        }
+        moves.push(StockMove {
+            sku: sku.clone(),
+            delta: i64::from(quantity),
+            kind: StockMoveKind::Restock,
+            reason: Some(format!("cancellation of order {}", order.number)),
+        });
+        report.restocked.push((sku, quantity));
+    }
+    let entries: Vec<StockEntry<'_>> = moves
+        .iter()
+        .map(|stock_move| StockEntry { order_id: Some(order.id.as_str()), stock_move, at: now })
+        .collect();
+    move_stocks(sink, &order.shop_id, &entries).await?;
+    Ok(report)
+}
+
 /// A [`Sink`] that sends multi-row statements through sqlx: as few statements as the parameter limit
 /// allows, in power-of-two row counts so that a few shapes stay prepared.
 struct Statements<'c>(&'c mut Connection);
@@ -959,6 +998,36 @@ impl Sink for Statements<'_> {
             query.push(")");
             query.build().execute(&mut *self.0).await?;
         }
+        Ok(())
+    }
+
+    async fn stocked(&mut self, shop_id: &str, sku: &str) -> Result<bool> {
+        let known: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT available FROM inventory WHERE shop_id = $1 AND sku = $2 {}",
+            DIALECT.lock_order
+        ))
+        .bind(shop_id)
+        .bind(sku)
+        .fetch_optional(&mut *self.0)
+        .await?;
+        Ok(known.is_some())
+    }
+
+    async fn prove_restock(&mut self, order_id: &str, cancellation_id: &str, sku: &str, quantity: i64, at: i64) -> Result<bool> {
+        let proven = sqlx::query(PROVE_RESTOCK_SQL)
+            .bind(order_id)
+            .bind(cancellation_id)
+            .bind(sku)
+            .bind(quantity)
+            .bind(at)
+            .execute(&mut *self.0)
+            .await?
+            .rows_affected();
+        Ok(proven > 0)
+    }
+
+    async fn savepoint(&mut self, statement: &'static str) -> Result<()> {
+        sqlx::query(statement).execute(&mut *self.0).await?;
         Ok(())
     }
 }
@@ -2056,59 +2125,13 @@ impl Backend {
 
     /// The restock of the order's current cancellation (I2, I3), exactly once: each SKU's
     /// `restocks` row is its proof, and `decide` records the outcome in the same transaction.
-    pub(crate) async fn restock<E>(
+    pub(crate) async fn restock<E: Send + 'static>(
         &self,
         shop_id: &str,
         order_id: &str,
-        decide: impl FnOnce(&Order, RestockReport) -> Result<OrderChange, E>,
+        decide: impl FnOnce(&Order, RestockReport) -> Result<OrderChange, E> + Send + 'static,
     ) -> Result<OrderChange, ChangeError<E>> {
-        let mut tx = self.write.begin().await.context("failed to start a restock")?;
-        let Some(order) = load_orders_for_change(&mut tx, shop_id, &[order_id.to_owned()]).await?.pop() else {
-            return Err(ChangeError::NotFound);
-        };
-        let cancellation_id = order.cancellation.as_ref().map(|c| c.id.clone()).unwrap_or_default();
-        let now = crate::now();
-        let mut report = RestockReport::default();
-        for (sku, quantity) in &order.current_restock_quantities() {
-            let known: Option<i64> = sqlx::query_scalar(&format!("SELECT available FROM inventory WHERE shop_id = $1 AND sku = $2 {}", DIALECT.lock_order))
-                .bind(shop_id)
-                .bind(sku)
-                .fetch_optional(&mut *tx)
-                .await
-                .context("failed to read stock")?;
-            if known.is_none() {
-                report.missing.push(sku.clone());
-                continue;
-            }
-            let proven = sqlx::query(
-                "INSERT INTO restocks (order_id, cancellation_id, sku, quantity, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            )
-            .bind(order_id)
-            .bind(&cancellation_id)
-            .bind(sku)
-            .bind(i64::from(*quantity))
-            .bind(now.unix_micros())
-            .execute(&mut *tx)
-            .await
-            .context("failed to record the restock")?
-            .rows_affected();
-            if proven == 0 {
-                report.already.push(sku.clone());
-                continue;
-            }
-            let restock = StockMove {
-                sku: sku.clone(),
-                delta: i64::from(*quantity),
-                kind: StockMoveKind::Restock,
-                reason: Some(format!("cancellation of order {}", order.number)),
-            };
-            move_stock(&mut tx, shop_id, Some(order_id), std::slice::from_ref(&restock), now).await?;
-            report.restocked.push((sku.clone(), *quantity));
-        }
-        let change = decide(&order, report).map_err(ChangeError::Refused)?;
-        save_changes(&mut tx, std::slice::from_ref(&change)).await?;
-        tx.commit().await.context("failed to commit a restock")?;
-        Ok(change)
+        self.batcher.restock(shop_id, order_id, decide).await
     }
 
     /// Takes the lease of up to `limit` due jobs whose lease is free or expired.
@@ -2207,7 +2230,9 @@ impl Backend {
 }
 
 mod batch {
-    use super::{load_orders_for_change, load_shop_setup, write_leased_changes, Db, Statements};
+    use super::{load_orders_for_change, load_shop_setup, put_back_stock, write_leased_changes, Db, Statements};
+    use crate::rows::Sink;
+    use crate::RestockReport;
     use crate::Lease;
     use rescind_domain::WorkflowSchedule;
     use crate::ShopSetup;
@@ -2223,7 +2248,15 @@ mod batch {
     const QUEUE_MAX: usize = 4096;
 
     pub(crate) type Refusal = Box<dyn Any + Send>;
-    type Decide = Box<dyn FnOnce(&Order, &ShopSetup) -> Result<OrderChange, Refusal> + Send>;
+    /// What a job decides: a change from the order and its shop's setup, or a restock's outcome from
+    /// what was put back (the stock moved in the group's transaction, under a savepoint).
+    enum Decide {
+        Change(DecideChange),
+        Restock(DecideRestock),
+    }
+
+    type DecideChange = Box<dyn FnOnce(&Order, &ShopSetup) -> Result<OrderChange, Refusal> + Send>;
+    type DecideRestock = Box<dyn FnOnce(&Order, RestockReport) -> Result<OrderChange, Refusal> + Send>;
 
     pub(crate) enum Outcome {
         /// Written; with whether the job's lease was kept for its worker.
@@ -2282,14 +2315,39 @@ mod batch {
             lease: Option<Lease>,
             decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
         ) -> Result<(OrderChange, bool), ChangeError<E>> {
+            let decide = Decide::Change(Box::new(move |order, setup| {
+                decide(order, setup).map_err(|refusal| Box::new(refusal) as Refusal)
+            }));
+            self.send(shop_id, order_id, lease, decide).await
+        }
+
+        /// Puts the stock of the order's current cancellation back once and records the outcome
+        /// `decide` makes of it, in a group's transaction.
+        pub(crate) async fn restock<E: Send + 'static>(
+            &self,
+            shop_id: &str,
+            order_id: &str,
+            decide: impl FnOnce(&Order, RestockReport) -> Result<OrderChange, E> + Send + 'static,
+        ) -> Result<OrderChange, ChangeError<E>> {
+            let decide = Decide::Restock(Box::new(move |order, report| {
+                decide(order, report).map_err(|refusal| Box::new(refusal) as Refusal)
+            }));
+            Ok(self.send(shop_id, order_id, None, decide).await?.0)
+        }
+
+        async fn send<E: Send + 'static>(
+            &self,
+            shop_id: &str,
+            order_id: &str,
+            lease: Option<Lease>,
+            decide: Decide,
+        ) -> Result<(OrderChange, bool), ChangeError<E>> {
             let (reply, answer) = oneshot::channel();
             let job = Job {
                 shop_id: shop_id.to_owned(),
                 order_id: order_id.to_owned(),
                 lease,
-                decide: Box::new(move |order, setup| {
-                    decide(order, setup).map_err(|refusal| Box::new(refusal) as Refusal)
-                }),
+                decide,
                 reply,
             };
             self.jobs
@@ -2357,6 +2415,8 @@ mod batch {
         Changed,
         Refused(Refusal),
         NotFound,
+        /// The group failed before this job was decided.
+        Failed,
     }
 
     /// The group's orders by shop and id, and each shop's setup.
@@ -2375,43 +2435,73 @@ mod batch {
     /// change for the lease kept through it.
     pub(crate) type Decisions = (Vec<(oneshot::Sender<Outcome>, Decided)>, Vec<OrderChange>, Vec<Option<Lease>>);
 
-    /// Decides each job in turn against the order as the jobs before it left it. A worker's lease is
-    /// kept through its change when that change is the order's last in the group and schedules the
-    /// next step by the lease's horizon.
-    pub(crate) fn decide_all(group: Vec<Job>, loaded: Loaded) -> Decisions {
+    /// Decides each job in turn against the order as the jobs before it left it; a restock puts the
+    /// stock back first, under a savepoint that its refusal rolls back. A worker's lease is kept
+    /// through its change when that change is the order's last in the group and schedules the next
+    /// step by the lease's horizon. A failed write of a restock fails the group (the error comes last).
+    pub(crate) async fn decide_all<S: Sink>(sink: &mut S, group: Vec<Job>, loaded: Loaded) -> (Decisions, Option<anyhow::Error>) {
         let (mut orders, setups) = loaded;
         let mut replies = Vec::with_capacity(group.len());
         let mut changes = Vec::new();
         let mut leases = Vec::new();
+        let mut failure: Option<anyhow::Error> = None;
         for job in group {
             let lease = job.lease;
             let setup = setups.get(&job.shop_id);
             let decided = match (orders.get_mut(&(job.shop_id, job.order_id)), setup) {
+                _ if failure.is_some() => Decided::Failed,
                 (None, _) | (_, None) => Decided::NotFound,
-                (Some(order), Some(setup)) => match (job.decide)(order, setup) {
-                    Err(refusal) => Decided::Refused(refusal),
-                    Ok(change) => {
-                        // A later job on the same order sees this change.
-                        *order = change.order.clone();
-                        let kept = lease.filter(|lease| {
-                            matches!(change.workflow, WorkflowSchedule::DueAt(due_at) if due_at <= lease.keep_if_due_by)
-                        });
-                        // An earlier change of the same order keeps no lease: a later one decides.
-                        for (earlier, earlier_lease) in changes.iter().zip(leases.iter_mut()) {
-                            let earlier: &OrderChange = earlier;
-                            if earlier.order.id == change.order.id {
-                                *earlier_lease = None;
-                            }
+                (Some(order), Some(setup)) => {
+                    let decision = match job.decide {
+                        Decide::Change(decide) => Ok(decide(order, setup)),
+                        Decide::Restock(decide) => restock(sink, order, decide).await,
+                    };
+                    match decision {
+                        Err(error) => {
+                            failure = Some(error);
+                            Decided::Failed
                         }
-                        changes.push(change);
-                        leases.push(kept);
-                        Decided::Changed
+                        Ok(Err(refusal)) => Decided::Refused(refusal),
+                        Ok(Ok(change)) => {
+                            // A later job on the same order sees this change.
+                            *order = change.order.clone();
+                            let kept = lease.filter(|lease| {
+                                matches!(change.workflow, WorkflowSchedule::DueAt(due_at) if due_at <= lease.keep_if_due_by)
+                            });
+                            // An earlier change of the same order keeps no lease: a later one decides.
+                            for (earlier, earlier_lease) in changes.iter().zip(leases.iter_mut()) {
+                                let earlier: &OrderChange = earlier;
+                                if earlier.order.id == change.order.id {
+                                    *earlier_lease = None;
+                                }
+                            }
+                            changes.push(change);
+                            leases.push(kept);
+                            Decided::Changed
+                        }
                     }
-                },
+                }
             };
             replies.push((job.reply, decided));
         }
-        (replies, changes, leases)
+        ((replies, changes, leases), failure)
+    }
+
+    /// A restock inside the group: the stock goes back under a savepoint, kept when the outcome is
+    /// recorded and rolled back when it is refused (a stale step).
+    async fn restock<S: Sink>(
+        sink: &mut S,
+        order: &Order,
+        decide: DecideRestock,
+    ) -> anyhow::Result<Result<OrderChange, Refusal>> {
+        sink.savepoint("SAVEPOINT restock").await?;
+        let report = put_back_stock(sink, order, crate::now()).await?;
+        let decided = decide(order, report);
+        if decided.is_err() {
+            sink.savepoint("ROLLBACK TO SAVEPOINT restock").await?;
+        }
+        sink.savepoint("RELEASE SAVEPOINT restock").await?;
+        Ok(decided)
     }
 
     /// Answers every job once its group was written (`failure` is `None`) or not: nothing of a failed
@@ -2432,6 +2522,8 @@ mod batch {
                 },
                 (Decided::Refused(refusal), _) => Outcome::Refused(refusal),
                 (Decided::NotFound, _) => Outcome::NotFound,
+                (Decided::Failed, Some(error)) => Outcome::Failed(format!("{error:#}")),
+                (Decided::Failed, None) => Outcome::Failed("the group failed".to_owned()),
             };
             let _ = reply.send(outcome);
         }
@@ -2450,14 +2542,17 @@ mod batch {
             Ok(loaded) => loaded,
             Err(error) => return fail_all(group, &format!("{error:#}")),
         };
-        let (replies, changes, leases) = decide_all(group, loaded);
-        let failure = async {
-            write_leased_changes(&mut Statements(&mut tx), &changes, &leases).await?;
-            tx.commit().await?;
-            Ok::<(), anyhow::Error>(())
-        }
-        .await
-        .err();
+        let ((replies, changes, leases), failed) = decide_all(&mut Statements(&mut tx), group, loaded).await;
+        let failure = match failed {
+            Some(error) => Some(error),
+            None => async {
+                write_leased_changes(&mut Statements(&mut tx), &changes, &leases).await?;
+                tx.commit().await?;
+                Ok::<(), anyhow::Error>(())
+            }
+            .await
+            .err(),
+        };
         answer(replies, changes, leases, failure);
     }
 

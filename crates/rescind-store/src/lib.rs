@@ -585,7 +585,15 @@ mod sqlite {
                     }
                 }
             };
-            group_on_handle(&db.db, group);
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| group_on_handle(&db.db, group)));
+            if ran.is_err() {
+                // A decision panicked: its group's callers hear that the change failed, and the
+                // connection goes back to the pool with no transaction open.
+                tracing::error!("a decision panicked; its group was rolled back");
+                if !db.db.is_autocommit() {
+                    let _ = db.db.execute_batch("ROLLBACK");
+                }
+            }
             Some(db)
         })
         .await;
@@ -626,9 +634,21 @@ mod sqlite {
                 return batch::fail_all(group, &format!("{error:#}"));
             }
         };
-        let (replies, changes, leases) = batch::decide_all(group, loaded);
-        let written = crate::rows::run_now(write_leased_changes(&mut Handle(db), &changes, &leases))
-            .and_then(|()| db.execute_batch("COMMIT").context("failed to commit a change"));
+        let ((replies, changes, leases), failed) =
+            match crate::rows::run_now(async { Ok(batch::decide_all(&mut Handle(db), group, loaded).await) }) {
+                Ok(decided) => decided,
+                Err(error) => {
+                    // Not reached: the handle's writes never wait. The jobs' answers are gone with it.
+                    let _ = db.execute_batch("ROLLBACK");
+                    tracing::error!(error = %error, "a group's decisions waited");
+                    return;
+                }
+            };
+        let written = match failed {
+            Some(error) => Err(error),
+            None => crate::rows::run_now(write_leased_changes(&mut Handle(db), &changes, &leases))
+                .and_then(|()| db.execute_batch("COMMIT").context("failed to commit a change")),
+        };
         if written.is_err() && !db.is_autocommit() {
             let _ = db.execute_batch("ROLLBACK");
         }
@@ -822,6 +842,30 @@ mod sqlite {
             for order_id in order_ids {
                 statement.execute([order_id])?;
             }
+            Ok(())
+        }
+
+        async fn stocked(&mut self, shop_id: &str, sku: &str) -> Result<bool> {
+            let mut statement = self
+                .0
+                .prepare_cached("SELECT 1 FROM inventory WHERE shop_id = $1 AND sku = $2")?;
+            Ok(statement.exists([shop_id, sku])?)
+        }
+
+        async fn prove_restock(
+            &mut self,
+            order_id: &str,
+            cancellation_id: &str,
+            sku: &str,
+            quantity: i64,
+            at: i64,
+        ) -> Result<bool> {
+            let mut statement = self.0.prepare_cached(PROVE_RESTOCK_SQL)?;
+            Ok(statement.execute(rusqlite::params![order_id, cancellation_id, sku, quantity, at])? > 0)
+        }
+
+        async fn savepoint(&mut self, statement: &'static str) -> Result<()> {
+            self.0.execute_batch(statement)?;
             Ok(())
         }
     }
@@ -1334,11 +1378,11 @@ impl Store {
     }
 
     /// Restocks the order's current cancellation exactly once and records the outcome with it.
-    pub async fn restock<E>(
+    pub async fn restock<E: Send + 'static>(
         &self,
         shop_id: &str,
         order_id: &str,
-        decide: impl FnOnce(&Order, RestockReport) -> Result<OrderChange, E>,
+        decide: impl FnOnce(&Order, RestockReport) -> Result<OrderChange, E> + Send + 'static,
     ) -> Result<OrderChange, ChangeError<E>> {
         dispatch!(self, backend => backend.restock(shop_id, order_id, decide).await)
     }

@@ -137,6 +137,20 @@ pub(crate) trait Sink {
     async fn queue_pushes(&mut self, shop_id: &str, skus: &[String], at: i64) -> Result<()>;
     /// Forgets the workflow jobs of these orders.
     async fn delete_jobs(&mut self, order_ids: &[&str]) -> Result<()>;
+    /// Whether the shop stocks the SKU; its level is locked for the transaction where the backend
+    /// locks rows.
+    async fn stocked(&mut self, shop_id: &str, sku: &str) -> Result<bool>;
+    /// Keeps the proof that a cancellation put a SKU back (I2); false when it had already.
+    async fn prove_restock(
+        &mut self,
+        order_id: &str,
+        cancellation_id: &str,
+        sku: &str,
+        quantity: i64,
+        at: i64,
+    ) -> Result<bool>;
+    /// Runs `statement` as it is: `SAVEPOINT`, `RELEASE` and `ROLLBACK TO` of a fixed name.
+    async fn savepoint(&mut self, statement: &'static str) -> Result<()>;
 }
 
 /// Runs a future that never waits (a [`Sink`] over a synchronous connection) to its end, here.

@@ -286,7 +286,7 @@ async fn execute(
         if let PendingWork::Restock = work {
             // The store puts the stock back and records the outcome in one transaction, exactly once.
             let restocked = store
-                .restock(&job.shop_id, &job.order_id, |current, report| {
+                .restock(&job.shop_id, &job.order_id, move |current, report| {
                     let outcome = StepOutcome::Restocked {
                         restocked: report.restocked,
                         already: report.already,
