@@ -65,42 +65,10 @@ async fn closing_the_store_after_grouped_changes_panics_nowhere_and_keeps_every_
     let folder = tempfile::tempdir().expect("a temporary folder");
     let url = format!("sqlite://{}", folder.path().join("rescind.db").display());
     let store = Store::open(&url).await.expect("the store opens");
-    let shop = Shop {
-        id: "shop_group".into(),
-        name: "Group".into(),
-        settings: Settings::default(),
-    };
-    let token = ApiToken {
-        id: "tok_group".into(),
-        shop_id: shop.id.clone(),
-        token_hash: "1".repeat(64),
-        scopes: vec![],
-    };
-    store.create_shop(&shop, &token).await.expect("the shop is created");
-    let channel = Channel {
-        id: "ch_group".into(),
-        shop_id: shop.id.clone(),
-        kind: ChannelKind::OwnStore,
-        name: "Own store".into(),
-        base_url: None,
-        credentials: None,
-        cancel_sync: true,
-        created_at: now(),
-    };
-    store.create_channel(&channel).await.expect("the channel is created");
+    let shop_id = open_shop(&store).await;
     let mut order_ids = Vec::new();
     for _ in 0..ORDERS {
-        let order = store
-            .import_order(&shop.id, None, &channel.id, None, |number| {
-                let order = new_order(&channel.id)
-                    .into_order(&shop.id, number, &mut RandomIds, now())
-                    .map_err(|problems| problems.0)?;
-                let entry = HistoryEntry::new(now(), "order.imported", &Actor::System, "imported");
-                Ok((order, entry))
-            })
-            .await
-            .expect("the order is imported");
-        order_ids.push(order.id);
+        order_ids.push(import_an_order(&store, &shop_id).await);
     }
 
     // Every order changed twice at once: the changes share groups, and the later change of an order
@@ -108,7 +76,7 @@ async fn closing_the_store_after_grouped_changes_panics_nowhere_and_keeps_every_
     let mut changes = Vec::new();
     for round in 0..2 {
         for order_id in &order_ids {
-            let (store, shop_id, order_id) = (store.clone(), shop.id.clone(), order_id.clone());
+            let (store, shop_id, order_id) = (store.clone(), shop_id.clone(), order_id.clone());
             changes.push(tokio::spawn(async move {
                 store
                     .change_order_grouped(&shop_id, &order_id, move |order, _setup| {
@@ -139,7 +107,7 @@ async fn closing_the_store_after_grouped_changes_panics_nowhere_and_keeps_every_
     let reopened = Store::open(&url).await.expect("the store opens again");
     for order_id in &order_ids {
         let history = reopened
-            .history(&shop.id, order_id)
+            .history(&shop_id, order_id)
             .await
             .expect("the history is read")
             .expect("the order exists");
@@ -154,22 +122,22 @@ async fn closing_the_store_after_grouped_changes_panics_nowhere_and_keeps_every_
     reopened.close().await;
 }
 
-/// A shop with an own-store channel and one imported order, on a fresh store.
-async fn shop_with_an_order(store: &Store) -> (String, String) {
+/// A shop with an own-store channel (`ch_<shop>`), on a fresh store; answers the shop's id.
+async fn open_shop(store: &Store) -> String {
     let shop = Shop {
-        id: "shop_lease".into(),
-        name: "Lease".into(),
+        id: "shop_group".into(),
+        name: "Group".into(),
         settings: Settings::default(),
     };
     let token = ApiToken {
-        id: "tok_lease".into(),
+        id: "tok_group".into(),
         shop_id: shop.id.clone(),
-        token_hash: "2".repeat(64),
+        token_hash: "1".repeat(64),
         scopes: vec![],
     };
     store.create_shop(&shop, &token).await.expect("the shop is created");
     let channel = Channel {
-        id: "ch_lease".into(),
+        id: format!("ch_{}", shop.id),
         shop_id: shop.id.clone(),
         kind: ChannelKind::OwnStore,
         name: "Own store".into(),
@@ -179,10 +147,16 @@ async fn shop_with_an_order(store: &Store) -> (String, String) {
         created_at: now(),
     };
     store.create_channel(&channel).await.expect("the channel is created");
+    shop.id
+}
+
+/// Imports an own-store order of ¥1,000; answers its id.
+async fn import_an_order(store: &Store, shop_id: &str) -> String {
+    let channel_id = format!("ch_{shop_id}");
     let order = store
-        .import_order(&shop.id, None, &channel.id, None, |number| {
-            let order = new_order(&channel.id)
-                .into_order(&shop.id, number, &mut RandomIds, now())
+        .import_order(shop_id, None, &channel_id, None, |number| {
+            let order = new_order(&channel_id)
+                .into_order(shop_id, number, &mut RandomIds, now())
                 .map_err(|problems| problems.0)?;
             Ok((
                 order,
@@ -191,7 +165,7 @@ async fn shop_with_an_order(store: &Store) -> (String, String) {
         })
         .await
         .expect("the order is imported");
-    (shop.id, order.id)
+    order.id
 }
 
 fn at(offset_ms: i64) -> Timestamp {
@@ -226,7 +200,8 @@ async fn record(
 }
 
 async fn a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon(store: Store) {
-    let (shop_id, order_id) = shop_with_an_order(&store).await;
+    let shop_id = open_shop(&store).await;
+    let order_id = import_an_order(&store, &shop_id).await;
 
     assert!(
         record(&store, &shop_id, &order_id, "worker_a", at(0), at(1_000)).await,
