@@ -1043,34 +1043,6 @@ fn push_item_from_row(row: &DbRow) -> Result<PushItem> {
     })
 }
 
-/// Schedules, reschedules or forgets the order's job.
-async fn schedule(connection: &mut Connection, order_id: &str, shop_id: &str, workflow: WorkflowSchedule) -> Result<()> {
-    match workflow {
-        WorkflowSchedule::Unchanged => {}
-        WorkflowSchedule::DueAt(due_at) => {
-            sqlx::query(
-                "INSERT INTO workflow_jobs (order_id, shop_id, due_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (order_id) DO UPDATE SET due_at = excluded.due_at, lease_owner = NULL, \
-                 lease_expires_at = NULL",
-            )
-            .bind(order_id)
-            .bind(shop_id)
-            .bind(due_at.unix_micros())
-            .execute(&mut *connection)
-            .await
-            .context("failed to schedule the cancellation's next step")?;
-        }
-        WorkflowSchedule::Finished => {
-            sqlx::query("DELETE FROM workflow_jobs WHERE order_id = $1")
-                .bind(order_id)
-                .execute(&mut *connection)
-                .await
-                .context("failed to finish the cancellation's job")?;
-        }
-    }
-    Ok(())
-}
-
 impl Backend {
     pub(crate) async fn close(&self) {
         self.batcher.close().await;
@@ -1345,7 +1317,15 @@ impl Backend {
         let history: Vec<(&Order, &HistoryEntry)> = history.iter().map(|entry| (&order, entry)).collect();
         insert_history(&mut Statements(&mut tx), &history).await?;
         if rescind_domain::pending_work(&order).is_some() {
-            schedule(&mut tx, &order.id, &order.shop_id, WorkflowSchedule::DueAt(order.created_at)).await?;
+            let mut job = job_rows();
+            job.push([
+                order.id.as_str().into(),
+                order.shop_id.as_str().into(),
+                order.created_at.unix_micros().into(),
+                None::<&str>.into(),
+                None::<i64>.into(),
+            ]);
+            Statements(&mut tx).insert(&job).await.context("failed to schedule the order's first step")?;
         }
         tx.commit().await.context("failed to commit the import")?;
         Ok(order)

@@ -769,30 +769,34 @@ mod sqlite {
         }
     }
 
-    impl Sink for Handle<'_> {
-        async fn insert(&mut self, rows: &Rows<'_>) -> Result<()> {
+    impl Handle<'_> {
+        /// Runs the rows' single-row statement once per row, then `after` with the row.
+        fn each_row(&self, rows: &Rows<'_>, mut after: impl FnMut(&[Value<'_>])) -> Result<()> {
             if rows.is_empty() {
                 return Ok(());
             }
             let mut statement = self.0.prepare_cached(&rows.single_row_sql())?;
             for row in rows.rows() {
                 statement.execute(rusqlite::params_from_iter(row))?;
+                after(row);
             }
             Ok(())
+        }
+    }
+
+    impl Sink for Handle<'_> {
+        async fn insert(&mut self, rows: &Rows<'_>) -> Result<()> {
+            self.each_row(rows, |_| {})
         }
 
         async fn insert_events(&mut self, rows: &Rows<'_>) -> Result<HashMap<String, i64>> {
             let mut seqs = HashMap::new();
-            if rows.is_empty() {
-                return Ok(seqs);
-            }
-            let mut statement = self.0.prepare_cached(&rows.single_row_sql())?;
-            for row in rows.rows() {
-                statement.execute(rusqlite::params_from_iter(row))?;
+            let db = self.0;
+            self.each_row(rows, |row| {
                 if let Some(Value::Text(Some(id))) = row.first() {
-                    seqs.insert(id.to_string(), self.0.last_insert_rowid());
+                    seqs.insert(id.to_string(), db.last_insert_rowid());
                 }
-            }
+            })?;
             Ok(seqs)
         }
 
