@@ -24,7 +24,7 @@ use rescind_domain::{event_type, EventType};
 use crate::new_id;
 use crate::rows::{Rows, Sink, Value};
 use sqlx::{Database, Pool, QueryBuilder, Row};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 type Connection = <Db as Database>::Connection;
 type DbRow = <Db as Database>::Row;
@@ -288,6 +288,10 @@ async fn complete_orders(connection: &mut Connection, rows: Vec<DbRow>) -> Resul
     }
     Ok(orders)
 }
+
+/// The most values one `IN (…)` list binds (its power-of-two padding stays within
+/// [`STATEMENT_PARAMS_MAX`]).
+const IN_LIST_MAX: usize = 4096;
 
 /// Pushes the values of an `IN (…)` list, padded to a power-of-two length by repeating the last one
 /// (a value listed twice matches nothing more), so that lists of every length share a few prepared
@@ -1343,6 +1347,24 @@ impl Backend {
             .bind(channel_order_id)
             .fetch_optional(&mut *connection)
             .await?)
+    }
+
+    /// Which of `order_ids` (in the shop) have a cancellation still processing: one indexed look at
+    /// the orders' own rows, without their cancellations, refunds or requests.
+    pub(crate) async fn processing_orders(&self, shop_id: &str, order_ids: &[String]) -> Result<HashSet<String>> {
+        let mut processing = HashSet::new();
+        for chunk in order_ids.chunks(IN_LIST_MAX) {
+            let mut query = QueryBuilder::<Db>::new("SELECT id FROM orders WHERE shop_id = ");
+            query.push_bind(shop_id.to_owned());
+            query.push(" AND cancellation_status = 'processing' AND id IN (");
+            push_in_list(&mut query, chunk.iter().cloned());
+            query.push(")");
+            let rows = query.build().fetch_all(&self.read).await.context("failed to look at the orders")?;
+            for row in rows {
+                processing.insert(row.try_get::<String, _>("id")?);
+            }
+        }
+        Ok(processing)
     }
 
     pub(crate) async fn order(&self, shop_id: &str, order_id: &str) -> Result<Option<Order>> {

@@ -19,7 +19,7 @@ use rescind_domain::{
     PaymentAction, PaymentCall, PendingWork, RetryPolicy, StaleStep, StepOutcome, Timestamp, WorkflowSchedule,
 };
 use rescind_store::{new_id, now, ChangeError, Job, Lease, RandomIds, Store};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify, Semaphore};
@@ -56,8 +56,8 @@ impl Default for WorkerConfig {
 struct Signals {
     /// A step was scheduled: look for due steps now.
     wake: Notify,
-    /// The order whose step's outcome was just recorded, and whether its cancellation is still
-    /// processing: a request waiting on it needs no look at the order to know.
+    /// The order whose step's outcome was just recorded, as that outcome left it: a request waiting
+    /// on it needs no look at the order to know how it stands, nor a read to answer with it.
     settled: broadcast::Sender<Settled>,
 }
 
@@ -65,9 +65,9 @@ struct Signals {
 #[derive(Clone, Debug)]
 struct Settled {
     order_id: String,
-    /// Whether the order's cancellation is still processing after it; `None` when the worker does
-    /// not know (the step failed unexpectedly, or nothing was recorded), so a waiting request looks.
-    processing: Option<bool>,
+    /// The order as the recorded outcome left it; `None` when the worker does not know (the step
+    /// failed unexpectedly, or nothing was recorded), so a waiting request looks.
+    order: Option<Arc<Order>>,
 }
 
 /// Outcomes a waiting request may fall behind on before it simply looks at all its orders again.
@@ -103,33 +103,26 @@ impl Workflow {
     }
 
     /// Waits until none of `order_ids` has a cancellation still processing, or `timeout` passes.
+    /// Answers the orders this process's worker settled meanwhile, as its last outcome left them
+    /// (the others, the caller reads).
     pub async fn wait_until_settled(
         &self,
         store: &Store,
         shop_id: &str,
         order_ids: &[String],
         timeout: Duration,
-    ) -> Result<()> {
+    ) -> Result<HashMap<String, Arc<Order>>> {
         let deadline = tokio::time::Instant::now() + timeout;
         // Subscribed before the first look, so an outcome recorded meanwhile is not missed.
         let mut settled = self.signals.settled.subscribe();
-        let mut waiting: HashSet<String> = order_ids.iter().cloned().collect();
+        let mut waiting: Vec<String> = order_ids.to_vec();
+        let mut known = HashMap::new();
         loop {
-            let mut still = HashSet::new();
-            for order_id in waiting {
-                if store
-                    .order(shop_id, &order_id)
-                    .await?
-                    .as_ref()
-                    .is_some_and(is_processing)
-                {
-                    still.insert(order_id);
-                }
-            }
-            waiting = still;
+            let processing = store.processing_orders(shop_id, &waiting).await?;
+            waiting.retain(|order_id| processing.contains(order_id));
             let now = tokio::time::Instant::now();
             if waiting.is_empty() || now >= deadline {
-                return Ok(());
+                return Ok(known);
             }
             // Only an outcome of one of these orders (or having fallen behind) is worth a new look.
             let look_again_at = (now + SETTLE_POLL).min(deadline);
@@ -138,14 +131,15 @@ impl Workflow {
                     received = settled.recv() => match received {
                         Ok(Settled { order_id, .. }) if !waiting.contains(&order_id) => continue,
                         // The worker tells how the order stands: no need to read it.
-                        Ok(Settled { processing: Some(true), .. }) => continue,
-                        Ok(Settled { order_id, processing: Some(false) }) => {
-                            waiting.remove(&order_id);
+                        Ok(Settled { order: Some(order), .. }) if is_processing(&order) => continue,
+                        Ok(Settled { order_id, order: Some(order) }) => {
+                            waiting.retain(|waited| *waited != order_id);
+                            known.insert(order_id, order);
                             if waiting.is_empty() {
-                                return Ok(());
+                                return Ok(known);
                             }
                         }
-                        Ok(Settled { processing: None, .. }) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Ok(Settled { order: None, .. }) | Err(broadcast::error::RecvError::Lagged(_)) => break,
                         Err(broadcast::error::RecvError::Closed) => {
                             tokio::time::sleep_until(look_again_at).await;
                             break;
@@ -207,8 +201,8 @@ pub async fn run_worker(store: Store, workflow: Workflow, config: WorkerConfig, 
             };
             let (store, http, owner, signals) = (store.clone(), http.clone(), owner.clone(), signals.clone());
             tokio::spawn(async move {
-                let processing = match execute(&store, &http, &config, &owner, &job, &signals).await {
-                    Ok(processing) => processing,
+                let order = match execute(&store, &http, &config, &owner, &job, &signals).await {
+                    Ok(order) => order.map(Arc::new),
                     Err(error) => {
                         tracing::warn!(error = format!("{error:#}"), order_id = %job.order_id, "step failed unexpectedly; it will run again when its lease expires");
                         None
@@ -218,7 +212,7 @@ pub async fn run_worker(store: Store, workflow: Workflow, config: WorkerConfig, 
                 // Nobody may be waiting: that is not an error.
                 let _ = signals.settled.send(Settled {
                     order_id: job.order_id.clone(),
-                    processing,
+                    order,
                 });
                 signals.wake.notify_one();
             });
@@ -247,8 +241,8 @@ pub async fn run_worker(store: Store, workflow: Workflow, config: WorkerConfig, 
 /// the lease it holds, instead of leaving it to be claimed again.
 const CONTINUE_WITHIN: Duration = Duration::from_secs(1);
 
-/// Runs the pending steps of one claimed cancellation, recording each outcome; answers whether the
-/// order's cancellation is still processing after the last, when that is known. After a step the
+/// Runs the pending steps of one claimed cancellation, recording each outcome; answers the order as
+/// the last left it, when that is known. After a step the
 /// worker goes on with the next under the lease it holds when that falls due within
 /// [`CONTINUE_WITHIN`] (the store keeps the lease through the recorded outcome), so a cancellation's
 /// steps cost no claim and no read each; a later step, a retry, the outbound creation and the
@@ -260,7 +254,7 @@ async fn execute(
     owner: &str,
     job: &Job,
     signals: &Signals,
-) -> Result<Option<bool>> {
+) -> Result<Option<Order>> {
     let Some(mut order) = store.order(&job.shop_id, &job.order_id).await? else {
         store.finish_job(&job.order_id, owner).await?;
         return Ok(None);
@@ -268,7 +262,7 @@ async fn execute(
     loop {
         let Some(work) = pending_work(&order) else {
             store.finish_job(&job.order_id, owner).await?;
-            return Ok(Some(is_processing(&order)));
+            return Ok(Some(order));
         };
         let Some(kind) = work.step_kind() else {
             // The outbound request's creation (F1).
@@ -340,15 +334,15 @@ async fn execute(
             Err(error) => return settled(store, owner, job, Err(error)).await,
         };
         let WorkflowSchedule::DueAt(due_at) = change.workflow else {
-            return Ok(Some(is_processing(&change.order)));
+            return Ok(Some(change.order));
         };
         if !kept {
-            return Ok(Some(is_processing(&change.order)));
+            return Ok(Some(change.order));
         }
         // The job is still ours: tell who waits how the order stands, and go on with its next step.
         let _ = signals.settled.send(Settled {
             order_id: job.order_id.clone(),
-            processing: Some(is_processing(&change.order)),
+            order: Some(Arc::new(change.order.clone())),
         });
         let wait = due_at.unix_micros() - now().unix_micros();
         order = if wait > 0 {
@@ -372,16 +366,16 @@ fn later(at: Timestamp, duration: Duration) -> Timestamp {
     Timestamp::from_unix_micros(at.unix_micros() + duration.as_micros() as i64)
 }
 
-/// What a recorded outcome leaves: whether the order's cancellation is still processing. A stale step
+/// What a recorded outcome leaves: the order as it now stands. A stale step
 /// (recorded already, or undone meanwhile) or a vanished order only finishes the job.
 async fn settled(
     store: &Store,
     owner: &str,
     job: &Job,
     recorded: Result<OrderChange, ChangeError<StaleStep>>,
-) -> Result<Option<bool>> {
+) -> Result<Option<Order>> {
     match recorded {
-        Ok(change) => Ok(Some(is_processing(&change.order))),
+        Ok(change) => Ok(Some(change.order)),
         Err(ChangeError::Refused(StaleStep) | ChangeError::NotFound) => {
             store.finish_job(&job.order_id, owner).await?;
             Ok(None)

@@ -81,6 +81,9 @@ struct Run {
     failed: usize,
     elapsed: Duration,
     latencies_us: Vec<u64>,
+    /// CPU time the servers spent over the run (user and system): steadier than throughput on a
+    /// machine whose speed drifts, and it counts the work, not the waiting.
+    server_cpu: Duration,
 }
 
 impl Run {
@@ -100,14 +103,15 @@ impl Run {
 
     fn summary(&self) -> String {
         format!(
-            "{:>9.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  ({} ok, {} failed, {:.2} s)",
+            "{:>9.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  ({} ok, {} failed, {:.2} s, server CPU {:.0} µs each)",
             self.per_second(),
             self.percentile_ms(50.0),
             self.percentile_ms(99.0),
             self.percentile_ms(99.9),
             self.done,
             self.failed,
-            self.elapsed.as_secs_f64()
+            self.elapsed.as_secs_f64(),
+            self.server_cpu.as_secs_f64() * 1e6 / (self.done + self.failed).max(1) as f64
         )
     }
 }
@@ -453,6 +457,7 @@ async fn import_orders(
     prefix: &str,
 ) -> Result<(Vec<String>, Run)> {
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu_before = server.cpu_time();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for number in 0..clients {
@@ -501,6 +506,7 @@ async fn import_orders(
         failed: 0,
         elapsed: started.elapsed(),
         latencies_us: latencies,
+        server_cpu: server.cpu_time().saturating_sub(cpu_before),
     };
     Ok((ids, run))
 }
@@ -519,6 +525,7 @@ async fn cancel_all(
     let ids = Arc::new(ids);
     let body = Arc::new(body);
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu_before = server.cpu_time();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for number in 0..clients {
@@ -574,6 +581,7 @@ async fn cancel_all(
         failed,
         elapsed,
         latencies_us: latencies,
+        server_cpu: server.cpu_time().saturating_sub(cpu_before),
     })
 }
 
@@ -654,10 +662,15 @@ struct Server {
     admin_token: String,
 }
 
+/// The `RUST_LOG` filter of the servers the benchmark starts, when set; their log then goes to the
+/// benchmark's standard output (e.g. `warn,rescind_store=debug` for each group the writer commits).
+const SERVER_LOG: &str = "RESCIND_BENCH_SERVER_LOG";
+
 impl Server {
     async fn start(database_url: &str, args: &BenchArgs) -> Result<Server> {
         let processes = args.processes;
         let admin_token = format!("bench-{:016x}", rand::random::<u64>());
+        let server_log = std::env::var(SERVER_LOG).ok();
         let mut children = Vec::with_capacity(processes);
         let mut bases = Vec::with_capacity(processes);
         // One after another: the first applies the migrations.
@@ -678,8 +691,13 @@ impl Server {
                 .args(["--worker-concurrency", &args.worker_concurrency.to_string()])
                 .args(["--cancel-wait-ms", &args.cancel_wait_ms.to_string()])
                 .env("RESCIND_ADMIN_TOKEN", &admin_token)
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
+                .env("RUST_LOG", server_log.as_deref().unwrap_or("warn"))
+                // The server logs to its standard output: shown only when asked for.
+                .stdout(if server_log.is_some() {
+                    Stdio::inherit()
+                } else {
+                    Stdio::null()
+                })
                 .stderr(Stdio::inherit())
                 .kill_on_drop(true)
                 .spawn()
@@ -716,6 +734,15 @@ impl Server {
     }
 
     /// The processes' peak resident memory (VmHWM), in MB: the largest one's.
+    /// The CPU time the processes have used so far (user and system).
+    fn cpu_time(&self) -> Duration {
+        self.children
+            .iter()
+            .filter_map(|child| child.id())
+            .map(|pid| cpu_time(Path::new(&format!("/proc/{pid}/stat"))))
+            .sum()
+    }
+
     fn peak_rss_mb(&self) -> f64 {
         self.children
             .iter()
@@ -738,6 +765,20 @@ impl Server {
             }
         }
     }
+}
+
+/// Clock ticks per second of `/proc/PID/stat`'s times (`USER_HZ`, 100 on Linux).
+const CLOCK_TICKS_PER_SECOND: u64 = 100;
+
+/// A process's user and system CPU time from its `/proc/PID/stat` (zero when unreadable).
+fn cpu_time(stat: &Path) -> Duration {
+    let ticks = std::fs::read_to_string(stat).ok().and_then(|text| {
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+        // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name.
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    });
+    Duration::from_millis(ticks.unwrap_or(0) * 1000 / CLOCK_TICKS_PER_SECOND)
 }
 
 fn peak_rss_kb(status: &Path) -> u64 {
@@ -880,6 +921,7 @@ mod tests {
             failed: 0,
             elapsed: Duration::from_secs(2),
             latencies_us: (1..=1000).map(|ms| ms * 1000).collect(),
+            server_cpu: Duration::from_millis(300),
         };
         assert_eq!(run.per_second(), 500.0);
         assert_eq!(run.percentile_ms(50.0), 500.0);

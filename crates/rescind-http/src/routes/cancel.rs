@@ -30,6 +30,7 @@ use rescind_domain::{
 use rescind_domain::{Actor, CancelOptions, StepStatus};
 use rescind_store::{now, ChangeError, RandomIds, ShopSetup, BULK_ORDERS_MAX};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Counts a cancel that went through, by the cancellation's status.
 fn count_cancelled(state: &AppState, order: &Order) {
@@ -229,10 +230,14 @@ async fn settled_order(state: &AppState, shop_id: &str, change: OrderChange) -> 
     }
     state.workflow.wake();
     let order_ids = [change.order.id.clone()];
-    state
+    let mut known = state
         .workflow
         .wait_until_settled(&state.store, shop_id, &order_ids, state.settings.cancel_wait)
         .await?;
+    // As the worker's last outcome left it; read only when this process's worker did not say.
+    if let Some(order) = known.remove(&change.order.id) {
+        return Ok(Arc::unwrap_or_clone(order));
+    }
     Ok(state
         .store
         .order(shop_id, &change.order.id)
@@ -321,11 +326,19 @@ pub async fn bulk_cancel(
     let mut settled: HashMap<String, Order> = HashMap::new();
     if !scheduled.is_empty() {
         state.workflow.wake();
-        state
+        let known = state
             .workflow
             .wait_until_settled(&state.store, &shop.shop_id, &scheduled, state.settings.cancel_wait)
             .await?;
+        settled.extend(
+            known
+                .into_iter()
+                .map(|(order_id, order)| (order_id, Arc::unwrap_or_clone(order))),
+        );
         for order_id in &scheduled {
+            if settled.contains_key(order_id) {
+                continue;
+            }
             if let Some(order) = state.store.order(&shop.shop_id, order_id).await? {
                 settled.insert(order_id.clone(), order);
             }
