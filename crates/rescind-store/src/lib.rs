@@ -692,29 +692,33 @@ mod sqlite {
         let mut select_requests = db.prepare_cached(&format!(
             "SELECT {REQUEST_COLUMNS} FROM cancellation_requests WHERE order_id = $1 ORDER BY created_at, id"
         ))?;
+        let order_columns = Columns::of(&select_order);
+        let cancellation_columns = Columns::of(&select_cancellation);
+        let refund_columns = Columns::of(&select_refunds);
+        let request_columns = Columns::of(&select_requests);
         let mut orders = HashMap::new();
         let mut setups = HashMap::new();
         for (shop_id, ids) in ids_by_shop {
             for id in ids {
                 let mut found = select_order.query([&shop_id, &id])?;
                 let Some(row) = found.next()? else { continue };
-                let (mut order, cancellation_id) = order_from_row(row)?;
+                let (mut order, cancellation_id) = order_from_row(&order_columns.of_row(row))?;
                 drop(found);
                 if let Some(cancellation_id) = cancellation_id {
                     let mut found = select_cancellation.query([&cancellation_id])?;
                     if let Some(row) = found.next()? {
-                        order.cancellation = Some(cancellation_from_row(row)?.1);
+                        order.cancellation = Some(cancellation_from_row(&cancellation_columns.of_row(row))?.1);
                     }
                 }
                 let mut found = select_refunds.query([&id])?;
                 while let Some(row) = found.next()? {
-                    order.refunds.push(refund_from_row(row)?.1);
+                    order.refunds.push(refund_from_row(&refund_columns.of_row(row))?.1);
                 }
                 drop(found);
                 let mut found = select_requests.query([&id])?;
                 while let Some(row) = found.next()? {
                     // The latest one wins.
-                    order.cancellation_request = Some(request_from_row(row)?.1);
+                    order.cancellation_request = Some(request_from_row(&request_columns.of_row(row))?.1);
                 }
                 drop(found);
                 orders.insert((shop_id.clone(), id), order);
@@ -769,6 +773,44 @@ mod sqlite {
     impl Read for rusqlite::Row<'_> {
         fn column<T: Readable>(&self, name: &str) -> Result<T> {
             Ok(self.get(name)?)
+        }
+    }
+
+    /// A statement's column positions by name, taken once per statement: rusqlite's own lookup by
+    /// name asks SQLite for every column's name on each read (about 650 calls for an order row).
+    struct Columns(HashMap<String, usize>);
+
+    impl Columns {
+        fn of(statement: &rusqlite::Statement<'_>) -> Columns {
+            Columns(
+                statement
+                    .column_names()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, name)| (name.to_owned(), index))
+                    .collect(),
+            )
+        }
+
+        fn of_row<'r, 's>(&'r self, row: &'r rusqlite::Row<'s>) -> Named<'r, 's> {
+            Named { row, columns: self }
+        }
+    }
+
+    /// A row read through its statement's [`Columns`].
+    struct Named<'r, 's> {
+        row: &'r rusqlite::Row<'s>,
+        columns: &'r Columns,
+    }
+
+    impl Read for Named<'_, '_> {
+        fn column<T: Readable>(&self, name: &str) -> Result<T> {
+            let index = self
+                .columns
+                .0
+                .get(name)
+                .ok_or_else(|| anyhow::anyhow!("the statement has no column {name}"))?;
+            Ok(self.row.get(*index)?)
         }
     }
 
