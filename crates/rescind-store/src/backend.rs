@@ -5,7 +5,7 @@
 use crate::codec::{
     outbound_from_json, outbound_to_json, scope_from_json, scope_to_json, stock_snapshot_from_json, stock_snapshot_to_json,
     address_from_json, address_to_json, customer_from_json, customer_to_json, history_data_from_json,
-    history_data_to_json, line_items_from_json, line_items_to_json, parse_named, payment_from_json, payment_to_json,
+    history_data_map, history_data_to_json, line_items_from_json, line_items_to_json, parse_named, payment_from_json, payment_to_json,
     scopes_from_text, scopes_to_text, steps_from_json, steps_to_json, warnings_from_json, warnings_to_json,
 };
 use crate::{
@@ -390,6 +390,38 @@ mod chunk_tests {
     }
 }
 
+#[cfg(test)]
+mod payload_tests {
+    use super::{history_data_map, history_data_to_json, EventPayload};
+
+    #[test]
+    fn an_event_payload_and_history_data_are_the_json_objects_they_always_were() {
+        let data = vec![
+            ("refund".to_owned(), "¥2,600".to_owned()),
+            ("channel".to_owned(), "first \"quoted\"".to_owned()),
+            ("channel".to_owned(), "second".to_owned()),
+        ];
+        let as_tree: serde_json::Map<String, serde_json::Value> =
+            data.iter().map(|(key, value)| (key.clone(), serde_json::Value::from(value.as_str()))).collect();
+        assert_eq!(history_data_to_json(&data), serde_json::Value::Object(as_tree.clone()).to_string());
+        let payload = serde_json::to_string(&EventPayload {
+            actor: "merchant",
+            channel_order_id: None,
+            data: history_data_map(&data),
+            message: "Cancelled",
+            order_id: "ord_1",
+            order_number: "#1001",
+            order_status: "cancelled",
+        })
+        .expect("the payload serializes");
+        let tree = serde_json::json!({
+            "order_id": "ord_1", "order_number": "#1001", "channel_order_id": None::<String>,
+            "order_status": "cancelled", "message": "Cancelled", "actor": "merchant", "data": as_tree,
+        });
+        assert_eq!(payload, tree.to_string());
+    }
+}
+
 /// The last version of each distinct item (by key), in the order the keys were first seen: a group
 /// that changed one order twice writes its row once (PostgreSQL refuses to upsert a row twice in one
 /// statement).
@@ -425,6 +457,19 @@ async fn insert_history<S: Sink>(sink: &mut S, entries: &[(&Order, &HistoryEntry
     insert_events(sink, entries).await
 }
 
+/// What an outbox event carries about its order (B4), its fields in alphabetical order as the JSON
+/// object they were first written as; serialized from borrowed values, with no JSON tree in between.
+#[derive(serde::Serialize)]
+struct EventPayload<'a> {
+    actor: &'a str,
+    channel_order_id: Option<&'a str>,
+    data: std::collections::BTreeMap<&'a str, &'a str>,
+    message: &'a str,
+    order_id: &'a str,
+    order_number: &'a str,
+    order_status: &'a str,
+}
+
 /// An event about to be written: its order, the history line announcing it, its type and its id.
 type NewEvent<'a> = (&'a Order, &'a HistoryEntry, EventType, String);
 
@@ -440,12 +485,16 @@ async fn insert_events<S: Sink>(sink: &mut S, entries: &[(&Order, &HistoryEntry)
     }
     let mut rows = Rows::new("INSERT INTO outbox_events (id, shop_id, order_id, type, at, payload, published_at) ", 7, "");
     for (order, entry, kind, id) in &events {
-        let data: serde_json::Map<String, serde_json::Value> =
-            entry.data.iter().map(|(key, value)| (key.clone(), serde_json::Value::from(value.as_str()))).collect();
-        let payload = serde_json::json!({
-            "order_id": order.id, "order_number": order.number, "channel_order_id": order.channel_order_id,
-            "order_status": order.status.as_str(), "message": entry.message, "actor": entry.actor, "data": data,
-        });
+        let payload = serde_json::to_string(&EventPayload {
+            actor: &entry.actor,
+            channel_order_id: order.channel_order_id.as_deref(),
+            data: history_data_map(&entry.data),
+            message: &entry.message,
+            order_id: &order.id,
+            order_number: &order.number,
+            order_status: order.status.as_str(),
+        })
+        .context("failed to write an event's payload")?;
         rows.push([
             id.as_str().into(),
             order.shop_id.as_str().into(),

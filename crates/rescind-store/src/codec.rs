@@ -6,7 +6,7 @@ use rescind_domain::cancel::{CancelScope, CancelledLine};
 use rescind_domain::{
     Address, Customer, LineItem, Money, Payment, PaymentMethod, Step, StepKind, StepStatus, Timestamp, Warning,
 };
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 fn text(value: &Value, key: &str) -> Result<String> {
     value
@@ -184,11 +184,13 @@ pub(crate) fn steps_from_json(json: &str) -> Result<Vec<Step>> {
 }
 
 pub(crate) fn history_data_to_json(data: &[(String, String)]) -> String {
-    let map: Map<String, Value> = data
-        .iter()
-        .map(|(key, value)| (key.clone(), Value::from(value.as_str())))
-        .collect();
-    Value::Object(map).to_string()
+    serde_json::to_string(&history_data_map(data)).expect("a map of strings serializes")
+}
+
+/// A history line's data as the JSON object it is stored and sent as: keys in order, the last of a
+/// repeated key kept (as a `serde_json::Map` keeps them), borrowed rather than copied.
+pub(crate) fn history_data_map(data: &[(String, String)]) -> std::collections::BTreeMap<&str, &str> {
+    data.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect()
 }
 
 pub(crate) fn history_data_from_json(json: &str) -> Result<Vec<(String, String)>> {
