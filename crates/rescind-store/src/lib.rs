@@ -492,28 +492,53 @@ mod sqlite {
     const WAL_SIZE_LIMIT: &str = "67108864";
 
     /// Copies committed pages from the WAL into the database: `PASSIVE` on a reader every
-    /// [`CHECKPOINT_INTERVAL`] (never blocking the writer), and on the writer every
-    /// [`WRITER_CHECKPOINT_INTERVAL`], until the store closes.
+    /// [`CHECKPOINT_INTERVAL`] (never blocking the writer), and every [`WRITER_CHECKPOINT_INTERVAL`]
+    /// on the writer too — right after a reader's, so that the writer (holding up every change while
+    /// it copies) only copies what was committed during the reader's copy: a few milliseconds of
+    /// commits instead of up to [`CHECKPOINT_INTERVAL`]'s, which held the writer 19–30 ms at a steady
+    /// 2 000 cancellations/s. Until the store closes.
     async fn checkpoint(read: sqlx::Pool<Db>, write: sqlx::Pool<Db>) {
         let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_by_writer = std::time::Instant::now();
         loop {
             ticks.tick().await;
-            let pool = if last_by_writer.elapsed() >= WRITER_CHECKPOINT_INTERVAL {
-                last_by_writer = std::time::Instant::now();
-                &write
-            } else {
-                &read
-            };
-            if pool.is_closed() {
+            if !passive_checkpoint(&read, "reader").await {
                 return;
             }
-            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(pool).await {
-                if pool.is_closed() {
+            if last_by_writer.elapsed() >= WRITER_CHECKPOINT_INTERVAL {
+                last_by_writer = std::time::Instant::now();
+                if !passive_checkpoint(&write, "writer").await {
                     return;
                 }
+            }
+        }
+    }
+
+    /// One `PASSIVE` checkpoint on a connection of `pool`, logged at debug level with the WAL's
+    /// frames, those copied and how long it took; false once the pool is closed.
+    async fn passive_checkpoint(pool: &sqlx::Pool<Db>, by: &'static str) -> bool {
+        if pool.is_closed() {
+            return false;
+        }
+        let started = std::time::Instant::now();
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(pool).await {
+            Ok(row) => {
+                let frames: i64 = row.try_get(1).unwrap_or(-1);
+                let copied: i64 = row.try_get(2).unwrap_or(-1);
+                tracing::debug!(
+                    by,
+                    frames,
+                    copied,
+                    took_us = started.elapsed().as_micros(),
+                    "checkpoint"
+                );
+                true
+            }
+            Err(_) if pool.is_closed() => false,
+            Err(error) => {
                 tracing::warn!(error = %error, "WAL checkpoint failed");
+                true
             }
         }
     }
