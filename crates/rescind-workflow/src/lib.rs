@@ -115,11 +115,9 @@ impl Workflow {
         let deadline = tokio::time::Instant::now() + timeout;
         // Subscribed before the first look, so an outcome recorded meanwhile is not missed.
         let mut settled = self.signals.settled.subscribe();
-        let mut waiting: Vec<String> = order_ids.to_vec();
+        let mut waiting = store.processing_orders(shop_id, order_ids).await?;
         let mut known = HashMap::new();
         loop {
-            let processing = store.processing_orders(shop_id, &waiting).await?;
-            waiting.retain(|order_id| processing.contains(order_id));
             let now = tokio::time::Instant::now();
             if waiting.is_empty() || now >= deadline {
                 return Ok(known);
@@ -133,7 +131,7 @@ impl Workflow {
                         // The worker tells how the order stands: no need to read it.
                         Ok(Settled { order: Some(order), .. }) if is_processing(&order) => continue,
                         Ok(Settled { order_id, order: Some(order) }) => {
-                            waiting.retain(|waited| *waited != order_id);
+                            waiting.remove(&order_id);
                             known.insert(order_id, order);
                             if waiting.is_empty() {
                                 return Ok(known);
@@ -148,6 +146,8 @@ impl Workflow {
                     () = tokio::time::sleep_until(look_again_at) => break,
                 }
             }
+            let asked: Vec<String> = waiting.drain().collect();
+            waiting = store.processing_orders(shop_id, &asked).await?;
         }
     }
 }
