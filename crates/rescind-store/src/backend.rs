@@ -5,7 +5,7 @@
 use crate::codec::{
     outbound_from_json, outbound_to_json, scope_from_json, scope_to_json, stock_snapshot_from_json, stock_snapshot_to_json,
     address_from_json, address_to_json, customer_from_json, customer_to_json, history_data_from_json,
-    history_data_map, history_data_to_json, line_items_from_json, line_items_to_json, parse_named, payment_from_json, payment_to_json,
+    history_data_map, history_lines_from_json, history_lines_to_json, line_items_from_json, line_items_to_json, parse_named, payment_from_json, payment_to_json,
     scopes_from_text, scopes_to_text, steps_from_json, steps_to_json, warnings_from_json, warnings_to_json,
 };
 use crate::{
@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "stock_push", include_str!("../migrations/0003_stock_push.sql")),
     (4, "console_sessions", include_str!("../migrations/0004_console_sessions.sql")),
     (5, "outbox_webhooks", include_str!("../migrations/0005_outbox_webhooks.sql")),
+    (6, "order_changes", include_str!("../migrations/0006_order_changes.sql")),
 ];
 
 const ORDER_COLUMNS: &str = "id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
@@ -392,7 +393,8 @@ mod chunk_tests {
 
 #[cfg(test)]
 mod payload_tests {
-    use super::{history_data_map, history_data_to_json, EventPayload};
+    use super::{history_data_map, history_lines_from_json, history_lines_to_json, EventPayload};
+    use rescind_domain::{Actor, HistoryEntry, Timestamp};
 
     #[test]
     fn an_event_payload_and_history_data_are_the_json_objects_they_always_were() {
@@ -403,7 +405,10 @@ mod payload_tests {
         ];
         let as_tree: serde_json::Map<String, serde_json::Value> =
             data.iter().map(|(key, value)| (key.clone(), serde_json::Value::from(value.as_str()))).collect();
-        assert_eq!(history_data_to_json(&data), serde_json::Value::Object(as_tree.clone()).to_string());
+        assert_eq!(
+            serde_json::to_string(&history_data_map(&data)).expect("the data serializes"),
+            serde_json::Value::Object(as_tree.clone()).to_string()
+        );
         let payload = serde_json::to_string(&EventPayload {
             actor: "merchant",
             channel_order_id: None,
@@ -419,6 +424,29 @@ mod payload_tests {
             "order_status": "cancelled", "message": "Cancelled", "actor": "merchant", "data": as_tree,
         });
         assert_eq!(payload, tree.to_string());
+    }
+
+    #[test]
+    fn a_change_s_history_lines_come_back_from_its_one_row_as_they_were_written() {
+        let at = Timestamp::from_unix_micros(1_764_000_000_123_456);
+        let lines = vec![
+            HistoryEntry::new(at, "cancellation.created", &Actor::System, "Cancellation requested: \"late\" ¥2,600")
+                .with("requested_by", "merchant")
+                .with("cancellation_id", "can_1"),
+            HistoryEntry::new(at, "order.cancelled", &Actor::Token("tok_1".to_owned()), "Order cancelled."),
+        ];
+        let mut loaded = vec![HistoryEntry::new(at, "order.imported", &Actor::System, "an older line")];
+        history_lines_from_json(&history_lines_to_json(&lines), &mut loaded).expect("the lines load");
+        assert_eq!(loaded.len(), 3, "appended after the lines already read");
+        assert_eq!(loaded[1].message, lines[0].message);
+        assert_eq!(loaded[1].at, at);
+        assert_eq!(loaded[2].actor, "token:tok_1");
+        // The data comes back in key order, as a line's own data column always gave it.
+        assert_eq!(
+            loaded[1].data,
+            [("cancellation_id".to_owned(), "can_1".to_owned()), ("requested_by".to_owned(), "merchant".to_owned())]
+        );
+        assert!(history_lines_from_json("[{\"at\": 1}]", &mut loaded).is_err(), "a damaged row is an error, not lost lines");
     }
 }
 
@@ -440,21 +468,22 @@ fn last_of_each<'a, T>(items: impl IntoIterator<Item = (&'a str, T)>) -> Vec<T> 
     latest
 }
 
-/// Appends history lines, each with its order, and the events among them to the outbox.
-async fn insert_history<S: Sink>(sink: &mut S, entries: &[(&Order, &HistoryEntry)]) -> Result<()> {
-    let mut rows = Rows::new("INSERT INTO order_history (order_id, at, kind, actor, message, data) ", 6, "");
-    for (order, entry) in entries {
+/// Appends the history of changes, each the lines one change wrote to its order, as one
+/// `order_changes` row per change (migration 0006), and the events among the lines to the outbox.
+async fn insert_history<S: Sink>(sink: &mut S, changes: &[(&Order, &[HistoryEntry])]) -> Result<()> {
+    let mut rows = Rows::new("INSERT INTO order_changes (order_id, at, lines) ", 3, "");
+    for (order, lines) in changes {
+        let Some(first) = lines.first() else { continue };
         rows.push([
             order.id.as_str().into(),
-            entry.at.unix_micros().into(),
-            entry.kind.as_str().into(),
-            entry.actor.as_str().into(),
-            entry.message.as_str().into(),
-            history_data_to_json(&entry.data).into(),
+            first.at.unix_micros().into(),
+            history_lines_to_json(lines).into(),
         ]);
     }
     sink.insert(&rows).await.context("failed to write the order's history")?;
-    insert_events(sink, entries).await
+    let entries: Vec<(&Order, &HistoryEntry)> =
+        changes.iter().flat_map(|(order, lines)| lines.iter().map(move |line| (*order, line))).collect();
+    insert_events(sink, &entries).await
 }
 
 /// What an outbox event carries about its order (B4), its fields in alphabetical order as the JSON
@@ -805,10 +834,8 @@ async fn write_leased_changes<S: Sink>(
         })
         .collect();
     insert_sync_records(sink, &sync).await?;
-    let history: Vec<(&Order, &HistoryEntry)> = changes
-        .iter()
-        .flat_map(|change| change.history.iter().map(move |entry| (&change.order, entry)))
-        .collect();
+    let history: Vec<(&Order, &[HistoryEntry])> =
+        changes.iter().map(|change| (&change.order, change.history.as_slice())).collect();
     insert_history(sink, &history).await
 }
 
@@ -1367,8 +1394,7 @@ impl Backend {
             }
             history.push(HistoryEntry::new(order.created_at, "stock.deducted", &rescind_domain::Actor::System, message));
         }
-        let history: Vec<(&Order, &HistoryEntry)> = history.iter().map(|entry| (&order, entry)).collect();
-        insert_history(&mut Statements(&mut tx), &history).await?;
+        insert_history(&mut Statements(&mut tx), &[(&order, history.as_slice())]).await?;
         if rescind_domain::pending_work(&order).is_some() {
             let mut job = job_rows();
             job.push([
@@ -1482,12 +1508,14 @@ impl Backend {
         if exists.is_none() {
             return Ok(None);
         }
+        // Lines written before migration 0006 (one row each) come first, then one row per change.
         let rows = sqlx::query("SELECT at, kind, actor, message, data FROM order_history WHERE order_id = $1 ORDER BY id")
             .bind(order_id)
             .fetch_all(&mut *connection)
             .await
             .context("failed to load the history")?;
-        rows.iter()
+        let mut lines = rows
+            .iter()
             .map(|row| {
                 Ok(HistoryEntry {
                     at: time(row.try_get("at")?),
@@ -1497,8 +1525,16 @@ impl Backend {
                     data: history_data_from_json(&row.try_get::<String, _>("data")?)?,
                 })
             })
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
+            .collect::<Result<Vec<_>>>()?;
+        let changes: Vec<String> = sqlx::query_scalar("SELECT lines FROM order_changes WHERE order_id = $1 ORDER BY id")
+            .bind(order_id)
+            .fetch_all(&mut *connection)
+            .await
+            .context("failed to load the history")?;
+        for change in &changes {
+            history_lines_from_json(change, &mut lines)?;
+        }
+        Ok(Some(lines))
     }
 
     pub(crate) async fn change_order<E>(

@@ -4,7 +4,8 @@
 use anyhow::{anyhow, Context, Result};
 use rescind_domain::cancel::{CancelScope, CancelledLine};
 use rescind_domain::{
-    Address, Customer, LineItem, Money, Payment, PaymentMethod, Step, StepKind, StepStatus, Timestamp, Warning,
+    Address, Customer, HistoryEntry, LineItem, Money, Payment, PaymentMethod, Step, StepKind, StepStatus, Timestamp,
+    Warning,
 };
 use serde_json::{json, Value};
 
@@ -183,14 +184,59 @@ pub(crate) fn steps_from_json(json: &str) -> Result<Vec<Step>> {
         .collect()
 }
 
-pub(crate) fn history_data_to_json(data: &[(String, String)]) -> String {
-    serde_json::to_string(&history_data_map(data)).expect("a map of strings serializes")
-}
-
 /// A history line's data as the JSON object it is stored and sent as: keys in order, the last of a
 /// repeated key kept (as a `serde_json::Map` keeps them), borrowed rather than copied.
 pub(crate) fn history_data_map(data: &[(String, String)]) -> std::collections::BTreeMap<&str, &str> {
     data.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect()
+}
+
+/// One history line as `order_changes.lines` keeps it (migration 0006): its data the same object a
+/// line of `order_history` keeps in its own column.
+#[derive(serde::Serialize)]
+struct StoredLine<'a> {
+    at: i64,
+    kind: &'a str,
+    actor: &'a str,
+    message: &'a str,
+    data: std::collections::BTreeMap<&'a str, &'a str>,
+}
+
+/// [`StoredLine`] read back.
+#[derive(serde::Deserialize)]
+struct LoadedLine {
+    at: i64,
+    kind: String,
+    actor: String,
+    message: String,
+    data: std::collections::BTreeMap<String, String>,
+}
+
+/// The lines of one change as the JSON array of its `order_changes` row, oldest first.
+pub(crate) fn history_lines_to_json(lines: &[HistoryEntry]) -> String {
+    let stored: Vec<StoredLine<'_>> = lines
+        .iter()
+        .map(|line| StoredLine {
+            at: line.at.unix_micros(),
+            kind: &line.kind,
+            actor: &line.actor,
+            message: &line.message,
+            data: history_data_map(&line.data),
+        })
+        .collect();
+    serde_json::to_string(&stored).expect("history lines serialize")
+}
+
+/// The lines of one `order_changes` row, appended to `lines`.
+pub(crate) fn history_lines_from_json(json: &str, lines: &mut Vec<HistoryEntry>) -> Result<()> {
+    let loaded: Vec<LoadedLine> = serde_json::from_str(json).context("stored history lines are not valid")?;
+    lines.extend(loaded.into_iter().map(|line| HistoryEntry {
+        at: Timestamp::from_unix_micros(line.at),
+        kind: line.kind,
+        actor: line.actor,
+        message: line.message,
+        data: line.data.into_iter().collect(),
+    }));
+    Ok(())
 }
 
 pub(crate) fn history_data_from_json(json: &str) -> Result<Vec<(String, String)>> {
