@@ -521,8 +521,20 @@ mod sqlite {
         if pool.is_closed() {
             return false;
         }
+        let asked = std::time::Instant::now();
+        let mut connection = match pool.acquire().await {
+            Ok(connection) => connection,
+            Err(_) if pool.is_closed() => return false,
+            Err(error) => {
+                tracing::warn!(error = %error, "WAL checkpoint failed");
+                return true;
+            }
+        };
         let started = std::time::Instant::now();
-        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(pool).await {
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&mut *connection)
+            .await
+        {
             Ok(row) => {
                 let frames: i64 = row.try_get(1).unwrap_or(-1);
                 let copied: i64 = row.try_get(2).unwrap_or(-1);
@@ -530,6 +542,7 @@ mod sqlite {
                     by,
                     frames,
                     copied,
+                    waited_us = started.duration_since(asked).as_micros(),
                     took_us = started.elapsed().as_micros(),
                     "checkpoint"
                 );
