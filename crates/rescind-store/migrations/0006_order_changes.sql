@@ -3,9 +3,10 @@
 -- {"at", "kind", "actor", "message", "data"} oldest first. One row and one index entry per change
 -- instead of one per line: a cancellation writes two B-tree entries for its history instead of
 -- eighteen, and on PostgreSQL checks its order's foreign key once (BENCHMARKS.md, "History as one row
--- per change"). Lines written before this migration stay in order_history and come first.
+-- per change"). Lines written before this migration stay in order_history and come first. Rows are
+-- never deleted, so their key needs no AUTOINCREMENT on SQLite.
 CREATE TABLE order_changes (
-    id __IDENTITY_PRIMARY_KEY__,
+    id __APPEND_ONLY_PRIMARY_KEY__,
     order_id TEXT NOT NULL REFERENCES orders (id),
     at BIGINT NOT NULL,
     lines TEXT NOT NULL

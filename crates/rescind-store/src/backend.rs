@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "console_sessions", include_str!("../migrations/0004_console_sessions.sql")),
     (5, "outbox_webhooks", include_str!("../migrations/0005_outbox_webhooks.sql")),
     (6, "order_changes", include_str!("../migrations/0006_order_changes.sql")),
+    (7, "outbox_without_time_index", include_str!("../migrations/0007_outbox_without_time_index.sql")),
 ];
 
 const ORDER_COLUMNS: &str = "id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
@@ -1146,7 +1147,9 @@ impl Backend {
             if applied.contains(version) {
                 continue;
             }
-            let sql = sql.replace("__IDENTITY_PRIMARY_KEY__", DIALECT.identity_primary_key);
+            let sql = sql
+                .replace("__IDENTITY_PRIMARY_KEY__", DIALECT.identity_primary_key)
+                .replace("__APPEND_ONLY_PRIMARY_KEY__", DIALECT.append_only_primary_key);
             sqlx::raw_sql(&sql).execute(&mut *tx).await.with_context(|| format!("migration {version} ({name}) failed"))?;
             sqlx::query("INSERT INTO rescind_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
                 .bind(version)

@@ -30,6 +30,10 @@ pub(crate) struct Dialect {
     pub like: &'static str,
     /// The identity column of the migrations.
     pub identity_primary_key: &'static str,
+    /// The identity column of a table whose rows are never deleted: on SQLite without
+    /// `AUTOINCREMENT`, whose only use is never to hand out the key of a deleted last row again, and
+    /// which costs every insert a read and a write of `sqlite_sequence`.
+    pub append_only_primary_key: &'static str,
     /// Serializes concurrent migrators, where the backend needs it.
     pub migration_lock: Option<&'static str>,
     /// Lets concurrent workers claim different jobs instead of waiting on each other's locks.
@@ -433,6 +437,7 @@ mod sqlite {
         lock_order: "",
         like: "LIKE",
         identity_primary_key: "INTEGER PRIMARY KEY AUTOINCREMENT",
+        append_only_primary_key: "INTEGER PRIMARY KEY",
         migration_lock: None,
         skip_locked: "",
     };
@@ -983,6 +988,7 @@ mod postgres {
         lock_order: "FOR UPDATE",
         like: "ILIKE",
         identity_primary_key: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        append_only_primary_key: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
         migration_lock: Some("SELECT pg_advisory_xact_lock(7220301)"),
         skip_locked: "FOR UPDATE SKIP LOCKED",
     };

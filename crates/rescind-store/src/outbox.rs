@@ -315,10 +315,21 @@ impl Backend {
             .await
             .context("failed to purge old deliveries")?
             .rows_affected();
+        // Events are numbered as they are written: the first one recent enough to keep, read forward
+        // from the oldest (the rows read are the ones going), bounds what goes, with no index by time
+        // (migration 0007). An event numbered after it but older, which another process wrote with
+        // a later number, goes in a later purge.
+        let kept_from: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM outbox_events WHERE at >= $1 ORDER BY seq LIMIT 1")
+                .bind(before)
+                .fetch_optional(&self.read)
+                .await
+                .context("failed to find the events to keep")?;
         let events = sqlx::query(
-            "DELETE FROM outbox_events WHERE at < $1 AND NOT EXISTS \
+            "DELETE FROM outbox_events WHERE seq < $1 AND at < $2 AND NOT EXISTS \
              (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = outbox_events.id)",
         )
+        .bind(kept_from.unwrap_or(i64::MAX))
         .bind(before)
         .execute(&self.write)
         .await
