@@ -475,12 +475,13 @@ mod sqlite {
                     .statement_cache_capacity(STATEMENTS_CACHED),
             )
             .await?;
+        let database_file = options.get_filename().to_owned();
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS_MAX)
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        tokio::spawn(checkpoint(read.clone(), write.clone()));
+        tokio::spawn(checkpoint(read.clone(), write.clone(), database_file));
         let batcher = batch::start(write.clone());
         Ok(Backend { write, read, batcher })
     }
@@ -498,11 +499,11 @@ mod sqlite {
 
     /// Copies committed pages from the WAL into the database: `PASSIVE` on a reader every
     /// [`CHECKPOINT_INTERVAL`] (never blocking the writer), and every [`WRITER_CHECKPOINT_INTERVAL`]
-    /// on the writer too — right after a reader's, so that the writer (holding up every change while
+    /// on the writer too — after the file is synced ([`sync_database_file`]) and right after a reader's, so that the writer (holding up every change while
     /// it copies) only copies what was committed during the reader's copy: a few milliseconds of
     /// commits instead of up to [`CHECKPOINT_INTERVAL`]'s, which held the writer 19–30 ms at a steady
     /// 2 000 cancellations/s. Until the store closes.
-    async fn checkpoint(read: sqlx::Pool<Db>, write: sqlx::Pool<Db>) {
+    async fn checkpoint(read: sqlx::Pool<Db>, write: sqlx::Pool<Db>, database_file: std::path::PathBuf) {
         let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_by_writer = std::time::Instant::now();
@@ -513,10 +514,30 @@ mod sqlite {
             }
             if last_by_writer.elapsed() >= WRITER_CHECKPOINT_INTERVAL {
                 last_by_writer = std::time::Instant::now();
+                sync_database_file(&database_file).await;
                 if !passive_checkpoint(&write, "writer").await {
                     return;
                 }
             }
+        }
+    }
+
+    /// Flushes the pages the readers' checkpoints copied into the database file to disk, beside the
+    /// writer. SQLite syncs the file after a checkpoint that copied every frame (only then may the
+    /// WAL start again); under steady writes the readers' checkpoints rarely copy every frame, so the
+    /// writer's did, and held up every change while up to [`WRITER_CHECKPOINT_INTERVAL`] of copied
+    /// pages reached the disk (8–16 ms in a steady run). Synced here first, the writer's checkpoint
+    /// has only its own few pages left to sync (2–5 ms). This only ever makes the file more durable;
+    /// a file that cannot be opened (an in-memory database) is left alone.
+    async fn sync_database_file(database_file: &std::path::Path) {
+        let file = database_file.to_owned();
+        let started = std::time::Instant::now();
+        let synced =
+            tokio::task::spawn_blocking(move || std::fs::File::open(&file).and_then(|file| file.sync_data())).await;
+        match synced {
+            Ok(Ok(())) => tracing::debug!(took_us = started.elapsed().as_micros(), "database file synced"),
+            Ok(Err(error)) => tracing::debug!(error = %error, "the database file was not synced beside the writer"),
+            Err(error) => tracing::warn!(error = %error, "the database file's sync did not finish"),
         }
     }
 
