@@ -41,144 +41,208 @@ pub(crate) fn parse_named<T>(text: &str, parse: fn(&str) -> Option<T>, what: &st
     parse(text).ok_or_else(|| anyhow!("stored {what} `{text}` is not a known value"))
 }
 
+// The order's and the cancellation's JSON columns are written from borrowed values and read into
+// typed rows, with no `serde_json::Value` tree in between (a cancellation writes the order row and its
+// cancellation whole, and a group loads each order it decides on). The fields are in alphabetical
+// order, so the stored objects are byte for byte what they were when built as JSON trees.
+
+/// Reads a stored JSON column into its typed shape.
+fn stored<'a, T: serde::Deserialize<'a>>(json: &'a str, what: &str) -> Result<T> {
+    serde_json::from_str(json).with_context(|| format!("stored {what} are not valid"))
+}
+
+fn written<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("a stored column serializes")
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CustomerColumn<S> {
+    email: Option<S>,
+    name: S,
+    phone: Option<S>,
+}
+
 pub(crate) fn customer_to_json(customer: &Customer) -> String {
-    json!({"name": customer.name, "email": customer.email, "phone": customer.phone}).to_string()
+    written(&CustomerColumn {
+        email: customer.email.as_deref(),
+        name: customer.name.as_str(),
+        phone: customer.phone.as_deref(),
+    })
 }
 
 pub(crate) fn customer_from_json(json: &str) -> Result<Customer> {
-    let value = parse(json)?;
+    let column: CustomerColumn<String> = stored(json, "customer fields")?;
     Ok(Customer {
-        name: text(&value, "name")?,
-        email: optional_text(&value, "email"),
-        phone: optional_text(&value, "phone"),
+        name: column.name,
+        email: column.email,
+        phone: column.phone,
     })
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AddressColumn<S> {
+    address1: S,
+    address2: Option<S>,
+    name: S,
+    phone: Option<S>,
+    postcode: S,
+    prefecture: Option<S>,
+    province: Option<S>,
 }
 
 pub(crate) fn address_to_json(address: &Address) -> String {
-    json!({
-        "name": address.name, "postcode": address.postcode, "prefecture": address.prefecture,
-        "province": address.province, "address1": address.address1, "address2": address.address2,
-        "phone": address.phone,
+    written(&AddressColumn {
+        address1: address.address1.as_str(),
+        address2: address.address2.as_deref(),
+        name: address.name.as_str(),
+        phone: address.phone.as_deref(),
+        postcode: address.postcode.as_str(),
+        prefecture: address.prefecture.as_deref(),
+        province: address.province.as_deref(),
     })
-    .to_string()
 }
 
 pub(crate) fn address_from_json(json: &str) -> Result<Address> {
-    let value = parse(json)?;
+    let column: AddressColumn<String> = stored(json, "address fields")?;
     Ok(Address {
-        name: text(&value, "name")?,
-        postcode: text(&value, "postcode")?,
-        prefecture: optional_text(&value, "prefecture"),
-        province: optional_text(&value, "province"),
-        address1: text(&value, "address1")?,
-        address2: optional_text(&value, "address2"),
-        phone: optional_text(&value, "phone"),
+        name: column.name,
+        postcode: column.postcode,
+        prefecture: column.prefecture,
+        province: column.province,
+        address1: column.address1,
+        address2: column.address2,
+        phone: column.phone,
     })
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LineColumn<S> {
+    cancelled_quantity: u32,
+    channel_line_item_id: Option<S>,
+    id: S,
+    price: String,
+    quantity: u32,
+    sku: S,
+    title: S,
+}
+
 pub(crate) fn line_items_to_json(lines: &[LineItem]) -> String {
-    Value::Array(
-        lines
-            .iter()
-            .map(|line| {
-                json!({
-                    "id": line.id, "sku": line.sku, "title": line.title, "quantity": line.quantity,
-                    "cancelled_quantity": line.cancelled_quantity, "channel_line_item_id": line.channel_line_item_id, "price": line.price.to_string(),
-                })
-            })
-            .collect(),
-    )
-    .to_string()
+    let columns: Vec<LineColumn<&str>> = lines
+        .iter()
+        .map(|line| LineColumn {
+            cancelled_quantity: line.cancelled_quantity,
+            channel_line_item_id: line.channel_line_item_id.as_deref(),
+            id: line.id.as_str(),
+            price: line.price.to_string(),
+            quantity: line.quantity,
+            sku: line.sku.as_str(),
+            title: line.title.as_str(),
+        })
+        .collect();
+    written(&columns)
 }
 
 pub(crate) fn line_items_from_json(json: &str) -> Result<Vec<LineItem>> {
-    let value = parse(json)?;
-    let lines = value
-        .as_array()
-        .ok_or_else(|| anyhow!("stored line items are not an array"))?;
-    lines
-        .iter()
+    let columns: Vec<LineColumn<String>> = stored(json, "line items")?;
+    columns
+        .into_iter()
         .map(|line| {
             Ok(LineItem {
-                id: text(line, "id")?,
-                sku: text(line, "sku")?,
-                title: text(line, "title")?,
-                quantity: u32::try_from(number(line, "quantity")?)?,
-                cancelled_quantity: u32::try_from(number(line, "cancelled_quantity")?)?,
-                channel_line_item_id: optional_text(line, "channel_line_item_id"),
-                price: money(line, "price")?,
+                price: Money::parse_stored(&line.price)?,
+                id: line.id,
+                sku: line.sku,
+                title: line.title,
+                quantity: line.quantity,
+                cancelled_quantity: line.cancelled_quantity,
+                channel_line_item_id: line.channel_line_item_id,
             })
         })
         .collect()
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PaymentColumn<S> {
+    amount: String,
+    method: S,
+    points_amount: String,
+    provider_id: Option<S>,
+    reference: Option<S>,
+}
+
 pub(crate) fn payment_to_json(payment: &Payment) -> String {
-    json!({
-        "method": payment.method.as_str(), "amount": payment.amount.to_string(),
-        "provider_id": payment.provider_id, "reference": payment.reference,
-        "points_amount": payment.points_amount.to_string(),
+    written(&PaymentColumn {
+        amount: payment.amount.to_string(),
+        method: payment.method.as_str(),
+        points_amount: payment.points_amount.to_string(),
+        provider_id: payment.provider_id.as_deref(),
+        reference: payment.reference.as_deref(),
     })
-    .to_string()
 }
 
 pub(crate) fn payment_from_json(json: &str) -> Result<Payment> {
-    let value = parse(json)?;
+    let column: PaymentColumn<String> = stored(json, "payment fields")?;
     Ok(Payment {
-        method: parse_named(&text(&value, "method")?, PaymentMethod::parse, "payment method")?,
-        amount: money(&value, "amount")?,
-        provider_id: optional_text(&value, "provider_id"),
-        reference: optional_text(&value, "reference"),
-        points_amount: money(&value, "points_amount")?,
+        method: parse_named(&column.method, PaymentMethod::parse, "payment method")?,
+        amount: Money::parse_stored(&column.amount)?,
+        provider_id: column.provider_id,
+        reference: column.reference,
+        points_amount: Money::parse_stored(&column.points_amount)?,
     })
 }
 
 pub(crate) fn warnings_to_json(warnings: &[Warning]) -> String {
-    Value::Array(warnings.iter().map(|warning| Value::from(warning.as_str())).collect()).to_string()
+    written(&warnings.iter().map(|warning| warning.as_str()).collect::<Vec<_>>())
 }
 
 pub(crate) fn warnings_from_json(json: &str) -> Result<Vec<Warning>> {
-    let value = parse(json)?;
-    let items = value
-        .as_array()
-        .ok_or_else(|| anyhow!("stored warnings are not an array"))?;
-    items
+    let names: Vec<String> = stored(json, "warnings")?;
+    names
         .iter()
-        .map(|item| parse_named(item.as_str().unwrap_or_default(), Warning::parse, "warning"))
+        .map(|name| parse_named(name, Warning::parse, "warning"))
         .collect()
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StepColumn<S> {
+    attempts: u32,
+    #[serde(default)]
+    generation: u32,
+    kind: S,
+    last_error: Option<S>,
+    message: S,
+    status: S,
+    updated_at: i64,
+}
+
 pub(crate) fn steps_to_json(steps: &[Step]) -> String {
-    Value::Array(
-        steps
-            .iter()
-            .map(|step| {
-                json!({
-                    "kind": step.kind.as_str(), "status": step.status.as_str(), "message": step.message,
-                    "attempts": step.attempts, "generation": step.generation, "last_error": step.last_error,
-                    "updated_at": step.updated_at.unix_micros(),
-                })
-            })
-            .collect(),
-    )
-    .to_string()
+    let columns: Vec<StepColumn<&str>> = steps
+        .iter()
+        .map(|step| StepColumn {
+            attempts: step.attempts,
+            generation: step.generation,
+            kind: step.kind.as_str(),
+            last_error: step.last_error.as_deref(),
+            message: step.message.as_str(),
+            status: step.status.as_str(),
+            updated_at: step.updated_at.unix_micros(),
+        })
+        .collect();
+    written(&columns)
 }
 
 pub(crate) fn steps_from_json(json: &str) -> Result<Vec<Step>> {
-    let value = parse(json)?;
-    let items = value
-        .as_array()
-        .ok_or_else(|| anyhow!("stored steps are not an array"))?;
-    items
-        .iter()
+    let columns: Vec<StepColumn<String>> = stored(json, "steps")?;
+    columns
+        .into_iter()
         .map(|step| {
             Ok(Step {
-                kind: parse_named(&text(step, "kind")?, StepKind::parse, "step kind")?,
-                status: parse_named(&text(step, "status")?, StepStatus::parse, "step status")?,
-                message: text(step, "message")?,
-                attempts: u32::try_from(number(step, "attempts")?)?,
-                generation: u32::try_from(number(step, "generation").unwrap_or(0))?,
-                last_error: optional_text(step, "last_error"),
-                updated_at: Timestamp::from_unix_micros(number(step, "updated_at")?),
+                kind: parse_named(&step.kind, StepKind::parse, "step kind")?,
+                status: parse_named(&step.status, StepStatus::parse, "step status")?,
+                message: step.message,
+                attempts: step.attempts,
+                generation: step.generation,
+                last_error: step.last_error,
+                updated_at: Timestamp::from_unix_micros(step.updated_at),
             })
         })
         .collect()
@@ -352,4 +416,82 @@ pub(crate) fn scope_from_json(partial: bool, json: &str) -> Result<CancelScope> 
         refund_amount: money(&value, "refund_amount")?,
         restock: stock_snapshot_from_json(&value.get("restock").cloned().unwrap_or(Value::Null).to_string())?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_order_s_json_columns_are_the_objects_they_always_were_and_read_back_whole() {
+        let customer = Customer {
+            name: "山田 太郎".into(),
+            email: Some("taro@example.jp".into()),
+            phone: None,
+        };
+        let json = customer_to_json(&customer);
+        assert_eq!(json, r#"{"email":"taro@example.jp","name":"山田 太郎","phone":null}"#);
+        assert_eq!(customer_from_json(&json).expect("reads back"), customer);
+
+        let address = Address {
+            name: "山田 太郎".into(),
+            postcode: "150-0001".into(),
+            prefecture: Some("東京都".into()),
+            province: None,
+            address1: "渋谷区神宮前1-2-3".into(),
+            address2: Some("\"Villa\" 101".into()),
+            phone: None,
+        };
+        let json = address_to_json(&address);
+        assert_eq!(
+            json,
+            r#"{"address1":"渋谷区神宮前1-2-3","address2":"\"Villa\" 101","name":"山田 太郎","phone":null,"postcode":"150-0001","prefecture":"東京都","province":null}"#
+        );
+        assert_eq!(address_from_json(&json).expect("reads back"), address);
+
+        let lines = vec![LineItem {
+            id: "li_1".into(),
+            sku: "TEA-001".into(),
+            title: "Sencha".into(),
+            quantity: 3,
+            cancelled_quantity: 1,
+            channel_line_item_id: None,
+            price: Money::parse_stored("1200.50").expect("an amount"),
+        }];
+        let json = line_items_to_json(&lines);
+        assert_eq!(
+            json,
+            r#"[{"cancelled_quantity":1,"channel_line_item_id":null,"id":"li_1","price":"1200.5","quantity":3,"sku":"TEA-001","title":"Sencha"}]"#
+        );
+        assert_eq!(line_items_from_json(&json).expect("reads back"), lines);
+
+        let steps = vec![Step {
+            kind: StepKind::Refund,
+            status: StepStatus::Failed,
+            message: "card refund refused".into(),
+            attempts: 2,
+            generation: 1,
+            last_error: Some("402".into()),
+            updated_at: Timestamp::from_unix_micros(1_764_000_000_000_001),
+        }];
+        let json = steps_to_json(&steps);
+        assert_eq!(
+            json,
+            r#"[{"attempts":2,"generation":1,"kind":"refund","last_error":"402","message":"card refund refused","status":"failed","updated_at":1764000000000001}]"#
+        );
+        assert_eq!(steps_from_json(&json).expect("reads back"), steps);
+        let older = r#"[{"attempts":0,"kind":"refund","message":"m","status":"pending","updated_at":1}]"#;
+        assert_eq!(
+            steps_from_json(older)
+                .expect("a step stored before generations")
+                .first()
+                .map(|step| step.generation),
+            Some(0)
+        );
+
+        assert!(
+            line_items_from_json(r#"[{"id":"li_1"}]"#).is_err(),
+            "a damaged column is an error"
+        );
+    }
 }
