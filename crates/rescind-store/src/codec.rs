@@ -350,31 +350,41 @@ pub(crate) fn outbound_from_json(json: &str) -> Result<rescind_domain::Outbound>
     })
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StockColumn<S> {
+    quantity: u32,
+    sku: S,
+}
+
 pub(crate) fn stock_snapshot_to_json(lines: &[(String, u32)]) -> String {
-    Value::Array(
-        lines
-            .iter()
-            .map(|(sku, quantity)| json!({"sku": sku, "quantity": quantity}))
-            .collect(),
-    )
-    .to_string()
+    let columns: Vec<StockColumn<&str>> = lines
+        .iter()
+        .map(|(sku, quantity)| StockColumn {
+            quantity: *quantity,
+            sku: sku.as_str(),
+        })
+        .collect();
+    written(&columns)
 }
 
 pub(crate) fn stock_snapshot_from_json(json: &str) -> Result<Vec<(String, u32)>> {
-    let value = parse(json)?;
-    let lines = value
-        .as_array()
-        .ok_or_else(|| anyhow!("stored stock snapshot is not an array"))?;
-    lines
-        .iter()
-        .map(|line| Ok((text(line, "sku")?, u32::try_from(number(line, "quantity")?)?)))
-        .collect()
+    let columns: Vec<StockColumn<String>> = stored(json, "stock snapshot lines")?;
+    Ok(columns.into_iter().map(|line| (line.sku, line.quantity)).collect())
+}
+
+/// The scope of a whole-order cancellation, the one almost every cancellation has.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WholeOrderScope {
+    #[serde(default)]
+    after_partial: bool,
 }
 
 /// A partial cancellation's lines, amount and restock (B1); `None` for a whole-order cancellation.
 pub(crate) fn scope_to_json(scope: &CancelScope) -> String {
     match scope {
-        CancelScope::Order { after_partial } => json!({"after_partial": after_partial}).to_string(),
+        CancelScope::Order { after_partial } => written(&WholeOrderScope {
+            after_partial: *after_partial,
+        }),
         CancelScope::Lines {
             lines,
             refund_amount,
@@ -392,12 +402,13 @@ pub(crate) fn scope_to_json(scope: &CancelScope) -> String {
 }
 
 pub(crate) fn scope_from_json(partial: bool, json: &str) -> Result<CancelScope> {
-    let value = parse(json)?;
     if !partial {
+        let scope: WholeOrderScope = stored(json, "cancellation scope fields")?;
         return Ok(CancelScope::Order {
-            after_partial: value.get("after_partial").and_then(Value::as_bool).unwrap_or(false),
+            after_partial: scope.after_partial,
         });
     }
+    let value = parse(json)?;
     let lines = value
         .get("lines")
         .and_then(Value::as_array)
