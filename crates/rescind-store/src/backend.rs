@@ -1446,14 +1446,17 @@ impl Backend {
     }
 
     pub(crate) async fn order(&self, shop_id: &str, order_id: &str) -> Result<Option<Order>> {
-        let mut connection = self.read.acquire().await?;
+        // One snapshot: the order row and what `complete_orders` attaches to it are read apart.
+        let mut snapshot = self.read.begin_with(DIALECT.read_snapshot).await?;
         let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE shop_id = $1 AND id = $2"))
             .bind(shop_id)
             .bind(order_id)
-            .fetch_optional(&mut *connection)
+            .fetch_optional(&mut *snapshot)
             .await
             .context("failed to load the order")?;
-        Ok(complete_orders(&mut connection, row.into_iter().collect()).await?.pop())
+        let order = complete_orders(&mut snapshot, row.into_iter().collect()).await?.pop();
+        snapshot.commit().await?;
+        Ok(order)
     }
 
     pub(crate) async fn orders(
@@ -1492,17 +1495,18 @@ impl Backend {
             query.push(" AND id < ").push_bind(cursor.to_owned());
         }
         query.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit) + 1);
-        let mut connection = self.read.acquire().await?;
-        let mut rows = query.build().fetch_all(&mut *connection).await.context("failed to list orders")?;
+        let mut snapshot = self.read.begin_with(DIALECT.read_snapshot).await?;
+        let mut rows = query.build().fetch_all(&mut *snapshot).await.context("failed to list orders")?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let items = complete_orders(&mut connection, rows).await?;
+        let items = complete_orders(&mut snapshot, rows).await?;
+        snapshot.commit().await?;
         let next_cursor = if more { items.last().map(|order| order.id.clone()) } else { None };
         Ok(Page { items, next_cursor })
     }
 
     pub(crate) async fn history(&self, shop_id: &str, order_id: &str) -> Result<Option<Vec<HistoryEntry>>> {
-        let mut connection = self.read.acquire().await?;
+        let mut connection = self.read.begin_with(DIALECT.read_snapshot).await?;
         let exists: Option<String> = sqlx::query_scalar("SELECT id FROM orders WHERE shop_id = $1 AND id = $2")
             .bind(shop_id)
             .bind(order_id)

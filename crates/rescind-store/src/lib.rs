@@ -38,6 +38,9 @@ pub(crate) struct Dialect {
     pub migration_lock: Option<&'static str>,
     /// Lets concurrent workers claim different jobs instead of waiting on each other's locks.
     pub skip_locked: &'static str,
+    /// Starts a read whose statements all see one committed state: an order read with its
+    /// cancellation, refunds and request is never half before and half after a change.
+    pub read_snapshot: &'static str,
 }
 
 /// A platform tenant (B6).
@@ -440,6 +443,7 @@ mod sqlite {
         append_only_primary_key: "INTEGER PRIMARY KEY",
         migration_lock: None,
         skip_locked: "",
+        read_snapshot: "BEGIN",
     };
     /// Statements the writer keeps prepared: a group's statements come in a few shapes per table
     /// (power-of-two row counts), well within this.
@@ -1012,6 +1016,7 @@ mod postgres {
         append_only_primary_key: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
         migration_lock: Some("SELECT pg_advisory_xact_lock(7220301)"),
         skip_locked: "FOR UPDATE SKIP LOCKED",
+        read_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     };
     /// Enough for the HTTP workers of one process; PostgreSQL's own default limit is 100.
     const CONNECTIONS_MAX: u32 = 16;
