@@ -5,53 +5,14 @@
 //! outcome keeps its lease on the order's job exactly when the next step falls due by the lease's
 //! horizon (on both backends).
 
-use rescind_domain::{
-    Actor, Address, ChannelKind, Currency, Customer, FinancialStatus, FulfillmentStatus, HistoryEntry, Money,
-    NewLineItem, NewOrder, OrderChange, Timestamp, WorkflowSchedule,
-};
-use rescind_store::{now, ApiToken, ChangeError, Channel, Lease, RandomIds, Settings, Shop, Store};
+mod common;
+
+use common::{import_an_order, open_shop, PostgresSchema};
+use rescind_domain::{Actor, HistoryEntry, OrderChange, Timestamp, WorkflowSchedule};
+use rescind_store::{now, ChangeError, Lease, Store};
 use std::sync::{Arc, Mutex};
 
 const ORDERS: usize = 40;
-
-fn new_order(channel_id: &str) -> NewOrder {
-    NewOrder {
-        channel_id: channel_id.to_owned(),
-        channel_kind: ChannelKind::OwnStore,
-        channel_order_id: None,
-        number: None,
-        currency: Currency::parse("JPY").expect("JPY"),
-        customer: Customer {
-            name: "山田 太郎".into(),
-            email: None,
-            phone: None,
-        },
-        shipping_address: Address {
-            name: "山田 太郎".into(),
-            postcode: "150-0001".into(),
-            prefecture: Some("東京都".into()),
-            province: None,
-            address1: "渋谷区神宮前1-2-3".into(),
-            address2: None,
-            phone: None,
-        },
-        line_items: vec![NewLineItem {
-            channel_line_item_id: None,
-            sku: "TEA-001".into(),
-            title: "Sencha".into(),
-            quantity: 1,
-            price: Money::parse_stored("1000").expect("an amount"),
-        }],
-        total_shipping: Money::ZERO,
-        total_tax: Money::ZERO,
-        total_discount: Money::ZERO,
-        payment: None,
-        financial_status: FinancialStatus::Pending,
-        fulfillment_status: FulfillmentStatus::AwaitingShipment,
-        deduct_inventory: false,
-        warehouse_id: None,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_store_after_grouped_changes_panics_nowhere_and_keeps_every_change() {
@@ -65,7 +26,7 @@ async fn closing_the_store_after_grouped_changes_panics_nowhere_and_keeps_every_
     let folder = tempfile::tempdir().expect("a temporary folder");
     let url = format!("sqlite://{}", folder.path().join("rescind.db").display());
     let store = Store::open(&url).await.expect("the store opens");
-    let shop_id = open_shop(&store).await;
+    let shop_id = open_shop(&store, "shop_group").await;
     let mut order_ids = Vec::new();
     for _ in 0..ORDERS {
         order_ids.push(import_an_order(&store, &shop_id).await);
@@ -122,52 +83,6 @@ async fn closing_the_store_after_grouped_changes_panics_nowhere_and_keeps_every_
     reopened.close().await;
 }
 
-/// A shop with an own-store channel (`ch_<shop>`), on a fresh store; answers the shop's id.
-async fn open_shop(store: &Store) -> String {
-    let shop = Shop {
-        id: "shop_group".into(),
-        name: "Group".into(),
-        settings: Settings::default(),
-    };
-    let token = ApiToken {
-        id: "tok_group".into(),
-        shop_id: shop.id.clone(),
-        token_hash: "1".repeat(64),
-        scopes: vec![],
-    };
-    store.create_shop(&shop, &token).await.expect("the shop is created");
-    let channel = Channel {
-        id: format!("ch_{}", shop.id),
-        shop_id: shop.id.clone(),
-        kind: ChannelKind::OwnStore,
-        name: "Own store".into(),
-        base_url: None,
-        credentials: None,
-        cancel_sync: true,
-        created_at: now(),
-    };
-    store.create_channel(&channel).await.expect("the channel is created");
-    shop.id
-}
-
-/// Imports an own-store order of ¥1,000; answers its id.
-async fn import_an_order(store: &Store, shop_id: &str) -> String {
-    let channel_id = format!("ch_{shop_id}");
-    let order = store
-        .import_order(shop_id, None, &channel_id, None, |number| {
-            let order = new_order(&channel_id)
-                .into_order(shop_id, number, &mut RandomIds, now())
-                .map_err(|problems| problems.0)?;
-            Ok((
-                order,
-                HistoryEntry::new(now(), "order.imported", &Actor::System, "imported"),
-            ))
-        })
-        .await
-        .expect("the order is imported");
-    order.id
-}
-
 fn at(offset_ms: i64) -> Timestamp {
     Timestamp::from_unix_micros(now().unix_micros() + offset_ms * 1000)
 }
@@ -200,7 +115,7 @@ async fn record(
 }
 
 async fn a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon(store: Store) {
-    let shop_id = open_shop(&store).await;
+    let shop_id = open_shop(&store, "shop_group").await;
     let order_id = import_an_order(&store, &shop_id).await;
 
     assert!(
@@ -233,29 +148,10 @@ async fn a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horiz
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon_on_postgres() {
-    let Some(url) = std::env::var("RESCIND_TEST_DATABASE_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-    else {
-        eprintln!("RESCIND_TEST_DATABASE_URL is not set: the PostgreSQL run of this test is skipped");
+    let Some(schema) = PostgresSchema::create().await else {
         return;
     };
-    use sqlx::Connection;
-    let schema = format!("rescind_store_test_{:016x}", rand::random::<u64>());
-    let mut admin = sqlx::PgConnection::connect(&url)
-        .await
-        .expect("PostgreSQL is reachable");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut admin)
-        .await
-        .expect("a test schema");
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let store = Store::open(&format!("{url}{separator}options[search_path]={schema}"))
-        .await
-        .expect("the store opens");
+    let store = Store::open(&schema.url).await.expect("the store opens");
     a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon(store).await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&mut admin)
-        .await
-        .expect("the test schema is dropped");
+    schema.drop().await;
 }
