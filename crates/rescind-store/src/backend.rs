@@ -1506,11 +1506,11 @@ impl Backend {
     }
 
     pub(crate) async fn history(&self, shop_id: &str, order_id: &str) -> Result<Option<Vec<HistoryEntry>>> {
-        let mut connection = self.read.begin_with(DIALECT.read_snapshot).await?;
+        let mut snapshot = self.read.begin_with(DIALECT.read_snapshot).await?;
         let exists: Option<String> = sqlx::query_scalar("SELECT id FROM orders WHERE shop_id = $1 AND id = $2")
             .bind(shop_id)
             .bind(order_id)
-            .fetch_optional(&mut *connection)
+            .fetch_optional(&mut *snapshot)
             .await?;
         if exists.is_none() {
             return Ok(None);
@@ -1518,7 +1518,7 @@ impl Backend {
         // Lines written before migration 0006 (one row each) come first, then one row per change.
         let rows = sqlx::query("SELECT at, kind, actor, message, data FROM order_history WHERE order_id = $1 ORDER BY id")
             .bind(order_id)
-            .fetch_all(&mut *connection)
+            .fetch_all(&mut *snapshot)
             .await
             .context("failed to load the history")?;
         let mut lines = rows
@@ -1535,12 +1535,13 @@ impl Backend {
             .collect::<Result<Vec<_>>>()?;
         let changes: Vec<String> = sqlx::query_scalar("SELECT lines FROM order_changes WHERE order_id = $1 ORDER BY id")
             .bind(order_id)
-            .fetch_all(&mut *connection)
+            .fetch_all(&mut *snapshot)
             .await
             .context("failed to load the history")?;
         for change in &changes {
             history_lines_from_json(change, &mut lines)?;
         }
+        snapshot.commit().await?;
         Ok(Some(lines))
     }
 

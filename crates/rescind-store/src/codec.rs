@@ -256,44 +256,35 @@ pub(crate) fn history_data_map(data: &[(String, String)]) -> std::collections::B
 
 /// One history line as `order_changes.lines` keeps it (migration 0006): its data the same object a
 /// line of `order_history` keeps in its own column.
-#[derive(serde::Serialize)]
-struct StoredLine<'a> {
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(bound(deserialize = "S: serde::Deserialize<'de> + Ord"))]
+struct HistoryLineColumn<S> {
     at: i64,
-    kind: &'a str,
-    actor: &'a str,
-    message: &'a str,
-    data: std::collections::BTreeMap<&'a str, &'a str>,
-}
-
-/// [`StoredLine`] read back.
-#[derive(serde::Deserialize)]
-struct LoadedLine {
-    at: i64,
-    kind: String,
-    actor: String,
-    message: String,
-    data: std::collections::BTreeMap<String, String>,
+    kind: S,
+    actor: S,
+    message: S,
+    data: std::collections::BTreeMap<S, S>,
 }
 
 /// The lines of one change as the JSON array of its `order_changes` row, oldest first.
 pub(crate) fn history_lines_to_json(lines: &[HistoryEntry]) -> String {
-    let stored: Vec<StoredLine<'_>> = lines
+    let columns: Vec<HistoryLineColumn<&str>> = lines
         .iter()
-        .map(|line| StoredLine {
+        .map(|line| HistoryLineColumn {
             at: line.at.unix_micros(),
-            kind: &line.kind,
-            actor: &line.actor,
-            message: &line.message,
+            kind: line.kind.as_str(),
+            actor: line.actor.as_str(),
+            message: line.message.as_str(),
             data: history_data_map(&line.data),
         })
         .collect();
-    serde_json::to_string(&stored).expect("history lines serialize")
+    written(&columns)
 }
 
 /// The lines of one `order_changes` row, appended to `lines`.
 pub(crate) fn history_lines_from_json(json: &str, lines: &mut Vec<HistoryEntry>) -> Result<()> {
-    let loaded: Vec<LoadedLine> = serde_json::from_str(json).context("stored history lines are not valid")?;
-    lines.extend(loaded.into_iter().map(|line| HistoryEntry {
+    let columns: Vec<HistoryLineColumn<String>> = stored(json, "history lines")?;
+    lines.extend(columns.into_iter().map(|line| HistoryEntry {
         at: Timestamp::from_unix_micros(line.at),
         kind: line.kind,
         actor: line.actor,
