@@ -513,7 +513,11 @@ async fn insert_events<S: Sink>(sink: &mut S, entries: &[(&Order, &HistoryEntry)
     if events.is_empty() {
         return Ok(());
     }
-    let mut rows = Rows::new("INSERT INTO outbox_events (id, shop_id, order_id, type, at, payload, published_at) ", 7, "");
+    let mut rows = Rows::new(
+        "INSERT INTO outbox_events (id, shop_id, order_id, type, at, payload, published_at) ",
+        7,
+        DIALECT.outbox_turn,
+    );
     for (order, entry, kind, id) in &events {
         let payload = serde_json::to_string(&EventPayload {
             actor: &entry.actor,
@@ -772,14 +776,10 @@ async fn schedule_workflows<S: Sink>(sink: &mut S, changes: &[OrderChange], leas
 }
 
 /// Writes everything the decisions changed: the order rows, their cancellations and requests, new
-/// refunds, the workflow's jobs, stock, the sync history and the history. A group may change one
-/// order more than once; its last state is what the row keeps, while every history line, refund and
-/// stock move is kept.
-async fn write_changes<S: Sink>(sink: &mut S, changes: &[OrderChange]) -> Result<()> {
-    write_leased_changes(sink, changes, &[]).await
-}
-
-/// [`write_changes`] with the leases workers keep through their changes (one entry per change).
+/// refunds, the workflow's jobs, stock, the sync history and the history; with the leases workers
+/// keep through their changes (one entry per change, or none). A group may change one order more
+/// than once; its last state is what the row keeps, while every history line, refund and stock move
+/// is kept.
 async fn write_leased_changes<S: Sink>(
     sink: &mut S,
     changes: &[OrderChange],
@@ -1556,7 +1556,7 @@ impl Backend {
             return Err(ChangeError::NotFound);
         };
         let change = decide(&order).map_err(ChangeError::Refused)?;
-        save_changes(&mut tx, std::slice::from_ref(&change)).await?;
+        save_changes(&mut tx, std::slice::from_ref(&change), &[]).await?;
         tx.commit().await.context("failed to commit a change")?;
         Ok(change)
     }
@@ -1590,7 +1590,7 @@ impl Backend {
                 Err(refusal) => decided.push(Err(ChangeError::Refused(refusal))),
             }
         }
-        save_changes(&mut tx, &changes).await?;
+        save_changes(&mut tx, &changes, &[]).await?;
         tx.commit().await.context("failed to commit a bulk change")?;
         Ok(in_decision_order(decided, changes))
     }
@@ -2322,10 +2322,21 @@ impl Backend {
     ) -> Result<(OrderChange, bool), ChangeError<E>> {
         self.batcher.change_leased(shop_id, order_id, Some(lease), decide).await
     }
+
+    pub(crate) async fn change_order_leased_then_restock<E: Send + 'static>(
+        &self,
+        shop_id: &str,
+        order_id: &str,
+        lease: crate::Lease,
+        decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
+        restock: impl FnOnce(&Order, RestockReport) -> Result<OrderChange, E> + Send + 'static,
+    ) -> Result<(OrderChange, bool), ChangeError<E>> {
+        self.batcher.change_leased_then_restock(shop_id, order_id, Some(lease), decide, restock).await
+    }
 }
 
 mod batch {
-    use super::{load_orders_for_change, load_shop_setup, put_back_stock, write_leased_changes, Db, Statements};
+    use super::{load_orders_for_change, load_shop_setup, put_back_stock, save_changes, Db, Statements};
     use crate::rows::Sink;
     use crate::RestockReport;
     use crate::Lease;
@@ -2366,6 +2377,8 @@ mod batch {
         order_id: String,
         lease: Option<Lease>,
         decide: Decide,
+        /// The restock to run right after the change when the change leaves it due now.
+        then_restock: Option<DecideRestock>,
         reply: oneshot::Sender<Outcome>,
     }
 
@@ -2413,7 +2426,25 @@ mod batch {
             let decide = Decide::Change(Box::new(move |order, setup| {
                 decide(order, setup).map_err(|refusal| Box::new(refusal) as Refusal)
             }));
-            self.send(shop_id, order_id, lease, decide).await
+            self.send(shop_id, order_id, lease, decide, None).await
+        }
+
+        /// [`Batcher::change_leased`], and when the change leaves the cancellation's restock due
+        /// now, the restock too, in the same transaction (as [`Batcher::restock`] runs it).
+        pub(crate) async fn change_leased_then_restock<E: Send + 'static>(
+            &self,
+            shop_id: &str,
+            order_id: &str,
+            lease: Option<Lease>,
+            decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
+            restock: impl FnOnce(&Order, RestockReport) -> Result<OrderChange, E> + Send + 'static,
+        ) -> Result<(OrderChange, bool), ChangeError<E>> {
+            let decide = Decide::Change(Box::new(move |order, setup| {
+                decide(order, setup).map_err(|refusal| Box::new(refusal) as Refusal)
+            }));
+            let restock: DecideRestock =
+                Box::new(move |order, report| restock(order, report).map_err(|refusal| Box::new(refusal) as Refusal));
+            self.send(shop_id, order_id, lease, decide, Some(restock)).await
         }
 
         /// Puts the stock of the order's current cancellation back once and records the outcome
@@ -2427,7 +2458,7 @@ mod batch {
             let decide = Decide::Restock(Box::new(move |order, report| {
                 decide(order, report).map_err(|refusal| Box::new(refusal) as Refusal)
             }));
-            Ok(self.send(shop_id, order_id, None, decide).await?.0)
+            Ok(self.send(shop_id, order_id, None, decide, None).await?.0)
         }
 
         async fn send<E: Send + 'static>(
@@ -2436,6 +2467,7 @@ mod batch {
             order_id: &str,
             lease: Option<Lease>,
             decide: Decide,
+            then_restock: Option<DecideRestock>,
         ) -> Result<(OrderChange, bool), ChangeError<E>> {
             let (reply, answer) = oneshot::channel();
             let job = Job {
@@ -2443,6 +2475,7 @@ mod batch {
                 order_id: order_id.to_owned(),
                 lease,
                 decide,
+                then_restock,
                 reply,
             };
             self.jobs
@@ -2507,7 +2540,8 @@ mod batch {
 
     /// What became of one job before the group is written.
     pub(crate) enum Decided {
-        Changed,
+        /// Made this many changes (a step's outcome and the restock it let run: two).
+        Changed(usize),
         Refused(Refusal),
         NotFound,
         /// The group failed before this job was decided.
@@ -2551,28 +2585,42 @@ mod batch {
                         Decide::Change(decide) => Ok(decide(order, setup)),
                         Decide::Restock(decide) => restock(sink, order, decide).await,
                     };
+                    let decision = match (decision, job.then_restock) {
+                        (Ok(Ok(change)), Some(then)) if restock_is_due(&change) => {
+                            match restock(sink, &change.order, then).await {
+                                Err(error) => Err(error),
+                                // A stale restock is left to run as its own step.
+                                Ok(Err(_refusal)) => Ok(Ok(vec![change])),
+                                Ok(Ok(restocked)) => Ok(Ok(vec![change, restocked])),
+                            }
+                        }
+                        (decision, _) => decision.map(|decided| decided.map(|change| vec![change])),
+                    };
                     match decision {
                         Err(error) => {
                             failure = Some(error);
                             Decided::Failed
                         }
                         Ok(Err(refusal)) => Decided::Refused(refusal),
-                        Ok(Ok(change)) => {
-                            // A later job on the same order sees this change.
-                            *order = change.order.clone();
-                            let kept = lease.filter(|lease| {
-                                matches!(change.workflow, WorkflowSchedule::DueAt(due_at) if due_at <= lease.keep_if_due_by)
-                            });
-                            // An earlier change of the same order keeps no lease: a later one decides.
-                            for (earlier, earlier_lease) in changes.iter().zip(leases.iter_mut()) {
-                                let earlier: &OrderChange = earlier;
-                                if earlier.order.id == change.order.id {
-                                    *earlier_lease = None;
+                        Ok(Ok(made)) => {
+                            let count = made.len();
+                            for change in made {
+                                // A later job on the same order sees this change.
+                                *order = change.order.clone();
+                                let kept = lease.clone().filter(|lease| {
+                                    matches!(change.workflow, WorkflowSchedule::DueAt(due_at) if due_at <= lease.keep_if_due_by)
+                                });
+                                // An earlier change of the same order keeps no lease: a later one decides.
+                                for (earlier, earlier_lease) in changes.iter().zip(leases.iter_mut()) {
+                                    let earlier: &OrderChange = earlier;
+                                    if earlier.order.id == change.order.id {
+                                        *earlier_lease = None;
+                                    }
                                 }
+                                changes.push(change);
+                                leases.push(kept);
                             }
-                            changes.push(change);
-                            leases.push(kept);
-                            Decided::Changed
+                            Decided::Changed(count)
                         }
                     }
                 }
@@ -2580,6 +2628,12 @@ mod batch {
             replies.push((job.reply, decided));
         }
         ((replies, changes, leases), failure)
+    }
+
+    /// Whether `change` leaves the restock as its cancellation's next step, due now.
+    fn restock_is_due(change: &OrderChange) -> bool {
+        matches!(rescind_domain::pending_work(&change.order), Some(rescind_domain::PendingWork::Restock))
+            && matches!(change.workflow, WorkflowSchedule::DueAt(due_at) if due_at <= crate::now())
     }
 
     /// A restock inside the group: the stock goes back under a savepoint, kept when the outcome is
@@ -2610,8 +2664,9 @@ mod batch {
         let mut changes = changes.into_iter().zip(leases);
         for (reply, decided) in replies {
             let outcome = match (decided, &failure) {
-                (Decided::Changed, Some(error)) => Outcome::Failed(format!("{error:#}")),
-                (Decided::Changed, None) => match changes.next() {
+                (Decided::Changed(_), Some(error)) => Outcome::Failed(format!("{error:#}")),
+                // The job is answered with the last of its changes.
+                (Decided::Changed(count), None) => match changes.by_ref().take(count).last() {
                     Some((change, lease)) => Outcome::Changed(Box::new(change), lease.is_some()),
                     None => Outcome::Failed("a decision lost its change".to_owned()),
                 },
@@ -2629,25 +2684,41 @@ mod batch {
     /// statements as one.
     #[allow(dead_code)]
     pub(crate) async fn run_group(pool: &sqlx::Pool<Db>, group: Vec<Job>) {
+        let started = std::time::Instant::now();
+        let size = group.len();
         let mut tx = match pool.begin().await {
             Ok(tx) => tx,
             Err(error) => return fail_all(group, &format!("failed to start a change: {error}")),
         };
+        let begun_us = started.elapsed().as_micros();
         let loaded = match load_group(&mut tx, ids_by_shop(&group)).await {
             Ok(loaded) => loaded,
             Err(error) => return fail_all(group, &format!("{error:#}")),
         };
+        let loaded_us = started.elapsed().as_micros();
         let ((replies, changes, leases), failed) = decide_all(&mut Statements(&mut tx), group, loaded).await;
+        let decided_us = started.elapsed().as_micros();
+        let mut written_us = 0;
         let failure = match failed {
             Some(error) => Some(error),
             None => async {
-                write_leased_changes(&mut Statements(&mut tx), &changes, &leases).await?;
+                save_changes(&mut tx, &changes, &leases).await?;
+                written_us = started.elapsed().as_micros();
                 tx.commit().await?;
                 Ok::<(), anyhow::Error>(())
             }
             .await
             .err(),
         };
+        tracing::debug!(
+            size,
+            begun_us,
+            loaded_us,
+            decided_us,
+            written_us,
+            committed_us = started.elapsed().as_micros(),
+            "group written"
+        );
         answer(replies, changes, leases, failure);
     }
 
@@ -2657,6 +2728,9 @@ mod batch {
     ) -> anyhow::Result<Loaded> {
         let mut orders = HashMap::new();
         let mut setups = HashMap::new();
+        // Shop by shop in one order, so group writers of two processes take their locks in one order.
+        let mut ids_by_shop: Vec<(String, Vec<String>)> = ids_by_shop.into_iter().collect();
+        ids_by_shop.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (shop_id, ids) in ids_by_shop {
             for order in load_orders_for_change(tx, &shop_id, &ids).await? {
                 orders.insert((shop_id.clone(), order.id.clone()), order);

@@ -41,6 +41,13 @@ pub(crate) struct Dialect {
     /// Starts a read whose statements all see one committed state: an order read with its
     /// cancellation, refunds and request is never half before and half after a change.
     pub read_snapshot: &'static str,
+    /// Ends the statement that writes outbox events. On PostgreSQL, where writers run at once (the
+    /// group writer, bulk cancels, imports, other processes), it takes a lock held to the commit
+    /// before the first event gets its sequence number: events then commit in the order of their
+    /// sequence numbers, so a reader paging by sequence number (`GET /events?after=`) never passes
+    /// one that commits later. The lock is a one-time filter of the statement, so it costs no round
+    /// trip of its own.
+    pub outbox_turn: &'static str,
 }
 
 /// A platform tenant (B6).
@@ -444,6 +451,7 @@ mod sqlite {
         migration_lock: None,
         skip_locked: "",
         read_snapshot: "BEGIN",
+        outbox_turn: "",
     };
     /// Statements the writer keeps prepared: a group's statements come in a few shapes per table
     /// (power-of-two row counts), well within this.
@@ -589,11 +597,16 @@ mod sqlite {
     include!("backend.rs");
     include!("outbox.rs");
 
-    /// Writes a change's rows on the writer connection's own SQLite handle, locked away from sqlx's
+    /// Writes changes' rows (with the leases workers keep through them, one entry per change, or
+    /// none) on the writer connection's own SQLite handle, locked away from sqlx's
     /// worker thread for the duration: one prepared single-row statement per table, run once per row,
     /// and no hand-off between threads per statement or row. The statements are finalized before the
     /// handle goes back to sqlx.
-    async fn save_changes(connection: &mut Connection, changes: &[OrderChange]) -> Result<()> {
+    async fn save_changes(
+        connection: &mut Connection,
+        changes: &[OrderChange],
+        leases: &[Option<crate::Lease>],
+    ) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -604,7 +617,7 @@ mod sqlite {
         // SAFETY: the handle is open and, while `handle` lives, used by no other thread; the
         // rusqlite connection does not own it (it never closes it) and is dropped before `handle`.
         let db = unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }?;
-        let written = crate::rows::run_now(write_changes(&mut Handle(&db), changes));
+        let written = crate::rows::run_now(write_leased_changes(&mut Handle(&db), changes, leases));
         drop(db);
         written
     }
@@ -1017,6 +1030,7 @@ mod postgres {
         migration_lock: Some("SELECT pg_advisory_xact_lock(7220301)"),
         skip_locked: "FOR UPDATE SKIP LOCKED",
         read_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        outbox_turn: " WHERE (SELECT pg_advisory_xact_lock(7220302)::text) IS NOT NULL",
     };
     /// Enough for the HTTP workers of one process; PostgreSQL's own default limit is 100.
     const CONNECTIONS_MAX: u32 = 16;
@@ -1025,6 +1039,9 @@ mod postgres {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(CONNECTIONS_MAX)
+            // A ping before every use is a round trip per transaction and per read; a connection the
+            // server dropped fails its statement instead, and the pool replaces it.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         Ok(Backend {
@@ -1037,18 +1054,36 @@ mod postgres {
     include!("backend.rs");
     include!("outbox.rs");
 
-    /// Writes a change's rows in multi-row statements.
-    async fn save_changes(connection: &mut Connection, changes: &[OrderChange]) -> Result<()> {
-        write_changes(&mut Statements(connection), changes).await
+    /// Writes changes' rows, each table's in one statement, the plain inserts held back and sent
+    /// together (`Batched`); with the leases workers keep through them (one entry per change, or none).
+    async fn save_changes(
+        connection: &mut Connection,
+        changes: &[OrderChange],
+        leases: &[Option<crate::Lease>],
+    ) -> Result<()> {
+        let mut batched = Batched::new(connection);
+        write_leased_changes(&mut batched, changes, leases).await?;
+        batched.flush().await
     }
 
     /// The statement that writes `rows`: one whatever their number, each column bound as one array
     /// and the rows made by `UNNEST` — one round trip and one prepared shape per table.
-    fn row_statements<'a>(rows: &'a Rows<'a>, returning: &'static str) -> Result<Vec<QueryBuilder<'a, Db>>> {
-        let Some(first) = rows.rows().next() else {
+    fn row_statements(rows: &Rows<'_>, returning: &'static str) -> Result<Vec<QueryBuilder<'static, Db>>> {
+        if rows.is_empty() {
             return Ok(Vec::new());
-        };
+        }
         let mut query = QueryBuilder::<Db>::new(rows.head);
+        push_unnest(&mut query, rows)?;
+        query.push(rows.tail);
+        query.push(returning);
+        Ok(vec![query])
+    }
+
+    /// Pushes `SELECT * FROM UNNEST(…)` making `rows`, each column bound as one array.
+    fn push_unnest(query: &mut QueryBuilder<'static, Db>, rows: &Rows<'_>) -> Result<()> {
+        let Some(first) = rows.rows().next() else {
+            return Err(anyhow::anyhow!("no rows for `{}`", rows.head.trim()));
+        };
         query.push("SELECT * FROM UNNEST(");
         for (column, kind) in first.iter().enumerate() {
             if column > 0 {
@@ -1060,10 +1095,10 @@ mod postgres {
                 Value::Text(_) => {
                     let texts = values
                         .map(|value| match value {
-                            Value::Text(text) => Ok(text.as_deref()),
+                            Value::Text(text) => Ok(text.as_deref().map(str::to_owned)),
                             _ => Err(mismatch()),
                         })
-                        .collect::<Result<Vec<Option<&str>>>>()?;
+                        .collect::<Result<Vec<Option<String>>>>()?;
                     query.push_bind(texts).push("::text[]");
                 }
                 Value::Int(_) => {
@@ -1087,9 +1122,146 @@ mod postgres {
             }
         }
         query.push(")");
-        query.push(rows.tail);
-        query.push(returning);
-        Ok(vec![query])
+        Ok(())
+    }
+
+    /// A change's writes with the plain inserts (and the finished jobs' delete) held back, each one
+    /// data-modifying part of a `WITH` in front of the next statement that has to run — the outbox
+    /// events' insert, whose sequence numbers the webhook deliveries need, or anything that reads —
+    /// or sent on their own by [`Batched::flush`]. A cancellation's order, cancellation, refund,
+    /// job and history then reach the server in one round trip instead of one each. Every part sees
+    /// the database as the statement began and none sees another's rows, which the change's writes
+    /// never need: each table is written once, and foreign keys are checked at the statement's end.
+    struct Batched<'c> {
+        connection: &'c mut Connection,
+        held: Option<QueryBuilder<'static, Db>>,
+        parts: usize,
+    }
+
+    impl<'c> Batched<'c> {
+        fn new(connection: &'c mut Connection) -> Self {
+            Batched {
+                connection,
+                held: None,
+                parts: 0,
+            }
+        }
+
+        /// The held statement, opened for one more part.
+        fn hold(&mut self) -> &mut QueryBuilder<'static, Db> {
+            let part = self.parts;
+            self.parts += 1;
+            let query = self.held.get_or_insert_with(|| QueryBuilder::new("WITH "));
+            if part > 0 {
+                query.push(", ");
+            }
+            query.push("held_").push(part).push(" AS (");
+            query
+        }
+
+        /// The held parts in front of the statement to come (an empty builder when none is held).
+        fn take_held(&mut self) -> QueryBuilder<'static, Db> {
+            self.parts = 0;
+            match self.held.take() {
+                Some(mut query) => {
+                    query.push(" ");
+                    query
+                }
+                None => QueryBuilder::new(""),
+            }
+        }
+
+        /// Sends what is held, if anything.
+        async fn flush(&mut self) -> Result<()> {
+            if self.held.is_some() {
+                let mut query = self.take_held();
+                query.push("SELECT 1");
+                query.build().execute(&mut *self.connection).await?;
+            }
+            Ok(())
+        }
+    }
+
+    impl Sink for Batched<'_> {
+        async fn insert(&mut self, rows: &Rows<'_>) -> Result<()> {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let query = self.hold();
+            query.push(rows.head);
+            push_unnest(query, rows)?;
+            query.push(rows.tail);
+            query.push(")");
+            Ok(())
+        }
+
+        async fn insert_events(&mut self, rows: &Rows<'_>) -> Result<HashMap<String, i64>> {
+            if rows.is_empty() {
+                return Ok(HashMap::new());
+            }
+            let mut query = self.take_held();
+            query.push(rows.head);
+            push_unnest(&mut query, rows)?;
+            query.push(rows.tail);
+            query.push(" RETURNING id, seq");
+            let mut seqs = HashMap::new();
+            for row in query.build().fetch_all(&mut *self.connection).await? {
+                seqs.insert(row.try_get("id")?, row.try_get("seq")?);
+            }
+            Ok(seqs)
+        }
+
+        async fn active_webhooks(&mut self, shops: &[&str]) -> Result<Vec<(String, String, String)>> {
+            self.flush().await?;
+            Statements(&mut *self.connection).active_webhooks(shops).await
+        }
+
+        async fn add_stock(&mut self, shop_id: &str, deltas: &[(&str, i64)], at: i64) -> Result<Vec<String>> {
+            self.flush().await?;
+            Statements(&mut *self.connection).add_stock(shop_id, deltas, at).await
+        }
+
+        async fn queue_pushes(&mut self, shop_id: &str, skus: &[String], at: i64) -> Result<()> {
+            self.flush().await?;
+            Statements(&mut *self.connection).queue_pushes(shop_id, skus, at).await
+        }
+
+        async fn delete_jobs(&mut self, order_ids: &[&str]) -> Result<()> {
+            if order_ids.is_empty() {
+                return Ok(());
+            }
+            let ids: Vec<String> = order_ids.iter().map(|id| (*id).to_owned()).collect();
+            let query = self.hold();
+            query
+                .push("DELETE FROM workflow_jobs WHERE order_id = ANY(")
+                .push_bind(ids)
+                .push("::text[]))");
+            Ok(())
+        }
+
+        async fn stocked(&mut self, shop_id: &str, sku: &str) -> Result<bool> {
+            self.flush().await?;
+            Statements(&mut *self.connection).stocked(shop_id, sku).await
+        }
+
+        async fn prove_restock(
+            &mut self,
+            order_id: &str,
+            cancellation_id: &str,
+            sku: &str,
+            quantity: i64,
+            at: i64,
+        ) -> Result<bool> {
+            self.flush().await?;
+            Statements(&mut *self.connection)
+                .prove_restock(order_id, cancellation_id, sku, quantity, at)
+                .await
+        }
+
+        async fn savepoint(&mut self, statement: &'static str) -> Result<()> {
+            self.flush().await?;
+            Statements(&mut *self.connection).savepoint(statement).await
+        }
     }
 
     impl Read for sqlx::postgres::PgRow {
@@ -1349,6 +1521,21 @@ impl Store {
         decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
     ) -> Result<(OrderChange, bool), ChangeError<E>> {
         dispatch!(self, backend => backend.change_order_leased(shop_id, order_id, lease, decide).await)
+    }
+
+    /// [`Store::change_order_leased`], and when the change leaves the cancellation's restock as its
+    /// next step, due now, the restock too, in the same transaction: the stock goes back once and
+    /// `restock` records the outcome, as [`Store::restock`] does — one commit instead of two. A
+    /// refused restock (a stale step) leaves the change alone, and the restock to run on its own.
+    pub async fn change_order_leased_then_restock<E: Send + 'static>(
+        &self,
+        shop_id: &str,
+        order_id: &str,
+        lease: Lease,
+        decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
+        restock: impl FnOnce(&Order, RestockReport) -> Result<OrderChange, E> + Send + 'static,
+    ) -> Result<(OrderChange, bool), ChangeError<E>> {
+        dispatch!(self, backend => backend.change_order_leased_then_restock(shop_id, order_id, lease, decide, restock).await)
     }
 
     /// Read-decide-write on many orders in one transaction; one order's refusal never stops the

@@ -3,13 +3,17 @@
 //! to close a connection with statements left, and sqlx panics on its worker thread when it does), and
 //! every change it wrote must be there when the file is opened again. A worker recording a step's
 //! outcome keeps its lease on the order's job exactly when the next step falls due by the lease's
-//! horizon (on both backends).
+//! horizon (on both backends), and a step's outcome that leaves the restock due now runs it in the
+//! same transaction.
 
 mod common;
 
 use common::{import_an_order, open_shop, PostgresSchema};
-use rescind_domain::{Actor, HistoryEntry, OrderChange, Timestamp, WorkflowSchedule};
-use rescind_store::{now, ChangeError, Lease, Store};
+use rescind_domain::{
+    cancel::cancel_order, pending_work, record_step_outcome, Actor, CancelOptions, HistoryEntry, OrderChange,
+    PendingWork, RefundMethod, StepKind, StepOutcome, StepStatus, Timestamp, WorkflowSchedule,
+};
+use rescind_store::{now, ChangeError, Lease, RandomIds, Store};
 use std::sync::{Arc, Mutex};
 
 const ORDERS: usize = 40;
@@ -153,5 +157,153 @@ async fn a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horiz
     };
     let store = Store::open(&schema.url).await.expect("the store opens");
     a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon(store).await;
+    schema.drop().await;
+}
+
+/// Imports an order of one TEA-001 whose stock is deducted at import, and cancels it so that only
+/// its restock is left; answers the order's id.
+async fn an_order_waiting_for_its_restock(store: &Store, shop_id: &str) -> String {
+    let before = available(store, shop_id).await;
+    let channel_id = format!("ch_{shop_id}");
+    let order = store
+        .import_order(shop_id, None, &channel_id, None, |number| {
+            let mut new = common::new_order(&channel_id);
+            new.deduct_inventory = true;
+            let order = new
+                .into_order(shop_id, number, &mut RandomIds, now())
+                .map_err(|problems| problems.0)?;
+            Ok((
+                order,
+                HistoryEntry::new(now(), "order.imported", &Actor::System, "imported"),
+            ))
+        })
+        .await
+        .expect("the order is imported");
+    let options = CancelOptions {
+        refund_method: Some(RefundMethod::StoreCredit),
+        ..CancelOptions::default()
+    };
+    let change = store
+        .change_order_grouped(shop_id, &order.id, move |order, _setup| {
+            cancel_order(order, &options, &Actor::System, &mut RandomIds, now()).map(|(_, change)| change)
+        })
+        .await
+        .map_err(|error| format!("{error:?}"))
+        .expect("the cancellation is written");
+    assert!(
+        matches!(pending_work(&change.order), Some(PendingWork::Restock)),
+        "only the restock is left: {:?}",
+        change.order.cancellation
+    );
+    assert_eq!(available(store, shop_id).await, before - 1, "I1: deducted at import");
+    order.id
+}
+
+/// The shop's available TEA-001.
+async fn available(store: &Store, shop_id: &str) -> i64 {
+    store
+        .stock(shop_id, "TEA-001")
+        .await
+        .expect("read")
+        .expect("TEA-001 is stocked")
+        .available
+}
+
+/// Records a step's outcome (a note) scheduling the next step at `due_at`, with the restock to run
+/// after it when that is due now; answers the order as the change left it.
+async fn record_then_restock(store: &Store, shop_id: &str, order_id: &str, due_at: Timestamp) -> rescind_domain::Order {
+    let lease = Lease {
+        owner: "worker_a".to_owned(),
+        until: at(30_000),
+        keep_if_due_by: at(1_000),
+    };
+    let (change, _kept) = store
+        .change_order_leased_then_restock(
+            shop_id,
+            order_id,
+            lease,
+            move |order, _setup| {
+                let line = HistoryEntry::new(now(), "note", &Actor::System, "the step before the restock");
+                let mut change = OrderChange::new(order.clone(), vec![line], Vec::new());
+                change.workflow = WorkflowSchedule::DueAt(due_at);
+                Ok(change)
+            },
+            |order, report| {
+                let outcome = StepOutcome::Restocked {
+                    restocked: report.restocked,
+                    already: report.already,
+                    missing: report.missing,
+                };
+                record_step_outcome(order, StepKind::Restock, outcome, &mut RandomIds, now())
+            },
+        )
+        .await
+        .map_err(|error| format!("{error:?}"))
+        .expect("the change is recorded");
+    change.order
+}
+
+async fn a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the_same_change(store: Store) {
+    let shop_id = open_shop(&store, "shop_restock").await;
+    store
+        .set_stock(&shop_id, "TEA-001", 10)
+        .await
+        .expect("the stock is set");
+    let later = an_order_waiting_for_its_restock(&store, &shop_id).await;
+    let order = record_then_restock(&store, &shop_id, &later, at(60_000)).await;
+    assert!(
+        matches!(pending_work(&order), Some(PendingWork::Restock)),
+        "a restock due later is left to its own step"
+    );
+    assert_eq!(available(&store, &shop_id).await, 9, "nothing went back yet");
+
+    let now_due = an_order_waiting_for_its_restock(&store, &shop_id).await;
+    let order = record_then_restock(&store, &shop_id, &now_due, now()).await;
+    assert!(
+        pending_work(&order).is_none(),
+        "nothing is left: {:?}",
+        order.cancellation
+    );
+    let restock = order
+        .cancellation
+        .as_ref()
+        .and_then(|c| c.step(StepKind::Restock))
+        .expect("a restock step");
+    assert_eq!(restock.status, StepStatus::Succeeded, "{restock:?}");
+    assert_eq!(
+        available(&store, &shop_id).await,
+        9,
+        "I2: this order's unit went back (8 + 1); the other's is still out"
+    );
+    let history = store
+        .history(&shop_id, &now_due)
+        .await
+        .expect("read")
+        .expect("the order exists");
+    let kinds: Vec<&str> = history.iter().map(|line| line.kind.as_str()).collect();
+    let note = kinds.iter().position(|kind| *kind == "note").expect("the step's line");
+    let restocked = kinds
+        .iter()
+        .rposition(|kind| *kind == "step.restock")
+        .expect("the restock's line");
+    assert!(note < restocked, "the step's line, then the restock's: {kinds:?}");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the_same_change_on_sqlite() {
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let url = format!("sqlite://{}", folder.path().join("rescind.db").display());
+    let store = Store::open(&url).await.expect("the store opens");
+    a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the_same_change(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the_same_change_on_postgres() {
+    let Some(schema) = PostgresSchema::create().await else {
+        return;
+    };
+    let store = Store::open(&schema.url).await.expect("the store opens");
+    a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the_same_change(store).await;
     schema.drop().await;
 }
