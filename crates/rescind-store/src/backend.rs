@@ -60,6 +60,8 @@ pub struct Backend {
     read: Pool<Db>,
     /// Groups single-order changes into shared transactions (group commit).
     batcher: batch::Batcher,
+    /// Channels and payment providers already read (their rows never change).
+    known: std::sync::Arc<crate::Known>,
 }
 
 /// A row of either kind: sqlx's, or rusqlite's on the SQLite writer's own handle. The row decoders
@@ -1319,6 +1321,9 @@ impl Backend {
     }
 
     pub(crate) async fn channel(&self, shop_id: &str, channel_id: &str) -> Result<Option<Channel>> {
+        if let Some(channel) = self.known.channel(shop_id, channel_id) {
+            return Ok(Some(channel));
+        }
         let row = sqlx::query(
             "SELECT id, shop_id, kind, name, base_url, credentials, cancel_sync, created_at FROM channels \
              WHERE shop_id = $1 AND id = $2",
@@ -1327,7 +1332,11 @@ impl Backend {
         .bind(channel_id)
         .fetch_optional(&self.read)
         .await?;
-        row.as_ref().map(channel_from_row).transpose()
+        let channel = row.as_ref().map(channel_from_row).transpose()?;
+        if let Some(channel) = &channel {
+            self.known.keep_channel(channel);
+        }
+        Ok(channel)
     }
 
     pub(crate) async fn channels(&self, shop_id: &str) -> Result<Vec<Channel>> {
@@ -1786,6 +1795,9 @@ impl Backend {
     }
 
     pub(crate) async fn payment_provider(&self, shop_id: &str, provider_id: &str) -> Result<Option<PaymentProvider>> {
+        if let Some(provider) = self.known.payment_provider(shop_id, provider_id) {
+            return Ok(Some(provider));
+        }
         let row = sqlx::query(
             "SELECT id, shop_id, kind, name, base_url, credentials, created_at FROM payment_providers \
              WHERE shop_id = $1 AND id = $2",
@@ -1794,7 +1806,11 @@ impl Backend {
         .bind(provider_id)
         .fetch_optional(&self.read)
         .await?;
-        row.as_ref().map(payment_provider_from_row).transpose()
+        let provider = row.as_ref().map(payment_provider_from_row).transpose()?;
+        if let Some(provider) = &provider {
+            self.known.keep_payment_provider(provider);
+        }
+        Ok(provider)
     }
 
     pub(crate) async fn payment_providers(&self, shop_id: &str) -> Result<Vec<PaymentProvider>> {

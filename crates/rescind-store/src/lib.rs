@@ -19,7 +19,7 @@ use anyhow::Result;
 use rescind_domain::{
     CancellationStatus, ChannelKind, FulfillmentStatus, HistoryEntry, Order, OrderChange, OrderStatus, Scope, Timestamp,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// The SQL that differs between the backends.
 pub(crate) struct Dialect {
@@ -201,6 +201,56 @@ pub enum DeliveryOutcome {
         status_code: Option<u16>,
         error: String,
     },
+}
+
+/// Channels and payment providers already read, by shop and id, so that the workflow's steps do not
+/// read the same row again for every call. Their rows never change once created — the API creates
+/// them and has neither an update nor a delete — so a row read once is the row in every process; an
+/// update or a delete, if one is ever added, must forget the row here too. Each map keeps at most
+/// [`KNOWN_MAX`] rows and starts again when full.
+#[derive(Debug, Default)]
+pub(crate) struct Known {
+    channels: std::sync::Mutex<HashMap<(String, String), Channel>>,
+    payment_providers: std::sync::Mutex<HashMap<(String, String), PaymentProvider>>,
+}
+
+/// The most rows of each kind [`Known`] keeps.
+const KNOWN_MAX: usize = 4096;
+
+impl Known {
+    fn get<T: Clone>(map: &std::sync::Mutex<HashMap<(String, String), T>>, shop_id: &str, id: &str) -> Option<T> {
+        let map = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&(shop_id.to_owned(), id.to_owned())).cloned()
+    }
+
+    fn keep<T>(map: &std::sync::Mutex<HashMap<(String, String), T>>, shop_id: &str, id: &str, row: T) {
+        let mut map = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= KNOWN_MAX {
+            map.clear();
+        }
+        map.insert((shop_id.to_owned(), id.to_owned()), row);
+    }
+
+    pub(crate) fn channel(&self, shop_id: &str, id: &str) -> Option<Channel> {
+        Self::get(&self.channels, shop_id, id)
+    }
+
+    pub(crate) fn keep_channel(&self, channel: &Channel) {
+        Self::keep(&self.channels, &channel.shop_id, &channel.id, channel.clone());
+    }
+
+    pub(crate) fn payment_provider(&self, shop_id: &str, id: &str) -> Option<PaymentProvider> {
+        Self::get(&self.payment_providers, shop_id, id)
+    }
+
+    pub(crate) fn keep_payment_provider(&self, provider: &PaymentProvider) {
+        Self::keep(
+            &self.payment_providers,
+            &provider.shop_id,
+            &provider.id,
+            provider.clone(),
+        );
+    }
 }
 
 /// A sales channel integration of a shop.
@@ -495,7 +545,12 @@ mod sqlite {
             .await?;
         tokio::spawn(checkpoint(read.clone(), write.clone(), database_file));
         let batcher = batch::start(write.clone());
-        Ok(Backend { write, read, batcher })
+        Ok(Backend {
+            write,
+            read,
+            batcher,
+            known: std::sync::Arc::default(),
+        })
     }
 
     /// How often a reader copies the WAL into the database file, beside the writer.
@@ -1045,6 +1100,7 @@ mod postgres {
             .connect_with(options)
             .await?;
         Ok(Backend {
+            known: std::sync::Arc::default(),
             batcher: batch::start(pool.clone()),
             write: pool.clone(),
             read: pool,
