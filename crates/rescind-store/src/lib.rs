@@ -1124,61 +1124,93 @@ mod postgres {
 
     /// The statement that writes `rows`: one whatever their number, each column bound as one array
     /// and the rows made by `UNNEST` — one round trip and one prepared shape per table.
-    fn row_statements(rows: &Rows<'_>, returning: &'static str) -> Result<Vec<QueryBuilder<'static, Db>>> {
+    fn row_statements<'a>(rows: &'a Rows<'a>, returning: &'static str) -> Result<Vec<QueryBuilder<'a, Db>>> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
         let mut query = QueryBuilder::<Db>::new(rows.head);
-        push_unnest(&mut query, rows)?;
+        query.push("SELECT * FROM UNNEST(");
+        for (index, column) in columns(rows)?.into_iter().enumerate() {
+            if index > 0 {
+                query.push(", ");
+            }
+            match column {
+                Column::Texts(texts) => query.push_bind(texts).push("::text[]"),
+                Column::Ints(numbers) => query.push_bind(numbers).push("::int8[]"),
+                Column::Bools(flags) => query.push_bind(flags).push("::bool[]"),
+            };
+        }
+        query.push(")");
         query.push(rows.tail);
         query.push(returning);
         Ok(vec![query])
     }
 
-    /// Pushes `SELECT * FROM UNNEST(…)` making `rows`, each column bound as one array.
-    fn push_unnest(query: &mut QueryBuilder<'static, Db>, rows: &Rows<'_>) -> Result<()> {
+    /// `SELECT * FROM UNNEST(…)` making `rows`, pushed onto a statement that outlives them (a held
+    /// part of [`Batched`]): the texts are copied.
+    fn push_unnest_owned(query: &mut QueryBuilder<'static, Db>, rows: &Rows<'_>) -> Result<()> {
+        query.push("SELECT * FROM UNNEST(");
+        for (index, column) in columns(rows)?.into_iter().enumerate() {
+            if index > 0 {
+                query.push(", ");
+            }
+            match column {
+                Column::Texts(texts) => {
+                    let texts: Vec<Option<String>> = texts.into_iter().map(|text| text.map(str::to_owned)).collect();
+                    query.push_bind(texts).push("::text[]")
+                }
+                Column::Ints(numbers) => query.push_bind(numbers).push("::int8[]"),
+                Column::Bools(flags) => query.push_bind(flags).push("::bool[]"),
+            };
+        }
+        query.push(")");
+        Ok(())
+    }
+
+    /// One column of rows, as the array it is bound as.
+    enum Column<'a> {
+        Texts(Vec<Option<&'a str>>),
+        Ints(Vec<Option<i64>>),
+        Bools(Vec<bool>),
+    }
+
+    /// The columns of `rows`, each of one value type.
+    fn columns<'a>(rows: &'a Rows<'a>) -> Result<Vec<Column<'a>>> {
         let Some(first) = rows.rows().next() else {
             return Err(anyhow::anyhow!("no rows for `{}`", rows.head.trim()));
         };
-        query.push("SELECT * FROM UNNEST(");
+        let mut columns = Vec::with_capacity(first.len());
         for (column, kind) in first.iter().enumerate() {
-            if column > 0 {
-                query.push(", ");
-            }
             let values = rows.rows().map(move |row| &row[column]);
             let mismatch = || anyhow::anyhow!("column {column} of `{}` mixes value types", rows.head.trim());
-            match kind {
-                Value::Text(_) => {
-                    let texts = values
+            columns.push(match kind {
+                Value::Text(_) => Column::Texts(
+                    values
                         .map(|value| match value {
-                            Value::Text(text) => Ok(text.as_deref().map(str::to_owned)),
+                            Value::Text(text) => Ok(text.as_deref()),
                             _ => Err(mismatch()),
                         })
-                        .collect::<Result<Vec<Option<String>>>>()?;
-                    query.push_bind(texts).push("::text[]");
-                }
-                Value::Int(_) => {
-                    let numbers = values
+                        .collect::<Result<_>>()?,
+                ),
+                Value::Int(_) => Column::Ints(
+                    values
                         .map(|value| match value {
                             Value::Int(number) => Ok(*number),
                             _ => Err(mismatch()),
                         })
-                        .collect::<Result<Vec<Option<i64>>>>()?;
-                    query.push_bind(numbers).push("::int8[]");
-                }
-                Value::Bool(_) => {
-                    let flags = values
+                        .collect::<Result<_>>()?,
+                ),
+                Value::Bool(_) => Column::Bools(
+                    values
                         .map(|value| match value {
                             Value::Bool(flag) => Ok(*flag),
                             _ => Err(mismatch()),
                         })
-                        .collect::<Result<Vec<bool>>>()?;
-                    query.push_bind(flags).push("::bool[]");
-                }
-            }
+                        .collect::<Result<_>>()?,
+                ),
+            });
         }
-        query.push(")");
-        Ok(())
+        Ok(columns)
     }
 
     /// A change's writes with the plain inserts (and the finished jobs' delete) held back, each one
@@ -1188,6 +1220,10 @@ mod postgres {
     /// job and history then reach the server in one round trip instead of one each. Every part sees
     /// the database as the statement began and none sees another's rows, which the change's writes
     /// never need: each table is written once, and foreign keys are checked at the statement's end.
+    /// The most rows of one table held back (copied) by [`Batched`]: a group's; a bulk cancel's
+    /// thousands go out at once, bound without a copy.
+    const HELD_ROWS_MAX: usize = 256;
+
     struct Batched<'c> {
         connection: &'c mut Connection,
         held: Option<QueryBuilder<'static, Db>>,
@@ -1243,9 +1279,13 @@ mod postgres {
             if rows.is_empty() {
                 return Ok(());
             }
+            if rows.len() > HELD_ROWS_MAX {
+                self.flush().await?;
+                return Statements(&mut *self.connection).insert(rows).await;
+            }
             let query = self.hold();
             query.push(rows.head);
-            push_unnest(query, rows)?;
+            push_unnest_owned(query, rows)?;
             query.push(rows.tail);
             query.push(")");
             Ok(())
@@ -1255,9 +1295,13 @@ mod postgres {
             if rows.is_empty() {
                 return Ok(HashMap::new());
             }
+            if self.held.is_none() || rows.len() > HELD_ROWS_MAX {
+                self.flush().await?;
+                return Statements(&mut *self.connection).insert_events(rows).await;
+            }
             let mut query = self.take_held();
             query.push(rows.head);
-            push_unnest(&mut query, rows)?;
+            push_unnest_owned(&mut query, rows)?;
             query.push(rows.tail);
             query.push(" RETURNING id, seq");
             let mut seqs = HashMap::new();

@@ -94,6 +94,11 @@ impl<'a> Rows<'a> {
         self.width
     }
 
+    /// How many rows there are.
+    pub(crate) fn len(&self) -> usize {
+        self.values.len() / self.width.max(1)
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
