@@ -164,21 +164,9 @@ async fn a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horiz
 /// its restock is left; answers the order's id.
 async fn an_order_waiting_for_its_restock(store: &Store, shop_id: &str) -> String {
     let before = available(store, shop_id).await;
-    let channel_id = format!("ch_{shop_id}");
-    let order = store
-        .import_order(shop_id, None, &channel_id, None, |number| {
-            let mut new = common::new_order(&channel_id);
-            new.deduct_inventory = true;
-            let order = new
-                .into_order(shop_id, number, &mut RandomIds, now())
-                .map_err(|problems| problems.0)?;
-            Ok((
-                order,
-                HistoryEntry::new(now(), "order.imported", &Actor::System, "imported"),
-            ))
-        })
-        .await
-        .expect("the order is imported");
+    let mut new = common::new_order(&format!("ch_{shop_id}"));
+    new.deduct_inventory = true;
+    let order = common::import(store, shop_id, new).await;
     let options = CancelOptions {
         refund_method: Some(RefundMethod::StoreCredit),
         ..CancelOptions::default()

@@ -4,7 +4,7 @@
 
 use rescind_domain::{
     Actor, Address, ChannelKind, Currency, Customer, FinancialStatus, FulfillmentStatus, HistoryEntry, Money,
-    NewLineItem, NewOrder,
+    NewLineItem, NewOrder, Order,
 };
 use rescind_store::{now, ApiToken, Channel, RandomIds, Settings, Shop, Store};
 use sqlx::Connection;
@@ -79,10 +79,15 @@ pub async fn open_shop(store: &Store, shop_id: &str) -> String {
 
 /// Imports an own-store order of ¥1,000 into the shop's own-store channel; answers its id.
 pub async fn import_an_order(store: &Store, shop_id: &str) -> String {
+    import(store, shop_id, new_order(&format!("ch_{shop_id}"))).await.id
+}
+
+/// Imports `new` into the shop's own-store channel; answers the order.
+pub async fn import(store: &Store, shop_id: &str, new: NewOrder) -> Order {
     let channel_id = format!("ch_{shop_id}");
-    let order = store
+    store
         .import_order(shop_id, None, &channel_id, None, |number| {
-            let order = new_order(&channel_id)
+            let order = new
                 .into_order(shop_id, number, &mut RandomIds, now())
                 .map_err(|problems| problems.0)?;
             Ok((
@@ -91,8 +96,7 @@ pub async fn import_an_order(store: &Store, shop_id: &str) -> String {
             ))
         })
         .await
-        .expect("the order is imported");
-    order.id
+        .expect("the order is imported")
 }
 
 /// A schema of its own on the PostgreSQL server of `RESCIND_TEST_DATABASE_URL`, dropped by [`Self::drop`].
