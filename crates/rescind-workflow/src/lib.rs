@@ -20,7 +20,7 @@ use rescind_domain::{
     WorkflowSchedule,
 };
 use rescind_store::{new_id, now, ChangeError, Job, Lease, RandomIds, Store};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify, Semaphore};
@@ -113,10 +113,33 @@ impl Workflow {
         order_ids: &[String],
         timeout: Duration,
     ) -> Result<HashMap<String, Arc<Order>>> {
-        let deadline = tokio::time::Instant::now() + timeout;
         // Subscribed before the first look, so an outcome recorded meanwhile is not missed.
-        let mut settled = self.signals.settled.subscribe();
-        let mut waiting = store.processing_orders(shop_id, order_ids).await?;
+        let watch = self.watch();
+        let waiting = store.processing_orders(shop_id, order_ids).await?;
+        self.wait_until_settled_watched(watch, store, shop_id, waiting, timeout)
+            .await
+    }
+
+    /// Hears the worker's outcomes from now on. Taken before a change is written, it hears every
+    /// outcome of that change's steps, so the wait needs no first look at the store
+    /// ([`Workflow::wait_until_settled_watched`]).
+    pub fn watch(&self) -> Watch {
+        Watch(self.signals.settled.subscribe())
+    }
+
+    /// [`Workflow::wait_until_settled`] for orders the caller knows are processing — from the change
+    /// it wrote after taking `watch` — without reading them first.
+    pub async fn wait_until_settled_watched(
+        &self,
+        watch: Watch,
+        store: &Store,
+        shop_id: &str,
+        processing: HashSet<String>,
+        timeout: Duration,
+    ) -> Result<HashMap<String, Arc<Order>>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let Watch(mut settled) = watch;
+        let mut waiting = processing;
         let mut known = HashMap::new();
         loop {
             let now = tokio::time::Instant::now();
@@ -153,7 +176,11 @@ impl Workflow {
     }
 }
 
-fn is_processing(order: &Order) -> bool {
+/// A subscription to the worker's outcomes ([`Workflow::watch`]).
+pub struct Watch(broadcast::Receiver<Settled>);
+
+/// Whether the order's cancellation is still processing: what a wait for it waits on.
+pub fn is_processing(order: &Order) -> bool {
     order
         .cancellation
         .as_ref()

@@ -29,7 +29,8 @@ use rescind_domain::{
 };
 use rescind_domain::{Actor, CancelOptions, StepStatus};
 use rescind_store::{now, ChangeError, RandomIds, ShopSetup, BULK_ORDERS_MAX};
-use std::collections::HashMap;
+use rescind_workflow::{is_processing, Watch};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Counts a cancel that went through, by the cancellation's status.
@@ -133,25 +134,28 @@ pub async fn cancel_order(
         .into_response());
     }
     let actor = principal.actor();
+    // Before the change, so the wait hears every outcome of its steps.
+    let watch = state.workflow.watch();
     let changed = state
         .store
         .change_order_grouped(&shop.shop_id, &order_id, move |order, setup| {
             decide(order, &options, setup, &actor)
         })
         .await;
-    cancel_outcome(&state, &shop.shop_id, changed).await
+    cancel_outcome(&state, &shop.shop_id, watch, changed).await
 }
 
 /// Answers a cancel decision (a merchant's cancel, an accepted customer request): the order once its
-/// cancellation settled, or why nothing changed.
+/// cancellation settled, or why nothing changed. `watch` was taken before the change was written.
 pub(crate) async fn cancel_outcome(
     state: &AppState,
     shop_id: &str,
+    watch: Watch,
     changed: Result<OrderChange, ChangeError<CancelError>>,
 ) -> Result<Response, ApiError> {
     match changed {
         Ok(change) => {
-            let order = settled_order(state, shop_id, change).await?;
+            let order = settled_order(state, shop_id, watch, change).await?;
             if let Some(message) = failed_gate(&order, StepKind::WarehouseCancel) {
                 state.metrics.count_cancellation("order_not_cancellable");
                 return Err(ApiError::new(
@@ -223,16 +227,21 @@ fn failed_gate(order: &Order, kind: StepKind) -> Option<String> {
 }
 
 /// Wakes the worker when the change scheduled a step, and waits up to the configured bound for the
-/// cancellation to settle; returns the order as it then is.
-async fn settled_order(state: &AppState, shop_id: &str, change: OrderChange) -> Result<Order, ApiError> {
+/// cancellation to settle; returns the order as it then is. `watch`, taken before the change was
+/// written, hears every outcome of its steps, so the order is not read before the wait.
+async fn settled_order(state: &AppState, shop_id: &str, watch: Watch, change: OrderChange) -> Result<Order, ApiError> {
     if !matches!(change.workflow, WorkflowSchedule::DueAt(_)) {
         return Ok(change.order);
     }
     state.workflow.wake();
-    let order_ids = [change.order.id.clone()];
+    let processing: HashSet<String> = if is_processing(&change.order) {
+        HashSet::from([change.order.id.clone()])
+    } else {
+        HashSet::new()
+    };
     let mut known = state
         .workflow
-        .wait_until_settled(&state.store, shop_id, &order_ids, state.settings.cancel_wait)
+        .wait_until_settled_watched(watch, &state.store, shop_id, processing, state.settings.cancel_wait)
         .await?;
     // As the worker's last outcome left it; read only when this process's worker did not say.
     if let Some(order) = known.remove(&change.order.id) {
@@ -536,6 +545,8 @@ pub async fn retry(
         .await?
         .ok_or_else(|| ApiError::not_found("cancellation"))?;
     let actor = principal.actor();
+    // Before the change, so the wait hears every outcome of its steps.
+    let watch = state.workflow.watch();
     let changed = state
         .store
         .change_order(&shop.shop_id, &order_id, |order| {
@@ -547,7 +558,9 @@ pub async fn retry(
         })
         .await;
     match changed {
-        Ok(change) => Ok(Json(order_body(&settled_order(&state, &shop.shop_id, change).await?))),
+        Ok(change) => Ok(Json(order_body(
+            &settled_order(&state, &shop.shop_id, watch, change).await?,
+        ))),
         Err(ChangeError::NotFound) => Err(ApiError::not_found("cancellation")),
         Err(ChangeError::Refused(refusal)) => Err(ApiError::new(
             StatusCode::CONFLICT,

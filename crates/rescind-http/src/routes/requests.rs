@@ -191,6 +191,8 @@ pub async fn accept(
     let order_id = order_of_request(&state, &shop.shop_id, &request_id).await?;
     let setup = state.store.shop_setup(&shop.shop_id).await?;
     let actor = principal.actor();
+    // Before the change, so the wait hears every outcome of its steps.
+    let watch = state.workflow.watch();
     let changed = state
         .store
         .change_order(&shop.shop_id, &order_id, |order| {
@@ -206,7 +208,7 @@ pub async fn accept(
         Err(ChangeError::NotFound) => Err(ChangeError::NotFound),
         Err(ChangeError::Store(error)) => Err(ChangeError::Store(error)),
     };
-    cancel_outcome(&state, &shop.shop_id, changed).await
+    cancel_outcome(&state, &shop.shop_id, watch, changed).await
 }
 
 /// An operator rejects a request with a reason (Q2); the order stays as it was.
