@@ -1146,9 +1146,10 @@ mod postgres {
         Ok(vec![query])
     }
 
-    /// `SELECT * FROM UNNEST(…)` making `rows`, pushed onto a statement that outlives them (a held
-    /// part of [`Batched`]): the texts are copied.
-    fn push_unnest_owned(query: &mut QueryBuilder<'static, Db>, rows: &Rows<'_>) -> Result<()> {
+    /// The statement that writes `rows`, pushed onto a statement that outlives them (a held part of
+    /// [`Batched`]): the texts are copied.
+    fn push_insert_owned(query: &mut QueryBuilder<'static, Db>, rows: &Rows<'_>) -> Result<()> {
+        query.push(rows.head);
         query.push("SELECT * FROM UNNEST(");
         for (index, column) in columns(rows)?.into_iter().enumerate() {
             if index > 0 {
@@ -1164,6 +1165,7 @@ mod postgres {
             };
         }
         query.push(")");
+        query.push(rows.tail);
         Ok(())
     }
 
@@ -1251,22 +1253,18 @@ mod postgres {
             query
         }
 
-        /// The held parts in front of the statement to come (an empty builder when none is held).
-        fn take_held(&mut self) -> QueryBuilder<'static, Db> {
+        /// The held parts, to go in front of the statement to come; `None` when nothing is held.
+        fn take_held(&mut self) -> Option<QueryBuilder<'static, Db>> {
             self.parts = 0;
-            match self.held.take() {
-                Some(mut query) => {
-                    query.push(" ");
-                    query
-                }
-                None => QueryBuilder::new(""),
-            }
+            self.held.take().map(|mut query| {
+                query.push(" ");
+                query
+            })
         }
 
         /// Sends what is held, if anything.
         async fn flush(&mut self) -> Result<()> {
-            if self.held.is_some() {
-                let mut query = self.take_held();
+            if let Some(mut query) = self.take_held() {
                 query.push("SELECT 1");
                 query.build().execute(&mut *self.connection).await?;
             }
@@ -1284,9 +1282,7 @@ mod postgres {
                 return Statements(&mut *self.connection).insert(rows).await;
             }
             let query = self.hold();
-            query.push(rows.head);
-            push_unnest_owned(query, rows)?;
-            query.push(rows.tail);
+            push_insert_owned(query, rows)?;
             query.push(")");
             Ok(())
         }
@@ -1295,14 +1291,13 @@ mod postgres {
             if rows.is_empty() {
                 return Ok(HashMap::new());
             }
-            if self.held.is_none() || rows.len() > HELD_ROWS_MAX {
+            if rows.len() > HELD_ROWS_MAX {
                 self.flush().await?;
-                return Statements(&mut *self.connection).insert_events(rows).await;
             }
-            let mut query = self.take_held();
-            query.push(rows.head);
-            push_unnest_owned(&mut query, rows)?;
-            query.push(rows.tail);
+            let Some(mut query) = self.take_held() else {
+                return Statements(&mut *self.connection).insert_events(rows).await;
+            };
+            push_insert_owned(&mut query, rows)?;
             query.push(" RETURNING id, seq");
             let mut seqs = HashMap::new();
             for row in query.build().fetch_all(&mut *self.connection).await? {
