@@ -83,10 +83,73 @@ impl Default for Signals {
     }
 }
 
-/// The handle requests use to wake the worker and wait for cancellations to settle.
+/// The handle requests use to wake the worker, hand it their orders' first steps and wait for
+/// cancellations to settle.
 #[derive(Clone, Debug, Default)]
 pub struct Workflow {
     signals: Arc<Signals>,
+    /// This process's worker while it runs: what a request needs to hand it a job directly.
+    local: Arc<std::sync::Mutex<Option<Arc<LocalWorker>>>>,
+}
+
+/// This process's running worker, as the requests see it.
+#[derive(Debug)]
+struct LocalWorker {
+    owner: String,
+    config: WorkerConfig,
+    http: reqwest::Client,
+    /// The worker's places for steps at once ([`WorkerConfig::concurrency`]), shared by the claimed
+    /// jobs and the handed ones.
+    permits: Arc<Semaphore>,
+}
+
+/// A place in this process's worker, taken before a change is written ([`Workflow::reserve`]): the
+/// change schedules its order's job leased to the worker ([`Reservation::lease`]), and once it is
+/// committed [`Reservation::hand_off`] gives the worker the job with the order as the change left it.
+/// The worker then needs neither to claim the job (a write transaction of its own) nor to read the
+/// order. Dropped unused, the place is free again; a job written leased but never handed (the
+/// process stopped in between) is claimed by any worker once the lease expires, as any step whose
+/// worker died.
+pub struct Reservation {
+    worker: Arc<LocalWorker>,
+    signals: Arc<Signals>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    lease: Lease,
+}
+
+impl Reservation {
+    /// The lease the change offers to keep for the worker: kept when it schedules the first step
+    /// within [`CONTINUE_WITHIN`].
+    pub fn lease(&self) -> Lease {
+        self.lease.clone()
+    }
+
+    /// Runs the job of `order`, which a change committed leased to this reservation's worker
+    /// ([`Reservation::lease`], kept) with its next step due at `due_at`: from the order as that
+    /// change left it, or — when the step is not due yet — as it stands once it is.
+    pub fn hand_off(self, store: Store, order: Order, due_at: Timestamp) {
+        let Reservation {
+            worker,
+            signals,
+            permit,
+            ..
+        } = self;
+        let job = Job {
+            shop_id: order.shop_id.clone(),
+            order_id: order.id.clone(),
+        };
+        tokio::spawn(async move {
+            let wait = due_at.unix_micros() - now().unix_micros();
+            let known = if wait > 0 {
+                tokio::time::sleep(Duration::from_micros(wait as u64)).await;
+                // Another change may have come meanwhile: the worker reads the order.
+                None
+            } else {
+                Some(order)
+            };
+            run_job(store, worker, signals, job, known, permit).await
+        });
+    }
 }
 
 /// How often a waiting request looks again when no outcome of this process woke it (another process
@@ -96,6 +159,35 @@ const SETTLE_POLL: Duration = Duration::from_millis(200);
 impl Workflow {
     pub fn new() -> Self {
         Workflow::default()
+    }
+
+    /// A place in this process's worker for an order's first step, taken before the change that
+    /// schedules it; `None` when no worker runs in this process or every place is taken (the job is
+    /// then claimed as usual).
+    pub fn reserve(&self) -> Option<Reservation> {
+        let worker = self
+            .local
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()?;
+        let permit = worker.permits.clone().try_acquire_owned().ok()?;
+        let started = now();
+        let lease = Lease {
+            owner: worker.owner.clone(),
+            until: later(started, worker.config.lease),
+            keep_if_due_by: later(started, CONTINUE_WITHIN),
+        };
+        Some(Reservation {
+            worker,
+            signals: self.signals.clone(),
+            permit,
+            lease,
+        })
+    }
+
+    /// Makes `worker` the one requests hand jobs to, or none.
+    fn set_local(&self, worker: Option<Arc<LocalWorker>>) {
+        *self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = worker;
     }
 
     /// Tells the worker a step is due.
@@ -205,6 +297,13 @@ pub async fn run_worker(store: Store, workflow: Workflow, config: WorkerConfig, 
     let http = rescind_connectors::http_client(config.partner_timeout);
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let signals = workflow.signals.clone();
+    let worker = Arc::new(LocalWorker {
+        owner: owner.clone(),
+        config,
+        http,
+        permits: permits.clone(),
+    });
+    workflow.set_local(Some(worker.clone()));
     loop {
         if *shutdown.borrow() {
             break;
@@ -227,23 +326,14 @@ pub async fn run_worker(store: Store, workflow: Workflow, config: WorkerConfig, 
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            let (store, http, owner, signals) = (store.clone(), http.clone(), owner.clone(), signals.clone());
-            tokio::spawn(async move {
-                let order = match execute(&store, &http, &config, &owner, &job, &signals).await {
-                    Ok(order) => order.map(Arc::new),
-                    Err(error) => {
-                        tracing::warn!(error = format!("{error:#}"), order_id = %job.order_id, "step failed unexpectedly; it will run again when its lease expires");
-                        None
-                    }
-                };
-                drop(permit);
-                // Nobody may be waiting: that is not an error.
-                let _ = signals.settled.send(Settled {
-                    order_id: job.order_id.clone(),
-                    order,
-                });
-                signals.wake.notify_one();
-            });
+            tokio::spawn(run_job(
+                store.clone(),
+                worker.clone(),
+                signals.clone(),
+                job,
+                None,
+                permit,
+            ));
         }
         if claimed_all_it_could {
             continue;
@@ -261,16 +351,47 @@ pub async fn run_worker(store: Store, workflow: Workflow, config: WorkerConfig, 
             _ = shutdown.changed() => {}
         }
     }
-    // Let the steps in flight record their outcomes.
+    // No request hands this worker a job any more; let the steps in flight record their outcomes.
+    workflow.set_local(None);
     let _ = permits.acquire_many(config.concurrency.max(1) as u32).await;
+}
+
+/// Runs one job this worker holds — claimed, or handed with the order as the change that
+/// scheduled it left it (`known`) — then frees its place and tells who waits how the order stands.
+async fn run_job(
+    store: Store,
+    worker: Arc<LocalWorker>,
+    signals: Arc<Signals>,
+    job: Job,
+    known: Option<Order>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let LocalWorker {
+        owner, config, http, ..
+    } = &*worker;
+    let order = match execute(&store, http, config, owner, &job, known, &signals).await {
+        Ok(order) => order.map(Arc::new),
+        Err(error) => {
+            tracing::warn!(error = format!("{error:#}"), order_id = %job.order_id, "step failed unexpectedly; it will run again when its lease expires");
+            None
+        }
+    };
+    drop(permit);
+    // Nobody may be waiting: that is not an error.
+    let _ = signals.settled.send(Settled {
+        order_id: job.order_id.clone(),
+        order,
+    });
+    signals.wake.notify_one();
 }
 
 /// How soon a cancellation's next step must fall due for the worker to go on with it itself, under
 /// the lease it holds, instead of leaving it to be claimed again.
 const CONTINUE_WITHIN: Duration = Duration::from_secs(1);
 
-/// Runs the pending steps of one claimed cancellation, recording each outcome; answers the order as
-/// the last left it, when that is known. After a step the
+/// Runs the pending steps of one cancellation whose job the worker holds — claimed, or handed with
+/// the order as the change that scheduled it left it (`known`, so not read again) — recording each
+/// outcome; answers the order as the last left it, when that is known. After a step the
 /// worker goes on with the next under the lease it holds when that falls due within
 /// [`CONTINUE_WITHIN`] (the store keeps the lease through the recorded outcome), so a cancellation's
 /// steps cost no claim and no read each; a later step, a retry, the outbound creation and the
@@ -281,9 +402,14 @@ async fn execute(
     config: &WorkerConfig,
     owner: &str,
     job: &Job,
+    known: Option<Order>,
     signals: &Signals,
 ) -> Result<Option<Order>> {
-    let Some(mut order) = store.order(&job.shop_id, &job.order_id).await? else {
+    let known = match known {
+        Some(order) => Some(order),
+        None => store.order(&job.shop_id, &job.order_id).await?,
+    };
+    let Some(mut order) = known else {
         store.finish_job(&job.order_id, owner).await?;
         return Ok(None);
     };

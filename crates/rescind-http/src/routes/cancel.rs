@@ -136,13 +136,58 @@ pub async fn cancel_order(
     let actor = principal.actor();
     // Before the change, so the wait hears every outcome of its steps.
     let watch = state.workflow.watch();
-    let changed = state
-        .store
-        .change_order_grouped(&shop.shop_id, &order_id, move |order, setup| {
-            decide(order, &options, setup, &actor)
-        })
-        .await;
-    cancel_outcome(&state, &shop.shop_id, watch, changed).await
+    let (changed, worker) = write_cancel(&state, &shop.shop_id, &order_id, move |order, setup| {
+        decide(order, &options, setup, &actor)
+    })
+    .await;
+    cancel_outcome(&state, &shop.shop_id, watch, changed, worker).await
+}
+
+/// Who runs the steps a change scheduled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StepsGo {
+    /// The worker claims them once woken (any process's worker, in fact).
+    ToBeClaimed,
+    /// This process's worker got the job with the order already ([`write_cancel`]).
+    Handed,
+}
+
+/// Writes a single cancel decision in the group writer. With a free place in this process's worker,
+/// the order's job is written leased to it and handed over once committed, so the worker neither
+/// claims the job nor reads the order; the write and the hand-off run apart from the request, so a
+/// client that goes away cannot leave a committed job waiting out its lease.
+async fn write_cancel(
+    state: &AppState,
+    shop_id: &str,
+    order_id: &str,
+    decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, CancelError> + Send + 'static,
+) -> (Result<OrderChange, ChangeError<CancelError>>, StepsGo) {
+    let Some(reservation) = state.workflow.reserve() else {
+        let changed = state.store.change_order_grouped(shop_id, order_id, decide).await;
+        return (changed, StepsGo::ToBeClaimed);
+    };
+    let store = state.store.clone();
+    let (shop_id, order_id) = (shop_id.to_owned(), order_id.to_owned());
+    let written = tokio::spawn(async move {
+        let changed = store
+            .change_order_leased(&shop_id, &order_id, reservation.lease(), decide)
+            .await;
+        match changed {
+            Ok((change, true)) => {
+                if let WorkflowSchedule::DueAt(due_at) = change.workflow {
+                    reservation.hand_off(store, change.order.clone(), due_at);
+                }
+                (Ok(change), StepsGo::Handed)
+            }
+            Ok((change, false)) => (Ok(change), StepsGo::ToBeClaimed),
+            Err(error) => (Err(error), StepsGo::ToBeClaimed),
+        }
+    })
+    .await;
+    written.unwrap_or_else(|error| {
+        let error = anyhow::anyhow!("the cancel's write stopped: {error}");
+        (Err(ChangeError::Store(error)), StepsGo::ToBeClaimed)
+    })
 }
 
 /// Answers a cancel decision (a merchant's cancel, an accepted customer request): the order once its
@@ -152,10 +197,11 @@ pub(crate) async fn cancel_outcome(
     shop_id: &str,
     watch: Watch,
     changed: Result<OrderChange, ChangeError<CancelError>>,
+    steps: StepsGo,
 ) -> Result<Response, ApiError> {
     match changed {
         Ok(change) => {
-            let order = settled_order(state, shop_id, watch, change).await?;
+            let order = settled_order(state, shop_id, watch, change, steps).await?;
             if let Some(message) = failed_gate(&order, StepKind::WarehouseCancel) {
                 state.metrics.count_cancellation("order_not_cancellable");
                 return Err(ApiError::new(
@@ -226,14 +272,24 @@ fn failed_gate(order: &Order, kind: StepKind) -> Option<String> {
     Some(step.last_error.clone().unwrap_or_else(|| step.message.clone()))
 }
 
-/// Wakes the worker when the change scheduled a step, and waits up to the configured bound for the
-/// cancellation to settle; returns the order as it then is. `watch`, taken before the change was
-/// written, hears every outcome of its steps, so the order is not read before the wait.
-async fn settled_order(state: &AppState, shop_id: &str, watch: Watch, change: OrderChange) -> Result<Order, ApiError> {
+/// Wakes the worker when the change scheduled a step it was not handed, and waits up to the
+/// configured bound for the cancellation to settle; returns the order as it then is. `watch`, taken
+/// before the change was written, hears every outcome of its steps, so the order is not read before
+/// the wait.
+async fn settled_order(
+    state: &AppState,
+    shop_id: &str,
+    watch: Watch,
+    change: OrderChange,
+    steps: StepsGo,
+) -> Result<Order, ApiError> {
     if !matches!(change.workflow, WorkflowSchedule::DueAt(_)) {
         return Ok(change.order);
     }
-    state.workflow.wake();
+    match steps {
+        StepsGo::ToBeClaimed => state.workflow.wake(),
+        StepsGo::Handed => {}
+    }
     let processing: HashSet<String> = if is_processing(&change.order) {
         HashSet::from([change.order.id.clone()])
     } else {
@@ -559,7 +615,7 @@ pub async fn retry(
         .await;
     match changed {
         Ok(change) => Ok(Json(order_body(
-            &settled_order(&state, &shop.shop_id, watch, change).await?,
+            &settled_order(&state, &shop.shop_id, watch, change, StepsGo::ToBeClaimed).await?,
         ))),
         Err(ChangeError::NotFound) => Err(ApiError::not_found("cancellation")),
         Err(ChangeError::Refused(refusal)) => Err(ApiError::new(

@@ -4,7 +4,7 @@ use crate::auth::Principal;
 use crate::body::parse_json;
 use crate::error::{sentence, ApiError, ErrorBody};
 use crate::input::{self, Problems, TEXT_LENGTH_MAX};
-use crate::routes::cancel::{cancel_outcome, options_for};
+use crate::routes::cancel::{cancel_outcome, options_for, StepsGo};
 use crate::routes::orders::page_size;
 use crate::routes::query;
 use crate::wire::{
@@ -208,7 +208,7 @@ pub async fn accept(
         Err(ChangeError::NotFound) => Err(ChangeError::NotFound),
         Err(ChangeError::Store(error)) => Err(ChangeError::Store(error)),
     };
-    cancel_outcome(&state, &shop.shop_id, watch, changed).await
+    cancel_outcome(&state, &shop.shop_id, watch, changed, StepsGo::ToBeClaimed).await
 }
 
 /// An operator rejects a request with a reason (Q2); the order stays as it was.

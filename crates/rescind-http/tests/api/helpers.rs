@@ -3,7 +3,7 @@
 use rescind_domain::RetryPolicy;
 use rescind_http::{AppState, ServiceSettings};
 use rescind_store::Store;
-use rescind_workflow::WorkerConfig;
+use rescind_workflow::{WorkerConfig, Workflow};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -50,6 +50,8 @@ pub struct TestApp {
     pub address: SocketAddr,
     pub client: reqwest::Client,
     pub store: Store,
+    /// The server's handle on its worker (places in it, outcomes).
+    pub workflow: Workflow,
     pub backend: Backend,
     database_url: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -189,6 +191,7 @@ async fn serve_on(
     let address = listener.local_addr().expect("address");
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let state = adjust(AppState::new(store.clone(), Some(ADMIN_TOKEN), test_settings()));
+    let workflow = state.workflow.clone();
     tokio::spawn(async move {
         let _ = rescind_http::serve(listener, state, async move {
             let _ = stopped.await;
@@ -199,6 +202,7 @@ async fn serve_on(
         address,
         client: reqwest::Client::new(),
         store,
+        workflow,
         backend,
         database_url,
         shutdown: Some(shutdown),

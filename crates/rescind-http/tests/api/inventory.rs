@@ -13,6 +13,7 @@ crate::on_both_backends!(
     stock_is_read_set_and_adjusted_by_hand_within_its_scopes,
     a_dry_run_and_the_real_cancel_that_follows_agree_on_every_number,
     stock_levels_are_listed_by_sku_a_page_at_a_time_and_found_by_part_of_the_sku,
+    a_cancel_handed_to_this_process_s_worker_runs_once_handed_and_no_claim_takes_it_before,
 );
 
 async fn stock_levels_are_listed_by_sku_a_page_at_a_time_and_found_by_part_of_the_sku(app: TestApp) {
@@ -54,6 +55,77 @@ async fn stock_levels_are_listed_by_sku_a_page_at_a_time_and_found_by_part_of_th
     );
     let too_many = app.get("/api/v1/inventory?limit=501", &shop.token).await;
     assert_eq!((too_many.status, too_many.code()), (400, "invalid_request"));
+}
+
+/// A cancel request hands its order's first step to the worker of its own process: the job is
+/// written leased to that worker, so no claim (every 200 ms in the tests) takes it meanwhile, and
+/// the worker runs it from the order the change left, once, when handed. The worker's places bound
+/// the hand-offs.
+async fn a_cancel_handed_to_this_process_s_worker_runs_once_handed_and_no_claim_takes_it_before(app: TestApp) {
+    use rescind_domain::{cancel::cancel_order, Actor, CancelOptions, RefundMethod, WorkflowSchedule};
+    let shop = app.shop().await;
+    // The worker takes hand-offs once it has started (on SQLite, after freeing the last run's leases).
+    for _ in 0..100 {
+        if app.workflow.reserve().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let places: Vec<_> = std::iter::from_fn(|| app.workflow.reserve()).collect();
+    assert_eq!(places.len(), 32, "as many places as the worker runs steps at once");
+    drop(places);
+
+    app.set_stock(&shop, "TEA-001", 10).await;
+    app.set_stock(&shop, "CUP-002", 10).await;
+    let order = deducted_order(&app, &shop).await;
+    let order_id = order["id"].as_str().unwrap();
+    let place = app.workflow.reserve().expect("a free place in the worker");
+    let options = CancelOptions {
+        refund_method: Some(RefundMethod::StoreCredit),
+        ..CancelOptions::default()
+    };
+    let (change, kept) = app
+        .store
+        .change_order_leased(&shop.id, order_id, place.lease(), move |order, _| {
+            cancel_order(
+                order,
+                &options,
+                &Actor::System,
+                &mut rescind_store::RandomIds,
+                rescind_store::now(),
+            )
+            .map(|(_, change)| change)
+        })
+        .await
+        .expect("the cancel is written");
+    assert!(kept, "the restock is due now, so the job stays the worker's");
+    let WorkflowSchedule::DueAt(due_at) = change.workflow else {
+        panic!("the cancel schedules its restock: {:?}", change.workflow)
+    };
+
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let waiting = app.order_now(&shop, order_id).await;
+    assert_eq!(
+        waiting["cancellation"]["status"], "processing",
+        "no claim took the leased job"
+    );
+    assert_eq!(app.stock(&shop, "TEA-001").await, 9);
+
+    place.hand_off(app.store.clone(), change.order, due_at);
+    let settled = app
+        .wait_for_order(&shop, order_id, 3, |order| {
+            order["cancellation"]["status"] == "completed"
+        })
+        .await;
+    assert_eq!(
+        step(&settled, "restock")["message"],
+        "restocked TEA-001 × 1, CUP-002 × 2"
+    );
+    assert_eq!(
+        (app.stock(&shop, "TEA-001").await, app.stock(&shop, "CUP-002").await),
+        (10, 10),
+        "I2: put back once"
+    );
 }
 
 async fn deducted_order(app: &TestApp, shop: &TestShop) -> Value {
