@@ -101,6 +101,9 @@ struct LocalWorker {
     /// The worker's places for steps at once ([`WorkerConfig::concurrency`]), shared by the claimed
     /// jobs and the handed ones.
     permits: Arc<Semaphore>,
+    /// The loop last found every place taken (or took as many due jobs as it had places): due jobs
+    /// may be waiting for a place, so a finished job wakes it.
+    short_of_places: std::sync::atomic::AtomicBool,
 }
 
 /// A place in this process's worker, taken before a change is written ([`Workflow::reserve`]): the
@@ -302,12 +305,16 @@ pub async fn run_worker(store: Store, workflow: Workflow, config: WorkerConfig, 
         config,
         http,
         permits: permits.clone(),
+        short_of_places: false.into(),
     });
     workflow.set_local(Some(worker.clone()));
     loop {
         if *shutdown.borrow() {
             break;
         }
+        // Until this look's outcome is known, a job that finishes wakes the loop (no place freed
+        // meanwhile goes unnoticed).
+        worker.short_of_places.store(true, std::sync::atomic::Ordering::Release);
         let available = permits.available_permits();
         let claimed = if available == 0 {
             Vec::new()
@@ -322,6 +329,10 @@ pub async fn run_worker(store: Store, workflow: Workflow, config: WorkerConfig, 
                 })
         };
         let claimed_all_it_could = available > 0 && claimed.len() == available;
+        worker.short_of_places.store(
+            available == 0 || claimed_all_it_could,
+            std::sync::atomic::Ordering::Release,
+        );
         for job in claimed {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
@@ -369,20 +380,25 @@ async fn run_job(
     let LocalWorker {
         owner, config, http, ..
     } = &*worker;
-    let order = match execute(&store, http, config, owner, &job, known, &signals).await {
-        Ok(order) => order.map(Arc::new),
+    let ran = match execute(&store, http, config, owner, &job, known, &signals).await {
+        Ok(ran) => ran,
         Err(error) => {
             tracing::warn!(error = format!("{error:#}"), order_id = %job.order_id, "step failed unexpectedly; it will run again when its lease expires");
-            None
+            Ran::finished(None)
         }
     };
     drop(permit);
     // Nobody may be waiting: that is not an error.
     let _ = signals.settled.send(Settled {
         order_id: job.order_id.clone(),
-        order,
+        order: ran.order.map(Arc::new),
     });
-    signals.wake.notify_one();
+    // The loop looks again only when there is something to claim: this job's next step, or the
+    // due jobs it left for want of a free place (a look per finished job was a claim transaction
+    // per cancellation).
+    if ran.left_to_claim || worker.short_of_places.load(std::sync::atomic::Ordering::Acquire) {
+        signals.wake.notify_one();
+    }
 }
 
 /// How soon a cancellation's next step must fall due for the worker to go on with it itself, under
@@ -404,19 +420,19 @@ async fn execute(
     job: &Job,
     known: Option<Order>,
     signals: &Signals,
-) -> Result<Option<Order>> {
+) -> Result<Ran> {
     let known = match known {
         Some(order) => Some(order),
         None => store.order(&job.shop_id, &job.order_id).await?,
     };
     let Some(mut order) = known else {
         store.finish_job(&job.order_id, owner).await?;
-        return Ok(None);
+        return Ok(Ran::finished(None));
     };
     loop {
         let Some(work) = pending_work(&order) else {
             store.finish_job(&job.order_id, owner).await?;
-            return Ok(Some(order));
+            return Ok(Ran::finished(Some(order)));
         };
         let Some(kind) = work.step_kind() else {
             // The outbound request's creation (F1).
@@ -485,10 +501,13 @@ async fn execute(
             Err(error) => return settled(store, owner, job, Err(error)).await,
         };
         let WorkflowSchedule::DueAt(due_at) = change.workflow else {
-            return Ok(Some(change.order));
+            return Ok(Ran::finished(Some(change.order)));
         };
         if !kept {
-            return Ok(Some(change.order));
+            return Ok(Ran {
+                order: Some(change.order),
+                left_to_claim: true,
+            });
         }
         // The job is still ours: tell who waits how the order stands, and go on with its next step.
         let _ = signals.settled.send(Settled {
@@ -503,7 +522,7 @@ async fn execute(
                 Some(current) => current,
                 None => {
                     store.finish_job(&job.order_id, owner).await?;
-                    return Ok(None);
+                    return Ok(Ran::finished(None));
                 }
             }
         } else {
@@ -527,19 +546,42 @@ fn later(at: Timestamp, duration: Duration) -> Timestamp {
     Timestamp::from_unix_micros(at.unix_micros() + duration.as_micros() as i64)
 }
 
-/// What a recorded outcome leaves: the order as it now stands. A stale step
-/// (recorded already, or undone meanwhile) or a vanished order only finishes the job.
+/// What a run of a job leaves.
+struct Ran {
+    /// The order as the last recorded outcome left it; `None` when not known.
+    order: Option<Order>,
+    /// The job is left due, free for any worker to claim (a later step, a retry): the loop must
+    /// look for it, and sleep no longer than until it falls due.
+    left_to_claim: bool,
+}
+
+impl Ran {
+    /// Nothing left to claim: the job finished, or the worker still holds it.
+    fn finished(order: Option<Order>) -> Ran {
+        Ran {
+            order,
+            left_to_claim: false,
+        }
+    }
+}
+
+/// What a recorded outcome leaves: the order as it now stands, and its next step (if any) to be
+/// claimed. A stale step (recorded already, or undone meanwhile) or a vanished order only finishes
+/// the job.
 async fn settled(
     store: &Store,
     owner: &str,
     job: &Job,
     recorded: Result<OrderChange, ChangeError<StaleStep>>,
-) -> Result<Option<Order>> {
+) -> Result<Ran> {
     match recorded {
-        Ok(change) => Ok(Some(change.order)),
+        Ok(change) => Ok(Ran {
+            left_to_claim: matches!(change.workflow, WorkflowSchedule::DueAt(_)),
+            order: Some(change.order),
+        }),
         Err(ChangeError::Refused(StaleStep) | ChangeError::NotFound) => {
             store.finish_job(&job.order_id, owner).await?;
-            Ok(None)
+            Ok(Ran::finished(None))
         }
         Err(ChangeError::Store(error)) => Err(error),
     }
