@@ -2417,7 +2417,7 @@ mod batch {
 
     pub(crate) fn start(pool: sqlx::Pool<Db>) -> Batcher {
         let (jobs, queue) = mpsc::channel(QUEUE_MAX);
-        tokio::spawn(run(pool, queue));
+        super::run_writer(pool, Groups { queue, closing: None });
         Batcher { jobs }
     }
 
@@ -2524,33 +2524,68 @@ mod batch {
         }
     }
 
-    /// Takes whatever changes are waiting (up to [`GROUP_MAX`]) and runs them in one transaction.
-    async fn run(pool: sqlx::Pool<Db>, mut queue: mpsc::Receiver<Message>) {
-        let closing = {
-            // Dropped at the end of this block: before `pool`, and before a closing caller is answered.
-            let mut kept = super::Kept::default();
-            let mut closing = None;
-            while closing.is_none() {
-                let Some(first) = queue.recv().await else { break };
-                let mut group = Vec::new();
-                let mut next = Some(first);
-                while let Some(message) = next.take() {
-                    match message {
-                        Message::Job(job) => group.push(job),
-                        Message::Close(done) => closing = Some(done),
-                    }
-                    if closing.is_none() && group.len() < GROUP_MAX {
-                        next = queue.try_recv().ok();
-                    }
+    /// The writer's end of the queue: the changes waiting, taken a group at a time.
+    pub(crate) struct Groups {
+        queue: mpsc::Receiver<Message>,
+        /// Who asked the writer to stop, once someone has.
+        closing: Option<oneshot::Sender<()>>,
+    }
+
+    impl Groups {
+        /// Waits for a change and takes whatever else waits with it (up to [`GROUP_MAX`]); `None`
+        /// once the writer is to stop. A group may be empty (the stop came first).
+        #[allow(dead_code)] // each backend's writer uses its own part
+        pub(crate) async fn next(&mut self) -> Option<Vec<Job>> {
+            if self.closing.is_some() {
+                return None;
+            }
+            let first = self.queue.recv().await?;
+            Some(self.fill(first))
+        }
+
+        /// [`Groups::next`] for a writer on a thread of its own.
+        #[allow(dead_code)] // each backend's writer uses its own part
+        pub(crate) fn next_blocking(&mut self) -> Option<Vec<Job>> {
+            if self.closing.is_some() {
+                return None;
+            }
+            let first = self.queue.blocking_recv()?;
+            Some(self.fill(first))
+        }
+
+        /// The changes waiting now, without waiting for one; empty when none waits or the writer
+        /// is to stop.
+        #[allow(dead_code)] // each backend's writer uses its own part
+        pub(crate) fn waiting(&mut self) -> Vec<Job> {
+            if self.closing.is_some() {
+                return Vec::new();
+            }
+            match self.queue.try_recv() {
+                Ok(first) => self.fill(first),
+                Err(_) => Vec::new(),
+            }
+        }
+
+        fn fill(&mut self, first: Message) -> Vec<Job> {
+            let mut group = Vec::new();
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Job(job) => group.push(job),
+                    Message::Close(done) => self.closing = Some(done),
                 }
-                if !group.is_empty() {
-                    super::commit_group(&pool, &mut kept, group).await;
+                if self.closing.is_none() && group.len() < GROUP_MAX {
+                    next = self.queue.try_recv().ok();
                 }
             }
-            closing
-        };
-        if let Some(done) = closing {
-            let _ = done.send(());
+            group
+        }
+
+        /// Tells whoever asked the writer to stop that it has — after it let go of what it kept.
+        pub(crate) fn stopped(self) {
+            if let Some(done) = self.closing {
+                let _ = done.send(());
+            }
         }
     }
 
