@@ -1,7 +1,8 @@
 //! The group writer on SQLite keeps its statements prepared on the writer connection's own handle
 //! between groups. Closing the store must finalize them before the connection closes (SQLite refuses
 //! to close a connection with statements left, and sqlx panics on its worker thread when it does), and
-//! every change it wrote must be there when the file is opened again. A worker recording a step's
+//! every change it wrote must be there when the file is opened again; while changes keep coming it
+//! still lets the other writes have the connection in turn. A worker recording a step's
 //! outcome keeps its lease on the order's job exactly when the next step falls due by the lease's
 //! horizon (on both backends), and a step's outcome that leaves the restock due now runs it in the
 //! same transaction.
@@ -85,6 +86,60 @@ async fn closing_the_store_after_grouped_changes_panics_nowhere_and_keeps_every_
         assert_eq!(notes, ["note 0", "note 1"], "both changes of {order_id} are kept");
     }
     reopened.close().await;
+}
+
+/// The SQLite group writer keeps the writer connection while changes keep coming, but never longer
+/// than a moment: a write outside it (an import here; a claim, the checkpoint) gets its turn while
+/// the changes go on, instead of after they stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_beside_the_group_writer_gets_its_turn_while_changes_keep_coming() {
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let url = format!("sqlite://{}", folder.path().join("rescind.db").display());
+    let store = Store::open(&url).await.expect("the store opens");
+    let shop_id = open_shop(&store, "shop_busy").await;
+    let mut order_ids = Vec::new();
+    for _ in 0..ORDERS {
+        order_ids.push(import_an_order(&store, &shop_id).await);
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut streams = Vec::new();
+    for order_id in order_ids {
+        let (store, shop_id, stop) = (store.clone(), shop_id.clone(), stop.clone());
+        streams.push(tokio::spawn(async move {
+            let mut changes = 0_u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store
+                    .change_order_grouped(&shop_id, &order_id, move |order, _setup| {
+                        let note = HistoryEntry::new(now(), "note", &Actor::System, "busy");
+                        Ok::<_, ()>(OrderChange::new(order.clone(), vec![note], Vec::new()))
+                    })
+                    .await
+                    .expect("a grouped change is written");
+                changes += 1;
+            }
+            changes
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut imports = 0;
+    let imported_while_busy = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+        for _ in 0..5 {
+            import_an_order(&store, &shop_id).await;
+            imports += 1;
+        }
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut changes = 0;
+    for stream in streams {
+        changes += stream.await.expect("the stream ran");
+    }
+    assert!(
+        imported_while_busy.is_ok(),
+        "five imports beside {changes} grouped changes took over 3 s ({imports} done)"
+    );
+    assert!(changes > ORDERS as u64, "the changes kept coming ({changes})");
+    store.close().await;
 }
 
 fn at(offset_ms: i64) -> Timestamp {
