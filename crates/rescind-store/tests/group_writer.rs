@@ -19,6 +19,24 @@ use std::sync::{Arc, Mutex};
 
 const ORDERS: usize = 40;
 
+/// The SQLite database in `folder`.
+fn sqlite_url(folder: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", folder.path().join("rescind.db").display())
+}
+
+/// A fresh SQLite store (in the folder answered first) with the shop `shop_id` and [`ORDERS`] of its
+/// orders.
+async fn sqlite_shop_with_orders(shop_id: &str) -> (tempfile::TempDir, Store, String, Vec<String>) {
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let store = Store::open(&sqlite_url(&folder)).await.expect("the store opens");
+    let shop_id = open_shop(&store, shop_id).await;
+    let mut order_ids = Vec::new();
+    for _ in 0..ORDERS {
+        order_ids.push(import_an_order(&store, &shop_id).await);
+    }
+    (folder, store, shop_id, order_ids)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_store_after_grouped_changes_panics_nowhere_and_keeps_every_change() {
     let panics: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -28,14 +46,8 @@ async fn closing_the_store_after_grouped_changes_panics_nowhere_and_keeps_every_
         seen.lock().expect("panics").push(info.to_string())
     }));
 
-    let folder = tempfile::tempdir().expect("a temporary folder");
-    let url = format!("sqlite://{}", folder.path().join("rescind.db").display());
-    let store = Store::open(&url).await.expect("the store opens");
-    let shop_id = open_shop(&store, "shop_group").await;
-    let mut order_ids = Vec::new();
-    for _ in 0..ORDERS {
-        order_ids.push(import_an_order(&store, &shop_id).await);
-    }
+    let (folder, store, shop_id, order_ids) = sqlite_shop_with_orders("shop_group").await;
+    let url = sqlite_url(&folder);
 
     // Every order changed twice at once: the changes share groups, and the later change of an order
     // sees the earlier one.
@@ -93,14 +105,7 @@ async fn closing_the_store_after_grouped_changes_panics_nowhere_and_keeps_every_
 /// the changes go on, instead of after they stop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_beside_the_group_writer_gets_its_turn_while_changes_keep_coming() {
-    let folder = tempfile::tempdir().expect("a temporary folder");
-    let url = format!("sqlite://{}", folder.path().join("rescind.db").display());
-    let store = Store::open(&url).await.expect("the store opens");
-    let shop_id = open_shop(&store, "shop_busy").await;
-    let mut order_ids = Vec::new();
-    for _ in 0..ORDERS {
-        order_ids.push(import_an_order(&store, &shop_id).await);
-    }
+    let (_folder, store, shop_id, order_ids) = sqlite_shop_with_orders("shop_busy").await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut streams = Vec::new();
     for order_id in order_ids {
