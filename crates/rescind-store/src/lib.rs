@@ -565,7 +565,8 @@ mod sqlite {
     const WAL_SIZE_LIMIT: &str = "67108864";
 
     /// Copies committed pages from the WAL into the database: `PASSIVE` on a reader every
-    /// [`CHECKPOINT_INTERVAL`] (never blocking the writer), and every [`WRITER_CHECKPOINT_INTERVAL`]
+    /// [`CHECKPOINT_INTERVAL`] (never blocking the writer; its pages start on their way to disk at
+    /// once, [`start_writeback`]), and every [`WRITER_CHECKPOINT_INTERVAL`]
     /// on the writer too — after the file is synced ([`sync_database_file`]) and right after a reader's, so that the writer (holding up every change while
     /// it copies) only copies what was committed during the reader's copy: a few milliseconds of
     /// commits instead of up to [`CHECKPOINT_INTERVAL`]'s, which held the writer 19–30 ms at a steady
@@ -579,6 +580,7 @@ mod sqlite {
             if !passive_checkpoint(&read, "reader").await {
                 return;
             }
+            start_writeback(&database_file).await;
             if last_by_writer.elapsed() >= WRITER_CHECKPOINT_INTERVAL {
                 last_by_writer = std::time::Instant::now();
                 sync_database_file(&database_file).await;
@@ -606,6 +608,25 @@ mod sqlite {
             Ok(Err(error)) => tracing::debug!(error = %error, "the database file was not synced beside the writer"),
             Err(error) => tracing::warn!(error = %error, "the database file's sync did not finish"),
         }
+    }
+
+    /// Starts writing the pages a reader's checkpoint copied into the database file out to disk,
+    /// without waiting for them (Linux `sync_file_range(SYNC_FILE_RANGE_WRITE)`; it promises nothing
+    /// about durability, which the sync before the writer's checkpoint still gives). Left to pile up
+    /// for [`WRITER_CHECKPOINT_INTERVAL`], they reached the disk all at once in that sync, and the
+    /// commits beside it waited 5–7 ms for their own fsync (steady 2 000/s: p99 14.6–27.7 ms against
+    /// 11.1–14.4 ms with this, six pairs).
+    async fn start_writeback(database_file: &std::path::Path) {
+        let file = database_file.to_owned();
+        let _ = tokio::task::spawn_blocking(move || {
+            #[cfg(target_os = "linux")]
+            if let Ok(file) = std::fs::File::open(&file) {
+                use std::os::fd::AsRawFd;
+                // SAFETY: the descriptor is open for the duration of the call.
+                unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+            }
+        })
+        .await;
     }
 
     /// One `PASSIVE` checkpoint on a connection of `pool`, logged at debug level with the WAL's
