@@ -136,11 +136,11 @@ pub async fn cancel_order(
     let actor = principal.actor();
     // Before the change, so the wait hears every outcome of its steps.
     let watch = state.workflow.watch();
-    let (changed, worker) = write_cancel(&state, &shop.shop_id, &order_id, move |order, setup| {
+    let (changed, steps) = write_cancel(&state, &shop.shop_id, &order_id, move |order, setup| {
         decide(order, &options, setup, &actor)
     })
     .await;
-    cancel_outcome(&state, &shop.shop_id, watch, changed, worker).await
+    cancel_outcome(&state, &shop.shop_id, watch, changed, steps).await
 }
 
 /// Who runs the steps a change scheduled.
