@@ -970,8 +970,15 @@ async fn put_back_stock<S: Sink>(sink: &mut S, order: &Order, now: Timestamp) ->
             report.missing.push(sku);
             continue;
         }
+        let proof = crate::rows::RestockProof {
+            order_id: &order.id,
+            cancellation_id,
+            sku: &sku,
+            quantity: i64::from(quantity),
+            at: now.unix_micros(),
+        };
         let proven = sink
-            .prove_restock(&order.id, cancellation_id, &sku, i64::from(quantity), now.unix_micros())
+            .prove_restock(proof)
             .await
             .context("failed to record the restock")?;
         if !proven {
@@ -1096,13 +1103,13 @@ impl Sink for Statements<'_> {
         Ok(known.is_some())
     }
 
-    async fn prove_restock(&mut self, order_id: &str, cancellation_id: &str, sku: &str, quantity: i64, at: i64) -> Result<bool> {
+    async fn prove_restock(&mut self, proof: crate::rows::RestockProof<'_>) -> Result<bool> {
         let proven = sqlx::query(PROVE_RESTOCK_SQL)
-            .bind(order_id)
-            .bind(cancellation_id)
-            .bind(sku)
-            .bind(quantity)
-            .bind(at)
+            .bind(proof.order_id)
+            .bind(proof.cancellation_id)
+            .bind(proof.sku)
+            .bind(proof.quantity)
+            .bind(proof.at)
             .execute(&mut *self.0)
             .await?
             .rows_affected();

@@ -1114,15 +1114,15 @@ mod sqlite {
             Ok(statement.exists([shop_id, sku])?)
         }
 
-        async fn prove_restock(
-            &mut self,
-            order_id: &str,
-            cancellation_id: &str,
-            sku: &str,
-            quantity: i64,
-            at: i64,
-        ) -> Result<bool> {
+        async fn prove_restock(&mut self, proof: crate::rows::RestockProof<'_>) -> Result<bool> {
             let mut statement = self.0.prepare_cached(PROVE_RESTOCK_SQL)?;
+            let crate::rows::RestockProof {
+                order_id,
+                cancellation_id,
+                sku,
+                quantity,
+                at,
+            } = proof;
             Ok(statement.execute(rusqlite::params![order_id, cancellation_id, sku, quantity, at])? > 0)
         }
 
@@ -1400,18 +1400,9 @@ mod postgres {
             Statements(&mut *self.connection).stocked(shop_id, sku).await
         }
 
-        async fn prove_restock(
-            &mut self,
-            order_id: &str,
-            cancellation_id: &str,
-            sku: &str,
-            quantity: i64,
-            at: i64,
-        ) -> Result<bool> {
+        async fn prove_restock(&mut self, proof: crate::rows::RestockProof<'_>) -> Result<bool> {
             self.flush().await?;
-            Statements(&mut *self.connection)
-                .prove_restock(order_id, cancellation_id, sku, quantity, at)
-                .await
+            Statements(&mut *self.connection).prove_restock(proof).await
         }
 
         async fn savepoint(&mut self, statement: &'static str) -> Result<()> {

@@ -60,6 +60,17 @@ impl From<bool> for Value<'_> {
     }
 }
 
+/// That a cancellation put `quantity` of a SKU back at `at` (unix µs): the row of
+/// `PROVE_RESTOCK_SQL`, which exists at most once per cancellation and SKU (I2).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RestockProof<'a> {
+    pub(crate) order_id: &'a str,
+    pub(crate) cancellation_id: &'a str,
+    pub(crate) sku: &'a str,
+    pub(crate) quantity: i64,
+    pub(crate) at: i64,
+}
+
 /// Rows of one statement shape: `head` names the table and columns (`INSERT INTO t (a, b) `), `tail`
 /// follows the values (an `ON CONFLICT` clause, or nothing).
 #[derive(Debug)]
@@ -146,14 +157,7 @@ pub(crate) trait Sink {
     /// locks rows.
     async fn stocked(&mut self, shop_id: &str, sku: &str) -> Result<bool>;
     /// Keeps the proof that a cancellation put a SKU back (I2); false when it had already.
-    async fn prove_restock(
-        &mut self,
-        order_id: &str,
-        cancellation_id: &str,
-        sku: &str,
-        quantity: i64,
-        at: i64,
-    ) -> Result<bool>;
+    async fn prove_restock(&mut self, proof: RestockProof<'_>) -> Result<bool>;
     /// Runs `statement` as it is: `SAVEPOINT`, `RELEASE` and `ROLLBACK TO` of a fixed name.
     async fn savepoint(&mut self, statement: &'static str) -> Result<()>;
 }

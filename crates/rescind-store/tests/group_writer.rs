@@ -19,6 +19,41 @@ use std::sync::{Arc, Mutex};
 
 const ORDERS: usize = 40;
 
+/// For each `async fn name(store: Store)`: `sqlite::name` on a fresh SQLite file and
+/// `postgres::name` in a schema of its own (skipped without `RESCIND_TEST_DATABASE_URL`).
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let folder = tempfile::tempdir().expect("a temporary folder");
+                    let store = rescind_store::Store::open(&super::sqlite_url(&folder)).await.expect("the store opens");
+                    super::$name(store).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(schema) = super::PostgresSchema::create().await else {
+                        return;
+                    };
+                    let store = rescind_store::Store::open(&schema.url).await.expect("the store opens");
+                    super::$name(store).await;
+                    schema.drop().await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_backends!(
+    a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon,
+    a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the_same_change,
+);
+
 /// The SQLite database in `folder`.
 fn sqlite_url(folder: &tempfile::TempDir) -> String {
     format!("sqlite://{}", folder.path().join("rescind.db").display())
@@ -202,24 +237,6 @@ async fn a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horiz
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon_on_sqlite() {
-    let folder = tempfile::tempdir().expect("a temporary folder");
-    let url = format!("sqlite://{}", folder.path().join("rescind.db").display());
-    let store = Store::open(&url).await.expect("the store opens");
-    a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon(store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon_on_postgres() {
-    let Some(schema) = PostgresSchema::create().await else {
-        return;
-    };
-    let store = Store::open(&schema.url).await.expect("the store opens");
-    a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon(store).await;
-    schema.drop().await;
-}
-
 /// Imports an order of one TEA-001 whose stock is deducted at import, and cancels it so that only
 /// its restock is left; answers the order's id.
 async fn an_order_waiting_for_its_restock(store: &Store, shop_id: &str) -> String {
@@ -336,22 +353,4 @@ async fn a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the
         .expect("the restock's line");
     assert!(note < restocked, "the step's line, then the restock's: {kinds:?}");
     store.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the_same_change_on_sqlite() {
-    let folder = tempfile::tempdir().expect("a temporary folder");
-    let url = format!("sqlite://{}", folder.path().join("rescind.db").display());
-    let store = Store::open(&url).await.expect("the store opens");
-    a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the_same_change(store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the_same_change_on_postgres() {
-    let Some(schema) = PostgresSchema::create().await else {
-        return;
-    };
-    let store = Store::open(&schema.url).await.expect("the store opens");
-    a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the_same_change(store).await;
-    schema.drop().await;
 }
