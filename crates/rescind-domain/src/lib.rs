@@ -48,7 +48,7 @@ pub use warehouse::{
     Outbound, OutboundStatus, WarehouseEvent, WarehouseKind, WarehouseSettings,
 };
 pub use workflow::{
-    pending_work, record_step_outcome, retry_cancellation, ChannelCall, ChannelLine, PaymentAction, PaymentCall,
+    pending_work, record_step_outcome, record_step_outcomes, retry_cancellation, ChannelCall, ChannelLine, PaymentAction, PaymentCall,
     PendingWork, RetryError, RetryPolicy, StaleStep, StepOutcome,
 };
 

@@ -500,6 +500,24 @@ impl OrderChange {
             stock_moves: Vec::new(),
         }
     }
+
+    /// This change followed by `later`, a change made on the order this one left: one change that
+    /// leaves the order and its workflow as `later` does, with the history, refunds, sync records and
+    /// stock moves of both, this one's first.
+    pub fn then(mut self, later: OrderChange) -> OrderChange {
+        self.history.extend(later.history);
+        self.new_refunds.extend(later.new_refunds);
+        self.sync.extend(later.sync);
+        self.stock_moves.extend(later.stock_moves);
+        OrderChange {
+            order: later.order,
+            workflow: match later.workflow {
+                WorkflowSchedule::Unchanged => self.workflow,
+                scheduled @ (WorkflowSchedule::DueAt(_) | WorkflowSchedule::Finished) => scheduled,
+            },
+            ..self
+        }
+    }
 }
 
 /// When the worker should next carry the order's cancellation forward (W7).

@@ -779,6 +779,28 @@ pub fn record_step_outcome(
     })
 }
 
+/// Records, as one change, the outcomes of steps the worker ran one after another without writing in
+/// between (each outcome left the next call due at once): each on the order as the outcome before it
+/// left it, at the time it came (W2: every step is still recorded, in its order, with its outcome).
+/// An outcome found stale ends the run there: the ones before it are recorded, it and the rest are
+/// not, as if each had been recorded on its own. `Err(StaleStep)` only when the first one is stale.
+pub fn record_step_outcomes(
+    order: &Order,
+    outcomes: Vec<(StepKind, StepOutcome, Timestamp)>,
+    ids: &mut dyn IdSource,
+) -> Result<OrderChange, StaleStep> {
+    let mut outcomes = outcomes.into_iter();
+    let (kind, outcome, at) = outcomes.next().ok_or(StaleStep)?;
+    let mut change = record_step_outcome(order, kind, outcome, ids, at)?;
+    for (kind, outcome, at) in outcomes {
+        match record_step_outcome(&change.order, kind, outcome, ids, at) {
+            Ok(later) => change = change.then(later),
+            Err(StaleStep) => break,
+        }
+    }
+    Ok(change)
+}
+
 /// A gate refused: the cancellation fails, the steps after it do not run, the order stays as it was.
 fn fail_cancellation(
     cancellation: &mut crate::cancel::Cancellation,

@@ -7,7 +7,7 @@ use rescind_domain::cancel::cancel_order;
 use rescind_domain::ids::SequentialIds;
 use rescind_domain::order::WorkflowSchedule;
 use rescind_domain::{
-    pending_work, plan_undo, record_step_outcome, retry_cancellation, undo_cancellation, PaymentAction, PendingWork,
+    pending_work, plan_undo, record_step_outcome, record_step_outcomes, retry_cancellation, undo_cancellation, PaymentAction, PendingWork,
     RetryError, StaleStep, StepOutcome, UndoError,
 };
 use rescind_domain::{
@@ -451,6 +451,88 @@ fn a_refund_outcome_recorded_twice_refunds_once() {
         record_step_outcome(&first.order, StepKind::Refund, outcome, &mut ids, now()),
         Err(StaleStep)
     );
+}
+
+/// A card-paid marketplace order cancelled: the channel's step first, then the refund (W2).
+fn cancelled_at_a_marketplace_by_card() -> Order {
+    let mut order = card_paid();
+    order.channel_kind = ChannelKind::Rakuten;
+    order.channel_order_id = Some("354396-20260525-0036329794".to_owned());
+    let with_reason = CancelOptions {
+        reason_code: Some("8".to_owned()),
+        ..options(None)
+    };
+    cancel_order(&order, &with_reason, &merchant(), &mut SequentialIds::default(), now())
+        .unwrap()
+        .1
+        .order
+}
+
+#[test]
+fn the_channel_s_outcome_and_the_refund_s_written_together_read_as_each_recorded_in_turn() {
+    let order = cancelled_at_a_marketplace_by_card();
+    let channel_at = Timestamp::from_unix_micros(now().unix_micros() + 1_000);
+    let refund_at = Timestamp::from_unix_micros(now().unix_micros() + 2_000);
+    let cancelled = StepOutcome::ChannelCancelled {
+        message: "INFO_101".to_owned(),
+    };
+    let refunded = StepOutcome::Refunded {
+        amount: money("2600"),
+        reference: "re_1".to_owned(),
+    };
+
+    let mut ids = SequentialIds::default();
+    let first = record_step_outcome(&order, StepKind::ChannelCancel, cancelled.clone(), &mut ids, channel_at).unwrap();
+    assert!(
+        matches!(pending_work(&first.order), Some(PendingWork::Payment(_))),
+        "the refund is due once the channel has cancelled"
+    );
+    let second = record_step_outcome(&first.order, StepKind::Refund, refunded.clone(), &mut ids, refund_at).unwrap();
+
+    let together = record_step_outcomes(
+        &order,
+        vec![
+            (StepKind::ChannelCancel, cancelled.clone(), channel_at),
+            (StepKind::Refund, refunded.clone(), refund_at),
+        ],
+        &mut SequentialIds::default(),
+    )
+    .unwrap();
+    assert_eq!(together.order, second.order, "the order as the two outcomes in turn leave it");
+    assert_eq!(together.order.status, OrderStatus::Cancelled);
+    assert_eq!(
+        together.order.cancellation.as_ref().unwrap().status,
+        CancellationStatus::Completed
+    );
+    let lines: Vec<_> = first.history.iter().chain(&second.history).cloned().collect();
+    assert_eq!(together.history, lines, "W2: every step's line, in order, at the time its outcome came");
+    assert!(together.history.iter().any(|line| line.at == channel_at));
+    assert_eq!(together.new_refunds, second.new_refunds);
+    assert_eq!(together.workflow, second.workflow);
+    assert_eq!(together.sync.len(), first.sync.len() + second.sync.len());
+
+    // Undone between the calls and the write: nothing of the run is recorded.
+    assert_eq!(
+        record_step_outcomes(
+            &second.order,
+            vec![(StepKind::ChannelCancel, cancelled.clone(), channel_at)],
+            &mut SequentialIds::default()
+        ),
+        Err(StaleStep)
+    );
+    // An outcome stale after the first: the first is recorded alone, as it would have been.
+    let refunded_by_hand = record_step_outcomes(
+        &order,
+        vec![
+            (StepKind::ChannelCancel, cancelled.clone(), channel_at),
+            (StepKind::ChannelCancel, cancelled, refund_at),
+        ],
+        &mut SequentialIds::default(),
+    )
+    .unwrap();
+    assert_eq!(refunded_by_hand.order, first.order);
+    assert_eq!(refunded_by_hand.history, first.history);
+    assert!(record_step_outcomes(&order, Vec::new(), &mut SequentialIds::default()).is_err());
 }
 
 #[test]

@@ -15,7 +15,7 @@ use rescind_connectors::warehouses::openlogi::{NewShipment, OpenLogi, Recipient}
 use rescind_connectors::CallError;
 use rescind_domain::workflow::{record_outbound, OutboundCall, OutboundOutcome, WarehouseCall};
 use rescind_domain::{
-    pending_work, record_step_outcome, CancellationStatus, ChannelCall, Order, OrderChange, OutboundStatus,
+    pending_work, record_step_outcome, record_step_outcomes, CancellationStatus, ChannelCall, Order, OrderChange, OutboundStatus,
     PaymentAction, PaymentCall, PendingWork, RetryPolicy, StaleStep, StepKind, StepOutcome, Timestamp,
     WorkflowSchedule,
 };
@@ -135,7 +135,7 @@ impl Reservation {
             worker,
             signals,
             permit,
-            ..
+            lease,
         } = self;
         let job = Job {
             shop_id: order.shop_id.clone(),
@@ -150,7 +150,7 @@ impl Reservation {
             } else {
                 Some(order)
             };
-            run_job(store, worker, signals, job, known, permit).await
+            run_job(store, worker, signals, job, known, lease.until, permit).await
         });
     }
 }
@@ -316,10 +316,10 @@ pub async fn run_worker(store: Store, workflow: Workflow, config: WorkerConfig, 
         // meanwhile goes unnoticed).
         worker.short_of_places.store(true, std::sync::atomic::Ordering::Release);
         let available = permits.available_permits();
+        let lease_until = later(now(), config.lease);
         let claimed = if available == 0 {
             Vec::new()
         } else {
-            let lease_until = Timestamp::from_unix_micros(now().unix_micros() + config.lease.as_micros() as i64);
             store
                 .claim_jobs(&owner, lease_until, available as u32)
                 .await
@@ -343,6 +343,7 @@ pub async fn run_worker(store: Store, workflow: Workflow, config: WorkerConfig, 
                 signals.clone(),
                 job,
                 None,
+                lease_until,
                 permit,
             ));
         }
@@ -367,20 +368,22 @@ pub async fn run_worker(store: Store, workflow: Workflow, config: WorkerConfig, 
     let _ = permits.acquire_many(config.concurrency.max(1) as u32).await;
 }
 
-/// Runs one job this worker holds — claimed, or handed with the order as the change that
-/// scheduled it left it (`known`) — then frees its place and tells who waits how the order stands.
+/// Runs one job this worker holds until `lease_until` — claimed, or handed with the order as the
+/// change that scheduled it left it (`known`) — then frees its place and tells who waits how the
+/// order stands.
 async fn run_job(
     store: Store,
     worker: Arc<LocalWorker>,
     signals: Arc<Signals>,
     job: Job,
     known: Option<Order>,
+    lease_until: Timestamp,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let LocalWorker {
         owner, config, http, ..
     } = &*worker;
-    let ran = match execute(&store, http, config, owner, &job, known, &signals).await {
+    let ran = match execute(&store, http, config, owner, &job, known, lease_until, &signals).await {
         Ok(ran) => ran,
         Err(error) => {
             tracing::warn!(error = format!("{error:#}"), order_id = %job.order_id, "step failed unexpectedly; it will run again when its lease expires");
@@ -405,13 +408,16 @@ async fn run_job(
 /// the lease it holds, instead of leaving it to be claimed again.
 const CONTINUE_WITHIN: Duration = Duration::from_secs(1);
 
-/// Runs the pending steps of one cancellation whose job the worker holds — claimed, or handed with
-/// the order as the change that scheduled it left it (`known`, so not read again) — recording each
-/// outcome; answers the order as the last left it, when that is known. After a step the
-/// worker goes on with the next under the lease it holds when that falls due within
+/// Runs the pending steps of one cancellation whose job the worker holds until `lease_until` —
+/// claimed, or handed with the order as the change that scheduled it left it (`known`, so not read
+/// again) — recording each outcome; answers the order as the last left it, when that is known. After
+/// a step the worker goes on with the next under the lease it holds when that falls due within
 /// [`CONTINUE_WITHIN`] (the store keeps the lease through the recorded outcome), so a cancellation's
 /// steps cost no claim and no read each; a later step, a retry, the outbound creation and the
-/// restock leave the job to be claimed as before.
+/// restock leave the job to be claimed as before. When an outcome leaves the next call due at once
+/// (the channel's success, then the refund), the worker makes that call before writing, and writes
+/// both outcomes in one change ([`goes_on_unwritten`]).
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     store: &Store,
     http: &reqwest::Client,
@@ -419,6 +425,7 @@ async fn execute(
     owner: &str,
     job: &Job,
     known: Option<Order>,
+    mut lease_until: Timestamp,
     signals: &Signals,
 ) -> Result<Ran> {
     let known = match known {
@@ -429,6 +436,8 @@ async fn execute(
         store.finish_job(&job.order_id, owner).await?;
         return Ok(Ran::finished(None));
     };
+    // Outcomes of calls made one after another, not written yet: the order above is as they leave it.
+    let mut unwritten: Vec<(StepKind, StepOutcome, Timestamp)> = Vec::new();
     loop {
         let Some(work) = pending_work(&order) else {
             store.finish_job(&job.order_id, owner).await?;
@@ -478,6 +487,14 @@ async fn execute(
                 }
             }
         };
+        let came = now();
+        if let Some(next) = goes_on_unwritten(&order, kind, &outcome, came, lease_until, config, unwritten.len()) {
+            unwritten.push((kind, outcome, came));
+            order = next;
+            continue;
+        }
+        unwritten.push((kind, outcome, came));
+        let outcomes = std::mem::take(&mut unwritten);
         // Outcomes of many steps share one transaction (group commit).
         let started = now();
         let lease = Lease {
@@ -487,12 +504,13 @@ async fn execute(
         };
         // When the outcome leaves the restock due now (the payment step is the last to call out),
         // the stock goes back in the same transaction: one commit fewer per cancellation.
+        let kept_until = lease.until;
         let recorded = store
             .change_order_leased_then_restock(
                 &job.shop_id,
                 &job.order_id,
                 lease,
-                move |current, _| record_step_outcome(current, kind, outcome, &mut RandomIds, now()),
+                move |current, _| record_step_outcomes(current, outcomes, &mut RandomIds),
                 record_restock,
             )
             .await;
@@ -510,6 +528,7 @@ async fn execute(
             });
         }
         // The job is still ours: tell who waits how the order stands, and go on with its next step.
+        lease_until = kept_until;
         let _ = signals.settled.send(Settled {
             order_id: job.order_id.clone(),
             order: Some(Arc::new(change.order.clone())),
@@ -528,6 +547,43 @@ async fn execute(
         } else {
             change.order
         };
+    }
+}
+
+/// The most outcomes the worker holds unwritten: one per step that calls out (the channel, the
+/// warehouse, the refund), so a run of calls is written at least once per cancellation's steps.
+const UNWRITTEN_MAX: usize = 3;
+
+/// The order as the step's `outcome`, which came at `came`, leaves it — when the worker may make the
+/// next call before writing the outcome: that call is due at once, is a partner's call (not the
+/// outbound's creation, nor the restock, which the store runs in the outcome's own transaction), and
+/// ends, however long the partner takes, before the lease does. Writing both outcomes in one change
+/// saves a transaction per cancellation; it risks nothing W7 does not already cover: if the process
+/// stops before the write, the steps run again with the same idempotency keys.
+fn goes_on_unwritten(
+    order: &Order,
+    kind: StepKind,
+    outcome: &StepOutcome,
+    came: Timestamp,
+    lease_until: Timestamp,
+    config: &WorkerConfig,
+    held: usize,
+) -> Option<Order> {
+    if held + 1 >= UNWRITTEN_MAX || later(came, config.partner_timeout) >= lease_until {
+        return None;
+    }
+    let change = record_step_outcome(order, kind, outcome.clone(), &mut RandomIds, came).ok()?;
+    let WorkflowSchedule::DueAt(due_at) = change.workflow else {
+        return None;
+    };
+    if due_at > came {
+        return None;
+    }
+    match pending_work(&change.order)? {
+        PendingWork::Channel(_) | PendingWork::Warehouse(_) | PendingWork::Payment(_) | PendingWork::NothingOwed => {
+            Some(change.order)
+        }
+        PendingWork::CreateOutbound(_) | PendingWork::Restock => None,
     }
 }
 
