@@ -48,8 +48,8 @@ pub use warehouse::{
     Outbound, OutboundStatus, WarehouseEvent, WarehouseKind, WarehouseSettings,
 };
 pub use workflow::{
-    pending_work, record_step_outcome, record_step_outcomes, retry_cancellation, ChannelCall, ChannelLine, PaymentAction, PaymentCall,
-    PendingWork, RetryError, RetryPolicy, StaleStep, StepOutcome,
+    pending_work, record_step_outcome, record_step_outcomes, retry_cancellation, ChannelCall, ChannelLine,
+    PaymentAction, PaymentCall, PendingWork, RetryError, RetryPolicy, StaleStep, StepOutcome,
 };
 
 /// Declares a closed set of string-named values: the enum, its wire name, its parser and the list

@@ -7,8 +7,8 @@ use rescind_domain::cancel::cancel_order;
 use rescind_domain::ids::SequentialIds;
 use rescind_domain::order::WorkflowSchedule;
 use rescind_domain::{
-    pending_work, plan_undo, record_step_outcome, record_step_outcomes, retry_cancellation, undo_cancellation, PaymentAction, PendingWork,
-    RetryError, StaleStep, StepOutcome, UndoError,
+    pending_work, plan_undo, record_step_outcome, record_step_outcomes, retry_cancellation, undo_cancellation,
+    PaymentAction, PendingWork, RetryError, StaleStep, StepOutcome, UndoError,
 };
 use rescind_domain::{
     plan_cancellation, record_refund, Actor, CancelError, CancelOptions, CancellationStatus, ChannelKind,
@@ -498,14 +498,20 @@ fn the_channel_s_outcome_and_the_refund_s_written_together_read_as_each_recorded
         &mut SequentialIds::default(),
     )
     .unwrap();
-    assert_eq!(together.order, second.order, "the order as the two outcomes in turn leave it");
+    assert_eq!(
+        together.order, second.order,
+        "the order as the two outcomes in turn leave it"
+    );
     assert_eq!(together.order.status, OrderStatus::Cancelled);
     assert_eq!(
         together.order.cancellation.as_ref().unwrap().status,
         CancellationStatus::Completed
     );
     let lines: Vec<_> = first.history.iter().chain(&second.history).cloned().collect();
-    assert_eq!(together.history, lines, "W2: every step's line, in order, at the time its outcome came");
+    assert_eq!(
+        together.history, lines,
+        "W2: every step's line, in order, at the time its outcome came"
+    );
     assert!(together.history.iter().any(|line| line.at == channel_at));
     assert_eq!(together.new_refunds, second.new_refunds);
     assert_eq!(together.workflow, second.workflow);

@@ -15,8 +15,8 @@ use rescind_connectors::warehouses::openlogi::{NewShipment, OpenLogi, Recipient}
 use rescind_connectors::CallError;
 use rescind_domain::workflow::{record_outbound, OutboundCall, OutboundOutcome, WarehouseCall};
 use rescind_domain::{
-    pending_work, record_step_outcome, record_step_outcomes, CancellationStatus, ChannelCall, Order, OrderChange, OutboundStatus,
-    PaymentAction, PaymentCall, PendingWork, RetryPolicy, StaleStep, StepKind, StepOutcome, Timestamp,
+    pending_work, record_step_outcome, record_step_outcomes, CancellationStatus, ChannelCall, Order, OrderChange,
+    OutboundStatus, PaymentAction, PaymentCall, PendingWork, RetryPolicy, StaleStep, StepKind, StepOutcome, Timestamp,
     WorkflowSchedule,
 };
 use rescind_store::{new_id, now, ChangeError, Job, Lease, RandomIds, Store};
@@ -416,7 +416,8 @@ const CONTINUE_WITHIN: Duration = Duration::from_secs(1);
 /// steps cost no claim and no read each; a later step, a retry, the outbound creation and the
 /// restock leave the job to be claimed as before. When an outcome leaves the next call due at once
 /// (the channel's success, then the refund), the worker makes that call before writing, and writes
-/// both outcomes in one change ([`goes_on_unwritten`]).
+/// both outcomes in one change ([`goes_on_unwritten`]) — unless the call takes longer than
+/// [`UNWRITTEN_HOLD_MAX`], when the earlier outcomes are written while it runs.
 #[allow(clippy::too_many_arguments)]
 async fn execute(
     store: &Store,
@@ -466,13 +467,45 @@ async fn execute(
             .as_ref()
             .and_then(|cancellation| cancellation.step(kind))
             .map_or(0, |step| step.attempts);
-        let called = match &work {
-            PendingWork::NothingOwed => Ok(StepOutcome::NothingOwed),
-            PendingWork::CreateOutbound(_) => unreachable!("handled above"),
-            PendingWork::Warehouse(call) => warehouse_call(store, http, &order, call).await?,
-            PendingWork::Restock => unreachable!("handled above"),
-            PendingWork::Payment(call) => payment_call(store, http, &order, call).await?,
-            PendingWork::Channel(call) => channel_call(store, http, &order, call).await?,
+        let call = async {
+            match &work {
+                PendingWork::NothingOwed => Ok(Ok(StepOutcome::NothingOwed)),
+                PendingWork::CreateOutbound(_) => unreachable!("handled above"),
+                PendingWork::Warehouse(call) => warehouse_call(store, http, &order, call).await,
+                PendingWork::Restock => unreachable!("handled above"),
+                PendingWork::Payment(call) => payment_call(store, http, &order, call).await,
+                PendingWork::Channel(call) => channel_call(store, http, &order, call).await,
+            }
+        };
+        let called = if unwritten.is_empty() {
+            call.await?
+        } else {
+            tokio::pin!(call);
+            match tokio::time::timeout(UNWRITTEN_HOLD_MAX, &mut call).await {
+                Ok(called) => called?,
+                Err(_) => {
+                    // A slow partner: the outcomes before this call are written meanwhile, so that
+                    // they are seen without waiting for it (W4: cancelled once the channel confirmed).
+                    let held = std::mem::take(&mut unwritten);
+                    let ((kept_until, written), called) =
+                        tokio::join!(write_outcomes(store, config, owner, job, held), &mut call);
+                    match written {
+                        Ok((change, kept)) => {
+                            if kept {
+                                lease_until = kept_until;
+                            }
+                            let _ = signals.settled.send(Settled {
+                                order_id: job.order_id.clone(),
+                                order: Some(Arc::new(change.order)),
+                            });
+                        }
+                        // Undone meanwhile, or gone: this call's outcome finds its step stale too.
+                        Err(ChangeError::Refused(StaleStep) | ChangeError::NotFound) => {}
+                        Err(ChangeError::Store(error)) => return Err(error),
+                    }
+                    called?
+                }
+            }
         };
         let outcome = match called {
             Ok(outcome) => outcome,
@@ -494,26 +527,7 @@ async fn execute(
             continue;
         }
         unwritten.push((kind, outcome, came));
-        let outcomes = std::mem::take(&mut unwritten);
-        // Outcomes of many steps share one transaction (group commit).
-        let started = now();
-        let lease = Lease {
-            owner: owner.to_owned(),
-            until: later(started, config.lease),
-            keep_if_due_by: later(started, CONTINUE_WITHIN),
-        };
-        // When the outcome leaves the restock due now (the payment step is the last to call out),
-        // the stock goes back in the same transaction: one commit fewer per cancellation.
-        let kept_until = lease.until;
-        let recorded = store
-            .change_order_leased_then_restock(
-                &job.shop_id,
-                &job.order_id,
-                lease,
-                move |current, _| record_step_outcomes(current, outcomes, &mut RandomIds),
-                record_restock,
-            )
-            .await;
+        let (kept_until, recorded) = write_outcomes(store, config, owner, job, std::mem::take(&mut unwritten)).await;
         let (change, kept) = match recorded {
             Ok(recorded) => recorded,
             Err(error) => return settled(store, owner, job, Err(error)).await,
@@ -549,6 +563,42 @@ async fn execute(
         };
     }
 }
+
+/// Writes the outcomes of steps run one after another as one change, offering to keep the job's
+/// lease through it for the next step (outcomes of many jobs share one transaction: group commit).
+/// When the change leaves the restock due now (the payment step is the last to call out), the stock
+/// goes back in the same transaction: one commit fewer per cancellation. Answers until when the
+/// lease is kept, if it is, and what the change came to.
+async fn write_outcomes(
+    store: &Store,
+    config: &WorkerConfig,
+    owner: &str,
+    job: &Job,
+    outcomes: Vec<(StepKind, StepOutcome, Timestamp)>,
+) -> (Timestamp, Result<(OrderChange, bool), ChangeError<StaleStep>>) {
+    let started = now();
+    let lease = Lease {
+        owner: owner.to_owned(),
+        until: later(started, config.lease),
+        keep_if_due_by: later(started, CONTINUE_WITHIN),
+    };
+    let kept_until = lease.until;
+    let recorded = store
+        .change_order_leased_then_restock(
+            &job.shop_id,
+            &job.order_id,
+            lease,
+            move |current, _| record_step_outcomes(current, outcomes, &mut RandomIds),
+            record_restock,
+        )
+        .await;
+    (kept_until, recorded)
+}
+
+/// The longest a call keeps the outcomes before it unwritten: a slower partner has them written
+/// while it answers, so what the earlier steps did is seen at once (the order cancelled once the
+/// channel confirmed, W4) and only fast partners' outcomes share a change.
+const UNWRITTEN_HOLD_MAX: Duration = Duration::from_millis(250);
 
 /// The most outcomes the worker holds unwritten: one per step that calls out (the channel, the
 /// warehouse, the refund), so a run of calls is written at least once per cancellation's steps.

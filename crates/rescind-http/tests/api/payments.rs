@@ -1,7 +1,7 @@
 //! Refunds and voids through the payment provider, the durable workflow around them, and undo
 //! (PRODUCT.md W6, W7, §5), against the simulated Stripe.
 
-use crate::helpers::{step, TestApp, TestSim};
+use crate::helpers::{order_body, step, TestApp, TestShop, TestSim};
 use serde_json::{json, Value};
 
 crate::on_both_backends!(
@@ -17,6 +17,8 @@ crate::on_both_backends!(
     only_a_finished_cancellation_can_be_undone,
     a_payment_provider_needs_a_secret_key_and_is_never_shown_it_again,
     two_processes_on_one_database_never_run_the_same_refund_twice,
+    a_marketplace_order_paid_by_card_is_cancelled_at_the_channel_then_refunded_each_once_in_turn,
+    a_slow_refund_does_not_hide_that_the_channel_has_cancelled,
 );
 
 async fn a_card_paid_order_is_refunded_through_the_provider_once_for_what_was_paid(app: TestApp) {
@@ -555,4 +557,131 @@ async fn two_processes_on_one_database_never_run_the_same_refund_twice(app: Test
     for (_, payment) in &orders {
         assert_eq!(sim.refunds_of(payment).await.len(), 1);
     }
+}
+
+/// A Shopify order (known to the simulator) paid by card through the simulated Stripe: its
+/// cancellation calls the channel, then the provider (W2). Answers the order's id and the payment.
+async fn shopify_card_order(app: &TestApp, sim: &TestSim, shop: &TestShop) -> (String, String) {
+    let provider = app.stripe(shop, sim).await;
+    let channel_id = app.sim_channel(shop, sim, "shopify").await;
+    let created = app
+        .client
+        .post(format!("{}/_sim/shopify/orders", sim.url()))
+        .json(&json!({"id": "shopify-order-1", "items": ["item-1", "item-2"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success());
+    let payment = sim.payment(2600, "jpy", "succeeded").await;
+    let body = order_body(
+        &channel_id,
+        json!({
+            "channel_order_id": "shopify-order-1",
+            "line_items": [
+                {"sku": "TEA-001", "title": "Sencha", "quantity": 1, "price": "1000", "channel_line_item_id": "item-1"},
+                {"sku": "CUP-002", "title": "Yunomi", "quantity": 2, "price": "500", "channel_line_item_id": "item-2"}],
+            "payment": {"method": "credit_card", "amount": "2600", "provider_id": provider, "reference": payment},
+        }),
+    );
+    let imported = app.post("/api/v1/orders", &shop.token, body).await;
+    assert_eq!(imported.status, 201, "{}", imported.text);
+    (imported.body["id"].as_str().unwrap().to_owned(), payment)
+}
+
+async fn a_marketplace_order_paid_by_card_is_cancelled_at_the_channel_then_refunded_each_once_in_turn(app: TestApp) {
+    let sim = TestSim::start().await;
+    let shop = app.shop().await;
+    let (id, payment) = shopify_card_order(&app, &sim, &shop).await;
+
+    let answer = app.cancel(&shop, &id, json!({"reason_code": "CUSTOMER"})).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.body["status"], "cancelled");
+    assert_eq!(answer.body["cancellation"]["status"], "completed");
+    assert_eq!(step(&answer.body, "channel_cancel")["status"], "succeeded");
+    assert_eq!(step(&answer.body, "refund")["status"], "succeeded");
+    assert_eq!(answer.body["total_refund_price"], "2600");
+
+    let cancellation_id = answer.body["cancellation"]["id"].as_str().unwrap();
+    let ledger = sim.whole_ledger().await;
+    let cancels = ledger["shopify"]["cancels"].as_array().unwrap();
+    assert_eq!(cancels.len(), 1, "one cancel at the channel: {cancels:?}");
+    assert_eq!(
+        cancels[0]["idempotency_key"],
+        format!("rescind-{cancellation_id}-channel_cancel-0")
+    );
+    let refunds = sim.refunds_of(&payment).await;
+    assert_eq!(refunds.len(), 1, "one refund: {refunds:?}");
+    assert_eq!(
+        refunds[0]["idempotency_key"],
+        format!("rescind-{cancellation_id}-refund-0")
+    );
+
+    // W2: each step recorded with its outcome, the channel's before the refund's, each at its time.
+    let history = app.get(&format!("/api/v1/orders/{id}/history"), &shop.token).await;
+    assert_eq!(history.status, 200, "{}", history.text);
+    let items = history.body["items"].as_array().unwrap();
+    let position = |kind: &str, words: &str| {
+        items
+            .iter()
+            .position(|line| line["kind"] == kind && line["message"].as_str().unwrap().contains(words))
+            .unwrap_or_else(|| panic!("no {kind} line saying {words:?}: {items:#?}"))
+    };
+    let cancelled_at_channel = position("step.channel_cancel", "cancelled at shopify");
+    let refunded = position("step.refund", "refunded");
+    assert!(cancelled_at_channel < refunded, "{items:#?}");
+    assert!(items[cancelled_at_channel]["at"].as_str() <= items[refunded]["at"].as_str());
+    let order_cancelled = position("order.cancelled", "");
+    assert!(
+        cancelled_at_channel < order_cancelled,
+        "W4: cancelled once the channel confirmed"
+    );
+}
+
+async fn a_slow_refund_does_not_hide_that_the_channel_has_cancelled(app: TestApp) {
+    let sim = TestSim::start().await;
+    let shop = app.shop().await;
+    let (id, payment) = shopify_card_order(&app, &sim, &shop).await;
+    // Longer than the worker keeps the channel's outcome unwritten while the refund is called
+    // (250 ms), within the tests' partner timeout (500 ms).
+    sim.set_faults("refunds.create", json!({"latency_ms": 400})).await;
+    let cancel = tokio::spawn({
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url(&format!("/api/v1/orders/{id}/cancel")),
+            shop.token.clone(),
+        );
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"reason_code": "CUSTOMER"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let seen = app
+        .wait_for_order(&shop, &id, 10, |order| {
+            order["status"] == "cancelled" || order["cancellation"]["status"] == "completed"
+        })
+        .await;
+    assert_eq!(
+        step(&seen, "channel_cancel")["status"],
+        "succeeded",
+        "W4: the channel's cancel is recorded as soon as it is made"
+    );
+    assert_eq!(
+        step(&seen, "refund")["status"],
+        "pending",
+        "seen while the provider is still answering: {seen}"
+    );
+    assert_eq!(seen["cancellation"]["status"], "processing");
+    assert!(matches!(cancel.await.unwrap(), 200 | 202));
+    let done = app
+        .wait_for_order(&shop, &id, 20, |order| order["cancellation"]["status"] == "completed")
+        .await;
+    assert_eq!(done["total_refund_price"], "2600");
+    assert_eq!(sim.refunds_of(&payment).await.len(), 1, "the refund made once");
 }
