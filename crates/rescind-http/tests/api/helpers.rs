@@ -325,6 +325,28 @@ impl TestApp {
             .await
     }
 
+    /// Sends a cancel on a task of its own, for a test to act while it runs; the task answers the
+    /// status and the body.
+    pub fn spawn_cancel(
+        &self,
+        shop: &TestShop,
+        order_id: &str,
+        options: Value,
+    ) -> tokio::task::JoinHandle<(u16, Value)> {
+        let (client, url, token) = (
+            self.client.clone(),
+            self.url(&format!("/api/v1/orders/{order_id}/cancel")),
+            shop.token.clone(),
+        );
+        tokio::spawn(async move {
+            let response = client.post(url).bearer_auth(token).json(&options).send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        })
+    }
+
     pub async fn order_now(&self, shop: &TestShop, order_id: &str) -> Value {
         let answer = self.get(&format!("/api/v1/orders/{order_id}"), &shop.token).await;
         assert_eq!(answer.status, 200, "{}", answer.text);

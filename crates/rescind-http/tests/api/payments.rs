@@ -272,23 +272,7 @@ async fn a_cancel_answers_202_processing_while_the_provider_is_slow_and_complete
     sim.set_faults("refunds.create", json!({"error_rate": 1.0, "latency_ms": 400}))
         .await;
     let id = order["id"].as_str().unwrap().to_owned();
-    let pending = tokio::spawn({
-        let (client, url, token) = (
-            app.client.clone(),
-            app.url(&format!("/api/v1/orders/{id}/cancel")),
-            shop.token.clone(),
-        );
-        async move {
-            let response = client
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({}))
-                .send()
-                .await
-                .unwrap();
-            (response.status().as_u16(), response.json::<Value>().await.unwrap())
-        }
-    });
+    let pending = app.spawn_cancel(&shop, &id, json!({}));
     let (status, body) = pending.await.unwrap();
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["cancellation"]["status"], "processing");
@@ -644,24 +628,7 @@ async fn a_slow_refund_does_not_hide_that_the_channel_has_cancelled(app: TestApp
     // Longer than the worker keeps the channel's outcome unwritten while the refund is called
     // (250 ms), within the tests' partner timeout (500 ms).
     sim.set_faults("refunds.create", json!({"latency_ms": 400})).await;
-    let cancel = tokio::spawn({
-        let (client, url, token) = (
-            app.client.clone(),
-            app.url(&format!("/api/v1/orders/{id}/cancel")),
-            shop.token.clone(),
-        );
-        async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({"reason_code": "CUSTOMER"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    });
+    let cancel = app.spawn_cancel(&shop, &id, json!({"reason_code": "CUSTOMER"}));
     let seen = app
         .wait_for_order(&shop, &id, 10, |order| {
             order["status"] == "cancelled" || order["cancellation"]["status"] == "completed"
@@ -678,7 +645,7 @@ async fn a_slow_refund_does_not_hide_that_the_channel_has_cancelled(app: TestApp
         "seen while the provider is still answering: {seen}"
     );
     assert_eq!(seen["cancellation"]["status"], "processing");
-    assert!(matches!(cancel.await.unwrap(), 200 | 202));
+    assert!(matches!(cancel.await.unwrap().0, 200 | 202));
     let done = app
         .wait_for_order(&shop, &id, 20, |order| order["cancellation"]["status"] == "completed")
         .await;

@@ -424,29 +424,12 @@ async fn a_warehouse_report_racing_a_cancel_never_leaves_a_silent_shipped_cancel
         let (id, external_id) = shipping_order(&app, &shop).await;
         let late_status = if round % 2 == 0 { "packed" } else { "shipped" };
         let delay = Duration::from_millis(rand::random::<u64>() % 15);
-        let cancel = {
-            let (client, url, token) = (
-                app.client.clone(),
-                app.url(&format!("/api/v1/orders/{id}/cancel")),
-                shop.token.clone(),
-            );
-            tokio::spawn(async move {
-                client
-                    .post(url)
-                    .bearer_auth(token)
-                    .json(&json!({"refund_method": "store_credit"}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            })
-        };
+        let cancel = app.spawn_cancel(&shop, &id, json!({"refund_method": "store_credit"}));
         tokio::time::sleep(delay).await;
         // Through picking to the late status, as a warehouse moves.
         move_to(&app, &sim, &external_id, "picking").await;
         move_to(&app, &sim, &external_id, late_status).await;
-        let status = cancel.await.unwrap();
+        let (status, _) = cancel.await.unwrap();
         assert!(matches!(status, 200 | 202 | 409 | 502), "round {round}: {status}");
         tokio::time::sleep(Duration::from_millis(100)).await;
         let order = app.order_now(&shop, &id).await;
