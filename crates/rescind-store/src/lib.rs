@@ -698,6 +698,21 @@ mod sqlite {
         written
     }
 
+    /// What `batch::run_group` decides and writes a group through (not used on SQLite, whose group
+    /// writer runs on the writer's own handle).
+    fn group_sink(connection: &mut Connection) -> Statements<'_> {
+        Statements(connection)
+    }
+
+    /// Writes a group's changes after its decisions.
+    async fn save_into(
+        sink: &mut Statements<'_>,
+        changes: &[OrderChange],
+        leases: &[Option<crate::Lease>],
+    ) -> Result<()> {
+        save_changes(sink.0, changes, leases).await
+    }
+
     /// How long the group writer keeps the writer connection while changes keep coming, before it
     /// lets the other writes have it (claims, imports, the checkpoint) and queues for it again.
     /// Taking it for every group cost 0.6–2 ms each: the pool's hand-over, a blocking thread and
@@ -1107,28 +1122,26 @@ mod sqlite {
             Ok(())
         }
 
-        async fn stocked(&mut self, shop_id: &str, sku: &str) -> Result<bool> {
-            let mut statement = self
+        async fn restock_state(
+            &mut self,
+            restock: crate::rows::RestockOf<'_>,
+            skus: &[&str],
+        ) -> Result<Vec<crate::rows::SkuState>> {
+            // In process, a statement per SKU costs less than building one for them all.
+            let mut stocked = self
                 .0
                 .prepare_cached("SELECT 1 FROM inventory WHERE shop_id = $1 AND sku = $2")?;
-            Ok(statement.exists([shop_id, sku])?)
-        }
-
-        async fn prove_restock(&mut self, proof: crate::rows::RestockProof<'_>) -> Result<bool> {
-            let mut statement = self.0.prepare_cached(PROVE_RESTOCK_SQL)?;
-            let crate::rows::RestockProof {
-                order_id,
-                cancellation_id,
-                sku,
-                quantity,
-                at,
-            } = proof;
-            Ok(statement.execute(rusqlite::params![order_id, cancellation_id, sku, quantity, at])? > 0)
-        }
-
-        async fn savepoint(&mut self, statement: &'static str) -> Result<()> {
-            self.0.execute_batch(statement)?;
-            Ok(())
+            let mut proven = self
+                .0
+                .prepare_cached("SELECT 1 FROM restocks WHERE order_id = $1 AND cancellation_id = $2 AND sku = $3")?;
+            skus.iter()
+                .map(|sku| {
+                    Ok(crate::rows::SkuState {
+                        stocked: stocked.exists([restock.shop_id, sku])?,
+                        proven: proven.exists([restock.order_id, restock.cancellation_id, sku])?,
+                    })
+                })
+                .collect()
         }
     }
 }
@@ -1178,9 +1191,19 @@ mod postgres {
         changes: &[OrderChange],
         leases: &[Option<crate::Lease>],
     ) -> Result<()> {
-        let mut batched = Batched::new(connection);
-        write_leased_changes(&mut batched, changes, leases).await?;
-        batched.flush().await
+        save_into(&mut Batched::new(connection), changes, leases).await
+    }
+
+    /// What `batch::run_group` decides and writes a group through: one [`Batched`] for both, so the
+    /// rows a decision writes (a restock's proofs and ledger) go with the next statement sent.
+    fn group_sink(connection: &mut Connection) -> Batched<'_> {
+        Batched::new(connection)
+    }
+
+    /// Writes a group's changes after its decisions, with whatever the decisions left held.
+    async fn save_into(sink: &mut Batched<'_>, changes: &[OrderChange], leases: &[Option<crate::Lease>]) -> Result<()> {
+        write_leased_changes(sink, changes, leases).await?;
+        sink.flush().await
     }
 
     /// The statement that writes `rows`: one whatever their number, each column bound as one array
@@ -1373,13 +1396,55 @@ mod postgres {
         }
 
         async fn add_stock(&mut self, shop_id: &str, deltas: &[(&str, i64)], at: i64) -> Result<Vec<String>> {
-            self.flush().await?;
-            Statements(&mut *self.connection).add_stock(shop_id, deltas, at).await
+            if deltas.is_empty() {
+                return Ok(Vec::new());
+            }
+            // The update is held like an insert, and what is held goes with it.
+            let part = self.parts;
+            let skus: Vec<String> = deltas.iter().map(|(sku, _)| (*sku).to_owned()).collect();
+            let amounts: Vec<i64> = deltas.iter().map(|(_, delta)| *delta).collect();
+            let query = self.hold();
+            query
+                .push("UPDATE inventory SET available = available + moved.move_delta, updated_at = ")
+                .push_bind(at)
+                .push(" FROM UNNEST(")
+                .push_bind(skus)
+                .push("::text[], ")
+                .push_bind(amounts)
+                .push("::bigint[]) AS moved (move_sku, move_delta) WHERE inventory.shop_id = ")
+                .push_bind(shop_id.to_owned())
+                .push(" AND inventory.sku = moved.move_sku RETURNING inventory.sku)");
+            let mut query = self.take_held().expect("the update is held");
+            query.push("SELECT sku FROM held_").push(part);
+            query
+                .build()
+                .fetch_all(&mut *self.connection)
+                .await?
+                .iter()
+                .map(|row| Ok(row.try_get("sku")?))
+                .collect()
         }
 
         async fn queue_pushes(&mut self, shop_id: &str, skus: &[String], at: i64) -> Result<()> {
-            self.flush().await?;
-            Statements(&mut *self.connection).queue_pushes(shop_id, skus, at).await
+            if skus.is_empty() {
+                return self.flush().await;
+            }
+            let mut query = self.take_held().unwrap_or_else(|| QueryBuilder::new(""));
+            query.push(
+                "INSERT INTO inventory_pushes (channel_id, sku, shop_id, due_at, version, attempts) \
+                 SELECT l.channel_id, l.sku, l.shop_id, ",
+            );
+            query.push_bind(at);
+            query.push(
+                " + s.inventory_push_interval_s * 1000000, 1, 0 \
+                 FROM inventory_listings l JOIN shops s ON s.id = l.shop_id WHERE l.shop_id = ",
+            );
+            query.push_bind(shop_id.to_owned());
+            query.push(" AND l.sku = ANY(");
+            query.push_bind(skus.to_vec());
+            query.push("::text[]) ON CONFLICT (channel_id, sku) DO UPDATE SET version = inventory_pushes.version + 1");
+            query.build().execute(&mut *self.connection).await?;
+            Ok(())
         }
 
         async fn delete_jobs(&mut self, order_ids: &[&str]) -> Result<()> {
@@ -1395,19 +1460,14 @@ mod postgres {
             Ok(())
         }
 
-        async fn stocked(&mut self, shop_id: &str, sku: &str) -> Result<bool> {
+        async fn restock_state(
+            &mut self,
+            restock: crate::rows::RestockOf<'_>,
+            skus: &[&str],
+        ) -> Result<Vec<crate::rows::SkuState>> {
+            // A read sees what is held: it is sent first.
             self.flush().await?;
-            Statements(&mut *self.connection).stocked(shop_id, sku).await
-        }
-
-        async fn prove_restock(&mut self, proof: crate::rows::RestockProof<'_>) -> Result<bool> {
-            self.flush().await?;
-            Statements(&mut *self.connection).prove_restock(proof).await
-        }
-
-        async fn savepoint(&mut self, statement: &'static str) -> Result<()> {
-            self.flush().await?;
-            Statements(&mut *self.connection).savepoint(statement).await
+            Statements(&mut *self.connection).restock_state(restock, skus).await
         }
     }
 

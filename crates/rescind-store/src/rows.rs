@@ -60,17 +60,6 @@ impl From<bool> for Value<'_> {
     }
 }
 
-/// That a cancellation put `quantity` of a SKU back at `at` (unix µs): the row of
-/// `PROVE_RESTOCK_SQL`, which exists at most once per cancellation and SKU (I2).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct RestockProof<'a> {
-    pub(crate) order_id: &'a str,
-    pub(crate) cancellation_id: &'a str,
-    pub(crate) sku: &'a str,
-    pub(crate) quantity: i64,
-    pub(crate) at: i64,
-}
-
 /// Rows of one statement shape: `head` names the table and columns (`INSERT INTO t (a, b) `), `tail`
 /// follows the values (an `ON CONFLICT` clause, or nothing).
 #[derive(Debug)]
@@ -153,13 +142,25 @@ pub(crate) trait Sink {
     async fn queue_pushes(&mut self, shop_id: &str, skus: &[String], at: i64) -> Result<()>;
     /// Forgets the workflow jobs of these orders.
     async fn delete_jobs(&mut self, order_ids: &[&str]) -> Result<()>;
-    /// Whether the shop stocks the SKU; its level is locked for the transaction where the backend
-    /// locks rows.
-    async fn stocked(&mut self, shop_id: &str, sku: &str) -> Result<bool>;
-    /// Keeps the proof that a cancellation put a SKU back (I2); false when it had already.
-    async fn prove_restock(&mut self, proof: RestockProof<'_>) -> Result<bool>;
-    /// Runs `statement` as it is: `SAVEPOINT`, `RELEASE` and `ROLLBACK TO` of a fixed name.
-    async fn savepoint(&mut self, statement: &'static str) -> Result<()>;
+    /// Where each of `skus` stands for a cancellation's restock (I2), in their order: whether the
+    /// shop stocks it (its level locked for the transaction, in SKU order, where the backend locks
+    /// rows), and whether the cancellation put it back already (its `restocks` proof exists).
+    async fn restock_state(&mut self, restock: RestockOf<'_>, skus: &[&str]) -> Result<Vec<SkuState>>;
+}
+
+/// Whose restock [`Sink::restock_state`] reads: the order's, for one of its cancellations.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RestockOf<'a> {
+    pub(crate) shop_id: &'a str,
+    pub(crate) order_id: &'a str,
+    pub(crate) cancellation_id: &'a str,
+}
+
+/// A SKU's state for a restock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SkuState {
+    pub(crate) stocked: bool,
+    pub(crate) proven: bool,
 }
 
 /// Runs a future that never waits (a [`Sink`] over a synchronous connection) to its end, here.
