@@ -2411,7 +2411,7 @@ mod batch {
 
     pub(crate) type Refusal = Box<dyn Any + Send>;
     /// What a job decides: a change from the order and its shop's setup, or a restock's outcome from
-    /// what was put back (the stock moved in the group's transaction, under a savepoint).
+    /// what would go back (the stock moved in the group's transaction once the outcome is recorded).
     enum Decide {
         Change(DecideChange),
         Restock(DecideRestock),
@@ -2655,8 +2655,8 @@ mod batch {
     /// change for the lease kept through it.
     pub(crate) type Decisions = (Vec<(oneshot::Sender<Outcome>, Decided)>, Vec<OrderChange>, Vec<Option<Lease>>);
 
-    /// Decides each job in turn against the order as the jobs before it left it; a restock puts the
-    /// stock back first, under a savepoint that its refusal rolls back. A worker's lease is kept
+    /// Decides each job in turn against the order as the jobs before it left it; a restock reads what
+    /// would go back and puts it back only when its outcome is recorded. A worker's lease is kept
     /// through its change when that change is the order's last in the group and schedules the next
     /// step by the lease's horizon. A failed write of a restock fails the group (the error comes last).
     pub(crate) async fn decide_all<S: Sink>(sink: &mut S, group: Vec<Job>, loaded: Loaded) -> (Decisions, Option<anyhow::Error>) {
