@@ -1021,6 +1021,15 @@ async fn put_back_stock<S: Sink>(sink: &mut S, order: &Order, report: &RestockRe
     Ok(())
 }
 
+/// The statement that queues SKUs' levels for every channel listing them (I5), in three parts around
+/// its two values — when (`at`, unix µs) and the shop — and the SKUs' condition after the shop's.
+const QUEUE_PUSHES_HEAD: &str = "INSERT INTO inventory_pushes (channel_id, sku, shop_id, due_at, version, attempts) \
+     SELECT l.channel_id, l.sku, l.shop_id, ";
+const QUEUE_PUSHES_DUE_FROM: &str = " + s.inventory_push_interval_s * 1000000, 1, 0 \
+     FROM inventory_listings l JOIN shops s ON s.id = l.shop_id WHERE l.shop_id = ";
+/// A SKU already queued is pushed again, with its newer level.
+const QUEUE_PUSHES_AGAIN: &str = " ON CONFLICT (channel_id, sku) DO UPDATE SET version = inventory_pushes.version + 1";
+
 /// A [`Sink`] that sends multi-row statements through sqlx: as few statements as the parameter limit
 /// allows, in power-of-two row counts so that a few shapes stay prepared.
 struct Statements<'c>(&'c mut Connection);
@@ -1077,22 +1086,17 @@ impl Sink for Statements<'_> {
 
     async fn queue_pushes(&mut self, shop_id: &str, skus: &[String], at: i64) -> Result<()> {
         for chunk in statement_chunks(skus, 1) {
-            let mut query = QueryBuilder::<Db>::new(
-                "INSERT INTO inventory_pushes (channel_id, sku, shop_id, due_at, version, attempts) \
-                 SELECT l.channel_id, l.sku, l.shop_id, ",
-            );
+            let mut query = QueryBuilder::<Db>::new(QUEUE_PUSHES_HEAD);
             query.push_bind(at);
-            query.push(
-                " + s.inventory_push_interval_s * 1000000, 1, 0 \
-                 FROM inventory_listings l JOIN shops s ON s.id = l.shop_id WHERE l.shop_id = ",
-            );
+            query.push(QUEUE_PUSHES_DUE_FROM);
             query.push_bind(shop_id);
             query.push(" AND l.sku IN (");
             let mut list = query.separated(", ");
             for sku in chunk {
                 list.push_bind(sku.as_str());
             }
-            query.push(") ON CONFLICT (channel_id, sku) DO UPDATE SET version = inventory_pushes.version + 1");
+            query.push(")");
+            query.push(QUEUE_PUSHES_AGAIN);
             query.build().execute(&mut *self.0).await?;
         }
         Ok(())

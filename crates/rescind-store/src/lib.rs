@@ -1430,19 +1430,14 @@ mod postgres {
                 return self.flush().await;
             }
             let mut query = self.take_held().unwrap_or_else(|| QueryBuilder::new(""));
-            query.push(
-                "INSERT INTO inventory_pushes (channel_id, sku, shop_id, due_at, version, attempts) \
-                 SELECT l.channel_id, l.sku, l.shop_id, ",
-            );
+            query.push(QUEUE_PUSHES_HEAD);
             query.push_bind(at);
-            query.push(
-                " + s.inventory_push_interval_s * 1000000, 1, 0 \
-                 FROM inventory_listings l JOIN shops s ON s.id = l.shop_id WHERE l.shop_id = ",
-            );
+            query.push(QUEUE_PUSHES_DUE_FROM);
             query.push_bind(shop_id.to_owned());
             query.push(" AND l.sku = ANY(");
             query.push_bind(skus.to_vec());
-            query.push("::text[]) ON CONFLICT (channel_id, sku) DO UPDATE SET version = inventory_pushes.version + 1");
+            query.push("::text[])");
+            query.push(QUEUE_PUSHES_AGAIN);
             query.build().execute(&mut *self.connection).await?;
             Ok(())
         }
