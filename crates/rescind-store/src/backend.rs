@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "outbox_webhooks", include_str!("../migrations/0005_outbox_webhooks.sql")),
     (6, "order_changes", include_str!("../migrations/0006_order_changes.sql")),
     (7, "outbox_without_time_index", include_str!("../migrations/0007_outbox_without_time_index.sql")),
+    (8, "requests_by_order", include_str!("../migrations/0008_requests_by_order.sql")),
 ];
 
 const ORDER_COLUMNS: &str = "id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
@@ -244,17 +245,42 @@ fn like_pattern(text: &str) -> String {
     pattern
 }
 
-/// Loads orders (rows already fetched) with their current cancellation and their refunds.
-async fn complete_orders(connection: &mut Connection, rows: Vec<DbRow>) -> Result<Vec<Order>> {
+/// Which of the orders' refunds and cancellation requests [`complete_orders`] reads.
+#[derive(Clone, Copy)]
+enum Attached {
+    /// Every order's (a page of a list, where the flags would be worked out for every row the filter
+    /// passes before the page is cut).
+    Read,
+    /// Only those the order's row says exist (its `has_refunds` and `has_requests`, selected by
+    /// [`ORDER_ATTACHED_FLAGS`]): a load of orders with none costs no statement for them.
+    AsFlagged,
+}
+
+/// Whether an order has refunds and requests, selected beside its columns for [`Attached::AsFlagged`].
+const ORDER_ATTACHED_FLAGS: &str = "EXISTS (SELECT 1 FROM refunds WHERE refunds.order_id = orders.id) AS has_refunds, \
+    EXISTS (SELECT 1 FROM cancellation_requests WHERE cancellation_requests.order_id = orders.id) AS has_requests";
+
+/// Loads orders (rows already fetched) with their current cancellation, their refunds and their
+/// latest cancellation request.
+async fn complete_orders(connection: &mut Connection, rows: Vec<DbRow>, attached: Attached) -> Result<Vec<Order>> {
     let mut orders = Vec::with_capacity(rows.len());
     let mut cancellation_ids = Vec::new();
+    let mut with_refunds = Vec::new();
+    let mut with_requests = Vec::new();
     for row in &rows {
         let (order, cancellation_id) = order_from_row(row)?;
         cancellation_ids.extend(cancellation_id);
+        let (has_refunds, has_requests) = match attached {
+            Attached::Read => (true, true),
+            Attached::AsFlagged => (Read::column::<bool>(row, "has_refunds")?, Read::column::<bool>(row, "has_requests")?),
+        };
+        if has_refunds {
+            with_refunds.push(order.id.clone());
+        }
+        if has_requests {
+            with_requests.push(order.id.clone());
+        }
         orders.push(order);
-    }
-    if orders.is_empty() {
-        return Ok(orders);
     }
     let mut cancellations: HashMap<String, Cancellation> = HashMap::new();
     if !cancellation_ids.is_empty() {
@@ -266,24 +292,28 @@ async fn complete_orders(connection: &mut Connection, rows: Vec<DbRow>) -> Resul
             cancellations.insert(order_id, cancellation);
         }
     }
-    let mut query = QueryBuilder::<Db>::new(format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE order_id IN ("));
-    push_in_list(&mut query, orders.iter().map(|order| order.id.clone()));
-    query.push(") ORDER BY created_at, id");
     let mut refunds: HashMap<String, Vec<Refund>> = HashMap::new();
-    for row in query.build().fetch_all(&mut *connection).await.context("failed to load refunds")? {
-        let (order_id, refund) = refund_from_row(&row)?;
-        refunds.entry(order_id).or_default().push(refund);
+    if !with_refunds.is_empty() {
+        let mut query = QueryBuilder::<Db>::new(format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE order_id IN ("));
+        push_in_list(&mut query, with_refunds);
+        query.push(") ORDER BY created_at, id");
+        for row in query.build().fetch_all(&mut *connection).await.context("failed to load refunds")? {
+            let (order_id, refund) = refund_from_row(&row)?;
+            refunds.entry(order_id).or_default().push(refund);
+        }
     }
-    let mut query = QueryBuilder::<Db>::new(format!(
-        "SELECT {REQUEST_COLUMNS} FROM cancellation_requests WHERE order_id IN ("
-    ));
-    push_in_list(&mut query, orders.iter().map(|order| order.id.clone()));
-    query.push(") ORDER BY created_at, id");
     let mut requests: HashMap<String, CancellationRequest> = HashMap::new();
-    for row in query.build().fetch_all(&mut *connection).await.context("failed to load cancellation requests")? {
-        let (order_id, request) = request_from_row(&row)?;
-        // The latest one wins.
-        requests.insert(order_id, request);
+    if !with_requests.is_empty() {
+        let mut query = QueryBuilder::<Db>::new(format!(
+            "SELECT {REQUEST_COLUMNS} FROM cancellation_requests WHERE order_id IN ("
+        ));
+        push_in_list(&mut query, with_requests);
+        query.push(") ORDER BY created_at, id");
+        for row in query.build().fetch_all(&mut *connection).await.context("failed to load cancellation requests")? {
+            let (order_id, request) = request_from_row(&row)?;
+            // The latest one wins.
+            requests.insert(order_id, request);
+        }
     }
     for order in &mut orders {
         order.cancellation = cancellations.remove(&order.id);
@@ -322,14 +352,16 @@ async fn load_orders_for_change(connection: &mut Connection, shop_id: &str, ids:
     // Locks are taken in id order so two bulk changes cannot deadlock.
     sorted.sort();
     sorted.dedup();
-    let mut query = QueryBuilder::<Db>::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE shop_id = "));
+    let mut query = QueryBuilder::<Db>::new(format!(
+        "SELECT {ORDER_COLUMNS}, {ORDER_ATTACHED_FLAGS} FROM orders WHERE shop_id = "
+    ));
     query.push_bind(shop_id.to_owned());
     query.push(" AND id IN (");
     push_in_list(&mut query, sorted.into_iter().cloned());
     query.push(") ORDER BY id ");
     query.push(DIALECT.lock_order);
     let rows = query.build().fetch_all(&mut *connection).await.context("failed to load orders for a change")?;
-    complete_orders(connection, rows).await
+    complete_orders(connection, rows, Attached::AsFlagged).await
 }
 
 /// A shop's channels, by id.
@@ -1501,13 +1533,15 @@ impl Backend {
     pub(crate) async fn order(&self, shop_id: &str, order_id: &str) -> Result<Option<Order>> {
         // One snapshot: the order row and what `complete_orders` attaches to it are read apart.
         let mut snapshot = self.read.begin_with(DIALECT.read_snapshot).await?;
-        let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE shop_id = $1 AND id = $2"))
-            .bind(shop_id)
-            .bind(order_id)
-            .fetch_optional(&mut *snapshot)
-            .await
-            .context("failed to load the order")?;
-        let order = complete_orders(&mut snapshot, row.into_iter().collect()).await?.pop();
+        let row = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS}, {ORDER_ATTACHED_FLAGS} FROM orders WHERE shop_id = $1 AND id = $2"
+        ))
+        .bind(shop_id)
+        .bind(order_id)
+        .fetch_optional(&mut *snapshot)
+        .await
+        .context("failed to load the order")?;
+        let order = complete_orders(&mut snapshot, row.into_iter().collect(), Attached::AsFlagged).await?.pop();
         snapshot.commit().await?;
         Ok(order)
     }
@@ -1552,7 +1586,7 @@ impl Backend {
         let mut rows = query.build().fetch_all(&mut *snapshot).await.context("failed to list orders")?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let items = complete_orders(&mut snapshot, rows).await?;
+        let items = complete_orders(&mut snapshot, rows, Attached::Read).await?;
         snapshot.commit().await?;
         let next_cursor = if more { items.last().map(|order| order.id.clone()) } else { None };
         Ok(Page { items, next_cursor })
@@ -2646,6 +2680,33 @@ mod batch {
     /// The group's orders by shop and id, and each shop's setup.
     pub(crate) type Loaded = (HashMap<(String, String), Order>, HashMap<String, ShopSetup>);
 
+    /// The most shops whose setup a group writer keeps; past it, it starts again from none.
+    const SETUPS_KEPT_MAX: usize = 1024;
+
+    /// Each shop's setup as the group writer last read it. Channels and warehouses are only ever
+    /// inserted — nothing updates or deletes either — so a kept setup that holds every channel and
+    /// warehouse a group's orders name gives their decisions what a new read would (H4, C4); one that
+    /// lacks one (created since, perhaps by another process) is read again. On PostgreSQL that is two
+    /// round trips fewer per group.
+    #[derive(Default)]
+    pub(crate) struct Setups(HashMap<String, ShopSetup>);
+
+    impl Setups {
+        /// The shop's kept setup, when it covers every one of `orders`.
+        pub(crate) fn covering<'o>(&self, shop_id: &str, mut orders: impl Iterator<Item = &'o Order>) -> Option<&ShopSetup> {
+            let setup = self.0.get(shop_id)?;
+            orders.all(|order| setup.covers(order)).then_some(setup)
+        }
+
+        /// Keeps the setup just read for the shop.
+        pub(crate) fn keep(&mut self, shop_id: &str, setup: &ShopSetup) {
+            if self.0.len() >= SETUPS_KEPT_MAX && !self.0.contains_key(shop_id) {
+                self.0.clear();
+            }
+            self.0.insert(shop_id.to_owned(), setup.clone());
+        }
+    }
+
     /// Each shop's orders in the group.
     pub(crate) fn ids_by_shop(group: &[Job]) -> HashMap<String, Vec<String>> {
         let mut ids_by_shop: HashMap<String, Vec<String>> = HashMap::new();
@@ -2778,7 +2839,7 @@ mod batch {
     /// writes all changes together through sqlx: a group of a hundred cancels costs about as many
     /// statements as one.
     #[allow(dead_code)]
-    pub(crate) async fn run_group(pool: &sqlx::Pool<Db>, group: Vec<Job>) {
+    pub(crate) async fn run_group(pool: &sqlx::Pool<Db>, group: Vec<Job>, setups: &mut Setups) {
         let started = std::time::Instant::now();
         let size = group.len();
         let mut tx = match pool.begin().await {
@@ -2786,7 +2847,7 @@ mod batch {
             Err(error) => return fail_all(group, &format!("failed to start a change: {error}")),
         };
         let begun_us = started.elapsed().as_micros();
-        let loaded = match load_group(&mut tx, ids_by_shop(&group)).await {
+        let loaded = match load_group(&mut tx, ids_by_shop(&group), setups).await {
             Ok(loaded) => loaded,
             Err(error) => return fail_all(group, &format!("{error:#}")),
         };
@@ -2820,6 +2881,7 @@ mod batch {
     async fn load_group(
         tx: &mut sqlx::Transaction<'_, Db>,
         ids_by_shop: HashMap<String, Vec<String>>,
+        kept: &mut Setups,
     ) -> anyhow::Result<Loaded> {
         let mut orders = HashMap::new();
         let mut setups = HashMap::new();
@@ -2827,10 +2889,19 @@ mod batch {
         let mut ids_by_shop: Vec<(String, Vec<String>)> = ids_by_shop.into_iter().collect();
         ids_by_shop.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (shop_id, ids) in ids_by_shop {
-            for order in load_orders_for_change(tx, &shop_id, &ids).await? {
+            let loaded = load_orders_for_change(tx, &shop_id, &ids).await?;
+            let setup = match kept.covering(&shop_id, loaded.iter()) {
+                Some(setup) => setup.clone(),
+                None => {
+                    let setup = load_shop_setup(tx, &shop_id).await?;
+                    kept.keep(&shop_id, &setup);
+                    setup
+                }
+            };
+            setups.insert(shop_id.clone(), setup);
+            for order in loaded {
                 orders.insert((shop_id.clone(), order.id.clone()), order);
             }
-            setups.insert(shop_id.clone(), load_shop_setup(tx, &shop_id).await?);
         }
         Ok((orders, setups))
     }

@@ -376,6 +376,16 @@ impl ShopSetup {
             .is_none_or(|channel| channel.cancel_sync)
     }
 
+    /// Whether this holds the order's channel and, when it has one, its warehouse: all a decision
+    /// about the order asks of it.
+    pub(crate) fn covers(&self, order: &Order) -> bool {
+        self.channels.iter().any(|channel| channel.id == order.channel_id)
+            && order
+                .warehouse_id
+                .as_deref()
+                .is_none_or(|warehouse_id| self.warehouses.iter().any(|warehouse| warehouse.id == warehouse_id))
+    }
+
     /// The settings of the warehouse that would ship the order, if it has one.
     pub fn warehouse_settings(&self, order: &Order) -> Option<rescind_domain::WarehouseSettings> {
         warehouse_settings(&self.warehouses, order)
@@ -770,7 +780,7 @@ mod sqlite {
             }
         };
         let raw = handle.as_raw_handle();
-        let db = match previous {
+        let mut db = match previous {
             Some(previous) if previous.raw == raw => previous,
             other => {
                 if let Some(stale) = other {
@@ -786,7 +796,11 @@ mod sqlite {
                 match unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) } {
                     Ok(db) => {
                         db.set_prepared_statement_cache_capacity(GROUP_STATEMENTS_MAX);
-                        KeptHandle { raw, db }
+                        KeptHandle {
+                            raw,
+                            db,
+                            setups: batch::Setups::default(),
+                        }
                     }
                     Err(error) => {
                         batch::fail_all(group, &format!("failed to use the writer's handle: {error}"));
@@ -798,7 +812,9 @@ mod sqlite {
         let held = std::time::Instant::now();
         let mut group = group;
         loop {
-            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| group_on_handle(&db.db, group)));
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                group_on_handle(&db.db, &mut db.setups, group)
+            }));
             if ran.is_err() {
                 // A decision panicked: its group's callers hear that the change failed, and the
                 // connection goes back to the pool with no transaction open.
@@ -830,6 +846,8 @@ mod sqlite {
     struct KeptHandle {
         raw: std::ptr::NonNull<rusqlite::ffi::sqlite3>,
         db: rusqlite::Connection,
+        /// The shops' setups as the writer last read them.
+        setups: batch::Setups,
     }
 
     // SAFETY: the rusqlite connection is Send; the raw pointer is only compared, never dereferenced.
@@ -838,13 +856,13 @@ mod sqlite {
     /// Runs one group in one transaction. Each group is logged at debug level (`rescind_store=debug`)
     /// with its size and the microseconds since it began at the end of each phase: where the one
     /// writer's time goes.
-    fn group_on_handle(db: &rusqlite::Connection, group: Vec<batch::Job>) {
+    fn group_on_handle(db: &rusqlite::Connection, setups: &mut batch::Setups, group: Vec<batch::Job>) {
         let started = std::time::Instant::now();
         let size = group.len();
         if let Err(error) = db.execute_batch("BEGIN IMMEDIATE") {
             return batch::fail_all(group, &format!("failed to start a change: {error}"));
         }
-        let loaded = load_group_on_handle(db, batch::ids_by_shop(&group));
+        let loaded = load_group_on_handle(db, batch::ids_by_shop(&group), setups);
         let loaded_us = started.elapsed().as_micros();
         let loaded = match loaded {
             Ok(loaded) => loaded,
@@ -891,6 +909,7 @@ mod sqlite {
     fn load_group_on_handle(
         db: &rusqlite::Connection,
         ids_by_shop: HashMap<String, Vec<String>>,
+        kept: &mut batch::Setups,
     ) -> Result<batch::Loaded> {
         let mut select_order = db.prepare_cached(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE shop_id = $1 AND id = $2"
@@ -911,6 +930,7 @@ mod sqlite {
         let mut orders = HashMap::new();
         let mut setups = HashMap::new();
         for (shop_id, ids) in ids_by_shop {
+            let mut loaded = Vec::with_capacity(ids.len());
             for id in ids {
                 let mut found = select_order.query([&shop_id, &id])?;
                 let Some(row) = found.next()? else { continue };
@@ -933,21 +953,29 @@ mod sqlite {
                     order.cancellation_request = Some(request_from_row(&request_columns.of_row(row))?.1);
                 }
                 drop(found);
-                orders.insert((shop_id.clone(), id), order);
+                loaded.push(order);
             }
-            let setup = ShopSetup {
-                channels: db
-                    .prepare_cached(SHOP_CHANNELS_SQL)?
-                    .query_and_then([&shop_id], |row| channel_from_row(row))?
-                    .collect::<Result<_>>()?,
-                warehouses: db
-                    .prepare_cached(&format!(
-                        "SELECT {WAREHOUSE_COLUMNS} FROM warehouses WHERE shop_id = $1 ORDER BY id"
-                    ))?
-                    .query_and_then([&shop_id], |row| warehouse_from_row(row))?
-                    .collect::<Result<_>>()?,
-            };
-            setups.insert(shop_id, setup);
+            if let Some(setup) = kept.covering(&shop_id, loaded.iter()) {
+                setups.insert(shop_id.clone(), setup.clone());
+            } else {
+                let setup = ShopSetup {
+                    channels: db
+                        .prepare_cached(SHOP_CHANNELS_SQL)?
+                        .query_and_then([&shop_id], |row| channel_from_row(row))?
+                        .collect::<Result<_>>()?,
+                    warehouses: db
+                        .prepare_cached(&format!(
+                            "SELECT {WAREHOUSE_COLUMNS} FROM warehouses WHERE shop_id = $1 ORDER BY id"
+                        ))?
+                        .query_and_then([&shop_id], |row| warehouse_from_row(row))?
+                        .collect::<Result<_>>()?,
+                };
+                kept.keep(&shop_id, &setup);
+                setups.insert(shop_id.clone(), setup);
+            }
+            for order in loaded {
+                orders.insert((shop_id.clone(), order.id.clone()), order);
+            }
         }
         Ok((orders, setups))
     }
@@ -1476,9 +1504,10 @@ mod postgres {
     /// one group at a time, until the store closes.
     fn run_writer(pool: sqlx::Pool<Db>, mut groups: batch::Groups) {
         tokio::spawn(async move {
+            let mut setups = batch::Setups::default();
             while let Some(group) = groups.next().await {
                 if !group.is_empty() {
-                    batch::run_group(&pool, group).await;
+                    batch::run_group(&pool, group, &mut setups).await;
                 }
             }
             groups.stopped();

@@ -5,7 +5,7 @@
 //! still lets the other writes have the connection in turn. A worker recording a step's
 //! outcome keeps its lease on the order's job exactly when the next step falls due by the lease's
 //! horizon (on both backends), and a step's outcome that leaves the restock due now runs it in the
-//! same transaction.
+//! same transaction. The shops' setups it keeps between groups take in a channel created since.
 
 mod common;
 
@@ -52,6 +52,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon,
     a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the_same_change,
+    a_channel_created_after_the_writer_read_the_shop_s_setup_is_in_the_next_decision_about_its_orders,
 );
 
 /// The SQLite database in `folder`.
@@ -352,5 +353,70 @@ async fn a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the
         .rposition(|kind| *kind == "step.restock")
         .expect("the restock's line");
     assert!(note < restocked, "the step's line, then the restock's: {kinds:?}");
+    store.close().await;
+}
+
+/// What a decision about the order sees of its shop's setup: whether a cancel goes to its channel
+/// (H4) and the shop's channels by id. Nothing is written (the decision is refused with it).
+async fn setup_seen(store: &Store, shop_id: &str, order_id: &str) -> (bool, Vec<String>) {
+    let seen = store
+        .change_order_grouped(shop_id, order_id, |order, setup| {
+            Err::<OrderChange, _>((
+                setup.channel_cancel_sync(order),
+                setup
+                    .channels
+                    .iter()
+                    .map(|channel| channel.id.clone())
+                    .collect::<Vec<_>>(),
+            ))
+        })
+        .await;
+    match seen {
+        Err(ChangeError::Refused(seen)) => seen,
+        other => panic!("the decision ran and refused: {other:?}"),
+    }
+}
+
+/// The group writer keeps each shop's setup between groups (channels and warehouses are never changed
+/// once created); a channel created after it read the setup is read as soon as an order names it, so
+/// the decision about that order follows the new channel's cancel setting (H4).
+async fn a_channel_created_after_the_writer_read_the_shop_s_setup_is_in_the_next_decision_about_its_orders(
+    store: Store,
+) {
+    let shop_id = open_shop(&store, "shop_setups").await;
+    let first = import_an_order(&store, &shop_id).await;
+    let own_store = format!("ch_{shop_id}");
+    assert_eq!(
+        setup_seen(&store, &shop_id, &first).await,
+        (true, vec![own_store.clone()])
+    );
+
+    let quiet = rescind_store::Channel {
+        id: "ch_shop_setups_quiet".into(),
+        shop_id: shop_id.clone(),
+        kind: rescind_domain::ChannelKind::OwnStore,
+        name: "A store that hears of no cancel".into(),
+        base_url: None,
+        credentials: None,
+        cancel_sync: false,
+        created_at: now(),
+    };
+    store.create_channel(&quiet).await.expect("the channel is created");
+    let second = store
+        .import_order(&shop_id, None, &quiet.id, None, |number| {
+            let order = common::new_order(&quiet.id)
+                .into_order(&shop_id, number, &mut RandomIds, now())
+                .map_err(|problems| problems.0)?;
+            Ok((
+                order,
+                HistoryEntry::new(now(), "order.imported", &Actor::System, "imported"),
+            ))
+        })
+        .await
+        .expect("the order is imported");
+
+    let both = vec![own_store, quiet.id.clone()];
+    assert_eq!(setup_seen(&store, &shop_id, &second.id).await, (false, both.clone()));
+    assert_eq!(setup_seen(&store, &shop_id, &first).await, (true, both));
     store.close().await;
 }

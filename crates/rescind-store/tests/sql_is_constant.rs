@@ -6,6 +6,7 @@
 /// What a SQL `format!` may interpolate.
 const ALLOWED: &[&str] = &[
     "ORDER_COLUMNS",
+    "ORDER_ATTACHED_FLAGS",
     "CANCELLATION_COLUMNS",
     "REFUND_COLUMNS",
     "REQUEST_COLUMNS",
