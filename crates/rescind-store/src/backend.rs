@@ -22,7 +22,7 @@ use rescind_domain::{
 use rescind_domain::inventory::describe_stock;
 use rescind_domain::{event_type, EventType};
 use crate::new_id;
-use crate::rows::{Rows, Sink, Value};
+use crate::rows::{ActiveWebhook, Rows, Sink, Value};
 use sqlx::{Database, Pool, QueryBuilder, Row};
 use std::collections::{HashMap, HashSet};
 
@@ -573,11 +573,10 @@ async fn insert_events<S: Sink>(sink: &mut S, entries: &[(&Order, &HistoryEntry)
             None::<i64>.into(),
         ]);
     }
-    let seqs = sink.insert_events(&rows).await.context("failed to write the outbox")?;
     let mut shops: Vec<&str> = events.iter().map(|(order, ..)| order.shop_id.as_str()).collect();
     shops.sort_unstable();
     shops.dedup();
-    let webhooks = sink.active_webhooks(&shops).await.context("failed to read the shop's webhooks")?;
+    let (seqs, webhooks) = sink.insert_events(&rows, &shops).await.context("failed to write the outbox")?;
     if webhooks.is_empty() {
         return Ok(());
     }
@@ -1066,25 +1065,9 @@ const QUEUE_PUSHES_AGAIN: &str = " ON CONFLICT (channel_id, sku) DO UPDATE SET v
 /// allows, in power-of-two row counts so that a few shapes stay prepared.
 struct Statements<'c>(&'c mut Connection);
 
-impl Sink for Statements<'_> {
-    async fn insert(&mut self, rows: &Rows<'_>) -> Result<()> {
-        for mut query in row_statements(rows, "")? {
-            query.build().execute(&mut *self.0).await?;
-        }
-        Ok(())
-    }
-
-    async fn insert_events(&mut self, rows: &Rows<'_>) -> Result<HashMap<String, i64>> {
-        let mut seqs = HashMap::new();
-        for mut query in row_statements(rows, " RETURNING id, seq")? {
-            for row in query.build().fetch_all(&mut *self.0).await? {
-                seqs.insert(row.try_get("id")?, row.try_get("seq")?);
-            }
-        }
-        Ok(seqs)
-    }
-
-    async fn active_webhooks(&mut self, shops: &[&str]) -> Result<Vec<(String, String, String)>> {
+impl Statements<'_> {
+    /// The active webhooks of these shops, by id.
+    async fn active_webhooks(&mut self, shops: &[&str]) -> Result<Vec<ActiveWebhook>> {
         let mut query = QueryBuilder::<Db>::new("SELECT id, shop_id, events FROM webhooks WHERE active AND shop_id IN (");
         push_in_list(&mut query, shops.iter().map(|shop| (*shop).to_owned()));
         query.push(") ORDER BY id");
@@ -1096,7 +1079,25 @@ impl Sink for Statements<'_> {
             .map(|row| Ok((row.try_get("id")?, row.try_get("shop_id")?, row.try_get("events")?)))
             .collect()
     }
+}
 
+impl Sink for Statements<'_> {
+    async fn insert(&mut self, rows: &Rows<'_>) -> Result<()> {
+        for mut query in row_statements(rows, "")? {
+            query.build().execute(&mut *self.0).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_events(&mut self, rows: &Rows<'_>, shops: &[&str]) -> Result<(HashMap<String, i64>, Vec<ActiveWebhook>)> {
+        let mut seqs = HashMap::new();
+        for mut query in row_statements(rows, " RETURNING id, seq")? {
+            for row in query.build().fetch_all(&mut *self.0).await? {
+                seqs.insert(row.try_get("id")?, row.try_get("seq")?);
+            }
+        }
+        Ok((seqs, self.active_webhooks(shops).await.context("failed to read the shop's webhooks")?))
+    }
     async fn add_stock(&mut self, shop_id: &str, deltas: &[(&str, i64)], at: i64) -> Result<Vec<String>> {
         let mut stocked: Vec<String> = Vec::with_capacity(deltas.len());
         for chunk in statement_chunks(deltas, 2) {

@@ -1085,23 +1085,9 @@ mod sqlite {
         }
     }
 
-    impl Sink for Handle<'_> {
-        async fn insert(&mut self, rows: &Rows<'_>) -> Result<()> {
-            self.each_row(rows, |_| {})
-        }
-
-        async fn insert_events(&mut self, rows: &Rows<'_>) -> Result<HashMap<String, i64>> {
-            let mut seqs = HashMap::new();
-            let db = self.0;
-            self.each_row(rows, |row| {
-                if let Some(Value::Text(Some(id))) = row.first() {
-                    seqs.insert(id.to_string(), db.last_insert_rowid());
-                }
-            })?;
-            Ok(seqs)
-        }
-
-        async fn active_webhooks(&mut self, shops: &[&str]) -> Result<Vec<(String, String, String)>> {
+    impl Handle<'_> {
+        /// The active webhooks of these shops, by id.
+        fn active_webhooks(&self, shops: &[&str]) -> Result<Vec<ActiveWebhook>> {
             let mut statement = self
                 .0
                 .prepare_cached("SELECT id, shop_id, events FROM webhooks WHERE active AND shop_id = $1")?;
@@ -1115,7 +1101,27 @@ mod sqlite {
             webhooks.sort();
             Ok(webhooks)
         }
+    }
 
+    impl Sink for Handle<'_> {
+        async fn insert(&mut self, rows: &Rows<'_>) -> Result<()> {
+            self.each_row(rows, |_| {})
+        }
+
+        async fn insert_events(
+            &mut self,
+            rows: &Rows<'_>,
+            shops: &[&str],
+        ) -> Result<(HashMap<String, i64>, Vec<ActiveWebhook>)> {
+            let mut seqs = HashMap::new();
+            let db = self.0;
+            self.each_row(rows, |row| {
+                if let Some(Value::Text(Some(id))) = row.first() {
+                    seqs.insert(id.to_string(), db.last_insert_rowid());
+                }
+            })?;
+            Ok((seqs, self.active_webhooks(shops)?))
+        }
         async fn add_stock(&mut self, shop_id: &str, deltas: &[(&str, i64)], at: i64) -> Result<Vec<String>> {
             let mut statement = self.0.prepare_cached(
                 "UPDATE inventory SET available = available + $1, updated_at = $2 WHERE shop_id = $3 AND sku = $4",
@@ -1399,28 +1405,43 @@ mod postgres {
             Ok(())
         }
 
-        async fn insert_events(&mut self, rows: &Rows<'_>) -> Result<HashMap<String, i64>> {
-            if rows.is_empty() {
-                return Ok(HashMap::new());
-            }
+        async fn insert_events(
+            &mut self,
+            rows: &Rows<'_>,
+            shops: &[&str],
+        ) -> Result<(HashMap<String, i64>, Vec<ActiveWebhook>)> {
             if rows.len() > HELD_ROWS_MAX {
                 self.flush().await?;
+                return Statements(&mut *self.connection).insert_events(rows, shops).await;
             }
-            let Some(mut query) = self.take_held() else {
-                return Statements(&mut *self.connection).insert_events(rows).await;
+            // What is held, the events and the shops' webhooks: one statement, one snapshot.
+            let mut query = match self.take_held() {
+                Some(mut query) => {
+                    query.push(", ");
+                    query
+                }
+                None => QueryBuilder::new("WITH "),
             };
+            query.push("new_events AS (");
             push_insert_owned(&mut query, rows)?;
-            query.push(" RETURNING id, seq");
+            query.push(
+                " RETURNING id, seq) SELECT id, seq, NULL::text AS shop_id, NULL::text AS events FROM new_events \
+                 UNION ALL SELECT id, NULL, shop_id, events FROM webhooks WHERE active AND shop_id = ANY(",
+            );
+            query.push_bind(shops.iter().map(|shop| (*shop).to_owned()).collect::<Vec<String>>());
+            query.push("::text[])");
             let mut seqs = HashMap::new();
+            let mut webhooks = Vec::new();
             for row in query.build().fetch_all(&mut *self.connection).await? {
-                seqs.insert(row.try_get("id")?, row.try_get("seq")?);
+                match row.try_get::<Option<String>, _>("shop_id")? {
+                    None => {
+                        seqs.insert(row.try_get("id")?, row.try_get("seq")?);
+                    }
+                    Some(shop_id) => webhooks.push((row.try_get("id")?, shop_id, row.try_get("events")?)),
+                }
             }
-            Ok(seqs)
-        }
-
-        async fn active_webhooks(&mut self, shops: &[&str]) -> Result<Vec<(String, String, String)>> {
-            self.flush().await?;
-            Statements(&mut *self.connection).active_webhooks(shops).await
+            webhooks.sort();
+            Ok((seqs, webhooks))
         }
 
         async fn add_stock(&mut self, shop_id: &str, deltas: &[(&str, i64)], at: i64) -> Result<Vec<String>> {

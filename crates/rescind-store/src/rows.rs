@@ -126,16 +126,23 @@ impl<'a> Rows<'a> {
     }
 }
 
+/// An active webhook: its id, its shop's id and the event types it wants (space-separated).
+pub(crate) type ActiveWebhook = (String, String, String);
+
 /// Where a change's rows go. Besides plain inserts, the few writes that need an answer from the
 /// database: the outbox's sequence numbers, a shop's webhooks, which SKUs are stocked.
 #[allow(async_fn_in_trait)]
 pub(crate) trait Sink {
     /// Inserts (or upserts, by the tail) every row.
     async fn insert(&mut self, rows: &Rows<'_>) -> Result<()>;
-    /// Inserts outbox events (their first column is the event id) and answers each id's `seq`.
-    async fn insert_events(&mut self, rows: &Rows<'_>) -> Result<HashMap<String, i64>>;
-    /// The active webhooks of these shops: id, shop id and the event types they want, by id.
-    async fn active_webhooks(&mut self, shops: &[&str]) -> Result<Vec<(String, String, String)>>;
+    /// Inserts outbox events (their first column is the event id) and answers each id's `seq`, with
+    /// the active webhooks of `shops` to deliver them to, by id — read in the same statement where the
+    /// sink holds its writes (PostgreSQL's `Batched`: no round trip of its own).
+    async fn insert_events(
+        &mut self,
+        rows: &Rows<'_>,
+        shops: &[&str],
+    ) -> Result<(HashMap<String, i64>, Vec<ActiveWebhook>)>;
     /// Adds each delta to the shop's SKU where that SKU is stocked; answers the SKUs that were.
     async fn add_stock(&mut self, shop_id: &str, deltas: &[(&str, i64)], at: i64) -> Result<Vec<String>>;
     /// Queues the SKUs' levels for every channel listing them (I5), due one push interval after `at`.
