@@ -22,9 +22,15 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     outer.finalize().into()
 }
 
-/// Lower-case hex.
+/// Lower-case hex, in one allocation (a token's hash is worked out on every request).
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
 }
 
 /// Standard base64 with padding.
@@ -92,6 +98,12 @@ mod tests {
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(b"secret:license"), "c2VjcmV0OmxpY2Vuc2U=");
+    }
+
+    #[test]
+    fn hex_writes_every_byte_as_two_lower_case_digits() {
+        assert_eq!(hex(b""), "");
+        assert_eq!(hex(&[0x00, 0x0f, 0x10, 0xa5, 0xff]), "000f10a5ff");
     }
 
     #[test]

@@ -114,16 +114,14 @@ impl Principal {
 
 /// Hex SHA-256 of a secret.
 pub fn hash_secret(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    rescind_connectors::encoding::hex(&Sha256::digest(secret.as_bytes()))
 }
 
 /// A new token secret: `rsk_` and 64 hex digits (256 random bits).
 pub fn new_secret() -> String {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("rsk_{hex}")
+    format!("rsk_{}", rescind_connectors::encoding::hex(&bytes))
 }
 
 /// Resolves the bearer token of every `/api/v1` request (but the OpenAPI document) into a

@@ -55,7 +55,7 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
     hasher.update(parts.uri.to_string().as_bytes());
     hasher.update(b"\n");
     hasher.update(&bytes);
-    let fingerprint: String = hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
+    let fingerprint = rescind_connectors::encoding::hex(&hasher.finalize());
 
     match state.store.claim_idempotency_key(&scope, &key, &fingerprint).await? {
         IdempotencyClaim::New => {}

@@ -52,7 +52,7 @@ async fn authentic(
         ));
     }
     if let Some(signature) = header(headers, SIGNATURE_HEADER) {
-        let hex: String = mac.iter().map(|byte| format!("{byte:02x}")).collect();
+        let hex = rescind_connectors::encoding::hex(&mac);
         let given = signature.trim().strip_prefix("sha256=").unwrap_or(signature.trim());
         return Ok(equal_in_constant_time(given.as_bytes(), hex.as_bytes()));
     }
