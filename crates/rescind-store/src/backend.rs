@@ -293,27 +293,20 @@ async fn complete_orders(connection: &mut Connection, rows: Vec<DbRow>, attached
         }
     }
     let mut refunds: HashMap<String, Vec<Refund>> = HashMap::new();
-    if !with_refunds.is_empty() {
-        let mut query = QueryBuilder::<Db>::new(format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE order_id IN ("));
-        push_in_list(&mut query, with_refunds);
-        query.push(") ORDER BY created_at, id");
-        for row in query.build().fetch_all(&mut *connection).await.context("failed to load refunds")? {
-            let (order_id, refund) = refund_from_row(&row)?;
-            refunds.entry(order_id).or_default().push(refund);
-        }
+    let select = format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE order_id IN (");
+    for row in rows_of_orders(connection, select, with_refunds).await.context("failed to load refunds")? {
+        let (order_id, refund) = refund_from_row(&row)?;
+        refunds.entry(order_id).or_default().push(refund);
     }
     let mut requests: HashMap<String, CancellationRequest> = HashMap::new();
-    if !with_requests.is_empty() {
-        let mut query = QueryBuilder::<Db>::new(format!(
-            "SELECT {REQUEST_COLUMNS} FROM cancellation_requests WHERE order_id IN ("
-        ));
-        push_in_list(&mut query, with_requests);
-        query.push(") ORDER BY created_at, id");
-        for row in query.build().fetch_all(&mut *connection).await.context("failed to load cancellation requests")? {
-            let (order_id, request) = request_from_row(&row)?;
-            // The latest one wins.
-            requests.insert(order_id, request);
-        }
+    let select = format!("SELECT {REQUEST_COLUMNS} FROM cancellation_requests WHERE order_id IN (");
+    for row in rows_of_orders(connection, select, with_requests)
+        .await
+        .context("failed to load cancellation requests")?
+    {
+        let (order_id, request) = request_from_row(&row)?;
+        // The latest one wins.
+        requests.insert(order_id, request);
     }
     for order in &mut orders {
         order.cancellation = cancellations.remove(&order.id);
@@ -321,6 +314,18 @@ async fn complete_orders(connection: &mut Connection, rows: Vec<DbRow>, attached
         order.cancellation_request = requests.remove(&order.id);
     }
     Ok(orders)
+}
+
+/// The rows `select` (a `SELECT … WHERE order_id IN (` to be completed) finds for these orders, oldest
+/// first; no statement when there are none.
+async fn rows_of_orders(connection: &mut Connection, select: String, order_ids: Vec<String>) -> Result<Vec<DbRow>> {
+    if order_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query = QueryBuilder::<Db>::new(select);
+    push_in_list(&mut query, order_ids);
+    query.push(") ORDER BY created_at, id");
+    Ok(query.build().fetch_all(&mut *connection).await?)
 }
 
 /// The most values one `IN (…)` list binds (its power-of-two padding stays within
