@@ -5,7 +5,8 @@
 //! still lets the other writes have the connection in turn. A worker recording a step's
 //! outcome keeps its lease on the order's job exactly when the next step falls due by the lease's
 //! horizon (on both backends), and a step's outcome that leaves the restock due now runs it in the
-//! same transaction. The shops' setups it keeps between groups take in a channel created since.
+//! same transaction. The shops' setups it keeps between groups take in a channel or a warehouse
+//! created since.
 
 mod common;
 
@@ -378,8 +379,9 @@ async fn setup_seen(store: &Store, shop_id: &str, order_id: &str) -> (bool, Vec<
 }
 
 /// The group writer keeps each shop's setup between groups (channels and warehouses are never changed
-/// once created); a channel created after it read the setup is read as soon as an order names it, so
-/// the decision about that order follows the new channel's cancel setting (H4).
+/// once created); a channel or a warehouse created after it read the setup is read as soon as an order
+/// names it, so the decision about that order follows the new channel's cancel setting (H4) and the new
+/// warehouse's settings (C4).
 async fn a_channel_created_after_the_writer_read_the_shop_s_setup_is_in_the_next_decision_about_its_orders(
     store: Store,
 ) {
@@ -418,5 +420,40 @@ async fn a_channel_created_after_the_writer_read_the_shop_s_setup_is_in_the_next
     let both = vec![own_store, quiet.id.clone()];
     assert_eq!(setup_seen(&store, &shop_id, &second.id).await, (false, both.clone()));
     assert_eq!(setup_seen(&store, &shop_id, &first).await, (true, both));
+
+    // The same for a warehouse: its settings decide whether a picking order may still be cancelled (C4).
+    let settings = rescind_domain::WarehouseSettings {
+        cancel_after_confirmation: true,
+        sync_modifications: false,
+        modify_after_confirmation: false,
+    };
+    let warehouse = rescind_store::Warehouse {
+        id: "wh_shop_setups".into(),
+        shop_id: shop_id.clone(),
+        kind: rescind_domain::WarehouseKind::OpenLogi,
+        name: "Warehouse".into(),
+        base_url: "http://127.0.0.1:9".into(),
+        credentials: None,
+        settings,
+        rate_limit: 10,
+        rate_limit_window_ms: 1_000,
+        created_at: now(),
+    };
+    store
+        .create_warehouse(&warehouse)
+        .await
+        .expect("the warehouse is created");
+    let mut shipped = common::new_order(&format!("ch_{shop_id}"));
+    shipped.warehouse_id = Some(warehouse.id.clone());
+    let third = common::import(&store, &shop_id, shipped).await;
+    let seen = store
+        .change_order_grouped(&shop_id, &third.id, |order, setup| {
+            Err::<OrderChange, _>(setup.warehouse_settings(order))
+        })
+        .await;
+    assert!(
+        matches!(seen, Err(ChangeError::Refused(Some(seen))) if seen == settings),
+        "{seen:?}"
+    );
     store.close().await;
 }
