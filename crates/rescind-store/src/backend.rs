@@ -822,6 +822,7 @@ async fn write_leased_changes<S: Sink>(
     sink: &mut S,
     changes: &[OrderChange],
     leases: &[Option<crate::Lease>],
+    stock: &GroupStock,
 ) -> Result<()> {
     if changes.is_empty() {
         return Ok(());
@@ -857,8 +858,34 @@ async fn write_leased_changes<S: Sink>(
             None => moves_by_shop.push((order.shop_id.as_str(), entries.collect())),
         }
     }
+    let mut proofs = Rows::new(
+        "INSERT INTO restocks (order_id, cancellation_id, sku, quantity, at) ",
+        5,
+        " ON CONFLICT DO NOTHING",
+    );
+    for put_back in &stock.put_back {
+        proofs.push([
+            put_back.order_id.as_str().into(),
+            put_back.cancellation_id.as_str().into(),
+            put_back.stock_move.sku.as_str().into(),
+            i64::from(put_back.quantity).into(),
+            put_back.at.unix_micros().into(),
+        ]);
+        let entry = StockEntry {
+            order_id: Some(put_back.order_id.as_str()),
+            stock_move: &put_back.stock_move,
+            at: put_back.at,
+        };
+        match moves_by_shop.iter_mut().find(|(shop_id, _)| *shop_id == put_back.shop_id) {
+            Some((_, moves)) => moves.push(entry),
+            None => moves_by_shop.push((put_back.shop_id.as_str(), vec![entry])),
+        }
+    }
+    sink.insert(&proofs).await.context("failed to record the restock")?;
+    // Shop by shop in one order, so that two groups lock their levels in one order.
+    moves_by_shop.sort_by(|a, b| a.0.cmp(b.0));
     for (shop_id, moves) in &moves_by_shop {
-        move_stocks(sink, shop_id, moves).await?;
+        move_stocks(sink, shop_id, moves, Some(stock)).await?;
     }
     let sync: Vec<SyncRow<'_>> = changes
         .iter()
@@ -951,12 +978,17 @@ async fn move_stock(
     at: Timestamp,
 ) -> Result<Vec<String>> {
     let entries: Vec<StockEntry<'_>> = moves.iter().map(|stock_move| StockEntry { order_id, stock_move, at }).collect();
-    move_stocks(&mut Statements(connection), shop_id, &entries).await
+    move_stocks(&mut Statements(connection), shop_id, &entries, None).await
 }
 
 /// [`move_stock`] for many movements of one shop: each SKU moved once by the sum of its deltas, every
 /// movement kept in the ledger, and the channels' pushes queued (I5).
-async fn move_stocks<S: Sink>(sink: &mut S, shop_id: &str, moves: &[StockEntry<'_>]) -> Result<Vec<String>> {
+async fn move_stocks<S: Sink>(
+    sink: &mut S,
+    shop_id: &str,
+    moves: &[StockEntry<'_>],
+    known: Option<&GroupStock>,
+) -> Result<Vec<String>> {
     let Some(at) = moves.iter().map(|entry| entry.at).max() else {
         return Ok(Vec::new());
     };
@@ -968,7 +1000,16 @@ async fn move_stocks<S: Sink>(sink: &mut S, shop_id: &str, moves: &[StockEntry<'
             None => deltas.push((sku, entry.stock_move.delta)),
         }
     }
-    let stocked = sink.add_stock(shop_id, &deltas, at.unix_micros()).await.context("failed to move stock")?;
+    let stocked = match known.and_then(|known| known.stocked_of(shop_id, &deltas)) {
+        // Every level is known (and locked): nothing to ask the database.
+        Some(stocked) => {
+            let deltas: Vec<(&str, i64)> =
+                deltas.iter().copied().filter(|(sku, _)| stocked.iter().any(|known| known == sku)).collect();
+            sink.add_known_stock(shop_id, &deltas, at.unix_micros()).await.context("failed to move stock")?;
+            stocked
+        }
+        None => sink.add_stock(shop_id, &deltas, at.unix_micros()).await.context("failed to move stock")?,
+    };
     let mut ledger =
         Rows::new("INSERT INTO inventory_ledger (shop_id, sku, delta, kind, order_id, reason, at) ", 7, "");
     for entry in moves.iter().filter(|entry| stocked.contains(&entry.stock_move.sku)) {
@@ -991,70 +1032,126 @@ async fn move_stocks<S: Sink>(sink: &mut S, shop_id: &str, moves: &[StockEntry<'
         .collect())
 }
 
-/// The restock of the order's current cancellation as it stands (I2, I3), read only: what would go
-/// back, what went back already (its proof exists), and which SKUs are not stocked here. The order's
-/// row is the group's for its transaction (locked where the backend locks rows; SQLite has one
-/// writer), and every restock is written in the group, so the reading holds until
-/// [`put_back_stock`] writes it.
-async fn plan_restock<S: Sink>(sink: &mut S, order: &Order) -> Result<RestockReport> {
-    let quantities = order.current_restock_quantities();
-    let mut report = RestockReport::default();
-    if quantities.is_empty() {
-        return Ok(report);
-    }
-    let skus: Vec<&str> = quantities.iter().map(|(sku, _)| sku.as_str()).collect();
-    let restock = crate::rows::RestockOf {
-        shop_id: &order.shop_id,
-        order_id: &order.id,
-        cancellation_id: order.cancellation.as_ref().map(|c| c.id.as_str()).unwrap_or_default(),
-    };
-    let states = sink.restock_state(restock, &skus).await.context("failed to read stock")?;
-    for ((sku, quantity), state) in quantities.into_iter().zip(states) {
-        match (state.stocked, state.proven) {
-            (false, _) => report.missing.push(sku),
-            (true, true) => report.already.push(sku),
-            (true, false) => report.restocked.push((sku, quantity)),
-        }
-    }
-    Ok(report)
+/// What a group's restocks decide on and put back (I2, I3). Whether a SKU is stocked and which
+/// proofs an order has are read for all the group's restocks at once ([`GroupStock::learn`]; a
+/// restock that needs more reads it then), and stay true until the group commits: the levels read
+/// are locked where the backend locks rows (SQLite has one writer), no level is ever created or
+/// dropped by a change, and the proofs the group adds are added here as its restocks are decided.
+/// What goes back is written with the group's changes, each SKU's level moved once by the sum of
+/// every move of it in the group — on PostgreSQL in the group's one write, with nothing to answer.
+#[derive(Default)]
+struct GroupStock {
+    /// Whether each (shop, SKU) read is stocked.
+    stocked: HashMap<(String, String), bool>,
+    /// Each order read, with its proofs: (cancellation, SKU).
+    proofs: HashMap<String, HashSet<(String, String)>>,
+    /// What the group's restocks put back, in the order they were decided.
+    put_back: Vec<PutBack>,
 }
 
-/// Puts back what `report` restocks for the order's current cancellation: each SKU's proof (its
-/// primary key lets it in once per cancellation, I2), the stock itself, its ledger and the channels'
-/// pushes (I5).
-async fn put_back_stock<S: Sink>(sink: &mut S, order: &Order, report: &RestockReport, now: Timestamp) -> Result<()> {
-    let cancellation_id = order.cancellation.as_ref().map(|c| c.id.as_str()).unwrap_or_default();
-    let mut proofs = Rows::new(
-        "INSERT INTO restocks (order_id, cancellation_id, sku, quantity, at) ",
-        5,
-        " ON CONFLICT DO NOTHING",
-    );
-    for (sku, quantity) in &report.restocked {
-        proofs.push([
-            order.id.as_str().into(),
-            cancellation_id.into(),
-            sku.as_str().into(),
-            i64::from(*quantity).into(),
-            now.unix_micros().into(),
-        ]);
+/// One SKU put back by a restock of the group.
+struct PutBack {
+    shop_id: String,
+    order_id: String,
+    cancellation_id: String,
+    quantity: u32,
+    stock_move: StockMove,
+    at: Timestamp,
+}
+
+impl GroupStock {
+    /// Reads what is not known yet of the shop's `skus` and of the proofs of `order_ids`: one
+    /// statement (per [`IN_LIST_MAX`] SKUs).
+    async fn learn<S: Sink>(&mut self, sink: &mut S, shop_id: &str, order_ids: &[&str], skus: &[&str]) -> Result<()> {
+        let mut skus: Vec<&str> = skus
+            .iter()
+            .copied()
+            .filter(|sku| !self.stocked.contains_key(&(shop_id.to_owned(), (*sku).to_owned())))
+            .collect();
+        skus.sort_unstable();
+        skus.dedup();
+        let mut order_ids: Vec<&str> = order_ids.iter().copied().filter(|id| !self.proofs.contains_key(*id)).collect();
+        order_ids.sort_unstable();
+        order_ids.dedup();
+        let mut chunks: Vec<&[&str]> = skus.chunks(IN_LIST_MAX).collect();
+        if chunks.is_empty() && !order_ids.is_empty() {
+            chunks.push(&[]);
+        }
+        for (index, chunk) in chunks.into_iter().enumerate() {
+            let orders: &[&str] = if index == 0 { &order_ids } else { &[] };
+            let known = sink.stock_and_proofs(shop_id, chunk, orders).await.context("failed to read stock")?;
+            for sku in chunk {
+                let stocked = known.stocked.iter().any(|stocked| stocked == sku);
+                self.stocked.insert((shop_id.to_owned(), (*sku).to_owned()), stocked);
+            }
+            for order_id in orders {
+                self.proofs.entry((*order_id).to_owned()).or_default();
+            }
+            for (order_id, cancellation_id, sku) in known.proofs {
+                self.proofs.entry(order_id).or_default().insert((cancellation_id, sku));
+            }
+        }
+        Ok(())
     }
-    sink.insert(&proofs).await.context("failed to record the restock")?;
-    let moves: Vec<StockMove> = report
-        .restocked
-        .iter()
-        .map(|(sku, quantity)| StockMove {
-            sku: sku.clone(),
-            delta: i64::from(*quantity),
-            kind: StockMoveKind::Restock,
-            reason: Some(format!("cancellation of order {}", order.number)),
-        })
-        .collect();
-    let entries: Vec<StockEntry<'_>> = moves
-        .iter()
-        .map(|stock_move| StockEntry { order_id: Some(order.id.as_str()), stock_move, at: now })
-        .collect();
-    move_stocks(sink, &order.shop_id, &entries).await?;
-    Ok(())
+
+    /// The restock of the order's current cancellation as it stands, read only: what would go back,
+    /// what went back already (its proof exists), and which SKUs are not stocked here.
+    async fn plan<S: Sink>(&mut self, sink: &mut S, order: &Order) -> Result<RestockReport> {
+        let quantities = order.current_restock_quantities();
+        let mut report = RestockReport::default();
+        if quantities.is_empty() {
+            return Ok(report);
+        }
+        let skus: Vec<&str> = quantities.iter().map(|(sku, _)| sku.as_str()).collect();
+        self.learn(sink, &order.shop_id, &[order.id.as_str()], &skus).await?;
+        let cancellation_id = order.cancellation.as_ref().map(|c| c.id.as_str()).unwrap_or_default();
+        let proofs = self.proofs.get(&order.id);
+        for (sku, quantity) in quantities {
+            let stocked = self.stocked.get(&(order.shop_id.clone(), sku.clone())).copied().unwrap_or(false);
+            let proven = proofs.is_some_and(|proofs| proofs.contains(&(cancellation_id.to_owned(), sku.clone())));
+            match (stocked, proven) {
+                (false, _) => report.missing.push(sku),
+                (true, true) => report.already.push(sku),
+                (true, false) => report.restocked.push((sku, quantity)),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Puts back what `report` restocks for the order's current cancellation, written with the
+    /// group: each SKU's proof (its primary key lets it in once per cancellation, I2), the stock
+    /// itself, its ledger and the channels' pushes (I5).
+    fn put_back(&mut self, order: &Order, report: &RestockReport, at: Timestamp) {
+        let cancellation_id = order.cancellation.as_ref().map(|c| c.id.as_str()).unwrap_or_default();
+        let proofs = self.proofs.entry(order.id.clone()).or_default();
+        for (sku, quantity) in &report.restocked {
+            proofs.insert((cancellation_id.to_owned(), sku.clone()));
+            self.put_back.push(PutBack {
+                shop_id: order.shop_id.clone(),
+                order_id: order.id.clone(),
+                cancellation_id: cancellation_id.to_owned(),
+                quantity: *quantity,
+                stock_move: StockMove {
+                    sku: sku.clone(),
+                    delta: i64::from(*quantity),
+                    kind: StockMoveKind::Restock,
+                    reason: Some(format!("cancellation of order {}", order.number)),
+                },
+                at,
+            });
+        }
+    }
+
+    /// Which of the shop's SKUs moved by `deltas` are stocked, when every one of them is known.
+    fn stocked_of(&self, shop_id: &str, deltas: &[(&str, i64)]) -> Option<Vec<String>> {
+        let mut stocked = Vec::new();
+        for (sku, _) in deltas {
+            if *self.stocked.get(&(shop_id.to_owned(), (*sku).to_owned()))? {
+                stocked.push((*sku).to_owned());
+            }
+        }
+        Some(stocked)
+    }
 }
 
 /// The statement that queues SKUs' levels for every channel listing them (I5), in three parts around
@@ -1153,47 +1250,30 @@ impl Sink for Statements<'_> {
         Ok(())
     }
 
-    async fn restock_state(&mut self, restock: crate::rows::RestockOf<'_>, skus: &[&str]) -> Result<Vec<crate::rows::SkuState>> {
-        // One statement whatever the number of SKUs: the levels locked in SKU order (two
-        // transactions moving the same SKUs never wait on each other crosswise), then each SKU's
-        // state in the order given.
-        let mut query = QueryBuilder::<Db>::new("WITH wanted (position, sku) AS (VALUES ");
-        let mut list = query.separated(", ");
-        for (position, sku) in skus.iter().enumerate() {
-            list.push("(")
-                .push_bind_unseparated(position as i64)
-                .push_unseparated(", ")
-                .push_bind_unseparated(*sku)
-                .push_unseparated(")");
-        }
-        query.push("), locked AS (SELECT sku FROM inventory WHERE shop_id = ");
-        query.push_bind(restock.shop_id);
-        query.push(" AND sku IN (SELECT sku FROM wanted) ORDER BY sku ");
+    async fn stock_and_proofs(&mut self, shop_id: &str, skus: &[&str], order_ids: &[&str]) -> Result<crate::rows::StockAndProofs> {
+        // One statement for both: the levels locked in SKU order (two transactions moving the same
+        // SKUs never wait on each other crosswise), then the orders' proofs.
+        let mut query = QueryBuilder::<Db>::new("WITH locked AS (SELECT sku FROM inventory WHERE shop_id = ");
+        query.push_bind(shop_id.to_owned());
+        query.push(" AND sku IN (");
+        push_in_list(&mut query, skus.iter().map(|sku| (*sku).to_owned()));
+        query.push(") ORDER BY sku ");
         query.push(DIALECT.lock_order);
-        // Joined, not looked into: every level is read, so every one is locked here.
         query.push(
-            ") SELECT locked.sku IS NOT NULL AS stocked, \
-             EXISTS (SELECT 1 FROM restocks r WHERE r.order_id = ",
+            ") SELECT sku, NULL AS order_id, NULL AS cancellation_id FROM locked \
+             UNION ALL SELECT sku, order_id, cancellation_id FROM restocks WHERE order_id IN (",
         );
-        query.push_bind(restock.order_id);
-        query.push(" AND r.cancellation_id = ");
-        query.push_bind(restock.cancellation_id);
-        query.push(
-            " AND r.sku = wanted.sku) AS proven FROM wanted LEFT JOIN locked ON locked.sku = wanted.sku \
-             ORDER BY wanted.position",
-        );
-        query
-            .build()
-            .fetch_all(&mut *self.0)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(crate::rows::SkuState {
-                    stocked: row.try_get("stocked")?,
-                    proven: row.try_get("proven")?,
-                })
-            })
-            .collect()
+        push_in_list(&mut query, order_ids.iter().map(|id| (*id).to_owned()));
+        query.push(")");
+        let mut known = crate::rows::StockAndProofs::default();
+        for row in query.build().fetch_all(&mut *self.0).await? {
+            let sku: String = row.try_get("sku")?;
+            match (row.try_get::<Option<String>, _>("order_id")?, row.try_get::<Option<String>, _>("cancellation_id")?) {
+                (Some(order_id), Some(cancellation_id)) => known.proofs.push((order_id, cancellation_id, sku)),
+                _ => known.stocked.push(sku),
+            }
+        }
+        Ok(known)
     }
 }
 
@@ -2436,7 +2516,7 @@ impl Backend {
 }
 
 mod batch {
-    use super::{group_sink, load_orders_for_change, load_shop_setup, plan_restock, put_back_stock, save_into, Db};
+    use super::{group_sink, load_orders_for_change, load_shop_setup, save_into, Db, GroupStock};
     use crate::rows::Sink;
     use crate::RestockReport;
     use crate::Lease;
@@ -2722,9 +2802,10 @@ mod batch {
         ids_by_shop
     }
 
-    /// The group's decisions: each job's reply and what became of it, the changes, and one entry per
-    /// change for the lease kept through it.
-    pub(crate) type Decisions = (Vec<(oneshot::Sender<Outcome>, Decided)>, Vec<OrderChange>, Vec<Option<Lease>>);
+    /// The group's decisions: each job's reply and what became of it, the changes, one entry per
+    /// change for the lease kept through it, and what the restocks put back.
+    pub(crate) type Decisions =
+        (Vec<(oneshot::Sender<Outcome>, Decided)>, Vec<OrderChange>, Vec<Option<Lease>>, GroupStock);
 
     /// Decides each job in turn against the order as the jobs before it left it; a restock reads what
     /// would go back and puts it back only when its outcome is recorded. A worker's lease is kept
@@ -2735,7 +2816,9 @@ mod batch {
         let mut replies = Vec::with_capacity(group.len());
         let mut changes = Vec::new();
         let mut leases = Vec::new();
-        let mut failure: Option<anyhow::Error> = None;
+        let mut stock = GroupStock::default();
+        let wanted = restocks_wanted(&group, &orders);
+        let mut failure = learn_restocks(sink, &mut stock, wanted).await.err();
         for job in group {
             let lease = job.lease;
             let setup = setups.get(&job.shop_id);
@@ -2745,11 +2828,11 @@ mod batch {
                 (Some(order), Some(setup)) => {
                     let decision = match job.decide {
                         Decide::Change(decide) => Ok(decide(order, setup)),
-                        Decide::Restock(decide) => restock(sink, order, decide).await,
+                        Decide::Restock(decide) => restock(sink, &mut stock, order, decide).await,
                     };
                     let decision = match (decision, job.then_restock) {
                         (Ok(Ok(change)), Some(then)) if restock_is_due(&change) => {
-                            match restock(sink, &change.order, then).await {
+                            match restock(sink, &mut stock, &change.order, then).await {
                                 Err(error) => Err(error),
                                 // A stale restock is left to run as its own step.
                                 Ok(Err(_refusal)) => Ok(Ok(vec![change])),
@@ -2789,7 +2872,42 @@ mod batch {
             };
             replies.push((job.reply, decided));
         }
-        ((replies, changes, leases), failure)
+        ((replies, changes, leases, stock), failure)
+    }
+
+    /// Reads at once what the group's restocks — those asked for and those a step may leave due —
+    /// decide on: each shop's levels of the SKUs their orders hold back and those orders' proofs.
+    /// On PostgreSQL one round trip per shop instead of one per restock.
+    async fn learn_restocks<S: Sink>(sink: &mut S, stock: &mut GroupStock, wanted: RestocksWanted) -> anyhow::Result<()> {
+        for (shop_id, (order_ids, skus)) in wanted {
+            let order_ids: Vec<&str> = order_ids.iter().map(String::as_str).collect();
+            let skus: Vec<&str> = skus.iter().map(String::as_str).collect();
+            stock.learn(sink, &shop_id, &order_ids, &skus).await?;
+        }
+        Ok(())
+    }
+
+    /// Each shop's orders whose restocks a group may run, and the SKUs they hold back.
+    type RestocksWanted = std::collections::BTreeMap<String, (Vec<String>, Vec<String>)>;
+
+    /// The orders of the group's restocks and the SKUs they hold back, by shop in one order (so that
+    /// two groups lock their levels in one order).
+    fn restocks_wanted(group: &[Job], orders: &HashMap<(String, String), Order>) -> RestocksWanted {
+        let mut wanted = RestocksWanted::new();
+        for job in group {
+            if !matches!(job.decide, Decide::Restock(_)) && job.then_restock.is_none() {
+                continue;
+            }
+            let Some(order) = orders.get(&(job.shop_id.clone(), job.order_id.clone())) else {
+                continue;
+            };
+            let (order_ids, skus) = wanted.entry(order.shop_id.clone()).or_default();
+            order_ids.push(order.id.clone());
+            // What the order holds back: all of it, or a partial cancellation's lines (B1).
+            skus.extend(order.stock_snapshot.iter().map(|(sku, _)| sku.clone()));
+            skus.extend(order.current_restock_quantities().into_iter().map(|(sku, _)| sku));
+        }
+        wanted
     }
 
     /// Whether `change` leaves the restock as its cancellation's next step, due now.
@@ -2798,19 +2916,20 @@ mod batch {
             && matches!(change.workflow, WorkflowSchedule::DueAt(due_at) if due_at <= crate::now())
     }
 
-    /// A restock inside the group: what would go back is read first, the outcome decided on it, and
-    /// the stock put back only when the outcome is recorded — a refused one (a stale step) writes
-    /// nothing, so no savepoint is needed (on PostgreSQL three round trips for a restock instead of
-    /// nine).
+    /// A restock inside the group: what would go back is planned from what the group read, the
+    /// outcome decided on it, and the stock put back (with the group's write) only when the outcome
+    /// is recorded — a refused one (a stale step) writes nothing. On PostgreSQL no round trip of its
+    /// own (it was nine with a savepoint, then three).
     async fn restock<S: Sink>(
         sink: &mut S,
+        stock: &mut GroupStock,
         order: &Order,
         decide: DecideRestock,
     ) -> anyhow::Result<Result<OrderChange, Refusal>> {
-        let report = plan_restock(sink, order).await?;
+        let report = stock.plan(sink, order).await?;
         let decided = decide(order, report.clone());
         if decided.is_ok() {
-            put_back_stock(sink, order, &report, crate::now()).await?;
+            stock.put_back(order, &report, crate::now());
         }
         Ok(decided)
     }
@@ -2859,12 +2978,12 @@ mod batch {
         };
         let loaded_us = started.elapsed().as_micros();
         let mut sink = group_sink(&mut tx);
-        let ((replies, changes, leases), failed) = decide_all(&mut sink, group, loaded).await;
+        let ((replies, changes, leases, stock), failed) = decide_all(&mut sink, group, loaded).await;
         let decided_us = started.elapsed().as_micros();
         let mut written_us = 0;
         let failure = match failed {
             Some(error) => Some(error),
-            None => match save_into(&mut sink, &changes, &leases).await {
+            None => match save_into(&mut sink, &changes, &leases, &stock).await {
                 Err(error) => Some(error),
                 Ok(()) => {
                     written_us = started.elapsed().as_micros();

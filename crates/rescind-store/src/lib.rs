@@ -703,7 +703,12 @@ mod sqlite {
         // SAFETY: the handle is open and, while `handle` lives, used by no other thread; the
         // rusqlite connection does not own it (it never closes it) and is dropped before `handle`.
         let db = unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }?;
-        let written = crate::rows::run_now(write_leased_changes(&mut Handle(&db), changes, leases));
+        let written = crate::rows::run_now(write_leased_changes(
+            &mut Handle(&db),
+            changes,
+            leases,
+            &GroupStock::default(),
+        ));
         drop(db);
         written
     }
@@ -719,8 +724,9 @@ mod sqlite {
         sink: &mut Statements<'_>,
         changes: &[OrderChange],
         leases: &[Option<crate::Lease>],
+        stock: &GroupStock,
     ) -> Result<()> {
-        save_changes(sink.0, changes, leases).await
+        write_leased_changes(sink, changes, leases, stock).await
     }
 
     /// How long the group writer keeps the writer connection while changes keep coming, before it
@@ -871,7 +877,7 @@ mod sqlite {
                 return batch::fail_all(group, &format!("{error:#}"));
             }
         };
-        let ((replies, changes, leases), failed) =
+        let ((replies, changes, leases, stock), failed) =
             match crate::rows::run_now(async { Ok(batch::decide_all(&mut Handle(db), group, loaded).await) }) {
                 Ok(decided) => decided,
                 Err(error) => {
@@ -885,10 +891,12 @@ mod sqlite {
         let mut written_us = 0;
         let written = match failed {
             Some(error) => Err(error),
-            None => crate::rows::run_now(write_leased_changes(&mut Handle(db), &changes, &leases)).and_then(|()| {
-                written_us = started.elapsed().as_micros();
-                db.execute_batch("COMMIT").context("failed to commit a change")
-            }),
+            None => {
+                crate::rows::run_now(write_leased_changes(&mut Handle(db), &changes, &leases, &stock)).and_then(|()| {
+                    written_us = started.elapsed().as_micros();
+                    db.execute_batch("COMMIT").context("failed to commit a change")
+                })
+            }
         };
         tracing::debug!(
             size,
@@ -1156,26 +1164,33 @@ mod sqlite {
             Ok(())
         }
 
-        async fn restock_state(
+        async fn stock_and_proofs(
             &mut self,
-            restock: crate::rows::RestockOf<'_>,
+            shop_id: &str,
             skus: &[&str],
-        ) -> Result<Vec<crate::rows::SkuState>> {
-            // In process, a statement per SKU costs less than building one for them all.
+            order_ids: &[&str],
+        ) -> Result<crate::rows::StockAndProofs> {
+            // In process, a statement per SKU and per order costs less than building one for them all.
             let mut stocked = self
                 .0
                 .prepare_cached("SELECT 1 FROM inventory WHERE shop_id = $1 AND sku = $2")?;
-            let mut proven = self
+            let mut proofs = self
                 .0
-                .prepare_cached("SELECT 1 FROM restocks WHERE order_id = $1 AND cancellation_id = $2 AND sku = $3")?;
-            skus.iter()
-                .map(|sku| {
-                    Ok(crate::rows::SkuState {
-                        stocked: stocked.exists([restock.shop_id, sku])?,
-                        proven: proven.exists([restock.order_id, restock.cancellation_id, sku])?,
-                    })
-                })
-                .collect()
+                .prepare_cached("SELECT cancellation_id, sku FROM restocks WHERE order_id = $1")?;
+            let mut known = crate::rows::StockAndProofs::default();
+            for sku in skus {
+                if stocked.exists([shop_id, sku])? {
+                    known.stocked.push((*sku).to_owned());
+                }
+            }
+            for order_id in order_ids {
+                let rows =
+                    proofs.query_map([order_id], |row| Ok(((*order_id).to_owned(), row.get(0)?, row.get(1)?)))?;
+                for proof in rows {
+                    known.proofs.push(proof?);
+                }
+            }
+            Ok(known)
         }
     }
 }
@@ -1225,7 +1240,7 @@ mod postgres {
         changes: &[OrderChange],
         leases: &[Option<crate::Lease>],
     ) -> Result<()> {
-        save_into(&mut Batched::new(connection), changes, leases).await
+        save_into(&mut Batched::new(connection), changes, leases, &GroupStock::default()).await
     }
 
     /// What `batch::run_group` decides and writes a group through: one [`Batched`] for both, so the
@@ -1235,8 +1250,13 @@ mod postgres {
     }
 
     /// Writes a group's changes after its decisions, with whatever the decisions left held.
-    async fn save_into(sink: &mut Batched<'_>, changes: &[OrderChange], leases: &[Option<crate::Lease>]) -> Result<()> {
-        write_leased_changes(sink, changes, leases).await?;
+    async fn save_into(
+        sink: &mut Batched<'_>,
+        changes: &[OrderChange],
+        leases: &[Option<crate::Lease>],
+        stock: &GroupStock,
+    ) -> Result<()> {
+        write_leased_changes(sink, changes, leases, stock).await?;
         sink.flush().await
     }
 
@@ -1453,16 +1473,8 @@ mod postgres {
             let skus: Vec<String> = deltas.iter().map(|(sku, _)| (*sku).to_owned()).collect();
             let amounts: Vec<i64> = deltas.iter().map(|(_, delta)| *delta).collect();
             let query = self.hold();
-            query
-                .push("UPDATE inventory SET available = available + moved.move_delta, updated_at = ")
-                .push_bind(at)
-                .push(" FROM UNNEST(")
-                .push_bind(skus)
-                .push("::text[], ")
-                .push_bind(amounts)
-                .push("::bigint[]) AS moved (move_sku, move_delta) WHERE inventory.shop_id = ")
-                .push_bind(shop_id.to_owned())
-                .push(" AND inventory.sku = moved.move_sku RETURNING inventory.sku)");
+            push_stock_update(query, shop_id, skus, amounts, at);
+            query.push(" RETURNING inventory.sku)");
             let mut query = self.take_held().expect("the update is held");
             query.push("SELECT sku FROM held_").push(part);
             query
@@ -1476,9 +1488,11 @@ mod postgres {
 
         async fn queue_pushes(&mut self, shop_id: &str, skus: &[String], at: i64) -> Result<()> {
             if skus.is_empty() {
-                return self.flush().await;
+                return Ok(());
             }
-            let mut query = self.take_held().unwrap_or_else(|| QueryBuilder::new(""));
+            // Held like an insert: a group queues each shop's SKUs once, so no other part of the
+            // statement upserts the same rows.
+            let query = self.hold();
             query.push(QUEUE_PUSHES_HEAD);
             query.push_bind(at);
             query.push(QUEUE_PUSHES_DUE_FROM);
@@ -1487,7 +1501,7 @@ mod postgres {
             query.push_bind(skus.to_vec());
             query.push("::text[])");
             query.push(QUEUE_PUSHES_AGAIN);
-            query.build().execute(&mut *self.connection).await?;
+            query.push(")");
             Ok(())
         }
 
@@ -1504,15 +1518,51 @@ mod postgres {
             Ok(())
         }
 
-        async fn restock_state(
+        async fn stock_and_proofs(
             &mut self,
-            restock: crate::rows::RestockOf<'_>,
+            shop_id: &str,
             skus: &[&str],
-        ) -> Result<Vec<crate::rows::SkuState>> {
+            order_ids: &[&str],
+        ) -> Result<crate::rows::StockAndProofs> {
             // A read sees what is held: it is sent first.
             self.flush().await?;
-            Statements(&mut *self.connection).restock_state(restock, skus).await
+            Statements(&mut *self.connection)
+                .stock_and_proofs(shop_id, skus, order_ids)
+                .await
         }
+
+        async fn add_known_stock(&mut self, shop_id: &str, deltas: &[(&str, i64)], at: i64) -> Result<()> {
+            if deltas.is_empty() {
+                return Ok(());
+            }
+            let skus: Vec<String> = deltas.iter().map(|(sku, _)| (*sku).to_owned()).collect();
+            let amounts: Vec<i64> = deltas.iter().map(|(_, delta)| *delta).collect();
+            let query = self.hold();
+            push_stock_update(query, shop_id, skus, amounts, at);
+            query.push(")");
+            Ok(())
+        }
+    }
+
+    /// The update that adds each of `amounts` to the shop's SKU of `skus` at the same place, as a
+    /// part of a held statement (without its closing parenthesis).
+    fn push_stock_update(
+        query: &mut QueryBuilder<'static, Db>,
+        shop_id: &str,
+        skus: Vec<String>,
+        amounts: Vec<i64>,
+        at: i64,
+    ) {
+        query
+            .push("UPDATE inventory SET available = available + moved.move_delta, updated_at = ")
+            .push_bind(at)
+            .push(" FROM UNNEST(")
+            .push_bind(skus)
+            .push("::text[], ")
+            .push_bind(amounts)
+            .push("::bigint[]) AS moved (move_sku, move_delta) WHERE inventory.shop_id = ")
+            .push_bind(shop_id.to_owned())
+            .push(" AND inventory.sku = moved.move_sku");
     }
 
     impl Read for sqlx::postgres::PgRow {

@@ -149,25 +149,24 @@ pub(crate) trait Sink {
     async fn queue_pushes(&mut self, shop_id: &str, skus: &[String], at: i64) -> Result<()>;
     /// Forgets the workflow jobs of these orders.
     async fn delete_jobs(&mut self, order_ids: &[&str]) -> Result<()>;
-    /// Where each of `skus` stands for a cancellation's restock (I2), in their order: whether the
-    /// shop stocks it (its level locked for the transaction, in SKU order, where the backend locks
-    /// rows), and whether the cancellation put it back already (its `restocks` proof exists).
-    async fn restock_state(&mut self, restock: RestockOf<'_>, skus: &[&str]) -> Result<Vec<SkuState>>;
+    /// The SKUs of `skus` the shop stocks, their levels locked for the transaction (in SKU order,
+    /// where the backend locks rows), and every restock proof of these orders (I2) — what a group's
+    /// restocks decide on, read for all of them at once.
+    async fn stock_and_proofs(&mut self, shop_id: &str, skus: &[&str], order_ids: &[&str]) -> Result<StockAndProofs>;
+    /// [`Sink::add_stock`] for SKUs known to be stocked (their levels locked in this transaction):
+    /// with nothing to answer, a sink that holds its writes holds this one too.
+    async fn add_known_stock(&mut self, shop_id: &str, deltas: &[(&str, i64)], at: i64) -> Result<()> {
+        self.add_stock(shop_id, deltas, at).await.map(drop)
+    }
 }
 
-/// Whose restock [`Sink::restock_state`] reads: the order's, for one of its cancellations.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct RestockOf<'a> {
-    pub(crate) shop_id: &'a str,
-    pub(crate) order_id: &'a str,
-    pub(crate) cancellation_id: &'a str,
-}
-
-/// A SKU's state for a restock.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SkuState {
-    pub(crate) stocked: bool,
-    pub(crate) proven: bool,
+/// What [`Sink::stock_and_proofs`] read.
+#[derive(Debug, Default)]
+pub(crate) struct StockAndProofs {
+    /// The SKUs stocked.
+    pub(crate) stocked: Vec<String>,
+    /// Each proof's order, cancellation and SKU.
+    pub(crate) proofs: Vec<(String, String, String)>,
 }
 
 /// Runs a future that never waits (a [`Sink`] over a synchronous connection) to its end, here.

@@ -6,7 +6,7 @@
 //! outcome keeps its lease on the order's job exactly when the next step falls due by the lease's
 //! horizon (on both backends), and a step's outcome that leaves the restock due now runs it in the
 //! same transaction. The shops' setups it keeps between groups take in a channel or a warehouse
-//! created since.
+//! created since. Restocks of one SKU written together move its level by all of them, each once.
 
 mod common;
 
@@ -54,6 +54,7 @@ on_both_backends!(
     a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon,
     a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the_same_change,
     a_channel_created_after_the_writer_read_the_shop_s_setup_is_in_the_next_decision_about_its_orders,
+    restocks_of_one_sku_sent_together_and_twice_over_put_each_order_s_unit_back_once_and_queue_one_push,
 );
 
 /// The SQLite database in `folder`.
@@ -354,6 +355,127 @@ async fn a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the
         .rposition(|kind| *kind == "step.restock")
         .expect("the restock's line");
     assert!(note < restocked, "the step's line, then the restock's: {kinds:?}");
+    store.close().await;
+}
+
+/// What a restock found: what it put back and what was back already.
+type Found = (Vec<(String, u32)>, Vec<String>);
+
+/// How many orders wait for their restock together.
+const RESTOCKING: usize = 12;
+
+async fn restocks_of_one_sku_sent_together_and_twice_over_put_each_order_s_unit_back_once_and_queue_one_push(
+    store: Store,
+) {
+    let shop_id = open_shop(&store, "shop_restocks").await;
+    store
+        .set_stock(&shop_id, "TEA-001", 100)
+        .await
+        .expect("the stock is set");
+    let pushes_at_once = rescind_store::SettingsPatch {
+        inventory_push_interval_s: Some(0),
+        ..Default::default()
+    };
+    store
+        .update_settings(&shop_id, pushes_at_once)
+        .await
+        .expect("the settings change");
+    let listing = rescind_store::Listing {
+        channel_id: format!("ch_{shop_id}"),
+        external_id: "ext-tea".to_owned(),
+        location_id: None,
+    };
+    store
+        .set_listings(&shop_id, "TEA-001", &[listing])
+        .await
+        .expect("TEA-001 is listed");
+    let mut waiting = Vec::new();
+    for _ in 0..RESTOCKING {
+        waiting.push(an_order_waiting_for_its_restock(&store, &shop_id).await);
+    }
+    assert_eq!(
+        available(&store, &shop_id).await,
+        100 - RESTOCKING as i64,
+        "I1: one unit out per order"
+    );
+
+    // Every order's restock twice over, all at once: the group writer takes them in a few groups,
+    // several restocks of TEA-001 in each, an order's two often in the same one. The one that comes
+    // second finds the step done and records a note of what it found.
+    let mut restocks = Vec::new();
+    for order_id in waiting.iter().chain(waiting.iter()) {
+        let (store, shop_id, order_id) = (store.clone(), shop_id.clone(), order_id.clone());
+        restocks.push(tokio::spawn(async move {
+            let found = Arc::new(Mutex::new(None));
+            let seen = found.clone();
+            store
+                .restock(&shop_id, &order_id, move |order, report| {
+                    *seen.lock().expect("not poisoned") = Some((report.restocked.clone(), report.already.clone()));
+                    if !matches!(pending_work(order), Some(PendingWork::Restock)) {
+                        let line = HistoryEntry::new(now(), "note", &Actor::System, "the restock was done");
+                        return Ok(OrderChange::new(order.clone(), vec![line], Vec::new()));
+                    }
+                    let outcome = StepOutcome::Restocked {
+                        restocked: report.restocked,
+                        already: report.already,
+                        missing: report.missing,
+                    };
+                    record_step_outcome(order, StepKind::Restock, outcome, &mut RandomIds, now())
+                })
+                .await
+                .map_err(|error| format!("{error:?}"))
+                .expect("the restock is recorded");
+            let found = found.lock().expect("not poisoned").take().expect("the restock decided");
+            (order_id, found)
+        }));
+    }
+    let mut found_by_order: std::collections::HashMap<String, Vec<Found>> = std::collections::HashMap::new();
+    for restock in restocks {
+        let (order_id, found) = restock.await.expect("the restock ran");
+        found_by_order.entry(order_id).or_default().push(found);
+    }
+    assert_eq!(found_by_order.len(), RESTOCKING);
+    for (order_id, mut found) in found_by_order {
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                (Vec::new(), vec!["TEA-001".to_owned()]),
+                (vec![("TEA-001".to_owned(), 1)], Vec::new())
+            ],
+            "I2: one of order {order_id}'s restocks put its unit back, the other found it back already"
+        );
+    }
+    assert_eq!(
+        available(&store, &shop_id).await,
+        100,
+        "I2: every unit back once, none twice"
+    );
+    for order_id in &waiting {
+        let order = store
+            .order(&shop_id, order_id)
+            .await
+            .expect("read")
+            .expect("the order exists");
+        assert!(
+            pending_work(&order).is_none(),
+            "nothing is left: {:?}",
+            order.cancellation
+        );
+    }
+    let pushes = store
+        .claim_stock_pushes("pusher", at(60_000))
+        .await
+        .expect("claims run");
+    let items: Vec<(&str, i64)> = pushes
+        .iter()
+        .flat_map(|batch| batch.items.iter().map(|item| (item.sku.as_str(), item.available)))
+        .collect();
+    assert_eq!(
+        items,
+        [("TEA-001", 100)],
+        "I5: one push, of the level after every restock"
+    );
     store.close().await;
 }
 
