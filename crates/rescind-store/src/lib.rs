@@ -1243,8 +1243,9 @@ mod postgres {
         save_into(&mut Batched::new(connection), changes, leases, &GroupStock::default()).await
     }
 
-    /// What `batch::run_group` decides and writes a group through: one [`Batched`] for both, so the
-    /// rows a decision writes (a restock's proofs and ledger) go with the next statement sent.
+    /// What `batch::run_group` decides and writes a group through: one [`Batched`] for both — a
+    /// decision's read (a restock's levels and proofs, [`GroupStock::learn`]) is sent at once, and
+    /// the group's writes, its restocks' with them, go out together after the decisions.
     fn group_sink(connection: &mut Connection) -> Batched<'_> {
         Batched::new(connection)
     }

@@ -13,7 +13,7 @@ mod common;
 use common::{import_an_order, open_shop, PostgresSchema};
 use rescind_domain::{
     cancel::cancel_order, pending_work, record_step_outcome, Actor, CancelOptions, HistoryEntry, OrderChange,
-    PendingWork, RefundMethod, StepKind, StepOutcome, StepStatus, Timestamp, WorkflowSchedule,
+    PendingWork, RefundMethod, StaleStep, StepKind, StepOutcome, StepStatus, Timestamp, WorkflowSchedule,
 };
 use rescind_store::{now, ChangeError, Lease, RandomIds, Store};
 use std::sync::{Arc, Mutex};
@@ -277,6 +277,19 @@ async fn available(store: &Store, shop_id: &str) -> i64 {
         .available
 }
 
+/// The restock's outcome as a worker records it, from what the restock found.
+fn record_restock(
+    order: &rescind_domain::Order,
+    report: rescind_store::RestockReport,
+) -> Result<OrderChange, StaleStep> {
+    let outcome = StepOutcome::Restocked {
+        restocked: report.restocked,
+        already: report.already,
+        missing: report.missing,
+    };
+    record_step_outcome(order, StepKind::Restock, outcome, &mut RandomIds, now())
+}
+
 /// Records a step's outcome (a note) scheduling the next step at `due_at`, with the restock to run
 /// after it when that is due now; answers the order as the change left it.
 async fn record_then_restock(store: &Store, shop_id: &str, order_id: &str, due_at: Timestamp) -> rescind_domain::Order {
@@ -296,14 +309,7 @@ async fn record_then_restock(store: &Store, shop_id: &str, order_id: &str, due_a
                 change.workflow = WorkflowSchedule::DueAt(due_at);
                 Ok(change)
             },
-            |order, report| {
-                let outcome = StepOutcome::Restocked {
-                    restocked: report.restocked,
-                    already: report.already,
-                    missing: report.missing,
-                };
-                record_step_outcome(order, StepKind::Restock, outcome, &mut RandomIds, now())
-            },
+            record_restock,
         )
         .await
         .map_err(|error| format!("{error:?}"))
@@ -415,12 +421,7 @@ async fn restocks_of_one_sku_sent_together_and_twice_over_put_each_order_s_unit_
                         let line = HistoryEntry::new(now(), "note", &Actor::System, "the restock was done");
                         return Ok(OrderChange::new(order.clone(), vec![line], Vec::new()));
                     }
-                    let outcome = StepOutcome::Restocked {
-                        restocked: report.restocked,
-                        already: report.already,
-                        missing: report.missing,
-                    };
-                    record_step_outcome(order, StepKind::Restock, outcome, &mut RandomIds, now())
+                    record_restock(order, report)
                 })
                 .await
                 .map_err(|error| format!("{error:?}"))
