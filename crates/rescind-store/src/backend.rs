@@ -2530,7 +2530,7 @@ mod batch {
     use crate::ShopSetup;
     use std::collections::HashMap;
     use crate::ChangeError;
-    use rescind_domain::{Order, OrderChange};
+    use rescind_domain::{Order, OrderChange, StepStatus};
     use std::any::Any;
     use tokio::sync::{mpsc, oneshot};
 
@@ -2901,12 +2901,19 @@ mod batch {
     fn restocks_wanted(group: &[Job], orders: &HashMap<(String, String), Order>) -> RestocksWanted {
         let mut wanted = RestocksWanted::new();
         for job in group {
-            if !matches!(job.decide, Decide::Restock(_)) && job.then_restock.is_none() {
-                continue;
-            }
             let Some(order) = orders.get(&(job.shop_id.clone(), job.order_id.clone())) else {
                 continue;
             };
+            // A step's outcome may leave the restock due only while the cancellation's restock is still
+            // to run; the others' levels are not locked (an import deducting them would wait for the
+            // group).
+            let may_restock = match job.decide {
+                Decide::Restock(_) => true,
+                Decide::Change(_) => job.then_restock.is_some() && restock_still_to_run(order),
+            };
+            if !may_restock {
+                continue;
+            }
             let (order_ids, skus) = wanted.entry(order.shop_id.clone()).or_default();
             order_ids.push(order.id.clone());
             // What the order holds back: all of it, or a partial cancellation's lines (B1).
@@ -2914,6 +2921,17 @@ mod batch {
             skus.extend(order.current_restock_quantities().into_iter().map(|(sku, _)| sku));
         }
         wanted
+    }
+
+    /// Whether the order's cancellation has a restock step that has not ended.
+    fn restock_still_to_run(order: &Order) -> bool {
+        let Some(step) = order.cancellation.as_ref().and_then(|c| c.step(rescind_domain::StepKind::Restock)) else {
+            return false;
+        };
+        match step.status {
+            StepStatus::Pending | StepStatus::Running | StepStatus::Waiting => true,
+            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped => false,
+        }
     }
 
     /// Whether `change` leaves the restock as its cancellation's next step, due now.

@@ -6,7 +6,8 @@
 //! outcome keeps its lease on the order's job exactly when the next step falls due by the lease's
 //! horizon (on both backends), and a step's outcome that leaves the restock due now runs it in the
 //! same transaction. The shops' setups it keeps between groups take in a channel or a warehouse
-//! created since. Restocks of one SKU written together move its level by all of them, each once.
+//! created since. Restocks of one SKU written together move its level by all of them, each once; a
+//! step's outcome whose cancellation has no restock left to run locks no stock level.
 
 mod common;
 
@@ -16,6 +17,7 @@ use rescind_domain::{
     PendingWork, RefundMethod, StaleStep, StepKind, StepOutcome, StepStatus, Timestamp, WorkflowSchedule,
 };
 use rescind_store::{now, ChangeError, Lease, RandomIds, Store};
+use sqlx::Connection;
 use std::sync::{Arc, Mutex};
 
 const ORDERS: usize = 40;
@@ -579,4 +581,43 @@ async fn a_channel_created_after_the_writer_read_the_shop_s_setup_is_in_the_next
         "{seen:?}"
     );
     store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_s_outcome_after_the_restock_ran_waits_for_no_lock_on_the_stock_on_postgres() {
+    let Some(schema) = PostgresSchema::create().await else {
+        return;
+    };
+    let store = Store::open(&schema.url).await.expect("the store opens");
+    let shop_id = open_shop(&store, "shop_locks").await;
+    store
+        .set_stock(&shop_id, "TEA-001", 10)
+        .await
+        .expect("the stock is set");
+    let order_id = an_order_waiting_for_its_restock(&store, &shop_id).await;
+    store
+        .restock(&shop_id, &order_id, record_restock)
+        .await
+        .map_err(|error| format!("{error:?}"))
+        .expect("the restock is recorded");
+    // Another transaction holds TEA-001's level (an import deducting it, say).
+    let mut holder = sqlx::PgConnection::connect(&schema.url).await.expect("connected");
+    sqlx::query("BEGIN").execute(&mut holder).await.expect("begun");
+    sqlx::query("SELECT 1 FROM inventory WHERE shop_id = $1 AND sku = 'TEA-001' FOR UPDATE")
+        .bind(&shop_id)
+        .execute(&mut holder)
+        .await
+        .expect("locked");
+    // A step's outcome with a restock to run after it when due: its cancellation's restock has run, so
+    // its group has no level to read or lock.
+    let recorded = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        record_then_restock(&store, &shop_id, &order_id, now()),
+    )
+    .await;
+    sqlx::query("ROLLBACK").execute(&mut holder).await.expect("released");
+    assert!(recorded.is_ok(), "the change waited for the stock's lock");
+    assert_eq!(available(&store, &shop_id).await, 10, "I2: the unit went back once");
+    store.close().await;
+    schema.drop().await;
 }
