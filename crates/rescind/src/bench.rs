@@ -522,16 +522,17 @@ async fn cancel_all(
     rate: Option<u32>,
     body: Value,
 ) -> Result<Run> {
+    let count = ids.len();
     let ids = Arc::new(ids);
     let body = Arc::new(body);
-    let next = Arc::new(AtomicUsize::new(0));
     let cpu_before = server.cpu_time();
     let started = Instant::now();
+    let pace = Pace::start(count, rate, started);
     let mut tasks = Vec::new();
     for number in 0..clients {
-        let (client, next, ids, body, token, base) = (
+        let (client, pace, ids, body, token, base) = (
             client.clone(),
-            next.clone(),
+            pace.clone(),
             ids.clone(),
             body.clone(),
             shop.token.clone(),
@@ -540,18 +541,10 @@ async fn cancel_all(
         tasks.push(tokio::spawn(async move {
             let (mut latencies, mut failed) = (Vec::new(), 0usize);
             loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(id) = ids.get(index) else {
+                let Some((index, scheduled)) = pace.next(count).await else {
                     return Ok::<_, anyhow::Error>((latencies, failed));
                 };
-                let scheduled = match rate {
-                    Some(rate) => {
-                        let at = started + Duration::from_secs_f64(index as f64 / f64::from(rate.max(1)));
-                        tokio::time::sleep_until(at.into()).await;
-                        at
-                    }
-                    None => Instant::now(),
-                };
+                let id = &ids[index];
                 let answer = client
                     .post(format!("{base}/api/v1/orders/{id}/cancel"))
                     .bearer_auth(&token)
@@ -583,6 +576,49 @@ async fn cancel_all(
         latencies_us: latencies,
         server_cpu: server.cpu_time().saturating_sub(cpu_before),
     })
+}
+
+/// Which order a client cancels next, and from when its latency counts.
+#[derive(Clone)]
+enum Pace {
+    /// As fast as the clients can: each takes the next order as soon as it is free.
+    Saturating(Arc<AtomicUsize>),
+    /// At a steady rate: a thread of its own hands each order out at its scheduled time, sleeping
+    /// with the operating system's timer. (Each client sleeping on tokio's timer, which rounds a
+    /// deadline up to its next millisecond, added 0.5–1 ms to every latency counted from the
+    /// schedule.) An order no client is free to take waits, and its latency still counts from the
+    /// schedule (no coordinated omission).
+    Steady(Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(usize, Instant)>>>),
+}
+
+impl Pace {
+    fn start(count: usize, rate: Option<u32>, started: Instant) -> Pace {
+        let Some(rate) = rate else {
+            return Pace::Saturating(Arc::new(AtomicUsize::new(0)));
+        };
+        let (schedule, scheduled) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for index in 0..count {
+                let at = started + Duration::from_secs_f64(index as f64 / f64::from(rate.max(1)));
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                if schedule.send((index, at)).is_err() {
+                    return;
+                }
+            }
+        });
+        Pace::Steady(Arc::new(tokio::sync::Mutex::new(scheduled)))
+    }
+
+    /// The next order's index and the time its latency counts from; `None` once all are taken.
+    async fn next(&self, count: usize) -> Option<(usize, Instant)> {
+        match self {
+            Pace::Saturating(next) => {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                (index < count).then(Instant::now).map(|now| (index, now))
+            }
+            Pace::Steady(scheduled) => scheduled.lock().await.recv().await,
+        }
+    }
 }
 
 /// A fresh database for one scenario.
