@@ -2566,6 +2566,8 @@ mod batch {
         /// The restock to run right after the change when the change leaves it due now.
         then_restock: Option<DecideRestock>,
         reply: oneshot::Sender<Outcome>,
+        /// When the job was sent: how long it waited for the writer is logged with its group.
+        sent_at: std::time::Instant,
     }
 
     /// What the writer is sent: a change, or word to stop (with whom to tell once it has).
@@ -2663,6 +2665,7 @@ mod batch {
                 decide,
                 then_restock,
                 reply,
+                sent_at: std::time::Instant::now(),
             };
             self.jobs
                 .send(Message::Job(job))
@@ -2991,6 +2994,7 @@ mod batch {
     pub(crate) async fn run_group(pool: &sqlx::Pool<Db>, group: Vec<Job>, setups: &mut Setups) {
         let started = std::time::Instant::now();
         let size = group.len();
+        let queued_us = queued_us(&group, started);
         let mut tx = match pool.begin().await {
             Ok(tx) => tx,
             Err(error) => return fail_all(group, &format!("failed to start a change: {error}")),
@@ -3017,6 +3021,7 @@ mod batch {
         };
         tracing::debug!(
             size,
+            queued_us,
             begun_us,
             loaded_us,
             decided_us,
@@ -3053,6 +3058,11 @@ mod batch {
             }
         }
         Ok((orders, setups))
+    }
+
+    /// How long the group's longest-waiting job waited for the writer (µs), for the group's log line.
+    pub(crate) fn queued_us(group: &[Job], started: std::time::Instant) -> u128 {
+        group.iter().map(|job| started.duration_since(job.sent_at).as_micros()).max().unwrap_or(0)
     }
 
     pub(crate) fn fail_all(group: Vec<Job>, error: &str) {

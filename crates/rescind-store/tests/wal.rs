@@ -67,3 +67,57 @@ async fn the_write_ahead_log_starts_again_while_writes_go_on() {
     assert_eq!(level.available, 1_000_000 - commits as i64, "every adjustment is kept");
     store.close().await;
 }
+
+/// The page size a database file's header gives (big-endian, bytes 16..18).
+fn page_size(file: &std::path::Path) -> u32 {
+    let header = std::fs::read(file).expect("the database file is readable");
+    u32::from(u16::from_be_bytes(
+        header[16..18].try_into().expect("a database header"),
+    ))
+}
+
+/// Every commit writes each page it changed whole into the WAL, so a new database is made of 2 KiB
+/// pages (half the bytes per commit of SQLite's 4 KiB); a database made before keeps its own pages and
+/// still opens and takes writes.
+#[tokio::test]
+async fn a_new_database_is_made_of_2_kib_pages_and_an_older_one_keeps_its_own() {
+    use sqlx::ConnectOptions;
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let new = folder.path().join("new.db");
+    let store = Store::open(&format!("sqlite://{}", new.display()))
+        .await
+        .expect("the new store opens");
+    store.close().await;
+    assert_eq!(page_size(&new), 2048, "a new database's pages");
+
+    let older = folder.path().join("older.db");
+    let connection = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&older)
+        .create_if_missing(true)
+        .page_size(4096)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .connect()
+        .await
+        .expect("an older database is made");
+    sqlx::Connection::close(connection).await.expect("it closes");
+    let store = Store::open(&format!("sqlite://{}", older.display()))
+        .await
+        .expect("the older store opens");
+    let shop = Shop {
+        id: "shop_older".into(),
+        name: "Older".into(),
+        settings: Settings::default(),
+    };
+    let token = ApiToken {
+        id: "tok_older".into(),
+        shop_id: shop.id.clone(),
+        token_hash: "1".repeat(64),
+        scopes: vec![],
+    };
+    store
+        .create_shop(&shop, &token)
+        .await
+        .expect("the older store takes writes");
+    store.close().await;
+    assert_eq!(page_size(&older), 4096, "an older database's pages");
+}
