@@ -2522,7 +2522,7 @@ impl Backend {
 }
 
 mod batch {
-    use super::{group_sink, load_orders_for_change, load_shop_setup, save_into, Db, GroupStock};
+    use super::{group_sink, load_orders_for_change, load_shop_setup, save_into, Connection, Db, GroupStock};
     use crate::rows::Sink;
     use crate::RestockReport;
     use crate::Lease;
@@ -2531,6 +2531,7 @@ mod batch {
     use std::collections::HashMap;
     use crate::ChangeError;
     use rescind_domain::{Order, OrderChange, StepStatus};
+    use anyhow::Context;
     use std::any::Any;
     use tokio::sync::{mpsc, oneshot};
 
@@ -2987,38 +2988,72 @@ mod batch {
         }
     }
 
+    /// The group that waited while the last one was written, to run next: on the last one's connection
+    /// when its transaction was begun with the last one's commit.
+    pub(crate) type Next = (Vec<Job>, Option<sqlx::pool::PoolConnection<Db>>);
+
     /// Loads every order of the group at once (one query per table and shop), decides each job, and
     /// writes all changes together through sqlx: a group of a hundred cancels costs about as many
-    /// statements as one.
+    /// statements as one. `begun` is a connection whose transaction was begun for this group with the
+    /// last one's commit. When another group waits by the time this one is written, its transaction
+    /// is begun with this one's commit (`COMMIT; BEGIN`: one round trip instead of two) and it is
+    /// answered, to be run next; no transaction is left open without a group waiting for it.
     #[allow(dead_code)]
-    pub(crate) async fn run_group(pool: &sqlx::Pool<Db>, group: Vec<Job>, setups: &mut Setups) {
+    pub(crate) async fn run_group(
+        pool: &sqlx::Pool<Db>,
+        group: Vec<Job>,
+        begun: Option<sqlx::pool::PoolConnection<Db>>,
+        setups: &mut Setups,
+        groups: &mut Groups,
+    ) -> Option<Next> {
         let started = std::time::Instant::now();
         let size = group.len();
         let queued_us = queued_us(&group, started);
-        let mut tx = match pool.begin().await {
-            Ok(tx) => tx,
-            Err(error) => return fail_all(group, &format!("failed to start a change: {error}")),
+        let mut connection = match begun {
+            Some(connection) => connection,
+            None => {
+                match begin(pool).await {
+                    Ok(connection) => connection,
+                    Err(error) => {
+                        fail_all(group, &format!("failed to start a change: {error}"));
+                        return None;
+                    }
+                }
+            }
         };
         let begun_us = started.elapsed().as_micros();
-        let loaded = match load_group(&mut tx, ids_by_shop(&group), setups).await {
+        let loaded = match load_group(&mut connection, ids_by_shop(&group), setups).await {
             Ok(loaded) => loaded,
-            Err(error) => return fail_all(group, &format!("{error:#}")),
+            Err(error) => {
+                roll_back(&mut connection).await;
+                fail_all(group, &format!("{error:#}"));
+                return None;
+            }
         };
         let loaded_us = started.elapsed().as_micros();
-        let mut sink = group_sink(&mut tx);
+        let mut sink = group_sink(&mut connection);
         let ((replies, changes, leases, stock), failed) = decide_all(&mut sink, group, loaded).await;
         let decided_us = started.elapsed().as_micros();
         let mut written_us = 0;
+        let mut next = None;
         let failure = match failed {
             Some(error) => Some(error),
             None => match save_into(&mut sink, &changes, &leases, &stock).await {
                 Err(error) => Some(error),
                 Ok(()) => {
                     written_us = started.elapsed().as_micros();
-                    tx.commit().await.err().map(anyhow::Error::from)
+                    let waiting = groups.waiting();
+                    let committed = commit(&mut connection, !waiting.is_empty()).await;
+                    if !waiting.is_empty() {
+                        next = Some((waiting, committed.is_ok()));
+                    }
+                    committed.err()
                 }
             },
         };
+        if failure.is_some() {
+            roll_back(&mut connection).await;
+        }
         tracing::debug!(
             size,
             queued_us,
@@ -3030,10 +3065,47 @@ mod batch {
             "group written"
         );
         answer(replies, changes, leases, failure);
+        next.map(|(group, begun)| (group, begun.then_some(connection)))
+    }
+
+    /// A connection with a transaction begun on it.
+    fn begin(pool: &sqlx::Pool<Db>) -> Boxed<'_, Result<sqlx::pool::PoolConnection<Db>, sqlx::Error>> {
+        Box::pin(async move {
+            let mut connection = pool.acquire().await?;
+            sqlx::Executor::execute(&mut *connection, "BEGIN").await?;
+            Ok(connection)
+        })
+    }
+
+    /// A future boxed as `Send`: written as `async fn`, the writer's task was not seen to be `Send`
+    /// (the compiler's higher-ranked lifetimes of sqlx's executors).
+    type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+    /// Commits the group's transaction and, when `begin_next`, begins the next one in the same round
+    /// trip (one simple query of two statements; the server runs the second only when the first
+    /// succeeded). An error is taken for a failed commit: the `BEGIN` after a commit that succeeded
+    /// fails only with the connection, when a lone commit's outcome would be as unknown.
+    fn commit(connection: &mut Connection, begin_next: bool) -> Boxed<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            let statements = if begin_next { "COMMIT; BEGIN" } else { "COMMIT" };
+            sqlx::Executor::execute(connection, statements).await.context("failed to commit a change")?;
+            Ok(())
+        })
+    }
+
+    /// Ends a failed group's transaction, if one is open; a connection that cannot is closed rather
+    /// than handed back to the pool inside a transaction.
+    fn roll_back(connection: &mut sqlx::pool::PoolConnection<Db>) -> Boxed<'_, ()> {
+        Box::pin(async move {
+            if let Err(error) = sqlx::Executor::execute(&mut **connection, "ROLLBACK").await {
+                tracing::warn!(error = %error, "a failed group's transaction was not rolled back");
+                connection.close_on_drop();
+            }
+        })
     }
 
     async fn load_group(
-        tx: &mut sqlx::Transaction<'_, Db>,
+        connection: &mut Connection,
         ids_by_shop: HashMap<String, Vec<String>>,
         kept: &mut Setups,
     ) -> anyhow::Result<Loaded> {
@@ -3043,11 +3115,11 @@ mod batch {
         let mut ids_by_shop: Vec<(String, Vec<String>)> = ids_by_shop.into_iter().collect();
         ids_by_shop.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (shop_id, ids) in ids_by_shop {
-            let loaded = load_orders_for_change(tx, &shop_id, &ids).await?;
+            let loaded = load_orders_for_change(connection, &shop_id, &ids).await?;
             let setup = match kept.covering(&shop_id, loaded.iter()) {
                 Some(setup) => setup.clone(),
                 None => {
-                    let setup = load_shop_setup(tx, &shop_id).await?;
+                    let setup = load_shop_setup(connection, &shop_id).await?;
                     kept.keep(&shop_id, &setup);
                     setup
                 }

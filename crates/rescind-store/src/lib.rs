@@ -1592,9 +1592,17 @@ mod postgres {
     fn run_writer(pool: sqlx::Pool<Db>, mut groups: batch::Groups) {
         tokio::spawn(async move {
             let mut setups = batch::Setups::default();
-            while let Some(group) = groups.next().await {
+            let mut next: Option<batch::Next> = None;
+            loop {
+                let (group, begun) = match next.take() {
+                    Some(next) => next,
+                    None => match groups.next().await {
+                        Some(group) => (group, None),
+                        None => break,
+                    },
+                };
                 if !group.is_empty() {
-                    batch::run_group(&pool, group, &mut setups).await;
+                    next = batch::run_group(&pool, group, begun, &mut setups, &mut groups).await;
                 }
             }
             groups.stopped();

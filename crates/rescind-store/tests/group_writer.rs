@@ -621,3 +621,131 @@ async fn a_step_s_outcome_after_the_restock_ran_waits_for_no_lock_on_the_stock_o
     store.close().await;
     schema.drop().await;
 }
+
+/// Notes one change per order of `order_ids` at once through the group writer (several groups, each
+/// waiting while the one before is written); answers how many were written.
+async fn note_all_at_once(store: &Store, shop_id: &str, order_ids: &[String], note: &str) -> usize {
+    let mut changes = Vec::new();
+    for order_id in order_ids {
+        let (store, shop_id, order_id, note) = (store.clone(), shop_id.to_owned(), order_id.clone(), note.to_owned());
+        changes.push(tokio::spawn(async move {
+            store
+                .change_order_grouped(&shop_id, &order_id, move |order, _setup| {
+                    let line = HistoryEntry::new(now(), "note", &Actor::System, note);
+                    Ok::<_, ()>(OrderChange::new(order.clone(), vec![line], Vec::new()))
+                })
+                .await
+        }));
+    }
+    let mut written = 0;
+    for change in changes {
+        if change.await.expect("the change ran").is_ok() {
+            written += 1;
+        }
+    }
+    written
+}
+
+/// A refund of ¥1 with the id `id`, written by a change of the order.
+async fn refund_with_id(
+    store: &Store,
+    shop_id: &str,
+    order_id: &str,
+    id: &str,
+) -> Result<OrderChange, ChangeError<()>> {
+    let id = id.to_owned();
+    store
+        .change_order_grouped(shop_id, order_id, move |order, _setup| {
+            let refund = rescind_domain::Refund {
+                id,
+                amount: rescind_domain::Money::parse_stored("1").expect("an amount"),
+                method: RefundMethod::StoreCredit,
+                note: None,
+                cancellation_id: None,
+                actor: "test".into(),
+                created_at: now(),
+            };
+            let mut changed = OrderChange::new(order.clone(), Vec::new(), Vec::new());
+            changed.order.refunds.push(refund.clone());
+            changed.new_refunds.push(refund);
+            Ok::<_, ()>(changed)
+        })
+        .await
+}
+
+/// The store's sessions that sit in a transaction doing nothing.
+async fn idle_in_transaction(admin_url: &str, application: &str) -> i64 {
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("PostgreSQL is reachable");
+    let count = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'",
+    )
+    .bind(application)
+    .fetch_one(&mut admin)
+    .await
+    .expect("the sessions are read");
+    let _ = admin.close().await;
+    count
+}
+
+/// On PostgreSQL a group that waits while another is written gets its transaction begun with that
+/// one's commit (`COMMIT; BEGIN`). Every change is kept; a group whose write fails (a refund's id
+/// taken twice) is rolled back and harms no later group; and once the changes stop, no session of
+/// the store sits in a transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_begun_with_the_last_one_s_commit_keep_every_change_and_leave_no_transaction_open_on_postgres() {
+    let Some(schema) = PostgresSchema::create().await else {
+        return;
+    };
+    let application = format!("rescind_group_test_{:08x}", rand::random::<u32>());
+    let url = format!("{}&application_name={application}", schema.url);
+    let store = Store::open(&url).await.expect("the store opens");
+    let shop_id = open_shop(&store, "shop_chained").await;
+    let mut order_ids = Vec::new();
+    for _ in 0..ORDERS {
+        order_ids.push(import_an_order(&store, &shop_id).await);
+    }
+    let admin_url = std::env::var("RESCIND_TEST_DATABASE_URL").expect("set when the schema was made");
+
+    assert_eq!(note_all_at_once(&store, &shop_id, &order_ids, "first").await, ORDERS);
+    refund_with_id(&store, &shop_id, &order_ids[0], "rf_taken")
+        .await
+        .expect("the first refund of that id is written");
+    assert!(
+        matches!(
+            refund_with_id(&store, &shop_id, &order_ids[1], "rf_taken").await,
+            Err(ChangeError::Store(_))
+        ),
+        "a second refund of the same id fails its group"
+    );
+    assert_eq!(note_all_at_once(&store, &shop_id, &order_ids, "second").await, ORDERS);
+    assert_eq!(
+        idle_in_transaction(&admin_url, &application).await,
+        0,
+        "no session sits in a transaction"
+    );
+
+    for order_id in &order_ids {
+        let history = store
+            .history(&shop_id, order_id)
+            .await
+            .expect("the history is read")
+            .expect("the order exists");
+        let mut notes: Vec<&str> = history
+            .iter()
+            .filter(|entry| entry.kind == "note")
+            .map(|entry| entry.message.as_str())
+            .collect();
+        notes.sort_unstable();
+        assert_eq!(notes, ["first", "second"], "both notes of {order_id} are kept");
+    }
+    let second = store
+        .order(&shop_id, &order_ids[1])
+        .await
+        .expect("read")
+        .expect("the order exists");
+    assert!(second.refunds.is_empty(), "the failed group's refund is not kept");
+    store.close().await;
+    schema.drop().await;
+}
