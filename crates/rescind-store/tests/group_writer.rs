@@ -59,6 +59,22 @@ on_both_backends!(
     restocks_of_one_sku_sent_together_and_twice_over_put_each_order_s_unit_back_once_and_queue_one_push,
 );
 
+/// The messages of the order's `note` history lines, sorted.
+async fn notes_of(store: &Store, shop_id: &str, order_id: &str) -> Vec<String> {
+    let history = store
+        .history(shop_id, order_id)
+        .await
+        .expect("the history is read")
+        .expect("the order exists");
+    let mut notes: Vec<String> = history
+        .into_iter()
+        .filter(|entry| entry.kind == "note")
+        .map(|entry| entry.message)
+        .collect();
+    notes.sort_unstable();
+    notes
+}
+
 /// The SQLite database in `folder`.
 fn sqlite_url(folder: &tempfile::TempDir) -> String {
     format!("sqlite://{}", folder.path().join("rescind.db").display())
@@ -124,18 +140,11 @@ async fn closing_the_store_after_grouped_changes_panics_nowhere_and_keeps_every_
 
     let reopened = Store::open(&url).await.expect("the store opens again");
     for order_id in &order_ids {
-        let history = reopened
-            .history(&shop_id, order_id)
-            .await
-            .expect("the history is read")
-            .expect("the order exists");
-        let mut notes: Vec<&str> = history
-            .iter()
-            .filter(|entry| entry.kind == "note")
-            .map(|entry| entry.message.as_str())
-            .collect();
-        notes.sort_unstable();
-        assert_eq!(notes, ["note 0", "note 1"], "both changes of {order_id} are kept");
+        assert_eq!(
+            notes_of(&reopened, &shop_id, order_id).await,
+            ["note 0", "note 1"],
+            "both changes of {order_id} are kept"
+        );
     }
     reopened.close().await;
 }
@@ -727,18 +736,11 @@ async fn groups_begun_with_the_last_one_s_commit_keep_every_change_and_leave_no_
     );
 
     for order_id in &order_ids {
-        let history = store
-            .history(&shop_id, order_id)
-            .await
-            .expect("the history is read")
-            .expect("the order exists");
-        let mut notes: Vec<&str> = history
-            .iter()
-            .filter(|entry| entry.kind == "note")
-            .map(|entry| entry.message.as_str())
-            .collect();
-        notes.sort_unstable();
-        assert_eq!(notes, ["first", "second"], "both notes of {order_id} are kept");
+        assert_eq!(
+            notes_of(&store, &shop_id, order_id).await,
+            ["first", "second"],
+            "both notes of {order_id} are kept"
+        );
     }
     let second = store
         .order(&shop_id, &order_ids[1])

@@ -2,6 +2,8 @@
 //! beside the writer and the log starts again from its beginning, instead of growing by every commit
 //! until the load stops (it reached 800 MB in a 20 000-order benchmark before).
 
+mod common;
+
 use rescind_store::{ApiToken, Settings, Shop, Store};
 use std::time::{Duration, Instant};
 
@@ -103,21 +105,9 @@ async fn a_new_database_is_made_of_2_kib_pages_and_an_older_one_keeps_its_own() 
     let store = Store::open(&format!("sqlite://{}", older.display()))
         .await
         .expect("the older store opens");
-    let shop = Shop {
-        id: "shop_older".into(),
-        name: "Older".into(),
-        settings: Settings::default(),
-    };
-    let token = ApiToken {
-        id: "tok_older".into(),
-        shop_id: shop.id.clone(),
-        token_hash: "1".repeat(64),
-        scopes: vec![],
-    };
-    store
-        .create_shop(&shop, &token)
-        .await
-        .expect("the older store takes writes");
+    // A shop, its channel and an order: the older store takes writes.
+    let shop_id = common::open_shop(&store, "shop_older").await;
+    common::import_an_order(&store, &shop_id).await;
     store.close().await;
     assert_eq!(page_size(&older), 4096, "an older database's pages");
 }
