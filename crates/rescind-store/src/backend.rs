@@ -71,15 +71,6 @@ trait Read {
     fn column<T: Readable>(&self, name: &str) -> Result<T>;
 }
 
-/// A row's columns of a joined table, selected under a prefix (`c_id` for the cancellation's `id`).
-struct Prefixed<'r, R>(&'r R, &'static str);
-
-impl<R: Read> Read for Prefixed<'_, R> {
-    fn column<T: Readable>(&self, name: &str) -> Result<T> {
-        self.0.column(&format!("{}{name}", self.1))
-    }
-}
-
 /// A column type both sqlx and rusqlite decode.
 trait Readable: for<'r> sqlx::Decode<'r, Db> + sqlx::Type<Db> + rusqlite::types::FromSql {}
 
@@ -269,40 +260,16 @@ enum Attached {
 const ORDER_ATTACHED_FLAGS: &str = "EXISTS (SELECT 1 FROM refunds WHERE refunds.order_id = orders.id) AS has_refunds, \
     EXISTS (SELECT 1 FROM cancellation_requests WHERE cancellation_requests.order_id = orders.id) AS has_requests";
 
-/// How [`complete_orders`] gets the orders' current cancellations.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Cancellations {
-    /// In a statement of their own, by their ids.
-    Read,
-    /// Joined to the order rows (`LEFT JOIN cancellations c`), their columns under the prefix `c_`.
-    Joined,
-}
-
 /// Loads orders (rows already fetched) with their current cancellation, their refunds and their
 /// latest cancellation request.
-async fn complete_orders(
-    connection: &mut Connection,
-    rows: Vec<DbRow>,
-    attached: Attached,
-    joined: Cancellations,
-) -> Result<Vec<Order>> {
+async fn complete_orders(connection: &mut Connection, rows: Vec<DbRow>, attached: Attached) -> Result<Vec<Order>> {
     let mut orders = Vec::with_capacity(rows.len());
     let mut cancellation_ids = Vec::new();
-    let mut cancellations: HashMap<String, Cancellation> = HashMap::new();
     let mut with_refunds = Vec::new();
     let mut with_requests = Vec::new();
     for row in &rows {
         let (order, cancellation_id) = order_from_row(row)?;
-        match joined {
-            Cancellations::Read => cancellation_ids.extend(cancellation_id),
-            Cancellations::Joined => {
-                let joined = Prefixed(row, "c_");
-                if cancellation_id.is_some() && Read::column::<Option<String>>(&joined, "id")?.is_some() {
-                    let (order_id, cancellation) = cancellation_from_row(&joined)?;
-                    cancellations.insert(order_id, cancellation);
-                }
-            }
-        }
+        cancellation_ids.extend(cancellation_id);
         let (has_refunds, has_requests) = match attached {
             Attached::Read => (true, true),
             Attached::AsFlagged => (Read::column::<bool>(row, "has_refunds")?, Read::column::<bool>(row, "has_requests")?),
@@ -315,6 +282,7 @@ async fn complete_orders(
         }
         orders.push(order);
     }
+    let mut cancellations: HashMap<String, Cancellation> = HashMap::new();
     if !cancellation_ids.is_empty() {
         let mut query = QueryBuilder::<Db>::new(format!("SELECT {CANCELLATION_COLUMNS} FROM cancellations WHERE id IN ("));
         push_in_list(&mut query, cancellation_ids);
@@ -389,9 +357,9 @@ fn push_in_list(query: &mut QueryBuilder<'_, Db>, values: impl IntoIterator<Item
 /// entries read to find 32 orders) — work that grows with the shop. `shop_id || ''` is no index's
 /// column, so the key alone is used, on both backends.
 fn push_orders_of_shop(query: &mut QueryBuilder<'_, Db>, shop_id: &str, ids: impl IntoIterator<Item = String>) {
-    query.push("orders.id IN (");
+    query.push("id IN (");
     push_in_list(query, ids);
-    query.push(") AND orders.shop_id || '' = ");
+    query.push(") AND shop_id || '' = ");
     query.push_bind(shop_id.to_owned());
 }
 
@@ -402,22 +370,12 @@ async fn load_orders_for_change(connection: &mut Connection, shop_id: &str, ids:
     // Locks are taken in id order so two bulk changes cannot deadlock.
     sorted.sort();
     sorted.dedup();
-    // Each order's current cancellation comes with its row (no round trip of its own); only the
-    // orders are locked.
-    let mut columns: Vec<String> = ORDER_COLUMNS.split(", ").map(|column| format!("orders.{column}")).collect();
-    columns.push(ORDER_ATTACHED_FLAGS.to_owned());
-    columns.extend(CANCELLATION_COLUMNS.split(", ").map(|column| format!("c.{column} AS c_{column}")));
-    let mut query = QueryBuilder::<Db>::new(format!(
-        "SELECT {} FROM orders LEFT JOIN cancellations c ON c.id = orders.cancellation_id WHERE ",
-        columns.join(", ")
-    ));
+    let mut query = QueryBuilder::<Db>::new(format!("SELECT {ORDER_COLUMNS}, {ORDER_ATTACHED_FLAGS} FROM orders WHERE "));
     push_orders_of_shop(&mut query, shop_id, sorted.into_iter().cloned());
-    query.push(" ORDER BY orders.id ");
-    if !DIALECT.lock_order.is_empty() {
-        query.push(DIALECT.lock_order).push(" OF orders");
-    }
+    query.push(" ORDER BY id ");
+    query.push(DIALECT.lock_order);
     let rows = query.build().fetch_all(&mut *connection).await.context("failed to load orders for a change")?;
-    complete_orders(connection, rows, Attached::AsFlagged, Cancellations::Joined).await
+    complete_orders(connection, rows, Attached::AsFlagged).await
 }
 
 /// A shop's channels, by id.
@@ -1675,7 +1633,7 @@ impl Backend {
         .fetch_optional(&mut *snapshot)
         .await
         .context("failed to load the order")?;
-        let order = complete_orders(&mut snapshot, row.into_iter().collect(), Attached::AsFlagged, Cancellations::Read).await?.pop();
+        let order = complete_orders(&mut snapshot, row.into_iter().collect(), Attached::AsFlagged).await?.pop();
         snapshot.commit().await?;
         Ok(order)
     }
@@ -1720,7 +1678,7 @@ impl Backend {
         let mut rows = query.build().fetch_all(&mut *snapshot).await.context("failed to list orders")?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let items = complete_orders(&mut snapshot, rows, Attached::Read, Cancellations::Read).await?;
+        let items = complete_orders(&mut snapshot, rows, Attached::Read).await?;
         snapshot.commit().await?;
         let next_cursor = if more { items.last().map(|order| order.id.clone()) } else { None };
         Ok(Page { items, next_cursor })

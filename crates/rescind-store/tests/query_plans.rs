@@ -80,12 +80,10 @@ async fn a_group_s_orders_are_locked_by_their_key_not_by_reading_their_whole_sho
     for setting in ["SET plan_cache_mode = force_generic_plan", "SET enable_seqscan = off"] {
         sqlx::query(setting).execute(&mut raw).await.expect("set");
     }
-    // The store's load of a group's orders (`load_orders_for_change`, each with its current
-    // cancellation joined), for 32 of them, as prepared.
+    // The store's load of a group's orders (`load_orders_for_change`), for 32 of them, as prepared.
     let keys: Vec<String> = (2..=33).map(|number| format!("${number}")).collect();
     let statement = format!(
-        "SELECT orders.id, c.id AS c_id FROM orders LEFT JOIN cancellations c ON c.id = orders.cancellation_id \
-         WHERE orders.id IN ({}) AND orders.shop_id || '' = $1 ORDER BY orders.id FOR UPDATE OF orders",
+        "SELECT id FROM orders WHERE id IN ({}) AND shop_id || '' = $1 ORDER BY id FOR UPDATE",
         keys.join(", ")
     );
     let explained = format!("EXPLAIN {statement}");
