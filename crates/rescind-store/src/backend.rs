@@ -282,6 +282,11 @@ async fn complete_orders(connection: &mut Connection, rows: Vec<DbRow>, attached
         }
         orders.push(order);
     }
+    // In a statement of its own, after the orders' rows are locked — not joined to them: on
+    // PostgreSQL (read committed) a row locked after waiting for another transaction is re-read at
+    // its newest version, but a joined row of a table not locked is the one the statement first saw,
+    // so the joined cancellation could predate the change that was just waited for (a warehouse's
+    // answer sent a thousand times at once then applied ten times; tried, BENCHMARKS.md).
     let mut cancellations: HashMap<String, Cancellation> = HashMap::new();
     if !cancellation_ids.is_empty() {
         let mut query = QueryBuilder::<Db>::new(format!("SELECT {CANCELLATION_COLUMNS} FROM cancellations WHERE id IN ("));
