@@ -28,6 +28,10 @@ pub enum Scenario {
     Bulk,
     /// The own-store scenario with `--large-orders` orders already stored.
     Large,
+    /// `GET /healthz` (no database, no JSON body to read) from the same clients, `--orders` times:
+    /// the most requests per second this machine's cores answer over HTTP at all, with the clients
+    /// beside the server — the ceiling over every other scenario.
+    HttpFloor,
 }
 
 #[derive(clap::Args)]
@@ -190,7 +194,15 @@ async fn run_scenario(scenario: Scenario, args: &BenchArgs, server: &Server) -> 
             }
             let (ids, imported) = import_orders(&client, server, &shop, args.orders, args.clients, "bench").await?;
             println!("  imported {} orders: {}", ids.len(), imported.summary());
-            let run = cancel_all(&client, server, &shop, ids, args.clients, None, own_store_cancel()).await?;
+            let run = cancel_all(
+                &client,
+                server,
+                &shop,
+                Call::Cancel(ids, own_store_cancel()),
+                args.clients,
+                None,
+            )
+            .await?;
             Ok(ScenarioLine {
                 text: run.summary(),
                 run: Some(run),
@@ -202,10 +214,9 @@ async fn run_scenario(scenario: Scenario, args: &BenchArgs, server: &Server) -> 
                 &client,
                 server,
                 &shop,
-                ids,
+                Call::Cancel(ids, own_store_cancel()),
                 args.clients,
                 Some(args.rate),
-                own_store_cancel(),
             )
             .await?;
             Ok(ScenarioLine {
@@ -249,6 +260,13 @@ async fn run_scenario(scenario: Scenario, args: &BenchArgs, server: &Server) -> 
             })
         }
         Scenario::Workflow => workflow(args, &client, server, &shop).await,
+        Scenario::HttpFloor => {
+            let run = cancel_all(&client, server, &shop, Call::Health(args.orders), args.clients, None).await?;
+            Ok(ScenarioLine {
+                text: format!("GET /healthz {}", run.summary()),
+                run: Some(run),
+            })
+        }
     }
 }
 
@@ -346,10 +364,9 @@ async fn workflow(args: &BenchArgs, client: &reqwest::Client, server: &Server, s
         client,
         server,
         shop,
-        ids.clone(),
+        Call::Cancel(ids.clone(), json!({"reason_code": "CUSTOMER"})),
         args.clients,
         None,
-        json!({"reason_code": "CUSTOMER"}),
     )
     .await?;
     // Every cancellation must have finished all its steps: wait for the ones answered 202.
@@ -513,28 +530,53 @@ async fn import_orders(
 
 /// Cancels every order with `clients` concurrent clients, as fast as they can or, with `rate`, on a
 /// fixed schedule (latency then counts from the scheduled moment, so queueing shows).
+/// What each client request of a measured run is.
+enum Call {
+    /// `POST /api/v1/orders/{id}/cancel` with this body, once per order.
+    Cancel(Vec<String>, Value),
+    /// `GET /healthz`, this many times.
+    Health(usize),
+}
+
+impl Call {
+    fn count(&self) -> usize {
+        match self {
+            Call::Cancel(ids, _) => ids.len(),
+            Call::Health(count) => *count,
+        }
+    }
+
+    /// The `index`th request, to the server at `base`.
+    fn request(&self, client: &reqwest::Client, base: &str, token: &str, index: usize) -> reqwest::RequestBuilder {
+        match self {
+            Call::Cancel(ids, body) => client
+                .post(format!("{base}/api/v1/orders/{}/cancel", ids[index]))
+                .bearer_auth(token)
+                .json(body),
+            Call::Health(_) => client.get(format!("{base}/healthz")),
+        }
+    }
+}
+
 async fn cancel_all(
     client: &reqwest::Client,
     server: &Server,
     shop: &Shop,
-    ids: Vec<String>,
+    call: Call,
     clients: usize,
     rate: Option<u32>,
-    body: Value,
 ) -> Result<Run> {
-    let count = ids.len();
-    let ids = Arc::new(ids);
-    let body = Arc::new(body);
+    let count = call.count();
+    let call = Arc::new(call);
     let cpu_before = server.cpu_time();
     let started = Instant::now();
     let pace = Pace::start(count, rate, started);
     let mut tasks = Vec::new();
     for number in 0..clients {
-        let (client, pace, ids, body, token, base) = (
+        let (client, pace, call, token, base) = (
             client.clone(),
             pace.clone(),
-            ids.clone(),
-            body.clone(),
+            call.clone(),
             shop.token.clone(),
             server.base_for(number),
         );
@@ -544,13 +586,7 @@ async fn cancel_all(
                 let Some((index, scheduled)) = pace.next(count).await else {
                     return Ok::<_, anyhow::Error>((latencies, failed));
                 };
-                let id = &ids[index];
-                let answer = client
-                    .post(format!("{base}/api/v1/orders/{id}/cancel"))
-                    .bearer_auth(&token)
-                    .json(&*body)
-                    .send()
-                    .await?;
+                let answer = call.request(&client, &base, &token, index).send().await?;
                 let status = answer.status().as_u16();
                 let _ = answer.bytes().await?;
                 latencies.push(scheduled.elapsed().as_micros() as u64);
@@ -560,7 +596,7 @@ async fn cancel_all(
             }
         }));
     }
-    let mut latencies = Vec::with_capacity(ids.len());
+    let mut latencies = Vec::with_capacity(count);
     let mut failed = 0;
     for task in tasks {
         let (task_latencies, task_failed) = task.await??;
