@@ -196,6 +196,56 @@ async fn a_write_beside_the_group_writer_gets_its_turn_while_changes_keep_coming
     store.close().await;
 }
 
+/// The SQLite group writer leaves its commits' fsync to a thread of its own (`synchronous =
+/// NORMAL` on the writer connection while it holds it); every other write on that connection — an
+/// import, a claim, a checkpoint — still commits with its own (`FULL`), even while changes keep coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_beside_the_group_writer_commit_with_their_own_fsync_while_changes_keep_coming() {
+    let (_folder, store, shop_id, order_ids) = sqlite_shop_with_orders("shop_fsync").await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut streams = Vec::new();
+    for order_id in order_ids {
+        let (store, shop_id, stop) = (store.clone(), shop_id.clone(), stop.clone());
+        streams.push(tokio::spawn(async move {
+            let mut changes = 0_u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store
+                    .change_order_grouped(&shop_id, &order_id, move |order, _setup| {
+                        let note = HistoryEntry::new(now(), "note", &Actor::System, "synced");
+                        Ok::<_, ()>(OrderChange::new(order.clone(), vec![note], Vec::new()))
+                    })
+                    .await
+                    .expect("a grouped change is written");
+                changes += 1;
+            }
+            changes
+        }));
+    }
+    let mut settings = Vec::new();
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        settings.push(
+            store
+                .sqlite_writer_synchronous()
+                .await
+                .expect("the setting is read")
+                .expect("an SQLite store"),
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut changes = 0;
+    for stream in streams {
+        changes += stream.await.expect("the stream ran");
+    }
+    assert!(changes > ORDERS as u64, "the changes kept coming ({changes})");
+    assert_eq!(
+        settings,
+        vec![2; 20],
+        "FULL (2) every time the connection was had beside the group writer"
+    );
+    store.close().await;
+}
+
 fn at(offset_ms: i64) -> Timestamp {
     Timestamp::from_unix_micros(now().unix_micros() + offset_ms * 1000)
 }
