@@ -11,6 +11,7 @@ mod codec;
 pub mod ids;
 mod now;
 mod rows;
+mod syncer;
 
 pub use ids::{new_id, RandomIds};
 pub use now::now;
@@ -750,13 +751,15 @@ mod sqlite {
     /// statements between groups; until the store closes.
     fn run_writer(pool: sqlx::Pool<Db>, mut groups: batch::Groups) {
         let runtime = tokio::runtime::Handle::current();
-        let wal = wal_file(&pool.connect_options().get_filename().to_owned());
+        let wal = wal_file(pool.connect_options().get_filename());
         let spawned = std::thread::Builder::new()
             .name("rescind-writer".into())
             .spawn(move || {
                 // The pool connection goes back to the pool on a task of the runtime.
                 let _runtime = runtime.enter();
-                let syncer = match WalSyncer::start(move || std::fs::File::open(&wal)?.sync_data()) {
+                let syncer = match crate::syncer::Syncer::start("rescind-wal-sync", move || {
+                    std::fs::File::open(&wal)?.sync_data()
+                }) {
                     Ok(syncer) => syncer,
                     Err(error) => {
                         tracing::error!(error = %error, "the WAL syncer's thread did not start; changes will fail");
@@ -788,7 +791,7 @@ mod sqlite {
         groups: &mut batch::Groups,
         group: Vec<batch::Job>,
         previous: Option<KeptHandle>,
-        syncer: &WalSyncer,
+        syncer: &crate::syncer::Syncer,
     ) -> Option<KeptHandle> {
         let asked = std::time::Instant::now();
         let mut connection = match runtime.block_on(pool.acquire()) {
@@ -841,7 +844,7 @@ mod sqlite {
             "writer connection taken"
         );
         // The groups' commits leave their fsync to the syncer, which answers them once it is done
-        // (`WalSyncer`); every other write on this connection commits with its own.
+        // (`syncer::Syncer`); every other write on this connection commits with its own.
         if let Err(error) = db.db.execute_batch("PRAGMA synchronous = NORMAL") {
             batch::fail_all(group, &format!("failed to start a change: {error}"));
             return Some(db);
@@ -905,7 +908,7 @@ mod sqlite {
         db: &rusqlite::Connection,
         setups: &mut batch::Setups,
         group: Vec<batch::Job>,
-        syncer: &WalSyncer,
+        syncer: &crate::syncer::Syncer,
     ) {
         let started = std::time::Instant::now();
         let size = group.len();
@@ -970,6 +973,16 @@ mod sqlite {
         pub(crate) async fn writer_synchronous(&self) -> Result<i64> {
             Ok(sqlx::query_scalar("PRAGMA synchronous").fetch_one(&self.write).await?)
         }
+
+        /// Syncs the write-ahead log: whatever a read just saw — perhaps a group the WAL syncer has
+        /// not synced yet (`syncer::Syncer`) — is on disk once this returns.
+        async fn make_seen_durable(&self) -> Result<()> {
+            let wal = wal_file(self.write.connect_options().get_filename());
+            tokio::task::spawn_blocking(move || std::fs::File::open(&wal)?.sync_data())
+                .await
+                .context("the WAL's sync did not finish")?
+                .context("failed to sync the WAL")
+        }
     }
 
     /// The write-ahead log beside an SQLite database file.
@@ -977,180 +990,6 @@ mod sqlite {
         let mut wal = database_file.as_os_str().to_owned();
         wal.push("-wal");
         wal.into()
-    }
-
-    /// How a written group is answered once its commit is on disk (with the error when it may not be).
-    type Answer = Box<dyn FnOnce(Option<anyhow::Error>) + Send>;
-
-    /// Syncs the write-ahead log on a thread of its own and answers the groups committed before each
-    /// sync began. The group writer commits with `synchronous = NORMAL` — its commit writes the
-    /// group's frames to the WAL without waiting for them to reach the disk — and goes on with the
-    /// next group while this thread waits for the disk; the callers hear only after that wait, so a
-    /// 200 still means the cancellation is on disk, and one fsync covers every group committed
-    /// meanwhile. (Waiting in the commit, the writer spent 27 % of its time idle on fsyncs at 64
-    /// clients.) A later frame is valid after a crash only with every earlier one, so a group that
-    /// built on an earlier, unanswered one is never kept without it. A read on another connection may
-    /// see a group before its sync (a millisecond or so); whatever acts on the outside world — a
-    /// workflow step, a webhook, a stock push, the outbox's publisher — claims its work with a write
-    /// first, whose own commit syncs every frame before it.
-    struct WalSyncer {
-        pending: std::sync::mpsc::Sender<Answer>,
-        thread: std::thread::JoinHandle<()>,
-    }
-
-    impl WalSyncer {
-        fn start(mut sync: impl FnMut() -> std::io::Result<()> + Send + 'static) -> std::io::Result<WalSyncer> {
-            let (pending, waiting) = std::sync::mpsc::channel::<Answer>();
-            let thread = std::thread::Builder::new().name("rescind-wal-sync".into()).spawn(move || {
-                while let Ok(first) = waiting.recv() {
-                    let answers: Vec<Answer> = std::iter::once(first).chain(waiting.try_iter()).collect();
-                    let started = std::time::Instant::now();
-                    let synced = sync();
-                    tracing::debug!(
-                        groups = answers.len(),
-                        took_us = started.elapsed().as_micros(),
-                        "WAL synced"
-                    );
-                    if let Err(error) = &synced {
-                        tracing::error!(error = %error, "the write-ahead log was not synced; its changes are answered as failed");
-                    }
-                    for answer in answers {
-                        answer(synced.as_ref().err().map(|error| {
-                            anyhow::anyhow!("the change may not have reached the disk: {error}")
-                        }));
-                    }
-                }
-            })?;
-            Ok(WalSyncer { pending, thread })
-        }
-
-        /// Answers a committed group once a sync that began after its commit is done.
-        fn answer_once_synced(&self, answer: Answer) {
-            if let Err(std::sync::mpsc::SendError(answer)) = self.pending.send(answer) {
-                answer(Some(anyhow::anyhow!("the WAL syncer has stopped")));
-            }
-        }
-
-        /// Syncs and answers what is pending, then stops.
-        fn stop(self) {
-            drop(self.pending);
-            if self.thread.join().is_err() {
-                tracing::error!("the WAL syncer panicked");
-            }
-        }
-    }
-
-    #[cfg(test)]
-    mod wal_syncer {
-        use super::WalSyncer;
-        use std::sync::mpsc;
-        use std::time::Duration;
-
-        /// An answer that reports what it was answered with.
-        fn answer_into(answered: &mpsc::Sender<Option<String>>) -> super::Answer {
-            let answered = answered.clone();
-            Box::new(move |failure| {
-                let _ = answered.send(failure.map(|error| error.to_string()));
-            })
-        }
-
-        #[test]
-        fn a_committed_group_is_answered_only_once_the_sync_after_its_commit_is_done() {
-            let (began, sync_began) = mpsc::channel();
-            let (finish, sync_may_finish) = mpsc::channel::<()>();
-            let syncer = WalSyncer::start(move || {
-                began.send(()).expect("the test listens");
-                sync_may_finish.recv().expect("the test lets the sync finish");
-                Ok(())
-            })
-            .expect("the syncer starts");
-            let (answered, answers) = mpsc::channel();
-            syncer.answer_once_synced(answer_into(&answered));
-            sync_began.recv_timeout(Duration::from_secs(5)).expect("a sync begins");
-            assert!(
-                answers.recv_timeout(Duration::from_millis(100)).is_err(),
-                "answered while its sync was still waiting for the disk"
-            );
-            finish.send(()).expect("the sync waits");
-            assert_eq!(answers.recv_timeout(Duration::from_secs(5)), Ok(None));
-            drop(finish);
-            syncer.stop();
-        }
-
-        #[test]
-        fn groups_committed_during_a_sync_share_the_next_one() {
-            let (began, sync_began) = mpsc::channel();
-            let (finish, sync_may_finish) = mpsc::channel::<()>();
-            let syncer = WalSyncer::start(move || {
-                began.send(()).expect("the test listens");
-                sync_may_finish.recv().expect("the test lets the sync finish");
-                Ok(())
-            })
-            .expect("the syncer starts");
-            let (answered, answers) = mpsc::channel();
-            syncer.answer_once_synced(answer_into(&answered));
-            sync_began
-                .recv_timeout(Duration::from_secs(5))
-                .expect("the first sync begins");
-            for _ in 0..3 {
-                syncer.answer_once_synced(answer_into(&answered));
-            }
-            finish.send(()).expect("the first sync waits");
-            assert_eq!(answers.recv_timeout(Duration::from_secs(5)), Ok(None));
-            assert!(
-                answers.recv_timeout(Duration::from_millis(100)).is_err(),
-                "a group committed during the first sync was answered by it"
-            );
-            sync_began
-                .recv_timeout(Duration::from_secs(5))
-                .expect("a second sync begins");
-            finish.send(()).expect("the second sync waits");
-            for _ in 0..3 {
-                assert_eq!(answers.recv_timeout(Duration::from_secs(5)), Ok(None));
-            }
-            assert!(
-                sync_began.recv_timeout(Duration::from_millis(100)).is_err(),
-                "the three groups took more than one sync"
-            );
-            drop(finish);
-            syncer.stop();
-        }
-
-        #[test]
-        fn a_failed_sync_answers_its_groups_as_failed() {
-            let syncer =
-                WalSyncer::start(|| Err(std::io::Error::other("the disk went away"))).expect("the syncer starts");
-            let (answered, answers) = mpsc::channel();
-            syncer.answer_once_synced(answer_into(&answered));
-            let failure = answers
-                .recv_timeout(Duration::from_secs(5))
-                .expect("answered")
-                .expect("answered as failed");
-            assert!(failure.contains("may not have reached the disk"), "{failure}");
-            assert!(failure.contains("the disk went away"), "{failure}");
-            syncer.stop();
-        }
-
-        #[test]
-        fn stopping_syncs_and_answers_every_group_still_waiting() {
-            let (finish, sync_may_finish) = mpsc::channel::<()>();
-            let syncs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let counted = syncs.clone();
-            let syncer = WalSyncer::start(move || {
-                let _ = sync_may_finish.recv();
-                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                Ok(())
-            })
-            .expect("the syncer starts");
-            let (answered, answers) = mpsc::channel();
-            for _ in 0..5 {
-                syncer.answer_once_synced(answer_into(&answered));
-            }
-            drop(finish);
-            syncer.stop();
-            assert_eq!(answers.try_iter().collect::<Vec<_>>(), vec![None; 5]);
-            assert!(syncs.load(std::sync::atomic::Ordering::SeqCst) >= 1);
-        }
     }
 
     /// The group's orders with their cancellations, refunds and requests, and each shop's setup, read
@@ -1815,6 +1654,14 @@ mod postgres {
 
     /// The group writer: runs each group of single-order changes in one transaction through sqlx,
     /// one group at a time, until the store closes.
+    impl Backend {
+        /// Nothing to do: a PostgreSQL commit (`synchronous_commit = on`) is seen by others only
+        /// once it is flushed.
+        async fn make_seen_durable(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+
     fn run_writer(pool: sqlx::Pool<Db>, mut groups: batch::Groups) {
         tokio::spawn(async move {
             let mut setups = batch::Setups::default();

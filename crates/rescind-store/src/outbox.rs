@@ -302,6 +302,9 @@ impl Backend {
         .fetch_all(&self.read)
         .await
         .context("failed to read events")?;
+        // A consumer pages by sequence number: it must never see an event a crash could still take
+        // back, whose number a later event would then reuse.
+        self.make_seen_durable().await?;
         rows.iter().map(event_from_row).collect()
     }
 
