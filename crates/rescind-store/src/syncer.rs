@@ -89,8 +89,9 @@ mod tests {
         })
     }
 
-    #[test]
-    fn a_committed_group_is_answered_only_once_the_sync_after_its_commit_is_done() {
+    /// A syncer whose every sync tells the first receiver it began and waits for the sender's word to
+    /// finish.
+    fn gated() -> (Syncer, mpsc::Receiver<()>, mpsc::Sender<()>) {
         let (began, sync_began) = mpsc::channel();
         let (finish, sync_may_finish) = mpsc::channel::<()>();
         let syncer = Syncer::start("test-sync", move || {
@@ -99,6 +100,12 @@ mod tests {
             Ok(())
         })
         .expect("the syncer starts");
+        (syncer, sync_began, finish)
+    }
+
+    #[test]
+    fn a_committed_group_is_answered_only_once_the_sync_after_its_commit_is_done() {
+        let (syncer, sync_began, finish) = gated();
         let (answered, answers) = mpsc::channel();
         syncer.answer_once_synced(answer_into(&answered));
         sync_began.recv_timeout(Duration::from_secs(5)).expect("a sync begins");
@@ -114,14 +121,7 @@ mod tests {
 
     #[test]
     fn groups_committed_during_a_sync_share_the_next_one() {
-        let (began, sync_began) = mpsc::channel();
-        let (finish, sync_may_finish) = mpsc::channel::<()>();
-        let syncer = Syncer::start("test-sync", move || {
-            began.send(()).expect("the test listens");
-            sync_may_finish.recv().expect("the test lets the sync finish");
-            Ok(())
-        })
-        .expect("the syncer starts");
+        let (syncer, sync_began, finish) = gated();
         let (answered, answers) = mpsc::channel();
         syncer.answer_once_synced(answer_into(&answered));
         sync_began

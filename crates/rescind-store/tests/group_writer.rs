@@ -149,31 +149,55 @@ async fn closing_the_store_after_grouped_changes_panics_nowhere_and_keeps_every_
     reopened.close().await;
 }
 
+/// Each order changed over and over, one change after another, until stopped.
+struct Changing {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    streams: Vec<tokio::task::JoinHandle<u64>>,
+}
+
+impl Changing {
+    /// Starts adding the note `note` to each of `order_ids`, over and over.
+    fn start(store: &Store, shop_id: &str, order_ids: Vec<String>, note: &'static str) -> Changing {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut streams = Vec::new();
+        for order_id in order_ids {
+            let (store, shop_id, stop) = (store.clone(), shop_id.to_owned(), stop.clone());
+            streams.push(tokio::spawn(async move {
+                let mut changes = 0_u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    store
+                        .change_order_grouped(&shop_id, &order_id, move |order, _setup| {
+                            let note = HistoryEntry::new(now(), "note", &Actor::System, note);
+                            Ok::<_, ()>(OrderChange::new(order.clone(), vec![note], Vec::new()))
+                        })
+                        .await
+                        .expect("a grouped change is written");
+                    changes += 1;
+                }
+                changes
+            }));
+        }
+        Changing { stop, streams }
+    }
+
+    /// Stops the changes; answers how many were written.
+    async fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut changes = 0;
+        for stream in self.streams {
+            changes += stream.await.expect("the stream ran");
+        }
+        changes
+    }
+}
+
 /// The SQLite group writer keeps the writer connection while changes keep coming, but never longer
 /// than a moment: a write outside it (an import here; a claim, the checkpoint) gets its turn while
 /// the changes go on, instead of after they stop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_beside_the_group_writer_gets_its_turn_while_changes_keep_coming() {
     let (_folder, store, shop_id, order_ids) = sqlite_shop_with_orders("shop_busy").await;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut streams = Vec::new();
-    for order_id in order_ids {
-        let (store, shop_id, stop) = (store.clone(), shop_id.clone(), stop.clone());
-        streams.push(tokio::spawn(async move {
-            let mut changes = 0_u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                store
-                    .change_order_grouped(&shop_id, &order_id, move |order, _setup| {
-                        let note = HistoryEntry::new(now(), "note", &Actor::System, "busy");
-                        Ok::<_, ()>(OrderChange::new(order.clone(), vec![note], Vec::new()))
-                    })
-                    .await
-                    .expect("a grouped change is written");
-                changes += 1;
-            }
-            changes
-        }));
-    }
+    let changing = Changing::start(&store, &shop_id, order_ids, "busy");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let mut imports = 0;
     let imported_while_busy = tokio::time::timeout(std::time::Duration::from_secs(3), async {
@@ -183,11 +207,7 @@ async fn a_write_beside_the_group_writer_gets_its_turn_while_changes_keep_coming
         }
     })
     .await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut changes = 0;
-    for stream in streams {
-        changes += stream.await.expect("the stream ran");
-    }
+    let changes = changing.stop().await;
     assert!(
         imported_while_busy.is_ok(),
         "five imports beside {changes} grouped changes took over 3 s ({imports} done)"
@@ -202,25 +222,7 @@ async fn a_write_beside_the_group_writer_gets_its_turn_while_changes_keep_coming
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_beside_the_group_writer_commit_with_their_own_fsync_while_changes_keep_coming() {
     let (_folder, store, shop_id, order_ids) = sqlite_shop_with_orders("shop_fsync").await;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut streams = Vec::new();
-    for order_id in order_ids {
-        let (store, shop_id, stop) = (store.clone(), shop_id.clone(), stop.clone());
-        streams.push(tokio::spawn(async move {
-            let mut changes = 0_u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                store
-                    .change_order_grouped(&shop_id, &order_id, move |order, _setup| {
-                        let note = HistoryEntry::new(now(), "note", &Actor::System, "synced");
-                        Ok::<_, ()>(OrderChange::new(order.clone(), vec![note], Vec::new()))
-                    })
-                    .await
-                    .expect("a grouped change is written");
-                changes += 1;
-            }
-            changes
-        }));
-    }
+    let changing = Changing::start(&store, &shop_id, order_ids, "synced");
     let mut settings = Vec::new();
     for _ in 0..20 {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -232,11 +234,7 @@ async fn writes_beside_the_group_writer_commit_with_their_own_fsync_while_change
                 .expect("an SQLite store"),
         );
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut changes = 0;
-    for stream in streams {
-        changes += stream.await.expect("the stream ran");
-    }
+    let changes = changing.stop().await;
     assert!(changes > ORDERS as u64, "the changes kept coming ({changes})");
     assert_eq!(
         settings,
