@@ -1652,8 +1652,6 @@ mod postgres {
         }
     }
 
-    /// The group writer: runs each group of single-order changes in one transaction through sqlx,
-    /// one group at a time, until the store closes.
     impl Backend {
         /// Nothing to do: a PostgreSQL commit (`synchronous_commit = on`) is seen by others only
         /// once it is flushed.
@@ -1662,6 +1660,8 @@ mod postgres {
         }
     }
 
+    /// The group writer: runs each group of single-order changes in one transaction through sqlx,
+    /// one group at a time, until the store closes.
     fn run_writer(pool: sqlx::Pool<Db>, mut groups: batch::Groups) {
         tokio::spawn(async move {
             let mut setups = batch::Setups::default();

@@ -20,7 +20,7 @@
 /// How a written group is answered once its commit is on disk (with the error when it may not be).
 pub(crate) type Answer = Box<dyn FnOnce(Option<anyhow::Error>) + Send>;
 
-/// Syncs the log on a thread of its own and answers the groups committed before each sync began.
+/// Syncs the WAL on a thread of its own and answers the groups committed before each sync began.
 pub(crate) struct Syncer {
     pending: std::sync::mpsc::Sender<Answer>,
     thread: std::thread::JoinHandle<()>,
@@ -41,10 +41,10 @@ impl Syncer {
                 tracing::debug!(
                     groups = answers.len(),
                     took_us = started.elapsed().as_micros(),
-                    "log synced"
+                    "WAL synced"
                 );
                 if let Err(error) = &synced {
-                    tracing::error!(error = %error, "the log was not synced; its changes are answered as failed");
+                    tracing::error!(error = %error, "the WAL was not synced; its changes are answered as failed");
                 }
                 for answer in answers {
                     answer(
