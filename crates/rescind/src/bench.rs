@@ -192,33 +192,14 @@ async fn run_scenario(scenario: Scenario, args: &BenchArgs, server: &Server) -> 
                     started.elapsed().as_secs_f64()
                 );
             }
-            let (ids, imported) = import_orders(&client, server, &shop, args.orders, args.clients, "bench").await?;
-            println!("  imported {} orders: {}", ids.len(), imported.summary());
-            let run = cancel_all(
-                &client,
-                server,
-                &shop,
-                Call::Cancel(ids, own_store_cancel()),
-                args.clients,
-                None,
-            )
-            .await?;
+            let run = import_and_cancel(&client, server, &shop, args, None).await?;
             Ok(ScenarioLine {
                 text: run.summary(),
                 run: Some(run),
             })
         }
         Scenario::Steady => {
-            let (ids, _) = import_orders(&client, server, &shop, args.orders, args.clients, "bench").await?;
-            let run = cancel_all(
-                &client,
-                server,
-                &shop,
-                Call::Cancel(ids, own_store_cancel()),
-                args.clients,
-                Some(args.rate),
-            )
-            .await?;
+            let run = import_and_cancel(&client, server, &shop, args, Some(args.rate)).await?;
             Ok(ScenarioLine {
                 text: format!("at {}/s offered: {}", args.rate, run.summary()),
                 run: Some(run),
@@ -268,6 +249,28 @@ async fn run_scenario(scenario: Scenario, args: &BenchArgs, server: &Server) -> 
             })
         }
     }
+}
+
+/// Imports `--orders` own-store orders (printing how that went) and cancels every one, at `rate` per
+/// second or as fast as the clients go.
+async fn import_and_cancel(
+    client: &reqwest::Client,
+    server: &Server,
+    shop: &Shop,
+    args: &BenchArgs,
+    rate: Option<u32>,
+) -> Result<Run> {
+    let (ids, imported) = import_orders(client, server, shop, args.orders, args.clients, "bench").await?;
+    println!("  imported {} orders: {}", ids.len(), imported.summary());
+    cancel_all(
+        client,
+        server,
+        shop,
+        Call::Cancel(ids, own_store_cancel()),
+        args.clients,
+        rate,
+    )
+    .await
 }
 
 /// Marketplace orders with card payments and deducted stock, cancelled against the simulators.
