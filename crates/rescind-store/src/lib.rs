@@ -757,9 +757,7 @@ mod sqlite {
             .spawn(move || {
                 // The pool connection goes back to the pool on a task of the runtime.
                 let _runtime = runtime.enter();
-                let syncer = match crate::syncer::Syncer::start("rescind-wal-sync", move || {
-                    std::fs::File::open(&wal)?.sync_data()
-                }) {
+                let syncer = match crate::syncer::Syncer::start("rescind-wal-sync", move || sync_wal(&wal)) {
                     Ok(syncer) => syncer,
                     Err(error) => {
                         tracing::error!(error = %error, "the WAL syncer's thread did not start; changes will fail");
@@ -978,7 +976,7 @@ mod sqlite {
         /// not synced yet (`syncer::Syncer`) — is on disk once this returns.
         async fn make_seen_durable(&self) -> Result<()> {
             let wal = wal_file(self.write.connect_options().get_filename());
-            tokio::task::spawn_blocking(move || std::fs::File::open(&wal)?.sync_data())
+            tokio::task::spawn_blocking(move || sync_wal(&wal))
                 .await
                 .context("the WAL's sync did not finish")?
                 .context("failed to sync the WAL")
@@ -990,6 +988,11 @@ mod sqlite {
         let mut wal = database_file.as_os_str().to_owned();
         wal.push("-wal");
         wal.into()
+    }
+
+    /// Writes every frame of the write-ahead log `wal` that the kernel still holds to disk.
+    fn sync_wal(wal: &std::path::Path) -> std::io::Result<()> {
+        std::fs::File::open(wal)?.sync_data()
     }
 
     /// The group's orders with their cancellations, refunds and requests, and each shop's setup, read

@@ -242,7 +242,7 @@ async fn run_scenario(scenario: Scenario, args: &BenchArgs, server: &Server) -> 
         }
         Scenario::Workflow => workflow(args, &client, server, &shop).await,
         Scenario::HttpFloor => {
-            let run = cancel_all(&client, server, &shop, Call::Health(args.orders), args.clients, None).await?;
+            let run = run_calls(&client, server, &shop, Call::Health(args.orders), args.clients, None).await?;
             Ok(ScenarioLine {
                 text: format!("GET /healthz {}", run.summary()),
                 run: Some(run),
@@ -262,7 +262,7 @@ async fn import_and_cancel(
 ) -> Result<Run> {
     let (ids, imported) = import_orders(client, server, shop, args.orders, args.clients, "bench").await?;
     println!("  imported {} orders: {}", ids.len(), imported.summary());
-    cancel_all(
+    run_calls(
         client,
         server,
         shop,
@@ -363,7 +363,7 @@ async fn workflow(args: &BenchArgs, client: &reqwest::Client, server: &Server, s
     }
     let ids = std::mem::take(&mut *ids.lock().expect("ids"));
     let started = Instant::now();
-    let run = cancel_all(
+    let run = run_calls(
         client,
         server,
         shop,
@@ -531,8 +531,6 @@ async fn import_orders(
     Ok((ids, run))
 }
 
-/// Cancels every order with `clients` concurrent clients, as fast as they can or, with `rate`, on a
-/// fixed schedule (latency then counts from the scheduled moment, so queueing shows).
 /// What each client request of a measured run is.
 enum Call {
     /// `POST /api/v1/orders/{id}/cancel` with this body, once per order.
@@ -561,7 +559,10 @@ impl Call {
     }
 }
 
-async fn cancel_all(
+/// Sends every request of `call` (every order's cancel, or the health checks) with `clients`
+/// concurrent clients, as fast as they can or, with `rate`, on a fixed schedule (latency then counts
+/// from the scheduled moment, so queueing shows).
+async fn run_calls(
     client: &reqwest::Client,
     server: &Server,
     shop: &Shop,
