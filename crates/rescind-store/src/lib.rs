@@ -594,16 +594,22 @@ mod sqlite {
         let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_by_writer = std::time::Instant::now();
+        let mut frames_before = None;
         loop {
             ticks.tick().await;
-            if !passive_checkpoint(&read, "reader").await {
+            let Checkpointed::Log(frames) = passive_checkpoint(&read, "reader").await else {
                 return;
-            }
+            };
             start_writeback(&database_file).await;
+            // Only while the log moves: an idle server's log is left for the kernel to let go of.
+            if let Some(frames) = frames.filter(|frames| Some(*frames) != frames_before) {
+                warm_wal(&database_file, frames).await;
+            }
+            frames_before = frames;
             if last_by_writer.elapsed() >= WRITER_CHECKPOINT_INTERVAL {
                 last_by_writer = std::time::Instant::now();
                 sync_database_file(&database_file).await;
-                if !passive_checkpoint(&write, "writer").await {
+                if let Checkpointed::Closed = passive_checkpoint(&write, "writer").await {
                     return;
                 }
             }
@@ -648,19 +654,66 @@ mod sqlite {
         .await;
     }
 
+    /// How much of the write-ahead log ahead of its writer [`warm_wal`] asks back into memory: more
+    /// than the writer writes between two of the readers' checkpoints at full load (about 100 MB/s).
+    const WAL_WARM_BYTES: i64 = 16 << 20;
+
+    /// Asks the kernel to read back, without waiting, whatever part of the write-ahead log the writer
+    /// is about to write over and the page cache let go of: where the log goes on (after its `frames`)
+    /// and where it starts again. A frame (24 bytes and a page) never covers whole blocks of the file,
+    /// and writing part of a block that is not in memory reads it first — in the middle of a commit,
+    /// with every change of the group writer waiting. A kernel that reclaims idle pages on its own
+    /// (this machine's does, DAMON) had let go of the part of the log a quiet hour never reached, and
+    /// the first busy minute's commits read it back a block at a time (BENCHMARKS.md, twelfth
+    /// session). Linux only; elsewhere, and for a log that is not there, nothing is done.
+    async fn warm_wal(database_file: &std::path::Path, frames: i64) {
+        let wal = wal_file(database_file);
+        let _ = tokio::task::spawn_blocking(move || {
+            #[cfg(target_os = "linux")]
+            if let Ok(file) = std::fs::File::open(&wal) {
+                use std::os::fd::AsRawFd;
+                use std::os::unix::fs::FileExt;
+                // The page size is in the log's header (sqlite.org/fileformat2.html, "WAL File Format").
+                let mut header = [0u8; 12];
+                if file.read_exact_at(&mut header, 0).is_err() {
+                    return;
+                }
+                let page_size = i64::from(u32::from_be_bytes([header[8], header[9], header[10], header[11]]));
+                let end = WAL_HEADER_BYTES + frames * (page_size + WAL_FRAME_HEADER_BYTES);
+                for start in [0, end] {
+                    // SAFETY: the descriptor is open for the duration of the call.
+                    unsafe { libc::posix_fadvise(file.as_raw_fd(), start, WAL_WARM_BYTES, libc::POSIX_FADV_WILLNEED) };
+                }
+            }
+        })
+        .await;
+    }
+
+    /// The sizes of the write-ahead log's header and of each frame's header.
+    const WAL_HEADER_BYTES: i64 = 32;
+    const WAL_FRAME_HEADER_BYTES: i64 = 24;
+
+    /// What a checkpoint found.
+    enum Checkpointed {
+        /// The pool is closed: the store is closing.
+        Closed,
+        /// The write-ahead log's length in frames, when the checkpoint ran.
+        Log(Option<i64>),
+    }
+
     /// One `PASSIVE` checkpoint on a connection of `pool`, logged at debug level with the WAL's
-    /// frames, those copied and how long it took; false once the pool is closed.
-    async fn passive_checkpoint(pool: &sqlx::Pool<Db>, by: &'static str) -> bool {
+    /// frames, those copied and how long it took.
+    async fn passive_checkpoint(pool: &sqlx::Pool<Db>, by: &'static str) -> Checkpointed {
         if pool.is_closed() {
-            return false;
+            return Checkpointed::Closed;
         }
         let asked = std::time::Instant::now();
         let mut connection = match pool.acquire().await {
             Ok(connection) => connection,
-            Err(_) if pool.is_closed() => return false,
+            Err(_) if pool.is_closed() => return Checkpointed::Closed,
             Err(error) => {
                 tracing::warn!(error = %error, "WAL checkpoint failed");
-                return true;
+                return Checkpointed::Log(None);
             }
         };
         let started = std::time::Instant::now();
@@ -679,12 +732,12 @@ mod sqlite {
                     took_us = started.elapsed().as_micros(),
                     "checkpoint"
                 );
-                true
+                Checkpointed::Log((frames >= 0).then_some(frames))
             }
-            Err(_) if pool.is_closed() => false,
+            Err(_) if pool.is_closed() => Checkpointed::Closed,
             Err(error) => {
                 tracing::warn!(error = %error, "WAL checkpoint failed");
-                true
+                Checkpointed::Log(None)
             }
         }
     }

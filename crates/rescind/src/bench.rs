@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod wire;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
     /// Own-store orders cancelled as fast as the clients can: the core path.
@@ -88,6 +90,8 @@ struct Run {
     /// CPU time the servers spent over the run (user and system): steadier than throughput on a
     /// machine whose speed drifts, and it counts the work, not the waiting.
     server_cpu: Duration,
+    /// CPU time the clients (this process) spent over the run, on the cores the servers run on.
+    clients_cpu: Duration,
 }
 
 impl Run {
@@ -107,7 +111,7 @@ impl Run {
 
     fn summary(&self) -> String {
         format!(
-            "{:>9.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  ({} ok, {} failed, {:.2} s, server CPU {:.0} µs each)",
+            "{:>9.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  ({} ok, {} failed, {:.2} s, server CPU {:.0} µs each, clients {:.0} µs)",
             self.per_second(),
             self.percentile_ms(50.0),
             self.percentile_ms(99.0),
@@ -115,7 +119,8 @@ impl Run {
             self.done,
             self.failed,
             self.elapsed.as_secs_f64(),
-            self.server_cpu.as_secs_f64() * 1e6 / (self.done + self.failed).max(1) as f64
+            self.server_cpu.as_secs_f64() * 1e6 / (self.done + self.failed).max(1) as f64,
+            self.clients_cpu.as_secs_f64() * 1e6 / (self.done + self.failed).max(1) as f64
         )
     }
 }
@@ -242,7 +247,7 @@ async fn run_scenario(scenario: Scenario, args: &BenchArgs, server: &Server) -> 
         }
         Scenario::Workflow => workflow(args, &client, server, &shop).await,
         Scenario::HttpFloor => {
-            let run = run_calls(&client, server, &shop, Call::Health(args.orders), args.clients, None).await?;
+            let run = run_calls(server, &shop, Call::Health(args.orders), args.clients, None).await?;
             Ok(ScenarioLine {
                 text: format!("GET /healthz {}", run.summary()),
                 run: Some(run),
@@ -263,10 +268,9 @@ async fn import_and_cancel(
     let (ids, imported) = import_orders(client, server, shop, args.orders, args.clients, "bench").await?;
     println!("  imported {} orders: {}", ids.len(), imported.summary());
     run_calls(
-        client,
         server,
         shop,
-        Call::Cancel(ids, own_store_cancel()),
+        Call::Cancel(ids, own_store_cancel().to_string().into_bytes()),
         args.clients,
         rate,
     )
@@ -364,10 +368,9 @@ async fn workflow(args: &BenchArgs, client: &reqwest::Client, server: &Server, s
     let ids = std::mem::take(&mut *ids.lock().expect("ids"));
     let started = Instant::now();
     let run = run_calls(
-        client,
         server,
         shop,
-        Call::Cancel(ids.clone(), json!({"reason_code": "CUSTOMER"})),
+        Call::Cancel(ids.clone(), json!({"reason_code": "CUSTOMER"}).to_string().into_bytes()),
         args.clients,
         None,
     )
@@ -477,7 +480,7 @@ async fn import_orders(
     prefix: &str,
 ) -> Result<(Vec<String>, Run)> {
     let next = Arc::new(AtomicUsize::new(0));
-    let cpu_before = server.cpu_time();
+    let (cpu_before, clients_cpu_before) = (server.cpu_time(), clients_cpu_time());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for number in 0..clients {
@@ -527,14 +530,15 @@ async fn import_orders(
         elapsed: started.elapsed(),
         latencies_us: latencies,
         server_cpu: server.cpu_time().saturating_sub(cpu_before),
+        clients_cpu: clients_cpu_time().saturating_sub(clients_cpu_before),
     };
     Ok((ids, run))
 }
 
 /// What each client request of a measured run is.
 enum Call {
-    /// `POST /api/v1/orders/{id}/cancel` with this body, once per order.
-    Cancel(Vec<String>, Value),
+    /// `POST /api/v1/orders/{id}/cancel` with this JSON body, once per order.
+    Cancel(Vec<String>, Vec<u8>),
     /// `GET /healthz`, this many times.
     Health(usize),
 }
@@ -547,65 +551,61 @@ impl Call {
         }
     }
 
-    /// The `index`th request, to the server at `base`.
-    fn request(&self, client: &reqwest::Client, base: &str, token: &str, index: usize) -> reqwest::RequestBuilder {
-        match self {
-            Call::Cancel(ids, body) => client
-                .post(format!("{base}/api/v1/orders/{}/cancel", ids[index]))
-                .bearer_auth(token)
-                .json(body),
-            Call::Health(_) => client.get(format!("{base}/healthz")),
-        }
+    /// Sends the `index`th request on `wire`.
+    async fn send(&self, wire: &mut wire::Wire, token: &str, index: usize) -> Result<wire::Answer> {
+        Ok(match self {
+            Call::Cancel(ids, body) => {
+                let path = format!("/api/v1/orders/{}/cancel", ids[index]);
+                wire.send("POST", &path, token, Some(body)).await?
+            }
+            Call::Health(_) => wire.send("GET", "/healthz", token, None).await?,
+        })
     }
 }
 
 /// Sends every request of `call` (every order's cancel, or the health checks) with `clients`
 /// concurrent clients, as fast as they can or, with `rate`, on a fixed schedule (latency then counts
 /// from the scheduled moment, so queueing shows).
-async fn run_calls(
-    client: &reqwest::Client,
-    server: &Server,
-    shop: &Shop,
-    call: Call,
-    clients: usize,
-    rate: Option<u32>,
-) -> Result<Run> {
+async fn run_calls(server: &Server, shop: &Shop, call: Call, clients: usize, rate: Option<u32>) -> Result<Run> {
     let count = call.count();
     let call = Arc::new(call);
-    let cpu_before = server.cpu_time();
+    let (cpu_before, clients_cpu_before) = (server.cpu_time(), clients_cpu_time());
     let started = Instant::now();
     let pace = Pace::start(count, rate, started);
     let mut tasks = Vec::new();
     for number in 0..clients {
-        let (client, pace, call, token, base) = (
-            client.clone(),
-            pace.clone(),
-            call.clone(),
-            shop.token.clone(),
-            server.base_for(number),
-        );
+        let (pace, call, token) = (pace.clone(), call.clone(), shop.token.clone());
+        let mut wire = wire::Wire::to(&server.base_for(number))?;
         tasks.push(tokio::spawn(async move {
-            let (mut latencies, mut failed) = (Vec::new(), 0usize);
+            let (mut latencies, mut failed, mut first_failure) = (Vec::new(), 0usize, None);
             loop {
                 let Some((index, scheduled)) = pace.next(count).await else {
-                    return Ok::<_, anyhow::Error>((latencies, failed));
+                    return Ok::<_, anyhow::Error>((latencies, failed, first_failure));
                 };
-                let answer = call.request(&client, &base, &token, index).send().await?;
-                let status = answer.status().as_u16();
-                let _ = answer.bytes().await?;
+                let answer = call.send(&mut wire, &token, index).await?;
                 latencies.push(scheduled.elapsed().as_micros() as u64);
-                if status != 200 && status != 202 {
+                if answer.status != 200 && answer.status != 202 {
                     failed += 1;
+                    first_failure.get_or_insert(answer);
                 }
             }
         }));
     }
     let mut latencies = Vec::with_capacity(count);
     let mut failed = 0;
+    let mut first_failure = None;
     for task in tasks {
-        let (task_latencies, task_failed) = task.await??;
+        let (task_latencies, task_failed, task_failure) = task.await??;
         latencies.extend(task_latencies);
         failed += task_failed;
+        first_failure = first_failure.or(task_failure);
+    }
+    if let Some(failure) = first_failure {
+        println!(
+            "  {failed} requests failed; one answered {}: {}",
+            failure.status,
+            String::from_utf8_lossy(&failure.body)
+        );
     }
     let elapsed = started.elapsed();
     latencies.sort_unstable();
@@ -615,6 +615,7 @@ async fn run_calls(
         elapsed,
         latencies_us: latencies,
         server_cpu: server.cpu_time().saturating_sub(cpu_before),
+        clients_cpu: clients_cpu_time().saturating_sub(clients_cpu_before),
     })
 }
 
@@ -857,6 +858,11 @@ fn cpu_time(stat: &Path) -> Duration {
     Duration::from_millis(ticks.unwrap_or(0) * 1000 / CLOCK_TICKS_PER_SECOND)
 }
 
+/// The CPU time this process — the benchmark's clients — has used so far.
+fn clients_cpu_time() -> Duration {
+    cpu_time(Path::new("/proc/self/stat"))
+}
+
 fn peak_rss_kb(status: &Path) -> u64 {
     std::fs::read_to_string(status)
         .ok()
@@ -998,6 +1004,7 @@ mod tests {
             elapsed: Duration::from_secs(2),
             latencies_us: (1..=1000).map(|ms| ms * 1000).collect(),
             server_cpu: Duration::from_millis(300),
+            clients_cpu: Duration::from_millis(100),
         };
         assert_eq!(run.per_second(), 500.0);
         assert_eq!(run.percentile_ms(50.0), 500.0);
