@@ -522,7 +522,9 @@ mod sqlite {
     /// about fifteen tables and indexes: with 4 KiB pages a steady 2 000 cancellations/s wrote 140–190
     /// MB/s (WAL and checkpoints), with 2 KiB 95–120 MB/s, and the commits' fsyncs wait less behind it.
     /// Rows stay whole in a page of 2 KiB (an order row is about 1 KB); in 1 KiB they spill into
-    /// overflow pages (BENCHMARKS.md).
+    /// overflow pages (BENCHMARKS.md). Measured again in the twelfth session: 4 KiB pages spare a
+    /// checkpoint reading a block before it writes half of it into a large file whose pages the
+    /// kernel let go of, but the steady scenario's p99 was worse with them.
     const PAGE_SIZE: u32 = 2048;
     /// Readers run beside the single writer thanks to WAL.
     const READ_CONNECTIONS_MAX: u32 = 8;
