@@ -12,6 +12,7 @@ pub mod ids;
 mod now;
 mod rows;
 mod syncer;
+mod vfs;
 
 pub use ids::{new_id, RandomIds};
 pub use now::now;
@@ -531,6 +532,8 @@ mod sqlite {
 
     pub(crate) async fn connect(url: &str) -> anyhow::Result<Backend> {
         let options = SqliteConnectOptions::from_str(url)?
+            // The platform's VFS, writing each commit's WAL frames in one call (`vfs.rs`).
+            .vfs(crate::vfs::register()?)
             .create_if_missing(true)
             .page_size(PAGE_SIZE)
             .journal_mode(SqliteJournalMode::Wal)

@@ -243,25 +243,39 @@ async fn with_no_interval_levels_go_out_at_once_and_a_failed_push_is_retried(app
     assert_eq!(cancelled.status, 200, "{}", cancelled.text);
 
     let deadline = Instant::now() + Duration::from_secs(15);
-    let stock = loop {
+    let (stock, history) = loop {
         let ledger = sim.whole_ledger().await;
         let stock = ledger["rakuten"]["stock"].clone();
         let shoplazza_stock = ledger["shoplazza"]["stock"].clone();
-        // The deduction (9, 8) and the restock after the cancel (10, 10) both reach the channels.
+        // The restock after the cancel (10, 10) reaches both channels (after the deduction, 9 and
+        // 8, unless both moves were pushed at once), Rakuten's after two failed attempts — each
+        // in the sync history once the pusher has recorded it, a moment after the simulator
+        // counted the call.
+        let history = app.get("/api/v1/sync_history?kind=inventory_push", &shop.token).await;
+        let recorded_failures = history.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|entry| entry["result"] == "error")
+            .count();
         if stock["tea-set:TEA-001"] == 10
             && stock["tea-set:CUP-002"] == 10
             && shoplazza_stock["variant-TEA-001"] == 10
             && shoplazza_stock["variant-CUP-002"] == 10
             && ledger["rakuten"]["calls"]["inventoryBulkUpsert"].as_u64().unwrap_or(0) >= 3
+            && recorded_failures >= 2
         {
-            break stock;
+            break (stock, history);
         }
-        assert!(Instant::now() < deadline, "the levels did not arrive: {ledger}");
+        assert!(
+            Instant::now() < deadline,
+            "the levels did not arrive: {ledger} {}",
+            history.text
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(stock, json!({"tea-set:TEA-001": 10, "tea-set:CUP-002": 10}));
 
-    let history = app.get("/api/v1/sync_history?kind=inventory_push", &shop.token).await;
     let entries = history.body["items"].as_array().unwrap();
     let failed: Vec<&Value> = entries.iter().filter(|entry| entry["result"] == "error").collect();
     assert_eq!(failed.len(), 2, "{}", history.text);
