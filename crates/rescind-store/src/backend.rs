@@ -588,7 +588,7 @@ async fn insert_events<S: Sink>(sink: &mut S, entries: &[(&Order, &HistoryEntry)
             order.id.as_str().into(),
             kind.as_str().into(),
             entry.at.unix_micros().into(),
-            payload.to_string().into(),
+            payload.into(),
             None::<i64>.into(),
         ]);
     }

@@ -1262,14 +1262,16 @@ mod sqlite {
             rows: &Rows<'_>,
             shops: &[&str],
         ) -> Result<(HashMap<String, i64>, Vec<ActiveWebhook>)> {
+            // The sequence numbers are only wanted for deliveries: none without an active webhook.
+            let webhooks = self.active_webhooks(shops)?;
             let mut seqs = HashMap::new();
             let db = self.0;
             self.each_row(rows, |row| {
-                if let Some(Value::Text(Some(id))) = row.first() {
+                if let (false, Some(Value::Text(Some(id)))) = (webhooks.is_empty(), row.first()) {
                     seqs.insert(id.to_string(), db.last_insert_rowid());
                 }
             })?;
-            Ok((seqs, self.active_webhooks(shops)?))
+            Ok((seqs, webhooks))
         }
         async fn add_stock(&mut self, shop_id: &str, deltas: &[(&str, i64)], at: i64) -> Result<Vec<String>> {
             let mut statement = self.0.prepare_cached(
