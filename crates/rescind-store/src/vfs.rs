@@ -33,9 +33,13 @@ use std::sync::OnceLock;
 pub(crate) const NAME: &str = "rescind";
 const NAME_C: &CStr = c"rescind";
 
-/// The most a WAL file holds back unwritten (bytes); a transaction whose cache spills writes more
-/// in pieces of this size.
-const GATHERED_BYTES_MAX: usize = 4 << 20;
+/// The most a WAL file holds back unwritten (bytes): a larger commit (a bulk cancel's, a transaction
+/// whose cache spills) is handed on in pieces of about this size — no fewer system calls would come
+/// of holding more, as the platform's VFS writes at most [`WRITE_BYTES_MAX`] at once. The buffer is
+/// allocated once, at the file's first write, with room for one more frame of the largest page.
+const GATHERED_BYTES_MAX: usize = 1 << 20;
+/// The largest frame SQLite writes: its header and a 64 KiB page.
+const FRAME_BYTES_MAX: usize = (64 << 10) + FRAME_HEADER_BYTES as usize;
 /// The most the platform's VFS writes in one call (it masks a write's length to 17 bits).
 const WRITE_BYTES_MAX: usize = (128 << 10) - 1;
 /// The file system's block, on whose boundaries the pieces of a long write end.
@@ -241,6 +245,9 @@ unsafe extern "C" fn wal_write(file: *mut ffi::sqlite3_file, data: *const c_void
     }
     if wal.gathered.is_empty() {
         wal.start = offset;
+        if wal.gathered.capacity() == 0 {
+            wal.gathered.reserve_exact(GATHERED_BYTES_MAX + FRAME_BYTES_MAX);
+        }
     }
     wal.gathered.extend_from_slice(bytes);
     if commit_header {
