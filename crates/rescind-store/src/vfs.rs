@@ -2,10 +2,10 @@
 //! appends to the write-ahead log reach the kernel in one `pwrite` instead of two per frame.
 //!
 //! SQLite writes each WAL frame with two calls, its 24-byte header and then its page, so a group of
-//! cancellations committing 300 frames made 600 system calls, each with the file system's per-call
-//! work (`ext4_da_write_begin`/`_end` and the checks around them): about a sixth of the group
-//! writer's time, where copying the bytes themselves was a fiftieth (BENCHMARKS.md, thirteenth
-//! session). A frame (24 bytes and a 2 KiB page) never covers whole 4 KiB blocks either, so writing
+//! 24 cancellations committing about 170 frames made some 340 system calls, each with the file
+//! system's per-call work (`ext4_da_write_begin`/`_end` and the checks around them): about a sixth
+//! of the group writer's time, where copying the bytes themselves was a fiftieth (BENCHMARKS.md,
+//! thirteenth session). A frame (24 bytes and a 2 KiB page) never covers whole 4 KiB blocks either, so writing
 //! one into a block the kernel had let go of read the block first, inside the commit; a commit's
 //! frames written together leave at most its two ends partial.
 //!
@@ -17,7 +17,7 @@
 //!   the kernel as they would without this;
 //! - before any write that does not follow them, and before anything else is done with the file
 //!   (a read, a sync, its size, a truncation, a file control, a lock, closing it);
-//! - once [`GATHERED_BYTES_MAX`] are held (a transaction that spills its cache).
+//! - once [`GATHERED_BYTES_MAX`] are held (a bulk cancel's commit, a transaction whose cache spills).
 //!
 //! A commit frame's header that does not follow gathered frames (a transaction of one frame, or the
 //! checksums SQLite rewrites after overwriting frames in one transaction) is written at once, and so
