@@ -276,64 +276,30 @@ unsafe extern "C" fn wal_close(file: *mut ffi::sqlite3_file) -> c_int {
     }
 }
 
-unsafe extern "C" fn wal_read(file: *mut ffi::sqlite3_file, data: *mut c_void, amount: c_int, offset: i64) -> c_int {
-    flushed_then!(file, |platform, methods| match methods.xRead {
-        Some(read) => read(platform, data, amount, offset),
-        None => ffi::SQLITE_IOERR_READ,
-    })
-}
-
-unsafe extern "C" fn wal_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    flushed_then!(file, |platform, methods| match methods.xTruncate {
-        Some(truncate) => truncate(platform, size),
-        None => ffi::SQLITE_IOERR_TRUNCATE,
-    })
-}
-
-unsafe extern "C" fn wal_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    flushed_then!(file, |platform, methods| match methods.xSync {
-        Some(sync) => sync(platform, flags),
-        None => ffi::SQLITE_IOERR_FSYNC,
-    })
-}
-
-unsafe extern "C" fn wal_file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    flushed_then!(file, |platform, methods| match methods.xFileSize {
-        Some(file_size) => file_size(platform, size),
-        None => ffi::SQLITE_IOERR_FSTAT,
-    })
-}
-
-unsafe extern "C" fn wal_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    flushed_then!(file, |platform, methods| match methods.xLock {
-        Some(lock) => lock(platform, level),
-        None => ffi::SQLITE_OK,
-    })
-}
-
-unsafe extern "C" fn wal_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    flushed_then!(file, |platform, methods| match methods.xUnlock {
-        Some(unlock) => unlock(platform, level),
-        None => ffi::SQLITE_OK,
-    })
-}
-
-unsafe extern "C" fn wal_check_reserved_lock(file: *mut ffi::sqlite3_file, reserved: *mut c_int) -> c_int {
-    flushed_then!(file, |platform, methods| match methods.xCheckReservedLock {
-        Some(check) => check(platform, reserved),
-        None => {
-            *reserved = 0;
-            ffi::SQLITE_OK
+/// A method of the WAL file that hands on what is gathered, then calls the platform's (or answers
+/// `$missing` when the platform has none).
+macro_rules! forwarded_after_flush {
+    ($name:ident => $method:ident($($argument:ident: $type:ty),*) or $missing:expr) => {
+        unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($argument: $type),*) -> c_int {
+            flushed_then!(file, |platform, methods| match methods.$method {
+                Some(forward) => forward(platform, $($argument),*),
+                None => $missing,
+            })
         }
-    })
+    };
 }
 
-unsafe extern "C" fn wal_file_control(file: *mut ffi::sqlite3_file, op: c_int, argument: *mut c_void) -> c_int {
-    flushed_then!(file, |platform, methods| match methods.xFileControl {
-        Some(control) => control(platform, op, argument),
-        None => ffi::SQLITE_NOTFOUND,
-    })
-}
+forwarded_after_flush!(wal_read => xRead(data: *mut c_void, amount: c_int, offset: i64) or ffi::SQLITE_IOERR_READ);
+forwarded_after_flush!(wal_truncate => xTruncate(size: i64) or ffi::SQLITE_IOERR_TRUNCATE);
+forwarded_after_flush!(wal_sync => xSync(flags: c_int) or ffi::SQLITE_IOERR_FSYNC);
+forwarded_after_flush!(wal_file_size => xFileSize(size: *mut i64) or ffi::SQLITE_IOERR_FSTAT);
+forwarded_after_flush!(wal_lock => xLock(level: c_int) or ffi::SQLITE_OK);
+forwarded_after_flush!(wal_unlock => xUnlock(level: c_int) or ffi::SQLITE_OK);
+forwarded_after_flush!(wal_check_reserved_lock => xCheckReservedLock(reserved: *mut c_int) or {
+    *reserved = 0;
+    ffi::SQLITE_OK
+});
+forwarded_after_flush!(wal_file_control => xFileControl(op: c_int, argument: *mut c_void) or ffi::SQLITE_NOTFOUND);
 
 unsafe extern "C" fn wal_sector_size(file: *mut ffi::sqlite3_file) -> c_int {
     let (wal, methods) = wal(file);
@@ -412,6 +378,37 @@ mod tests {
         insert(&db, 5, 100);
         expected += 5;
         assert_eq!(rows_after_a_crash(directory.path(), &database), expected);
+    }
+
+    #[test]
+    fn a_checkpoint_has_copied_every_page_into_the_database_file_when_it_returns() {
+        let directory = tempfile::tempdir().unwrap();
+        let database = directory.path().join("checkpoints.db");
+        let db = opened(&database);
+        let checkpointer = opened(&database);
+        let mut expected = 0;
+        for (rows, body_bytes) in [(500, 300), (2000, 1200), (30, 10)] {
+            insert(&db, rows, body_bytes);
+            expected += rows;
+            // A reader's checkpoint beside the writer, as the store runs them.
+            let (busy, _, copied): (i64, i64, i64) = checkpointer
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
+                .unwrap();
+            assert_eq!(busy, 0);
+            assert!(copied > 0);
+            // The database file alone, its WAL gone.
+            let copy = directory.path().join(format!("alone-{expected}.db"));
+            std::fs::copy(&database, &copy).unwrap();
+            let alone: i64 = Connection::open(&copy)
+                .unwrap()
+                .query_row("SELECT count(*) FROM items", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(alone, expected);
+        }
+        let integrity: String = db.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
+        assert_eq!(integrity, "ok");
     }
 
     #[test]
