@@ -206,19 +206,6 @@ impl WalFile {
     }
 }
 
-/// Runs `then` on the platform's file once what is gathered has been written.
-macro_rules! flushed_then {
-    ($file:expr, |$platform:ident, $methods:ident| $then:expr) => {{
-        let (wal, $methods) = wal($file);
-        let flushed = wal.flush($methods);
-        if flushed != ffi::SQLITE_OK {
-            return flushed;
-        }
-        let $platform = wal.platform;
-        $then
-    }};
-}
-
 unsafe extern "C" fn wal_write(file: *mut ffi::sqlite3_file, data: *const c_void, amount: c_int, offset: i64) -> c_int {
     let (wal, methods) = wal(file);
     let Ok(length) = usize::try_from(amount) else {
@@ -281,10 +268,15 @@ unsafe extern "C" fn wal_close(file: *mut ffi::sqlite3_file) -> c_int {
 macro_rules! forwarded_after_flush {
     ($name:ident => $method:ident($($argument:ident: $type:ty),*) or $missing:expr) => {
         unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($argument: $type),*) -> c_int {
-            flushed_then!(file, |platform, methods| match methods.$method {
-                Some(forward) => forward(platform, $($argument),*),
+            let (wal, methods) = wal(file);
+            let flushed = wal.flush(methods);
+            if flushed != ffi::SQLITE_OK {
+                return flushed;
+            }
+            match methods.$method {
+                Some(forward) => forward(wal.platform, $($argument),*),
                 None => $missing,
-            })
+            }
         }
     };
 }
