@@ -30,16 +30,45 @@ type Connection = <Db as Database>::Connection;
 type DbRow = <Db as Database>::Row;
 
 /// The migrations, oldest first. Never edit one that has landed: add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "init", include_str!("../migrations/0001_init.sql")),
-    (2, "partial_cancellations", include_str!("../migrations/0002_partial_cancellations.sql")),
-    (3, "stock_push", include_str!("../migrations/0003_stock_push.sql")),
-    (4, "console_sessions", include_str!("../migrations/0004_console_sessions.sql")),
-    (5, "outbox_webhooks", include_str!("../migrations/0005_outbox_webhooks.sql")),
-    (6, "order_changes", include_str!("../migrations/0006_order_changes.sql")),
-    (7, "outbox_without_time_index", include_str!("../migrations/0007_outbox_without_time_index.sql")),
-    (8, "requests_by_order", include_str!("../migrations/0008_requests_by_order.sql")),
+const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
+    (1, "init", MigrationSql::Same(include_str!("../migrations/0001_init.sql"))),
+    (2, "partial_cancellations", MigrationSql::Same(include_str!("../migrations/0002_partial_cancellations.sql"))),
+    (3, "stock_push", MigrationSql::Same(include_str!("../migrations/0003_stock_push.sql"))),
+    (4, "console_sessions", MigrationSql::Same(include_str!("../migrations/0004_console_sessions.sql"))),
+    (5, "outbox_webhooks", MigrationSql::Same(include_str!("../migrations/0005_outbox_webhooks.sql"))),
+    (6, "order_changes", MigrationSql::Same(include_str!("../migrations/0006_order_changes.sql"))),
+    (
+        7,
+        "outbox_without_time_index",
+        MigrationSql::Same(include_str!("../migrations/0007_outbox_without_time_index.sql")),
+    ),
+    (8, "requests_by_order", MigrationSql::Same(include_str!("../migrations/0008_requests_by_order.sql"))),
+    (
+        9,
+        "outbox_events_without_id_key",
+        MigrationSql::PerDatabase {
+            sqlite: include_str!("../migrations/0009_outbox_events_without_id_key.sqlite.sql"),
+            postgres: include_str!("../migrations/0009_outbox_events_without_id_key.postgres.sql"),
+        },
+    ),
 ];
+
+/// A migration's SQL: one text for both databases (with the dialect's placeholders), or one each
+/// where they cannot say it alike.
+enum MigrationSql {
+    Same(&'static str),
+    PerDatabase { sqlite: &'static str, postgres: &'static str },
+}
+
+impl MigrationSql {
+    fn for_database(&self, kind: crate::DatabaseKind) -> &'static str {
+        match (self, kind) {
+            (MigrationSql::Same(sql), _) => sql,
+            (MigrationSql::PerDatabase { sqlite, .. }, crate::DatabaseKind::Sqlite) => sqlite,
+            (MigrationSql::PerDatabase { postgres, .. }, crate::DatabaseKind::Postgres) => postgres,
+        }
+    }
+}
 
 const ORDER_COLUMNS: &str = "id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
     financial_status, fulfillment_status, currency, sub_total, total_shipping, total_tax, total_discount, \
@@ -1326,6 +1355,7 @@ impl Backend {
                 continue;
             }
             let sql = sql
+                .for_database(DIALECT.kind)
                 .replace("__IDENTITY_PRIMARY_KEY__", DIALECT.identity_primary_key)
                 .replace("__APPEND_ONLY_PRIMARY_KEY__", DIALECT.append_only_primary_key);
             sqlx::raw_sql(&sql).execute(&mut *tx).await.with_context(|| format!("migration {version} ({name}) failed"))?;

@@ -23,8 +23,17 @@ use rescind_domain::{
 };
 use std::collections::{HashMap, HashSet};
 
+/// Which database a backend keeps its data in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
 /// The SQL that differs between the backends.
 pub(crate) struct Dialect {
+    /// The database itself: a migration may be written for each.
+    pub kind: DatabaseKind,
     /// Appended to the order lookup of a read-decide-write: row locks on PostgreSQL; nothing on
     /// SQLite, whose single writer connection already serializes writers.
     pub lock_order: &'static str,
@@ -506,6 +515,7 @@ mod sqlite {
     use std::str::FromStr;
     pub(crate) type Db = sqlx::Sqlite;
     const DIALECT: crate::Dialect = crate::Dialect {
+        kind: crate::DatabaseKind::Sqlite,
         lock_order: "",
         like: "LIKE",
         identity_primary_key: "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -1352,6 +1362,7 @@ mod postgres {
     use std::str::FromStr;
     pub(crate) type Db = sqlx::Postgres;
     const DIALECT: crate::Dialect = crate::Dialect {
+        kind: crate::DatabaseKind::Postgres,
         lock_order: "FOR UPDATE",
         like: "ILIKE",
         identity_primary_key: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",

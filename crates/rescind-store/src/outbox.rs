@@ -188,7 +188,7 @@ impl Backend {
                 "SELECT d.id, d.webhook_id, d.event_id, d.event_seq, d.event_type, d.order_id, d.status, d.attempts, \
                  d.next_attempt_at, d.last_status_code, d.last_error, d.created_at, d.delivered_at, \
                  w.url AS webhook_url, w.secret AS webhook_secret, {JOINED_EVENT_COLUMNS} FROM webhook_deliveries d \
-                 JOIN webhooks w ON w.id = d.webhook_id JOIN outbox_events e ON e.id = d.event_id WHERE d.id IN ("
+                 JOIN webhooks w ON w.id = d.webhook_id JOIN outbox_events e ON e.seq = d.event_seq WHERE d.id IN ("
             ));
             push_in_list(&mut query, claimed);
             query.push(") ORDER BY d.event_seq");
