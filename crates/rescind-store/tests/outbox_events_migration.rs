@@ -10,7 +10,6 @@ use common::{import_an_order, open_shop, PostgresSchema};
 use rescind_domain::Timestamp;
 use rescind_store::{now, Store};
 use serde_json::json;
-use sqlx::Connection;
 
 /// The migrations a database had applied before 0009, as `Store::open` runs them.
 const BEFORE_0009: [(i64, &str, &str); 8] = [
@@ -89,8 +88,13 @@ fn database_at_0008(identity: &str, append_only: &str) -> Vec<String> {
     statements
 }
 
-/// Opens the store on the database 0008 left (which applies 0009) and checks what a user would.
-async fn events_survive_the_migration(url: &str) {
+/// Makes a database as 0008 left it through `execute` (one statement on a connection of the
+/// backend's own; `identity_keys` the dialect's two identity columns), opens the store on it (which applies 0009) and checks what a user would.
+async fn events_survive_the_migration(url: &str, identity_keys: (&str, &str), execute: impl AsyncFn(&str)) {
+    let (identity, append_only) = identity_keys;
+    for statement in database_at_0008(identity, append_only) {
+        execute(&statement).await;
+    }
     let store = Store::open(url).await.expect("the store opens and migrates");
 
     let kept = store.events(SHOP, 0, 100).await.expect("the events are read");
@@ -132,43 +136,41 @@ async fn events_survive_the_migration(url: &str) {
         "a number handed out before the migration came again: {later:?}"
     );
     store.close().await;
+
+    // Two events with one id are no longer refused: the index is gone.
+    for _ in 0..2 {
+        execute(&format!(
+            "INSERT INTO outbox_events (id, shop_id, order_id, type, at, payload, published_at) \
+             VALUES ('evt_twice', '{SHOP}', NULL, 'order.modified', 0, '{{}}', NULL)"
+        ))
+        .await;
+    }
+}
+
+/// Runs one statement on a new connection of type `C` to `url`.
+async fn execute_on<C>(url: &str, statement: &str)
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let mut raw = C::connect(url).await.expect("the database is reachable");
+    sqlx::raw_sql(statement)
+        .execute(&mut raw)
+        .await
+        .unwrap_or_else(|error| panic!("{statement}: {error}"));
+    raw.close().await.expect("closed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_keep_their_numbers_and_deliveries_their_events_across_migration_0009_on_sqlite() {
     let folder = tempfile::tempdir().expect("a temporary folder");
     let url = format!("sqlite://{}", folder.path().join("rescind.db").display());
-    {
-        let mut raw = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc"))
-            .await
-            .expect("the file is created");
-        sqlx::raw_sql("PRAGMA foreign_keys = ON")
-            .execute(&mut raw)
-            .await
-            .expect("foreign keys on");
-        for statement in database_at_0008("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER PRIMARY KEY") {
-            sqlx::raw_sql(&statement)
-                .execute(&mut raw)
-                .await
-                .unwrap_or_else(|error| panic!("{statement}: {error}"));
-        }
-        raw.close().await.expect("closed");
-    }
-    events_survive_the_migration(&url).await;
-
-    // Two events with one id are no longer refused: the index is gone.
-    let mut raw = sqlx::SqliteConnection::connect(&url).await.expect("the file opens");
-    for _ in 0..2 {
-        sqlx::query(
-            "INSERT INTO outbox_events (id, shop_id, order_id, type, at, payload, published_at) \
-             VALUES ('evt_twice', $1, NULL, 'order.modified', 0, '{}', NULL)",
-        )
-        .bind(SHOP)
-        .execute(&mut raw)
-        .await
-        .expect("an event is written");
-    }
-    raw.close().await.expect("closed");
+    let raw_url = format!("{url}?mode=rwc");
+    let keys = ("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER PRIMARY KEY");
+    events_survive_the_migration(&url, keys, async |statement: &str| {
+        execute_on::<sqlx::SqliteConnection>(&raw_url, statement).await;
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,36 +178,10 @@ async fn events_keep_their_numbers_and_deliveries_their_events_across_migration_
     let Some(schema) = PostgresSchema::create().await else {
         return;
     };
-    {
-        let mut raw = sqlx::PgConnection::connect(&schema.url)
-            .await
-            .expect("PostgreSQL is reachable");
-        for statement in database_at_0008(
-            "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-            "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-        ) {
-            sqlx::raw_sql(&statement)
-                .execute(&mut raw)
-                .await
-                .unwrap_or_else(|error| panic!("{statement}: {error}"));
-        }
-        raw.close().await.expect("closed");
-    }
-    events_survive_the_migration(&schema.url).await;
-
-    let mut raw = sqlx::PgConnection::connect(&schema.url)
-        .await
-        .expect("PostgreSQL is reachable");
-    for _ in 0..2 {
-        sqlx::query(
-            "INSERT INTO outbox_events (id, shop_id, order_id, type, at, payload, published_at) \
-             VALUES ('evt_twice', $1, NULL, 'order.modified', 0, '{}', NULL)",
-        )
-        .bind(SHOP)
-        .execute(&mut raw)
-        .await
-        .expect("an event is written");
-    }
-    raw.close().await.expect("closed");
+    const IDENTITY: &str = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY";
+    events_survive_the_migration(&schema.url, (IDENTITY, IDENTITY), async |statement: &str| {
+        execute_on::<sqlx::PgConnection>(&schema.url, statement).await;
+    })
+    .await;
     schema.drop().await;
 }
