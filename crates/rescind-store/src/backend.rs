@@ -635,16 +635,25 @@ async fn insert_events<S: Sink>(sink: &mut S, entries: &[(&Order, &HistoryEntry)
         "",
     );
     for (order, entry, kind, event_id) in &events {
-        let wanted = webhooks.iter().filter(|(_, shop_id, wanted)| {
-            *shop_id == order.shop_id && wanted.split(' ').any(|name| name == kind.as_str())
-        });
+        let mut wanted = webhooks
+            .iter()
+            .filter(|(_, shop_id, wanted)| *shop_id == order.shop_id && wanted.split(' ').any(|name| name == kind.as_str()))
+            .peekable();
+        if wanted.peek().is_none() {
+            continue;
+        }
+        // A delivery finds its event by the event's number (migration 0009): one without it would
+        // never go out.
+        let seq = *seqs
+            .get(event_id)
+            .ok_or_else(|| anyhow::anyhow!("the outbox did not number the event {event_id}"))?;
         for (webhook_id, ..) in wanted {
             rows.push([
                 new_id("dlv").into(),
                 webhook_id.as_str().into(),
                 order.shop_id.as_str().into(),
                 event_id.as_str().into(),
-                seqs.get(event_id).copied().unwrap_or_default().into(),
+                seq.into(),
                 kind.as_str().into(),
                 order.id.as_str().into(),
                 "pending".into(),
