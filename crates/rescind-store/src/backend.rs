@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
             postgres: include_str!("../migrations/0009_outbox_events_without_id_key.postgres.sql"),
         },
     ),
+    (
+        10,
+        "orders_by_outbound_only_with_one",
+        MigrationSql::Same(include_str!("../migrations/0010_orders_by_outbound_only_with_one.sql")),
+    ),
 ];
 
 /// A migration's SQL: one text for both databases (with the dialect's placeholders), or one each
@@ -167,6 +172,7 @@ fn order_from_row(row: &impl Read) -> Result<(Order, Option<String>)> {
 
 fn cancellation_from_row(row: &impl Read) -> Result<(String, Cancellation)> {
     let refund_method: Option<String> = row.column("refund_method")?;
+    let created_at = time(row.column("created_at")?);
     let cancellation = Cancellation {
         id: row.column("id")?,
         status: parse_named(&row.column::<String>("status")?, CancellationStatus::parse, "cancellation status")?,
@@ -183,7 +189,7 @@ fn cancellation_from_row(row: &impl Read) -> Result<(String, Cancellation)> {
         restock: row.column("restock")?,
         notify_customer: row.column("notify_customer")?,
         needs_attention: row.column("needs_attention")?,
-        steps: steps_from_json(&row.column::<String>("steps")?)?,
+        steps: steps_from_json(&row.column::<String>("steps")?, created_at)?,
         fulfillment_status_before: parse_named(
             &row.column::<String>("fulfillment_status_before")?,
             FulfillmentStatus::parse,
@@ -196,7 +202,7 @@ fn cancellation_from_row(row: &impl Read) -> Result<(String, Cancellation)> {
         )?,
         reauthorization_generation: u32::try_from(row.column::<i64>("reauthorization_generation")?)?,
         fee: row.column::<Option<String>>("fee")?.as_deref().map(Money::parse_stored).transpose()?,
-        created_at: time(row.column("created_at")?),
+        created_at,
         updated_at: time(row.column("updated_at")?),
         completed_at: row.column::<Option<i64>>("completed_at")?.map(time),
     };
@@ -512,24 +518,60 @@ mod payload_tests {
     #[test]
     fn a_change_s_history_lines_come_back_from_its_one_row_as_they_were_written() {
         let at = Timestamp::from_unix_micros(1_764_000_000_123_456);
+        let later = Timestamp::from_unix_micros(1_764_000_000_200_000);
+        let token = Actor::Token("tok_1".to_owned());
         let lines = vec![
-            HistoryEntry::new(at, "cancellation.created", &Actor::System, "Cancellation requested: \"late\" ¥2,600")
+            HistoryEntry::new(at, "cancellation.created", &token, "Cancellation requested: \"late\" ¥2,600")
                 .with("requested_by", "merchant")
                 .with("cancellation_id", "can_1"),
-            HistoryEntry::new(at, "order.cancelled", &Actor::Token("tok_1".to_owned()), "Order cancelled."),
+            HistoryEntry::new(at, "step.refund", &token, "refund: refunded ¥2,600"),
+            HistoryEntry::new(later, "step.channel_cancel", &Actor::System, "channel_cancel: done"),
+            HistoryEntry::new(later, "order.cancelled", &token, "Order cancelled."),
         ];
+        let json = history_lines_to_json(&lines);
+        // The row's time and a repeated time or actor are not written again, nor data that is empty.
+        assert_eq!(json.matches("\"at\"").count(), 1, "{json}");
+        assert_eq!(json.matches("\"actor\"").count(), 3, "{json}");
+        assert_eq!(json.matches("\"data\"").count(), 1, "{json}");
         let mut loaded = vec![HistoryEntry::new(at, "order.imported", &Actor::System, "an older line")];
-        history_lines_from_json(&history_lines_to_json(&lines), &mut loaded).expect("the lines load");
-        assert_eq!(loaded.len(), 3, "appended after the lines already read");
-        assert_eq!(loaded[1].message, lines[0].message);
-        assert_eq!(loaded[1].at, at);
-        assert_eq!(loaded[2].actor, "token:tok_1");
+        history_lines_from_json(&json, at, &mut loaded).expect("the lines load");
+        assert_eq!(loaded.len(), 5, "appended after the lines already read");
+        assert_eq!(loaded[2..], lines[1..]);
+        assert_eq!((loaded[1].at, &loaded[1].actor, &loaded[1].message), (at, &lines[0].actor, &lines[0].message));
         // The data comes back in key order, as a line's own data column always gave it.
         assert_eq!(
             loaded[1].data,
             [("cancellation_id".to_owned(), "can_1".to_owned()), ("requested_by".to_owned(), "merchant".to_owned())]
         );
-        assert!(history_lines_from_json("[{\"at\": 1}]", &mut loaded).is_err(), "a damaged row is an error, not lost lines");
+        assert!(
+            history_lines_from_json("[{\"at\": 1}]", at, &mut loaded).is_err(),
+            "a damaged row is an error, not lost lines"
+        );
+        assert!(
+            history_lines_from_json("[{\"kind\": \"k\", \"message\": \"m\"}]", at, &mut loaded).is_err(),
+            "a first line without its actor is damaged"
+        );
+    }
+
+    #[test]
+    fn history_lines_written_whole_before_read_back_as_they_were() {
+        let at = Timestamp::from_unix_micros(1_764_000_000_123_456);
+        let whole = r#"[{"at":1764000000123456,"kind":"cancellation.created","actor":"token:tok_1","message":"Requested","data":{"cancellation_id":"can_1"}},{"at":1764000000999999,"kind":"order.cancelled","actor":"system","message":"Order cancelled.","data":{}}]"#;
+        let mut loaded = Vec::new();
+        history_lines_from_json(whole, at, &mut loaded).expect("the lines load");
+        assert_eq!(
+            loaded,
+            vec![
+                HistoryEntry::new(at, "cancellation.created", &Actor::Token("tok_1".to_owned()), "Requested")
+                    .with("cancellation_id", "can_1"),
+                HistoryEntry::new(
+                    Timestamp::from_unix_micros(1_764_000_000_999_999),
+                    "order.cancelled",
+                    &Actor::System,
+                    "Order cancelled."
+                ),
+            ]
+        );
     }
 }
 
@@ -759,7 +801,7 @@ async fn write_cancellations<S: Sink>(sink: &mut S, cancellations: &[(&Order, &C
             cancellation.restock.into(),
             cancellation.notify_customer.into(),
             cancellation.needs_attention.into(),
-            steps_to_json(&cancellation.steps).into(),
+            steps_to_json(&cancellation.steps, cancellation.created_at).into(),
             cancellation.fulfillment_status_before.as_str().into(),
             cancellation.financial_status_before.as_str().into(),
             i64::from(cancellation.reauthorization_generation).into(),
@@ -1756,13 +1798,13 @@ impl Backend {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let changes: Vec<String> = sqlx::query_scalar("SELECT lines FROM order_changes WHERE order_id = $1 ORDER BY id")
+        let changes: Vec<(i64, String)> = sqlx::query_as("SELECT at, lines FROM order_changes WHERE order_id = $1 ORDER BY id")
             .bind(order_id)
             .fetch_all(&mut *snapshot)
             .await
             .context("failed to load the history")?;
-        for change in &changes {
-            history_lines_from_json(change, &mut lines)?;
+        for (at, change) in &changes {
+            history_lines_from_json(change, time(*at), &mut lines)?;
         }
         snapshot.commit().await?;
         Ok(Some(lines))

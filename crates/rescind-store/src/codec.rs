@@ -202,19 +202,32 @@ pub(crate) fn warnings_from_json(json: &str) -> Result<Vec<Warning>> {
         .collect()
 }
 
+/// One step of a cancellation as its `steps` column keeps it. What most steps hold is left out: no
+/// attempts, generation 0, no error, and an `updated_at` that is the cancellation's own `created_at`
+/// (a step nothing has happened to since). A cancellation's row then fits two to a 2 KiB page, where
+/// the whole objects took one each (BENCHMARKS.md, fifteenth session); objects written whole before
+/// read back the same.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StepColumn<S> {
+    #[serde(default, skip_serializing_if = "is_zero")]
     attempts: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     generation: u32,
     kind: S,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     last_error: Option<S>,
     message: S,
     status: S,
-    updated_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    updated_at: Option<i64>,
 }
 
-pub(crate) fn steps_to_json(steps: &[Step]) -> String {
+fn is_zero(number: &u32) -> bool {
+    *number == 0
+}
+
+/// The steps of a cancellation created at `created_at`, as its `steps` column.
+pub(crate) fn steps_to_json(steps: &[Step], created_at: Timestamp) -> String {
     let columns: Vec<StepColumn<&str>> = steps
         .iter()
         .map(|step| StepColumn {
@@ -224,13 +237,14 @@ pub(crate) fn steps_to_json(steps: &[Step]) -> String {
             last_error: step.last_error.as_deref(),
             message: step.message.as_str(),
             status: step.status.as_str(),
-            updated_at: step.updated_at.unix_micros(),
+            updated_at: (step.updated_at != created_at).then_some(step.updated_at.unix_micros()),
         })
         .collect();
     written(&columns)
 }
 
-pub(crate) fn steps_from_json(json: &str) -> Result<Vec<Step>> {
+/// The steps of a cancellation created at `created_at`, from its `steps` column.
+pub(crate) fn steps_from_json(json: &str, created_at: Timestamp) -> Result<Vec<Step>> {
     let columns: Vec<StepColumn<String>> = stored(json, "steps")?;
     columns
         .into_iter()
@@ -242,7 +256,7 @@ pub(crate) fn steps_from_json(json: &str) -> Result<Vec<Step>> {
                 attempts: step.attempts,
                 generation: step.generation,
                 last_error: step.last_error,
-                updated_at: Timestamp::from_unix_micros(step.updated_at),
+                updated_at: step.updated_at.map_or(created_at, Timestamp::from_unix_micros),
             })
         })
         .collect()
@@ -255,42 +269,67 @@ pub(crate) fn history_data_map(data: &[(String, String)]) -> std::collections::B
 }
 
 /// One history line as `order_changes.lines` keeps it (migration 0006): its data the same object a
-/// line of `order_history` keeps in its own column.
+/// line of `order_history` keeps in its own column. What repeats is left out: the time when it is the
+/// line before's (for the first line, the row's own `at`), the actor when it is the line before's, and
+/// data when there is none — a cancellation's nine lines share both, about a third of the row
+/// (BENCHMARKS.md, fifteenth session). Lines written whole before read back the same.
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(bound(deserialize = "S: serde::Deserialize<'de> + Ord"))]
 struct HistoryLineColumn<S> {
-    at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at: Option<i64>,
     kind: S,
-    actor: S,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    actor: Option<S>,
     message: S,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     data: std::collections::BTreeMap<S, S>,
 }
 
-/// The lines of one change as the JSON array of its `order_changes` row, oldest first.
+/// The lines of one change as the JSON array of its `order_changes` row, oldest first; the row's `at`
+/// is the first line's.
 pub(crate) fn history_lines_to_json(lines: &[HistoryEntry]) -> String {
+    let mut before: Option<&HistoryEntry> = None;
     let columns: Vec<HistoryLineColumn<&str>> = lines
         .iter()
-        .map(|line| HistoryLineColumn {
-            at: line.at.unix_micros(),
-            kind: line.kind.as_str(),
-            actor: line.actor.as_str(),
-            message: line.message.as_str(),
-            data: history_data_map(&line.data),
+        .map(|line| {
+            let (at_before, actor_before) = match before {
+                Some(previous) => (previous.at, Some(previous.actor.as_str())),
+                None => (line.at, None),
+            };
+            before = Some(line);
+            HistoryLineColumn {
+                at: (line.at != at_before).then_some(line.at.unix_micros()),
+                kind: line.kind.as_str(),
+                actor: (actor_before != Some(line.actor.as_str())).then_some(line.actor.as_str()),
+                message: line.message.as_str(),
+                data: history_data_map(&line.data),
+            }
         })
         .collect();
     written(&columns)
 }
 
-/// The lines of one `order_changes` row, appended to `lines`.
-pub(crate) fn history_lines_from_json(json: &str, lines: &mut Vec<HistoryEntry>) -> Result<()> {
+/// The lines of one `order_changes` row whose `at` is `row_at`, appended to `lines`.
+pub(crate) fn history_lines_from_json(json: &str, row_at: Timestamp, lines: &mut Vec<HistoryEntry>) -> Result<()> {
     let columns: Vec<HistoryLineColumn<String>> = stored(json, "history lines")?;
-    lines.extend(columns.into_iter().map(|line| HistoryEntry {
-        at: Timestamp::from_unix_micros(line.at),
-        kind: line.kind,
-        actor: line.actor,
-        message: line.message,
-        data: line.data.into_iter().collect(),
-    }));
+    let (mut at, mut actor): (Timestamp, Option<String>) = (row_at, None);
+    lines.reserve(columns.len());
+    for line in columns {
+        if let Some(micros) = line.at {
+            at = Timestamp::from_unix_micros(micros);
+        }
+        if line.actor.is_some() {
+            actor = line.actor;
+        }
+        lines.push(HistoryEntry {
+            at,
+            kind: line.kind,
+            actor: actor.clone().context("a stored history line has no actor")?,
+            message: line.message,
+            data: line.data.into_iter().collect(),
+        });
+    }
     Ok(())
 }
 
@@ -476,19 +515,31 @@ mod tests {
             last_error: Some("402".into()),
             updated_at: Timestamp::from_unix_micros(1_764_000_000_000_001),
         }];
-        let json = steps_to_json(&steps);
+        let created_at = Timestamp::from_unix_micros(1_764_000_000_000_000);
+        let json = steps_to_json(&steps, created_at);
         assert_eq!(
             json,
             r#"[{"attempts":2,"generation":1,"kind":"refund","last_error":"402","message":"card refund refused","status":"failed","updated_at":1764000000000001}]"#
         );
-        assert_eq!(steps_from_json(&json).expect("reads back"), steps);
-        let older = r#"[{"attempts":0,"kind":"refund","message":"m","status":"pending","updated_at":1}]"#;
+        assert_eq!(steps_from_json(&json, created_at).expect("reads back"), steps);
+        // A step nothing happened to since its cancellation was created keeps only what it says.
+        let untouched = vec![Step {
+            kind: StepKind::Restock,
+            status: StepStatus::Skipped,
+            message: "not run".into(),
+            attempts: 0,
+            generation: 0,
+            last_error: None,
+            updated_at: created_at,
+        }];
+        let json = steps_to_json(&untouched, created_at);
+        assert_eq!(json, r#"[{"kind":"restock","message":"not run","status":"skipped"}]"#);
+        assert_eq!(steps_from_json(&json, created_at).expect("reads back"), untouched);
+        // Written whole before (and before generations): read back the same.
+        let older = r#"[{"attempts":0,"kind":"restock","last_error":null,"message":"not run","status":"skipped","updated_at":1764000000000000}]"#;
         assert_eq!(
-            steps_from_json(older)
-                .expect("a step stored before generations")
-                .first()
-                .map(|step| step.generation),
-            Some(0)
+            steps_from_json(older, created_at).expect("a step stored whole"),
+            untouched
         );
 
         assert!(

@@ -1,6 +1,8 @@
 //! An order's history is kept as one row per change (migration 0006): the lines a change wrote, in
 //! the order it wrote them. Lines a database kept before that migration, one row each in
-//! `order_history`, stay where they are and come first (on both backends).
+//! `order_history`, stay where they are and come first (on both backends). A change's lines written
+//! whole (before the fifteenth session left out a time or an actor repeated from the line before) read
+//! back as they were.
 
 mod common;
 
@@ -12,7 +14,8 @@ use sqlx::Connection;
 const SHOP: &str = "shop_history";
 
 /// Imports an order, adds a line the way a database before migration 0006 kept it (its own row in
-/// `order_history`, through `raw`), changes the order with three lines, and reads the history back.
+/// `order_history`) and a change whose lines are written whole (both through `raw`), changes the order
+/// with three lines, and reads the history back.
 async fn history_before_and_after_the_migration(store: &Store, raw: impl AsyncFnOnce(&str)) {
     open_shop(store, SHOP).await;
     let order_id = import_an_order(store, SHOP).await;
@@ -34,15 +37,41 @@ async fn history_before_and_after_the_migration(store: &Store, raw: impl AsyncFn
         .expect("the history is read")
         .expect("the order exists");
     let messages: Vec<&str> = history.iter().map(|line| line.message.as_str()).collect();
-    assert_eq!(messages, ["kept from before", "imported", "first", "second", "third"]);
+    assert_eq!(
+        messages,
+        [
+            "kept from before",
+            "imported",
+            "whole one",
+            "whole two",
+            "first",
+            "second",
+            "third"
+        ]
+    );
     assert_eq!(history[0].data, [("from".to_owned(), "0005".to_owned())]);
-    assert_eq!(history[3].actor, "token:tok_history");
-    assert_eq!(history[3].data, [("n".to_owned(), "second".to_owned())]);
+    assert_eq!(
+        (history[2].at.unix_micros(), history[2].actor.as_str()),
+        (1_764_000_000_000_001, "token:tok_old")
+    );
+    assert_eq!(history[2].data, [("a".to_owned(), "1".to_owned())]);
+    assert_eq!(
+        (history[3].at.unix_micros(), history[3].actor.as_str()),
+        (1_764_000_000_000_002, "system")
+    );
+    assert!(history[3].data.is_empty());
+    // The three lines of one change share their time and actor, written once.
+    assert!(history[4..].iter().all(|line| line.at == history[4].at));
+    assert_eq!(history[5].actor, "token:tok_history");
+    assert_eq!(history[5].data, [("n".to_owned(), "second".to_owned())]);
     store.close().await;
 }
 
 const OLD_LINE: &str = "INSERT INTO order_history (order_id, at, kind, actor, message, data) \
     VALUES ($1, 0, 'order.note', 'system', 'kept from before', '{\"from\":\"0005\"}')";
+
+/// A change's lines as they were written until the fifteenth session: every field of every line.
+const WHOLE_CHANGE: &str = r#"INSERT INTO order_changes (order_id, at, lines) VALUES ($1, 1764000000000001, '[{"at":1764000000000001,"kind":"note","actor":"token:tok_old","message":"whole one","data":{"a":"1"}},{"at":1764000000000002,"kind":"note","actor":"system","message":"whole two","data":{}}]')"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_kept_before_one_row_per_change_come_first_then_each_change_s_lines_in_order_on_sqlite() {
@@ -51,11 +80,13 @@ async fn lines_kept_before_one_row_per_change_come_first_then_each_change_s_line
     let store = Store::open(&url).await.expect("the store opens");
     history_before_and_after_the_migration(&store, async |order_id: &str| {
         let mut raw = sqlx::SqliteConnection::connect(&url).await.expect("the file opens");
-        sqlx::query(OLD_LINE)
-            .bind(order_id)
-            .execute(&mut raw)
-            .await
-            .expect("an old line is written");
+        for statement in [OLD_LINE, WHOLE_CHANGE] {
+            sqlx::query(statement)
+                .bind(order_id)
+                .execute(&mut raw)
+                .await
+                .expect("an old line is written");
+        }
         raw.close().await.expect("closed");
     })
     .await;
@@ -71,11 +102,13 @@ async fn lines_kept_before_one_row_per_change_come_first_then_each_change_s_line
         let mut raw = sqlx::PgConnection::connect(&schema.url)
             .await
             .expect("PostgreSQL is reachable");
-        sqlx::query(OLD_LINE)
-            .bind(order_id)
-            .execute(&mut raw)
-            .await
-            .expect("an old line is written");
+        for statement in [OLD_LINE, WHOLE_CHANGE] {
+            sqlx::query(statement)
+                .bind(order_id)
+                .execute(&mut raw)
+                .await
+                .expect("an old line is written");
+        }
         raw.close().await.expect("closed");
     })
     .await;

@@ -56,6 +56,33 @@ async fn an_order_s_cancellation_requests_are_read_by_its_id_not_by_scanning_eve
     store.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warehouse_s_outbound_id_finds_its_order_by_the_index_of_orders_that_have_one() {
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let url = format!("sqlite://{}", folder.path().join("rescind.db").display());
+    let store = Store::open(&url).await.expect("the store opens");
+    // The statement of `Store::order_id_by_outbound` (a warehouse's notice names its outbound id): the
+    // index holds only orders with an outbound id (migration 0010), and asking for one by value may use it.
+    assert_reads_by(
+        &url,
+        "SELECT id, shop_id FROM orders WHERE warehouse_id = $1 AND outbound_external_id = $2",
+        "orders",
+        "orders_by_outbound",
+    )
+    .await;
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.expect("the file opens");
+    let definition: String = sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE name = 'orders_by_outbound'")
+        .fetch_one(&mut raw)
+        .await
+        .expect("the index is there");
+    assert!(
+        definition.ends_with("WHERE outbound_external_id IS NOT NULL"),
+        "{definition}"
+    );
+    raw.close().await.expect("closed");
+    store.close().await;
+}
+
 /// Orders in the shop whose orders a group loads.
 const SHOP_ORDERS: usize = 400;
 
