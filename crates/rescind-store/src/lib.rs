@@ -598,15 +598,25 @@ mod sqlite {
     /// What a restarted WAL is cut back to (bytes).
     const WAL_SIZE_LIMIT: &str = "67108864";
 
+    /// Rounds of a reader's checkpoint and the database file's sync before the writer's checkpoint,
+    /// at most: each copies what was committed during the round before, so under any load the
+    /// writer can keep up with, each is shorter than the one before.
+    const CHECKPOINT_ROUNDS_MAX: u32 = 6;
+    /// Frames a round may find and still be the last before the writer's checkpoint: about a
+    /// millisecond's copy, a few of the writer's commits at full load.
+    const CHECKPOINT_ROUND_FRAMES_LAST: i64 = 512;
+
     /// Copies committed pages from the WAL into the database: `PASSIVE` on a reader every
     /// [`CHECKPOINT_INTERVAL`] (never blocking the writer; its pages start on their way to disk at
-    /// once, [`start_writeback`]), and every [`WRITER_CHECKPOINT_INTERVAL`]
-    /// on the writer too — after the file is synced ([`sync_database_file`]), a reader has copied what
-    /// was committed during that sync and the file is synced again, so that the writer (holding up
-    /// every change while it copies and syncs) only copies what was committed during the last of
-    /// those: a few milliseconds of commits instead of up to [`CHECKPOINT_INTERVAL`]'s, which held the
-    /// writer 19–30 ms at a steady 2 000 cancellations/s (with one sync before it, 6–19 ms on a slow
-    /// disk; with the second round, 3–8 ms). Until the store closes.
+    /// once, [`start_writeback`]), and every [`WRITER_CHECKPOINT_INTERVAL`] on the writer too. Before
+    /// the writer's (which holds up every change while it copies and syncs), rounds of a reader's
+    /// copy and the file's sync ([`sync_database_file`]) each take what was committed during the
+    /// round before, until one finds no more than [`CHECKPOINT_ROUND_FRAMES_LAST`] frames (or after
+    /// [`CHECKPOINT_ROUNDS_MAX`]): the writer then copies and syncs only what came during that last,
+    /// short round. With no round the writer held up every change 19–30 ms at a steady 2 000
+    /// cancellations/s; with one sync before it, 6–19 ms on a slow disk; with two rounds, 3–8 ms — but
+    /// 18–52 ms at full load, where a round copying 100 ms of commits and syncing them took 30–60 ms
+    /// (BENCHMARKS.md, fifteenth session). Until the store closes.
     async fn checkpoint(read: sqlx::Pool<Db>, write: sqlx::Pool<Db>, database_file: std::path::PathBuf) {
         let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -626,12 +636,25 @@ mod sqlite {
             if last_by_writer.elapsed() >= WRITER_CHECKPOINT_INTERVAL {
                 last_by_writer = std::time::Instant::now();
                 sync_database_file(&database_file).await;
-                // The frames committed during that sync, copied and synced beside the writer too:
-                // what is left for the writer is a few milliseconds of commits, not the sync's.
-                if let Checkpointed::Closed = passive_checkpoint(&read, "reader").await {
-                    return;
+                let mut copied_before = frames;
+                for round in 1..=CHECKPOINT_ROUNDS_MAX {
+                    let Checkpointed::Log(copied) = passive_checkpoint(&read, "reader").await else {
+                        return;
+                    };
+                    sync_database_file(&database_file).await;
+                    // Fewer frames than before: the log started again meanwhile (it was all copied
+                    // when a write began), and what it holds now is all new.
+                    let found = match (copied, copied_before) {
+                        (Some(copied), Some(before)) if copied >= before => copied - before,
+                        (Some(copied), _) => copied,
+                        (None, _) => 0,
+                    };
+                    tracing::debug!(round, found, "checkpoint round before the writer's");
+                    copied_before = copied;
+                    if found <= CHECKPOINT_ROUND_FRAMES_LAST {
+                        break;
+                    }
                 }
-                sync_database_file(&database_file).await;
                 if let Checkpointed::Closed = passive_checkpoint(&write, "writer").await {
                     return;
                 }
