@@ -73,21 +73,32 @@ const OLD_LINE: &str = "INSERT INTO order_history (order_id, at, kind, actor, me
 /// A change's lines as they were written until the fifteenth session: every field of every line.
 const WHOLE_CHANGE: &str = r#"INSERT INTO order_changes (order_id, at, lines) VALUES ($1, 1764000000000001, '[{"at":1764000000000001,"kind":"note","actor":"token:tok_old","message":"whole one","data":{"a":"1"}},{"at":1764000000000002,"kind":"note","actor":"system","message":"whole two","data":{}}]')"#;
 
+/// Writes the rows an older build left for `order_id` ([`OLD_LINE`], [`WHOLE_CHANGE`]) through a new
+/// connection of type `C` to `url`.
+async fn write_old_rows<C>(url: &str, order_id: &str)
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let mut raw = C::connect(url).await.expect("the database is reachable");
+    for statement in [OLD_LINE, WHOLE_CHANGE] {
+        // The order's id is one the store made (letters, digits and `_`).
+        let statement = statement.replace("$1", &format!("'{order_id}'"));
+        sqlx::raw_sql(&statement)
+            .execute(&mut raw)
+            .await
+            .unwrap_or_else(|error| panic!("{statement}: {error}"));
+    }
+    raw.close().await.expect("closed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_kept_before_one_row_per_change_come_first_then_each_change_s_lines_in_order_on_sqlite() {
     let folder = tempfile::tempdir().expect("a temporary folder");
     let url = format!("sqlite://{}", folder.path().join("rescind.db").display());
     let store = Store::open(&url).await.expect("the store opens");
     history_before_and_after_the_migration(&store, async |order_id: &str| {
-        let mut raw = sqlx::SqliteConnection::connect(&url).await.expect("the file opens");
-        for statement in [OLD_LINE, WHOLE_CHANGE] {
-            sqlx::query(statement)
-                .bind(order_id)
-                .execute(&mut raw)
-                .await
-                .expect("an old line is written");
-        }
-        raw.close().await.expect("closed");
+        write_old_rows::<sqlx::SqliteConnection>(&url, order_id).await;
     })
     .await;
 }
@@ -99,17 +110,7 @@ async fn lines_kept_before_one_row_per_change_come_first_then_each_change_s_line
     };
     let store = Store::open(&schema.url).await.expect("the store opens");
     history_before_and_after_the_migration(&store, async |order_id: &str| {
-        let mut raw = sqlx::PgConnection::connect(&schema.url)
-            .await
-            .expect("PostgreSQL is reachable");
-        for statement in [OLD_LINE, WHOLE_CHANGE] {
-            sqlx::query(statement)
-                .bind(order_id)
-                .execute(&mut raw)
-                .await
-                .expect("an old line is written");
-        }
-        raw.close().await.expect("closed");
+        write_old_rows::<sqlx::PgConnection>(&schema.url, order_id).await;
     })
     .await;
     schema.drop().await;
