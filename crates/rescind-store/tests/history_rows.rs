@@ -9,7 +9,6 @@ mod common;
 use common::{import_an_order, open_shop, PostgresSchema};
 use rescind_domain::{Actor, HistoryEntry, OrderChange};
 use rescind_store::{now, Store};
-use sqlx::Connection;
 
 const SHOP: &str = "shop_history";
 
