@@ -44,7 +44,9 @@ pub(crate) fn parse_named<T>(text: &str, parse: fn(&str) -> Option<T>, what: &st
 // The order's and the cancellation's JSON columns are written from borrowed values and read into
 // typed rows, with no `serde_json::Value` tree in between (a cancellation writes the order row and its
 // cancellation whole, and a group loads each order it decides on). The fields are in alphabetical
-// order, so the stored objects are byte for byte what they were when built as JSON trees.
+// order, so the stored objects are byte for byte what they were when built as JSON trees — but for a
+// cancellation's steps and a change's history lines, which since the fifteenth session leave out what
+// repeats (`StepColumn`, `HistoryLineColumn`).
 
 /// Reads a stored JSON column into its typed shape.
 fn stored<'a, T: serde::Deserialize<'a>>(json: &'a str, what: &str) -> Result<T> {
