@@ -615,8 +615,9 @@ mod sqlite {
     /// [`CHECKPOINT_ROUNDS_MAX`]): the writer then copies and syncs only what came during that last,
     /// short round. With no round the writer held up every change 19–30 ms at a steady 2 000
     /// cancellations/s; with one sync before it, 6–19 ms on a slow disk; with two rounds, 3–8 ms — but
-    /// 18–52 ms at full load, where a round copying 100 ms of commits and syncing them took 30–60 ms
-    /// (BENCHMARKS.md, fifteenth session). Until the store closes.
+    /// 8–53 ms (median 18.5) at full load, where a round copying 100 ms of commits and syncing them
+    /// took 30–60 ms; with these rounds, 4–12 ms (median 6; BENCHMARKS.md, fifteenth session). Until
+    /// the store closes.
     async fn checkpoint(read: sqlx::Pool<Db>, write: sqlx::Pool<Db>, database_file: std::path::PathBuf) {
         let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
