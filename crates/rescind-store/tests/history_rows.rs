@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{import_an_order, open_shop, PostgresSchema};
+use common::{execute_on, import_an_order, open_shop, PostgresSchema};
 use rescind_domain::{Actor, HistoryEntry, OrderChange};
 use rescind_store::{now, Store};
 
@@ -79,16 +79,10 @@ where
     C: sqlx::Connection,
     for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
 {
-    let mut raw = C::connect(url).await.expect("the database is reachable");
     for statement in [OLD_LINE, WHOLE_CHANGE] {
         // The order's id is one the store made (letters, digits and `_`).
-        let statement = statement.replace("$1", &format!("'{order_id}'"));
-        sqlx::raw_sql(&statement)
-            .execute(&mut raw)
-            .await
-            .unwrap_or_else(|error| panic!("{statement}: {error}"));
+        execute_on::<C>(url, &statement.replace("$1", &format!("'{order_id}'"))).await;
     }
-    raw.close().await.expect("closed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{import_an_order, open_shop, PostgresSchema};
+use common::{execute_on, import_an_order, open_shop, PostgresSchema};
 use rescind_domain::Timestamp;
 use rescind_store::{now, Store};
 use serde_json::json;
@@ -145,20 +145,6 @@ async fn events_survive_the_migration(url: &str, identity_keys: (&str, &str), ex
         ))
         .await;
     }
-}
-
-/// Runs one statement on a new connection of type `C` to `url`.
-async fn execute_on<C>(url: &str, statement: &str)
-where
-    C: sqlx::Connection,
-    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
-{
-    let mut raw = C::connect(url).await.expect("the database is reachable");
-    sqlx::raw_sql(statement)
-        .execute(&mut raw)
-        .await
-        .unwrap_or_else(|error| panic!("{statement}: {error}"));
-    raw.close().await.expect("closed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
 //! What the store's integration tests share: a shop with an own-store channel, an imported order, and
-//! a PostgreSQL schema of their own. Each test crate uses part of it.
+//! a PostgreSQL schema of their own, and raw SQL run beside the store. Each test crate uses part of it.
 #![allow(dead_code)]
 
 use rescind_domain::{
@@ -137,4 +137,18 @@ impl PostgresSchema {
             .await
             .expect("the test schema is dropped");
     }
+}
+
+/// Runs one statement on a new connection of type `C` to `url`.
+pub async fn execute_on<C>(url: &str, statement: &str)
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let mut raw = C::connect(url).await.expect("the database is reachable");
+    sqlx::raw_sql(statement)
+        .execute(&mut raw)
+        .await
+        .unwrap_or_else(|error| panic!("{statement}: {error}"));
+    raw.close().await.expect("closed");
 }
