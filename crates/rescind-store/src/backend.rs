@@ -2614,7 +2614,7 @@ mod batch {
     use crate::Lease;
     use rescind_domain::WorkflowSchedule;
     use crate::ShopSetup;
-    use std::collections::HashMap;
+    use std::collections::{HashMap, HashSet};
     use crate::ChangeError;
     use rescind_domain::{Order, OrderChange, StepStatus};
     use anyhow::Context;
@@ -2915,8 +2915,18 @@ mod batch {
         let mut stock = GroupStock::default();
         let wanted = restocks_wanted(&group, &orders);
         let mut failure = learn_restocks(sink, &mut stock, wanted).await.err();
+        // Whether a later job of the group is on the same order, for each job: only then must the
+        // order's copy in `orders` follow its changes (a copy of the whole order each).
+        let mut seen = HashSet::with_capacity(group.len());
+        // (In reverse, to be popped in order.)
+        let mut later_jobs_on_order: Vec<bool> = group
+            .iter()
+            .rev()
+            .map(|job| !seen.insert((job.shop_id.as_str(), job.order_id.as_str())))
+            .collect();
         for job in group {
             let lease = job.lease;
+            let more_to_come = later_jobs_on_order.pop().unwrap_or(true);
             let setup = setups.get(&job.shop_id);
             let decided = match (orders.get_mut(&(job.shop_id, job.order_id)), setup) {
                 _ if failure.is_some() => Decided::Failed,
@@ -2947,7 +2957,9 @@ mod batch {
                             let count = made.len();
                             for change in made {
                                 // A later job on the same order sees this change.
-                                *order = change.order.clone();
+                                if more_to_come {
+                                    *order = change.order.clone();
+                                }
                                 let kept = lease.clone().filter(|lease| {
                                     matches!(change.workflow, WorkflowSchedule::DueAt(due_at) if due_at <= lease.keep_if_due_by)
                                 });

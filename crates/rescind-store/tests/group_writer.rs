@@ -7,7 +7,8 @@
 //! horizon (on both backends), and a step's outcome that leaves the restock due now runs it in the
 //! same transaction. The shops' setups it keeps between groups take in a channel or a warehouse
 //! created since. Restocks of one SKU written together move its level by all of them, each once; a
-//! step's outcome whose cancellation has no restock left to run locks no stock level.
+//! step's outcome whose cancellation has no restock left to run locks no stock level. Changes of one
+//! order sent at once each start from the one before, and the last is what is kept.
 
 mod common;
 
@@ -57,7 +58,54 @@ on_both_backends!(
     a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the_same_change,
     a_channel_created_after_the_writer_read_the_shop_s_setup_is_in_the_next_decision_about_its_orders,
     restocks_of_one_sku_sent_together_and_twice_over_put_each_order_s_unit_back_once_and_queue_one_push,
+    changes_of_one_order_sent_at_once_each_see_the_one_before_and_the_last_is_kept,
 );
+
+/// How many changes of each order are sent at once.
+const CHANGES_OF_ONE_ORDER: usize = 24;
+
+async fn changes_of_one_order_sent_at_once_each_see_the_one_before_and_the_last_is_kept(store: Store) {
+    let shop_id = open_shop(&store, "shop_one_order").await;
+    let order_ids = [
+        import_an_order(&store, &shop_id).await,
+        import_an_order(&store, &shop_id).await,
+    ];
+    // Each change adds an `x` to what the order's change before it left: the changes of one order
+    // in one group must each start from the one before, and the last one is what stays.
+    let mut changes = Vec::new();
+    for _ in 0..CHANGES_OF_ONE_ORDER {
+        for order_id in &order_ids {
+            let (store, shop_id, order_id) = (store.clone(), shop_id.clone(), order_id.clone());
+            changes.push(tokio::spawn(async move {
+                store
+                    .change_order_grouped(&shop_id, &order_id, |order, _setup| {
+                        let mut changed = order.clone();
+                        changed.cancel_reason =
+                            Some(format!("{}x", order.cancel_reason.as_deref().unwrap_or_default()));
+                        let note = HistoryEntry::new(now(), "note", &Actor::System, "one more x");
+                        Ok::<_, ()>(OrderChange::new(changed, vec![note], Vec::new()))
+                    })
+                    .await
+            }));
+        }
+    }
+    for change in changes {
+        assert!(change.await.expect("the change ran").is_ok(), "a change failed");
+    }
+    for order_id in &order_ids {
+        let order = store
+            .order(&shop_id, order_id)
+            .await
+            .expect("the order is read")
+            .expect("the order exists");
+        assert_eq!(
+            order.cancel_reason,
+            Some("x".repeat(CHANGES_OF_ONE_ORDER)),
+            "order {order_id}"
+        );
+        assert_eq!(notes_of(&store, &shop_id, order_id).await.len(), CHANGES_OF_ONE_ORDER);
+    }
+}
 
 /// The messages of the order's `note` history lines, sorted.
 async fn notes_of(store: &Store, shop_id: &str, order_id: &str) -> Vec<String> {
