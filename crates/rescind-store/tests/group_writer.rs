@@ -93,11 +93,7 @@ async fn changes_of_one_order_sent_at_once_each_see_the_one_before_and_the_last_
         assert!(change.await.expect("the change ran").is_ok(), "a change failed");
     }
     for order_id in &order_ids {
-        let order = store
-            .order(&shop_id, order_id)
-            .await
-            .expect("the order is read")
-            .expect("the order exists");
+        let order = order_of(&store, &shop_id, order_id).await;
         assert_eq!(
             order.cancel_reason,
             Some("x".repeat(CHANGES_OF_ONE_ORDER)),
@@ -105,6 +101,15 @@ async fn changes_of_one_order_sent_at_once_each_see_the_one_before_and_the_last_
         );
         assert_eq!(notes_of(&store, &shop_id, order_id).await.len(), CHANGES_OF_ONE_ORDER);
     }
+}
+
+/// The order as stored now.
+async fn order_of(store: &Store, shop_id: &str, order_id: &str) -> rescind_domain::Order {
+    store
+        .order(shop_id, order_id)
+        .await
+        .expect("the order is read")
+        .expect("the order exists")
 }
 
 /// The messages of the order's `note` history lines, sorted.
@@ -560,11 +565,7 @@ async fn restocks_of_one_sku_sent_together_and_twice_over_put_each_order_s_unit_
         "I2: every unit back once, none twice"
     );
     for order_id in &waiting {
-        let order = store
-            .order(&shop_id, order_id)
-            .await
-            .expect("read")
-            .expect("the order exists");
+        let order = order_of(&store, &shop_id, order_id).await;
         assert!(
             pending_work(&order).is_none(),
             "nothing is left: {:?}",
@@ -838,11 +839,7 @@ async fn groups_begun_with_the_last_one_s_commit_keep_every_change_and_leave_no_
             "both notes of {order_id} are kept"
         );
     }
-    let second = store
-        .order(&shop_id, &order_ids[1])
-        .await
-        .expect("read")
-        .expect("the order exists");
+    let second = order_of(&store, &shop_id, &order_ids[1]).await;
     assert!(second.refunds.is_empty(), "the failed group's refund is not kept");
     store.close().await;
     schema.drop().await;
