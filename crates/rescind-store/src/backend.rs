@@ -6,7 +6,7 @@ use crate::codec::{
     outbound_from_json, outbound_to_json, scope_from_json, scope_to_json, stock_snapshot_from_json, stock_snapshot_to_json,
     address_from_json, address_to_json, customer_from_json, customer_to_json, history_data_from_json,
     history_data_map, history_lines_from_json, history_lines_to_json, line_items_from_json, line_items_to_json, parse_named, payment_from_json, payment_to_json,
-    scopes_from_text, scopes_to_text, steps_from_json, steps_to_json, warnings_from_json, warnings_to_json,
+    refund_ids_from_text, refund_ids_to_text, scopes_from_text, scopes_to_text, steps_from_json, steps_to_json, warnings_from_json, warnings_to_json,
 };
 use crate::{
     ShopSetup, CancellationOfOrder, Job, Listing, PushBatch, PushItem, PushOutcome, RequestOfOrder, PaymentProvider, PaymentProviderKind, RestockReport, StockLevel, SyncEntry, Warehouse,
@@ -56,6 +56,7 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
         "orders_by_outbound_only_with_one",
         MigrationSql::Same(include_str!("../migrations/0010_orders_by_outbound_only_with_one.sql")),
     ),
+    (11, "attached_by_id", MigrationSql::Same(include_str!("../migrations/0011_attached_by_id.sql"))),
 ];
 
 /// A migration's SQL: one text for both databases (with the dialect's placeholders), or one each
@@ -79,7 +80,7 @@ const ORDER_COLUMNS: &str = "id, shop_id, number, channel_id, channel_kind, chan
     financial_status, fulfillment_status, currency, sub_total, total_shipping, total_tax, total_discount, \
     total_price, total_paid, total_refund_price, cancel_reason, canceled_at, customer, shipping_address, \
     line_items, payment, inventory_deducted, stock_snapshot, restocked, warehouse_id, outbound, warnings, cancellation_id, \
-    created_at, updated_at";
+    refund_ids, cancellation_request_id, created_at, updated_at";
 
 const CANCELLATION_COLUMNS: &str = "id, order_id, status, requested_by, reason, reason_code, reason_detail, \
     staff_note, refund, refund_method, restock, notify_customer, needs_attention, steps, fulfillment_status_before, \
@@ -120,7 +121,16 @@ fn money_column(row: &impl Read, column: &str) -> Result<Money> {
     Ok(Money::parse_stored(&text)?)
 }
 
-fn order_from_row(row: &impl Read) -> Result<(Order, Option<String>)> {
+/// An order as its row holds it, and the ids of what is stored apart from it: its current
+/// cancellation, its refunds and its latest cancellation request (read by these ids, never by order).
+struct OrderRow {
+    order: Order,
+    cancellation_id: Option<String>,
+    refund_ids: Option<String>,
+    request_id: Option<String>,
+}
+
+fn order_from_row(row: &impl Read) -> Result<OrderRow> {
     let currency: String = row.column("currency")?;
     let payment: Option<String> = row.column("payment")?;
     let order = Order {
@@ -167,7 +177,12 @@ fn order_from_row(row: &impl Read) -> Result<(Order, Option<String>)> {
         cancellation: None,
         cancellation_request: None,
     };
-    Ok((order, row.column("cancellation_id")?))
+    Ok(OrderRow {
+        order,
+        cancellation_id: row.column("cancellation_id")?,
+        refund_ids: row.column("refund_ids")?,
+        request_id: row.column("cancellation_request_id")?,
+    })
 }
 
 fn cancellation_from_row(row: &impl Read) -> Result<(String, Cancellation)> {
@@ -280,92 +295,66 @@ fn like_pattern(text: &str) -> String {
     pattern
 }
 
-/// Which of the orders' refunds and cancellation requests [`complete_orders`] reads.
-#[derive(Clone, Copy)]
-enum Attached {
-    /// Every order's (a page of a list, where the flags would be worked out for every row the filter
-    /// passes before the page is cut).
-    Read,
-    /// Only those the order's row says exist (its `has_refunds` and `has_requests`, selected by
-    /// [`ORDER_ATTACHED_FLAGS`]): a load of orders with none costs no statement for them.
-    AsFlagged,
-}
-
-/// Whether an order has refunds and requests, selected beside its columns for [`Attached::AsFlagged`].
-const ORDER_ATTACHED_FLAGS: &str = "EXISTS (SELECT 1 FROM refunds WHERE refunds.order_id = orders.id) AS has_refunds, \
-    EXISTS (SELECT 1 FROM cancellation_requests WHERE cancellation_requests.order_id = orders.id) AS has_requests";
-
 /// Loads orders (rows already fetched) with their current cancellation, their refunds and their
-/// latest cancellation request.
-async fn complete_orders(connection: &mut Connection, rows: Vec<DbRow>, attached: Attached) -> Result<Vec<Order>> {
+/// latest cancellation request, each read by the ids the order's row names: an order with none costs
+/// no statement for them, and no index by order is written for them.
+async fn complete_orders(connection: &mut Connection, rows: Vec<DbRow>) -> Result<Vec<Order>> {
     let mut orders = Vec::with_capacity(rows.len());
     let mut cancellation_ids = Vec::new();
-    let mut with_refunds = Vec::new();
-    let mut with_requests = Vec::new();
+    let mut refund_ids = Vec::new();
+    let mut request_ids = Vec::new();
     for row in &rows {
-        let (order, cancellation_id) = order_from_row(row)?;
-        cancellation_ids.extend(cancellation_id);
-        let (has_refunds, has_requests) = match attached {
-            Attached::Read => (true, true),
-            Attached::AsFlagged => (Read::column::<bool>(row, "has_refunds")?, Read::column::<bool>(row, "has_requests")?),
-        };
-        if has_refunds {
-            with_refunds.push(order.id.clone());
-        }
-        if has_requests {
-            with_requests.push(order.id.clone());
-        }
-        orders.push(order);
+        let stored = order_from_row(row)?;
+        cancellation_ids.extend(stored.cancellation_id);
+        refund_ids.extend(refund_ids_from_text(stored.refund_ids.as_deref()).map(str::to_owned));
+        request_ids.extend(stored.request_id);
+        orders.push(stored.order);
     }
-    // In a statement of its own, after the orders' rows are locked — not joined to them: on
+    // In statements of their own, after the orders' rows are locked — not joined to them: on
     // PostgreSQL (read committed) a row locked after waiting for another transaction is re-read at
     // its newest version, but a joined row of a table not locked is the one the statement first saw,
     // so the joined cancellation could predate the change that was just waited for (a warehouse's
     // answer sent a thousand times at once then applied ten times; tried, BENCHMARKS.md).
     let mut cancellations: HashMap<String, Cancellation> = HashMap::new();
-    if !cancellation_ids.is_empty() {
-        let mut query = QueryBuilder::<Db>::new(format!("SELECT {CANCELLATION_COLUMNS} FROM cancellations WHERE id IN ("));
-        push_in_list(&mut query, cancellation_ids);
-        query.push(")");
-        for row in query.build().fetch_all(&mut *connection).await.context("failed to load cancellations")? {
-            let (order_id, cancellation) = cancellation_from_row(&row)?;
-            cancellations.insert(order_id, cancellation);
-        }
+    for row in rows_by_id(connection, format!("SELECT {CANCELLATION_COLUMNS} FROM cancellations WHERE id IN ("), cancellation_ids).await.context("failed to load cancellations")? {
+        let (order_id, cancellation) = cancellation_from_row(&row)?;
+        cancellations.insert(order_id, cancellation);
     }
     let mut refunds: HashMap<String, Vec<Refund>> = HashMap::new();
-    let select = format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE order_id IN (");
-    for row in rows_of_orders(connection, select, with_refunds).await.context("failed to load refunds")? {
+    for row in rows_by_id(connection, format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE id IN ("), refund_ids).await.context("failed to load refunds")? {
         let (order_id, refund) = refund_from_row(&row)?;
         refunds.entry(order_id).or_default().push(refund);
     }
     let mut requests: HashMap<String, CancellationRequest> = HashMap::new();
-    let select = format!("SELECT {REQUEST_COLUMNS} FROM cancellation_requests WHERE order_id IN (");
-    for row in rows_of_orders(connection, select, with_requests)
-        .await
-        .context("failed to load cancellation requests")?
-    {
+    for row in rows_by_id(connection, format!("SELECT {REQUEST_COLUMNS} FROM cancellation_requests WHERE id IN ("), request_ids).await.context("failed to load cancellation requests")? {
         let (order_id, request) = request_from_row(&row)?;
-        // The latest one wins.
         requests.insert(order_id, request);
     }
     for order in &mut orders {
         order.cancellation = cancellations.remove(&order.id);
-        order.refunds = refunds.remove(&order.id).unwrap_or_default();
+        order.refunds = refunds.remove(&order.id).map(oldest_first).unwrap_or_default();
         order.cancellation_request = requests.remove(&order.id);
     }
     Ok(orders)
 }
 
-/// The rows `select` (a `SELECT … WHERE order_id IN (` to be completed) finds for these orders, oldest
-/// first; no statement when there are none.
-async fn rows_of_orders(connection: &mut Connection, select: String, order_ids: Vec<String>) -> Result<Vec<DbRow>> {
-    if order_ids.is_empty() {
-        return Ok(Vec::new());
+/// An order's refunds in the order they were made (as its history tells them).
+fn oldest_first(mut refunds: Vec<Refund>) -> Vec<Refund> {
+    refunds.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    refunds
+}
+
+/// The rows `select` (a `SELECT … WHERE id IN (` to be completed) finds for these ids, in as few
+/// statements as the list's limit allows; none when there are no ids.
+async fn rows_by_id(connection: &mut Connection, select: String, ids: Vec<String>) -> Result<Vec<DbRow>> {
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(IN_LIST_MAX) {
+        let mut query = QueryBuilder::<Db>::new(select.as_str());
+        push_in_list(&mut query, chunk.iter().cloned());
+        query.push(")");
+        rows.extend(query.build().fetch_all(&mut *connection).await?);
     }
-    let mut query = QueryBuilder::<Db>::new(select);
-    push_in_list(&mut query, order_ids);
-    query.push(") ORDER BY created_at, id");
-    Ok(query.build().fetch_all(&mut *connection).await?)
+    Ok(rows)
 }
 
 /// The most values one `IN (…)` list binds (its power-of-two padding stays within
@@ -410,12 +399,12 @@ async fn load_orders_for_change(connection: &mut Connection, shop_id: &str, ids:
     // Locks are taken in id order so two bulk changes cannot deadlock.
     sorted.sort();
     sorted.dedup();
-    let mut query = QueryBuilder::<Db>::new(format!("SELECT {ORDER_COLUMNS}, {ORDER_ATTACHED_FLAGS} FROM orders WHERE "));
+    let mut query = QueryBuilder::<Db>::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE "));
     push_orders_of_shop(&mut query, shop_id, sorted.into_iter().cloned());
     query.push(" ORDER BY id ");
     query.push(DIALECT.lock_order);
     let rows = query.build().fetch_all(&mut *connection).await.context("failed to load orders for a change")?;
-    complete_orders(connection, rows, Attached::AsFlagged).await
+    complete_orders(connection, rows).await
 }
 
 /// A shop's channels, by id.
@@ -716,8 +705,8 @@ async fn write_orders<S: Sink>(sink: &mut S, orders: &[&Order]) -> Result<()> {
          total_price, total_paid, total_refund_price, cancel_reason, canceled_at, customer, customer_name, \
          customer_email, shipping_address, line_items, payment, inventory_deducted, warehouse_id, warnings, \
          cancellation_id, cancellation_status, created_at, updated_at, outbound, outbound_external_id, stock_snapshot, \
-         restocked) ",
-        36,
+         restocked, refund_ids, cancellation_request_id) ",
+        38,
         " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
          financial_status = excluded.financial_status, fulfillment_status = excluded.fulfillment_status, \
          total_refund_price = excluded.total_refund_price, cancel_reason = excluded.cancel_reason, \
@@ -727,7 +716,8 @@ async fn write_orders<S: Sink>(sink: &mut S, orders: &[&Order]) -> Result<()> {
          warnings = excluded.warnings, cancellation_id = excluded.cancellation_id, \
          cancellation_status = excluded.cancellation_status, updated_at = excluded.updated_at, \
          outbound = excluded.outbound, outbound_external_id = excluded.outbound_external_id, \
-         restocked = excluded.restocked, stock_snapshot = excluded.stock_snapshot",
+         restocked = excluded.restocked, stock_snapshot = excluded.stock_snapshot, refund_ids = excluded.refund_ids, \
+         cancellation_request_id = excluded.cancellation_request_id",
     );
     for order in orders {
         let currency = order.currency;
@@ -768,6 +758,8 @@ async fn write_orders<S: Sink>(sink: &mut S, orders: &[&Order]) -> Result<()> {
             order.outbound.as_ref().and_then(|outbound| outbound.external_id.as_deref()).into(),
             stock_snapshot_to_json(&order.stock_snapshot).into(),
             order.restocked.into(),
+            refund_ids_to_text(&order.refunds).into(),
+            order.cancellation_request.as_ref().map(|request| request.id.as_str()).into(),
         ]);
     }
     sink.insert(&rows).await
@@ -1712,14 +1704,14 @@ impl Backend {
         // One snapshot: the order row and what `complete_orders` attaches to it are read apart.
         let mut snapshot = self.read.begin_with(DIALECT.read_snapshot).await?;
         let row = sqlx::query(&format!(
-            "SELECT {ORDER_COLUMNS}, {ORDER_ATTACHED_FLAGS} FROM orders WHERE shop_id = $1 AND id = $2"
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE shop_id = $1 AND id = $2"
         ))
         .bind(shop_id)
         .bind(order_id)
         .fetch_optional(&mut *snapshot)
         .await
         .context("failed to load the order")?;
-        let order = complete_orders(&mut snapshot, row.into_iter().collect(), Attached::AsFlagged).await?.pop();
+        let order = complete_orders(&mut snapshot, row.into_iter().collect()).await?.pop();
         snapshot.commit().await?;
         Ok(order)
     }
@@ -1764,7 +1756,7 @@ impl Backend {
         let mut rows = query.build().fetch_all(&mut *snapshot).await.context("failed to list orders")?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let items = complete_orders(&mut snapshot, rows, Attached::Read).await?;
+        let items = complete_orders(&mut snapshot, rows).await?;
         snapshot.commit().await?;
         let next_cursor = if more { items.last().map(|order| order.id.clone()) } else { None };
         Ok(Page { items, next_cursor })

@@ -346,6 +346,31 @@ pub(crate) fn history_data_from_json(json: &str) -> Result<Vec<(String, String)>
         .collect())
 }
 
+/// An order's refunds as its row names them (`orders.refund_ids`, migration 0011): their ids joined by
+/// commas, or none for an order without refunds. A refund's id is a prefix and Crockford base32
+/// ([`crate::new_id`]), never holding a comma.
+pub(crate) fn refund_ids_to_text(refunds: &[rescind_domain::Refund]) -> Option<String> {
+    if refunds.is_empty() {
+        return None;
+    }
+    let mut text = String::with_capacity(refunds.len() * 31);
+    for refund in refunds {
+        debug_assert!(!refund.id.contains(','), "a refund id with a comma: {}", refund.id);
+        if !text.is_empty() {
+            text.push(',');
+        }
+        text.push_str(&refund.id);
+    }
+    Some(text)
+}
+
+/// The refund ids an order's row names (see [`refund_ids_to_text`]).
+pub(crate) fn refund_ids_from_text(text: Option<&str>) -> impl Iterator<Item = &str> {
+    text.into_iter()
+        .flat_map(|text| text.split(','))
+        .filter(|id| !id.is_empty())
+}
+
 pub(crate) fn scopes_to_text(scopes: &[rescind_domain::Scope]) -> String {
     scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>().join(" ")
 }

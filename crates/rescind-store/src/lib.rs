@@ -1108,16 +1108,14 @@ mod sqlite {
         let mut select_cancellation = db.prepare_cached(&format!(
             "SELECT {CANCELLATION_COLUMNS} FROM cancellations WHERE id = $1"
         ))?;
-        let mut select_refunds = db.prepare_cached(&format!(
-            "SELECT {REFUND_COLUMNS} FROM refunds WHERE order_id = $1 ORDER BY created_at, id"
-        ))?;
-        let mut select_requests = db.prepare_cached(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM cancellation_requests WHERE order_id = $1 ORDER BY created_at, id"
+        let mut select_refund = db.prepare_cached(&format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE id = $1"))?;
+        let mut select_request = db.prepare_cached(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM cancellation_requests WHERE id = $1"
         ))?;
         let order_columns = Columns::of(&select_order);
         let cancellation_columns = Columns::of(&select_cancellation);
-        let refund_columns = Columns::of(&select_refunds);
-        let request_columns = Columns::of(&select_requests);
+        let refund_columns = Columns::of(&select_refund);
+        let request_columns = Columns::of(&select_request);
         let mut orders = HashMap::new();
         let mut setups = HashMap::new();
         for (shop_id, ids) in ids_by_shop {
@@ -1125,25 +1123,28 @@ mod sqlite {
             for id in ids {
                 let mut found = select_order.query([&shop_id, &id])?;
                 let Some(row) = found.next()? else { continue };
-                let (mut order, cancellation_id) = order_from_row(&order_columns.of_row(row))?;
+                let stored = order_from_row(&order_columns.of_row(row))?;
                 drop(found);
-                if let Some(cancellation_id) = cancellation_id {
+                let mut order = stored.order;
+                if let Some(cancellation_id) = stored.cancellation_id {
                     let mut found = select_cancellation.query([&cancellation_id])?;
                     if let Some(row) = found.next()? {
                         order.cancellation = Some(cancellation_from_row(&cancellation_columns.of_row(row))?.1);
                     }
                 }
-                let mut found = select_refunds.query([&id])?;
-                while let Some(row) = found.next()? {
-                    order.refunds.push(refund_from_row(&refund_columns.of_row(row))?.1);
+                for refund_id in refund_ids_from_text(stored.refund_ids.as_deref()) {
+                    let mut found = select_refund.query([refund_id])?;
+                    if let Some(row) = found.next()? {
+                        order.refunds.push(refund_from_row(&refund_columns.of_row(row))?.1);
+                    }
                 }
-                drop(found);
-                let mut found = select_requests.query([&id])?;
-                while let Some(row) = found.next()? {
-                    // The latest one wins.
-                    order.cancellation_request = Some(request_from_row(&request_columns.of_row(row))?.1);
+                order.refunds = oldest_first(std::mem::take(&mut order.refunds));
+                if let Some(request_id) = stored.request_id {
+                    let mut found = select_request.query([&request_id])?;
+                    if let Some(row) = found.next()? {
+                        order.cancellation_request = Some(request_from_row(&request_columns.of_row(row))?.1);
+                    }
                 }
-                drop(found);
                 loaded.push(order);
             }
             if let Some(setup) = kept.covering(&shop_id, loaded.iter()) {

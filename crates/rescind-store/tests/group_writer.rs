@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{import_an_order, open_shop, PostgresSchema};
+use common::{import_an_order, open_shop, sqlite_url, PostgresSchema};
 use rescind_domain::{
     cancel::cancel_order, pending_work, record_step_outcome, Actor, CancelOptions, HistoryEntry, OrderChange,
     PendingWork, RefundMethod, StaleStep, StepKind, StepOutcome, StepStatus, Timestamp, WorkflowSchedule,
@@ -22,36 +22,6 @@ use sqlx::Connection;
 use std::sync::{Arc, Mutex};
 
 const ORDERS: usize = 40;
-
-/// For each `async fn name(store: Store)`: `sqlite::name` on a fresh SQLite file and
-/// `postgres::name` in a schema of its own (skipped without `RESCIND_TEST_DATABASE_URL`).
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let folder = tempfile::tempdir().expect("a temporary folder");
-                    let store = rescind_store::Store::open(&super::sqlite_url(&folder)).await.expect("the store opens");
-                    super::$name(store).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(schema) = super::PostgresSchema::create().await else {
-                        return;
-                    };
-                    let store = rescind_store::Store::open(&schema.url).await.expect("the store opens");
-                    super::$name(store).await;
-                    schema.drop().await;
-                }
-            )+
-        }
-    };
-}
 
 on_both_backends!(
     a_worker_keeps_its_lease_only_when_the_next_step_falls_due_by_its_horizon,
@@ -129,10 +99,6 @@ async fn notes_of(store: &Store, shop_id: &str, order_id: &str) -> Vec<String> {
 }
 
 /// The SQLite database in `folder`.
-fn sqlite_url(folder: &tempfile::TempDir) -> String {
-    format!("sqlite://{}", folder.path().join("rescind.db").display())
-}
-
 /// A fresh SQLite store (in the folder answered first) with the shop `shop_id` and [`ORDERS`] of its
 /// orders.
 async fn sqlite_shop_with_orders(shop_id: &str) -> (tempfile::TempDir, Store, String, Vec<String>) {

@@ -35,23 +35,30 @@ async fn plan(url: &str, statement: &str) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_order_s_cancellation_requests_are_read_by_its_id_not_by_scanning_every_shop_s_requests() {
+async fn an_order_s_refunds_and_cancellation_request_are_read_by_the_ids_its_row_names_not_by_scanning() {
     let folder = tempfile::tempdir().expect("a temporary folder");
     let url = format!("sqlite://{}", folder.path().join("rescind.db").display());
     let store = Store::open(&url).await.expect("the store opens");
-    // The statement the group writer and every read of an order run (the latest request wins), and the
-    // flag a change's load reads beside the order.
-    for statement in [
-        "SELECT id, status FROM cancellation_requests WHERE order_id = $1 ORDER BY created_at, id",
-        "SELECT EXISTS (SELECT 1 FROM cancellation_requests WHERE cancellation_requests.order_id = $1)",
-    ] {
-        assert_reads_by(
-            &url,
-            statement,
+    // The statements the group writer and every read of an order run for what the order's row names
+    // (migration 0011): by primary key, however many refunds and requests the shops ever had.
+    for (statement, table, index) in [
+        (
+            "SELECT id, amount FROM refunds WHERE id = $1",
+            "refunds",
+            "sqlite_autoindex_refunds_1",
+        ),
+        (
+            "SELECT id, amount FROM refunds WHERE id IN ($1, $1)",
+            "refunds",
+            "sqlite_autoindex_refunds_1",
+        ),
+        (
+            "SELECT id, status FROM cancellation_requests WHERE id = $1",
             "cancellation_requests",
-            "cancellation_requests_by_order",
-        )
-        .await;
+            "sqlite_autoindex_cancellation_requests_1",
+        ),
+    ] {
+        assert_reads_by(&url, statement, table, index).await;
     }
     store.close().await;
 }

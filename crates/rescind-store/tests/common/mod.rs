@@ -100,6 +100,42 @@ pub async fn import(store: &Store, shop_id: &str, new: NewOrder) -> Order {
         .expect("the order is imported")
 }
 
+/// The URL of a fresh SQLite file in `folder`.
+pub fn sqlite_url(folder: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", folder.path().join("rescind.db").display())
+}
+
+/// For each `async fn name(store: Store)`: `sqlite::name` on a fresh SQLite file and
+/// `postgres::name` in a schema of its own (skipped without `RESCIND_TEST_DATABASE_URL`).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let folder = tempfile::tempdir().expect("a temporary folder");
+                    let store = rescind_store::Store::open(&$crate::common::sqlite_url(&folder)).await.expect("the store opens");
+                    super::$name(store).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(schema) = $crate::common::PostgresSchema::create().await else {
+                        return;
+                    };
+                    let store = rescind_store::Store::open(&schema.url).await.expect("the store opens");
+                    super::$name(store).await;
+                    schema.drop().await;
+                }
+            )+
+        }
+    };
+}
+
 /// A schema of its own on the PostgreSQL server of `RESCIND_TEST_DATABASE_URL`, dropped by [`Self::drop`].
 pub struct PostgresSchema {
     admin: sqlx::PgConnection,
