@@ -6,7 +6,7 @@ use crate::codec::{
     outbound_from_json, outbound_to_json, scope_from_json, scope_to_json, stock_snapshot_from_json, stock_snapshot_to_json,
     address_from_json, address_to_json, customer_from_json, customer_to_json, history_data_from_json,
     history_data_map, history_lines_from_json, history_lines_to_json, line_items_from_json, line_items_to_json, parse_named, payment_from_json, payment_to_json,
-    refund_ids_from_text, refund_ids_to_text, scopes_from_text, scopes_to_text, steps_from_json, steps_to_json, warnings_from_json, warnings_to_json,
+    change_ids_from_text, change_ids_to_text, refund_ids_from_text, refund_ids_to_text, scopes_from_text, scopes_to_text, steps_from_json, steps_to_json, warnings_from_json, warnings_to_json,
 };
 use crate::{
     ShopSetup, CancellationOfOrder, Job, Listing, PushBatch, PushItem, PushOutcome, RequestOfOrder, PaymentProvider, PaymentProviderKind, RestockReport, StockLevel, SyncEntry, Warehouse,
@@ -57,6 +57,7 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
         MigrationSql::Same(include_str!("../migrations/0010_orders_by_outbound_only_with_one.sql")),
     ),
     (11, "attached_by_id", MigrationSql::Same(include_str!("../migrations/0011_attached_by_id.sql"))),
+    (12, "history_by_id", MigrationSql::Same(include_str!("../migrations/0012_history_by_id.sql"))),
 ];
 
 /// A migration's SQL: one text for both databases (with the dialect's placeholders), or one each
@@ -582,9 +583,14 @@ fn last_of_each<'a, T>(items: impl IntoIterator<Item = (&'a str, T)>) -> Vec<T> 
     latest
 }
 
+/// The numbers of the history rows a write added, by order.
+type NewChanges = HashMap<String, Vec<i64>>;
+
 /// Appends the history of changes, each the lines one change wrote to its order, as one
-/// `order_changes` row per change (migration 0006), and the events among the lines to the outbox.
-async fn insert_history<S: Sink>(sink: &mut S, changes: &[(&Order, &[HistoryEntry])]) -> Result<()> {
+/// `order_changes` row per change (migration 0006), and answers the rows' numbers by order: the
+/// order's row names them (`change_ids`, migration 0012), so the history is read by key and no index
+/// by order is written. The events among the lines go to the outbox apart ([`insert_events_of`]).
+async fn insert_history<S: Sink>(sink: &mut S, changes: &[(&Order, &[HistoryEntry])]) -> Result<NewChanges> {
     let mut rows = Rows::new("INSERT INTO order_changes (order_id, at, lines) ", 3, "");
     for (order, lines) in changes {
         let Some(first) = lines.first() else { continue };
@@ -594,7 +600,18 @@ async fn insert_history<S: Sink>(sink: &mut S, changes: &[(&Order, &[HistoryEntr
             history_lines_to_json(lines).into(),
         ]);
     }
-    sink.insert(&rows).await.context("failed to write the order's history")?;
+    let mut numbered = NewChanges::new();
+    if rows.is_empty() {
+        return Ok(numbered);
+    }
+    for (order_id, id) in sink.insert_history_rows(&rows).await.context("failed to write the order's history")? {
+        numbered.entry(order_id).or_default().push(id);
+    }
+    Ok(numbered)
+}
+
+/// The outbox events (B4) that these changes' history lines announce.
+async fn insert_events_of<S: Sink>(sink: &mut S, changes: &[(&Order, &[HistoryEntry])]) -> Result<()> {
     let entries: Vec<(&Order, &HistoryEntry)> =
         changes.iter().flat_map(|(order, lines)| lines.iter().map(move |line| (*order, line))).collect();
     insert_events(sink, &entries).await
@@ -698,15 +715,15 @@ async fn insert_events<S: Sink>(sink: &mut S, entries: &[(&Order, &HistoryEntry)
 }
 
 /// Writes order rows: inserted on import, their changing columns updated afterwards.
-async fn write_orders<S: Sink>(sink: &mut S, orders: &[&Order]) -> Result<()> {
+async fn write_orders<S: Sink>(sink: &mut S, orders: &[&Order], new_changes: &NewChanges) -> Result<()> {
     let mut rows = Rows::new(
         "INSERT INTO orders (id, shop_id, number, channel_id, channel_kind, channel_order_id, status, \
          financial_status, fulfillment_status, currency, sub_total, total_shipping, total_tax, total_discount, \
          total_price, total_paid, total_refund_price, cancel_reason, canceled_at, customer, customer_name, \
          customer_email, shipping_address, line_items, payment, inventory_deducted, warehouse_id, warnings, \
          cancellation_id, cancellation_status, created_at, updated_at, outbound, outbound_external_id, stock_snapshot, \
-         restocked, refund_ids, cancellation_request_id) ",
-        38,
+         restocked, refund_ids, cancellation_request_id, change_ids) ",
+        39,
         " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
          financial_status = excluded.financial_status, fulfillment_status = excluded.fulfillment_status, \
          total_refund_price = excluded.total_refund_price, cancel_reason = excluded.cancel_reason, \
@@ -717,7 +734,10 @@ async fn write_orders<S: Sink>(sink: &mut S, orders: &[&Order]) -> Result<()> {
          cancellation_status = excluded.cancellation_status, updated_at = excluded.updated_at, \
          outbound = excluded.outbound, outbound_external_id = excluded.outbound_external_id, \
          restocked = excluded.restocked, stock_snapshot = excluded.stock_snapshot, refund_ids = excluded.refund_ids, \
-         cancellation_request_id = excluded.cancellation_request_id",
+         cancellation_request_id = excluded.cancellation_request_id, \
+         change_ids = CASE WHEN excluded.change_ids IS NULL THEN orders.change_ids \
+         WHEN orders.change_ids IS NULL THEN excluded.change_ids \
+         ELSE orders.change_ids || ',' || excluded.change_ids END",
     );
     for order in orders {
         let currency = order.currency;
@@ -760,6 +780,7 @@ async fn write_orders<S: Sink>(sink: &mut S, orders: &[&Order]) -> Result<()> {
             order.restocked.into(),
             refund_ids_to_text(&order.refunds).into(),
             order.cancellation_request.as_ref().map(|request| request.id.as_str()).into(),
+            new_changes.get(&order.id).and_then(|ids| change_ids_to_text(ids)).into(),
         ]);
     }
     sink.insert(&rows).await
@@ -913,8 +934,12 @@ async fn write_leased_changes<S: Sink>(
     if changes.is_empty() {
         return Ok(());
     }
+    let history: Vec<(&Order, &[HistoryEntry])> =
+        changes.iter().map(|change| (&change.order, change.history.as_slice())).collect();
+    // First, so that the order's row names the rows (its order already exists).
+    let new_changes = insert_history(sink, &history).await?;
     let orders = last_of_each(changes.iter().map(|change| (change.order.id.as_str(), &change.order)));
-    write_orders(sink, &orders).await.context("failed to update the order")?;
+    write_orders(sink, &orders, &new_changes).await.context("failed to update the order")?;
     let cancellations = last_of_each(changes.iter().filter_map(|change| {
         let order = &change.order;
         order.cancellation.as_ref().map(|cancellation| (cancellation.id.as_str(), (order, cancellation)))
@@ -986,9 +1011,7 @@ async fn write_leased_changes<S: Sink>(
         })
         .collect();
     insert_sync_records(sink, &sync).await?;
-    let history: Vec<(&Order, &[HistoryEntry])> =
-        changes.iter().map(|change| (&change.order, change.history.as_slice())).collect();
-    insert_history(sink, &history).await
+    insert_events_of(sink, &history).await
 }
 
 /// Puts the saved changes back in the places of the decisions that made them (`Ok(())` marks a
@@ -1275,6 +1298,16 @@ impl Sink for Statements<'_> {
             query.build().execute(&mut *self.0).await?;
         }
         Ok(())
+    }
+
+    async fn insert_history_rows(&mut self, rows: &Rows<'_>) -> Result<Vec<(String, i64)>> {
+        let mut numbered = Vec::with_capacity(rows.len());
+        for mut query in row_statements(rows, " RETURNING order_id, id")? {
+            for row in query.build().fetch_all(&mut *self.0).await? {
+                numbered.push((row.try_get("order_id")?, row.try_get("id")?));
+            }
+        }
+        Ok(numbered)
     }
 
     async fn insert_events(&mut self, rows: &Rows<'_>, shops: &[&str]) -> Result<(HashMap<String, i64>, Vec<ActiveWebhook>)> {
@@ -1625,7 +1658,7 @@ impl Backend {
             }
         };
         let (order, imported) = build(number).map_err(ImportError::Invalid)?;
-        if let Err(error) = write_orders(&mut Statements(&mut tx), &[&order]).await {
+        if let Err(error) = write_orders(&mut Statements(&mut tx), &[&order], &NewChanges::new()).await {
             let unique = error
                 .downcast_ref::<sqlx::Error>()
                 .and_then(|error| error.as_database_error())
@@ -1655,7 +1688,16 @@ impl Backend {
             }
             history.push(HistoryEntry::new(order.created_at, "stock.deducted", &rescind_domain::Actor::System, message));
         }
-        insert_history(&mut Statements(&mut tx), &[(&order, history.as_slice())]).await?;
+        let imported = [(&order, history.as_slice())];
+        let new_changes = insert_history(&mut Statements(&mut tx), &imported).await?;
+        // The order's row went in first (the history's key refers to it); now it names its history.
+        sqlx::query("UPDATE orders SET change_ids = $1 WHERE id = $2")
+            .bind(new_changes.get(&order.id).and_then(|ids| change_ids_to_text(ids)))
+            .bind(&order.id)
+            .execute(&mut *tx)
+            .await
+            .context("failed to name the order's history")?;
+        insert_events_of(&mut Statements(&mut tx), &imported).await?;
         if rescind_domain::pending_work(&order).is_some() {
             let mut job = job_rows();
             job.push([
@@ -1764,14 +1806,15 @@ impl Backend {
 
     pub(crate) async fn history(&self, shop_id: &str, order_id: &str) -> Result<Option<Vec<HistoryEntry>>> {
         let mut snapshot = self.read.begin_with(DIALECT.read_snapshot).await?;
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM orders WHERE shop_id = $1 AND id = $2")
+        // `Some(change_ids)` when the order exists (the column itself may be NULL).
+        let named: Option<(Option<String>,)> = sqlx::query_as("SELECT change_ids FROM orders WHERE shop_id = $1 AND id = $2")
             .bind(shop_id)
             .bind(order_id)
             .fetch_optional(&mut *snapshot)
             .await?;
-        if exists.is_none() {
+        let Some((change_ids,)) = named else {
             return Ok(None);
-        }
+        };
         // Lines written before migration 0006 (one row each) come first, then one row per change.
         let rows = sqlx::query("SELECT at, kind, actor, message, data FROM order_history WHERE order_id = $1 ORDER BY id")
             .bind(order_id)
@@ -1790,12 +1833,22 @@ impl Backend {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let changes: Vec<(i64, String)> = sqlx::query_as("SELECT at, lines FROM order_changes WHERE order_id = $1 ORDER BY id")
-            .bind(order_id)
-            .fetch_all(&mut *snapshot)
-            .await
-            .context("failed to load the history")?;
-        for (at, change) in &changes {
+        let mut changes: Vec<(i64, i64, String)> = Vec::new();
+        for chunk in change_ids_from_text(change_ids.as_deref())?.chunks(IN_LIST_MAX) {
+            let mut query = QueryBuilder::<Db>::new("SELECT id, at, lines FROM order_changes WHERE id IN (");
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            query.push(")");
+            let rows = query.build().fetch_all(&mut *snapshot).await.context("failed to load the history")?;
+            for row in rows {
+                changes.push((row.try_get("id")?, row.try_get("at")?, row.try_get("lines")?));
+            }
+        }
+        // In the order the changes were made.
+        changes.sort_unstable_by_key(|(id, ..)| *id);
+        for (_, at, change) in &changes {
             history_lines_from_json(change, time(*at), &mut lines)?;
         }
         snapshot.commit().await?;

@@ -371,6 +371,30 @@ pub(crate) fn refund_ids_from_text(text: Option<&str>) -> impl Iterator<Item = &
         .filter(|id| !id.is_empty())
 }
 
+/// An order's history rows as its row names them (`orders.change_ids`, migration 0012): their numbers
+/// joined by commas, or none.
+pub(crate) fn change_ids_to_text(ids: &[i64]) -> Option<String> {
+    let (first, rest) = ids.split_first()?;
+    let mut text = first.to_string();
+    for id in rest {
+        text.push(',');
+        text.push_str(&id.to_string());
+    }
+    Some(text)
+}
+
+/// The history row numbers an order's row names (see [`change_ids_to_text`]).
+pub(crate) fn change_ids_from_text(text: Option<&str>) -> Result<Vec<i64>> {
+    text.into_iter()
+        .flat_map(|text| text.split(','))
+        .filter(|id| !id.is_empty())
+        .map(|id| {
+            id.parse()
+                .with_context(|| format!("a stored history row number `{id}`"))
+        })
+        .collect()
+}
+
 pub(crate) fn scopes_to_text(scopes: &[rescind_domain::Scope]) -> String {
     scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>().join(" ")
 }

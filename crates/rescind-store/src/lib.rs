@@ -1300,6 +1300,17 @@ mod sqlite {
             self.each_row(rows, |_| {})
         }
 
+        async fn insert_history_rows(&mut self, rows: &Rows<'_>) -> Result<Vec<(String, i64)>> {
+            let mut numbered = Vec::with_capacity(rows.len());
+            let db = self.0;
+            self.each_row(rows, |row| {
+                if let Some(Value::Text(Some(order_id))) = row.first() {
+                    numbered.push((order_id.to_string(), db.last_insert_rowid()));
+                }
+            })?;
+            Ok(numbered)
+        }
+
         async fn insert_events(
             &mut self,
             rows: &Rows<'_>,
@@ -1611,6 +1622,12 @@ mod postgres {
             push_insert_owned(query, rows)?;
             query.push(")");
             Ok(())
+        }
+
+        async fn insert_history_rows(&mut self, rows: &Rows<'_>) -> Result<Vec<(String, i64)>> {
+            // The numbers are wanted before the order's row is written: a round trip of its own.
+            self.flush().await?;
+            Statements(&mut *self.connection).insert_history_rows(rows).await
         }
 
         async fn insert_events(

@@ -1,6 +1,7 @@
-//! An order's refunds and its latest cancellation request are stored apart from its row, which names
-//! them by id (migration 0011): every way of reading an order finds them, in the order they were
-//! made, and a database migrated from 0010 names the ones it already held (on both backends).
+//! An order's refunds, its latest cancellation request (migration 0011) and its history rows
+//! (migration 0012) are stored apart from its row, which names them by key: every way of reading an
+//! order finds them, in the order they were made, and a database migrated from 0010 names the ones it
+//! already held (on both backends).
 
 mod common;
 
@@ -169,13 +170,29 @@ async fn refunds_and_the_latest_request_are_read_with_the_order_every_way_it_is_
     assert_read_every_way(&store, &shop_id, &expected).await;
 }
 
-/// What migration 0011 changed, undone: a database as 0010 left it, but with the rows the store
-/// wrote since.
+/// What migrations 0011 and 0012 changed, undone: a database as 0010 left it, but with the rows the
+/// store wrote since.
 const BACK_TO_0010: &str = "ALTER TABLE orders DROP COLUMN refund_ids; \
     ALTER TABLE orders DROP COLUMN cancellation_request_id; \
+    ALTER TABLE orders DROP COLUMN change_ids; \
     CREATE INDEX refunds_by_order ON refunds (order_id, created_at); \
     CREATE INDEX cancellation_requests_by_order ON cancellation_requests (order_id, created_at); \
-    DELETE FROM rescind_migrations WHERE version = 11";
+    CREATE INDEX order_changes_by_order ON order_changes (order_id, id); \
+    DELETE FROM rescind_migrations WHERE version IN (11, 12)";
+
+/// Each order's history lines as (kind, message), oldest first.
+async fn histories(store: &Store, shop_id: &str, expected: &[(String, Attached)]) -> Vec<Vec<(String, String)>> {
+    let mut histories = Vec::new();
+    for (order_id, _) in expected {
+        let history = store
+            .history(shop_id, order_id)
+            .await
+            .expect("the history is read")
+            .expect("the order exists");
+        histories.push(history.into_iter().map(|line| (line.kind, line.message)).collect());
+    }
+    histories
+}
 
 /// Makes orders with refunds and requests, takes the database back to 0010 through `execute` (on a
 /// connection of the backend's own), opens the store on it again (which applies 0011) and checks what
@@ -184,11 +201,22 @@ async fn attached_rows_survive_the_migration(url: &str, execute: impl AsyncFn(&s
     let store = Store::open(url).await.expect("the store opens");
     let shop_id = open_shop(&store, "shop_attached_migrated").await;
     let mut expected = orders_with_refunds_and_requests(&store, &shop_id).await;
+    let lines_before = histories(&store, &shop_id, &expected).await;
+    assert_eq!(
+        lines_before.iter().map(Vec::len).collect::<Vec<_>>(),
+        [1, 4, 1],
+        "imported; imported, asked, rejected, asked again; imported"
+    );
     store.close().await;
 
     execute(BACK_TO_0010).await;
     let store = Store::open(url).await.expect("the store opens and migrates");
     assert_read_every_way(&store, &shop_id, &expected).await;
+    assert_eq!(
+        histories(&store, &shop_id, &expected).await,
+        lines_before,
+        "every order's history, in order"
+    );
 
     let (refunded, (refund_ids, _)) = &mut expected[0];
     add_refund(&store, &shop_id, refunded, "ref_later", now()).await;
@@ -198,7 +226,7 @@ async fn attached_rows_survive_the_migration(url: &str, execute: impl AsyncFn(&s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_migrated_from_0010_keeps_every_order_s_refunds_and_latest_request_on_sqlite() {
+async fn a_database_migrated_from_0010_keeps_every_order_s_refunds_latest_request_and_history_on_sqlite() {
     let folder = tempfile::tempdir().expect("a temporary folder");
     let url = common::sqlite_url(&folder);
     attached_rows_survive_the_migration(&url, async |statement: &str| {
@@ -208,7 +236,7 @@ async fn a_database_migrated_from_0010_keeps_every_order_s_refunds_and_latest_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_migrated_from_0010_keeps_every_order_s_refunds_and_latest_request_on_postgresql() {
+async fn a_database_migrated_from_0010_keeps_every_order_s_refunds_latest_request_and_history_on_postgresql() {
     let Some(schema) = PostgresSchema::create().await else {
         return;
     };

@@ -72,14 +72,19 @@ const OLD_LINE: &str = "INSERT INTO order_history (order_id, at, kind, actor, me
 /// A change's lines as they were written until the fifteenth session: every field of every line.
 const WHOLE_CHANGE: &str = r#"INSERT INTO order_changes (order_id, at, lines) VALUES ($1, 1764000000000001, '[{"at":1764000000000001,"kind":"note","actor":"token:tok_old","message":"whole one","data":{"a":"1"}},{"at":1764000000000002,"kind":"note","actor":"system","message":"whole two","data":{}}]')"#;
 
-/// Writes the rows an older build left for `order_id` ([`OLD_LINE`], [`WHOLE_CHANGE`]) through a new
-/// connection of type `C` to `url`.
+/// The order's row naming the row of [`WHOLE_CHANGE`] beside its import's, as migration 0012 names
+/// every history row a database held.
+const NAMED: &str = "UPDATE orders SET change_ids = change_ids || ',' || \
+    (SELECT CAST(max(id) AS TEXT) FROM order_changes) WHERE id = $1";
+
+/// Writes the rows an older build left for `order_id` ([`OLD_LINE`], [`WHOLE_CHANGE`], named by the
+/// order as migration 0012 does) through a new connection of type `C` to `url`.
 async fn write_old_rows<C>(url: &str, order_id: &str)
 where
     C: sqlx::Connection,
     for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
 {
-    for statement in [OLD_LINE, WHOLE_CHANGE] {
+    for statement in [OLD_LINE, WHOLE_CHANGE, NAMED] {
         // The order's id is one the store made (letters, digits and `_`).
         execute_on::<C>(url, &statement.replace("$1", &format!("'{order_id}'"))).await;
     }
