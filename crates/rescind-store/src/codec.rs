@@ -346,48 +346,50 @@ pub(crate) fn history_data_from_json(json: &str) -> Result<Vec<(String, String)>
         .collect())
 }
 
-/// An order's refunds as its row names them (`orders.refund_ids`, migration 0011): their ids joined by
-/// commas, or none for an order without refunds. A refund's id is a prefix and Crockford base32
-/// ([`crate::new_id`]), never holding a comma.
-pub(crate) fn refund_ids_to_text(refunds: &[rescind_domain::Refund]) -> Option<String> {
-    if refunds.is_empty() {
-        return None;
-    }
-    let mut text = String::with_capacity(refunds.len() * 31);
-    for refund in refunds {
-        debug_assert!(!refund.id.contains(','), "a refund id with a comma: {}", refund.id);
-        if !text.is_empty() {
-            text.push(',');
+/// Keys an order's row names, joined by commas (`orders.refund_ids`, `orders.change_ids`), or none for
+/// no keys. A key never holds a comma: refund ids are a prefix and Crockford base32
+/// ([`crate::new_id`]), history rows' numbers.
+fn comma_joined<T: std::fmt::Display>(keys: impl IntoIterator<Item = T>) -> Option<String> {
+    let mut text: Option<String> = None;
+    for key in keys {
+        let key = key.to_string();
+        debug_assert!(!key.contains(','), "a key with a comma: {key}");
+        match &mut text {
+            Some(text) => {
+                text.push(',');
+                text.push_str(&key);
+            }
+            None => text = Some(key),
         }
-        text.push_str(&refund.id);
     }
-    Some(text)
+    text
+}
+
+/// The keys of a [`comma_joined`] column.
+fn comma_separated(text: Option<&str>) -> impl Iterator<Item = &str> {
+    text.into_iter()
+        .flat_map(|text| text.split(','))
+        .filter(|key| !key.is_empty())
+}
+
+/// An order's refunds as its row names them (`orders.refund_ids`, migration 0011).
+pub(crate) fn refund_ids_to_text(refunds: &[rescind_domain::Refund]) -> Option<String> {
+    comma_joined(refunds.iter().map(|refund| &refund.id))
 }
 
 /// The refund ids an order's row names (see [`refund_ids_to_text`]).
 pub(crate) fn refund_ids_from_text(text: Option<&str>) -> impl Iterator<Item = &str> {
-    text.into_iter()
-        .flat_map(|text| text.split(','))
-        .filter(|id| !id.is_empty())
+    comma_separated(text)
 }
 
-/// An order's history rows as its row names them (`orders.change_ids`, migration 0012): their numbers
-/// joined by commas, or none.
+/// An order's history rows as its row names them (`orders.change_ids`, migration 0012): their numbers.
 pub(crate) fn change_ids_to_text(ids: &[i64]) -> Option<String> {
-    let (first, rest) = ids.split_first()?;
-    let mut text = first.to_string();
-    for id in rest {
-        text.push(',');
-        text.push_str(&id.to_string());
-    }
-    Some(text)
+    comma_joined(ids)
 }
 
 /// The history row numbers an order's row names (see [`change_ids_to_text`]).
 pub(crate) fn change_ids_from_text(text: Option<&str>) -> Result<Vec<i64>> {
-    text.into_iter()
-        .flat_map(|text| text.split(','))
-        .filter(|id| !id.is_empty())
+    comma_separated(text)
         .map(|id| {
             id.parse()
                 .with_context(|| format!("a stored history row number `{id}`"))

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{execute_on, import_an_order, open_shop, PostgresSchema};
+use common::{execute_on, import_an_order, open_shop, order_of, PostgresSchema};
 use rescind_domain::{
     reject_request, request_cancellation, Actor, Money, Order, OrderChange, Refund, RefundMethod, RequestStatus,
     Timestamp,
@@ -128,11 +128,7 @@ async fn assert_read_every_way(store: &Store, shop_id: &str, expected: &[(String
         .expect("the orders are read for a change");
     assert!(refused.iter().all(Result::is_err), "every decision refused");
     for (order_id, wanted) in expected {
-        let read = store
-            .order(shop_id, order_id)
-            .await
-            .expect("the order is read")
-            .expect("the order exists");
+        let read = order_of(store, shop_id, order_id).await;
         assert_eq!(&attached(&read), wanted, "the order {order_id} read alone");
 
         let listed = page

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{import_an_order, open_shop, sqlite_url, PostgresSchema};
+use common::{import_an_order, open_shop, order_of, sqlite_url, PostgresSchema};
 use rescind_domain::{
     cancel::cancel_order, pending_work, record_step_outcome, Actor, CancelOptions, HistoryEntry, OrderChange,
     PendingWork, RefundMethod, StaleStep, StepKind, StepOutcome, StepStatus, Timestamp, WorkflowSchedule,
@@ -71,15 +71,6 @@ async fn changes_of_one_order_sent_at_once_each_see_the_one_before_and_the_last_
         );
         assert_eq!(notes_of(&store, &shop_id, order_id).await.len(), CHANGES_OF_ONE_ORDER);
     }
-}
-
-/// The order as stored now.
-async fn order_of(store: &Store, shop_id: &str, order_id: &str) -> rescind_domain::Order {
-    store
-        .order(shop_id, order_id)
-        .await
-        .expect("the order is read")
-        .expect("the order exists")
 }
 
 /// The messages of the order's `note` history lines, sorted.

@@ -136,6 +136,15 @@ macro_rules! on_both_backends {
     };
 }
 
+/// The order as stored now.
+pub async fn order_of(store: &Store, shop_id: &str, order_id: &str) -> rescind_domain::Order {
+    store
+        .order(shop_id, order_id)
+        .await
+        .expect("the order is read")
+        .expect("the order exists")
+}
+
 /// A schema of its own on the PostgreSQL server of `RESCIND_TEST_DATABASE_URL`, dropped by [`Self::drop`].
 pub struct PostgresSchema {
     admin: sqlx::PgConnection,
