@@ -10,7 +10,7 @@ use crate::codec::{
 };
 use crate::{
     ShopSetup, CancellationOfOrder, Job, Listing, PushBatch, PushItem, PushOutcome, RequestOfOrder, PaymentProvider, PaymentProviderKind, RestockReport, StockLevel, SyncEntry, Warehouse,
-    ApiToken, ChangeError, ConsoleSession, Channel, IdempotencyClaim, ImportError, OrderFilter, Page, Settings, SettingsPatch, Shop,
+    ApiToken, ChangeError, ConsoleSession, Channel, IdempotencyClaim, ImportError, NewImport, OrderFilter, Page, Settings, SettingsPatch, Shop,
     IDEMPOTENCY_ABANDONED_AFTER_S, IDEMPOTENCY_RETENTION_S, STOCK_PUSH_CLAIM_MAX,
 };
 use anyhow::{Context, Result};
@@ -714,6 +714,80 @@ async fn insert_events<S: Sink>(sink: &mut S, entries: &[(&Order, &HistoryEntry)
     sink.insert(&rows).await.context("failed to queue webhook deliveries")
 }
 
+/// What an import asks of the database besides the rows it inserts.
+#[allow(async_fn_in_trait)]
+trait ImportSink: Sink {
+    /// The order already imported from this channel order, if any.
+    async fn order_of_channel_order(&mut self, channel_id: &str, channel_order_id: &str) -> Result<Option<String>>;
+    /// Takes the shop's next order number.
+    async fn take_order_number(&mut self, shop_id: &str) -> Result<i64>;
+    /// Names the order's history rows in its row (`change_ids`, migration 0012).
+    async fn name_changes(&mut self, order_id: &str, change_ids: &str) -> Result<()>;
+}
+
+/// Stores a new order in the transaction `sink` writes in: its row, the stock it deducts (I1), its
+/// history row (named by the order's row), its events and its first workflow step. `build` receives
+/// the order number to use and returns the order with its first history line, or its problems.
+async fn import_into<S: ImportSink>(
+    sink: &mut S,
+    import: &NewImport<'_>,
+    build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>>,
+) -> Result<Order, ImportError> {
+    if let Some(channel_order_id) = import.channel_order_id {
+        if let Some(existing_id) = sink.order_of_channel_order(import.channel_id, channel_order_id).await? {
+            return Err(ImportError::Duplicate { existing_id });
+        }
+    }
+    let number = match import.requested_number {
+        Some(number) => number.to_owned(),
+        None => format!(
+            "#{}",
+            sink.take_order_number(import.shop_id).await.context("failed to number the order")?
+        ),
+    };
+    let (order, imported) = build(number).map_err(ImportError::Invalid)?;
+    write_orders(sink, &[&order], &NewChanges::new()).await.context("failed to store the order")?;
+    let mut history = vec![imported];
+    if order.inventory_deducted {
+        let deductions =
+            StockMove::take_out(&order.stock_snapshot, StockMoveKind::Deduction, &format!("order {}", order.number));
+        let entries: Vec<StockEntry<'_>> = deductions
+            .iter()
+            .map(|stock_move| StockEntry { order_id: Some(&order.id), stock_move, at: order.created_at })
+            .collect();
+        let missing = move_stocks(sink, &order.shop_id, &entries, None).await?;
+        let deducted: Vec<(String, u32)> =
+            order.stock_snapshot.iter().filter(|(sku, _)| !missing.contains(sku)).cloned().collect();
+        let mut message = format!(
+            "Stock deducted: {}.",
+            if deducted.is_empty() { "nothing".to_owned() } else { describe_stock(&deducted) }
+        );
+        if !missing.is_empty() {
+            message.push_str(&format!(" Not stocked here, so nothing was deducted: {}.", missing.join(", ")));
+        }
+        history.push(HistoryEntry::new(order.created_at, "stock.deducted", &rescind_domain::Actor::System, message));
+    }
+    let imported = [(&order, history.as_slice())];
+    let new_changes = insert_history(sink, &imported).await?;
+    // The order's row went in first (the history's key refers to it); now it names its history.
+    if let Some(change_ids) = new_changes.get(&order.id).and_then(|ids| change_ids_to_text(ids)) {
+        sink.name_changes(&order.id, &change_ids).await.context("failed to name the order's history")?;
+    }
+    insert_events_of(sink, &imported).await?;
+    if rescind_domain::pending_work(&order).is_some() {
+        let mut job = job_rows();
+        job.push([
+            order.id.as_str().into(),
+            order.shop_id.as_str().into(),
+            order.created_at.unix_micros().into(),
+            None::<&str>.into(),
+            None::<i64>.into(),
+        ]);
+        sink.insert(&job).await.context("failed to schedule the order's first step")?;
+    }
+    Ok(order)
+}
+
 /// Writes order rows: inserted on import, their changing columns updated afterwards.
 async fn write_orders<S: Sink>(sink: &mut S, orders: &[&Order], new_changes: &NewChanges) -> Result<()> {
     let mut rows = Rows::new(
@@ -1292,6 +1366,47 @@ impl Statements<'_> {
     }
 }
 
+impl ImportSink for Statements<'_> {
+    async fn order_of_channel_order(&mut self, channel_id: &str, channel_order_id: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT id FROM orders WHERE channel_id = $1 AND channel_order_id = $2")
+            .bind(channel_id)
+            .bind(channel_order_id)
+            .fetch_optional(&mut *self.0)
+            .await?)
+    }
+
+    async fn take_order_number(&mut self, shop_id: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(TAKE_ORDER_NUMBER).bind(shop_id).fetch_one(&mut *self.0).await?)
+    }
+
+    async fn name_changes(&mut self, order_id: &str, change_ids: &str) -> Result<()> {
+        sqlx::query(NAME_CHANGES).bind(change_ids).bind(order_id).execute(&mut *self.0).await?;
+        Ok(())
+    }
+}
+
+/// Takes a shop's next order number ([`ImportSink::take_order_number`]).
+const TAKE_ORDER_NUMBER: &str =
+    "UPDATE shops SET next_order_number = next_order_number + 1 WHERE id = $1 RETURNING next_order_number - 1";
+/// Names a new order's history rows in its row ([`ImportSink::name_changes`]).
+const NAME_CHANGES: &str = "UPDATE orders SET change_ids = $1 WHERE id = $2";
+
+/// Whether a write failed on a unique key (through sqlx or on SQLite's own handle).
+fn is_unique_violation(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|error| error.as_database_error())
+            .is_some_and(|db| db.is_unique_violation())
+            || cause.downcast_ref::<rusqlite::Error>().is_some_and(|error| {
+                matches!(
+                    error.sqlite_error().map(|error| error.extended_code),
+                    Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+                )
+            })
+    })
+}
+
 impl Sink for Statements<'_> {
     async fn insert(&mut self, rows: &Rows<'_>) -> Result<()> {
         for mut query in row_statements(rows, "")? {
@@ -1633,98 +1748,31 @@ impl Backend {
 
     pub(crate) async fn import_order(
         &self,
-        shop_id: &str,
-        channel_id: &str,
-        channel_order_id: Option<&str>,
-        requested_number: Option<&str>,
+        import: &NewImport<'_>,
         build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>>,
     ) -> Result<Order, ImportError> {
         let mut tx = self.write.begin().await.context("failed to start the import")?;
-        if let Some(existing_id) = self.existing_order_id(&mut tx, channel_id, channel_order_id).await? {
-            return Err(ImportError::Duplicate { existing_id });
-        }
-        let number = match requested_number {
-            Some(number) => number.to_owned(),
-            None => {
-                let next: i64 = sqlx::query_scalar(
-                    "UPDATE shops SET next_order_number = next_order_number + 1 WHERE id = $1 \
-                     RETURNING next_order_number - 1",
-                )
-                .bind(shop_id)
-                .fetch_one(&mut *tx)
-                .await
-                .context("failed to number the order")?;
-                format!("#{next}")
+        match save_import(&mut tx, import, build).await {
+            Ok(order) => {
+                tx.commit().await.context("failed to commit the import")?;
+                Ok(order)
             }
-        };
-        let (order, imported) = build(number).map_err(ImportError::Invalid)?;
-        if let Err(error) = write_orders(&mut Statements(&mut tx), &[&order], &NewChanges::new()).await {
-            let unique = error
-                .downcast_ref::<sqlx::Error>()
-                .and_then(|error| error.as_database_error())
-                .is_some_and(|db| db.is_unique_violation());
-            drop(tx);
-            if unique {
+            Err(ImportError::Store(error)) if is_unique_violation(&error) => {
+                // Another import of the same channel order got in first (on PostgreSQL, between
+                // this one's look and its insert): say which order it made.
+                drop(tx);
                 let mut connection = self.write.acquire().await.context("failed to reconnect")?;
-                if let Some(existing_id) = self.existing_order_id(&mut connection, channel_id, channel_order_id).await? {
-                    return Err(ImportError::Duplicate { existing_id });
+                if let Some(channel_order_id) = import.channel_order_id {
+                    if let Some(existing_id) =
+                        Statements(&mut connection).order_of_channel_order(import.channel_id, channel_order_id).await?
+                    {
+                        return Err(ImportError::Duplicate { existing_id });
+                    }
                 }
+                Err(ImportError::Store(error))
             }
-            return Err(ImportError::Store(error.context("failed to store the order")));
+            Err(other) => Err(other),
         }
-        let mut history = vec![imported];
-        if order.inventory_deducted {
-            let deductions =
-                StockMove::take_out(&order.stock_snapshot, StockMoveKind::Deduction, &format!("order {}", order.number));
-            let missing = move_stock(&mut tx, &order.shop_id, Some(&order.id), &deductions, order.created_at).await?;
-            let deducted: Vec<(String, u32)> =
-                order.stock_snapshot.iter().filter(|(sku, _)| !missing.contains(sku)).cloned().collect();
-            let mut message = format!(
-                "Stock deducted: {}.",
-                if deducted.is_empty() { "nothing".to_owned() } else { describe_stock(&deducted) }
-            );
-            if !missing.is_empty() {
-                message.push_str(&format!(" Not stocked here, so nothing was deducted: {}.", missing.join(", ")));
-            }
-            history.push(HistoryEntry::new(order.created_at, "stock.deducted", &rescind_domain::Actor::System, message));
-        }
-        let imported = [(&order, history.as_slice())];
-        let new_changes = insert_history(&mut Statements(&mut tx), &imported).await?;
-        // The order's row went in first (the history's key refers to it); now it names its history.
-        sqlx::query("UPDATE orders SET change_ids = $1 WHERE id = $2")
-            .bind(new_changes.get(&order.id).and_then(|ids| change_ids_to_text(ids)))
-            .bind(&order.id)
-            .execute(&mut *tx)
-            .await
-            .context("failed to name the order's history")?;
-        insert_events_of(&mut Statements(&mut tx), &imported).await?;
-        if rescind_domain::pending_work(&order).is_some() {
-            let mut job = job_rows();
-            job.push([
-                order.id.as_str().into(),
-                order.shop_id.as_str().into(),
-                order.created_at.unix_micros().into(),
-                None::<&str>.into(),
-                None::<i64>.into(),
-            ]);
-            Statements(&mut tx).insert(&job).await.context("failed to schedule the order's first step")?;
-        }
-        tx.commit().await.context("failed to commit the import")?;
-        Ok(order)
-    }
-
-    async fn existing_order_id(
-        &self,
-        connection: &mut Connection,
-        channel_id: &str,
-        channel_order_id: Option<&str>,
-    ) -> Result<Option<String>> {
-        let Some(channel_order_id) = channel_order_id else { return Ok(None) };
-        Ok(sqlx::query_scalar("SELECT id FROM orders WHERE channel_id = $1 AND channel_order_id = $2")
-            .bind(channel_id)
-            .bind(channel_order_id)
-            .fetch_optional(&mut *connection)
-            .await?)
     }
 
     /// Which of `order_ids` (in the shop) have a cancellation still processing: one indexed look at

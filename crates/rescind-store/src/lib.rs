@@ -473,6 +473,15 @@ pub enum ImportError {
     Store(#[from] anyhow::Error),
 }
 
+/// An order to import: its shop, its channel and the channel's id of it, and the number it asks for
+/// (none: the shop's next).
+pub(crate) struct NewImport<'a> {
+    pub(crate) shop_id: &'a str,
+    pub(crate) channel_id: &'a str,
+    pub(crate) channel_order_id: Option<&'a str>,
+    pub(crate) requested_number: Option<&'a str>,
+}
+
 /// Why a change to one order was not made.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeError<E> {
@@ -822,6 +831,26 @@ mod sqlite {
         written
     }
 
+    /// Stores a new order ([`import_into`]) on the writer connection's own SQLite handle, locked away
+    /// from sqlx's worker thread as for [`save_changes`]: its dozen statements without a hand-off
+    /// between threads each.
+    async fn save_import(
+        connection: &mut Connection,
+        import: &NewImport<'_>,
+        build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>>,
+    ) -> Result<Order, ImportError> {
+        let mut handle = connection
+            .lock_handle()
+            .await
+            .context("failed to lock the writer's handle")?;
+        // SAFETY: as in `save_changes`.
+        let db = unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }
+            .map_err(anyhow::Error::from)?;
+        let imported = crate::rows::run_now(import_into(&mut Handle(&db), import, build));
+        drop(db);
+        imported
+    }
+
     /// What `batch::run_group` decides and writes a group through (not used on SQLite, whose group
     /// writer runs on the writer's own handle).
     fn group_sink(connection: &mut Connection) -> Statements<'_> {
@@ -1023,16 +1052,17 @@ mod sqlite {
                 return batch::fail_all(group, &format!("{error:#}"));
             }
         };
-        let ((replies, changes, leases, stock), failed) =
-            match crate::rows::run_now(async { Ok(batch::decide_all(&mut Handle(db), group, loaded).await) }) {
-                Ok(decided) => decided,
-                Err(error) => {
-                    // Not reached: the handle's writes never wait. The jobs' answers are gone with it.
-                    let _ = db.execute_batch("ROLLBACK");
-                    tracing::error!(error = %error, "a group's decisions waited");
-                    return;
-                }
-            };
+        let ((replies, changes, leases, stock), failed) = match crate::rows::run_now(async {
+            Ok::<_, anyhow::Error>(batch::decide_all(&mut Handle(db), group, loaded).await)
+        }) {
+            Ok(decided) => decided,
+            Err(error) => {
+                // Not reached: the handle's writes never wait. The jobs' answers are gone with it.
+                let _ = db.execute_batch("ROLLBACK");
+                tracing::error!(error = %error, "a group's decisions waited");
+                return;
+            }
+        };
         let decided_us = started.elapsed().as_micros();
         let mut written_us = 0;
         let written = match failed {
@@ -1295,6 +1325,30 @@ mod sqlite {
         }
     }
 
+    impl ImportSink for Handle<'_> {
+        async fn order_of_channel_order(&mut self, channel_id: &str, channel_order_id: &str) -> Result<Option<String>> {
+            use rusqlite::OptionalExtension;
+            let mut statement = self
+                .0
+                .prepare_cached("SELECT id FROM orders WHERE channel_id = $1 AND channel_order_id = $2")?;
+            Ok(statement
+                .query_row([channel_id, channel_order_id], |row| row.get(0))
+                .optional()?)
+        }
+
+        async fn take_order_number(&mut self, shop_id: &str) -> Result<i64> {
+            Ok(self
+                .0
+                .prepare_cached(TAKE_ORDER_NUMBER)?
+                .query_row([shop_id], |row| row.get(0))?)
+        }
+
+        async fn name_changes(&mut self, order_id: &str, change_ids: &str) -> Result<()> {
+            self.0.prepare_cached(NAME_CHANGES)?.execute([change_ids, order_id])?;
+            Ok(())
+        }
+    }
+
     impl Sink for Handle<'_> {
         async fn insert(&mut self, rows: &Rows<'_>) -> Result<()> {
             self.each_row(rows, |_| {})
@@ -1439,6 +1493,15 @@ mod postgres {
         leases: &[Option<crate::Lease>],
     ) -> Result<()> {
         save_into(&mut Batched::new(connection), changes, leases, &GroupStock::default()).await
+    }
+
+    /// Stores a new order ([`import_into`]), a statement at a time.
+    async fn save_import(
+        connection: &mut Connection,
+        import: &NewImport<'_>,
+        build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>>,
+    ) -> Result<Order, ImportError> {
+        import_into(&mut Statements(connection), import, build).await
     }
 
     /// What `batch::run_group` decides and writes a group through: one [`Batched`] for both — a
@@ -1995,7 +2058,13 @@ impl Store {
         requested_number: Option<&str>,
         build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>>,
     ) -> Result<Order, ImportError> {
-        dispatch!(self, backend => backend.import_order(shop_id, channel_id, channel_order_id, requested_number, build).await)
+        let import = NewImport {
+            shop_id,
+            channel_id,
+            channel_order_id,
+            requested_number,
+        };
+        dispatch!(self, backend => backend.import_order(&import, build).await)
     }
 
     /// Which of `order_ids` have a cancellation still processing (a look far lighter than reading

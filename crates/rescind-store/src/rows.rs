@@ -173,14 +173,16 @@ pub(crate) struct StockAndProofs {
 }
 
 /// Runs a future that never waits (a [`Sink`] over a synchronous connection) to its end, here.
-pub(crate) fn run_now<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+pub(crate) fn run_now<T, E: From<anyhow::Error>>(
+    future: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     let mut future = std::pin::pin!(future);
     match future
         .as_mut()
         .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
     {
         std::task::Poll::Ready(output) => output,
-        std::task::Poll::Pending => Err(anyhow::anyhow!("a synchronous write waited")),
+        std::task::Poll::Pending => Err(anyhow::anyhow!("a synchronous write waited").into()),
     }
 }
 
