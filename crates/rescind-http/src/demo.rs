@@ -163,11 +163,12 @@ pub async fn seed(store: &Store) -> Result<Option<DemoShop>> {
             deduct_inventory: true,
             warehouse_id: None,
         };
+        let shop_id = shop.id.clone();
         let imported = store
-            .import_order(&shop.id, None, &channel.id, None, |number| {
+            .import_order(&shop.id, None, &channel.id, None, move |number| {
                 let at = now();
                 let order = new_order
-                    .into_order(&shop.id, number, &mut RandomIds, at)
+                    .into_order(&shop_id, number, &mut RandomIds, at)
                     .map_err(|problems| problems.0)?;
                 let entry = HistoryEntry::new(
                     at,

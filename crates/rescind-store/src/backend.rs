@@ -1391,22 +1391,6 @@ const TAKE_ORDER_NUMBER: &str =
 /// Names a new order's history rows in its row ([`ImportSink::name_changes`]).
 const NAME_CHANGES: &str = "UPDATE orders SET change_ids = $1 WHERE id = $2";
 
-/// Whether a write failed on a unique key (through sqlx or on SQLite's own handle).
-fn is_unique_violation(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause
-            .downcast_ref::<sqlx::Error>()
-            .and_then(|error| error.as_database_error())
-            .is_some_and(|db| db.is_unique_violation())
-            || cause.downcast_ref::<rusqlite::Error>().is_some_and(|error| {
-                matches!(
-                    error.sqlite_error().map(|error| error.extended_code),
-                    Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
-                )
-            })
-    })
-}
-
 impl Sink for Statements<'_> {
     async fn insert(&mut self, rows: &Rows<'_>) -> Result<()> {
         for mut query in row_statements(rows, "")? {
@@ -1744,35 +1728,6 @@ impl Backend {
     pub(crate) async fn shop_setup(&self, shop_id: &str) -> Result<ShopSetup> {
         let mut connection = self.read.acquire().await?;
         load_shop_setup(&mut connection, shop_id).await
-    }
-
-    pub(crate) async fn import_order(
-        &self,
-        import: &NewImport<'_>,
-        build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>>,
-    ) -> Result<Order, ImportError> {
-        let mut tx = self.write.begin().await.context("failed to start the import")?;
-        match save_import(&mut tx, import, build).await {
-            Ok(order) => {
-                tx.commit().await.context("failed to commit the import")?;
-                Ok(order)
-            }
-            Err(ImportError::Store(error)) if is_unique_violation(&error) => {
-                // Another import of the same channel order got in first (on PostgreSQL, between
-                // this one's look and its insert): say which order it made.
-                drop(tx);
-                let mut connection = self.write.acquire().await.context("failed to reconnect")?;
-                if let Some(channel_order_id) = import.channel_order_id {
-                    if let Some(existing_id) =
-                        Statements(&mut connection).order_of_channel_order(import.channel_id, channel_order_id).await?
-                    {
-                        return Err(ImportError::Duplicate { existing_id });
-                    }
-                }
-                Err(ImportError::Store(error))
-            }
-            Err(other) => Err(other),
-        }
     }
 
     /// Which of `order_ids` (in the shop) have a cancellation still processing: one indexed look at
@@ -2708,8 +2663,8 @@ mod batch {
     use rescind_domain::WorkflowSchedule;
     use crate::ShopSetup;
     use std::collections::{HashMap, HashSet};
-    use crate::ChangeError;
-    use rescind_domain::{Order, OrderChange, StepStatus};
+    use crate::{ChangeError, ImportError, NewImport};
+    use rescind_domain::{HistoryEntry, Order, OrderChange, StepStatus};
     use anyhow::Context;
     use std::any::Any;
     use tokio::sync::{mpsc, oneshot};
@@ -2750,9 +2705,66 @@ mod batch {
         sent_at: std::time::Instant,
     }
 
-    /// What the writer is sent: a change, or word to stop (with whom to tell once it has).
+    /// What builds an imported order from its number (see [`crate::Store::import_order`]).
+    pub(crate) type Build = Box<dyn FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>> + Send>;
+
+    /// An order to import in a group's transaction (on SQLite, whose writer writes imports too).
+    #[allow(dead_code)] // only SQLite's writer writes imports
+    pub(crate) struct ImportJob {
+        shop_id: String,
+        channel_id: String,
+        channel_order_id: Option<String>,
+        requested_number: Option<String>,
+        build: Build,
+        reply: oneshot::Sender<Result<Order, ImportError>>,
+        sent_at: std::time::Instant,
+    }
+
+    /// An import's answer, sent once its group is committed and synced.
+    #[allow(dead_code)] // only SQLite's writer writes imports
+    pub(crate) type Imported = (oneshot::Sender<Result<Order, ImportError>>, Result<Order, ImportError>);
+
+    #[allow(dead_code)] // only SQLite's writer writes imports
+    impl ImportJob {
+        /// Runs the import with `run` (given the order to import and what builds it); answers whom
+        /// to tell and what.
+        pub(crate) fn run(self, run: impl FnOnce(&NewImport<'_>, Build) -> Result<Order, ImportError>) -> Imported {
+            let import = NewImport {
+                shop_id: &self.shop_id,
+                channel_id: &self.channel_id,
+                channel_order_id: self.channel_order_id.as_deref(),
+                requested_number: self.requested_number.as_deref(),
+            };
+            (self.reply, run(&import, self.build))
+        }
+    }
+
+    /// Answers each import: what it came to, unless its group was not committed (then the failure;
+    /// an invalid order stays invalid whatever became of the group).
+    #[allow(dead_code)] // only SQLite's writer writes imports
+    pub(crate) fn answer_imports(imported: Vec<Imported>, failure: Option<&anyhow::Error>) {
+        for (reply, result) in imported {
+            let result = match (result, failure) {
+                (Err(ImportError::Invalid(problems)), _) => Err(ImportError::Invalid(problems)),
+                (_, Some(error)) => Err(ImportError::Store(anyhow::anyhow!("{error:#}"))),
+                (result, None) => result,
+            };
+            let _ = reply.send(result);
+        }
+    }
+
+    /// Tells each import its group failed before it ran.
+    #[allow(dead_code)] // only SQLite's writer writes imports
+    pub(crate) fn fail_imports(imports: Vec<ImportJob>, error: &str) {
+        for job in imports {
+            let _ = job.reply.send(Err(ImportError::Store(anyhow::anyhow!("{error}"))));
+        }
+    }
+
+    /// What the writer is sent: a change, an import, or word to stop (with whom to tell once it has).
     enum Message {
         Job(Job),
+        Import(ImportJob),
         Close(oneshot::Sender<()>),
     }
 
@@ -2769,7 +2781,14 @@ mod batch {
 
     pub(crate) fn start(pool: sqlx::Pool<Db>) -> Batcher {
         let (jobs, queue) = mpsc::channel(QUEUE_MAX);
-        super::run_writer(pool, Groups { queue, closing: None });
+        super::run_writer(
+            pool,
+            Groups {
+                queue,
+                imports: Vec::new(),
+                closing: None,
+            },
+        );
         Batcher { jobs }
     }
 
@@ -2867,6 +2886,26 @@ mod batch {
     }
 
     impl Batcher {
+        /// Imports an order in a group's transaction; answers once it is committed and synced.
+        #[allow(dead_code)] // only SQLite's writer writes imports
+        pub(crate) async fn import(&self, import: &NewImport<'_>, build: Build) -> Result<Order, ImportError> {
+            let (reply, answer) = oneshot::channel();
+            let job = ImportJob {
+                shop_id: import.shop_id.to_owned(),
+                channel_id: import.channel_id.to_owned(),
+                channel_order_id: import.channel_order_id.map(str::to_owned),
+                requested_number: import.requested_number.map(str::to_owned),
+                build,
+                reply,
+                sent_at: std::time::Instant::now(),
+            };
+            self.jobs
+                .send(Message::Import(job))
+                .await
+                .map_err(|_| anyhow::anyhow!("the database writer has stopped"))?;
+            answer.await.map_err(|_| anyhow::anyhow!("the database writer has stopped"))?
+        }
+
         /// Stops the writer once the changes already sent are written, and lets it free what it keeps
         /// between groups (SQLite's prepared statements) before the connection may close.
         pub(crate) async fn close(&self) {
@@ -2880,6 +2919,8 @@ mod batch {
     /// The writer's end of the queue: the changes waiting, taken a group at a time.
     pub(crate) struct Groups {
         queue: mpsc::Receiver<Message>,
+        /// The imports taken with the changes of the group last taken (see [`Groups::take_imports`]).
+        imports: Vec<ImportJob>,
         /// Who asked the writer to stop, once someone has.
         closing: Option<oneshot::Sender<()>>,
     }
@@ -2925,13 +2966,20 @@ mod batch {
             while let Some(message) = next.take() {
                 match message {
                     Message::Job(job) => group.push(job),
+                    Message::Import(job) => self.imports.push(job),
                     Message::Close(done) => self.closing = Some(done),
                 }
-                if self.closing.is_none() && group.len() < GROUP_MAX {
+                if self.closing.is_none() && group.len() + self.imports.len() < GROUP_MAX {
                     next = self.queue.try_recv().ok();
                 }
             }
             group
+        }
+
+        /// The imports that came with the group last taken, to write in its transaction.
+        #[allow(dead_code)] // only SQLite's writer writes imports
+        pub(crate) fn take_imports(&mut self) -> Vec<ImportJob> {
+            std::mem::take(&mut self.imports)
         }
 
         /// Tells whoever asked the writer to stop that it has — after it let go of what it kept.
@@ -3199,7 +3247,7 @@ mod batch {
     ) -> Option<Next> {
         let started = std::time::Instant::now();
         let size = group.len();
-        let queued_us = queued_us(&group, started);
+        let queued_us = queued_us(&group, &[], started);
         let mut connection = match begun {
             Some(connection) => connection,
             None => {
@@ -3324,8 +3372,9 @@ mod batch {
     }
 
     /// How long the group's longest-waiting job waited for the writer (µs), for the group's log line.
-    pub(crate) fn queued_us(group: &[Job], started: std::time::Instant) -> u128 {
-        group.iter().map(|job| started.duration_since(job.sent_at).as_micros()).max().unwrap_or(0)
+    pub(crate) fn queued_us(group: &[Job], imports: &[ImportJob], started: std::time::Instant) -> u128 {
+        let sent = group.iter().map(|job| job.sent_at).chain(imports.iter().map(|job| job.sent_at));
+        sent.map(|sent_at| started.duration_since(sent_at).as_micros()).max().unwrap_or(0)
     }
 
     pub(crate) fn fail_all(group: Vec<Job>, error: &str) {

@@ -831,24 +831,16 @@ mod sqlite {
         written
     }
 
-    /// Stores a new order ([`import_into`]) on the writer connection's own SQLite handle, locked away
-    /// from sqlx's worker thread as for [`save_changes`]: its dozen statements without a hand-off
-    /// between threads each.
-    async fn save_import(
-        connection: &mut Connection,
-        import: &NewImport<'_>,
-        build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>>,
-    ) -> Result<Order, ImportError> {
-        let mut handle = connection
-            .lock_handle()
-            .await
-            .context("failed to lock the writer's handle")?;
-        // SAFETY: as in `save_changes`.
-        let db = unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }
-            .map_err(anyhow::Error::from)?;
-        let imported = crate::rows::run_now(import_into(&mut Handle(&db), import, build));
-        drop(db);
-        imported
+    impl Backend {
+        /// Imports an order in the group writer's next transaction ([`import_on_handle`]): with the
+        /// imports and changes that came with it, under one commit and one sync.
+        pub(crate) async fn import_order(
+            &self,
+            import: &NewImport<'_>,
+            build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>> + Send + 'static,
+        ) -> Result<Order, ImportError> {
+            self.batcher.import(import, Box::new(build)).await
+        }
     }
 
     /// What `batch::run_group` decides and writes a group through (not used on SQLite, whose group
@@ -895,8 +887,9 @@ mod sqlite {
                 };
                 let mut kept: Option<KeptHandle> = None;
                 while let Some(group) = groups.next_blocking() {
-                    if !group.is_empty() {
-                        kept = hold_and_run(&runtime, &pool, &mut groups, group, kept.take(), &syncer);
+                    let imports = groups.take_imports();
+                    if !group.is_empty() || !imports.is_empty() {
+                        kept = hold_and_run(&runtime, &pool, &mut groups, (group, imports), kept.take(), &syncer);
                     }
                 }
                 // The statements are finalized, and every written group synced and answered, before
@@ -916,7 +909,7 @@ mod sqlite {
         runtime: &tokio::runtime::Handle,
         pool: &sqlx::Pool<Db>,
         groups: &mut batch::Groups,
-        group: Vec<batch::Job>,
+        work: Work,
         previous: Option<KeptHandle>,
         syncer: &crate::syncer::Syncer,
     ) -> Option<KeptHandle> {
@@ -924,14 +917,14 @@ mod sqlite {
         let mut connection = match runtime.block_on(pool.acquire()) {
             Ok(connection) => connection,
             Err(error) => {
-                batch::fail_all(group, &format!("failed to start a change: {error}"));
+                fail_work(work, &format!("failed to start a change: {error}"));
                 return previous;
             }
         };
         let mut handle = match runtime.block_on(connection.lock_handle()) {
             Ok(handle) => handle,
             Err(error) => {
-                batch::fail_all(group, &format!("failed to lock the writer's handle: {error}"));
+                fail_work(work, &format!("failed to lock the writer's handle: {error}"));
                 return previous;
             }
         };
@@ -959,7 +952,7 @@ mod sqlite {
                         }
                     }
                     Err(error) => {
-                        batch::fail_all(group, &format!("failed to use the writer's handle: {error}"));
+                        fail_work(work, &format!("failed to use the writer's handle: {error}"));
                         return None;
                     }
                 }
@@ -973,17 +966,17 @@ mod sqlite {
         // The groups' commits leave their fsync to the syncer, which answers them once it is done
         // (`syncer::Syncer`); every other write on this connection commits with its own.
         if let Err(error) = db.db.execute_batch("PRAGMA synchronous = NORMAL") {
-            batch::fail_all(group, &format!("failed to start a change: {error}"));
+            fail_work(work, &format!("failed to start a change: {error}"));
             return Some(db);
         }
-        let mut group = group;
+        let mut work = work;
         loop {
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                group_on_handle(&db.db, &mut db.setups, group, syncer)
+                group_on_handle(&db.db, &mut db.setups, work, syncer)
             }));
             if ran.is_err() {
-                // A decision panicked: its group's callers hear that the change failed, and the
-                // connection goes back to the pool with no transaction open.
+                // A decision or an import's build panicked: its group's callers hear that the
+                // change failed, and the connection goes back to the pool with no transaction open.
                 tracing::error!("a decision panicked; its group was rolled back");
                 if !db.db.is_autocommit() {
                     let _ = db.db.execute_batch("ROLLBACK");
@@ -992,8 +985,8 @@ mod sqlite {
             if held.elapsed() >= WRITER_HOLD_MAX {
                 break;
             }
-            group = groups.waiting();
-            if group.is_empty() {
+            work = (groups.waiting(), groups.take_imports());
+            if work.0.is_empty() && work.1.is_empty() {
                 break;
             }
         }
@@ -1008,6 +1001,40 @@ mod sqlite {
         }
         drop(handle);
         Some(db)
+    }
+
+    /// What the group writer writes in one transaction: changes, and imports (written first).
+    type Work = (Vec<batch::Job>, Vec<batch::ImportJob>);
+
+    /// Tells every caller of `work` that it failed with `error`.
+    fn fail_work((group, imports): Work, error: &str) {
+        batch::fail_all(group, error);
+        batch::fail_imports(imports, error);
+    }
+
+    /// Imports each order ([`import_into`]) under a savepoint of its own, so that one refused or
+    /// failed leaves the others in the group's transaction; answers what each came to, or an error
+    /// when the transaction can no longer be trusted (a savepoint that did not end).
+    fn import_on_handle(db: &rusqlite::Connection, imports: Vec<batch::ImportJob>) -> Result<Vec<batch::Imported>> {
+        let mut imported = Vec::with_capacity(imports.len());
+        for job in imports {
+            db.execute_batch("SAVEPOINT import")
+                .context("failed to start an import")?;
+            let (reply, result) =
+                job.run(|import, build| crate::rows::run_now(import_into(&mut Handle(db), import, build)));
+            let end = if result.is_ok() {
+                "RELEASE import"
+            } else {
+                "ROLLBACK TO import; RELEASE import"
+            };
+            let ended = db.execute_batch(end).context("failed to end an import");
+            imported.push((reply, result));
+            if let Err(error) = ended {
+                batch::answer_imports(imported, Some(&error));
+                return Err(error);
+            }
+        }
+        Ok(imported)
     }
 
     /// The group writer's statements kept prepared: its loads and the writes of every table a change
@@ -1034,21 +1061,32 @@ mod sqlite {
     fn group_on_handle(
         db: &rusqlite::Connection,
         setups: &mut batch::Setups,
-        group: Vec<batch::Job>,
+        (group, imports): Work,
         syncer: &crate::syncer::Syncer,
     ) {
         let started = std::time::Instant::now();
         let size = group.len();
-        let queued_us = batch::queued_us(&group, started);
+        let import_count = imports.len();
+        let queued_us = batch::queued_us(&group, &imports, started);
         if let Err(error) = db.execute_batch("BEGIN IMMEDIATE") {
-            return batch::fail_all(group, &format!("failed to start a change: {error}"));
+            return fail_work((group, imports), &format!("failed to start a change: {error}"));
         }
+        let imported = match import_on_handle(db, imports) {
+            Ok(imported) => imported,
+            Err(error) => {
+                // The imports are answered.
+                let _ = db.execute_batch("ROLLBACK");
+                return batch::fail_all(group, &format!("{error:#}"));
+            }
+        };
+        let imported_us = started.elapsed().as_micros();
         let loaded = load_group_on_handle(db, batch::ids_by_shop(&group), setups);
         let loaded_us = started.elapsed().as_micros();
         let loaded = match loaded {
             Ok(loaded) => loaded,
             Err(error) => {
                 let _ = db.execute_batch("ROLLBACK");
+                batch::answer_imports(imported, Some(&error));
                 return batch::fail_all(group, &format!("{error:#}"));
             }
         };
@@ -1060,7 +1098,7 @@ mod sqlite {
                 // Not reached: the handle's writes never wait. The jobs' answers are gone with it.
                 let _ = db.execute_batch("ROLLBACK");
                 tracing::error!(error = %error, "a group's decisions waited");
-                return;
+                return batch::answer_imports(imported, Some(&error));
             }
         };
         let decided_us = started.elapsed().as_micros();
@@ -1076,7 +1114,9 @@ mod sqlite {
         };
         tracing::debug!(
             size,
+            imports = import_count,
             queued_us,
+            imported_us,
             loaded_us,
             decided_us,
             written_us,
@@ -1085,12 +1125,14 @@ mod sqlite {
         );
         match written {
             Ok(()) => syncer.answer_once_synced(Box::new(move |failure| {
+                batch::answer_imports(imported, failure.as_ref());
                 batch::answer(replies, changes, leases, failure)
             })),
             Err(error) => {
                 if !db.is_autocommit() {
                     let _ = db.execute_batch("ROLLBACK");
                 }
+                batch::answer_imports(imported, Some(&error));
                 batch::answer(replies, changes, leases, Some(error));
             }
         }
@@ -1495,13 +1537,47 @@ mod postgres {
         save_into(&mut Batched::new(connection), changes, leases, &GroupStock::default()).await
     }
 
-    /// Stores a new order ([`import_into`]), a statement at a time.
-    async fn save_import(
-        connection: &mut Connection,
-        import: &NewImport<'_>,
-        build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>>,
-    ) -> Result<Order, ImportError> {
-        import_into(&mut Statements(connection), import, build).await
+    impl Backend {
+        /// Imports an order in a transaction of its own, a statement at a time ([`import_into`]).
+        pub(crate) async fn import_order(
+            &self,
+            import: &NewImport<'_>,
+            build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>> + Send + 'static,
+        ) -> Result<Order, ImportError> {
+            let mut tx = self.write.begin().await.context("failed to start the import")?;
+            match import_into(&mut Statements(&mut tx), import, build).await {
+                Ok(order) => {
+                    tx.commit().await.context("failed to commit the import")?;
+                    Ok(order)
+                }
+                Err(ImportError::Store(error)) if is_unique_violation(&error) => {
+                    // Another import of the same channel order got in first, between this one's look
+                    // and its insert: say which order it made.
+                    drop(tx);
+                    let mut connection = self.write.acquire().await.context("failed to reconnect")?;
+                    if let Some(channel_order_id) = import.channel_order_id {
+                        if let Some(existing_id) = Statements(&mut connection)
+                            .order_of_channel_order(import.channel_id, channel_order_id)
+                            .await?
+                        {
+                            return Err(ImportError::Duplicate { existing_id });
+                        }
+                    }
+                    Err(ImportError::Store(error))
+                }
+                Err(other) => Err(other),
+            }
+        }
+    }
+
+    /// Whether a write failed on a unique key.
+    fn is_unique_violation(error: &anyhow::Error) -> bool {
+        error.chain().any(|cause| {
+            cause
+                .downcast_ref::<sqlx::Error>()
+                .and_then(|error| error.as_database_error())
+                .is_some_and(|db| db.is_unique_violation())
+        })
     }
 
     /// What `batch::run_group` decides and writes a group through: one [`Batched`] for both — a
@@ -2049,14 +2125,16 @@ impl Store {
     }
 
     /// Stores a new order. `build` receives the order number to use (the request's, or the next of
-    /// the shop's counter) and returns the order or its problems.
+    /// the shop's counter) and returns the order or its problems. On SQLite the import shares a
+    /// transaction with the imports and changes waiting with it (group commit), and `build` runs on
+    /// the group writer's thread; the answer still comes only once it is committed and synced.
     pub async fn import_order(
         &self,
         shop_id: &str,
         channel_order_id: Option<&str>,
         channel_id: &str,
         requested_number: Option<&str>,
-        build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>>,
+        build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>> + Send + 'static,
     ) -> Result<Order, ImportError> {
         let import = NewImport {
             shop_id,

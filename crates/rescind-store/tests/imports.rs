@@ -17,10 +17,11 @@ async fn import_as(
 ) -> Result<rescind_domain::Order, ImportError> {
     let channel_id = format!("ch_{shop_id}");
     new.channel_order_id = channel_order_id.map(str::to_owned);
+    let owner = shop_id.to_owned();
     store
-        .import_order(shop_id, channel_order_id, &channel_id, None, |number| {
+        .import_order(shop_id, channel_order_id, &channel_id, None, move |number| {
             let order = new
-                .into_order(shop_id, number, &mut RandomIds, now())
+                .into_order(&owner, number, &mut RandomIds, now())
                 .map_err(|problems| problems.0)?;
             Ok((
                 order,
@@ -116,6 +117,49 @@ async fn a_refused_import_stores_nothing_and_takes_no_number(store: Store) {
     );
 }
 
+async fn refused_imports_among_concurrent_ones_leave_the_others_whole_and_their_numbers_in_a_row(store: Store) {
+    let shop_id = open_shop(&store, "shop_mixed").await;
+    let imports = (0..24).map(|index| {
+        let store = store.clone();
+        let shop_id = shop_id.clone();
+        let mut new = new_order(&format!("ch_{shop_id}"));
+        if index % 3 == 1 {
+            new.total_discount = Money::parse_stored("5000").expect("an amount");
+        }
+        let channel_order_id = format!("CH-{index}");
+        tokio::spawn(async move { import_as(&store, &shop_id, Some(&channel_order_id), new).await })
+    });
+    let mut numbers = Vec::new();
+    for (index, import) in imports.enumerate() {
+        match import.await.expect("the import ran") {
+            Ok(order) if index % 3 != 1 => {
+                numbers.push(order.number.trim_start_matches('#').parse::<u64>().expect("a number"))
+            }
+            Err(ImportError::Invalid(_)) if index % 3 == 1 => {}
+            other => panic!("import {index}: {other:?}"),
+        }
+    }
+    numbers.sort_unstable();
+    let expected: Vec<u64> = (numbers[0]..numbers[0] + 16).collect();
+    assert_eq!(
+        numbers, expected,
+        "the sixteen valid orders took sixteen numbers in a row"
+    );
+    let page = store
+        .orders(&shop_id, &Default::default(), None, 50)
+        .await
+        .expect("the orders are listed");
+    assert_eq!(page.items.len(), 16, "every valid order is stored, no refused one");
+    for order in &page.items {
+        let history = store
+            .history(&shop_id, &order.id)
+            .await
+            .expect("read")
+            .expect("the order exists");
+        assert_eq!(history.len(), 1, "each order has its own import line");
+    }
+}
+
 async fn an_import_deducts_what_is_stocked_and_its_history_and_event_say_so(store: Store) {
     let shop_id = open_shop(&store, "shop_stock").await;
     store.set_stock(&shop_id, "TEA-001", 5).await.expect("stock is set");
@@ -172,5 +216,6 @@ on_both_backends!(
     concurrent_imports_of_one_channel_order_store_it_once_and_name_it_to_the_others,
     imports_without_a_number_take_the_shop_s_numbers_in_turn,
     a_refused_import_stores_nothing_and_takes_no_number,
+    refused_imports_among_concurrent_ones_leave_the_others_whole_and_their_numbers_in_a_row,
     an_import_deducts_what_is_stocked_and_its_history_and_event_say_so,
 );

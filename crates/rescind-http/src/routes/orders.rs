@@ -76,6 +76,7 @@ pub async fn import_order(
     let channel_id = new_order.channel_id.clone();
     let channel_order_id = new_order.channel_order_id.clone();
     let number = new_order.number.clone();
+    let shop_id = shop.shop_id.clone();
     let imported = state
         .store
         .import_order(
@@ -83,10 +84,10 @@ pub async fn import_order(
             channel_order_id.as_deref(),
             &channel_id,
             number.as_deref(),
-            |number| {
+            move |number| {
                 let at = now();
                 let order = new_order
-                    .into_order(&shop.shop_id, number, &mut RandomIds, at)
+                    .into_order(&shop_id, number, &mut RandomIds, at)
                     .map_err(|problems| problems.0)?;
                 let entry = HistoryEntry::new(
                     at,

@@ -86,10 +86,11 @@ pub async fn import_an_order(store: &Store, shop_id: &str) -> String {
 /// Imports `new` into the shop's own-store channel; answers the order.
 pub async fn import(store: &Store, shop_id: &str, new: NewOrder) -> Order {
     let channel_id = format!("ch_{shop_id}");
+    let owner = shop_id.to_owned();
     store
-        .import_order(shop_id, None, &channel_id, None, |number| {
+        .import_order(shop_id, None, &channel_id, None, move |number| {
             let order = new
-                .into_order(shop_id, number, &mut RandomIds, now())
+                .into_order(&owner, number, &mut RandomIds, now())
                 .map_err(|problems| problems.0)?;
             Ok((
                 order,
