@@ -714,78 +714,196 @@ async fn insert_events<S: Sink>(sink: &mut S, entries: &[(&Order, &HistoryEntry)
     sink.insert(&rows).await.context("failed to queue webhook deliveries")
 }
 
+/// What builds an imported order from its number (see [`crate::Store::import_order`]): the order
+/// with its first history line, or its problems.
+pub(crate) type Build = Box<dyn FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>> + Send>;
+
+/// What became of one import of a batch.
+pub(crate) type ImportOutcome = Result<Order, ImportError>;
+
 /// What an import asks of the database besides the rows it inserts.
 #[allow(async_fn_in_trait)]
 trait ImportSink: Sink {
-    /// The order already imported from this channel order, if any.
-    async fn order_of_channel_order(&mut self, channel_id: &str, channel_order_id: &str) -> Result<Option<String>>;
-    /// Takes the shop's next order number.
-    async fn take_order_number(&mut self, shop_id: &str) -> Result<i64>;
-    /// Names the order's history rows in its row (`change_ids`, migration 0012).
-    async fn name_changes(&mut self, order_id: &str, change_ids: &str) -> Result<()>;
+    /// The orders already imported from these channel orders, by channel and channel order id.
+    async fn orders_of_channel_orders(&mut self, keys: &[(&str, &str)]) -> Result<HashMap<(String, String), String>>;
+    /// Each shop's next order number, locked for the transaction where the backend locks rows.
+    async fn next_order_numbers(&mut self, shop_ids: &[&str]) -> Result<HashMap<String, i64>>;
+    /// Moves each shop's next order number on to the one given.
+    async fn set_next_order_numbers(&mut self, numbers: &[(&str, i64)]) -> Result<()>;
+    /// Names each new order's history rows in its row (`change_ids`, migration 0012).
+    async fn name_changes(&mut self, named: &[(&str, String)]) -> Result<()>;
 }
 
-/// Stores a new order in the transaction `sink` writes in: its row, the stock it deducts (I1), its
-/// history row (named by the order's row), its events and its first workflow step. `build` receives
-/// the order number to use and returns the order with its first history line, or its problems.
-async fn import_into<S: ImportSink>(
-    sink: &mut S,
-    import: &NewImport<'_>,
-    build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>>,
-) -> Result<Order, ImportError> {
-    if let Some(channel_order_id) = import.channel_order_id {
-        if let Some(existing_id) = sink.order_of_channel_order(import.channel_id, channel_order_id).await? {
-            return Err(ImportError::Duplicate { existing_id });
+/// Stores new orders in the transaction `sink` writes in, each table's rows together: their rows,
+/// the stock they deduct (I1), their history rows (named by the orders' rows), their events and
+/// first workflow steps. An import of a channel order already stored — or stored by an import before
+/// it in the batch — is a duplicate; one whose `build` refuses it is invalid; neither writes anything
+/// or takes a number, so the numbers the others take follow each other. An error of the database
+/// fails the whole batch (the caller rolls it back).
+async fn import_all<S: ImportSink>(sink: &mut S, imports: Vec<(NewImport<'_>, Build)>) -> Result<Vec<ImportOutcome>> {
+    let keys: Vec<(&str, &str)> = imports
+        .iter()
+        .filter_map(|(import, _)| Some((import.channel_id, import.channel_order_id?)))
+        .collect();
+    let mut existing = if keys.is_empty() {
+        HashMap::new()
+    } else {
+        sink.orders_of_channel_orders(&keys).await.context("failed to look for the orders")?
+    };
+    let mut numbered_shops: Vec<&str> = imports
+        .iter()
+        .filter(|(import, _)| import.requested_number.is_none())
+        .map(|(import, _)| import.shop_id)
+        .collect();
+    numbered_shops.sort_unstable();
+    numbered_shops.dedup();
+    let mut next_numbers = if numbered_shops.is_empty() {
+        HashMap::new()
+    } else {
+        sink.next_order_numbers(&numbered_shops).await.context("failed to number the orders")?
+    };
+    let taken_before = next_numbers.clone();
+    // Each import's outcome, a stored one by its place in `stored`.
+    let mut outcomes: Vec<Result<usize, ImportError>> = Vec::with_capacity(imports.len());
+    let mut stored: Vec<(Order, Vec<HistoryEntry>)> = Vec::new();
+    for (import, build) in imports {
+        let key = import.channel_order_id.map(|id| (import.channel_id.to_owned(), id.to_owned()));
+        if let Some(existing_id) = key.as_ref().and_then(|key| existing.get(key)) {
+            outcomes.push(Err(ImportError::Duplicate { existing_id: existing_id.clone() }));
+            continue;
+        }
+        let number = match (import.requested_number, next_numbers.get(import.shop_id)) {
+            (Some(number), _) => number.to_owned(),
+            (None, Some(next)) => format!("#{next}"),
+            (None, None) => {
+                outcomes.push(Err(ImportError::Store(anyhow::anyhow!("no shop {} to number the order in", import.shop_id))));
+                continue;
+            }
+        };
+        match build(number) {
+            Err(problems) => outcomes.push(Err(ImportError::Invalid(problems))),
+            Ok((order, imported)) => {
+                if import.requested_number.is_none() {
+                    if let Some(next) = next_numbers.get_mut(import.shop_id) {
+                        *next += 1;
+                    }
+                }
+                if let Some(key) = key {
+                    existing.insert(key, order.id.clone());
+                }
+                outcomes.push(Ok(stored.len()));
+                stored.push((order, vec![imported]));
+            }
         }
     }
-    let number = match import.requested_number {
-        Some(number) => number.to_owned(),
-        None => format!(
-            "#{}",
-            sink.take_order_number(import.shop_id).await.context("failed to number the order")?
-        ),
-    };
-    let (order, imported) = build(number).map_err(ImportError::Invalid)?;
-    write_orders(sink, &[&order], &NewChanges::new()).await.context("failed to store the order")?;
-    let mut history = vec![imported];
-    if order.inventory_deducted {
-        let deductions =
-            StockMove::take_out(&order.stock_snapshot, StockMoveKind::Deduction, &format!("order {}", order.number));
-        let entries: Vec<StockEntry<'_>> = deductions
+    let moved: Vec<(&str, i64)> = next_numbers
+        .iter()
+        .filter(|(shop_id, next)| taken_before.get(*shop_id) != Some(*next))
+        .map(|(shop_id, next)| (shop_id.as_str(), *next))
+        .collect();
+    if !moved.is_empty() {
+        sink.set_next_order_numbers(&moved).await.context("failed to number the orders")?;
+    }
+    if !stored.is_empty() {
+        write_stored_imports(sink, &mut stored).await?;
+    }
+    let mut stored: Vec<Option<Order>> = stored.into_iter().map(|(order, _)| Some(order)).collect();
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome.and_then(|at| {
+                stored[at]
+                    .take()
+                    .ok_or_else(|| ImportError::Store(anyhow::anyhow!("an import lost its order")))
+            })
+        })
+        .collect())
+}
+
+/// Writes the orders [`import_all`] built, with their first history lines (to which their stock
+/// deduction's line is added here).
+async fn write_stored_imports<S: ImportSink>(sink: &mut S, stored: &mut [(Order, Vec<HistoryEntry>)]) -> Result<()> {
+    let orders: Vec<&Order> = stored.iter().map(|(order, _)| order).collect();
+    write_orders(sink, &orders, &NewChanges::new()).await.context("failed to store the order")?;
+    // Each order's deduction (I1), moved shop by shop (in one order, as a group's restocks are).
+    let deductions: Vec<Vec<StockMove>> = orders
+        .iter()
+        .map(|order| match order.inventory_deducted {
+            true => StockMove::take_out(&order.stock_snapshot, StockMoveKind::Deduction, &format!("order {}", order.number)),
+            false => Vec::new(),
+        })
+        .collect();
+    let mut shops: Vec<&str> = orders
+        .iter()
+        .zip(&deductions)
+        .filter(|(_, moves)| !moves.is_empty())
+        .map(|(order, _)| order.shop_id.as_str())
+        .collect();
+    shops.sort_unstable();
+    shops.dedup();
+    let mut missing_by_shop: HashMap<String, Vec<String>> = HashMap::new();
+    for shop_id in shops {
+        let entries: Vec<StockEntry<'_>> = orders
             .iter()
-            .map(|stock_move| StockEntry { order_id: Some(&order.id), stock_move, at: order.created_at })
+            .zip(&deductions)
+            .filter(|(order, _)| order.shop_id == shop_id)
+            .flat_map(|(order, moves)| {
+                moves.iter().map(|stock_move| StockEntry { order_id: Some(&order.id), stock_move, at: order.created_at })
+            })
             .collect();
-        let missing = move_stocks(sink, &order.shop_id, &entries, None).await?;
+        missing_by_shop.insert(shop_id.to_owned(), move_stocks(sink, shop_id, &entries, None).await?);
+    }
+    drop(orders);
+    for (order, history) in stored.iter_mut() {
+        if !order.inventory_deducted {
+            continue;
+        }
+        let missing: Vec<&String> = missing_by_shop
+            .get(&order.shop_id)
+            .map(|missing| {
+                missing
+                    .iter()
+                    .filter(|sku| order.stock_snapshot.iter().any(|(snapshot_sku, _)| snapshot_sku == *sku))
+                    .collect()
+            })
+            .unwrap_or_default();
         let deducted: Vec<(String, u32)> =
-            order.stock_snapshot.iter().filter(|(sku, _)| !missing.contains(sku)).cloned().collect();
+            order.stock_snapshot.iter().filter(|(sku, _)| !missing.contains(&sku)).cloned().collect();
         let mut message = format!(
             "Stock deducted: {}.",
             if deducted.is_empty() { "nothing".to_owned() } else { describe_stock(&deducted) }
         );
         if !missing.is_empty() {
+            let missing: Vec<&str> = missing.iter().map(|sku| sku.as_str()).collect();
             message.push_str(&format!(" Not stocked here, so nothing was deducted: {}.", missing.join(", ")));
         }
         history.push(HistoryEntry::new(order.created_at, "stock.deducted", &rescind_domain::Actor::System, message));
     }
-    let imported = [(&order, history.as_slice())];
+    let imported: Vec<(&Order, &[HistoryEntry])> =
+        stored.iter().map(|(order, history)| (order, history.as_slice())).collect();
     let new_changes = insert_history(sink, &imported).await?;
-    // The order's row went in first (the history's key refers to it); now it names its history.
-    if let Some(change_ids) = new_changes.get(&order.id).and_then(|ids| change_ids_to_text(ids)) {
-        sink.name_changes(&order.id, &change_ids).await.context("failed to name the order's history")?;
+    // The orders' rows went in first (the history's key refers to them); now they name their history.
+    let named: Vec<(&str, String)> = imported
+        .iter()
+        .filter_map(|(order, _)| Some((order.id.as_str(), change_ids_to_text(new_changes.get(&order.id)?)?)))
+        .collect();
+    if !named.is_empty() {
+        sink.name_changes(&named).await.context("failed to name the orders' history")?;
     }
     insert_events_of(sink, &imported).await?;
-    if rescind_domain::pending_work(&order).is_some() {
-        let mut job = job_rows();
-        job.push([
-            order.id.as_str().into(),
-            order.shop_id.as_str().into(),
-            order.created_at.unix_micros().into(),
-            None::<&str>.into(),
-            None::<i64>.into(),
-        ]);
-        sink.insert(&job).await.context("failed to schedule the order's first step")?;
+    let mut jobs = job_rows();
+    for (order, _) in &imported {
+        if rescind_domain::pending_work(order).is_some() {
+            jobs.push([
+                order.id.as_str().into(),
+                order.shop_id.as_str().into(),
+                order.created_at.unix_micros().into(),
+                None::<&str>.into(),
+                None::<i64>.into(),
+            ]);
+        }
     }
-    Ok(order)
+    sink.insert(&jobs).await.context("failed to schedule the orders' first steps")
 }
 
 /// Writes order rows: inserted on import, their changing columns updated afterwards.
@@ -1367,29 +1485,70 @@ impl Statements<'_> {
 }
 
 impl ImportSink for Statements<'_> {
-    async fn order_of_channel_order(&mut self, channel_id: &str, channel_order_id: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT id FROM orders WHERE channel_id = $1 AND channel_order_id = $2")
-            .bind(channel_id)
-            .bind(channel_order_id)
-            .fetch_optional(&mut *self.0)
-            .await?)
+    async fn orders_of_channel_orders(&mut self, keys: &[(&str, &str)]) -> Result<HashMap<(String, String), String>> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(IN_LIST_MAX / 2) {
+            let mut query =
+                QueryBuilder::<Db>::new("SELECT channel_id, channel_order_id, id FROM orders WHERE (channel_id, channel_order_id) IN (");
+            // Padded to a power of two with the last key, so that a few shapes stay prepared.
+            let padded = chunk.len().next_power_of_two();
+            let mut list = query.separated(", ");
+            for (channel_id, channel_order_id) in chunk.iter().chain(std::iter::repeat_n(&chunk[chunk.len() - 1], padded - chunk.len())) {
+                list.push("(");
+                list.push_bind_unseparated(*channel_id);
+                list.push_unseparated(", ");
+                list.push_bind_unseparated(*channel_order_id);
+                list.push_unseparated(")");
+            }
+            query.push(")");
+            for row in query.build().fetch_all(&mut *self.0).await? {
+                found.insert((row.try_get("channel_id")?, row.try_get("channel_order_id")?), row.try_get("id")?);
+            }
+        }
+        Ok(found)
     }
 
-    async fn take_order_number(&mut self, shop_id: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar(TAKE_ORDER_NUMBER).bind(shop_id).fetch_one(&mut *self.0).await?)
+    async fn next_order_numbers(&mut self, shop_ids: &[&str]) -> Result<HashMap<String, i64>> {
+        let mut query = QueryBuilder::<Db>::new("SELECT id, next_order_number FROM shops WHERE id IN (");
+        push_in_list(&mut query, shop_ids.iter().map(|shop_id| (*shop_id).to_owned()));
+        query.push(") ORDER BY id ");
+        query.push(DIALECT.lock_order);
+        let mut numbers = HashMap::new();
+        for row in query.build().fetch_all(&mut *self.0).await? {
+            numbers.insert(row.try_get("id")?, row.try_get("next_order_number")?);
+        }
+        Ok(numbers)
     }
 
-    async fn name_changes(&mut self, order_id: &str, change_ids: &str) -> Result<()> {
-        sqlx::query(NAME_CHANGES).bind(change_ids).bind(order_id).execute(&mut *self.0).await?;
+    async fn set_next_order_numbers(&mut self, numbers: &[(&str, i64)]) -> Result<()> {
+        for (shop_id, next) in numbers {
+            sqlx::query(SET_NEXT_ORDER_NUMBER).bind(next).bind(shop_id).execute(&mut *self.0).await?;
+        }
+        Ok(())
+    }
+
+    async fn name_changes(&mut self, named: &[(&str, String)]) -> Result<()> {
+        for chunk in named.chunks(IN_LIST_MAX / 4) {
+            // Padded to a power of two with the last order, so that a few shapes stay prepared.
+            let padded: Vec<&(&str, String)> = chunk
+                .iter()
+                .chain(std::iter::repeat_n(&chunk[chunk.len() - 1], chunk.len().next_power_of_two() - chunk.len()))
+                .collect();
+            let mut query = QueryBuilder::<Db>::new("UPDATE orders SET change_ids = CASE id");
+            for (order_id, change_ids) in &padded {
+                query.push(" WHEN ").push_bind(*order_id).push(" THEN ").push_bind(change_ids.as_str());
+            }
+            query.push(" END WHERE id IN (");
+            push_in_list(&mut query, padded.iter().map(|(order_id, _)| (*order_id).to_owned()));
+            query.push(")");
+            query.build().execute(&mut *self.0).await?;
+        }
         Ok(())
     }
 }
 
-/// Takes a shop's next order number ([`ImportSink::take_order_number`]).
-const TAKE_ORDER_NUMBER: &str =
-    "UPDATE shops SET next_order_number = next_order_number + 1 WHERE id = $1 RETURNING next_order_number - 1";
-/// Names a new order's history rows in its row ([`ImportSink::name_changes`]).
-const NAME_CHANGES: &str = "UPDATE orders SET change_ids = $1 WHERE id = $2";
+/// Moves a shop's next order number on ([`ImportSink::set_next_order_numbers`]).
+const SET_NEXT_ORDER_NUMBER: &str = "UPDATE shops SET next_order_number = $1 WHERE id = $2";
 
 impl Sink for Statements<'_> {
     async fn insert(&mut self, rows: &Rows<'_>) -> Result<()> {
@@ -2656,7 +2815,7 @@ impl Backend {
 }
 
 mod batch {
-    use super::{group_sink, load_orders_for_change, load_shop_setup, save_into, Connection, Db, GroupStock};
+    use super::{group_sink, load_orders_for_change, Build, ImportOutcome, load_shop_setup, save_into, Connection, Db, GroupStock};
     use crate::rows::Sink;
     use crate::RestockReport;
     use crate::Lease;
@@ -2664,7 +2823,7 @@ mod batch {
     use crate::ShopSetup;
     use std::collections::{HashMap, HashSet};
     use crate::{ChangeError, ImportError, NewImport};
-    use rescind_domain::{HistoryEntry, Order, OrderChange, StepStatus};
+    use rescind_domain::{Order, OrderChange, StepStatus};
     use anyhow::Context;
     use std::any::Any;
     use tokio::sync::{mpsc, oneshot};
@@ -2705,37 +2864,67 @@ mod batch {
         sent_at: std::time::Instant,
     }
 
-    /// What builds an imported order from its number (see [`crate::Store::import_order`]).
-    pub(crate) type Build = Box<dyn FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>> + Send>;
-
     /// An order to import in a group's transaction (on SQLite, whose writer writes imports too).
     #[allow(dead_code)] // only SQLite's writer writes imports
     pub(crate) struct ImportJob {
+        import: OwnedImport,
+        build: Build,
+        reply: oneshot::Sender<Result<Order, ImportError>>,
+        sent_at: std::time::Instant,
+    }
+
+    /// A [`NewImport`] that owns its text.
+    struct OwnedImport {
         shop_id: String,
         channel_id: String,
         channel_order_id: Option<String>,
         requested_number: Option<String>,
-        build: Build,
-        reply: oneshot::Sender<Result<Order, ImportError>>,
-        sent_at: std::time::Instant,
+    }
+
+    impl OwnedImport {
+        fn as_new(&self) -> NewImport<'_> {
+            NewImport {
+                shop_id: &self.shop_id,
+                channel_id: &self.channel_id,
+                channel_order_id: self.channel_order_id.as_deref(),
+                requested_number: self.requested_number.as_deref(),
+            }
+        }
     }
 
     /// An import's answer, sent once its group is committed and synced.
     #[allow(dead_code)] // only SQLite's writer writes imports
     pub(crate) type Imported = (oneshot::Sender<Result<Order, ImportError>>, Result<Order, ImportError>);
 
+    /// Runs a batch of imports with `run` (given each order to import and what builds it); answers
+    /// whom to tell what, and the batch's error when it failed (then every import's answer).
     #[allow(dead_code)] // only SQLite's writer writes imports
-    impl ImportJob {
-        /// Runs the import with `run` (given the order to import and what builds it); answers whom
-        /// to tell and what.
-        pub(crate) fn run(self, run: impl FnOnce(&NewImport<'_>, Build) -> Result<Order, ImportError>) -> Imported {
-            let import = NewImport {
-                shop_id: &self.shop_id,
-                channel_id: &self.channel_id,
-                channel_order_id: self.channel_order_id.as_deref(),
-                requested_number: self.requested_number.as_deref(),
-            };
-            (self.reply, run(&import, self.build))
+    pub(crate) fn run_imports(
+        imports: Vec<ImportJob>,
+        run: impl for<'a> FnOnce(Vec<(NewImport<'a>, Build)>) -> anyhow::Result<Vec<ImportOutcome>>,
+    ) -> (Vec<Imported>, Option<anyhow::Error>) {
+        let mut replies = Vec::with_capacity(imports.len());
+        let mut owned = Vec::with_capacity(imports.len());
+        let mut builds = Vec::with_capacity(imports.len());
+        for job in imports {
+            replies.push(job.reply);
+            owned.push(job.import);
+            builds.push(job.build);
+        }
+        let batch = owned.iter().map(OwnedImport::as_new).zip(builds).collect();
+        let ran = run(batch).and_then(|outcomes| match outcomes.len() == replies.len() {
+            true => Ok(outcomes),
+            false => Err(anyhow::anyhow!("a batch of imports lost an answer")),
+        });
+        match ran {
+            Ok(outcomes) => (replies.into_iter().zip(outcomes).collect(), None),
+            Err(error) => {
+                let failed = replies
+                    .into_iter()
+                    .map(|reply| (reply, Err(ImportError::Store(anyhow::anyhow!("{error:#}")))))
+                    .collect();
+                (failed, Some(error))
+            }
         }
     }
 
@@ -2891,10 +3080,12 @@ mod batch {
         pub(crate) async fn import(&self, import: &NewImport<'_>, build: Build) -> Result<Order, ImportError> {
             let (reply, answer) = oneshot::channel();
             let job = ImportJob {
-                shop_id: import.shop_id.to_owned(),
-                channel_id: import.channel_id.to_owned(),
-                channel_order_id: import.channel_order_id.map(str::to_owned),
-                requested_number: import.requested_number.map(str::to_owned),
+                import: OwnedImport {
+                    shop_id: import.shop_id.to_owned(),
+                    channel_id: import.channel_id.to_owned(),
+                    channel_order_id: import.channel_order_id.map(str::to_owned),
+                    requested_number: import.requested_number.map(str::to_owned),
+                },
                 build,
                 reply,
                 sent_at: std::time::Instant::now(),

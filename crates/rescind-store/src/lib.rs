@@ -475,6 +475,7 @@ pub enum ImportError {
 
 /// An order to import: its shop, its channel and the channel's id of it, and the number it asks for
 /// (none: the shop's next).
+#[derive(Clone, Copy)]
 pub(crate) struct NewImport<'a> {
     pub(crate) shop_id: &'a str,
     pub(crate) channel_id: &'a str,
@@ -1012,27 +1013,29 @@ mod sqlite {
         batch::fail_imports(imports, error);
     }
 
-    /// Imports each order ([`import_into`]) under a savepoint of its own, so that one refused or
-    /// failed leaves the others in the group's transaction; answers what each came to, or an error
-    /// when the transaction can no longer be trusted (a savepoint that did not end).
+    /// Imports the group's orders ([`import_all`]) under a savepoint, so that a batch that fails
+    /// leaves the group's changes; answers what each came to (every import the batch's error when it
+    /// failed), or an error when the transaction can no longer be trusted (a savepoint that did not
+    /// end) — the imports then answered.
     fn import_on_handle(db: &rusqlite::Connection, imports: Vec<batch::ImportJob>) -> Result<Vec<batch::Imported>> {
-        let mut imported = Vec::with_capacity(imports.len());
-        for job in imports {
-            db.execute_batch("SAVEPOINT import")
-                .context("failed to start an import")?;
-            let (reply, result) =
-                job.run(|import, build| crate::rows::run_now(import_into(&mut Handle(db), import, build)));
-            let end = if result.is_ok() {
-                "RELEASE import"
-            } else {
-                "ROLLBACK TO import; RELEASE import"
-            };
-            let ended = db.execute_batch(end).context("failed to end an import");
-            imported.push((reply, result));
-            if let Err(error) = ended {
-                batch::answer_imports(imported, Some(&error));
-                return Err(error);
-            }
+        if imports.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Err(error) = db.execute_batch("SAVEPOINT imports") {
+            batch::fail_imports(imports, &format!("failed to start the imports: {error}"));
+            return Err(error.into());
+        }
+        let (imported, failure) = batch::run_imports(imports, |batch| {
+            crate::rows::run_now(import_all(&mut Handle(db), batch))
+        });
+        let end = match failure {
+            None => "RELEASE imports",
+            Some(_) => "ROLLBACK TO imports; RELEASE imports",
+        };
+        if let Err(error) = db.execute_batch(end) {
+            let error = anyhow::Error::from(error).context("failed to end the imports");
+            batch::answer_imports(imported, Some(&error));
+            return Err(error);
         }
         Ok(imported)
     }
@@ -1368,25 +1371,55 @@ mod sqlite {
     }
 
     impl ImportSink for Handle<'_> {
-        async fn order_of_channel_order(&mut self, channel_id: &str, channel_order_id: &str) -> Result<Option<String>> {
+        async fn orders_of_channel_orders(
+            &mut self,
+            keys: &[(&str, &str)],
+        ) -> Result<HashMap<(String, String), String>> {
             use rusqlite::OptionalExtension;
             let mut statement = self
                 .0
                 .prepare_cached("SELECT id FROM orders WHERE channel_id = $1 AND channel_order_id = $2")?;
-            Ok(statement
-                .query_row([channel_id, channel_order_id], |row| row.get(0))
-                .optional()?)
+            let mut found = HashMap::new();
+            for (channel_id, channel_order_id) in keys {
+                let id: Option<String> = statement
+                    .query_row([channel_id, channel_order_id], |row| row.get(0))
+                    .optional()?;
+                if let Some(id) = id {
+                    found.insert(((*channel_id).to_owned(), (*channel_order_id).to_owned()), id);
+                }
+            }
+            Ok(found)
         }
 
-        async fn take_order_number(&mut self, shop_id: &str) -> Result<i64> {
-            Ok(self
+        async fn next_order_numbers(&mut self, shop_ids: &[&str]) -> Result<HashMap<String, i64>> {
+            use rusqlite::OptionalExtension;
+            let mut statement = self
                 .0
-                .prepare_cached(TAKE_ORDER_NUMBER)?
-                .query_row([shop_id], |row| row.get(0))?)
+                .prepare_cached("SELECT next_order_number FROM shops WHERE id = $1")?;
+            let mut numbers = HashMap::new();
+            for shop_id in shop_ids {
+                if let Some(next) = statement.query_row([shop_id], |row| row.get(0)).optional()? {
+                    numbers.insert((*shop_id).to_owned(), next);
+                }
+            }
+            Ok(numbers)
         }
 
-        async fn name_changes(&mut self, order_id: &str, change_ids: &str) -> Result<()> {
-            self.0.prepare_cached(NAME_CHANGES)?.execute([change_ids, order_id])?;
+        async fn set_next_order_numbers(&mut self, numbers: &[(&str, i64)]) -> Result<()> {
+            let mut statement = self.0.prepare_cached(SET_NEXT_ORDER_NUMBER)?;
+            for (shop_id, next) in numbers {
+                statement.execute(rusqlite::params![next, shop_id])?;
+            }
+            Ok(())
+        }
+
+        async fn name_changes(&mut self, named: &[(&str, String)]) -> Result<()> {
+            let mut statement = self
+                .0
+                .prepare_cached("UPDATE orders SET change_ids = $1 WHERE id = $2")?;
+            for (order_id, change_ids) in named {
+                statement.execute([change_ids.as_str(), order_id])?;
+            }
             Ok(())
         }
     }
@@ -1538,34 +1571,38 @@ mod postgres {
     }
 
     impl Backend {
-        /// Imports an order in a transaction of its own, a statement at a time ([`import_into`]).
+        /// Imports an order in a transaction of its own ([`import_all`] of one).
         pub(crate) async fn import_order(
             &self,
             import: &NewImport<'_>,
             build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>> + Send + 'static,
         ) -> Result<Order, ImportError> {
             let mut tx = self.write.begin().await.context("failed to start the import")?;
-            match import_into(&mut Statements(&mut tx), import, build).await {
-                Ok(order) => {
-                    tx.commit().await.context("failed to commit the import")?;
-                    Ok(order)
+            match import_all(&mut Statements(&mut tx), vec![(*import, Box::new(build))]).await {
+                Ok(mut outcomes) => {
+                    let outcome = outcomes
+                        .pop()
+                        .unwrap_or_else(|| Err(ImportError::Store(anyhow::anyhow!("the import lost its answer"))));
+                    if outcome.is_ok() {
+                        tx.commit().await.context("failed to commit the import")?;
+                    }
+                    outcome
                 }
-                Err(ImportError::Store(error)) if is_unique_violation(&error) => {
+                Err(error) if is_unique_violation(&error) => {
                     // Another import of the same channel order got in first, between this one's look
                     // and its insert: say which order it made.
                     drop(tx);
                     let mut connection = self.write.acquire().await.context("failed to reconnect")?;
                     if let Some(channel_order_id) = import.channel_order_id {
-                        if let Some(existing_id) = Statements(&mut connection)
-                            .order_of_channel_order(import.channel_id, channel_order_id)
-                            .await?
-                        {
+                        let key = (import.channel_id, channel_order_id);
+                        let found = Statements(&mut connection).orders_of_channel_orders(&[key]).await?;
+                        if let Some(existing_id) = found.into_values().next() {
                             return Err(ImportError::Duplicate { existing_id });
                         }
                     }
                     Err(ImportError::Store(error))
                 }
-                Err(other) => Err(other),
+                Err(error) => Err(ImportError::Store(error)),
             }
         }
     }

@@ -212,7 +212,34 @@ async fn an_import_deducts_what_is_stocked_and_its_history_and_event_say_so(stor
     );
 }
 
+async fn concurrent_imports_deduct_one_sku_once_each(store: Store) {
+    let shop_id = open_shop(&store, "shop_shared_stock").await;
+    store.set_stock(&shop_id, "TEA-001", 20).await.expect("stock is set");
+    let imports = (0..6).map(|index| {
+        let store = store.clone();
+        let shop_id = shop_id.clone();
+        let mut new = new_order(&format!("ch_{shop_id}"));
+        new.deduct_inventory = true;
+        new.line_items[0].quantity = 3;
+        let channel_order_id = format!("CH-STOCK-{index}");
+        tokio::spawn(async move { import_as(&store, &shop_id, Some(&channel_order_id), new).await })
+    });
+    for import in imports {
+        let order = import.await.expect("the import ran").expect("the order is imported");
+        let history = store
+            .history(&shop_id, &order.id)
+            .await
+            .expect("read")
+            .expect("the order exists");
+        assert_eq!(history[1].kind, "stock.deducted");
+        assert!(!history[1].message.contains("Not stocked"), "{}", history[1].message);
+    }
+    let level = store.stock(&shop_id, "TEA-001").await.expect("read").expect("stocked");
+    assert_eq!(level.available, 2, "six orders of three taken from twenty (I1)");
+}
+
 on_both_backends!(
+    concurrent_imports_deduct_one_sku_once_each,
     concurrent_imports_of_one_channel_order_store_it_once_and_name_it_to_the_others,
     imports_without_a_number_take_the_shop_s_numbers_in_turn,
     a_refused_import_stores_nothing_and_takes_no_number,
