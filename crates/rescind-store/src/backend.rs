@@ -726,8 +726,9 @@ pub(crate) type ImportOutcome = Result<Order, ImportError>;
 trait ImportSink: Sink {
     /// The orders already imported from these channel orders, by channel and channel order id.
     async fn orders_of_channel_orders(&mut self, keys: &[(&str, &str)]) -> Result<HashMap<(String, String), String>>;
-    /// Each shop's next order number, locked for the transaction where the backend locks rows.
-    async fn next_order_numbers(&mut self, shop_ids: &[&str]) -> Result<HashMap<String, i64>>;
+    /// Each shop's next order number, the shops' rows locked for the transaction where the backend
+    /// locks rows (in id order).
+    async fn lock_shops(&mut self, shop_ids: &[&str]) -> Result<HashMap<String, i64>>;
     /// Moves each shop's next order number on to the one given.
     async fn set_next_order_numbers(&mut self, numbers: &[(&str, i64)]) -> Result<()>;
     /// Names each new order's history rows in its row (`change_ids`, migration 0012).
@@ -737,10 +738,17 @@ trait ImportSink: Sink {
 /// Stores new orders in the transaction `sink` writes in, each table's rows together: their rows,
 /// the stock they deduct (I1), their history rows (named by the orders' rows), their events and
 /// first workflow steps. An import of a channel order already stored — or stored by an import before
-/// it in the batch — is a duplicate; one whose `build` refuses it is invalid; neither writes anything
+/// it in the batch — is a duplicate (on PostgreSQL, with the shops' rows locked before the look, also
+/// one stored meanwhile by another process); one whose `build` refuses it is invalid; neither writes anything
 /// or takes a number, so the numbers the others take follow each other. An error of the database
 /// fails the whole batch (the caller rolls it back).
 async fn import_all<S: ImportSink>(sink: &mut S, imports: Vec<(NewImport<'_>, Build)>) -> Result<Vec<ImportOutcome>> {
+    // The shops first: their rows locked (on PostgreSQL) until the commit, so that no other import
+    // into them looks for the same channel order before this batch's is stored.
+    let mut shops: Vec<&str> = imports.iter().map(|(import, _)| import.shop_id).collect();
+    shops.sort_unstable();
+    shops.dedup();
+    let mut next_numbers = sink.lock_shops(&shops).await.context("failed to number the orders")?;
     let keys: Vec<(&str, &str)> = imports
         .iter()
         .filter_map(|(import, _)| Some((import.channel_id, import.channel_order_id?)))
@@ -749,18 +757,6 @@ async fn import_all<S: ImportSink>(sink: &mut S, imports: Vec<(NewImport<'_>, Bu
         HashMap::new()
     } else {
         sink.orders_of_channel_orders(&keys).await.context("failed to look for the orders")?
-    };
-    let mut numbered_shops: Vec<&str> = imports
-        .iter()
-        .filter(|(import, _)| import.requested_number.is_none())
-        .map(|(import, _)| import.shop_id)
-        .collect();
-    numbered_shops.sort_unstable();
-    numbered_shops.dedup();
-    let mut next_numbers = if numbered_shops.is_empty() {
-        HashMap::new()
-    } else {
-        sink.next_order_numbers(&numbered_shops).await.context("failed to number the orders")?
     };
     let taken_before = next_numbers.clone();
     // Each import's outcome, a stored one by its place in `stored`.
@@ -773,12 +769,12 @@ async fn import_all<S: ImportSink>(sink: &mut S, imports: Vec<(NewImport<'_>, Bu
             continue;
         }
         let number = match (import.requested_number, next_numbers.get(import.shop_id)) {
-            (Some(number), _) => number.to_owned(),
-            (None, Some(next)) => format!("#{next}"),
-            (None, None) => {
-                outcomes.push(Err(ImportError::Store(anyhow::anyhow!("no shop {} to number the order in", import.shop_id))));
+            (_, None) => {
+                outcomes.push(Err(ImportError::Store(anyhow::anyhow!("no shop {} to import into", import.shop_id))));
                 continue;
             }
+            (Some(number), Some(_)) => number.to_owned(),
+            (None, Some(next)) => format!("#{next}"),
         };
         match build(number) {
             Err(problems) => outcomes.push(Err(ImportError::Invalid(problems))),
@@ -1508,7 +1504,7 @@ impl ImportSink for Statements<'_> {
         Ok(found)
     }
 
-    async fn next_order_numbers(&mut self, shop_ids: &[&str]) -> Result<HashMap<String, i64>> {
+    async fn lock_shops(&mut self, shop_ids: &[&str]) -> Result<HashMap<String, i64>> {
         let mut query = QueryBuilder::<Db>::new("SELECT id, next_order_number FROM shops WHERE id IN (");
         push_in_list(&mut query, shop_ids.iter().map(|shop_id| (*shop_id).to_owned()));
         query.push(") ORDER BY id ");
@@ -1887,6 +1883,17 @@ impl Backend {
     pub(crate) async fn shop_setup(&self, shop_id: &str) -> Result<ShopSetup> {
         let mut connection = self.read.acquire().await?;
         load_shop_setup(&mut connection, shop_id).await
+    }
+
+    /// Imports an order through the writer: on SQLite in its next group's transaction
+    /// (`import_on_handle`), with the imports and changes that came with it under one commit and one
+    /// sync; on PostgreSQL in the next batch of imports (`start_imports`).
+    pub(crate) async fn import_order(
+        &self,
+        import: &NewImport<'_>,
+        build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>> + Send + 'static,
+    ) -> Result<Order, ImportError> {
+        self.batcher.import(import, Box::new(build)).await
     }
 
     /// Which of `order_ids` (in the shop) have a cancellation still processing: one indexed look at
@@ -2864,8 +2871,8 @@ mod batch {
         sent_at: std::time::Instant,
     }
 
-    /// An order to import in a group's transaction (on SQLite, whose writer writes imports too).
-    #[allow(dead_code)] // only SQLite's writer writes imports
+    /// An order to import: on SQLite in a group's transaction, on PostgreSQL in a batch of imports
+    /// of its own (the writer hands them on).
     pub(crate) struct ImportJob {
         import: OwnedImport,
         build: Build,
@@ -2874,7 +2881,7 @@ mod batch {
     }
 
     /// A [`NewImport`] that owns its text.
-    struct OwnedImport {
+    pub(crate) struct OwnedImport {
         shop_id: String,
         channel_id: String,
         channel_order_id: Option<String>,
@@ -2882,7 +2889,7 @@ mod batch {
     }
 
     impl OwnedImport {
-        fn as_new(&self) -> NewImport<'_> {
+        pub(crate) fn as_new(&self) -> NewImport<'_> {
             NewImport {
                 shop_id: &self.shop_id,
                 channel_id: &self.channel_id,
@@ -2893,16 +2900,14 @@ mod batch {
     }
 
     /// An import's answer, sent once its group is committed and synced.
-    #[allow(dead_code)] // only SQLite's writer writes imports
     pub(crate) type Imported = (oneshot::Sender<Result<Order, ImportError>>, Result<Order, ImportError>);
 
-    /// Runs a batch of imports with `run` (given each order to import and what builds it); answers
-    /// whom to tell what, and the batch's error when it failed (then every import's answer).
-    #[allow(dead_code)] // only SQLite's writer writes imports
-    pub(crate) fn run_imports(
-        imports: Vec<ImportJob>,
-        run: impl for<'a> FnOnce(Vec<(NewImport<'a>, Build)>) -> anyhow::Result<Vec<ImportOutcome>>,
-    ) -> (Vec<Imported>, Option<anyhow::Error>) {
+    /// A batch of imports taken apart: whom to answer, what to import and what builds each.
+    pub(crate) type SplitImports = (Vec<oneshot::Sender<Result<Order, ImportError>>>, Vec<OwnedImport>, Vec<Build>);
+
+    /// Takes a batch of imports apart, to run it (`owned` lent as [`NewImport`]s) and answer it
+    /// ([`answer_batch`]).
+    pub(crate) fn split_imports(imports: Vec<ImportJob>) -> SplitImports {
         let mut replies = Vec::with_capacity(imports.len());
         let mut owned = Vec::with_capacity(imports.len());
         let mut builds = Vec::with_capacity(imports.len());
@@ -2911,8 +2916,16 @@ mod batch {
             owned.push(job.import);
             builds.push(job.build);
         }
-        let batch = owned.iter().map(OwnedImport::as_new).zip(builds).collect();
-        let ran = run(batch).and_then(|outcomes| match outcomes.len() == replies.len() {
+        (replies, owned, builds)
+    }
+
+    /// Pairs each import's reply with its outcome, or with the batch's error when it failed (then
+    /// answered too).
+    pub(crate) fn answer_batch(
+        replies: Vec<oneshot::Sender<Result<Order, ImportError>>>,
+        ran: anyhow::Result<Vec<ImportOutcome>>,
+    ) -> (Vec<Imported>, Option<anyhow::Error>) {
+        let ran = ran.and_then(|outcomes| match outcomes.len() == replies.len() {
             true => Ok(outcomes),
             false => Err(anyhow::anyhow!("a batch of imports lost an answer")),
         });
@@ -2930,7 +2943,6 @@ mod batch {
 
     /// Answers each import: what it came to, unless its group was not committed (then the failure;
     /// an invalid order stays invalid whatever became of the group).
-    #[allow(dead_code)] // only SQLite's writer writes imports
     pub(crate) fn answer_imports(imported: Vec<Imported>, failure: Option<&anyhow::Error>) {
         for (reply, result) in imported {
             let result = match (result, failure) {
@@ -2943,7 +2955,6 @@ mod batch {
     }
 
     /// Tells each import its group failed before it ran.
-    #[allow(dead_code)] // only SQLite's writer writes imports
     pub(crate) fn fail_imports(imports: Vec<ImportJob>, error: &str) {
         for job in imports {
             let _ = job.reply.send(Err(ImportError::Store(anyhow::anyhow!("{error}"))));
@@ -3075,8 +3086,8 @@ mod batch {
     }
 
     impl Batcher {
-        /// Imports an order in a group's transaction; answers once it is committed and synced.
-        #[allow(dead_code)] // only SQLite's writer writes imports
+        /// Imports an order (on SQLite in a group's transaction, on PostgreSQL in a batch of imports
+        /// the writer hands on); answers once it is committed (and, on SQLite, synced).
         pub(crate) async fn import(&self, import: &NewImport<'_>, build: Build) -> Result<Order, ImportError> {
             let (reply, answer) = oneshot::channel();
             let job = ImportJob {
@@ -3168,7 +3179,6 @@ mod batch {
         }
 
         /// The imports that came with the group last taken, to write in its transaction.
-        #[allow(dead_code)] // only SQLite's writer writes imports
         pub(crate) fn take_imports(&mut self) -> Vec<ImportJob> {
             std::mem::take(&mut self.imports)
         }

@@ -832,18 +832,6 @@ mod sqlite {
         written
     }
 
-    impl Backend {
-        /// Imports an order in the group writer's next transaction ([`import_on_handle`]): with the
-        /// imports and changes that came with it, under one commit and one sync.
-        pub(crate) async fn import_order(
-            &self,
-            import: &NewImport<'_>,
-            build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>> + Send + 'static,
-        ) -> Result<Order, ImportError> {
-            self.batcher.import(import, Box::new(build)).await
-        }
-    }
-
     /// What `batch::run_group` decides and writes a group through (not used on SQLite, whose group
     /// writer runs on the writer's own handle).
     fn group_sink(connection: &mut Connection) -> Statements<'_> {
@@ -1025,9 +1013,10 @@ mod sqlite {
             batch::fail_imports(imports, &format!("failed to start the imports: {error}"));
             return Err(error.into());
         }
-        let (imported, failure) = batch::run_imports(imports, |batch| {
-            crate::rows::run_now(import_all(&mut Handle(db), batch))
-        });
+        let (replies, owned, builds) = batch::split_imports(imports);
+        let imports = owned.iter().map(batch::OwnedImport::as_new).zip(builds).collect();
+        let ran = crate::rows::run_now(import_all(&mut Handle(db), imports));
+        let (imported, failure) = batch::answer_batch(replies, ran);
         let end = match failure {
             None => "RELEASE imports",
             Some(_) => "ROLLBACK TO imports; RELEASE imports",
@@ -1391,7 +1380,7 @@ mod sqlite {
             Ok(found)
         }
 
-        async fn next_order_numbers(&mut self, shop_ids: &[&str]) -> Result<HashMap<String, i64>> {
+        async fn lock_shops(&mut self, shop_ids: &[&str]) -> Result<HashMap<String, i64>> {
             use rusqlite::OptionalExtension;
             let mut statement = self
                 .0
@@ -1570,51 +1559,42 @@ mod postgres {
         save_into(&mut Batched::new(connection), changes, leases, &GroupStock::default()).await
     }
 
-    impl Backend {
-        /// Imports an order in a transaction of its own ([`import_all`] of one).
-        pub(crate) async fn import_order(
-            &self,
-            import: &NewImport<'_>,
-            build: impl FnOnce(String) -> Result<(Order, HistoryEntry), Vec<String>> + Send + 'static,
-        ) -> Result<Order, ImportError> {
-            let mut tx = self.write.begin().await.context("failed to start the import")?;
-            match import_all(&mut Statements(&mut tx), vec![(*import, Box::new(build))]).await {
-                Ok(mut outcomes) => {
-                    let outcome = outcomes
-                        .pop()
-                        .unwrap_or_else(|| Err(ImportError::Store(anyhow::anyhow!("the import lost its answer"))));
-                    if outcome.is_ok() {
-                        tx.commit().await.context("failed to commit the import")?;
+    /// The most imports one PostgreSQL transaction takes.
+    const IMPORTS_MAX: usize = 256;
+
+    /// The imports the writer hands on ([`run_writer`]), written a batch at a time on a task of their
+    /// own — beside the change groups, on another connection — each batch in one transaction: the
+    /// imports that waited while the one before was written share its statements and its commit.
+    fn start_imports(pool: sqlx::Pool<Db>) -> tokio::sync::mpsc::Sender<batch::ImportJob> {
+        let (imports, mut queue) = tokio::sync::mpsc::channel::<batch::ImportJob>(IMPORTS_MAX * 16);
+        tokio::spawn(async move {
+            while let Some(first) = queue.recv().await {
+                let mut jobs = vec![first];
+                while jobs.len() < IMPORTS_MAX {
+                    match queue.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
                     }
-                    outcome
                 }
-                Err(error) if is_unique_violation(&error) => {
-                    // Another import of the same channel order got in first, between this one's look
-                    // and its insert: say which order it made.
-                    drop(tx);
-                    let mut connection = self.write.acquire().await.context("failed to reconnect")?;
-                    if let Some(channel_order_id) = import.channel_order_id {
-                        let key = (import.channel_id, channel_order_id);
-                        let found = Statements(&mut connection).orders_of_channel_orders(&[key]).await?;
-                        if let Some(existing_id) = found.into_values().next() {
-                            return Err(ImportError::Duplicate { existing_id });
-                        }
-                    }
-                    Err(ImportError::Store(error))
-                }
-                Err(error) => Err(ImportError::Store(error)),
+                let (replies, owned, builds) = batch::split_imports(jobs);
+                let imports = owned.iter().map(batch::OwnedImport::as_new).zip(builds).collect();
+                let ran = import_batch(&pool, imports).await;
+                let (imported, _) = batch::answer_batch(replies, ran);
+                batch::answer_imports(imported, None);
             }
-        }
+        });
+        imports
     }
 
-    /// Whether a write failed on a unique key.
-    fn is_unique_violation(error: &anyhow::Error) -> bool {
-        error.chain().any(|cause| {
-            cause
-                .downcast_ref::<sqlx::Error>()
-                .and_then(|error| error.as_database_error())
-                .is_some_and(|db| db.is_unique_violation())
-        })
+    /// Writes a batch of imports ([`import_all`]) in a transaction of its own; committed when any
+    /// was stored.
+    async fn import_batch(pool: &sqlx::Pool<Db>, imports: Vec<(NewImport<'_>, Build)>) -> Result<Vec<ImportOutcome>> {
+        let mut tx = pool.begin().await.context("failed to start the imports")?;
+        let outcomes = import_all(&mut Statements(&mut tx), imports).await?;
+        if outcomes.iter().any(Result::is_ok) {
+            tx.commit().await.context("failed to commit the imports")?;
+        }
+        Ok(outcomes)
     }
 
     /// What `batch::run_group` decides and writes a group through: one [`Batched`] for both — a
@@ -1963,6 +1943,7 @@ mod postgres {
     /// The group writer: runs each group of single-order changes in one transaction through sqlx,
     /// one group at a time, until the store closes.
     fn run_writer(pool: sqlx::Pool<Db>, mut groups: batch::Groups) {
+        let imports = start_imports(pool.clone());
         tokio::spawn(async move {
             let mut setups = batch::Setups::default();
             let mut next: Option<batch::Next> = None;
@@ -1974,6 +1955,12 @@ mod postgres {
                         None => break,
                     },
                 };
+                // Imports are written apart, in batches of their own.
+                for import in groups.take_imports() {
+                    if let Err(tokio::sync::mpsc::error::SendError(import)) = imports.send(import).await {
+                        batch::fail_imports(vec![import], "the importer has stopped");
+                    }
+                }
                 if !group.is_empty() {
                     next = batch::run_group(&pool, group, begun, &mut setups, &mut groups).await;
                 }
