@@ -592,17 +592,7 @@ async fn a_channel_created_after_the_writer_read_the_shop_s_setup_is_in_the_next
         created_at: now(),
     };
     store.create_channel(&quiet).await.expect("the channel is created");
-    let (owner, new) = (shop_id.clone(), common::new_order(&quiet.id));
-    let second = store
-        .import_order(&shop_id, None, &quiet.id, None, move |number| {
-            let order = new
-                .into_order(&owner, number, &mut RandomIds, now())
-                .map_err(|problems| problems.0)?;
-            Ok((
-                order,
-                HistoryEntry::new(now(), "order.imported", &Actor::System, "imported"),
-            ))
-        })
+    let second = common::try_import(&store, &shop_id, &quiet.id, None, common::new_order(&quiet.id))
         .await
         .expect("the order is imported");
 

@@ -1,34 +1,22 @@
 //! Importing orders on both backends: what one import writes (its row, its stock, its history, its
-//! event), and what concurrent or refused imports leave behind. SQLite writes an import on the writer
-//! connection's own handle, PostgreSQL through sqlx: both answer the same.
+//! event), and what concurrent or refused imports leave behind. Imports are written in batches through
+//! the writer — on SQLite in a group's transaction on the writer connection's own handle, on
+//! PostgreSQL in a transaction per batch through sqlx: both answer the same.
 
 mod common;
 
 use common::{new_order, open_shop, order_of};
-use rescind_domain::{Actor, HistoryEntry, Money, NewLineItem, NewOrder};
-use rescind_store::{now, ImportError, RandomIds, Store};
+use rescind_domain::{Money, NewLineItem, NewOrder};
+use rescind_store::{ImportError, Store};
 
 /// Imports `new` into the shop's own-store channel under `channel_order_id`, if any.
 async fn import_as(
     store: &Store,
     shop_id: &str,
     channel_order_id: Option<&str>,
-    mut new: NewOrder,
+    new: NewOrder,
 ) -> Result<rescind_domain::Order, ImportError> {
-    let channel_id = format!("ch_{shop_id}");
-    new.channel_order_id = channel_order_id.map(str::to_owned);
-    let owner = shop_id.to_owned();
-    store
-        .import_order(shop_id, channel_order_id, &channel_id, None, move |number| {
-            let order = new
-                .into_order(&owner, number, &mut RandomIds, now())
-                .map_err(|problems| problems.0)?;
-            Ok((
-                order,
-                HistoryEntry::new(now(), "order.imported", &Actor::System, "imported"),
-            ))
-        })
-        .await
+    common::try_import(store, shop_id, &format!("ch_{shop_id}"), channel_order_id, new).await
 }
 
 async fn concurrent_imports_of_one_channel_order_store_it_once_and_name_it_to_the_others(store: Store) {

@@ -6,7 +6,7 @@ use rescind_domain::{
     Actor, Address, ChannelKind, Currency, Customer, FinancialStatus, FulfillmentStatus, HistoryEntry, Money,
     NewLineItem, NewOrder, Order,
 };
-use rescind_store::{now, ApiToken, Channel, RandomIds, Settings, Shop, Store};
+use rescind_store::{now, ApiToken, Channel, ImportError, RandomIds, Settings, Shop, Store};
 use sqlx::Connection;
 
 /// An own-store order of ¥1,000 for `channel_id`.
@@ -85,10 +85,25 @@ pub async fn import_an_order(store: &Store, shop_id: &str) -> String {
 
 /// Imports `new` into the shop's own-store channel; answers the order.
 pub async fn import(store: &Store, shop_id: &str, new: NewOrder) -> Order {
-    let channel_id = format!("ch_{shop_id}");
+    let channel_id = new.channel_id.clone();
+    try_import(store, shop_id, &channel_id, None, new)
+        .await
+        .expect("the order is imported")
+}
+
+/// Imports `new` into `channel_id` of the shop under `channel_order_id`, if any; answers the order or
+/// why it was not stored.
+pub async fn try_import(
+    store: &Store,
+    shop_id: &str,
+    channel_id: &str,
+    channel_order_id: Option<&str>,
+    mut new: NewOrder,
+) -> Result<Order, ImportError> {
+    new.channel_order_id = channel_order_id.map(str::to_owned);
     let owner = shop_id.to_owned();
     store
-        .import_order(shop_id, None, &channel_id, None, move |number| {
+        .import_order(shop_id, channel_order_id, channel_id, None, move |number| {
             let order = new
                 .into_order(&owner, number, &mut RandomIds, now())
                 .map_err(|problems| problems.0)?;
@@ -98,7 +113,6 @@ pub async fn import(store: &Store, shop_id: &str, new: NewOrder) -> Order {
             ))
         })
         .await
-        .expect("the order is imported")
 }
 
 /// The URL of a fresh SQLite file in `folder`.
