@@ -1565,9 +1565,13 @@ mod postgres {
     /// The imports the writer hands on ([`run_writer`]), written a batch at a time on a task of their
     /// own — beside the change groups, on another connection — each batch in one transaction: the
     /// imports that waited while the one before was written share its statements and its commit.
-    fn start_imports(pool: sqlx::Pool<Db>) -> tokio::sync::mpsc::Sender<batch::ImportJob> {
+    /// Each batch runs as a task of its own, so that a `build` that panics fails its batch only. The
+    /// task ends once the sender is dropped and every batch sent is written.
+    fn start_imports(
+        pool: sqlx::Pool<Db>,
+    ) -> (tokio::sync::mpsc::Sender<batch::ImportJob>, tokio::task::JoinHandle<()>) {
         let (imports, mut queue) = tokio::sync::mpsc::channel::<batch::ImportJob>(IMPORTS_MAX * 16);
-        tokio::spawn(async move {
+        let importer = tokio::spawn(async move {
             while let Some(first) = queue.recv().await {
                 let mut jobs = vec![first];
                 while jobs.len() < IMPORTS_MAX {
@@ -1576,14 +1580,21 @@ mod postgres {
                         Err(_) => break,
                     }
                 }
-                let (replies, owned, builds) = batch::split_imports(jobs);
-                let imports = owned.iter().map(batch::OwnedImport::as_new).zip(builds).collect();
-                let ran = import_batch(&pool, imports).await;
-                let (imported, _) = batch::answer_batch(replies, ran);
-                batch::answer_imports(imported, None);
+                let pool = pool.clone();
+                let written = tokio::spawn(async move {
+                    let (replies, owned, builds) = batch::split_imports(jobs);
+                    let imports = owned.iter().map(batch::OwnedImport::as_new).zip(builds).collect();
+                    let ran = import_batch(&pool, imports).await;
+                    let (imported, _) = batch::answer_batch(replies, ran);
+                    batch::answer_imports(imported, None);
+                });
+                if let Err(error) = written.await {
+                    // Its callers hear that the writer stopped; the next batch goes on.
+                    tracing::error!(error = %error, "a batch of imports panicked; it was rolled back");
+                }
             }
         });
-        imports
+        (imports, importer)
     }
 
     /// Writes a batch of imports ([`import_all`]) in a transaction of its own; committed when any
@@ -1943,7 +1954,7 @@ mod postgres {
     /// The group writer: runs each group of single-order changes in one transaction through sqlx,
     /// one group at a time, until the store closes.
     fn run_writer(pool: sqlx::Pool<Db>, mut groups: batch::Groups) {
-        let imports = start_imports(pool.clone());
+        let (imports, importer) = start_imports(pool.clone());
         tokio::spawn(async move {
             let mut setups = batch::Setups::default();
             let mut next: Option<batch::Next> = None;
@@ -1965,6 +1976,9 @@ mod postgres {
                     next = batch::run_group(&pool, group, begun, &mut setups, &mut groups).await;
                 }
             }
+            // The imports handed on are written, and answered, before a closing caller hears.
+            drop(imports);
+            let _ = importer.await;
             groups.stopped();
         });
     }
@@ -2149,9 +2163,10 @@ impl Store {
     }
 
     /// Stores a new order. `build` receives the order number to use (the request's, or the next of
-    /// the shop's counter) and returns the order or its problems. On SQLite the import shares a
-    /// transaction with the imports and changes waiting with it (group commit), and `build` runs on
-    /// the group writer's thread; the answer still comes only once it is committed and synced.
+    /// the shop's counter) and returns the order or its problems. The import shares a transaction
+    /// with the imports waiting with it (on SQLite with the changes too: group commit), and `build`
+    /// runs on the writer's side (SQLite's writer thread, PostgreSQL's import task); the answer still
+    /// comes only once it is committed (and, on SQLite, synced).
     pub async fn import_order(
         &self,
         shop_id: &str,

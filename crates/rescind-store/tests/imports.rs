@@ -226,7 +226,27 @@ async fn concurrent_imports_deduct_one_sku_once_each(store: Store) {
     assert_eq!(level.available, 2, "six orders of three taken from twenty (I1)");
 }
 
+async fn an_import_whose_build_panics_fails_alone_and_later_imports_go_on(store: Store) {
+    let shop_id = open_shop(&store, "shop_panic").await;
+    let channel_id = format!("ch_{shop_id}");
+    let panicked = store
+        .import_order(&shop_id, Some("CH-PANIC"), &channel_id, None, |_number| {
+            panic!("a build that panics (this test's own)")
+        })
+        .await;
+    assert!(matches!(panicked, Err(ImportError::Store(_))), "{panicked:?}");
+    let order = import_as(&store, &shop_id, Some("CH-PANIC"), new_order(&channel_id))
+        .await
+        .expect("the next import is stored");
+    assert_eq!(
+        order.channel_order_id.as_deref(),
+        Some("CH-PANIC"),
+        "nothing of the panicked import was kept"
+    );
+}
+
 on_both_backends!(
+    an_import_whose_build_panics_fails_alone_and_later_imports_go_on,
     concurrent_imports_deduct_one_sku_once_each,
     concurrent_imports_of_one_channel_order_store_it_once_and_name_it_to_the_others,
     imports_without_a_number_take_the_shop_s_numbers_in_turn,
