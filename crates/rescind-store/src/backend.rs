@@ -58,6 +58,11 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
     ),
     (11, "attached_by_id", MigrationSql::Same(include_str!("../migrations/0011_attached_by_id.sql"))),
     (12, "history_by_id", MigrationSql::Same(include_str!("../migrations/0012_history_by_id.sql"))),
+    (
+        13,
+        "event_payload_from_history",
+        MigrationSql::Same(include_str!("../migrations/0013_event_payload_from_history.sql")),
+    ),
 ];
 
 /// A migration's SQL: one text for both databases (with the dialect's placeholders), or one each
@@ -610,12 +615,49 @@ async fn insert_history<S: Sink>(sink: &mut S, changes: &[(&Order, &[HistoryEntr
     Ok(numbered)
 }
 
-/// The outbox events (B4) that these changes' history lines announce.
-async fn insert_events_of<S: Sink>(sink: &mut S, changes: &[(&Order, &[HistoryEntry])]) -> Result<()> {
-    let entries: Vec<(&Order, &HistoryEntry)> =
-        changes.iter().flat_map(|(order, lines)| lines.iter().map(move |line| (*order, line))).collect();
+/// The outbox events (B4) that these changes' history lines announce, each naming its line: the
+/// history row `insert_history` numbered for its change (`new_changes`) and its place there.
+async fn insert_events_of<S: Sink>(
+    sink: &mut S,
+    changes: &[(&Order, &[HistoryEntry])],
+    new_changes: &NewChanges,
+) -> Result<()> {
+    // Each order's rows in the order `insert_history` inserted them: one per change with lines.
+    let mut taken: HashMap<&str, usize> = HashMap::new();
+    let mut entries: Vec<EventLine<'_>> = Vec::new();
+    for (order, lines) in changes {
+        if lines.is_empty() {
+            continue;
+        }
+        let place = taken.entry(order.id.as_str()).or_default();
+        let change_id = new_changes
+            .get(&order.id)
+            .and_then(|ids| ids.get(*place))
+            .copied()
+            .ok_or_else(|| anyhow::anyhow!("the history of order {} was not numbered", order.id))?;
+        *place += 1;
+        for (line_index, line) in lines.iter().enumerate() {
+            entries.push(EventLine {
+                order,
+                line,
+                change_id,
+                line_index: i64::try_from(line_index)?,
+            });
+        }
+    }
     insert_events(sink, &entries).await
 }
+
+/// A history line that may announce an event: its order, the line, its history row and its place.
+struct EventLine<'a> {
+    order: &'a Order,
+    line: &'a HistoryEntry,
+    change_id: i64,
+    line_index: i64,
+}
+
+/// The payload an event stores when it is built from its history line when read (migration 0013).
+const PAYLOAD_FROM_HISTORY: &str = "";
 
 /// What an outbox event carries about its order (B4), its fields in alphabetical order as the JSON
 /// object they were first written as; serialized from borrowed values, with no JSON tree in between.
@@ -630,46 +672,42 @@ struct EventPayload<'a> {
     order_status: &'a str,
 }
 
-/// An event about to be written: its order, the history line announcing it, its type and its id.
-type NewEvent<'a> = (&'a Order, &'a HistoryEntry, EventType, String);
+/// An event about to be written: its line, its type and its id.
+type NewEvent<'a> = (&'a EventLine<'a>, EventType, String);
 
 /// The outbox (B4): the events these history lines announce, and one delivery of each to every active
-/// webhook of its shop that wants it — in the transaction of the change itself.
-async fn insert_events<S: Sink>(sink: &mut S, entries: &[(&Order, &HistoryEntry)]) -> Result<()> {
+/// webhook of its shop that wants it — in the transaction of the change itself. An event stores its
+/// line's history row and place and the order's status, not its payload (migration 0013).
+async fn insert_events<S: Sink>(sink: &mut S, entries: &[EventLine<'_>]) -> Result<()> {
     let events: Vec<NewEvent<'_>> = entries
         .iter()
-        .filter_map(|(order, entry)| event_type(entry).map(|kind| (*order, *entry, kind, new_id("evt"))))
+        .filter_map(|entry| event_type(entry.line).map(|kind| (entry, kind, new_id("evt"))))
         .collect();
     if events.is_empty() {
         return Ok(());
     }
     let mut rows = Rows::new(
-        "INSERT INTO outbox_events (id, shop_id, order_id, type, at, payload, published_at) ",
-        7,
+        "INSERT INTO outbox_events (id, shop_id, order_id, type, at, payload, published_at, change_id, line_index, \
+         order_status) ",
+        10,
         DIALECT.outbox_turn,
     );
-    for (order, entry, kind, id) in &events {
-        let payload = serde_json::to_string(&EventPayload {
-            actor: &entry.actor,
-            channel_order_id: order.channel_order_id.as_deref(),
-            data: history_data_map(&entry.data),
-            message: &entry.message,
-            order_id: &order.id,
-            order_number: &order.number,
-            order_status: order.status.as_str(),
-        })
-        .context("failed to write an event's payload")?;
+    for (entry, kind, id) in &events {
+        let order = entry.order;
         rows.push([
             id.as_str().into(),
             order.shop_id.as_str().into(),
             order.id.as_str().into(),
             kind.as_str().into(),
-            entry.at.unix_micros().into(),
-            payload.into(),
+            entry.line.at.unix_micros().into(),
+            PAYLOAD_FROM_HISTORY.into(),
             None::<i64>.into(),
+            entry.change_id.into(),
+            entry.line_index.into(),
+            order.status.as_str().into(),
         ]);
     }
-    let mut shops: Vec<&str> = events.iter().map(|(order, ..)| order.shop_id.as_str()).collect();
+    let mut shops: Vec<&str> = events.iter().map(|(entry, ..)| entry.order.shop_id.as_str()).collect();
     shops.sort_unstable();
     shops.dedup();
     let (seqs, webhooks) = sink.insert_events(&rows, &shops).await.context("failed to write the outbox")?;
@@ -682,7 +720,8 @@ async fn insert_events<S: Sink>(sink: &mut S, entries: &[(&Order, &HistoryEntry)
         11,
         "",
     );
-    for (order, entry, kind, event_id) in &events {
+    for (entry, kind, event_id) in &events {
+        let order = entry.order;
         let mut wanted = webhooks
             .iter()
             .filter(|(_, shop_id, wanted)| *shop_id == order.shop_id && wanted.split(' ').any(|name| name == kind.as_str()))
@@ -706,8 +745,8 @@ async fn insert_events<S: Sink>(sink: &mut S, entries: &[(&Order, &HistoryEntry)
                 order.id.as_str().into(),
                 "pending".into(),
                 0_i64.into(),
-                entry.at.unix_micros().into(),
-                entry.at.unix_micros().into(),
+                entry.line.at.unix_micros().into(),
+                entry.line.at.unix_micros().into(),
             ]);
         }
     }
@@ -886,7 +925,7 @@ async fn write_stored_imports<S: ImportSink>(sink: &mut S, stored: &mut [(Order,
     if !named.is_empty() {
         sink.name_changes(&named).await.context("failed to name the orders' history")?;
     }
-    insert_events_of(sink, &imported).await?;
+    insert_events_of(sink, &imported, &new_changes).await?;
     let mut jobs = job_rows();
     for (order, _) in &imported {
         if rescind_domain::pending_work(order).is_some() {
@@ -1199,7 +1238,7 @@ async fn write_leased_changes<S: Sink>(
         })
         .collect();
     insert_sync_records(sink, &sync).await?;
-    insert_events_of(sink, &history).await
+    insert_events_of(sink, &history, &new_changes).await
 }
 
 /// Puts the saved changes back in the places of the decisions that made them (`Ok(())` marks a

@@ -4,9 +4,10 @@
 const WEBHOOK_COLUMNS: &str = "id, shop_id, url, events, secret, active, created_at";
 const DELIVERY_COLUMNS: &str = "id, webhook_id, event_id, event_seq, event_type, order_id, status, attempts, \
     next_attempt_at, last_status_code, last_error, created_at, delivered_at";
-const EVENT_COLUMNS: &str = "seq, id, shop_id, order_id, type, at, payload";
+const EVENT_COLUMNS: &str = "seq, id, shop_id, order_id, type, at, payload, change_id, line_index, order_status";
 /// [`EVENT_COLUMNS`] of the events table named `e` in a join.
-const JOINED_EVENT_COLUMNS: &str = "e.seq, e.id AS event_row_id, e.shop_id, e.order_id AS event_order_id, e.type, e.at, e.payload";
+const JOINED_EVENT_COLUMNS: &str = "e.seq, e.id AS event_row_id, e.shop_id, e.order_id AS event_order_id, e.type, e.at, \
+    e.payload, e.change_id, e.line_index, e.order_status";
 
 fn webhook_from_row(row: &<Db as Database>::Row) -> Result<crate::Webhook> {
     let events: String = row.try_get("events")?;
@@ -42,21 +43,111 @@ fn delivery_from_row(row: &<Db as Database>::Row) -> Result<crate::Delivery> {
     })
 }
 
-fn event_from_row(row: &<Db as Database>::Row) -> Result<crate::OutboxEvent> {
+/// Where the payload of an event that stored none comes from (migration 0013): its history line
+/// (the row's number and the line's place) and its order's status then.
+struct FromHistory {
+    change_id: i64,
+    line_index: i64,
+    order_status: String,
+}
+
+/// An event as read: whole, or still to get its payload from its history line ([`with_payloads`]).
+type ReadEvent = (crate::OutboxEvent, Option<FromHistory>);
+
+fn event_from_row(row: &<Db as Database>::Row) -> Result<ReadEvent> {
     event_from_named_row(row, "id", "order_id")
 }
 
-fn event_from_named_row(row: &<Db as Database>::Row, id: &str, order_id: &str) -> Result<crate::OutboxEvent> {
+fn event_from_named_row(row: &<Db as Database>::Row, id: &str, order_id: &str) -> Result<ReadEvent> {
     let payload: String = row.try_get("payload")?;
-    Ok(crate::OutboxEvent {
+    let from_history = if payload == PAYLOAD_FROM_HISTORY {
+        let change_id: Option<i64> = row.try_get("change_id")?;
+        let line_index: Option<i64> = row.try_get("line_index")?;
+        let order_status: Option<String> = row.try_get("order_status")?;
+        Some(FromHistory {
+            change_id: change_id.context("an outbox event names no history row")?,
+            line_index: line_index.context("an outbox event names no history line")?,
+            order_status: order_status.context("an outbox event keeps no order status")?,
+        })
+    } else {
+        None
+    };
+    let payload = match from_history {
+        Some(_) => serde_json::Value::Null,
+        None => serde_json::from_str(&payload).context("an outbox payload is not JSON")?,
+    };
+    let event = crate::OutboxEvent {
         seq: row.try_get("seq")?,
         id: row.try_get(id)?,
         shop_id: row.try_get("shop_id")?,
         order_id: row.try_get(order_id)?,
         event_type: row.try_get("type")?,
         at: time(row.try_get("at")?),
-        payload: serde_json::from_str(&payload).context("an outbox payload is not JSON")?,
-    })
+        payload,
+    };
+    Ok((event, from_history))
+}
+
+/// The events with their payloads: those that stored none get theirs from their history lines and
+/// their orders' rows, read for all of them at once — the same JSON object an event stored before.
+async fn with_payloads(connection: &mut Connection, read: Vec<ReadEvent>) -> Result<Vec<crate::OutboxEvent>> {
+    let mut change_ids: Vec<i64> = read.iter().filter_map(|(_, from)| Some(from.as_ref()?.change_id)).collect();
+    if change_ids.is_empty() {
+        return Ok(read.into_iter().map(|(event, _)| event).collect());
+    }
+    change_ids.sort_unstable();
+    change_ids.dedup();
+    let mut lines_by_change: HashMap<i64, Vec<HistoryEntry>> = HashMap::new();
+    for chunk in change_ids.chunks(IN_LIST_MAX) {
+        let mut query = QueryBuilder::<Db>::new("SELECT id, at, lines FROM order_changes WHERE id IN (");
+        let mut list = query.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        query.push(")");
+        for row in query.build().fetch_all(&mut *connection).await.context("failed to read the events' history")? {
+            let mut lines = Vec::new();
+            let text: String = row.try_get("lines")?;
+            history_lines_from_json(&text, time(row.try_get("at")?), &mut lines)?;
+            lines_by_change.insert(row.try_get("id")?, lines);
+        }
+    }
+    let order_ids: Vec<String> = read
+        .iter()
+        .filter(|(_, from)| from.is_some())
+        .filter_map(|(event, _)| event.order_id.clone())
+        .collect::<HashSet<String>>()
+        .into_iter()
+        .collect();
+    let mut orders: HashMap<String, (String, Option<String>)> = HashMap::new();
+    let select = "SELECT id, number, channel_order_id FROM orders WHERE id IN (".to_owned();
+    for row in rows_by_id(connection, select, order_ids).await.context("failed to read the events' orders")? {
+        orders.insert(row.try_get("id")?, (row.try_get("number")?, row.try_get("channel_order_id")?));
+    }
+    read.into_iter()
+        .map(|(mut event, from)| {
+            let Some(from) = from else { return Ok(event) };
+            let line = usize::try_from(from.line_index)
+                .ok()
+                .and_then(|index| lines_by_change.get(&from.change_id)?.get(index))
+                .with_context(|| format!("the history line of event {} is gone", event.id))?;
+            let order_id = event.order_id.as_deref().context("an event of no order names a history line")?;
+            let (number, channel_order_id) = orders
+                .get(order_id)
+                .with_context(|| format!("the order of event {} is gone", event.id))?;
+            event.payload = serde_json::to_value(EventPayload {
+                actor: &line.actor,
+                channel_order_id: channel_order_id.as_deref(),
+                data: history_data_map(&line.data),
+                message: &line.message,
+                order_id,
+                order_number: number,
+                order_status: &from.order_status,
+            })
+            .context("failed to build an event's payload")?;
+            Ok(event)
+        })
+        .collect()
 }
 
 impl Backend {
@@ -192,13 +283,15 @@ impl Backend {
             ));
             push_in_list(&mut query, claimed);
             query.push(") ORDER BY d.event_seq");
+            let mut claimed = Vec::new();
+            let mut events = Vec::new();
             for row in query.build().fetch_all(&mut *tx).await.context("failed to read claimed deliveries")? {
-                due.push(crate::DueDelivery {
-                    delivery: delivery_from_row(&row)?,
-                    url: row.try_get("webhook_url")?,
-                    secret: row.try_get("webhook_secret")?,
-                    event: event_from_named_row(&row, "event_row_id", "event_order_id")?,
-                });
+                claimed.push((delivery_from_row(&row)?, row.try_get("webhook_url")?, row.try_get("webhook_secret")?));
+                events.push(event_from_named_row(&row, "event_row_id", "event_order_id")?);
+            }
+            let events = with_payloads(&mut tx, events).await?;
+            for ((delivery, url, secret), event) in claimed.into_iter().zip(events) {
+                due.push(crate::DueDelivery { delivery, url, secret, event });
             }
         }
         tx.commit().await.context("failed to commit a delivery claim")?;
@@ -269,7 +362,9 @@ impl Backend {
         .fetch_all(&self.write)
         .await
         .context("failed to claim events to publish")?;
-        let mut events = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+        let read = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+        let mut connection = self.read.acquire().await?;
+        let mut events = with_payloads(&mut connection, read).await?;
         events.sort_by_key(|event| event.seq);
         Ok(events)
     }
@@ -305,7 +400,9 @@ impl Backend {
         // A consumer pages by sequence number: it must never see an event a crash could still take
         // back, whose number a later event would then reuse.
         self.make_seen_durable().await?;
-        rows.iter().map(event_from_row).collect()
+        let read = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+        let mut connection = self.read.acquire().await?;
+        with_payloads(&mut connection, read).await
     }
 
     /// Forgets what is older than [`crate::OUTBOX_RETENTION_S`]: finished deliveries, then events no

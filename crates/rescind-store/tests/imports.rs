@@ -192,11 +192,22 @@ async fn an_import_deducts_what_is_stocked_and_its_history_and_event_say_so(stor
     assert_eq!(stored.number, order.number);
     assert_eq!(stored.channel_order_id.as_deref(), Some("CH-3001"));
     let events = store.events(&shop_id, 0, 10).await.expect("the events are read");
-    assert!(
-        events
-            .iter()
-            .any(|event| event.event_type == "order.imported" && event.order_id.as_deref() == Some(order.id.as_str())),
-        "{events:?}"
+    let imported = events
+        .iter()
+        .find(|event| event.event_type == "order.imported" && event.order_id.as_deref() == Some(order.id.as_str()))
+        .unwrap_or_else(|| panic!("{events:?}"));
+    // Built from the history line and the order's row (migration 0013): the object events always carried.
+    assert_eq!(
+        imported.payload,
+        serde_json::json!({
+            "actor": "system",
+            "channel_order_id": "CH-3001",
+            "data": {},
+            "message": "imported",
+            "order_id": order.id,
+            "order_number": order.number,
+            "order_status": "open",
+        })
     );
 }
 
