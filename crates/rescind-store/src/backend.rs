@@ -3105,14 +3105,7 @@ mod batch {
                 reply,
                 sent_at: std::time::Instant::now(),
             };
-            self.jobs
-                .send(Message::Job(job))
-                .await
-                .map_err(|_| anyhow::anyhow!("the database writer has stopped"))?;
-            match answer
-                .await
-                .map_err(|_| anyhow::anyhow!("the database writer has stopped"))?
-            {
+            match self.ask(Message::Job(job), answer).await? {
                 Outcome::Changed(change, kept) => Ok((*change, kept)),
                 Outcome::Refused(refusal) => match refusal.downcast::<E>() {
                     Ok(refusal) => Err(ChangeError::Refused(*refusal)),
@@ -3140,11 +3133,16 @@ mod batch {
                 reply,
                 sent_at: std::time::Instant::now(),
             };
+            self.ask(Message::Import(job), answer).await?
+        }
+
+        /// Sends the writer `message` and waits for its answer.
+        async fn ask<T>(&self, message: Message, answer: oneshot::Receiver<T>) -> anyhow::Result<T> {
             self.jobs
-                .send(Message::Import(job))
+                .send(message)
                 .await
                 .map_err(|_| anyhow::anyhow!("the database writer has stopped"))?;
-            answer.await.map_err(|_| anyhow::anyhow!("the database writer has stopped"))?
+            answer.await.map_err(|_| anyhow::anyhow!("the database writer has stopped"))
         }
 
         /// Stops the writer once the changes already sent are written, and lets it free what it keeps
