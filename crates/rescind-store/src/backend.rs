@@ -371,18 +371,39 @@ const IN_LIST_MAX: usize = 4096;
 /// (a value listed twice matches nothing more), so that lists of every length share a few prepared
 /// statements; an empty list is `NULL`, which matches nothing.
 fn push_in_list(query: &mut QueryBuilder<'_, Db>, values: impl IntoIterator<Item = String>) {
-    let mut values: Vec<String> = values.into_iter().collect();
-    if let Some(last) = values.last().cloned() {
-        values.resize(values.len().next_power_of_two(), last);
-    }
+    let values: Vec<String> = values.into_iter().collect();
     if values.is_empty() {
         query.push("NULL");
         return;
     }
     let mut list = query.separated(", ");
-    for value in values {
-        list.push_bind(value);
+    for value in padded(&values) {
+        list.push_bind(value.clone());
     }
+}
+
+/// `items` and then its last item again up to a power-of-two length: a list of any length as one of
+/// a few statement shapes (see [`push_in_list`]); nothing when `items` is empty.
+fn padded<T>(items: &[T]) -> impl Iterator<Item = &T> {
+    let extra = items.len().next_power_of_two() - items.len();
+    items.iter().chain(items.last().into_iter().flat_map(move |last| std::iter::repeat_n(last, extra)))
+}
+
+/// The history rows (`order_changes`) numbered `ids`: each row's number, time and lines as stored.
+async fn order_changes_by_id(connection: &mut Connection, ids: &[i64]) -> Result<Vec<(i64, i64, String)>> {
+    let mut changes = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_LIST_MAX) {
+        let mut query = QueryBuilder::<Db>::new("SELECT id, at, lines FROM order_changes WHERE id IN (");
+        let mut list = query.separated(", ");
+        for id in padded(chunk) {
+            list.push_bind(*id);
+        }
+        query.push(")");
+        for row in query.build().fetch_all(&mut *connection).await? {
+            changes.push((row.try_get("id")?, row.try_get("at")?, row.try_get("lines")?));
+        }
+    }
+    Ok(changes)
 }
 
 /// The condition that picks the shop's orders of `ids`: by the primary key, the shop checked on the
@@ -1525,10 +1546,8 @@ impl ImportSink for Statements<'_> {
         for chunk in keys.chunks(IN_LIST_MAX / 2) {
             let mut query =
                 QueryBuilder::<Db>::new("SELECT channel_id, channel_order_id, id FROM orders WHERE (channel_id, channel_order_id) IN (");
-            // Padded to a power of two with the last key, so that a few shapes stay prepared.
-            let padded = chunk.len().next_power_of_two();
             let mut list = query.separated(", ");
-            for (channel_id, channel_order_id) in chunk.iter().chain(std::iter::repeat_n(&chunk[chunk.len() - 1], padded - chunk.len())) {
+            for (channel_id, channel_order_id) in padded(chunk) {
                 list.push("(");
                 list.push_bind_unseparated(*channel_id);
                 list.push_unseparated(", ");
@@ -1564,17 +1583,12 @@ impl ImportSink for Statements<'_> {
 
     async fn name_changes(&mut self, named: &[(&str, String)]) -> Result<()> {
         for chunk in named.chunks(IN_LIST_MAX / 4) {
-            // Padded to a power of two with the last order, so that a few shapes stay prepared.
-            let padded: Vec<&(&str, String)> = chunk
-                .iter()
-                .chain(std::iter::repeat_n(&chunk[chunk.len() - 1], chunk.len().next_power_of_two() - chunk.len()))
-                .collect();
             let mut query = QueryBuilder::<Db>::new("UPDATE orders SET change_ids = CASE id");
-            for (order_id, change_ids) in &padded {
+            for (order_id, change_ids) in padded(chunk) {
                 query.push(" WHEN ").push_bind(*order_id).push(" THEN ").push_bind(change_ids.as_str());
             }
             query.push(" END WHERE id IN (");
-            push_in_list(&mut query, padded.iter().map(|(order_id, _)| (*order_id).to_owned()));
+            push_in_list(&mut query, chunk.iter().map(|(order_id, _)| (*order_id).to_owned()));
             query.push(")");
             query.build().execute(&mut *self.0).await?;
         }
@@ -2041,19 +2055,9 @@ impl Backend {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut changes: Vec<(i64, i64, String)> = Vec::new();
-        for chunk in change_ids_from_text(change_ids.as_deref())?.chunks(IN_LIST_MAX) {
-            let mut query = QueryBuilder::<Db>::new("SELECT id, at, lines FROM order_changes WHERE id IN (");
-            let mut list = query.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            query.push(")");
-            let rows = query.build().fetch_all(&mut *snapshot).await.context("failed to load the history")?;
-            for row in rows {
-                changes.push((row.try_get("id")?, row.try_get("at")?, row.try_get("lines")?));
-            }
-        }
+        let mut changes = order_changes_by_id(&mut snapshot, &change_ids_from_text(change_ids.as_deref())?)
+            .await
+            .context("failed to load the history")?;
         // In the order the changes were made.
         changes.sort_unstable_by_key(|(id, ..)| *id);
         for (_, at, change) in &changes {

@@ -98,19 +98,11 @@ async fn with_payloads(connection: &mut Connection, read: Vec<ReadEvent>) -> Res
     change_ids.sort_unstable();
     change_ids.dedup();
     let mut lines_by_change: HashMap<i64, Vec<HistoryEntry>> = HashMap::new();
-    for chunk in change_ids.chunks(IN_LIST_MAX) {
-        let mut query = QueryBuilder::<Db>::new("SELECT id, at, lines FROM order_changes WHERE id IN (");
-        let mut list = query.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        query.push(")");
-        for row in query.build().fetch_all(&mut *connection).await.context("failed to read the events' history")? {
-            let mut lines = Vec::new();
-            let text: String = row.try_get("lines")?;
-            history_lines_from_json(&text, time(row.try_get("at")?), &mut lines)?;
-            lines_by_change.insert(row.try_get("id")?, lines);
-        }
+    let changes = order_changes_by_id(connection, &change_ids).await.context("failed to read the events' history")?;
+    for (id, at, text) in changes {
+        let mut lines = Vec::new();
+        history_lines_from_json(&text, time(at), &mut lines)?;
+        lines_by_change.insert(id, lines);
     }
     let order_ids: Vec<String> = read
         .iter()
