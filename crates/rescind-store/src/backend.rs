@@ -1417,9 +1417,9 @@ struct PutBack {
 }
 
 impl GroupStock {
-    /// Reads what is not known yet of the shop's `skus` and of the proofs of `order_ids`: one
-    /// statement (per [`IN_LIST_MAX`] SKUs).
-    async fn learn<S: Sink>(&mut self, sink: &mut S, shop_id: &str, order_ids: &[&str], skus: &[&str]) -> Result<()> {
+    /// Reads what is not known yet of the shop's `skus` and of the proofs of `orders`' current
+    /// cancellations (order, cancellation): one statement (per [`IN_LIST_MAX`] SKUs).
+    async fn learn<S: Sink>(&mut self, sink: &mut S, shop_id: &str, orders: &[(&str, &str)], skus: &[&str]) -> Result<()> {
         let mut skus: Vec<&str> = skus
             .iter()
             .copied()
@@ -1427,21 +1427,22 @@ impl GroupStock {
             .collect();
         skus.sort_unstable();
         skus.dedup();
-        let mut order_ids: Vec<&str> = order_ids.iter().copied().filter(|id| !self.proofs.contains_key(*id)).collect();
-        order_ids.sort_unstable();
-        order_ids.dedup();
+        let mut unknown: Vec<(&str, &str)> =
+            orders.iter().copied().filter(|(order_id, _)| !self.proofs.contains_key(*order_id)).collect();
+        unknown.sort_unstable();
+        unknown.dedup();
         let mut chunks: Vec<&[&str]> = skus.chunks(IN_LIST_MAX).collect();
-        if chunks.is_empty() && !order_ids.is_empty() {
+        if chunks.is_empty() && !unknown.is_empty() {
             chunks.push(&[]);
         }
         for (index, chunk) in chunks.into_iter().enumerate() {
-            let orders: &[&str] = if index == 0 { &order_ids } else { &[] };
+            let orders: &[(&str, &str)] = if index == 0 { &unknown } else { &[] };
             let known = sink.stock_and_proofs(shop_id, chunk, orders).await.context("failed to read stock")?;
             for sku in chunk {
                 let stocked = known.stocked.iter().any(|stocked| stocked == sku);
                 self.stocked.insert((shop_id.to_owned(), (*sku).to_owned()), stocked);
             }
-            for order_id in orders {
+            for (order_id, _) in orders {
                 self.proofs.entry((*order_id).to_owned()).or_default();
             }
             for (order_id, cancellation_id, sku) in known.proofs {
@@ -1460,8 +1461,8 @@ impl GroupStock {
             return Ok(report);
         }
         let skus: Vec<&str> = quantities.iter().map(|(sku, _)| sku.as_str()).collect();
-        self.learn(sink, &order.shop_id, &[order.id.as_str()], &skus).await?;
         let cancellation_id = order.cancellation.as_ref().map(|c| c.id.as_str()).unwrap_or_default();
+        self.learn(sink, &order.shop_id, &[(order.id.as_str(), cancellation_id)], &skus).await?;
         let proofs = self.proofs.get(&order.id);
         for (sku, quantity) in quantities {
             let stocked = self.stocked.get(&(order.shop_id.clone(), sku.clone())).copied().unwrap_or(false);
@@ -1676,9 +1677,14 @@ impl Sink for Statements<'_> {
         Ok(())
     }
 
-    async fn stock_and_proofs(&mut self, shop_id: &str, skus: &[&str], order_ids: &[&str]) -> Result<crate::rows::StockAndProofs> {
+    async fn stock_and_proofs(
+        &mut self,
+        shop_id: &str,
+        skus: &[&str],
+        orders: &[(&str, &str)],
+    ) -> Result<crate::rows::StockAndProofs> {
         // One statement for both: the levels locked in SKU order (two transactions moving the same
-        // SKUs never wait on each other crosswise), then the orders' proofs.
+        // SKUs never wait on each other crosswise), then the cancellations' proofs.
         let mut query = QueryBuilder::<Db>::new("WITH locked AS (SELECT sku FROM inventory WHERE shop_id = ");
         query.push_bind(shop_id.to_owned());
         query.push(" AND sku IN (");
@@ -1687,12 +1693,29 @@ impl Sink for Statements<'_> {
         query.push(DIALECT.lock_order);
         query.push(
             ") SELECT sku, NULL AS order_id, NULL AS cancellation_id FROM locked \
-             UNION ALL SELECT sku, order_id, cancellation_id FROM restocks WHERE order_id IN (",
+             UNION ALL SELECT sku, order_id, cancellation_id FROM restocks WHERE ",
         );
-        push_in_list(&mut query, order_ids.iter().map(|id| (*id).to_owned()));
-        query.push(")");
+        // By the primary key's first two columns, and planned for each statement's values on the
+        // table as it is (not prepared): by order alone, PostgreSQL guessed that 32 orders match a
+        // fifth of a table not analyzed yet and read it whole, and a prepared statement kept the
+        // plan it made while the table was small — a newly filled table was read whole for every
+        // group (BENCHMARKS.md; `tests/query_plans.rs`).
+        if orders.is_empty() {
+            query.push("FALSE");
+        } else {
+            query.push("(order_id, cancellation_id) IN (");
+            let mut pairs = query.separated(", ");
+            for (order_id, cancellation_id) in padded(orders) {
+                pairs.push("(");
+                pairs.push_bind_unseparated((*order_id).to_owned());
+                pairs.push_unseparated(", ");
+                pairs.push_bind_unseparated((*cancellation_id).to_owned());
+                pairs.push_unseparated(")");
+            }
+            query.push(")");
+        }
         let mut known = crate::rows::StockAndProofs::default();
-        for row in query.build().fetch_all(&mut *self.0).await? {
+        for row in query.build().persistent(false).fetch_all(&mut *self.0).await? {
             let sku: String = row.try_get("sku")?;
             match (row.try_get::<Option<String>, _>("order_id")?, row.try_get::<Option<String>, _>("cancellation_id")?) {
                 (Some(order_id), Some(cancellation_id)) => known.proofs.push((order_id, cancellation_id, sku)),
@@ -3370,16 +3393,17 @@ mod batch {
     /// decide on: each shop's levels of the SKUs their orders hold back and those orders' proofs.
     /// On PostgreSQL one round trip per shop instead of one per restock.
     async fn learn_restocks<S: Sink>(sink: &mut S, stock: &mut GroupStock, wanted: RestocksWanted) -> anyhow::Result<()> {
-        for (shop_id, (order_ids, skus)) in wanted {
-            let order_ids: Vec<&str> = order_ids.iter().map(String::as_str).collect();
+        for (shop_id, (orders, skus)) in wanted {
+            let orders: Vec<(&str, &str)> = orders.iter().map(|(order, cancellation)| (order.as_str(), cancellation.as_str())).collect();
             let skus: Vec<&str> = skus.iter().map(String::as_str).collect();
-            stock.learn(sink, &shop_id, &order_ids, &skus).await?;
+            stock.learn(sink, &shop_id, &orders, &skus).await?;
         }
         Ok(())
     }
 
-    /// Each shop's orders whose restocks a group may run, and the SKUs they hold back.
-    type RestocksWanted = std::collections::BTreeMap<String, (Vec<String>, Vec<String>)>;
+    /// Each shop's orders whose restocks a group may run (with their current cancellations), and
+    /// the SKUs they hold back.
+    type RestocksWanted = std::collections::BTreeMap<String, (Vec<(String, String)>, Vec<String>)>;
 
     /// The orders of the group's restocks and the SKUs they hold back, by shop in one order (so that
     /// two groups lock their levels in one order).
@@ -3399,8 +3423,9 @@ mod batch {
             if !may_restock {
                 continue;
             }
-            let (order_ids, skus) = wanted.entry(order.shop_id.clone()).or_default();
-            order_ids.push(order.id.clone());
+            let (orders, skus) = wanted.entry(order.shop_id.clone()).or_default();
+            let cancellation_id = order.cancellation.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+            orders.push((order.id.clone(), cancellation_id));
             // What the order holds back: all of it, or a partial cancellation's lines (B1).
             skus.extend(order.stock_snapshot.iter().map(|(sku, _)| sku.clone()));
             skus.extend(order.current_restock_quantities().into_iter().map(|(sku, _)| sku));

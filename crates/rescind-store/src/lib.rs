@@ -1483,7 +1483,7 @@ mod sqlite {
             &mut self,
             shop_id: &str,
             skus: &[&str],
-            order_ids: &[&str],
+            orders: &[(&str, &str)],
         ) -> Result<crate::rows::StockAndProofs> {
             // In process, a statement per SKU and per order costs less than building one for them all.
             let mut stocked = self
@@ -1491,16 +1491,17 @@ mod sqlite {
                 .prepare_cached("SELECT 1 FROM inventory WHERE shop_id = $1 AND sku = $2")?;
             let mut proofs = self
                 .0
-                .prepare_cached("SELECT cancellation_id, sku FROM restocks WHERE order_id = $1")?;
+                .prepare_cached("SELECT sku FROM restocks WHERE order_id = $1 AND cancellation_id = $2")?;
             let mut known = crate::rows::StockAndProofs::default();
             for sku in skus {
                 if stocked.exists([shop_id, sku])? {
                     known.stocked.push((*sku).to_owned());
                 }
             }
-            for order_id in order_ids {
-                let rows =
-                    proofs.query_map([order_id], |row| Ok(((*order_id).to_owned(), row.get(0)?, row.get(1)?)))?;
+            for (order_id, cancellation_id) in orders {
+                let rows = proofs.query_map([order_id, cancellation_id], |row| {
+                    Ok(((*order_id).to_owned(), (*cancellation_id).to_owned(), row.get(0)?))
+                })?;
                 for proof in rows {
                     known.proofs.push(proof?);
                 }
@@ -1894,12 +1895,12 @@ mod postgres {
             &mut self,
             shop_id: &str,
             skus: &[&str],
-            order_ids: &[&str],
+            orders: &[(&str, &str)],
         ) -> Result<crate::rows::StockAndProofs> {
             // A read sees what is held: it is sent first.
             self.flush().await?;
             Statements(&mut *self.connection)
-                .stock_and_proofs(shop_id, skus, order_ids)
+                .stock_and_proofs(shop_id, skus, orders)
                 .await
         }
 

@@ -153,9 +153,14 @@ pub(crate) trait Sink {
     /// Forgets the workflow jobs of these orders.
     async fn delete_jobs(&mut self, order_ids: &[&str]) -> Result<()>;
     /// The SKUs of `skus` the shop stocks, their levels locked for the transaction (in SKU order,
-    /// where the backend locks rows), and every restock proof of these orders (I2) — what a group's
-    /// restocks decide on, read for all of them at once.
-    async fn stock_and_proofs(&mut self, shop_id: &str, skus: &[&str], order_ids: &[&str]) -> Result<StockAndProofs>;
+    /// where the backend locks rows), and every restock proof of these (order, cancellation) pairs
+    /// (I2) — what a group's restocks decide on, read for all of them at once.
+    async fn stock_and_proofs(
+        &mut self,
+        shop_id: &str,
+        skus: &[&str],
+        orders: &[(&str, &str)],
+    ) -> Result<StockAndProofs>;
     /// [`Sink::add_stock`] for SKUs known to be stocked (their levels locked in this transaction):
     /// with nothing to answer, a sink that holds its writes holds this one too.
     async fn add_known_stock(&mut self, shop_id: &str, deltas: &[(&str, i64)], at: i64) -> Result<()> {
