@@ -121,18 +121,8 @@ async fn a_group_s_orders_are_locked_by_their_key_not_by_reading_their_whole_sho
         "SELECT id FROM orders WHERE id IN ({}) AND shop_id || '' = $1 ORDER BY id FOR UPDATE",
         keys.join(", ")
     );
-    let explained = format!("EXPLAIN {statement}");
-    let mut explain = sqlx::query(&explained).bind(&shop);
-    for id in ids.iter().take(32) {
-        explain = explain.bind(id);
-    }
-    let plan: Vec<String> = explain
-        .fetch_all(&mut raw)
-        .await
-        .expect("explained")
-        .iter()
-        .map(|row| row.get::<String, _>(0))
-        .collect();
+    let values: Vec<String> = std::iter::once(shop.clone()).chain(ids.iter().take(32).cloned()).collect();
+    let plan = explain(&mut raw, &statement, &values).await;
     assert!(plan.iter().any(|step| step.contains("orders_pkey")), "{plan:#?}");
     assert!(
         !plan.iter().any(|step| step.contains("orders_by_shop")),
