@@ -121,7 +121,9 @@ async fn a_group_s_orders_are_locked_by_their_key_not_by_reading_their_whole_sho
         "SELECT id FROM orders WHERE id IN ({}) AND shop_id || '' = $1 ORDER BY id FOR UPDATE",
         keys.join(", ")
     );
-    let values: Vec<String> = std::iter::once(shop.clone()).chain(ids.iter().take(32).cloned()).collect();
+    let values: Vec<String> = std::iter::once(shop.clone())
+        .chain(ids.iter().take(32).cloned())
+        .collect();
     let plan = explain(&mut raw, &statement, &values).await;
     assert!(plan.iter().any(|step| step.contains("orders_pkey")), "{plan:#?}");
     assert!(
