@@ -96,20 +96,20 @@ const SHOP_ORDERS: usize = 400;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_s_orders_are_locked_by_their_key_not_by_reading_their_whole_shop_on_postgres() {
-    let Some(schema) = PostgresSchema::create().await else {
-        return;
-    };
-    let store = Store::open(&schema.url).await.expect("the store opens");
     // A shop of many orders in a table not analyzed yet (as a freshly filled one is until autovacuum's
     // next round): PostgreSQL then guesses that a shop holds 0.5 % of the orders — the case where a
     // plan reading the shop's part of `orders_by_shop` beside the key looks cheap, and is not. (Many
     // shops of few orders and one large one mislead it the same way once analyzed.)
-    let shop = open_shop(&store, "shop_large").await;
-    let mut ids = Vec::new();
-    for _ in 0..SHOP_ORDERS {
-        ids.push(import_an_order(&store, &shop).await);
-    }
-    let mut raw = sqlx::PgConnection::connect(&schema.url).await.expect("connected");
+    let Some(OnPostgres {
+        schema,
+        store,
+        shop,
+        orders: ids,
+        mut raw,
+    }) = shop_on_postgres("shop_large", SHOP_ORDERS).await
+    else {
+        return;
+    };
     // The plan a prepared statement settles on after its first executions: made without the values;
     // and by an index, as for a table too large to read whole (this one is not).
     for setting in ["SET plan_cache_mode = force_generic_plan", "SET enable_seqscan = off"] {
@@ -140,18 +140,18 @@ const RESTOCKS: usize = 20_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_s_restock_proofs_are_read_by_key_from_a_large_restocks_table_not_analyzed_yet_on_postgres() {
-    let Some(schema) = PostgresSchema::create().await else {
-        return;
-    };
-    let store = Store::open(&schema.url).await.expect("the store opens");
     // A `restocks` table filled since the database was made and not analyzed yet (autovacuum's next
     // round is up to a minute away; a benchmark's run is over by then).
-    let shop = open_shop(&store, "shop_restocks").await;
-    let mut orders = Vec::new();
-    for _ in 0..16 {
-        orders.push(import_an_order(&store, &shop).await);
-    }
-    let mut raw = sqlx::PgConnection::connect(&schema.url).await.expect("connected");
+    let Some(OnPostgres {
+        schema,
+        store,
+        orders,
+        mut raw,
+        ..
+    }) = shop_on_postgres("shop_restocks", 16).await
+    else {
+        return;
+    };
     sqlx::query(
         "INSERT INTO restocks (order_id, cancellation_id, sku, quantity, at) \
          SELECT ($1::text[])[1 + n % 16], 'can_' || n, 'TEA-001', 1, 0 FROM generate_series(1, $2) AS n",
@@ -195,6 +195,35 @@ async fn a_group_s_restock_proofs_are_read_by_key_from_a_large_restocks_table_no
     raw.close().await.expect("closed");
     store.close().await;
     schema.drop().await;
+}
+
+/// A store on a PostgreSQL schema of its own, with a shop and its imported orders, and a connection
+/// of its own beside the store.
+struct OnPostgres {
+    schema: PostgresSchema,
+    store: Store,
+    shop: String,
+    orders: Vec<String>,
+    raw: sqlx::PgConnection,
+}
+
+/// [`OnPostgres`] with `orders` orders imported into `shop_id`; `None` when no PostgreSQL is set.
+async fn shop_on_postgres(shop_id: &str, orders: usize) -> Option<OnPostgres> {
+    let schema = PostgresSchema::create().await?;
+    let store = Store::open(&schema.url).await.expect("the store opens");
+    let shop = open_shop(&store, shop_id).await;
+    let mut ids = Vec::with_capacity(orders);
+    for _ in 0..orders {
+        ids.push(import_an_order(&store, &shop).await);
+    }
+    let raw = sqlx::PgConnection::connect(&schema.url).await.expect("connected");
+    Some(OnPostgres {
+        schema,
+        store,
+        shop,
+        orders: ids,
+        raw,
+    })
 }
 
 /// PostgreSQL's plan for `statement` with `values` bound, one line per step.
