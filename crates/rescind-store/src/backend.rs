@@ -434,6 +434,42 @@ async fn load_orders_for_change(connection: &mut Connection, shop_id: &str, ids:
     complete_orders(connection, rows).await
 }
 
+/// [`load_orders_for_change`] for the group writer on PostgreSQL, which also takes `numbers` history
+/// row numbers (`order_changes.id`) from their sequence in the same statement, once every order is
+/// locked: the group's history rows are then written with the rest of its write instead of in a round
+/// trip of their own, whose only purpose was to learn the numbers the order's row names
+/// (`change_ids`). Taken under the orders' locks, an order's history rows still number in the order
+/// its changes commit, which its history is read in. Numbers not used are skipped, as a rolled-back
+/// insert's are. The numbers come back in ascending order.
+async fn load_orders_numbering_changes(
+    connection: &mut Connection,
+    shop_id: &str,
+    ids: &[String],
+    numbers: usize,
+) -> Result<(Vec<Order>, Vec<i64>)> {
+    let mut sorted: Vec<&String> = ids.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let mut query = QueryBuilder::<Db>::new(format!("WITH locked AS (SELECT {ORDER_COLUMNS} FROM orders WHERE "));
+    push_orders_of_shop(&mut query, shop_id, sorted.into_iter().cloned());
+    query.push(" ORDER BY id ");
+    query.push(DIALECT.lock_order);
+    // `count(*)` reads every locked row before the first number is taken.
+    query.push(
+        "), numbers AS (SELECT array_agg(nextval('order_changes_id_seq') ORDER BY n) AS spare_change_ids \
+         FROM generate_series(1, LEAST((SELECT count(*) FROM locked), 1) * ",
+    );
+    query.push_bind(i64::try_from(numbers)?);
+    query.push(") AS n) SELECT locked.*, numbers.spare_change_ids FROM locked CROSS JOIN numbers ORDER BY locked.id");
+    let rows = query.build().fetch_all(&mut *connection).await.context("failed to load orders for a change")?;
+    let mut spare = match rows.first() {
+        Some(row) => spare_change_ids(row)?,
+        None => Vec::new(),
+    };
+    spare.sort_unstable();
+    Ok((complete_orders(connection, rows).await?, spare))
+}
+
 /// A shop's channels, by id.
 const SHOP_CHANNELS_SQL: &str =
     "SELECT id, shop_id, kind, name, base_url, credentials, cancel_sync, created_at FROM channels WHERE shop_id = $1 ORDER BY id";
@@ -2888,7 +2924,7 @@ impl Backend {
 }
 
 mod batch {
-    use super::{group_sink, load_orders_for_change, Build, ImportOutcome, load_shop_setup, save_into, Connection, Db, GroupStock};
+    use super::{group_sink, load_orders_numbering_changes, Build, ImportOutcome, load_shop_setup, save_into, Connection, Db, GroupStock};
     use crate::rows::Sink;
     use crate::RestockReport;
     use crate::Lease;
@@ -3528,7 +3564,7 @@ mod batch {
             }
         };
         let begun_us = started.elapsed().as_micros();
-        let loaded = match load_group(&mut connection, ids_by_shop(&group), setups).await {
+        let (loaded, spare_change_ids) = match load_group(&mut connection, ids_by_shop(&group), setups).await {
             Ok(loaded) => loaded,
             Err(error) => {
                 roll_back(&mut connection).await;
@@ -3537,7 +3573,7 @@ mod batch {
             }
         };
         let loaded_us = started.elapsed().as_micros();
-        let mut sink = group_sink(&mut connection);
+        let mut sink = group_sink(&mut connection, spare_change_ids);
         let ((replies, changes, leases, stock), failed) = decide_all(&mut sink, group, loaded).await;
         let decided_us = started.elapsed().as_micros();
         let mut written_us = 0;
@@ -3610,18 +3646,22 @@ mod batch {
         })
     }
 
+    /// The group's orders and each shop's setup, with history row numbers taken for its changes.
     async fn load_group(
         connection: &mut Connection,
         ids_by_shop: HashMap<String, Vec<String>>,
         kept: &mut Setups,
-    ) -> anyhow::Result<Loaded> {
+    ) -> anyhow::Result<(Loaded, Vec<i64>)> {
+        let mut spare_change_ids = Vec::new();
         let mut orders = HashMap::new();
         let mut setups = HashMap::new();
         // Shop by shop in one order, so group writers of two processes take their locks in one order.
         let mut ids_by_shop: Vec<(String, Vec<String>)> = ids_by_shop.into_iter().collect();
         ids_by_shop.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (shop_id, ids) in ids_by_shop {
-            let loaded = load_orders_for_change(connection, &shop_id, &ids).await?;
+            // A job makes at most two changes (a step's outcome and the restock it lets run).
+            let (loaded, numbers) = load_orders_numbering_changes(connection, &shop_id, &ids, ids.len() * 2).await?;
+            spare_change_ids.extend(numbers);
             let setup = match kept.covering(&shop_id, loaded.iter()) {
                 Some(setup) => setup.clone(),
                 None => {
@@ -3635,7 +3675,8 @@ mod batch {
                 orders.insert((shop_id.clone(), order.id.clone()), order);
             }
         }
-        Ok((orders, setups))
+        spare_change_ids.sort_unstable();
+        Ok(((orders, setups), spare_change_ids))
     }
 
     /// How long the group's longest-waiting job waited for the writer (µs), for the group's log line.

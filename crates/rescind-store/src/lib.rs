@@ -834,8 +834,13 @@ mod sqlite {
 
     /// What `batch::run_group` decides and writes a group through (not used on SQLite, whose group
     /// writer runs on the writer's own handle).
-    fn group_sink(connection: &mut Connection) -> Statements<'_> {
+    fn group_sink(connection: &mut Connection, _spare_change_ids: Vec<i64>) -> Statements<'_> {
         Statements(connection)
+    }
+
+    /// See `load_orders_numbering_changes` (PostgreSQL's group writer only).
+    fn spare_change_ids(_row: &DbRow) -> Result<Vec<i64>> {
+        Ok(Vec::new())
     }
 
     /// Writes a group's changes after its decisions.
@@ -1612,8 +1617,18 @@ mod postgres {
     /// What `batch::run_group` decides and writes a group through: one [`Batched`] for both — a
     /// decision's read (a restock's levels and proofs, [`GroupStock::learn`]) is sent at once, and
     /// the group's writes, its restocks' with them, go out together after the decisions.
-    fn group_sink(connection: &mut Connection) -> Batched<'_> {
-        Batched::new(connection)
+    fn group_sink(connection: &mut Connection, spare_change_ids: Vec<i64>) -> Batched<'_> {
+        Batched {
+            spare_change_ids,
+            ..Batched::new(connection)
+        }
+    }
+
+    /// The history row numbers `load_orders_numbering_changes` took, on each of its rows.
+    fn spare_change_ids(row: &DbRow) -> Result<Vec<i64>> {
+        Ok(row
+            .try_get::<Option<Vec<i64>>, _>("spare_change_ids")?
+            .unwrap_or_default())
     }
 
     /// Writes a group's changes after its decisions, with whatever the decisions left held.
@@ -1735,6 +1750,9 @@ mod postgres {
         connection: &'c mut Connection,
         held: Option<QueryBuilder<'static, Db>>,
         parts: usize,
+        /// History row numbers taken with the group's orders, ascending: history rows written with
+        /// them go out with the rest of the write, not in a round trip of their own.
+        spare_change_ids: Vec<i64>,
     }
 
     impl<'c> Batched<'c> {
@@ -1743,6 +1761,7 @@ mod postgres {
                 connection,
                 held: None,
                 parts: 0,
+                spare_change_ids: Vec::new(),
             }
         }
 
@@ -1793,6 +1812,26 @@ mod postgres {
         }
 
         async fn insert_history_rows(&mut self, rows: &Rows<'_>) -> Result<Vec<(String, i64)>> {
+            if rows.len() <= self.spare_change_ids.len() {
+                let mut numbered_rows = Rows::new(
+                    "INSERT INTO order_changes (id, order_id, at, lines) OVERRIDING SYSTEM VALUE ",
+                    4,
+                    "",
+                );
+                let mut numbered = Vec::with_capacity(rows.len());
+                for (row, id) in rows.rows().zip(self.spare_change_ids.drain(..rows.len())) {
+                    let [order_id, at, lines] = row else {
+                        anyhow::bail!("a history row of {} values", row.len());
+                    };
+                    let Value::Text(Some(order)) = order_id else {
+                        anyhow::bail!("a history row without its order");
+                    };
+                    numbered.push((order.to_string(), id));
+                    numbered_rows.push([id.into(), order_id.clone(), at.clone(), lines.clone()]);
+                }
+                self.insert(&numbered_rows).await?;
+                return Ok(numbered);
+            }
             // The numbers are wanted before the order's row is written: a round trip of its own.
             self.flush().await?;
             Statements(&mut *self.connection).insert_history_rows(rows).await

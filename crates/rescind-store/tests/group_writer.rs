@@ -8,7 +8,8 @@
 //! same transaction. The shops' setups it keeps between groups take in a channel or a warehouse
 //! created since. Restocks of one SKU written together move its level by all of them, each once; a
 //! step's outcome whose cancellation has no restock left to run locks no stock level. Changes of one
-//! order sent at once each start from the one before, and the last is what is kept.
+//! order sent at once each start from the one before, the last is what is kept, and the order's history
+//! tells them in the order they were made.
 
 mod common;
 
@@ -28,13 +29,13 @@ on_both_backends!(
     a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the_same_change,
     a_channel_created_after_the_writer_read_the_shop_s_setup_is_in_the_next_decision_about_its_orders,
     restocks_of_one_sku_sent_together_and_twice_over_put_each_order_s_unit_back_once_and_queue_one_push,
-    changes_of_one_order_sent_at_once_each_see_the_one_before_and_the_last_is_kept,
+    changes_of_one_order_sent_at_once_each_see_the_one_before_and_its_history_tells_them_in_order,
 );
 
 /// How many changes of each order are sent at once.
 const CHANGES_OF_ONE_ORDER: usize = 24;
 
-async fn changes_of_one_order_sent_at_once_each_see_the_one_before_and_the_last_is_kept(store: Store) {
+async fn changes_of_one_order_sent_at_once_each_see_the_one_before_and_its_history_tells_them_in_order(store: Store) {
     let shop_id = open_shop(&store, "shop_one_order").await;
     let order_ids = [
         import_an_order(&store, &shop_id).await,
@@ -50,9 +51,10 @@ async fn changes_of_one_order_sent_at_once_each_see_the_one_before_and_the_last_
                 store
                     .change_order_grouped(&shop_id, &order_id, |order, _setup| {
                         let mut changed = order.clone();
-                        changed.cancel_reason =
-                            Some(format!("{}x", order.cancel_reason.as_deref().unwrap_or_default()));
-                        let note = HistoryEntry::new(now(), "note", &Actor::System, "one more x");
+                        let reason = format!("{}x", order.cancel_reason.as_deref().unwrap_or_default());
+                        let note =
+                            HistoryEntry::new(now(), "note", &Actor::System, format!("change {:02}", reason.len()));
+                        changed.cancel_reason = Some(reason);
                         Ok::<_, ()>(OrderChange::new(changed, vec![note], Vec::new()))
                     })
                     .await
@@ -69,7 +71,20 @@ async fn changes_of_one_order_sent_at_once_each_see_the_one_before_and_the_last_
             Some("x".repeat(CHANGES_OF_ONE_ORDER)),
             "order {order_id}"
         );
-        assert_eq!(notes_of(&store, &shop_id, order_id).await.len(), CHANGES_OF_ONE_ORDER);
+        // The history tells the changes in the order they were made (its rows numbered in the order
+        // they commit, within a group as across groups).
+        let history = store
+            .history(&shop_id, order_id)
+            .await
+            .expect("the history is read")
+            .expect("the order exists");
+        let told: Vec<String> = history
+            .into_iter()
+            .filter(|entry| entry.kind == "note")
+            .map(|entry| entry.message)
+            .collect();
+        let made: Vec<String> = (1..=CHANGES_OF_ONE_ORDER).map(|n| format!("change {n:02}")).collect();
+        assert_eq!(told, made, "order {order_id}");
     }
 }
 

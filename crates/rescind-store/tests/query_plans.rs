@@ -115,14 +115,19 @@ async fn a_group_s_orders_are_locked_by_their_key_not_by_reading_their_whole_sho
     for setting in ["SET plan_cache_mode = force_generic_plan", "SET enable_seqscan = off"] {
         sqlx::query(setting).execute(&mut raw).await.expect("set");
     }
-    // The store's load of a group's orders (`load_orders_for_change`), for 32 of them, as prepared.
+    // The group writer's load of a group's orders (`load_orders_numbering_changes`), for 32 of them,
+    // with the history row numbers it takes once they are locked, as prepared.
     let keys: Vec<String> = (2..=33).map(|number| format!("${number}")).collect();
     let statement = format!(
-        "SELECT id FROM orders WHERE id IN ({}) AND shop_id || '' = $1 ORDER BY id FOR UPDATE",
+        "WITH locked AS (SELECT id FROM orders WHERE id IN ({}) AND shop_id || '' = $1 ORDER BY id FOR UPDATE), \
+         numbers AS (SELECT array_agg(nextval('order_changes_id_seq') ORDER BY n) AS spare_change_ids \
+         FROM generate_series(1, LEAST((SELECT count(*) FROM locked), 1) * $34::int8) AS n) \
+         SELECT locked.*, numbers.spare_change_ids FROM locked CROSS JOIN numbers ORDER BY locked.id",
         keys.join(", ")
     );
     let values: Vec<String> = std::iter::once(shop.clone())
         .chain(ids.iter().take(32).cloned())
+        .chain(std::iter::once("64".to_owned()))
         .collect();
     let plan = explain(&mut raw, &statement, &values).await;
     assert!(plan.iter().any(|step| step.contains("orders_pkey")), "{plan:#?}");
