@@ -9,7 +9,8 @@
 //! created since. Restocks of one SKU written together move its level by all of them, each once; a
 //! step's outcome whose cancellation has no restock left to run locks no stock level. Changes of one
 //! order sent at once each start from the one before, the last is what is kept, and the order's history
-//! tells them in the order they were made.
+//! tells them in the order they were made. An order changed beside the group writer is read again
+//! by its next group.
 
 mod common;
 
@@ -30,6 +31,7 @@ on_both_backends!(
     a_channel_created_after_the_writer_read_the_shop_s_setup_is_in_the_next_decision_about_its_orders,
     restocks_of_one_sku_sent_together_and_twice_over_put_each_order_s_unit_back_once_and_queue_one_push,
     changes_of_one_order_sent_at_once_each_see_the_one_before_and_its_history_tells_them_in_order,
+    an_order_changed_beside_the_group_writer_is_read_again_by_its_next_group,
 );
 
 /// How many changes of each order are sent at once.
@@ -86,6 +88,60 @@ async fn changes_of_one_order_sent_at_once_each_see_the_one_before_and_its_histo
         let made: Vec<String> = (1..=CHANGES_OF_ONE_ORDER).map(|n| format!("change {n:02}")).collect();
         assert_eq!(told, made, "order {order_id}");
     }
+}
+
+/// A grouped change that sets the order's cancel reason.
+async fn set_reason_grouped(store: &Store, shop_id: &str, order_id: &str, reason: &'static str) {
+    store
+        .change_order_grouped(shop_id, order_id, move |order, _setup| {
+            let mut changed = order.clone();
+            changed.cancel_reason = Some(reason.to_owned());
+            let note = HistoryEntry::new(now(), "note", &Actor::System, reason);
+            Ok::<_, ()>(OrderChange::new(changed, vec![note], Vec::new()))
+        })
+        .await
+        .expect("the grouped change is written");
+}
+
+async fn an_order_changed_beside_the_group_writer_is_read_again_by_its_next_group(store: Store) {
+    let shop_id = open_shop(&store, "shop_beside").await;
+    let order_id = import_an_order(&store, &shop_id).await;
+    // The group writer writes the order (a writer that kept what it committed must notice)…
+    set_reason_grouped(&store, &shop_id, &order_id, "by the group writer").await;
+    // …then a change in a transaction of its own (as a bulk cancel's, or another process's) writes it…
+    store
+        .change_order(&shop_id, &order_id, |order| {
+            let mut changed = order.clone();
+            changed.cancel_reason = Some("beside it".to_owned());
+            let note = HistoryEntry::new(now(), "note", &Actor::System, "beside it");
+            Ok::<_, ()>(OrderChange::new(changed, vec![note], Vec::new()))
+        })
+        .await
+        .expect("the change beside the group writer is written");
+    // …so the writer's next group decides on the order as it is now, not as the writer left it.
+    let seen = store
+        .change_order_grouped(&shop_id, &order_id, |order, _setup| {
+            Err::<OrderChange, _>(order.cancel_reason.clone())
+        })
+        .await;
+    assert!(
+        matches!(&seen, Err(ChangeError::Refused(Some(reason))) if reason == "beside it"),
+        "{seen:?}"
+    );
+    // And what it writes next starts from there.
+    set_reason_grouped(&store, &shop_id, &order_id, "by the group writer again").await;
+    let history = store
+        .history(&shop_id, &order_id)
+        .await
+        .expect("the history is read")
+        .expect("the order exists");
+    let told: Vec<String> = history
+        .into_iter()
+        .filter(|entry| entry.kind == "note")
+        .map(|entry| entry.message)
+        .collect();
+    assert_eq!(told, ["by the group writer", "beside it", "by the group writer again"]);
+    store.close().await;
 }
 
 /// The messages of the order's `note` history lines, sorted.
