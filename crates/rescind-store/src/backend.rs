@@ -419,17 +419,23 @@ fn push_orders_of_shop(query: &mut QueryBuilder<'_, Db>, shop_id: &str, ids: imp
     query.push_bind(shop_id.to_owned());
 }
 
+/// The condition that picks the shop's orders of `ids` ([`push_orders_of_shop`]), then their order and
+/// the lock where the backend locks rows: locks are taken in id order, so two changes of many orders
+/// cannot deadlock.
+fn push_orders_to_lock(query: &mut QueryBuilder<'_, Db>, shop_id: &str, ids: &[String]) {
+    let mut sorted: Vec<&String> = ids.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    push_orders_of_shop(query, shop_id, sorted.into_iter().cloned());
+    query.push(" ORDER BY id ");
+    query.push(DIALECT.lock_order);
+}
+
 /// Loads the orders of `ids` (those that exist in the shop), locked for the transaction where the
 /// backend locks rows.
 async fn load_orders_for_change(connection: &mut Connection, shop_id: &str, ids: &[String]) -> Result<Vec<Order>> {
-    let mut sorted: Vec<&String> = ids.iter().collect();
-    // Locks are taken in id order so two bulk changes cannot deadlock.
-    sorted.sort();
-    sorted.dedup();
     let mut query = QueryBuilder::<Db>::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE "));
-    push_orders_of_shop(&mut query, shop_id, sorted.into_iter().cloned());
-    query.push(" ORDER BY id ");
-    query.push(DIALECT.lock_order);
+    push_orders_to_lock(&mut query, shop_id, ids);
     let rows = query.build().fetch_all(&mut *connection).await.context("failed to load orders for a change")?;
     complete_orders(connection, rows).await
 }
@@ -447,13 +453,8 @@ async fn load_orders_numbering_changes(
     ids: &[String],
     numbers: usize,
 ) -> Result<(Vec<Order>, Vec<i64>)> {
-    let mut sorted: Vec<&String> = ids.iter().collect();
-    sorted.sort();
-    sorted.dedup();
     let mut query = QueryBuilder::<Db>::new(format!("WITH locked AS (SELECT {ORDER_COLUMNS} FROM orders WHERE "));
-    push_orders_of_shop(&mut query, shop_id, sorted.into_iter().cloned());
-    query.push(" ORDER BY id ");
-    query.push(DIALECT.lock_order);
+    push_orders_to_lock(&mut query, shop_id, ids);
     // `count(*)` reads every locked row before the first number is taken.
     query.push(
         "), numbers AS (SELECT array_agg(nextval('order_changes_id_seq') ORDER BY n) AS spare_change_ids \

@@ -75,16 +75,7 @@ async fn changes_of_one_order_sent_at_once_each_see_the_one_before_and_its_histo
         );
         // The history tells the changes in the order they were made (its rows numbered in the order
         // they commit, within a group as across groups).
-        let history = store
-            .history(&shop_id, order_id)
-            .await
-            .expect("the history is read")
-            .expect("the order exists");
-        let told: Vec<String> = history
-            .into_iter()
-            .filter(|entry| entry.kind == "note")
-            .map(|entry| entry.message)
-            .collect();
+        let told = notes_told(&store, &shop_id, order_id).await;
         let made: Vec<String> = (1..=CHANGES_OF_ONE_ORDER).map(|n| format!("change {n:02}")).collect();
         assert_eq!(told, made, "order {order_id}");
     }
@@ -130,32 +121,30 @@ async fn an_order_changed_beside_the_group_writer_is_read_again_by_its_next_grou
     );
     // And what it writes next starts from there.
     set_reason_grouped(&store, &shop_id, &order_id, "by the group writer again").await;
-    let history = store
-        .history(&shop_id, &order_id)
-        .await
-        .expect("the history is read")
-        .expect("the order exists");
-    let told: Vec<String> = history
-        .into_iter()
-        .filter(|entry| entry.kind == "note")
-        .map(|entry| entry.message)
-        .collect();
-    assert_eq!(told, ["by the group writer", "beside it", "by the group writer again"]);
+    assert_eq!(
+        notes_told(&store, &shop_id, &order_id).await,
+        ["by the group writer", "beside it", "by the group writer again"]
+    );
     store.close().await;
 }
 
-/// The messages of the order's `note` history lines, sorted.
-async fn notes_of(store: &Store, shop_id: &str, order_id: &str) -> Vec<String> {
+/// The messages of the order's `note` history lines, in the order its history tells them.
+async fn notes_told(store: &Store, shop_id: &str, order_id: &str) -> Vec<String> {
     let history = store
         .history(shop_id, order_id)
         .await
         .expect("the history is read")
         .expect("the order exists");
-    let mut notes: Vec<String> = history
+    history
         .into_iter()
         .filter(|entry| entry.kind == "note")
         .map(|entry| entry.message)
-        .collect();
+        .collect()
+}
+
+/// The messages of the order's `note` history lines, sorted.
+async fn notes_of(store: &Store, shop_id: &str, order_id: &str) -> Vec<String> {
+    let mut notes = notes_told(store, shop_id, order_id).await;
     notes.sort_unstable();
     notes
 }
