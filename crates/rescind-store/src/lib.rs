@@ -1832,7 +1832,8 @@ mod postgres {
                 self.insert(&numbered_rows).await?;
                 return Ok(numbered);
             }
-            // The numbers are wanted before the order's row is written: a round trip of its own.
+            // Without numbers taken beforehand (a bulk cancel's write, or a group that needs more): the
+            // numbers are wanted before the order's row is written, so a round trip of its own.
             self.flush().await?;
             Statements(&mut *self.connection).insert_history_rows(rows).await
         }

@@ -168,9 +168,10 @@ async fn main() -> Result<()> {
 /// Turns transparent huge pages off for this process. mimalloc asks the kernel for huge pages on its
 /// arenas, so memory it gave back and takes again faults in 2 MiB at a time, each zeroed whole: on
 /// PostgreSQL, whose group writer builds each group's write in buffers of a few hundred KiB, `perf`
-/// found 2.4 % of the server's CPU zeroing huge pages under mimalloc's page set-up, and own-store
-/// cancels ran 4–8 % faster without them (BENCHMARKS.md). The same as `MIMALLOC_ALLOW_THP=0`; a
-/// kernel that refuses leaves them as they are.
+/// found 2.4 % of the server's CPU zeroing huge pages under mimalloc's page set-up; without them its
+/// own-store cancels had a shorter tail and less CPU each, and every scenario a smaller RSS
+/// (BENCHMARKS.md, twentieth session). The same as `MIMALLOC_ALLOW_THP=0`; a kernel that refuses
+/// leaves them as they are.
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: `PR_SET_THP_DISABLE` takes no pointers; it sets a flag of this process only.
