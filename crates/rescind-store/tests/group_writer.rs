@@ -10,7 +10,7 @@
 //! step's outcome whose cancellation has no restock left to run locks no stock level. Changes of one
 //! order sent at once each start from the one before, the last is what is kept, and the order's history
 //! tells them in the order they were made. An order changed beside the group writer is read again
-//! by its next group.
+//! by its next group, and a group that waited for an order's lock decides on what was written under it.
 
 mod common;
 
@@ -695,6 +695,54 @@ async fn a_channel_created_after_the_writer_read_the_shop_s_setup_is_in_the_next
         "{seen:?}"
     );
     store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_waited_for_an_order_s_lock_decides_on_the_cancellation_written_under_it_on_postgres() {
+    let Some(schema) = PostgresSchema::create().await else {
+        return;
+    };
+    let store = Store::open(&schema.url).await.expect("the store opens");
+    let shop_id = open_shop(&store, "shop_waited").await;
+    store
+        .set_stock(&shop_id, "TEA-001", 10)
+        .await
+        .expect("the stock is set");
+    let order_id = an_order_waiting_for_its_restock(&store, &shop_id).await;
+    // Another writer (another process, say) holds the order while it changes it and its cancellation.
+    let mut other = sqlx::PgConnection::connect(&schema.url).await.expect("connected");
+    sqlx::query("BEGIN").execute(&mut other).await.expect("begun");
+    sqlx::query("UPDATE orders SET updated_at = updated_at + 1 WHERE id = $1")
+        .bind(&order_id)
+        .execute(&mut other)
+        .await
+        .expect("the order is changed");
+    sqlx::query("UPDATE cancellations SET staff_note = 'written while the group waited' WHERE order_id = $1")
+        .bind(&order_id)
+        .execute(&mut other)
+        .await
+        .expect("the cancellation is changed");
+    // The group writer's next group reads the order meanwhile, and waits for its lock.
+    let seen = tokio::spawn({
+        let (store, shop_id, order_id) = (store.clone(), shop_id.clone(), order_id.clone());
+        async move {
+            store
+                .change_order_grouped(&shop_id, &order_id, |order, _setup| {
+                    Err::<OrderChange, _>(order.cancellation.as_ref().and_then(|c| c.staff_note.clone()))
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sqlx::query("COMMIT").execute(&mut other).await.expect("committed");
+    let seen = seen.await.expect("the change ran");
+    // Its statement began before that commit: what it joined to the order then is not what it decides on.
+    assert!(
+        matches!(&seen, Err(ChangeError::Refused(Some(note))) if note == "written while the group waited"),
+        "{seen:?}"
+    );
+    store.close().await;
+    schema.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
