@@ -697,18 +697,25 @@ async fn a_channel_created_after_the_writer_read_the_shop_s_setup_is_in_the_next
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_that_waited_for_an_order_s_lock_decides_on_the_cancellation_written_under_it_on_postgres() {
-    let Some(schema) = PostgresSchema::create().await else {
-        return;
-    };
+/// A fresh PostgreSQL schema (none without `RESCIND_TEST_DATABASE_URL`) and store with the shop
+/// `shop_id`, ten TEA-001 in stock and an order of it whose cancellation has only its restock left.
+async fn postgres_order_waiting_for_its_restock(shop_id: &str) -> Option<(PostgresSchema, Store, String, String)> {
+    let schema = PostgresSchema::create().await?;
     let store = Store::open(&schema.url).await.expect("the store opens");
-    let shop_id = open_shop(&store, "shop_waited").await;
+    let shop_id = open_shop(&store, shop_id).await;
     store
         .set_stock(&shop_id, "TEA-001", 10)
         .await
         .expect("the stock is set");
     let order_id = an_order_waiting_for_its_restock(&store, &shop_id).await;
+    Some((schema, store, shop_id, order_id))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_waited_for_an_order_s_lock_decides_on_the_cancellation_written_under_it_on_postgres() {
+    let Some((schema, store, shop_id, order_id)) = postgres_order_waiting_for_its_restock("shop_waited").await else {
+        return;
+    };
     // Another writer (another process, say) holds the order while it changes it and its cancellation.
     let mut other = sqlx::PgConnection::connect(&schema.url).await.expect("connected");
     sqlx::query("BEGIN").execute(&mut other).await.expect("begun");
@@ -747,16 +754,9 @@ async fn a_group_that_waited_for_an_order_s_lock_decides_on_the_cancellation_wri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_s_outcome_after_the_restock_ran_waits_for_no_lock_on_the_stock_on_postgres() {
-    let Some(schema) = PostgresSchema::create().await else {
+    let Some((schema, store, shop_id, order_id)) = postgres_order_waiting_for_its_restock("shop_locks").await else {
         return;
     };
-    let store = Store::open(&schema.url).await.expect("the store opens");
-    let shop_id = open_shop(&store, "shop_locks").await;
-    store
-        .set_stock(&shop_id, "TEA-001", 10)
-        .await
-        .expect("the stock is set");
-    let order_id = an_order_waiting_for_its_restock(&store, &shop_id).await;
     store
         .restock(&shop_id, &order_id, record_restock)
         .await
