@@ -81,15 +81,18 @@ async fn changes_of_one_order_sent_at_once_each_see_the_one_before_and_its_histo
     }
 }
 
+/// The change that sets the order's cancel reason, noted in its history.
+fn with_reason(order: &rescind_domain::Order, reason: &str) -> Result<OrderChange, ()> {
+    let mut changed = order.clone();
+    changed.cancel_reason = Some(reason.to_owned());
+    let note = HistoryEntry::new(now(), "note", &Actor::System, reason);
+    Ok(OrderChange::new(changed, vec![note], Vec::new()))
+}
+
 /// A grouped change that sets the order's cancel reason.
 async fn set_reason_grouped(store: &Store, shop_id: &str, order_id: &str, reason: &'static str) {
     store
-        .change_order_grouped(shop_id, order_id, move |order, _setup| {
-            let mut changed = order.clone();
-            changed.cancel_reason = Some(reason.to_owned());
-            let note = HistoryEntry::new(now(), "note", &Actor::System, reason);
-            Ok::<_, ()>(OrderChange::new(changed, vec![note], Vec::new()))
-        })
+        .change_order_grouped(shop_id, order_id, move |order, _setup| with_reason(order, reason))
         .await
         .expect("the grouped change is written");
 }
@@ -101,12 +104,7 @@ async fn an_order_changed_beside_the_group_writer_is_read_again_by_its_next_grou
     set_reason_grouped(&store, &shop_id, &order_id, "by the group writer").await;
     // …then a change in a transaction of its own (as a bulk cancel's, or another process's) writes it…
     store
-        .change_order(&shop_id, &order_id, |order| {
-            let mut changed = order.clone();
-            changed.cancel_reason = Some("beside it".to_owned());
-            let note = HistoryEntry::new(now(), "note", &Actor::System, "beside it");
-            Ok::<_, ()>(OrderChange::new(changed, vec![note], Vec::new()))
-        })
+        .change_order(&shop_id, &order_id, |order| with_reason(order, "beside it"))
         .await
         .expect("the change beside the group writer is written");
     // …so the writer's next group decides on the order as it is now, not as the writer left it.
