@@ -3541,6 +3541,10 @@ mod batch {
     /// last one's commit. When another group waits by the time this one is written, its transaction
     /// is begun with this one's commit (`COMMIT; BEGIN`: one round trip instead of two) and it is
     /// answered, to be run next; no transaction is left open without a group waiting for it.
+    ///
+    /// The group's callers are answered from a task spawned on `callers` (the runtime their requests
+    /// run on): one wake-up of that runtime per group rather than one per caller from the writer's
+    /// thread.
     #[allow(dead_code)]
     pub(crate) async fn run_group(
         pool: &sqlx::Pool<Db>,
@@ -3548,6 +3552,7 @@ mod batch {
         begun: Option<sqlx::pool::PoolConnection<Db>>,
         setups: &mut Setups,
         groups: &mut Groups,
+        callers: &tokio::runtime::Handle,
     ) -> Option<Next> {
         let started = std::time::Instant::now();
         let size = group.len();
@@ -3607,7 +3612,7 @@ mod batch {
             committed_us = started.elapsed().as_micros(),
             "group written"
         );
-        answer(replies, changes, leases, failure);
+        callers.spawn(async move { answer(replies, changes, leases, failure) });
         next.map(|(group, begun)| (group, begun.then_some(connection)))
     }
 

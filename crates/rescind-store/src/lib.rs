@@ -966,7 +966,7 @@ mod sqlite {
         let mut work = work;
         loop {
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                group_on_handle(&db.db, &mut db.setups, work, syncer)
+                group_on_handle(&db.db, &mut db.setups, work, syncer, runtime)
             }));
             if ran.is_err() {
                 // A decision or an import's build panicked: its group's callers hear that the
@@ -1060,6 +1060,7 @@ mod sqlite {
         setups: &mut batch::Setups,
         (group, imports): Work,
         syncer: &crate::syncer::Syncer,
+        callers: &tokio::runtime::Handle,
     ) {
         let started = std::time::Instant::now();
         let size = group.len();
@@ -1121,10 +1122,18 @@ mod sqlite {
             "group written"
         );
         match written {
-            Ok(()) => syncer.answer_once_synced(Box::new(move |failure| {
-                batch::answer_imports(imported, failure.as_ref());
-                batch::answer(replies, changes, leases, failure)
-            })),
+            // Answered from one task on the callers' runtime, not from the syncer's thread: one wake-up
+            // of that runtime per group instead of one per caller (own-store about 5 % faster;
+            // BENCHMARKS.md, twenty-first session).
+            Ok(()) => {
+                let callers = callers.clone();
+                syncer.answer_once_synced(Box::new(move |failure| {
+                    callers.spawn(async move {
+                        batch::answer_imports(imported, failure.as_ref());
+                        batch::answer(replies, changes, leases, failure)
+                    });
+                }))
+            }
             Err(error) => {
                 if !db.is_autocommit() {
                     let _ = db.execute_batch("ROLLBACK");
@@ -1993,35 +2002,79 @@ mod postgres {
     }
 
     /// The group writer: runs each group of single-order changes in one transaction through sqlx,
-    /// one group at a time, until the store closes.
-    fn run_writer(pool: sqlx::Pool<Db>, mut groups: batch::Groups) {
-        let (imports, importer) = start_imports(pool.clone());
-        tokio::spawn(async move {
-            let mut setups = batch::Setups::default();
-            let mut next: Option<batch::Next> = None;
-            loop {
-                let (group, begun) = match next.take() {
-                    Some(next) => next,
-                    None => match groups.next().await {
-                        Some(group) => (group, None),
-                        None => break,
-                    },
-                };
-                // Imports are written apart, in batches of their own.
-                for import in groups.take_imports() {
-                    if let Err(tokio::sync::mpsc::error::SendError(import)) = imports.send(import).await {
-                        batch::fail_imports(vec![import], "the importer has stopped");
+    /// one group at a time, until the store closes — on a thread of its own, with a runtime and
+    /// connections of its own, so that it never waits behind the HTTP workers' tasks for its turn
+    /// between its round trips (the workflow about a tenth faster; BENCHMARKS.md, twenty-first
+    /// session). Its callers are answered on the runtime `run_writer` was called on; imports are
+    /// written there, on `shared`.
+    fn run_writer(shared: sqlx::Pool<Db>, groups: batch::Groups) {
+        let (imports, importer) = start_imports(shared.clone());
+        let callers = tokio::runtime::Handle::current();
+        let options = shared.connect_options().as_ref().clone();
+        let spawned = std::thread::Builder::new()
+            .name("rescind-writer".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        tracing::error!(error = %error, "the group writer's runtime did not start; changes will fail");
+                        return groups.stopped();
                     }
-                }
-                if !group.is_empty() {
-                    next = batch::run_group(&pool, group, begun, &mut setups, &mut groups).await;
+                };
+                runtime.block_on(async move {
+                    // Connected when first used: a database not reachable yet fails the groups that
+                    // come meanwhile ("failed to start a change"), as the shared pool's would.
+                    let pool = PgPoolOptions::new()
+                        .max_connections(WRITER_CONNECTIONS)
+                        .test_before_acquire(false)
+                        .connect_lazy_with(options);
+                    let groups = write_groups(&pool, groups, imports, importer, &callers).await;
+                    // Closed before a closing caller hears, who may drop the database next.
+                    pool.close().await;
+                    groups.stopped();
+                });
+            });
+        if let Err(error) = spawned {
+            tracing::error!(error = %error, "the group writer's thread did not start; changes will fail");
+        }
+    }
+
+    /// The group writer's own connections: one in use at a time, and one more so that the next
+    /// group never waits for the last one's connection to be handed back.
+    const WRITER_CONNECTIONS: u32 = 2;
+
+    /// Runs group after group until the store closes; answers the queue, to be told it stopped.
+    async fn write_groups(
+        pool: &sqlx::Pool<Db>,
+        mut groups: batch::Groups,
+        imports: tokio::sync::mpsc::Sender<batch::ImportJob>,
+        importer: tokio::task::JoinHandle<()>,
+        callers: &tokio::runtime::Handle,
+    ) -> batch::Groups {
+        let mut setups = batch::Setups::default();
+        let mut next: Option<batch::Next> = None;
+        loop {
+            let (group, begun) = match next.take() {
+                Some(next) => next,
+                None => match groups.next().await {
+                    Some(group) => (group, None),
+                    None => break,
+                },
+            };
+            // Imports are written apart, in batches of their own.
+            for import in groups.take_imports() {
+                if let Err(tokio::sync::mpsc::error::SendError(import)) = imports.send(import).await {
+                    batch::fail_imports(vec![import], "the importer has stopped");
                 }
             }
-            // The imports handed on are written, and answered, before a closing caller hears.
-            drop(imports);
-            let _ = importer.await;
-            groups.stopped();
-        });
+            if !group.is_empty() {
+                next = batch::run_group(pool, group, begun, &mut setups, &mut groups, callers).await;
+            }
+        }
+        // The imports handed on are written, and answered, before a closing caller hears.
+        drop(imports);
+        let _ = importer.await;
+        groups
     }
 }
 
