@@ -898,3 +898,59 @@ async fn groups_begun_with_the_last_one_s_commit_keep_every_change_and_leave_no_
     store.close().await;
     schema.drop().await;
 }
+
+/// The sessions of `application` on the server, in any state.
+async fn sessions_of(admin_url: &str, application: &str) -> i64 {
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("PostgreSQL is reachable");
+    let count = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+        .bind(application)
+        .fetch_one(&mut admin)
+        .await
+        .expect("the sessions are read");
+    let _ = admin.close().await;
+    count
+}
+
+/// PostgreSQL's group writer runs on a thread of its own with connections of its own: its changes
+/// are answered to callers on the store's runtime, and once the store is closed none of its
+/// sessions is left on the server (a caller may drop the schema or database right after).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_store_after_grouped_changes_leaves_none_of_its_sessions_on_postgres() {
+    let Some(schema) = PostgresSchema::create().await else {
+        return;
+    };
+    let application = format!("rescind_close_test_{:08x}", rand::random::<u32>());
+    let url = format!("{}&application_name={application}", schema.url);
+    let store = Store::open(&url).await.expect("the store opens");
+    let shop_id = open_shop(&store, "shop_closing").await;
+    let mut order_ids = Vec::new();
+    for _ in 0..ORDERS {
+        order_ids.push(import_an_order(&store, &shop_id).await);
+    }
+    let admin_url = std::env::var("RESCIND_TEST_DATABASE_URL").expect("set when the schema was made");
+
+    assert_eq!(note_all_at_once(&store, &shop_id, &order_ids, "kept").await, ORDERS);
+    assert!(
+        sessions_of(&admin_url, &application).await >= 2,
+        "the writer and the shared pool each hold a session while the store is open"
+    );
+    store.close().await;
+    assert_eq!(
+        sessions_of(&admin_url, &application).await,
+        0,
+        "a session of the store outlived its close"
+    );
+
+    let reopened = Store::open(&schema.url).await.expect("the store opens again");
+    for order_id in &order_ids {
+        assert_eq!(
+            notes_of(&reopened, &shop_id, order_id).await,
+            ["kept"],
+            "the note of {order_id} is kept"
+        );
+    }
+    reopened.close().await;
+    schema.drop().await;
+}
