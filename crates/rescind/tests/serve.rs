@@ -177,3 +177,78 @@ async fn no_log_line_ever_carries_a_credential_or_a_token_secret() {
         }
     }
 }
+
+/// Each thread of process `pid` by name, with its nice value (`/proc/<pid>/task/*/stat`, field 19).
+#[cfg(target_os = "linux")]
+fn threads_nice(pid: u32) -> Vec<(String, i64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads") {
+        let Ok(stat) = std::fs::read_to_string(task.expect("a thread").path().join("stat")) else {
+            continue; // a thread that ended meanwhile
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let nice = stat[close + 1..]
+            .split_whitespace()
+            .nth(16)
+            .and_then(|field| field.parse().ok())
+            .expect("a nice value");
+        threads.push((name, nice));
+    }
+    threads
+}
+
+/// The group writer, the one serial stage every change passes, runs at the process's own priority;
+/// on PostgreSQL, where it waits for the database several times a group, the runtime's threads (HTTP
+/// requests, workflow steps) run five nice steps below it, so that it never waits long for a core
+/// after an answer. On SQLite every thread keeps the process's priority.
+#[cfg(target_os = "linux")]
+async fn the_group_writer_runs_at_the_process_s_priority(database_url: &str, workers_below: i64) {
+    let server = start(database_url, &[], &[]);
+    let health = reqwest::get(server.url("/healthz")).await.expect("the server answers");
+    assert_eq!(health.status().as_u16(), 200);
+    let own: i64 = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| stat[stat.rfind(')')? + 1..].split_whitespace().nth(16)?.parse().ok())
+        .expect("this process's nice value");
+    let threads = threads_nice(server.child.id());
+    let of = |wanted: &str| -> Vec<i64> {
+        threads
+            .iter()
+            .filter(|(name, _)| name == wanted)
+            .map(|(_, nice)| *nice)
+            .collect()
+    };
+    assert_eq!(
+        of("rescind-writer"),
+        [own],
+        "one group writer at the process's priority: {threads:?}"
+    );
+    let workers = of("tokio-rt-worker");
+    assert!(!workers.is_empty(), "{threads:?}");
+    assert!(
+        workers.iter().all(|nice| *nice == (own + workers_below).min(19)),
+        "the runtime's threads {workers_below} steps below: {threads:?}"
+    );
+    let (status, _) = server.terminate();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn on_sqlite_the_group_writer_and_the_runtime_threads_run_at_the_process_s_priority() {
+    let directory = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", directory.path().join("rescind.db").display());
+    the_group_writer_runs_at_the_process_s_priority(&url, 0).await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn on_postgres_the_runtime_threads_run_five_steps_below_the_group_writer() {
+    common::on_postgres_schema("rescind_nice", |url| async move {
+        the_group_writer_runs_at_the_process_s_priority(&url, 5).await
+    })
+    .await;
+}
