@@ -3580,7 +3580,16 @@ mod batch {
         };
         let loaded_us = started.elapsed().as_micros();
         let mut sink = group_sink(&mut connection, spare_change_ids);
-        let ((replies, changes, leases, stock), failed) = decide_all(&mut sink, group, loaded).await;
+        let ((replies, changes, leases, stock), failed) = match catching_panics(decide_all(&mut sink, group, loaded)).await {
+            Ok(decided) => decided,
+            Err(_panic) => {
+                // A decision's bug: its group's callers hear that their changes failed (their answers
+                // went with the decisions), nothing of the group is kept, and the writer goes on.
+                tracing::error!("a decision panicked; its group was rolled back");
+                roll_back(&mut connection).await;
+                return None;
+            }
+        };
         let decided_us = started.elapsed().as_micros();
         let mut written_us = 0;
         let mut next = None;
@@ -3614,6 +3623,19 @@ mod batch {
         );
         callers.spawn(async move { answer(replies, changes, leases, failure) });
         next.map(|(group, begun)| (group, begun.then_some(connection)))
+    }
+
+    /// `future`'s output, or its panic: polled inside `catch_unwind`, and never again once it panicked.
+    async fn catching_panics<F: std::future::Future>(future: F) -> std::thread::Result<F::Output> {
+        let mut future = Box::pin(future);
+        std::future::poll_fn(move |context| {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(context))) {
+                Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+                Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Ok(output)),
+                Err(panic) => std::task::Poll::Ready(Err(panic)),
+            }
+        })
+        .await
     }
 
     /// A connection with a transaction begun on it.

@@ -32,7 +32,30 @@ on_both_backends!(
     restocks_of_one_sku_sent_together_and_twice_over_put_each_order_s_unit_back_once_and_queue_one_push,
     changes_of_one_order_sent_at_once_each_see_the_one_before_and_its_history_tells_them_in_order,
     an_order_changed_beside_the_group_writer_is_read_again_by_its_next_group,
+    a_decision_that_panics_fails_its_change_and_the_group_writer_goes_on,
 );
+
+/// A decision that panics (a bug in the domain code) fails its change, which writes nothing; the
+/// writer rolls its group back and goes on with the next — it does not stop taking changes.
+async fn a_decision_that_panics_fails_its_change_and_the_group_writer_goes_on(store: Store) {
+    let shop_id = open_shop(&store, "shop_panicking").await;
+    let order_id = import_an_order(&store, &shop_id).await;
+    let panicked = store
+        .change_order_grouped(&shop_id, &order_id, |_order, _setup| -> Result<OrderChange, ()> {
+            panic!("a decision's bug")
+        })
+        .await;
+    assert!(matches!(panicked, Err(ChangeError::Store(_))), "{panicked:?}");
+    for note in ["after", "and again"] {
+        set_reason_grouped(&store, &shop_id, &order_id, note).await;
+    }
+    assert_eq!(
+        notes_of(&store, &shop_id, &order_id).await,
+        ["after", "and again"],
+        "the changes after the panic are written, and nothing of the one that panicked"
+    );
+    store.close().await;
+}
 
 /// How many changes of each order are sent at once.
 const CHANGES_OF_ONE_ORDER: usize = 24;
