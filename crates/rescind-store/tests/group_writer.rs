@@ -857,19 +857,54 @@ async fn refund_with_id(
 }
 
 /// The store's sessions that sit in a transaction doing nothing.
-async fn idle_in_transaction(admin_url: &str, application: &str) -> i64 {
+/// The sessions of `application` on the server whose state is like `state` (`%` for any).
+async fn sessions_of(admin_url: &str, application: &str, state: &str) -> i64 {
     let mut admin = sqlx::PgConnection::connect(admin_url)
         .await
         .expect("PostgreSQL is reachable");
     let count = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'",
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND coalesce(state, '') LIKE $2",
     )
     .bind(application)
+    .bind(state)
     .fetch_one(&mut admin)
     .await
     .expect("the sessions are read");
     let _ = admin.close().await;
     count
+}
+
+/// A store on a PostgreSQL schema of its own whose sessions carry an application name of their own,
+/// with a shop and [`ORDERS`] of its orders.
+struct NamedOnPostgres {
+    schema: PostgresSchema,
+    store: Store,
+    application: String,
+    admin_url: String,
+    shop_id: String,
+    order_ids: Vec<String>,
+}
+
+/// [`NamedOnPostgres`]; `None` when no PostgreSQL is set.
+async fn named_store_on_postgres(prefix: &str, shop_id: &str) -> Option<NamedOnPostgres> {
+    let schema = PostgresSchema::create().await?;
+    let application = format!("{prefix}_{:08x}", rand::random::<u32>());
+    let url = format!("{}&application_name={application}", schema.url);
+    let store = Store::open(&url).await.expect("the store opens");
+    let shop_id = open_shop(&store, shop_id).await;
+    let mut order_ids = Vec::new();
+    for _ in 0..ORDERS {
+        order_ids.push(import_an_order(&store, &shop_id).await);
+    }
+    let admin_url = std::env::var("RESCIND_TEST_DATABASE_URL").expect("set when the schema was made");
+    Some(NamedOnPostgres {
+        schema,
+        store,
+        application,
+        admin_url,
+        shop_id,
+        order_ids,
+    })
 }
 
 /// On PostgreSQL a group that waits while another is written gets its transaction begun with that
@@ -878,18 +913,17 @@ async fn idle_in_transaction(admin_url: &str, application: &str) -> i64 {
 /// the store sits in a transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_begun_with_the_last_one_s_commit_keep_every_change_and_leave_no_transaction_open_on_postgres() {
-    let Some(schema) = PostgresSchema::create().await else {
+    let Some(NamedOnPostgres {
+        schema,
+        store,
+        application,
+        admin_url,
+        shop_id,
+        order_ids,
+    }) = named_store_on_postgres("rescind_group_test", "shop_chained").await
+    else {
         return;
     };
-    let application = format!("rescind_group_test_{:08x}", rand::random::<u32>());
-    let url = format!("{}&application_name={application}", schema.url);
-    let store = Store::open(&url).await.expect("the store opens");
-    let shop_id = open_shop(&store, "shop_chained").await;
-    let mut order_ids = Vec::new();
-    for _ in 0..ORDERS {
-        order_ids.push(import_an_order(&store, &shop_id).await);
-    }
-    let admin_url = std::env::var("RESCIND_TEST_DATABASE_URL").expect("set when the schema was made");
 
     assert_eq!(note_all_at_once(&store, &shop_id, &order_ids, "first").await, ORDERS);
     refund_with_id(&store, &shop_id, &order_ids[0], "rf_taken")
@@ -904,7 +938,7 @@ async fn groups_begun_with_the_last_one_s_commit_keep_every_change_and_leave_no_
     );
     assert_eq!(note_all_at_once(&store, &shop_id, &order_ids, "second").await, ORDERS);
     assert_eq!(
-        idle_in_transaction(&admin_url, &application).await,
+        sessions_of(&admin_url, &application, "idle in transaction%").await,
         0,
         "no session sits in a transaction"
     );
@@ -922,46 +956,31 @@ async fn groups_begun_with_the_last_one_s_commit_keep_every_change_and_leave_no_
     schema.drop().await;
 }
 
-/// The sessions of `application` on the server, in any state.
-async fn sessions_of(admin_url: &str, application: &str) -> i64 {
-    let mut admin = sqlx::PgConnection::connect(admin_url)
-        .await
-        .expect("PostgreSQL is reachable");
-    let count = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
-        .bind(application)
-        .fetch_one(&mut admin)
-        .await
-        .expect("the sessions are read");
-    let _ = admin.close().await;
-    count
-}
-
 /// PostgreSQL's group writer runs on a thread of its own with connections of its own: its changes
 /// are answered to callers on the store's runtime, and once the store is closed none of its
 /// sessions is left on the server (a caller may drop the schema or database right after).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_store_after_grouped_changes_leaves_none_of_its_sessions_on_postgres() {
-    let Some(schema) = PostgresSchema::create().await else {
+    let Some(NamedOnPostgres {
+        schema,
+        store,
+        application,
+        admin_url,
+        shop_id,
+        order_ids,
+    }) = named_store_on_postgres("rescind_close_test", "shop_closing").await
+    else {
         return;
     };
-    let application = format!("rescind_close_test_{:08x}", rand::random::<u32>());
-    let url = format!("{}&application_name={application}", schema.url);
-    let store = Store::open(&url).await.expect("the store opens");
-    let shop_id = open_shop(&store, "shop_closing").await;
-    let mut order_ids = Vec::new();
-    for _ in 0..ORDERS {
-        order_ids.push(import_an_order(&store, &shop_id).await);
-    }
-    let admin_url = std::env::var("RESCIND_TEST_DATABASE_URL").expect("set when the schema was made");
 
     assert_eq!(note_all_at_once(&store, &shop_id, &order_ids, "kept").await, ORDERS);
     assert!(
-        sessions_of(&admin_url, &application).await >= 2,
+        sessions_of(&admin_url, &application, "%").await >= 2,
         "the writer and the shared pool each hold a session while the store is open"
     );
     store.close().await;
     assert_eq!(
-        sessions_of(&admin_url, &application).await,
+        sessions_of(&admin_url, &application, "%").await,
         0,
         "a session of the store outlived its close"
     );
