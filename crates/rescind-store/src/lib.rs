@@ -1123,7 +1123,7 @@ mod sqlite {
         );
         match written {
             // Answered from one task on the callers' runtime, not from the syncer's thread: one wake-up
-            // of that runtime per group instead of one per caller (own-store about 5 % faster;
+            // of that runtime per group instead of one per caller (throughput within the noise;
             // BENCHMARKS.md, twenty-first session).
             Ok(()) => {
                 let callers = callers.clone();
@@ -2105,12 +2105,17 @@ macro_rules! dispatch {
 }
 
 impl Store {
+    /// Whether `database_url` names a PostgreSQL database (`postgres://…` or `postgresql://…`).
+    pub fn names_postgres(database_url: &str) -> bool {
+        database_url.starts_with("postgres:") || database_url.starts_with("postgresql:")
+    }
+
     /// Connects (creating an SQLite file on first start) and applies pending migrations.
     /// `sqlite://path` or `postgres://…`.
     pub async fn open(database_url: &str) -> Result<Store> {
         let store = if database_url.starts_with("sqlite:") {
             Store::Sqlite(sqlite::connect(database_url).await?)
-        } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
+        } else if Store::names_postgres(database_url) {
             Store::Postgres(postgres::connect(database_url).await?)
         } else {
             anyhow::bail!("unsupported database URL `{database_url}`: use sqlite://FILE or postgres://…");

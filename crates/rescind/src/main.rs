@@ -154,7 +154,7 @@ fn main() -> Result<()> {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if let Command::Serve(args) = &cli.command {
-        if on_postgres(&args.database_url) {
+        if Store::names_postgres(&args.database_url) {
             runtime.on_thread_start(below_the_group_writer());
         }
     }
@@ -164,11 +164,6 @@ fn main() -> Result<()> {
 /// How far below the rest of the process a server's runtime threads (HTTP requests, the workflow's
 /// steps, blocking tasks) run on PostgreSQL, in nice steps.
 const RUNTIME_THREADS_NICE: i32 = 5;
-
-/// Whether `database_url` names a PostgreSQL database (as `Store::open` reads it).
-fn on_postgres(database_url: &str) -> bool {
-    database_url.starts_with("postgres:") || database_url.starts_with("postgresql:")
-}
 
 /// What each runtime thread of a server on PostgreSQL runs as it starts: it sets its priority
 /// [`RUNTIME_THREADS_NICE`] below the process's own (taken now, on the main thread), so that the
