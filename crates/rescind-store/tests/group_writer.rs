@@ -857,23 +857,6 @@ async fn refund_with_id(
 }
 
 /// The store's sessions that sit in a transaction doing nothing.
-/// The sessions of `application` on the server whose state is like `state` (`%` for any).
-async fn sessions_of(admin_url: &str, application: &str, state: &str) -> i64 {
-    let mut admin = sqlx::PgConnection::connect(admin_url)
-        .await
-        .expect("PostgreSQL is reachable");
-    let count = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND coalesce(state, '') LIKE $2",
-    )
-    .bind(application)
-    .bind(state)
-    .fetch_one(&mut admin)
-    .await
-    .expect("the sessions are read");
-    let _ = admin.close().await;
-    count
-}
-
 /// A store on a PostgreSQL schema of its own whose sessions carry an application name of their own,
 /// with a shop and [`ORDERS`] of its orders.
 struct NamedOnPostgres {
@@ -883,6 +866,25 @@ struct NamedOnPostgres {
     admin_url: String,
     shop_id: String,
     order_ids: Vec<String>,
+}
+
+impl NamedOnPostgres {
+    /// The store's sessions on the server whose state is like `state` (`%` for any).
+    async fn sessions(&self, state: &str) -> i64 {
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url)
+            .await
+            .expect("PostgreSQL is reachable");
+        let count = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND coalesce(state, '') LIKE $2",
+        )
+        .bind(&self.application)
+        .bind(state)
+        .fetch_one(&mut admin)
+        .await
+        .expect("the sessions are read");
+        let _ = admin.close().await;
+        count
+    }
 }
 
 /// [`NamedOnPostgres`]; `None` when no PostgreSQL is set.
@@ -913,47 +915,40 @@ async fn named_store_on_postgres(prefix: &str, shop_id: &str) -> Option<NamedOnP
 /// the store sits in a transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_begun_with_the_last_one_s_commit_keep_every_change_and_leave_no_transaction_open_on_postgres() {
-    let Some(NamedOnPostgres {
-        schema,
-        store,
-        application,
-        admin_url,
-        shop_id,
-        order_ids,
-    }) = named_store_on_postgres("rescind_group_test", "shop_chained").await
-    else {
+    let Some(on) = named_store_on_postgres("rescind_group_test", "shop_chained").await else {
         return;
     };
+    let (store, shop_id, order_ids) = (&on.store, on.shop_id.as_str(), &on.order_ids);
 
-    assert_eq!(note_all_at_once(&store, &shop_id, &order_ids, "first").await, ORDERS);
-    refund_with_id(&store, &shop_id, &order_ids[0], "rf_taken")
+    assert_eq!(note_all_at_once(store, shop_id, order_ids, "first").await, ORDERS);
+    refund_with_id(store, shop_id, &order_ids[0], "rf_taken")
         .await
         .expect("the first refund of that id is written");
     assert!(
         matches!(
-            refund_with_id(&store, &shop_id, &order_ids[1], "rf_taken").await,
+            refund_with_id(store, shop_id, &order_ids[1], "rf_taken").await,
             Err(ChangeError::Store(_))
         ),
         "a second refund of the same id fails its group"
     );
-    assert_eq!(note_all_at_once(&store, &shop_id, &order_ids, "second").await, ORDERS);
+    assert_eq!(note_all_at_once(store, shop_id, order_ids, "second").await, ORDERS);
     assert_eq!(
-        sessions_of(&admin_url, &application, "idle in transaction%").await,
+        on.sessions("idle in transaction%").await,
         0,
         "no session sits in a transaction"
     );
 
-    for order_id in &order_ids {
+    for order_id in order_ids {
         assert_eq!(
-            notes_of(&store, &shop_id, order_id).await,
+            notes_of(store, shop_id, order_id).await,
             ["first", "second"],
             "both notes of {order_id} are kept"
         );
     }
-    let second = order_of(&store, &shop_id, &order_ids[1]).await;
+    let second = order_of(store, shop_id, &order_ids[1]).await;
     assert!(second.refunds.is_empty(), "the failed group's refund is not kept");
     store.close().await;
-    schema.drop().await;
+    on.schema.drop().await;
 }
 
 /// PostgreSQL's group writer runs on a thread of its own with connections of its own: its changes
@@ -961,38 +956,27 @@ async fn groups_begun_with_the_last_one_s_commit_keep_every_change_and_leave_no_
 /// sessions is left on the server (a caller may drop the schema or database right after).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_store_after_grouped_changes_leaves_none_of_its_sessions_on_postgres() {
-    let Some(NamedOnPostgres {
-        schema,
-        store,
-        application,
-        admin_url,
-        shop_id,
-        order_ids,
-    }) = named_store_on_postgres("rescind_close_test", "shop_closing").await
-    else {
+    let Some(on) = named_store_on_postgres("rescind_close_test", "shop_closing").await else {
         return;
     };
+    let (store, shop_id, order_ids) = (&on.store, on.shop_id.as_str(), &on.order_ids);
 
-    assert_eq!(note_all_at_once(&store, &shop_id, &order_ids, "kept").await, ORDERS);
+    assert_eq!(note_all_at_once(store, shop_id, order_ids, "kept").await, ORDERS);
     assert!(
-        sessions_of(&admin_url, &application, "%").await >= 2,
+        on.sessions("%").await >= 2,
         "the writer and the shared pool each hold a session while the store is open"
     );
     store.close().await;
-    assert_eq!(
-        sessions_of(&admin_url, &application, "%").await,
-        0,
-        "a session of the store outlived its close"
-    );
+    assert_eq!(on.sessions("%").await, 0, "a session of the store outlived its close");
 
-    let reopened = Store::open(&schema.url).await.expect("the store opens again");
-    for order_id in &order_ids {
+    let reopened = Store::open(&on.schema.url).await.expect("the store opens again");
+    for order_id in order_ids {
         assert_eq!(
-            notes_of(&reopened, &shop_id, order_id).await,
+            notes_of(&reopened, shop_id, order_id).await,
             ["kept"],
             "the note of {order_id} is kept"
         );
     }
     reopened.close().await;
-    schema.drop().await;
+    on.schema.drop().await;
 }
