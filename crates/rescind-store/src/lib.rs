@@ -581,13 +581,15 @@ mod sqlite {
                     .statement_cache_capacity(STATEMENTS_CACHED),
             )
             .await?;
-        let database_file = options.get_filename().to_owned();
+        let database_path = options.get_filename().to_owned();
+        // Opened once, after the connections: see `DatabaseFile`.
+        let database_file = DatabaseFile::open(&database_path);
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS_MAX)
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        tokio::spawn(checkpoint(read.clone(), write.clone(), database_file));
+        tokio::spawn(checkpoint(read.clone(), write.clone(), database_path, database_file));
         let batcher = batch::start(write.clone());
         Ok(Backend {
             write,
@@ -628,31 +630,49 @@ mod sqlite {
     /// 8–53 ms (median 18.5) at full load, where a round copying 100 ms of commits and syncing them
     /// took 30–60 ms; with these rounds, 4–12 ms (median 6; BENCHMARKS.md, fifteenth session). Until
     /// the store closes.
-    async fn checkpoint(read: sqlx::Pool<Db>, write: sqlx::Pool<Db>, database_file: std::path::PathBuf) {
+    async fn checkpoint(
+        read: sqlx::Pool<Db>,
+        write: sqlx::Pool<Db>,
+        database_path: std::path::PathBuf,
+        database_file: DatabaseFile,
+    ) {
+        checkpoint_until_closed(&read, &write, &database_path, &database_file).await;
+        // The file's descriptor is closed only once every connection is.
+        write.close().await;
+        read.close().await;
+        drop(database_file);
+    }
+
+    async fn checkpoint_until_closed(
+        read: &sqlx::Pool<Db>,
+        write: &sqlx::Pool<Db>,
+        database_path: &std::path::Path,
+        database_file: &DatabaseFile,
+    ) {
         let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_by_writer = std::time::Instant::now();
         let mut frames_before = None;
         loop {
             ticks.tick().await;
-            let Checkpointed::Log(frames) = passive_checkpoint(&read, "reader").await else {
+            let Checkpointed::Log(frames) = passive_checkpoint(read, "reader").await else {
                 return;
             };
-            start_writeback(&database_file).await;
+            database_file.start_writeback().await;
             // Only while the log moves: an idle server's log is left for the kernel to let go of.
             if let Some(frames) = frames.filter(|frames| Some(*frames) != frames_before) {
-                warm_wal(&database_file, frames).await;
+                warm_wal(database_path, frames).await;
             }
             frames_before = frames;
             if last_by_writer.elapsed() >= WRITER_CHECKPOINT_INTERVAL {
                 last_by_writer = std::time::Instant::now();
-                sync_database_file(&database_file).await;
+                database_file.sync().await;
                 let mut copied_before = frames;
                 for round in 1..=CHECKPOINT_ROUNDS_MAX {
-                    let Checkpointed::Log(copied) = passive_checkpoint(&read, "reader").await else {
+                    let Checkpointed::Log(copied) = passive_checkpoint(read, "reader").await else {
                         return;
                     };
-                    sync_database_file(&database_file).await;
+                    database_file.sync().await;
                     // Fewer frames than before: the log started again meanwhile (it was all copied
                     // when a write began), and what it holds now is all new.
                     let found = match (copied, copied_before) {
@@ -666,49 +686,70 @@ mod sqlite {
                         break;
                     }
                 }
-                if let Checkpointed::Closed = passive_checkpoint(&write, "writer").await {
+                if let Checkpointed::Closed = passive_checkpoint(write, "writer").await {
                     return;
                 }
             }
         }
     }
 
-    /// Flushes the pages the readers' checkpoints copied into the database file to disk, beside the
-    /// writer. SQLite syncs the file after a checkpoint that copied every frame (only then may the
-    /// WAL start again); under steady writes the readers' checkpoints rarely copy every frame, so the
-    /// writer's did, and held up every change while up to [`WRITER_CHECKPOINT_INTERVAL`] of copied
-    /// pages reached the disk (8–16 ms in a steady run). Synced here first, the writer's checkpoint
-    /// has only its own few pages left to sync (2–5 ms). This only ever makes the file more durable;
-    /// a file that cannot be opened (an in-memory database) is left alone.
-    async fn sync_database_file(database_file: &std::path::Path) {
-        let file = database_file.to_owned();
-        let started = std::time::Instant::now();
-        let synced =
-            tokio::task::spawn_blocking(move || std::fs::File::open(&file).and_then(|file| file.sync_data())).await;
-        match synced {
-            Ok(Ok(())) => tracing::debug!(took_us = started.elapsed().as_micros(), "database file synced"),
-            Ok(Err(error)) => tracing::debug!(error = %error, "the database file was not synced beside the writer"),
-            Err(error) => tracing::warn!(error = %error, "the database file's sync did not finish"),
-        }
-    }
+    /// The database file, opened once for as long as the store's connections are open, for the
+    /// checkpoint's writeback and sync beside the writer. Never opened and closed again meanwhile: on
+    /// Linux (POSIX record locks) closing any descriptor of a file drops every lock the process holds
+    /// on it, SQLite's too. Opened and closed every 100 ms until the twenty-second session, it dropped
+    /// the shared lock SQLite keeps on the file, and another program's SQLite — the `sqlite3` shell
+    /// reading the database — found no other user when it closed, copied the WAL into the file and
+    /// deleted it under the running writer: the next changes failed (the WAL syncer found no file) and
+    /// what was committed after it would have been lost at a restart. A database without a file (in
+    /// memory) has none.
+    struct DatabaseFile(Option<std::sync::Arc<std::fs::File>>);
 
-    /// Starts writing the pages a reader's checkpoint copied into the database file out to disk,
-    /// without waiting for them (Linux `sync_file_range(SYNC_FILE_RANGE_WRITE)`; it promises nothing
-    /// about durability, which the sync before the writer's checkpoint still gives). Left to pile up
-    /// for [`WRITER_CHECKPOINT_INTERVAL`], they reached the disk all at once in that sync, and the
-    /// commits beside it waited 5–7 ms for their own fsync (steady 2 000/s: p99 14.6–27.7 ms against
-    /// 11.1–14.4 ms with this, six pairs).
-    async fn start_writeback(database_file: &std::path::Path) {
-        let file = database_file.to_owned();
-        let _ = tokio::task::spawn_blocking(move || {
-            #[cfg(target_os = "linux")]
-            if let Ok(file) = std::fs::File::open(&file) {
-                use std::os::fd::AsRawFd;
-                // SAFETY: the descriptor is open for the duration of the call.
-                unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    impl DatabaseFile {
+        fn open(path: &std::path::Path) -> DatabaseFile {
+            DatabaseFile(std::fs::File::open(path).ok().map(std::sync::Arc::new))
+        }
+
+        /// Flushes the pages the readers' checkpoints copied into the database file to disk, beside
+        /// the writer. SQLite syncs the file after a checkpoint that copied every frame (only then
+        /// may the WAL start again); under steady writes the readers' checkpoints rarely copy every
+        /// frame, so the writer's did, and held up every change while up to
+        /// [`WRITER_CHECKPOINT_INTERVAL`] of copied pages reached the disk (8–16 ms in a steady run).
+        /// Synced here first, the writer's checkpoint has only its own few pages left to sync (2–5
+        /// ms). This only ever makes the file more durable.
+        async fn sync(&self) {
+            let Some(file) = self.0.clone() else {
+                return;
+            };
+            let started = std::time::Instant::now();
+            match tokio::task::spawn_blocking(move || file.sync_data()).await {
+                Ok(Ok(())) => tracing::debug!(took_us = started.elapsed().as_micros(), "database file synced"),
+                Ok(Err(error)) => tracing::debug!(error = %error, "the database file was not synced beside the writer"),
+                Err(error) => tracing::warn!(error = %error, "the database file's sync did not finish"),
             }
-        })
-        .await;
+        }
+
+        /// Starts writing the pages a reader's checkpoint copied into the database file out to disk,
+        /// without waiting for them (Linux `sync_file_range(SYNC_FILE_RANGE_WRITE)`; it promises
+        /// nothing about durability, which the sync before the writer's checkpoint still gives). Left
+        /// to pile up for [`WRITER_CHECKPOINT_INTERVAL`], they reached the disk all at once in that
+        /// sync, and the commits beside it waited 5–7 ms for their own fsync (steady 2 000/s: p99
+        /// 14.6–27.7 ms against 11.1–14.4 ms with this, six pairs).
+        async fn start_writeback(&self) {
+            let Some(file) = self.0.clone() else {
+                return;
+            };
+            let _ = tokio::task::spawn_blocking(move || {
+                #[cfg(target_os = "linux")]
+                {
+                    use std::os::fd::AsRawFd;
+                    // SAFETY: the descriptor stays open while `file` is held.
+                    unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+                }
+                #[cfg(not(target_os = "linux"))]
+                drop(file);
+            })
+            .await;
+        }
     }
 
     /// How much of the write-ahead log ahead of its writer [`warm_wal`] asks back into memory: more

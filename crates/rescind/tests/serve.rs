@@ -252,3 +252,62 @@ async fn on_postgres_the_runtime_threads_run_five_steps_below_the_group_writer()
     })
     .await;
 }
+
+/// Another program may read the SQLite file while rescind serves it (the `sqlite3` shell, a backup
+/// tool): its connection closing leaves rescind's write-ahead log in place, and a cancel after it is
+/// answered 200 and still there after a restart. (While rescind's checkpoint opened and closed the
+/// database file, which drops every POSIX lock the process holds on it, the reader took itself for
+/// the file's last user and deleted the log under the running writer.)
+#[tokio::test]
+async fn another_program_reading_the_sqlite_file_while_rescind_serves_it_loses_none_of_its_writes() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+    use sqlx::{ConnectOptions, Connection};
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("rescind.db");
+    let database_url = format!("sqlite://{}", file.display());
+    let server = start(&database_url, &["--demo"], &[]);
+    let token = server.token().expect("the demo token is printed");
+    // The checkpoint runs beside the writer every 100 ms, the writer's own every 500: let both run.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+
+    let mut reader = SqliteConnectOptions::new()
+        .filename(&file)
+        .connect()
+        .await
+        .expect("another program opens the file");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&mut reader)
+        .await
+        .expect("and reads it");
+    assert_eq!(stored, 9);
+    reader.close().await.expect("and closes it");
+    assert!(
+        directory.path().join("rescind.db-wal").exists(),
+        "rescind's write-ahead log is still there"
+    );
+
+    let orders = get(&server, &token, "/api/v1/orders").await;
+    let first = orders["items"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|order| order["number"] == "#1001")
+        .expect("the demo's first order (awaiting payment)");
+    let order_id = first["id"].as_str().expect("an id").to_owned();
+    let cancelled = reqwest::Client::new()
+        .post(server.url(&format!("/api/v1/orders/{order_id}/cancel")))
+        .bearer_auth(&token)
+        .json(&json!({"reason": "customer_request"}))
+        .send()
+        .await
+        .expect("the server answers");
+    assert_eq!(cancelled.status().as_u16(), 200, "{:?}", cancelled.text().await);
+    let (status, _) = server.terminate();
+    assert!(status.success(), "exit status {status}");
+
+    let again = start(&database_url, &[], &[]);
+    let order = get(&again, &token, &format!("/api/v1/orders/{order_id}")).await;
+    assert_eq!(order["status"], "cancelled", "the cancel survives a restart: {order}");
+    let (status, _) = again.terminate();
+    assert!(status.success(), "exit status {status}");
+}
