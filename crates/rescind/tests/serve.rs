@@ -260,7 +260,7 @@ async fn on_postgres_the_runtime_threads_run_five_steps_below_the_group_writer()
 /// the file's last user and deleted the log under the running writer.)
 #[tokio::test]
 async fn another_program_reading_the_sqlite_file_while_rescind_serves_it_loses_none_of_its_writes() {
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+    use sqlx::sqlite::SqliteConnectOptions;
     use sqlx::{ConnectOptions, Connection};
     let directory = tempfile::tempdir().unwrap();
     let file = directory.path().join("rescind.db");
