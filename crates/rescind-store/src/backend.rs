@@ -3263,6 +3263,23 @@ mod batch {
             }
         }
 
+        /// [`Groups::waiting`], or when none waits, the change that comes first within `wait`
+        /// (`runtime` keeps the time); empty when none came or the writer is to stop.
+        #[allow(dead_code)] // each backend's writer uses its own part
+        pub(crate) fn waiting_within(&mut self, runtime: &tokio::runtime::Handle, wait: std::time::Duration) -> Vec<Job> {
+            if self.closing.is_some() {
+                return Vec::new();
+            }
+            let first = match self.queue.try_recv() {
+                Ok(first) => first,
+                Err(_) => match runtime.block_on(async { tokio::time::timeout(wait, self.queue.recv()).await }) {
+                    Ok(Some(first)) => first,
+                    Ok(None) | Err(_) => return Vec::new(),
+                },
+            };
+            self.fill(first)
+        }
+
         fn fill(&mut self, first: Message) -> Vec<Job> {
             let mut group = Vec::new();
             let mut next = Some(first);
@@ -3289,6 +3306,67 @@ mod batch {
             if let Some(done) = self.closing {
                 let _ = done.send(());
             }
+        }
+    }
+
+    #[cfg(test)]
+    mod waiting_tests {
+        use super::*;
+        use std::time::{Duration, Instant};
+
+        fn job(order_id: &str) -> Message {
+            let (reply, _) = oneshot::channel();
+            Message::Job(Job {
+                shop_id: "shop_1".to_owned(),
+                order_id: order_id.to_owned(),
+                lease: None,
+                decide: Decide::Change(Box::new(|_, _| Err(Box::new(())))),
+                then_restock: None,
+                reply,
+                sent_at: Instant::now(),
+            })
+        }
+
+        /// The group writer, with nothing waiting after a group, waits a moment for the next change
+        /// while it keeps its connection: one that comes within the wait is taken, none leaves it
+        /// empty-handed once the wait is over, and word to stop ends it at once.
+        #[test]
+        fn a_change_that_comes_within_the_wait_is_taken_and_none_coming_leaves_the_writer_empty_handed() {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let (jobs, queue) = mpsc::channel(QUEUE_MAX);
+            let mut groups = Groups {
+                queue,
+                imports: Vec::new(),
+                closing: None,
+            };
+            let asked = Instant::now();
+            assert!(groups.waiting_within(runtime.handle(), Duration::from_millis(20)).is_empty());
+            assert!(asked.elapsed() >= Duration::from_millis(20), "it waited the whole wait");
+
+            let sender = jobs.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let _ = sender.send(job("ord_late")).await;
+            });
+            let group = groups.waiting_within(runtime.handle(), Duration::from_secs(10));
+            assert_eq!(group.iter().map(|job| job.order_id.as_str()).collect::<Vec<_>>(), ["ord_late"]);
+
+            jobs.blocking_send(job("ord_waiting")).expect("sent");
+            let group = groups.waiting_within(runtime.handle(), Duration::from_secs(10));
+            assert_eq!(group.len(), 1, "a change already waiting is taken at once");
+
+            let (done, stopped) = oneshot::channel();
+            jobs.blocking_send(Message::Close(done)).expect("sent");
+            let asked = Instant::now();
+            assert!(groups.waiting_within(runtime.handle(), Duration::from_secs(10)).is_empty());
+            assert!(asked.elapsed() < Duration::from_secs(10), "word to stop ends the wait");
+            assert!(groups.next_blocking().is_none(), "and the writer stops");
+            groups.stopped();
+            assert!(stopped.blocking_recv().is_ok(), "whoever asked hears it stopped");
         }
     }
 

@@ -899,10 +899,17 @@ mod sqlite {
     /// Taking it for every group cost 0.6–2 ms each: the pool's hand-over, a blocking thread and
     /// the handle's lock, and the writer's task waiting for a free runtime thread after each.
     const WRITER_HOLD_MAX: std::time::Duration = std::time::Duration::from_millis(20);
+    /// How long the group writer, finding no change waiting after a group, waits for the next one
+    /// before it lets the writer connection go. Taking it again cost 0.1–1.4 ms each time (the
+    /// pool's hand-back on a runtime task, then sqlx's worker thread for the handle) and came about
+    /// every 7 ms at full load, where the queue empties for a moment after most groups; at a steady
+    /// 2 000 cancellations/s it came after nearly every group (BENCHMARKS.md, twenty-second session).
+    const WRITER_IDLE_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 
     /// The group writer, on a thread of its own (never holding up the HTTP workers, never waiting
     /// for one): takes the writer connection's own SQLite handle and runs group after group on it
-    /// while they keep coming (up to [`WRITER_HOLD_MAX`]) — each group's loads, decisions, writes
+    /// while they keep coming (up to [`WRITER_HOLD_MAX`]; a change that comes within
+    /// [`WRITER_IDLE_WAIT`] of the group before counts) — each group's loads, decisions, writes
     /// and commit with no hand-off between threads per statement or row — keeping its prepared
     /// statements between groups; until the store closes.
     fn run_writer(pool: sqlx::Pool<Db>, mut groups: batch::Groups) {
@@ -938,8 +945,9 @@ mod sqlite {
         }
     }
 
-    /// Takes the writer connection's handle and runs `group`, then the groups that came meanwhile
-    /// (up to [`WRITER_HOLD_MAX`]); answers the prepared statements to keep.
+    /// Takes the writer connection's handle and runs `group`, then the groups that came meanwhile or
+    /// within [`WRITER_IDLE_WAIT`] after (up to [`WRITER_HOLD_MAX`]); answers the prepared statements
+    /// to keep.
     fn hold_and_run(
         runtime: &tokio::runtime::Handle,
         pool: &sqlx::Pool<Db>,
@@ -1020,7 +1028,7 @@ mod sqlite {
             if held.elapsed() >= WRITER_HOLD_MAX {
                 break;
             }
-            work = (groups.waiting(), groups.take_imports());
+            work = (groups.waiting_within(runtime, WRITER_IDLE_WAIT), groups.take_imports());
             if work.0.is_empty() && work.1.is_empty() {
                 break;
             }
