@@ -254,12 +254,12 @@ async fn on_postgres_the_runtime_threads_run_five_steps_below_the_group_writer()
 }
 
 /// Another program may read the SQLite file while rescind serves it (the `sqlite3` shell, a backup
-/// tool): its connection closing leaves rescind's write-ahead log in place, and a cancel after it is
+/// with `VACUUM INTO`): its connection closing leaves rescind's write-ahead log in place, and a cancel after it is
 /// answered 200 and still there after a restart. (While rescind's checkpoint opened and closed the
 /// database file, which drops every POSIX lock the process holds on it, the reader took itself for
 /// the file's last user and deleted the log under the running writer.)
 #[tokio::test]
-async fn another_program_reading_the_sqlite_file_while_rescind_serves_it_loses_none_of_its_writes() {
+async fn another_program_reading_or_backing_up_the_sqlite_file_while_rescind_serves_it_loses_none_of_its_writes() {
     use sqlx::sqlite::SqliteConnectOptions;
     use sqlx::{ConnectOptions, Connection};
     let directory = tempfile::tempdir().unwrap();
@@ -280,7 +280,23 @@ async fn another_program_reading_the_sqlite_file_while_rescind_serves_it_loses_n
         .await
         .expect("and reads it");
     assert_eq!(stored, 9);
+    let backup = directory.path().join("backup.db");
+    sqlx::query(&format!("VACUUM INTO '{}'", backup.display()))
+        .execute(&mut reader)
+        .await
+        .expect("and copies it for a backup");
     reader.close().await.expect("and closes it");
+    let mut copy = SqliteConnectOptions::new()
+        .filename(&backup)
+        .connect()
+        .await
+        .expect("the backup opens");
+    let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&mut copy)
+        .await
+        .expect("and reads");
+    assert_eq!(copied, 9, "the backup holds every order");
+    copy.close().await.expect("closed");
     assert!(
         directory.path().join("rescind.db-wal").exists(),
         "rescind's write-ahead log is still there"
