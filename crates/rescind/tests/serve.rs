@@ -253,6 +253,23 @@ async fn on_postgres_the_runtime_threads_run_five_steps_below_the_group_writer()
     .await;
 }
 
+/// A connection of another program to the SQLite file at `file` (SQLite's own VFS, no rescind).
+async fn open_as_another_program(file: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::ConnectOptions;
+    sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(file)
+        .connect()
+        .await
+        .expect("another program opens the file")
+}
+
+async fn orders_stored(connection: &mut sqlx::SqliteConnection) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(connection)
+        .await
+        .expect("the orders are counted")
+}
+
 /// Another program may read the SQLite file while rescind serves it (the `sqlite3` shell, a backup
 /// with `VACUUM INTO`): its connection closing leaves rescind's write-ahead log in place, and a cancel after it is
 /// answered 200 and still there after a restart. (While rescind's checkpoint opened and closed the
@@ -260,8 +277,7 @@ async fn on_postgres_the_runtime_threads_run_five_steps_below_the_group_writer()
 /// the file's last user and deleted the log under the running writer.)
 #[tokio::test]
 async fn another_program_reading_or_backing_up_the_sqlite_file_while_rescind_serves_it_loses_none_of_its_writes() {
-    use sqlx::sqlite::SqliteConnectOptions;
-    use sqlx::{ConnectOptions, Connection};
+    use sqlx::Connection;
     let directory = tempfile::tempdir().unwrap();
     let file = directory.path().join("rescind.db");
     let database_url = format!("sqlite://{}", file.display());
@@ -270,32 +286,16 @@ async fn another_program_reading_or_backing_up_the_sqlite_file_while_rescind_ser
     // The checkpoint runs beside the writer every 100 ms, the writer's own every 500: let both run.
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
 
-    let mut reader = SqliteConnectOptions::new()
-        .filename(&file)
-        .connect()
-        .await
-        .expect("another program opens the file");
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
-        .fetch_one(&mut reader)
-        .await
-        .expect("and reads it");
-    assert_eq!(stored, 9);
+    let mut reader = open_as_another_program(&file).await;
+    assert_eq!(orders_stored(&mut reader).await, 9);
     let backup = directory.path().join("backup.db");
     sqlx::query(&format!("VACUUM INTO '{}'", backup.display()))
         .execute(&mut reader)
         .await
         .expect("and copies it for a backup");
     reader.close().await.expect("and closes it");
-    let mut copy = SqliteConnectOptions::new()
-        .filename(&backup)
-        .connect()
-        .await
-        .expect("the backup opens");
-    let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
-        .fetch_one(&mut copy)
-        .await
-        .expect("and reads");
-    assert_eq!(copied, 9, "the backup holds every order");
+    let mut copy = open_as_another_program(&backup).await;
+    assert_eq!(orders_stored(&mut copy).await, 9, "the backup holds every order");
     copy.close().await.expect("closed");
     assert!(
         directory.path().join("rescind.db-wal").exists(),
