@@ -581,13 +581,16 @@ mod payload_tests {
             HistoryEntry::new(later, "step.channel_cancel", &Actor::System, "channel_cancel: done"),
             HistoryEntry::new(later, "order.cancelled", &token, "Order cancelled."),
         ];
-        let json = history_lines_to_json(&lines);
+        let stored = history_lines_to_json(&lines);
+        // Kept with its commonest pieces as tokens (`phrases`), written out the same when read.
+        let json = crate::phrases::expand(&stored).expect("the row's tokens are known").into_owned();
+        assert!(stored.len() < json.len() / 2, "{} of {} bytes", stored.len(), json.len());
         // The row's time and a repeated time or actor are not written again, nor data that is empty.
         assert_eq!(json.matches("\"at\"").count(), 1, "{json}");
         assert_eq!(json.matches("\"actor\"").count(), 3, "{json}");
         assert_eq!(json.matches("\"data\"").count(), 1, "{json}");
         let mut loaded = vec![HistoryEntry::new(at, "order.imported", &Actor::System, "an older line")];
-        history_lines_from_json(&json, at, &mut loaded).expect("the lines load");
+        history_lines_from_json(&stored, at, &mut loaded).expect("the lines load");
         assert_eq!(loaded.len(), 5, "appended after the lines already read");
         assert_eq!(loaded[2..], lines[1..]);
         assert_eq!((loaded[1].at, &loaded[1].actor, &loaded[1].message), (at, &lines[0].actor, &lines[0].message));

@@ -242,12 +242,12 @@ pub(crate) fn steps_to_json(steps: &[Step], created_at: Timestamp) -> String {
             updated_at: (step.updated_at != created_at).then_some(step.updated_at.unix_micros()),
         })
         .collect();
-    written(&columns)
+    crate::phrases::shorten(&written(&columns))
 }
 
 /// The steps of a cancellation created at `created_at`, from its `steps` column.
 pub(crate) fn steps_from_json(json: &str, created_at: Timestamp) -> Result<Vec<Step>> {
-    let columns: Vec<StepColumn<String>> = stored(json, "steps")?;
+    let columns: Vec<StepColumn<String>> = stored(&crate::phrases::expand(json)?, "steps")?;
     columns
         .into_iter()
         .map(|step| {
@@ -309,12 +309,12 @@ pub(crate) fn history_lines_to_json(lines: &[HistoryEntry]) -> String {
             }
         })
         .collect();
-    written(&columns)
+    crate::phrases::shorten(&written(&columns))
 }
 
 /// The lines of one `order_changes` row whose `at` is `row_at`, appended to `lines`.
 pub(crate) fn history_lines_from_json(json: &str, row_at: Timestamp, lines: &mut Vec<HistoryEntry>) -> Result<()> {
-    let columns: Vec<HistoryLineColumn<String>> = stored(json, "history lines")?;
+    let columns: Vec<HistoryLineColumn<String>> = stored(&crate::phrases::expand(json)?, "history lines")?;
     let (mut at, mut actor): (Timestamp, Option<String>) = (row_at, None);
     lines.reserve(columns.len());
     for line in columns {
@@ -570,8 +570,10 @@ mod tests {
         }];
         let created_at = Timestamp::from_unix_micros(1_764_000_000_000_000);
         let json = steps_to_json(&steps, created_at);
+        // Stored with its commonest pieces as tokens (`phrases`): the same object written out.
+        assert!(json.contains('\u{1}'));
         assert_eq!(
-            json,
+            crate::phrases::expand(&json).expect("known tokens"),
             r#"[{"attempts":2,"generation":1,"kind":"refund","last_error":"402","message":"card refund refused","status":"failed","updated_at":1764000000000001}]"#
         );
         assert_eq!(steps_from_json(&json, created_at).expect("reads back"), steps);
@@ -586,7 +588,10 @@ mod tests {
             updated_at: created_at,
         }];
         let json = steps_to_json(&untouched, created_at);
-        assert_eq!(json, r#"[{"kind":"restock","message":"not run","status":"skipped"}]"#);
+        assert_eq!(
+            crate::phrases::expand(&json).expect("known tokens"),
+            r#"[{"kind":"restock","message":"not run","status":"skipped"}]"#
+        );
         assert_eq!(steps_from_json(&json, created_at).expect("reads back"), untouched);
         // Written whole before (and before generations): read back the same.
         let older = r#"[{"attempts":0,"kind":"restock","last_error":null,"message":"not run","status":"skipped","updated_at":1764000000000000}]"#;

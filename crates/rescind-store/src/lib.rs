@@ -10,6 +10,7 @@
 mod codec;
 pub mod ids;
 mod now;
+mod phrases;
 mod rows;
 mod syncer;
 mod vfs;
