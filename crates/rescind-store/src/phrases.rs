@@ -14,9 +14,9 @@ use std::borrow::Cow;
 const MARK: char = '\u{1}';
 const FIRST_CODE: u8 = b' ';
 
-/// The phrases, by their place. Stored rows name phrases by place, so this list is only ever added
-/// to at its end — never reordered, never changed, nothing removed — and holds at most 95 (the
-/// printable ASCII characters).
+/// The phrases, by their place. Stored rows name phrases by place, so this list is never reordered or
+/// changed and nothing is removed from it. It holds the 95 a token can name (the printable ASCII
+/// characters); more would need a second mark (U+0002, which `serde_json` never writes either).
 const PHRASES: &[&str] = &[
     // 0–19: keys and the joints between values, as steps and history lines write them. A joint ends
     // before the next key's opening quote unless it names that key, and a value phrase holds no
@@ -244,6 +244,17 @@ mod tests {
             shortened.len(),
             text.len()
         );
+    }
+
+    #[test]
+    fn tokens_stored_once_read_back_the_same_in_every_later_build() {
+        // As this list first wrote them (2026-12-06): a changed or moved phrase fails here.
+        let stored = "[\u{1} \u{1}>\u{1}d\u{1}\"\u{1}I\u{1},\u{1}Bnot run\u{1}\"\u{1}I\u{1}/";
+        assert_eq!(
+            expand(stored).expect("known tokens"),
+            r#"[{"kind":"channel_cancel","message":"skipped: own store order, cancelled in rescind","status":"skipped"},{"kind":"notify","message":"not run","status":"skipped"}]"#
+        );
+        assert_eq!(shorten(&expand(stored).expect("known tokens")), stored);
     }
 
     #[test]
