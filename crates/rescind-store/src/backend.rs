@@ -2180,6 +2180,8 @@ impl Backend {
         Ok(in_decision_order(decided, changes))
     }
 
+    /// Claims `key` for a request of `fingerprint` (B3): on SQLite in the group writer's next
+    /// transaction ([`KEYS_IN_GROUPS`]), on PostgreSQL in a transaction of its own.
     pub(crate) async fn claim_idempotency_key(
         &self,
         scope: &str,
@@ -2187,70 +2189,32 @@ impl Backend {
         fingerprint: &str,
         now: Timestamp,
     ) -> Result<IdempotencyClaim> {
-        let mut tx = self.write.begin().await?;
-        sqlx::query(
-            "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND (created_at < $3 \
-             OR (status_code IS NULL AND created_at < $4))",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(now.plus_seconds(-IDEMPOTENCY_RETENTION_S).unix_micros())
-        .bind(now.plus_seconds(-IDEMPOTENCY_ABANDONED_AFTER_S).unix_micros())
-        .execute(&mut *tx)
-        .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (scope, key) DO NOTHING",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(fingerprint)
-        .bind(now.unix_micros())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let claim = if inserted == 1 {
-            IdempotencyClaim::New
-        } else {
-            let row = sqlx::query(
-                "SELECT fingerprint, status_code, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2",
-            )
-            .bind(scope)
-            .bind(key)
-            .fetch_one(&mut *tx)
-            .await?;
-            let stored_fingerprint: String = row.try_get("fingerprint")?;
-            let status_code: Option<i32> = row.try_get("status_code")?;
-            match status_code {
-                _ if stored_fingerprint != fingerprint => IdempotencyClaim::Mismatch,
-                None => IdempotencyClaim::InProgress,
-                Some(status_code) => IdempotencyClaim::Replay {
-                    status_code: u16::try_from(status_code).context("stored status code out of range")?,
-                    body: row.try_get::<Option<String>, _>("response_body")?.unwrap_or_default(),
-                },
-            }
+        let op = batch::KeyOp::Claim {
+            fingerprint: fingerprint.to_owned(),
+            now,
         };
-        tx.commit().await?;
-        Ok(claim)
+        let claim = if KEYS_IN_GROUPS {
+            self.batcher.key(scope, key, op).await?
+        } else {
+            run_key_on_pool(&self.write, scope, key, &op).await?
+        };
+        claim.context("a key's claim came back without one")
     }
 
     pub(crate) async fn complete_idempotency_key(&self, scope: &str, key: &str, status_code: u16, body: &str) -> Result<()> {
-        sqlx::query("UPDATE idempotency_keys SET status_code = $1, response_body = $2 WHERE scope = $3 AND key = $4")
-            .bind(i32::from(status_code))
-            .bind(body)
-            .bind(scope)
-            .bind(key)
-            .execute(&self.write)
-            .await?;
-        Ok(())
+        self.run_key(scope, key, batch::KeyOp::Complete { status_code, body: body.to_owned() }).await
     }
 
     pub(crate) async fn release_idempotency_key(&self, scope: &str, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status_code IS NULL")
-            .bind(scope)
-            .bind(key)
-            .execute(&self.write)
-            .await?;
+        self.run_key(scope, key, batch::KeyOp::Release).await
+    }
+
+    async fn run_key(&self, scope: &str, key: &str, op: batch::KeyOp) -> Result<()> {
+        if KEYS_IN_GROUPS {
+            self.batcher.key(scope, key, op).await?;
+        } else {
+            run_key_on_pool(&self.write, scope, key, &op).await?;
+        }
         Ok(())
     }
 
@@ -2927,6 +2891,89 @@ impl Backend {
     }
 }
 
+/// The statements of a key's operations (B3), the same through sqlx and on the group writer's handle.
+const DROP_STALE_KEY: &str = "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND (created_at < $3 \
+     OR (status_code IS NULL AND created_at < $4))";
+const INSERT_KEY: &str = "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (scope, key) DO NOTHING";
+const SELECT_KEY: &str = "SELECT fingerprint, status_code, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2";
+const COMPLETE_KEY: &str = "UPDATE idempotency_keys SET status_code = $1, response_body = $2 WHERE scope = $3 AND key = $4";
+const RELEASE_KEY: &str = "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status_code IS NULL";
+
+/// Before `now`, the times a stored key was created at when it has expired, and when it has no
+/// response and was abandoned: such a claim is dropped before a new one is tried.
+fn stale_keys_before(now: Timestamp) -> (i64, i64) {
+    (
+        now.plus_seconds(-IDEMPOTENCY_RETENTION_S).unix_micros(),
+        now.plus_seconds(-IDEMPOTENCY_ABANDONED_AFTER_S).unix_micros(),
+    )
+}
+
+/// Where a key already claimed stands for a request of `fingerprint`.
+fn claim_found(stored_fingerprint: &str, status_code: Option<i64>, body: Option<String>, fingerprint: &str) -> Result<IdempotencyClaim> {
+    Ok(match status_code {
+        _ if stored_fingerprint != fingerprint => IdempotencyClaim::Mismatch,
+        None => IdempotencyClaim::InProgress,
+        Some(status_code) => IdempotencyClaim::Replay {
+            status_code: u16::try_from(status_code).context("stored status code out of range")?,
+            body: body.unwrap_or_default(),
+        },
+    })
+}
+
+/// Runs a key's operation in a transaction of its own on `pool`: the claim for a claim.
+async fn run_key_on_pool(pool: &sqlx::Pool<Db>, scope: &str, key: &str, op: &batch::KeyOp) -> Result<Option<IdempotencyClaim>> {
+    match op {
+        batch::KeyOp::Claim { fingerprint, now } => {
+            let (expired, abandoned) = stale_keys_before(*now);
+            let mut tx = pool.begin().await?;
+            sqlx::query(DROP_STALE_KEY)
+                .bind(scope)
+                .bind(key)
+                .bind(expired)
+                .bind(abandoned)
+                .execute(&mut *tx)
+                .await?;
+            let inserted = sqlx::query(INSERT_KEY)
+                .bind(scope)
+                .bind(key)
+                .bind(fingerprint)
+                .bind(now.unix_micros())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let claim = if inserted == 1 {
+                IdempotencyClaim::New
+            } else {
+                let row = sqlx::query(SELECT_KEY).bind(scope).bind(key).fetch_one(&mut *tx).await?;
+                let status_code: Option<i32> = row.try_get("status_code")?;
+                claim_found(
+                    &row.try_get::<String, _>("fingerprint")?,
+                    status_code.map(i64::from),
+                    row.try_get("response_body")?,
+                    fingerprint,
+                )?
+            };
+            tx.commit().await?;
+            Ok(Some(claim))
+        }
+        batch::KeyOp::Complete { status_code, body } => {
+            sqlx::query(COMPLETE_KEY)
+                .bind(i32::from(*status_code))
+                .bind(body)
+                .bind(scope)
+                .bind(key)
+                .execute(pool)
+                .await?;
+            Ok(None)
+        }
+        batch::KeyOp::Release => {
+            sqlx::query(RELEASE_KEY).bind(scope).bind(key).execute(pool).await?;
+            Ok(None)
+        }
+    }
+}
+
 mod batch {
     use super::{group_sink, load_orders_numbering_changes, Build, ImportOutcome, load_shop_setup, save_into, Connection, Db, GroupStock};
     use crate::rows::Sink;
@@ -3067,10 +3114,81 @@ mod batch {
         }
     }
 
-    /// What the writer is sent: a change, an import, or word to stop (with whom to tell once it has).
+    /// What is done to an `Idempotency-Key` (B3) in a group's transaction.
+    pub(crate) enum KeyOp {
+        /// Claims the key for a request of this fingerprint, first dropping a claim that expired or
+        /// was abandoned by `now`.
+        Claim { fingerprint: String, now: rescind_domain::Timestamp },
+        /// Stores the claimed request's response.
+        Complete { status_code: u16, body: String },
+        /// Gives up a claim that has no response.
+        Release,
+    }
+
+    /// A key's operation sent to the writer: on SQLite, run in the transaction of the next group and
+    /// answered once that is synced — so that a request's claim and response share the group's commit
+    /// instead of each committing (and syncing) on the writer connection by itself.
+    pub(crate) struct KeyJob {
+        pub(crate) scope: String,
+        pub(crate) key: String,
+        pub(crate) op: KeyOp,
+        reply: oneshot::Sender<Result<Option<crate::IdempotencyClaim>, String>>,
+    }
+
+    /// A key's operation run, waiting for its group's commit: the claim it found (`None` for the
+    /// other operations), or the error it ran into.
+    pub(crate) type KeyDone = (
+        oneshot::Sender<Result<Option<crate::IdempotencyClaim>, String>>,
+        anyhow::Result<Option<crate::IdempotencyClaim>>,
+    );
+
+    impl KeyJob {
+        /// The operation run, with what it came to, to answer once committed.
+        pub(crate) fn done(self, ran: anyhow::Result<Option<crate::IdempotencyClaim>>) -> KeyDone {
+            (self.reply, ran)
+        }
+    }
+
+    /// Runs each of `keys` with `run` (its own error its own answer), to answer once committed.
+    #[allow(dead_code)] // the SQLite writer's
+    pub(crate) fn run_keys(
+        keys: Vec<KeyJob>,
+        mut run: impl FnMut(&KeyJob) -> anyhow::Result<Option<crate::IdempotencyClaim>>,
+    ) -> Vec<KeyDone> {
+        keys.into_iter()
+            .map(|job| {
+                let ran = run(&job);
+                job.done(ran)
+            })
+            .collect()
+    }
+
+    /// Answers the keys' operations run in a group, with `failure` when the group's commit failed.
+    pub(crate) fn answer_keys(done: Vec<KeyDone>, failure: Option<&anyhow::Error>) {
+        for (reply, ran) in done {
+            let answer = match (ran, failure) {
+                (_, Some(error)) => Err(format!("{error:#}")),
+                (Err(error), None) => Err(format!("{error:#}")),
+                (Ok(claim), None) => Ok(claim),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Tells every caller of `keys` that its operation failed with `error`.
+    #[allow(dead_code)] // the SQLite writer's
+    pub(crate) fn fail_keys(keys: Vec<KeyJob>, error: &str) {
+        for job in keys {
+            let _ = job.reply.send(Err(error.to_owned()));
+        }
+    }
+
+    /// What the writer is sent: a change, an import, a key's operation, or word to stop (with whom to
+    /// tell once it has).
     enum Message {
         Job(Job),
         Import(ImportJob),
+        Key(KeyJob),
         Close(oneshot::Sender<()>),
     }
 
@@ -3092,6 +3210,7 @@ mod batch {
             Groups {
                 queue,
                 imports: Vec::new(),
+                keys: Vec::new(),
                 closing: None,
             },
         );
@@ -3203,6 +3322,19 @@ mod batch {
             self.ask(Message::Import(job), answer).await?
         }
 
+        /// Runs `op` on the key `key` of `scope` in the next group's transaction; answers once that
+        /// is committed (and, on SQLite, synced): the claim for [`KeyOp::Claim`], `None` otherwise.
+        pub(crate) async fn key(&self, scope: &str, key: &str, op: KeyOp) -> anyhow::Result<Option<crate::IdempotencyClaim>> {
+            let (reply, answer) = oneshot::channel();
+            let job = KeyJob {
+                scope: scope.to_owned(),
+                key: key.to_owned(),
+                op,
+                reply,
+            };
+            self.ask(Message::Key(job), answer).await?.map_err(|error| anyhow::anyhow!(error))
+        }
+
         /// Sends the writer `message` and waits for its answer.
         async fn ask<T>(&self, message: Message, answer: oneshot::Receiver<T>) -> anyhow::Result<T> {
             self.jobs
@@ -3227,6 +3359,8 @@ mod batch {
         queue: mpsc::Receiver<Message>,
         /// The imports taken with the changes of the group last taken (see [`Groups::take_imports`]).
         imports: Vec<ImportJob>,
+        /// The keys' operations taken with them (see [`Groups::take_keys`]).
+        keys: Vec<KeyJob>,
         /// Who asked the writer to stop, once someone has.
         closing: Option<oneshot::Sender<()>>,
     }
@@ -3290,9 +3424,10 @@ mod batch {
                 match message {
                     Message::Job(job) => group.push(job),
                     Message::Import(job) => self.imports.push(job),
+                    Message::Key(job) => self.keys.push(job),
                     Message::Close(done) => self.closing = Some(done),
                 }
-                if self.closing.is_none() && group.len() + self.imports.len() < GROUP_MAX {
+                if self.closing.is_none() && group.len() + self.imports.len() + self.keys.len() < GROUP_MAX {
                     next = self.queue.try_recv().ok();
                 }
             }
@@ -3302,6 +3437,11 @@ mod batch {
         /// The imports that came with the group last taken, to write in its transaction.
         pub(crate) fn take_imports(&mut self) -> Vec<ImportJob> {
             std::mem::take(&mut self.imports)
+        }
+
+        /// The keys' operations that came with the group last taken, to run in its transaction.
+        pub(crate) fn take_keys(&mut self) -> Vec<KeyJob> {
+            std::mem::take(&mut self.keys)
         }
 
         /// Tells whoever asked the writer to stop that it has — after it let go of what it kept.
@@ -3344,6 +3484,7 @@ mod batch {
             let mut groups = Groups {
                 queue,
                 imports: Vec::new(),
+                keys: Vec::new(),
                 closing: None,
             };
             let asked = Instant::now();

@@ -525,6 +525,11 @@ mod sqlite {
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
     use std::str::FromStr;
     pub(crate) type Db = sqlx::Sqlite;
+    /// Idempotency keys are claimed and completed in the group writer's transactions: on the one
+    /// writer connection, each by itself committed and synced alone, and waited for the connection
+    /// between the writer's groups (own-store with a key per cancel: 1 468/s against 13 613/s
+    /// without; BENCHMARKS.md, twenty-third session).
+    const KEYS_IN_GROUPS: bool = true;
     const DIALECT: crate::Dialect = crate::Dialect {
         kind: crate::DatabaseKind::Sqlite,
         lock_order: "",
@@ -930,9 +935,9 @@ mod sqlite {
                 };
                 let mut kept: Option<KeptHandle> = None;
                 while let Some(group) = groups.next_blocking() {
-                    let imports = groups.take_imports();
-                    if !group.is_empty() || !imports.is_empty() {
-                        kept = hold_and_run(&runtime, &pool, &mut groups, (group, imports), kept.take(), &syncer);
+                    let work = work_with(group, &mut groups);
+                    if !is_idle(&work) {
+                        kept = hold_and_run(&runtime, &pool, &mut groups, work, kept.take(), &syncer);
                     }
                 }
                 // The statements are finalized, and every written group synced and answered, before
@@ -1029,8 +1034,9 @@ mod sqlite {
             if held.elapsed() >= WRITER_HOLD_MAX {
                 break;
             }
-            work = (groups.waiting_within(runtime, WRITER_IDLE_WAIT), groups.take_imports());
-            if work.0.is_empty() && work.1.is_empty() {
+            let group = groups.waiting_within(runtime, WRITER_IDLE_WAIT);
+            work = work_with(group, groups);
+            if is_idle(&work) {
                 break;
             }
         }
@@ -1047,13 +1053,71 @@ mod sqlite {
         Some(db)
     }
 
-    /// What the group writer writes in one transaction: changes, and imports (written first).
-    type Work = (Vec<batch::Job>, Vec<batch::ImportJob>);
+    /// What the group writer writes in one transaction: changes, imports and idempotency keys'
+    /// operations (those two first).
+    type Work = (Vec<batch::Job>, Vec<batch::ImportJob>, Vec<batch::KeyJob>);
+
+    /// The work that came with `group`.
+    fn work_with(group: Vec<batch::Job>, groups: &mut batch::Groups) -> Work {
+        (group, groups.take_imports(), groups.take_keys())
+    }
+
+    fn is_idle((group, imports, keys): &Work) -> bool {
+        group.is_empty() && imports.is_empty() && keys.is_empty()
+    }
 
     /// Tells every caller of `work` that it failed with `error`.
-    fn fail_work((group, imports): Work, error: &str) {
+    fn fail_work((group, imports, keys): Work, error: &str) {
         batch::fail_all(group, error);
         batch::fail_imports(imports, error);
+        batch::fail_keys(keys, error);
+    }
+
+    /// Runs the keys' operations (B3) on the writer's handle, in the group's transaction; each
+    /// failure is its own operation's answer (a statement that fails takes back only its own writes).
+    fn keys_on_handle(db: &rusqlite::Connection, keys: Vec<batch::KeyJob>) -> Vec<batch::KeyDone> {
+        batch::run_keys(keys, |job| -> Result<Option<crate::IdempotencyClaim>> {
+            let (scope, key) = (job.scope.as_str(), job.key.as_str());
+            match &job.op {
+                batch::KeyOp::Claim { fingerprint, now } => {
+                    let (expired, abandoned) = stale_keys_before(*now);
+                    db.prepare_cached(DROP_STALE_KEY)?
+                        .execute(rusqlite::params![scope, key, expired, abandoned])?;
+                    let inserted = db.prepare_cached(INSERT_KEY)?.execute(rusqlite::params![
+                        scope,
+                        key,
+                        fingerprint,
+                        now.unix_micros()
+                    ])?;
+                    if inserted == 1 {
+                        return Ok(Some(crate::IdempotencyClaim::New));
+                    }
+                    let (stored, status_code, body) =
+                        db.prepare_cached(SELECT_KEY)?
+                            .query_row(rusqlite::params![scope, key], |row| {
+                                Ok((
+                                    row.get::<_, String>(0)?,
+                                    row.get::<_, Option<i64>>(1)?,
+                                    row.get::<_, Option<String>>(2)?,
+                                ))
+                            })?;
+                    Ok(Some(claim_found(&stored, status_code, body, fingerprint)?))
+                }
+                batch::KeyOp::Complete { status_code, body } => {
+                    db.prepare_cached(COMPLETE_KEY)?.execute(rusqlite::params![
+                        i64::from(*status_code),
+                        body,
+                        scope,
+                        key
+                    ])?;
+                    Ok(None)
+                }
+                batch::KeyOp::Release => {
+                    db.prepare_cached(RELEASE_KEY)?.execute(rusqlite::params![scope, key])?;
+                    Ok(None)
+                }
+            }
+        })
     }
 
     /// Imports the group's orders ([`import_all`]) under a savepoint, so that a batch that fails
@@ -1108,22 +1172,25 @@ mod sqlite {
     fn group_on_handle(
         db: &rusqlite::Connection,
         setups: &mut batch::Setups,
-        (group, imports): Work,
+        (group, imports, keys): Work,
         syncer: &crate::syncer::Syncer,
         callers: &tokio::runtime::Handle,
     ) {
         let started = std::time::Instant::now();
         let size = group.len();
         let import_count = imports.len();
+        let key_count = keys.len();
         let queued_us = batch::queued_us(&group, &imports, started);
         if let Err(error) = db.execute_batch("BEGIN IMMEDIATE") {
-            return fail_work((group, imports), &format!("failed to start a change: {error}"));
+            return fail_work((group, imports, keys), &format!("failed to start a change: {error}"));
         }
+        let keyed = keys_on_handle(db, keys);
         let imported = match import_on_handle(db, imports) {
             Ok(imported) => imported,
             Err(error) => {
                 // The imports are answered.
                 let _ = db.execute_batch("ROLLBACK");
+                batch::answer_keys(keyed, Some(&error));
                 return batch::fail_all(group, &format!("{error:#}"));
             }
         };
@@ -1134,6 +1201,7 @@ mod sqlite {
             Ok(loaded) => loaded,
             Err(error) => {
                 let _ = db.execute_batch("ROLLBACK");
+                batch::answer_keys(keyed, Some(&error));
                 batch::answer_imports(imported, Some(&error));
                 return batch::fail_all(group, &format!("{error:#}"));
             }
@@ -1146,6 +1214,7 @@ mod sqlite {
                 // Not reached: the handle's writes never wait. The jobs' answers are gone with it.
                 let _ = db.execute_batch("ROLLBACK");
                 tracing::error!(error = %error, "a group's decisions waited");
+                batch::answer_keys(keyed, Some(&error));
                 return batch::answer_imports(imported, Some(&error));
             }
         };
@@ -1163,6 +1232,7 @@ mod sqlite {
         tracing::debug!(
             size,
             imports = import_count,
+            keys = key_count,
             queued_us,
             imported_us,
             loaded_us,
@@ -1179,6 +1249,7 @@ mod sqlite {
                 let callers = callers.clone();
                 syncer.answer_once_synced(Box::new(move |failure| {
                     callers.spawn(async move {
+                        batch::answer_keys(keyed, failure.as_ref());
                         batch::answer_imports(imported, failure.as_ref());
                         batch::answer(replies, changes, leases, failure)
                     });
@@ -1188,6 +1259,7 @@ mod sqlite {
                 if !db.is_autocommit() {
                     let _ = db.execute_batch("ROLLBACK");
                 }
+                batch::answer_keys(keyed, Some(&error));
                 batch::answer_imports(imported, Some(&error));
                 batch::answer(replies, changes, leases, Some(error));
             }
@@ -1580,6 +1652,8 @@ mod postgres {
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
     use std::str::FromStr;
     pub(crate) type Db = sqlx::Postgres;
+    /// On PostgreSQL a key's operations run on a connection of their own, beside the writer's.
+    const KEYS_IN_GROUPS: bool = false;
     const DIALECT: crate::Dialect = crate::Dialect {
         kind: crate::DatabaseKind::Postgres,
         lock_order: "FOR UPDATE",
@@ -2111,6 +2185,15 @@ mod postgres {
                     None => break,
                 },
             };
+            // Keys' operations are not sent to this writer (`KEYS_IN_GROUPS`); any that came run
+            // on connections of their own.
+            for job in groups.take_keys() {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let ran = run_key_on_pool(&pool, &job.scope, &job.key, &job.op).await;
+                    batch::answer_keys(vec![job.done(ran)], None);
+                });
+            }
             // Imports are written apart, in batches of their own.
             for import in groups.take_imports() {
                 if let Err(tokio::sync::mpsc::error::SendError(import)) = imports.send(import).await {

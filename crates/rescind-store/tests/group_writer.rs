@@ -11,6 +11,7 @@
 //! order sent at once each start from the one before, the last is what is kept, and the order's history
 //! tells them in the order they were made. An order changed beside the group writer is read again
 //! by its next group, and a group that waited for an order's lock decides on what was written under it.
+//! Idempotency keys claimed among the changes each get their own answer (B3).
 
 mod common;
 
@@ -33,7 +34,68 @@ on_both_backends!(
     changes_of_one_order_sent_at_once_each_see_the_one_before_and_its_history_tells_them_in_order,
     an_order_changed_beside_the_group_writer_is_read_again_by_its_next_group,
     a_decision_that_panics_fails_its_change_and_the_group_writer_goes_on,
+    idempotency_keys_claimed_among_changes_each_get_their_own_answer_and_replay_once_completed,
 );
+
+/// B3 through the group writer (on SQLite a key's claim, response and release run in the writer's
+/// transactions): many keys claimed at once, beside changes, are each new; the same key again is in
+/// progress until its response is stored, then replayed, and refused for another request; a released
+/// claim can be taken again.
+async fn idempotency_keys_claimed_among_changes_each_get_their_own_answer_and_replay_once_completed(store: Store) {
+    use rescind_store::IdempotencyClaim;
+    let shop_id = open_shop(&store, "shop_keys").await;
+    let order_id = import_an_order(&store, &shop_id).await;
+    let claims: Vec<_> = (0..64)
+        .map(|number| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .claim_idempotency_key("shop_keys", &format!("key-{number}"), "fp")
+                    .await
+            })
+        })
+        .collect();
+    set_reason_grouped(&store, &shop_id, &order_id, "beside the keys").await;
+    for claim in claims {
+        assert_eq!(claim.await.expect("ran").expect("claimed"), IdempotencyClaim::New);
+    }
+    let again = store
+        .claim_idempotency_key("shop_keys", "key-0", "fp")
+        .await
+        .expect("asked");
+    assert_eq!(again, IdempotencyClaim::InProgress);
+    store
+        .complete_idempotency_key("shop_keys", "key-0", 200, "{\"id\":\"ord\"}")
+        .await
+        .expect("completed");
+    let replayed = store
+        .claim_idempotency_key("shop_keys", "key-0", "fp")
+        .await
+        .expect("asked");
+    assert_eq!(
+        replayed,
+        IdempotencyClaim::Replay {
+            status_code: 200,
+            body: "{\"id\":\"ord\"}".to_owned()
+        }
+    );
+    let other = store
+        .claim_idempotency_key("shop_keys", "key-0", "another")
+        .await
+        .expect("asked");
+    assert_eq!(other, IdempotencyClaim::Mismatch);
+    store
+        .release_idempotency_key("shop_keys", "key-1")
+        .await
+        .expect("released");
+    let retaken = store
+        .claim_idempotency_key("shop_keys", "key-1", "fp")
+        .await
+        .expect("asked");
+    assert_eq!(retaken, IdempotencyClaim::New);
+    assert_eq!(notes_of(&store, &shop_id, &order_id).await, ["beside the keys"]);
+    store.close().await;
+}
 
 /// A decision that panics (a bug in the domain code) fails its change, which writes nothing; the
 /// writer rolls its group back and goes on with the next — it does not stop taking changes.

@@ -79,6 +79,9 @@ pub struct BenchArgs {
     /// 0 answers at once, leaving the steps to run behind the answer.
     #[arg(long, default_value_t = 5_000)]
     cancel_wait_ms: u64,
+    /// Send each cancel with an `Idempotency-Key` of its own, as API.md asks clients to (B3).
+    #[arg(long)]
+    idempotency_keys: bool,
 }
 
 /// The figures of one measured run.
@@ -270,7 +273,7 @@ async fn import_and_cancel(
     run_calls(
         server,
         shop,
-        Call::Cancel(ids, own_store_cancel().to_string().into_bytes()),
+        Call::cancel(ids, own_store_cancel(), args),
         args.clients,
         rate,
     )
@@ -370,7 +373,7 @@ async fn workflow(args: &BenchArgs, client: &reqwest::Client, server: &Server, s
     let run = run_calls(
         server,
         shop,
-        Call::Cancel(ids.clone(), json!({"reason_code": "CUSTOMER"}).to_string().into_bytes()),
+        Call::cancel(ids.clone(), json!({"reason_code": "CUSTOMER"}), args),
         args.clients,
         None,
     )
@@ -537,16 +540,24 @@ async fn import_orders(
 
 /// What each client request of a measured run is.
 enum Call {
-    /// `POST /api/v1/orders/{id}/cancel` with this JSON body, once per order.
-    Cancel(Vec<String>, Vec<u8>),
+    /// `POST /api/v1/orders/{id}/cancel` with this JSON body, once per order; with an
+    /// `Idempotency-Key` each when keys begin with the given text (`--idempotency-keys`).
+    Cancel(Vec<String>, Vec<u8>, Option<String>),
     /// `GET /healthz`, this many times.
     Health(usize),
 }
 
 impl Call {
+    fn cancel(ids: Vec<String>, body: Value, args: &BenchArgs) -> Call {
+        let keys = args
+            .idempotency_keys
+            .then(|| format!("bench-{:016x}-", rand::random::<u64>()));
+        Call::Cancel(ids, body.to_string().into_bytes(), keys)
+    }
+
     fn count(&self) -> usize {
         match self {
-            Call::Cancel(ids, _) => ids.len(),
+            Call::Cancel(ids, ..) => ids.len(),
             Call::Health(count) => *count,
         }
     }
@@ -554,12 +565,14 @@ impl Call {
     /// Sends the `index`th request on `wire`.
     async fn send(&self, wire: &mut wire::Wire, token: &str, index: usize) -> Result<wire::Answer> {
         Ok(match self {
-            Call::Cancel(ids, body) => {
+            Call::Cancel(ids, body, keys) => {
                 let path = format!("/api/v1/orders/{}/cancel", ids[index]);
-                wire.send("POST", &path, Some(token), Some(body)).await?
+                let key = keys.as_ref().map(|keys| format!("{keys}{index}"));
+                wire.send("POST", &path, Some(token), key.as_deref(), Some(body))
+                    .await?
             }
             // The floor: no token to check either.
-            Call::Health(_) => wire.send("GET", "/healthz", None, None).await?,
+            Call::Health(_) => wire.send("GET", "/healthz", None, None, None).await?,
         })
     }
 }

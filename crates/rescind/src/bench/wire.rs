@@ -49,12 +49,14 @@ impl Wire {
         })
     }
 
-    /// Sends `method path`, with `token` as bearer and `body` as JSON when given, and reads the answer.
+    /// Sends `method path`, with `token` as bearer, `idempotency_key` and `body` as JSON when given, and
+    /// reads the answer.
     pub(super) async fn send(
         &mut self,
         method: &str,
         path: &str,
         token: Option<&str>,
+        idempotency_key: Option<&str>,
         body: Option<&[u8]>,
     ) -> Result<Answer> {
         self.request.clear();
@@ -63,6 +65,10 @@ impl Wire {
         if let Some(token) = token {
             self.request
                 .extend_from_slice(format!("Authorization: Bearer {token}\r\n").as_bytes());
+        }
+        if let Some(key) = idempotency_key {
+            self.request
+                .extend_from_slice(format!("Idempotency-Key: {key}\r\n").as_bytes());
         }
         if let Some(body) = body {
             let length = format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len());
@@ -236,14 +242,14 @@ mod tests {
         ])
         .await;
         let mut wire = Wire::to(&base).expect("an address");
-        let first = wire.send("GET", "/healthz", None, None).await.expect("an answer");
+        let first = wire.send("GET", "/healthz", None, None, None).await.expect("an answer");
         assert_eq!((first.status, first.body.as_slice()), (200, &b"hello"[..]));
         let second = wire
-            .send("POST", "/x", Some("t"), Some(b"{}"))
+            .send("POST", "/x", Some("t"), Some("key-1"), Some(b"{}"))
             .await
             .expect("an answer");
         assert_eq!((second.status, second.body.as_slice()), (202, &b"abcde"[..]));
-        let third = wire.send("GET", "/y", Some("t"), None).await.expect("an answer");
+        let third = wire.send("GET", "/y", Some("t"), None, None).await.expect("an answer");
         assert_eq!((third.status, third.body.len()), (404, 0));
     }
 
@@ -251,6 +257,6 @@ mod tests {
     async fn an_answer_cut_short_is_an_error_not_a_guess() {
         let base = serving(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"]).await;
         let mut wire = Wire::to(&base).expect("an address");
-        assert!(wire.send("GET", "/healthz", None, None).await.is_err());
+        assert!(wire.send("GET", "/healthz", None, None, None).await.is_err());
     }
 }
