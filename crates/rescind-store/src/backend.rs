@@ -2180,8 +2180,11 @@ impl Backend {
         Ok(in_decision_order(decided, changes))
     }
 
-    /// Claims `key` for a request of `fingerprint` (B3): on SQLite in the group writer's next
-    /// transaction ([`KEYS_IN_GROUPS`]), on PostgreSQL in a transaction of its own.
+    /// Claims `key` for a request of `fingerprint` (B3). A key's operations go through the group
+    /// writer: on SQLite run in its next group's transaction, on PostgreSQL in batches of their own
+    /// beside its groups — never a transaction (and on SQLite an fsync on the one writer connection)
+    /// each (own-store with a key per cancel ran at 1 468/s on SQLite and 3 154/s on PostgreSQL so,
+    /// against 13 613 and 9 507/s without; BENCHMARKS.md, twenty-third session).
     pub(crate) async fn claim_idempotency_key(
         &self,
         scope: &str,
@@ -2193,29 +2196,22 @@ impl Backend {
             fingerprint: fingerprint.to_owned(),
             now,
         };
-        let claim = if KEYS_IN_GROUPS {
-            self.batcher.key(scope, key, op).await?
-        } else {
-            run_key_on_pool(&self.write, scope, key, &op).await?
-        };
-        claim.context("a key's claim came back without one")
+        self.batcher
+            .key(scope, key, op)
+            .await?
+            .context("a key's claim came back without one")
     }
 
     pub(crate) async fn complete_idempotency_key(&self, scope: &str, key: &str, status_code: u16, body: &str) -> Result<()> {
-        self.run_key(scope, key, batch::KeyOp::Complete { status_code, body: body.to_owned() }).await
+        let op = batch::KeyOp::Complete {
+            status_code,
+            body: body.to_owned(),
+        };
+        self.batcher.key(scope, key, op).await.map(drop)
     }
 
     pub(crate) async fn release_idempotency_key(&self, scope: &str, key: &str) -> Result<()> {
-        self.run_key(scope, key, batch::KeyOp::Release).await
-    }
-
-    async fn run_key(&self, scope: &str, key: &str, op: batch::KeyOp) -> Result<()> {
-        if KEYS_IN_GROUPS {
-            self.batcher.key(scope, key, op).await?;
-        } else {
-            run_key_on_pool(&self.write, scope, key, &op).await?;
-        }
-        Ok(())
+        self.batcher.key(scope, key, batch::KeyOp::Release).await.map(drop)
     }
 
     pub(crate) async fn purge_idempotency_keys(&self, now: Timestamp) -> Result<u64> {
@@ -2891,15 +2887,6 @@ impl Backend {
     }
 }
 
-/// The statements of a key's operations (B3), the same through sqlx and on the group writer's handle.
-const DROP_STALE_KEY: &str = "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND (created_at < $3 \
-     OR (status_code IS NULL AND created_at < $4))";
-const INSERT_KEY: &str = "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at) VALUES ($1, $2, $3, $4) \
-     ON CONFLICT (scope, key) DO NOTHING";
-const SELECT_KEY: &str = "SELECT fingerprint, status_code, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2";
-const COMPLETE_KEY: &str = "UPDATE idempotency_keys SET status_code = $1, response_body = $2 WHERE scope = $3 AND key = $4";
-const RELEASE_KEY: &str = "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status_code IS NULL";
-
 /// Before `now`, the times a stored key was created at when it has expired, and when it has no
 /// response and was abandoned: such a claim is dropped before a new one is tried.
 fn stale_keys_before(now: Timestamp) -> (i64, i64) {
@@ -2919,59 +2906,6 @@ fn claim_found(stored_fingerprint: &str, status_code: Option<i64>, body: Option<
             body: body.unwrap_or_default(),
         },
     })
-}
-
-/// Runs a key's operation in a transaction of its own on `pool`: the claim for a claim.
-async fn run_key_on_pool(pool: &sqlx::Pool<Db>, scope: &str, key: &str, op: &batch::KeyOp) -> Result<Option<IdempotencyClaim>> {
-    match op {
-        batch::KeyOp::Claim { fingerprint, now } => {
-            let (expired, abandoned) = stale_keys_before(*now);
-            let mut tx = pool.begin().await?;
-            sqlx::query(DROP_STALE_KEY)
-                .bind(scope)
-                .bind(key)
-                .bind(expired)
-                .bind(abandoned)
-                .execute(&mut *tx)
-                .await?;
-            let inserted = sqlx::query(INSERT_KEY)
-                .bind(scope)
-                .bind(key)
-                .bind(fingerprint)
-                .bind(now.unix_micros())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            let claim = if inserted == 1 {
-                IdempotencyClaim::New
-            } else {
-                let row = sqlx::query(SELECT_KEY).bind(scope).bind(key).fetch_one(&mut *tx).await?;
-                let status_code: Option<i32> = row.try_get("status_code")?;
-                claim_found(
-                    &row.try_get::<String, _>("fingerprint")?,
-                    status_code.map(i64::from),
-                    row.try_get("response_body")?,
-                    fingerprint,
-                )?
-            };
-            tx.commit().await?;
-            Ok(Some(claim))
-        }
-        batch::KeyOp::Complete { status_code, body } => {
-            sqlx::query(COMPLETE_KEY)
-                .bind(i32::from(*status_code))
-                .bind(body)
-                .bind(scope)
-                .bind(key)
-                .execute(pool)
-                .await?;
-            Ok(None)
-        }
-        batch::KeyOp::Release => {
-            sqlx::query(RELEASE_KEY).bind(scope).bind(key).execute(pool).await?;
-            Ok(None)
-        }
-    }
 }
 
 mod batch {
@@ -3176,7 +3110,6 @@ mod batch {
     }
 
     /// Tells every caller of `keys` that its operation failed with `error`.
-    #[allow(dead_code)] // the SQLite writer's
     pub(crate) fn fail_keys(keys: Vec<KeyJob>, error: &str) {
         for job in keys {
             let _ = job.reply.send(Err(error.to_owned()));

@@ -525,11 +525,6 @@ mod sqlite {
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
     use std::str::FromStr;
     pub(crate) type Db = sqlx::Sqlite;
-    /// Idempotency keys are claimed and completed in the group writer's transactions: on the one
-    /// writer connection, each by itself committed and synced alone, and waited for the connection
-    /// between the writer's groups (own-store with a key per cancel: 1 468/s against 13 613/s
-    /// without; BENCHMARKS.md, twenty-third session).
-    const KEYS_IN_GROUPS: bool = true;
     const DIALECT: crate::Dialect = crate::Dialect {
         kind: crate::DatabaseKind::Sqlite,
         lock_order: "",
@@ -1072,6 +1067,18 @@ mod sqlite {
         batch::fail_imports(imports, error);
         batch::fail_keys(keys, error);
     }
+
+    /// The statements of a key's operations (B3) on the group writer's handle.
+    const DROP_STALE_KEY: &str = "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND (created_at < $3 \
+         OR (status_code IS NULL AND created_at < $4))";
+    const INSERT_KEY: &str =
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (scope, key) DO NOTHING";
+    const SELECT_KEY: &str =
+        "SELECT fingerprint, status_code, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2";
+    const COMPLETE_KEY: &str =
+        "UPDATE idempotency_keys SET status_code = $1, response_body = $2 WHERE scope = $3 AND key = $4";
+    const RELEASE_KEY: &str = "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status_code IS NULL";
 
     /// Runs the keys' operations (B3) on the writer's handle, in the group's transaction; each
     /// failure is its own operation's answer (a statement that fails takes back only its own writes).
@@ -1652,8 +1659,6 @@ mod postgres {
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
     use std::str::FromStr;
     pub(crate) type Db = sqlx::Postgres;
-    /// On PostgreSQL a key's operations run on a connection of their own, beside the writer's.
-    const KEYS_IN_GROUPS: bool = false;
     const DIALECT: crate::Dialect = crate::Dialect {
         kind: crate::DatabaseKind::Postgres,
         lock_order: "FOR UPDATE",
@@ -2133,6 +2138,13 @@ mod postgres {
     /// written there, on `shared`.
     fn run_writer(shared: sqlx::Pool<Db>, groups: batch::Groups) {
         let (imports, importer) = start_imports(shared.clone());
+        let (keys, keyer) = start_keys(shared.clone());
+        let beside = Beside {
+            imports,
+            importer,
+            keys,
+            keyer,
+        };
         let callers = tokio::runtime::Handle::current();
         let options = shared.connect_options().as_ref().clone();
         let spawned = std::thread::Builder::new()
@@ -2152,7 +2164,7 @@ mod postgres {
                         .max_connections(WRITER_CONNECTIONS)
                         .test_before_acquire(false)
                         .connect_lazy_with(options);
-                    let groups = write_groups(&pool, groups, imports, importer, &callers).await;
+                    let groups = write_groups(&pool, groups, beside, &callers).await;
                     // Closed before a closing caller hears, who may drop the database next.
                     pool.close().await;
                     groups.stopped();
@@ -2171,8 +2183,7 @@ mod postgres {
     async fn write_groups(
         pool: &sqlx::Pool<Db>,
         mut groups: batch::Groups,
-        imports: tokio::sync::mpsc::Sender<batch::ImportJob>,
-        importer: tokio::task::JoinHandle<()>,
+        beside: Beside,
         callers: &tokio::runtime::Handle,
     ) -> batch::Groups {
         let mut setups = batch::Setups::default();
@@ -2185,29 +2196,225 @@ mod postgres {
                     None => break,
                 },
             };
-            // Keys' operations are not sent to this writer (`KEYS_IN_GROUPS`); any that came run
-            // on connections of their own.
-            for job in groups.take_keys() {
-                let pool = pool.clone();
-                tokio::spawn(async move {
-                    let ran = run_key_on_pool(&pool, &job.scope, &job.key, &job.op).await;
-                    batch::answer_keys(vec![job.done(ran)], None);
-                });
+            beside.hand_on(&mut groups).await;
+            if !group.is_empty() {
+                next = batch::run_group(pool, group, begun, &mut setups, &mut groups, callers).await;
+                // What came while the group was committed, with no change to start the next: handed
+                // on now, not left until a change comes (a quiet store's imports and keys waited).
+                beside.hand_on(&mut groups).await;
             }
-            // Imports are written apart, in batches of their own.
+        }
+        // The imports and keys handed on are written, and answered, before a closing caller hears.
+        let Beside {
+            imports,
+            importer,
+            keys,
+            keyer,
+        } = beside;
+        drop((imports, keys));
+        let _ = importer.await;
+        let _ = keyer.await;
+        groups
+    }
+
+    /// What the group writer hands on, to be written beside its groups on the shared pool.
+    struct Beside {
+        imports: tokio::sync::mpsc::Sender<batch::ImportJob>,
+        importer: tokio::task::JoinHandle<()>,
+        keys: tokio::sync::mpsc::Sender<batch::KeyJob>,
+        keyer: tokio::task::JoinHandle<()>,
+    }
+
+    impl Beside {
+        /// Hands on the keys' operations and imports `groups` took with its changes: they are
+        /// written apart, in batches of their own.
+        async fn hand_on(&self, groups: &mut batch::Groups) {
+            for job in groups.take_keys() {
+                if let Err(tokio::sync::mpsc::error::SendError(job)) = self.keys.send(job).await {
+                    batch::fail_keys(vec![job], "the keys' writer has stopped");
+                }
+            }
             for import in groups.take_imports() {
-                if let Err(tokio::sync::mpsc::error::SendError(import)) = imports.send(import).await {
+                if let Err(tokio::sync::mpsc::error::SendError(import)) = self.imports.send(import).await {
                     batch::fail_imports(vec![import], "the importer has stopped");
                 }
             }
-            if !group.is_empty() {
-                next = batch::run_group(pool, group, begun, &mut setups, &mut groups, callers).await;
+        }
+    }
+
+    /// The most keys' operations one PostgreSQL transaction takes.
+    const KEYS_MAX: usize = 256;
+
+    /// The idempotency keys' operations the writer hands on (B3), written a batch at a time on a task
+    /// of their own, each batch in one transaction of a few statements whatever its size
+    /// ([`key_batch`]): the operations that waited while the batch before was written share its
+    /// statements and its commit. One transaction per operation ran own-store with a key per cancel
+    /// at 2 241–2 421/s, batches at 2 755–3 048/s (BENCHMARKS.md, twenty-third session). The task
+    /// ends once the sender is dropped and every batch sent is written.
+    fn start_keys(pool: sqlx::Pool<Db>) -> (tokio::sync::mpsc::Sender<batch::KeyJob>, tokio::task::JoinHandle<()>) {
+        let (keys, mut queue) = tokio::sync::mpsc::channel::<batch::KeyJob>(KEYS_MAX * 16);
+        let keyer = tokio::spawn(async move {
+            while let Some(first) = queue.recv().await {
+                let mut jobs = vec![first];
+                while jobs.len() < KEYS_MAX {
+                    match queue.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+                match key_batch(&pool, &jobs).await {
+                    Ok(ran) => batch::answer_keys(
+                        jobs.into_iter().zip(ran).map(|(job, ran)| job.done(ran)).collect(),
+                        None,
+                    ),
+                    Err(error) => batch::fail_keys(jobs, &format!("{error:#}")),
+                }
+            }
+        });
+        (keys, keyer)
+    }
+
+    /// A stored key's fingerprint, response status and body.
+    type StoredKey = (String, Option<i32>, Option<String>);
+
+    /// Runs `jobs` in one transaction: every response stored and claim given up (one statement each
+    /// for all), then every claim — stale claims of their keys dropped, the keys inserted, and those
+    /// already there read (three statements for all). Two claims of one key in a batch: the first
+    /// is new, the second finds it. Answers each job's outcome, in order.
+    async fn key_batch(
+        pool: &sqlx::Pool<Db>,
+        jobs: &[batch::KeyJob],
+    ) -> Result<Vec<Result<Option<crate::IdempotencyClaim>>>> {
+        let mut tx = pool.begin().await.context("failed to start the keys' batch")?;
+        let completes: Vec<(&batch::KeyJob, u16, &str)> = jobs
+            .iter()
+            .filter_map(|job| match &job.op {
+                batch::KeyOp::Complete { status_code, body } => Some((job, *status_code, body.as_str())),
+                _ => None,
+            })
+            .collect();
+        if !completes.is_empty() {
+            sqlx::query(
+                "UPDATE idempotency_keys k SET status_code = i.status_code, response_body = i.body \
+                 FROM UNNEST($1::int4[], $2::text[], $3::text[], $4::text[]) AS i(status_code, body, scope, key) \
+                 WHERE k.scope = i.scope AND k.key = i.key",
+            )
+            .bind(
+                completes
+                    .iter()
+                    .map(|(_, status_code, _)| i32::from(*status_code))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(completes.iter().map(|(_, _, body)| *body).collect::<Vec<_>>())
+            .bind(completes.iter().map(|(job, ..)| job.scope.as_str()).collect::<Vec<_>>())
+            .bind(completes.iter().map(|(job, ..)| job.key.as_str()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let releases: Vec<&batch::KeyJob> = jobs
+            .iter()
+            .filter(|job| matches!(job.op, batch::KeyOp::Release))
+            .collect();
+        if !releases.is_empty() {
+            sqlx::query(
+                "DELETE FROM idempotency_keys k USING UNNEST($1::text[], $2::text[]) AS i(scope, key) \
+                 WHERE k.scope = i.scope AND k.key = i.key AND k.status_code IS NULL",
+            )
+            .bind(releases.iter().map(|job| job.scope.as_str()).collect::<Vec<_>>())
+            .bind(releases.iter().map(|job| job.key.as_str()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let claims: Vec<(&batch::KeyJob, &str, Timestamp)> = jobs
+            .iter()
+            .filter_map(|job| match &job.op {
+                batch::KeyOp::Claim { fingerprint, now } => Some((job, fingerprint.as_str(), *now)),
+                _ => None,
+            })
+            .collect();
+        let mut found: HashMap<(String, String), StoredKey> = HashMap::new();
+        let mut inserted: HashSet<(String, String)> = HashSet::new();
+        if !claims.is_empty() {
+            let scopes: Vec<&str> = claims.iter().map(|(job, ..)| job.scope.as_str()).collect();
+            let keys: Vec<&str> = claims.iter().map(|(job, ..)| job.key.as_str()).collect();
+            let stale: Vec<(i64, i64)> = claims.iter().map(|(.., now)| stale_keys_before(*now)).collect();
+            sqlx::query(
+                "DELETE FROM idempotency_keys k \
+                 USING UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[]) AS i(scope, key, expired, abandoned) \
+                 WHERE k.scope = i.scope AND k.key = i.key \
+                 AND (k.created_at < i.expired OR (k.status_code IS NULL AND k.created_at < i.abandoned))",
+            )
+            .bind(&scopes)
+            .bind(&keys)
+            .bind(stale.iter().map(|(expired, _)| *expired).collect::<Vec<_>>())
+            .bind(stale.iter().map(|(_, abandoned)| *abandoned).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+            let rows = sqlx::query(
+                "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at) \
+                 SELECT scope, key, fingerprint, created_at \
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[]) WITH ORDINALITY \
+                 AS i(scope, key, fingerprint, created_at, place) ORDER BY place \
+                 ON CONFLICT (scope, key) DO NOTHING RETURNING scope, key",
+            )
+            .bind(&scopes)
+            .bind(&keys)
+            .bind(
+                claims
+                    .iter()
+                    .map(|(_, fingerprint, _)| *fingerprint)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(claims.iter().map(|(.., now)| now.unix_micros()).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in rows {
+                inserted.insert((row.try_get("scope")?, row.try_get("key")?));
+            }
+            let rows = sqlx::query(
+                "SELECT k.scope, k.key, k.fingerprint, k.status_code, k.response_body FROM idempotency_keys k \
+                 JOIN (SELECT DISTINCT scope, key FROM UNNEST($1::text[], $2::text[]) AS i(scope, key)) i \
+                 ON k.scope = i.scope AND k.key = i.key",
+            )
+            .bind(&scopes)
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in rows {
+                found.insert(
+                    (row.try_get("scope")?, row.try_get("key")?),
+                    (
+                        row.try_get("fingerprint")?,
+                        row.try_get("status_code")?,
+                        row.try_get("response_body")?,
+                    ),
+                );
             }
         }
-        // The imports handed on are written, and answered, before a closing caller hears.
-        drop(imports);
-        let _ = importer.await;
-        groups
+        tx.commit().await.context("failed to commit the keys' batch")?;
+        Ok(jobs
+            .iter()
+            .map(|job| match &job.op {
+                batch::KeyOp::Claim { fingerprint, .. } => {
+                    let named = (job.scope.clone(), job.key.clone());
+                    // The first claim of a key the batch inserted is new; any other finds it.
+                    if inserted.remove(&named) {
+                        return Ok(Some(crate::IdempotencyClaim::New));
+                    }
+                    let (stored, status_code, body) = found
+                        .get(&named)
+                        .cloned()
+                        .context("a claimed key was neither inserted nor found")?;
+                    Ok(Some(claim_found(
+                        &stored,
+                        status_code.map(i64::from),
+                        body,
+                        fingerprint,
+                    )?))
+                }
+                batch::KeyOp::Complete { .. } | batch::KeyOp::Release => Ok(None),
+            })
+            .collect())
     }
 }
 
