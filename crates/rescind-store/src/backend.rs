@@ -3071,15 +3071,22 @@ mod batch {
 
     /// A key's operation run, waiting for its group's commit: the claim it found (`None` for the
     /// other operations), or the error it ran into.
-    pub(crate) type KeyDone = (
-        oneshot::Sender<Result<Option<crate::IdempotencyClaim>, String>>,
-        anyhow::Result<Option<crate::IdempotencyClaim>>,
-    );
+    pub(crate) struct KeyDone {
+        reply: oneshot::Sender<Result<Option<crate::IdempotencyClaim>, String>>,
+        ran: anyhow::Result<Option<crate::IdempotencyClaim>>,
+        /// Whether the operation was a claim (the SQLite writer answers claims before the sync).
+        #[allow(dead_code)] // read by the SQLite writer only
+        pub(crate) claim: bool,
+    }
 
     impl KeyJob {
         /// The operation run, with what it came to, to answer once committed.
         pub(crate) fn done(self, ran: anyhow::Result<Option<crate::IdempotencyClaim>>) -> KeyDone {
-            (self.reply, ran)
+            KeyDone {
+                reply: self.reply,
+                ran,
+                claim: matches!(self.op, KeyOp::Claim { .. }),
+            }
         }
     }
 
@@ -3099,7 +3106,7 @@ mod batch {
 
     /// Answers the keys' operations run in a group, with `failure` when the group's commit failed.
     pub(crate) fn answer_keys(done: Vec<KeyDone>, failure: Option<&anyhow::Error>) {
-        for (reply, ran) in done {
+        for KeyDone { reply, ran, .. } in done {
             let answer = match (ran, failure) {
                 (_, Some(error)) => Err(format!("{error:#}")),
                 (Err(error), None) => Err(format!("{error:#}")),

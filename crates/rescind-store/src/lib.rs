@@ -1253,6 +1253,13 @@ mod sqlite {
             // of that runtime per group instead of one per caller (throughput within the noise;
             // BENCHMARKS.md, twenty-first session).
             Ok(()) => {
+                // A claim is answered once committed, before the sync: nothing it answers reaches a
+                // client as done (the request it lets run is answered only after its own change's
+                // group is synced, and that sync covers the claim, written before it in the same
+                // log; a crash before that loses both, and the client, never answered, retries).
+                // That spares a keyed request one of its three waits for a sync.
+                let (claims, keyed): (Vec<_>, Vec<_>) = keyed.into_iter().partition(|done| done.claim);
+                batch::answer_keys(claims, None);
                 let callers = callers.clone();
                 syncer.answer_once_synced(Box::new(move |failure| {
                     callers.spawn(async move {
@@ -1706,6 +1713,19 @@ mod postgres {
     /// The most imports one PostgreSQL transaction takes.
     const IMPORTS_MAX: usize = 256;
 
+    /// Waits for a job on `queue` and takes whatever else waits with it, up to `max` in all; `None`
+    /// once every sender is gone and the queue is empty.
+    async fn next_batch<T>(queue: &mut tokio::sync::mpsc::Receiver<T>, max: usize) -> Option<Vec<T>> {
+        let mut jobs = vec![queue.recv().await?];
+        while jobs.len() < max {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        Some(jobs)
+    }
+
     /// The imports the writer hands on ([`run_writer`]), written a batch at a time on a task of their
     /// own — beside the change groups, on another connection — each batch in one transaction: the
     /// imports that waited while the one before was written share its statements and its commit.
@@ -1716,14 +1736,7 @@ mod postgres {
     ) -> (tokio::sync::mpsc::Sender<batch::ImportJob>, tokio::task::JoinHandle<()>) {
         let (imports, mut queue) = tokio::sync::mpsc::channel::<batch::ImportJob>(IMPORTS_MAX * 16);
         let importer = tokio::spawn(async move {
-            while let Some(first) = queue.recv().await {
-                let mut jobs = vec![first];
-                while jobs.len() < IMPORTS_MAX {
-                    match queue.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
-                    }
-                }
+            while let Some(jobs) = next_batch(&mut queue, IMPORTS_MAX).await {
                 let pool = pool.clone();
                 let written = tokio::spawn(async move {
                     let (replies, owned, builds) = batch::split_imports(jobs);
@@ -2254,14 +2267,7 @@ mod postgres {
     fn start_keys(pool: sqlx::Pool<Db>) -> (tokio::sync::mpsc::Sender<batch::KeyJob>, tokio::task::JoinHandle<()>) {
         let (keys, mut queue) = tokio::sync::mpsc::channel::<batch::KeyJob>(KEYS_MAX * 16);
         let keyer = tokio::spawn(async move {
-            while let Some(first) = queue.recv().await {
-                let mut jobs = vec![first];
-                while jobs.len() < KEYS_MAX {
-                    match queue.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
-                    }
-                }
+            while let Some(jobs) = next_batch(&mut queue, KEYS_MAX).await {
                 match key_batch(&pool, &jobs).await {
                     Ok(ran) => batch::answer_keys(
                         jobs.into_iter().zip(ran).map(|(job, ran)| job.done(ran)).collect(),

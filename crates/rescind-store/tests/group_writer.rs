@@ -63,51 +63,43 @@ async fn idempotency_keys_claimed_among_changes_each_get_their_own_answer_and_re
         })
         .collect();
     set_reason_grouped(&store, &shop_id, &order_id, "beside the keys").await;
-    for claim in claims {
-        assert_eq!(claim.await.expect("ran").expect("claimed"), IdempotencyClaim::New);
+    for asked in claims {
+        assert_eq!(asked.await.expect("ran").expect("claimed"), IdempotencyClaim::New);
     }
     let mut twice_claimed = Vec::new();
-    for claim in twice {
-        twice_claimed.push(claim.await.expect("ran").expect("claimed"));
+    for asked in twice {
+        twice_claimed.push(asked.await.expect("ran").expect("claimed"));
     }
-    twice_claimed.sort_by_key(|claim| claim != &IdempotencyClaim::New);
+    twice_claimed.sort_by_key(|found| found != &IdempotencyClaim::New);
     assert_eq!(twice_claimed, [IdempotencyClaim::New, IdempotencyClaim::InProgress]);
-    let again = store
-        .claim_idempotency_key("shop_keys", "key-0", "fp")
-        .await
-        .expect("asked");
-    assert_eq!(again, IdempotencyClaim::InProgress);
+    assert_eq!(claim(&store, "key-0", "fp").await, IdempotencyClaim::InProgress);
     store
         .complete_idempotency_key("shop_keys", "key-0", 200, "{\"id\":\"ord\"}")
         .await
         .expect("completed");
-    let replayed = store
-        .claim_idempotency_key("shop_keys", "key-0", "fp")
-        .await
-        .expect("asked");
     assert_eq!(
-        replayed,
+        claim(&store, "key-0", "fp").await,
         IdempotencyClaim::Replay {
             status_code: 200,
             body: "{\"id\":\"ord\"}".to_owned()
         }
     );
-    let other = store
-        .claim_idempotency_key("shop_keys", "key-0", "another")
-        .await
-        .expect("asked");
-    assert_eq!(other, IdempotencyClaim::Mismatch);
+    assert_eq!(claim(&store, "key-0", "another").await, IdempotencyClaim::Mismatch);
     store
         .release_idempotency_key("shop_keys", "key-1")
         .await
         .expect("released");
-    let retaken = store
-        .claim_idempotency_key("shop_keys", "key-1", "fp")
-        .await
-        .expect("asked");
-    assert_eq!(retaken, IdempotencyClaim::New);
+    assert_eq!(claim(&store, "key-1", "fp").await, IdempotencyClaim::New);
     assert_eq!(notes_of(&store, &shop_id, &order_id).await, ["beside the keys"]);
     store.close().await;
+}
+
+/// Where the key `key` of the shop `shop_keys` stands for a request of `fingerprint`.
+async fn claim(store: &Store, key: &str, fingerprint: &str) -> rescind_store::IdempotencyClaim {
+    store
+        .claim_idempotency_key("shop_keys", key, fingerprint)
+        .await
+        .expect("asked")
 }
 
 /// A decision that panics (a bug in the domain code) fails its change, which writes nothing; the
