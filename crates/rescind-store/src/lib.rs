@@ -1192,6 +1192,14 @@ mod sqlite {
             return fail_work((group, imports, keys), &format!("failed to start a change: {error}"));
         }
         let keyed = keys_on_handle(db, keys);
+        if db.is_autocommit() {
+            // An error that takes the whole transaction back (the disk full, an I/O error) ended it
+            // under a key's operation: the rest must not run outside it, one statement at a time.
+            let error = anyhow::anyhow!("the group's transaction ended under an idempotency key's operation");
+            batch::answer_keys(keyed, Some(&error));
+            batch::fail_imports(imports, &format!("{error:#}"));
+            return batch::fail_all(group, &format!("{error:#}"));
+        }
         let imported = match import_on_handle(db, imports) {
             Ok(imported) => imported,
             Err(error) => {
