@@ -57,6 +57,17 @@ fn written<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("a stored column serializes")
 }
 
+/// [`written`] with its commonest pieces as tokens (`phrases`): a cancellation's steps and a change's
+/// history lines, since the twenty-third session.
+fn written_short<T: serde::Serialize>(value: &T) -> String {
+    crate::phrases::shorten(&written(value))
+}
+
+/// [`stored`] for a column [`written_short`] wrote (or one written before, without tokens).
+fn stored_short<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T> {
+    stored(&crate::phrases::expand(json)?, what)
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CustomerColumn<S> {
     email: Option<S>,
@@ -242,12 +253,12 @@ pub(crate) fn steps_to_json(steps: &[Step], created_at: Timestamp) -> String {
             updated_at: (step.updated_at != created_at).then_some(step.updated_at.unix_micros()),
         })
         .collect();
-    crate::phrases::shorten(&written(&columns))
+    written_short(&columns)
 }
 
 /// The steps of a cancellation created at `created_at`, from its `steps` column.
 pub(crate) fn steps_from_json(json: &str, created_at: Timestamp) -> Result<Vec<Step>> {
-    let columns: Vec<StepColumn<String>> = stored(&crate::phrases::expand(json)?, "steps")?;
+    let columns: Vec<StepColumn<String>> = stored_short(json, "steps")?;
     columns
         .into_iter()
         .map(|step| {
@@ -309,12 +320,12 @@ pub(crate) fn history_lines_to_json(lines: &[HistoryEntry]) -> String {
             }
         })
         .collect();
-    crate::phrases::shorten(&written(&columns))
+    written_short(&columns)
 }
 
 /// The lines of one `order_changes` row whose `at` is `row_at`, appended to `lines`.
 pub(crate) fn history_lines_from_json(json: &str, row_at: Timestamp, lines: &mut Vec<HistoryEntry>) -> Result<()> {
-    let columns: Vec<HistoryLineColumn<String>> = stored(&crate::phrases::expand(json)?, "history lines")?;
+    let columns: Vec<HistoryLineColumn<String>> = stored_short(json, "history lines")?;
     let (mut at, mut actor): (Timestamp, Option<String>) = (row_at, None);
     lines.reserve(columns.len());
     for line in columns {
