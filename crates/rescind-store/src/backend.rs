@@ -3059,9 +3059,21 @@ mod batch {
         Release,
     }
 
-    /// A key's operation sent to the writer: on SQLite, run in the transaction of the next group and
-    /// answered once that is synced — so that a request's claim and response share the group's commit
-    /// instead of each committing (and syncing) on the writer connection by itself.
+    /// A key's operation sent to the writer: on SQLite, run in the transaction of the next group, on
+    /// PostgreSQL in a batch of keys beside it — so that a request's claim and response share a
+    /// commit with others instead of each committing (and syncing) by itself.
+    ///
+    /// Every operation is answered once committed, without waiting for its commit to reach the disk
+    /// (SQLite answers before the WAL's sync, PostgreSQL commits the batch with `synchronous_commit`
+    /// off). A claim is made durable by its request's own change, whose sync covers everything
+    /// committed before it, and no client is told the change is done before that. A stored response
+    /// (or a claim given up) is answered before its own sync: a power cut in the few milliseconds
+    /// until the next sync may lose it, leaving the claim as it was — a retry is then told the key is
+    /// in progress until the claim counts as abandoned, then runs again (and finds, for a cancel, the
+    /// order already cancelled). That is what a power cut between a change's sync and its response's
+    /// commit leaves anyway; the change itself is never answered before it is on disk. Waiting for the
+    /// response's own sync cost a keyed request a second sync in a row (BENCHMARKS.md, twenty-fourth
+    /// session).
     pub(crate) struct KeyJob {
         pub(crate) scope: String,
         pub(crate) key: String,
@@ -3074,19 +3086,12 @@ mod batch {
     pub(crate) struct KeyDone {
         reply: oneshot::Sender<Result<Option<crate::IdempotencyClaim>, String>>,
         ran: anyhow::Result<Option<crate::IdempotencyClaim>>,
-        /// Whether the operation was a claim (the SQLite writer answers claims before the sync).
-        #[allow(dead_code)] // read by the SQLite writer only
-        pub(crate) claim: bool,
     }
 
     impl KeyJob {
         /// The operation run, with what it came to, to answer once committed.
         pub(crate) fn done(self, ran: anyhow::Result<Option<crate::IdempotencyClaim>>) -> KeyDone {
-            KeyDone {
-                reply: self.reply,
-                ran,
-                claim: matches!(self.op, KeyOp::Claim { .. }),
-            }
+            KeyDone { reply: self.reply, ran }
         }
     }
 

@@ -1261,17 +1261,12 @@ mod sqlite {
             // of that runtime per group instead of one per caller (throughput within the noise;
             // BENCHMARKS.md, twenty-first session).
             Ok(()) => {
-                // A claim is answered once committed, before the sync: nothing it answers reaches a
-                // client as done (the request it lets run is answered only after its own change's
-                // group is synced, and that sync covers the claim, written before it in the same
-                // log; a crash before that loses both, and the client, never answered, retries).
-                // That spares a keyed request one of its three waits for a sync.
-                let (claims, keyed): (Vec<_>, Vec<_>) = keyed.into_iter().partition(|done| done.claim);
-                batch::answer_keys(claims, None);
+                // The keys' operations are answered once committed, before the sync (why that is
+                // safe: `batch::KeyJob`); the changes and imports only once synced.
+                batch::answer_keys(keyed, None);
                 let callers = callers.clone();
                 syncer.answer_once_synced(Box::new(move |failure| {
                     callers.spawn(async move {
-                        batch::answer_keys(keyed, failure.as_ref());
                         batch::answer_imports(imported, failure.as_ref());
                         batch::answer(replies, changes, leases, failure)
                     });
@@ -2299,7 +2294,12 @@ mod postgres {
         pool: &sqlx::Pool<Db>,
         jobs: &[batch::KeyJob],
     ) -> Result<Vec<Result<Option<crate::IdempotencyClaim>>>> {
-        let mut tx = pool.begin().await.context("failed to start the keys' batch")?;
+        // Committed without waiting for the WAL's flush (why that is safe: `batch::KeyJob`); in the
+        // one round trip of `BEGIN`.
+        let mut tx = pool
+            .begin_with("BEGIN; SET LOCAL synchronous_commit TO OFF")
+            .await
+            .context("failed to start the keys' batch")?;
         let completes: Vec<(&batch::KeyJob, u16, &str)> = jobs
             .iter()
             .filter_map(|job| match &job.op {
