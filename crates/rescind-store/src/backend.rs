@@ -3140,6 +3140,37 @@ mod batch {
     #[derive(Clone, Debug)]
     pub(crate) struct Batcher {
         jobs: mpsc::Sender<Message>,
+        connection_wanted: ConnectionWanted,
+    }
+
+    /// Raised while something outside the group writer waits for its connection (on SQLite, the
+    /// writer's checkpoint): the writer lets the connection go after the group it is writing instead
+    /// of holding it on while changes keep coming.
+    #[derive(Clone, Debug, Default)]
+    pub(crate) struct ConnectionWanted(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl ConnectionWanted {
+        /// Whether anyone waits for the connection now.
+        #[allow(dead_code)] // the SQLite writer's
+        pub(crate) fn is_raised(&self) -> bool {
+            self.0.load(std::sync::atomic::Ordering::Acquire) > 0
+        }
+
+        /// Raised until the answer is dropped.
+        #[allow(dead_code)] // the SQLite checkpoint's
+        pub(crate) fn raise(&self) -> Raised {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            Raised(self.clone())
+        }
+    }
+
+    /// [`ConnectionWanted`] raised by one waiter.
+    pub(crate) struct Raised(ConnectionWanted);
+
+    impl Drop for Raised {
+        fn drop(&mut self) {
+            (self.0).0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
     }
 
     impl std::fmt::Debug for Job {
@@ -3150,6 +3181,7 @@ mod batch {
 
     pub(crate) fn start(pool: sqlx::Pool<Db>) -> Batcher {
         let (jobs, queue) = mpsc::channel(QUEUE_MAX);
+        let connection_wanted = ConnectionWanted::default();
         super::run_writer(
             pool,
             Groups {
@@ -3157,12 +3189,19 @@ mod batch {
                 imports: Vec::new(),
                 keys: Vec::new(),
                 closing: None,
+                connection_wanted: connection_wanted.clone(),
             },
         );
-        Batcher { jobs }
+        Batcher { jobs, connection_wanted }
     }
 
     impl Batcher {
+        /// What to raise while waiting for the writer's connection outside the group writer.
+        #[allow(dead_code)] // the SQLite checkpoint's
+        pub(crate) fn connection_wanted(&self) -> ConnectionWanted {
+            self.connection_wanted.clone()
+        }
+
         pub(crate) async fn change<E: Send + 'static>(
             &self,
             shop_id: &str,
@@ -3308,9 +3347,16 @@ mod batch {
         keys: Vec<KeyJob>,
         /// Who asked the writer to stop, once someone has.
         closing: Option<oneshot::Sender<()>>,
+        connection_wanted: ConnectionWanted,
     }
 
     impl Groups {
+        /// Whether something outside the writer waits for its connection ([`ConnectionWanted`]).
+        #[allow(dead_code)] // the SQLite writer's
+        pub(crate) fn connection_wanted(&self) -> bool {
+            self.connection_wanted.is_raised()
+        }
+
         /// Waits for a change and takes whatever else waits with it (up to [`GROUP_MAX`]); `None`
         /// once the writer is to stop. A group may be empty (the stop came first).
         #[allow(dead_code)] // each backend's writer uses its own part
@@ -3418,6 +3464,29 @@ mod batch {
         /// The group writer, with nothing waiting after a group, waits a moment for the next change
         /// while it keeps its connection: one that comes within the wait is taken, none leaves it
         /// empty-handed once the wait is over, and word to stop ends it at once.
+        /// The writer's connection is wanted while anyone who raised the want still waits, and not
+        /// once every one of them is gone (the SQLite writer lets it go after its group meanwhile).
+        #[test]
+        fn the_writer_sees_its_connection_wanted_until_every_waiter_is_gone() {
+            let (_jobs, queue) = mpsc::channel(QUEUE_MAX);
+            let wanted = ConnectionWanted::default();
+            let groups = Groups {
+                queue,
+                imports: Vec::new(),
+                keys: Vec::new(),
+                closing: None,
+                connection_wanted: wanted.clone(),
+            };
+            assert!(!groups.connection_wanted(), "nobody waits yet");
+            let checkpoint = wanted.raise();
+            let another = wanted.raise();
+            assert!(groups.connection_wanted());
+            drop(checkpoint);
+            assert!(groups.connection_wanted(), "one waiter is still there");
+            drop(another);
+            assert!(!groups.connection_wanted(), "every waiter is gone");
+        }
+
         #[test]
         fn a_change_that_comes_within_the_wait_is_taken_and_none_coming_leaves_the_writer_empty_handed() {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -3431,6 +3500,7 @@ mod batch {
                 imports: Vec::new(),
                 keys: Vec::new(),
                 closing: None,
+                connection_wanted: ConnectionWanted::default(),
             };
             let asked = Instant::now();
             assert!(groups.waiting_within(runtime.handle(), Duration::from_millis(20)).is_empty());

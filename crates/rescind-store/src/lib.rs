@@ -590,8 +590,14 @@ mod sqlite {
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        tokio::spawn(checkpoint(read.clone(), write.clone(), database_path, database_file));
         let batcher = batch::start(write.clone());
+        tokio::spawn(checkpoint(
+            read.clone(),
+            write.clone(),
+            batcher.connection_wanted(),
+            database_path,
+            database_file,
+        ));
         Ok(Backend {
             write,
             read,
@@ -634,10 +640,11 @@ mod sqlite {
     async fn checkpoint(
         read: sqlx::Pool<Db>,
         write: sqlx::Pool<Db>,
+        writer_wanted: batch::ConnectionWanted,
         database_path: std::path::PathBuf,
         database_file: DatabaseFile,
     ) {
-        checkpoint_until_closed(&read, &write, &database_path, &database_file).await;
+        checkpoint_until_closed(&read, &write, &writer_wanted, &database_path, &database_file).await;
         // The file's descriptor is closed only once every connection is.
         write.close().await;
         read.close().await;
@@ -647,6 +654,7 @@ mod sqlite {
     async fn checkpoint_until_closed(
         read: &sqlx::Pool<Db>,
         write: &sqlx::Pool<Db>,
+        writer_wanted: &batch::ConnectionWanted,
         database_path: &std::path::Path,
         database_file: &DatabaseFile,
     ) {
@@ -687,7 +695,12 @@ mod sqlite {
                         break;
                     }
                 }
-                if let Checkpointed::Closed = passive_checkpoint(write, "writer").await {
+                // The group writer lets its connection go after its group rather than at the end
+                // of its hold (`WRITER_HOLD_MAX`), while the rounds' last frames are still few.
+                let raised = writer_wanted.raise();
+                let checkpointed = passive_checkpoint(write, "writer").await;
+                drop(raised);
+                if let Checkpointed::Closed = checkpointed {
                     return;
                 }
             }
@@ -896,10 +909,14 @@ mod sqlite {
     }
 
     /// How long the group writer keeps the writer connection while changes keep coming, before it
-    /// lets the other writes have it (claims, imports, the checkpoint) and queues for it again.
-    /// Taking it for every group cost 0.6–2 ms each: the pool's hand-over, a blocking thread and
-    /// the handle's lock, and the writer's task waiting for a free runtime thread after each.
-    const WRITER_HOLD_MAX: std::time::Duration = std::time::Duration::from_millis(20);
+    /// lets the other writes have it (those outside the group writer: settings, tokens, webhooks,
+    /// the workers' leases) and queues for it again. The writer's checkpoint does not wait for it:
+    /// it raises [`batch::ConnectionWanted`] and has the connection after the group being written.
+    /// Taking the connection for every group cost 0.6–2 ms each: the pool's hand-over, a blocking
+    /// thread and the handle's lock, and the writer's task waiting for a free runtime thread after
+    /// each; taken again every 20 ms (until the twenty-fourth session), about 3 % of a full-load
+    /// run went to it (BENCHMARKS.md).
+    const WRITER_HOLD_MAX: std::time::Duration = std::time::Duration::from_millis(100);
     /// How long the group writer, finding no change waiting after a group, waits for the next one
     /// before it lets the writer connection go. Taking it again cost 0.1–1.4 ms each time (the
     /// pool's hand-back on a runtime task, then sqlx's worker thread for the handle) and came about
@@ -1026,7 +1043,7 @@ mod sqlite {
                     let _ = db.db.execute_batch("ROLLBACK");
                 }
             }
-            if held.elapsed() >= WRITER_HOLD_MAX {
+            if held.elapsed() >= WRITER_HOLD_MAX || groups.connection_wanted() {
                 break;
             }
             let group = groups.waiting_within(runtime, WRITER_IDLE_WAIT);
