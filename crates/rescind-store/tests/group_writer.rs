@@ -374,6 +374,28 @@ async fn a_write_beside_the_group_writer_gets_its_turn_while_changes_keep_coming
     store.close().await;
 }
 
+/// The SQLite group writer's groups find a slot of SQLite's own small-object allocator (the
+/// connection's lookaside) for every allocation: past the default 40 slots each went to `malloc`
+/// behind a mutex.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_writer_s_groups_never_run_out_of_lookaside() {
+    let (_folder, store, shop_id, order_ids) = sqlite_shop_with_orders("shop_lookaside").await;
+    let changing = Changing::start(&store, &shop_id, order_ids, "allocated");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let changes = changing.stop().await;
+    assert!(changes > ORDERS as u64, "the changes kept coming ({changes})");
+    let full = store
+        .sqlite_writer_lookaside_full()
+        .await
+        .expect("the status is read")
+        .expect("an SQLite store");
+    assert_eq!(
+        full, 0,
+        "no allocation of {changes} grouped changes found the lookaside full"
+    );
+    store.close().await;
+}
+
 /// The SQLite group writer leaves its commits' fsync to a thread of its own (`synchronous =
 /// NORMAL` on the writer connection while it holds it); every other write on that connection — an
 /// import, a claim, a checkpoint — still commits with its own (`FULL`), even while changes keep coming.
