@@ -1784,8 +1784,22 @@ impl Backend {
         self.read.close().await;
     }
 
+    /// A connection for a write beside the group writer. On SQLite that is the writer connection,
+    /// which the group writer keeps while changes come (`WRITER_HOLD_MAX`): asked for with
+    /// [`batch::ConnectionWanted`] raised, it is had after the group being written.
+    async fn write_connection(&self) -> sqlx::Result<sqlx::pool::PoolConnection<Db>> {
+        let _wanted = self.batcher.connection_wanted().raise();
+        self.write.acquire().await
+    }
+
+    /// A transaction for a write beside the group writer, on a [`Backend::write_connection`].
+    async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, Db>> {
+        let _wanted = self.batcher.connection_wanted().raise();
+        self.write.begin().await
+    }
+
     pub(crate) async fn migrate(&self) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         if let Some(lock) = DIALECT.migration_lock {
             sqlx::query(lock).execute(&mut *tx).await?;
         }
@@ -1818,7 +1832,7 @@ impl Backend {
     }
 
     pub(crate) async fn create_shop(&self, shop: &Shop, token: &ApiToken, now: Timestamp) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO shops (id, name, customer_cancellation_requests, inventory_push_interval_s, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -1861,7 +1875,7 @@ impl Backend {
     }
 
     pub(crate) async fn create_token(&self, token: &ApiToken, now: Timestamp) -> Result<()> {
-        let mut connection = self.write.acquire().await?;
+        let mut connection = self.write_connection().await?;
         insert_token(&mut connection, token, now).await
     }
 
@@ -1874,7 +1888,7 @@ impl Backend {
         .bind(&session.csrf_token)
         .bind(session.created_at.unix_micros())
         .bind(session.expires_at.unix_micros())
-        .execute(&self.write)
+        .execute(&mut *self.write_connection().await?)
         .await
         .context("failed to open a console session")?;
         Ok(())
@@ -1907,7 +1921,7 @@ impl Backend {
         sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1 OR expires_at <= $2")
             .bind(id_hash)
             .bind(now.unix_micros())
-            .execute(&self.write)
+            .execute(&mut *self.write_connection().await?)
             .await
             .context("failed to end a console session")?;
         Ok(())
@@ -1931,7 +1945,7 @@ impl Backend {
     }
 
     pub(crate) async fn update_settings(&self, shop_id: &str, patch: SettingsPatch) -> Result<Settings> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE shops SET customer_cancellation_requests = COALESCE($1, customer_cancellation_requests), \
              inventory_push_interval_s = COALESCE($2, inventory_push_interval_s) WHERE id = $3",
@@ -1966,7 +1980,7 @@ impl Backend {
         .bind(&channel.credentials)
         .bind(channel.cancel_sync)
         .bind(channel.created_at.unix_micros())
-        .execute(&self.write)
+        .execute(&mut *self.write_connection().await?)
         .await
         .context("failed to create the channel")?;
         Ok(())
@@ -2136,7 +2150,7 @@ impl Backend {
         order_id: &str,
         decide: impl FnOnce(&Order) -> Result<OrderChange, E>,
     ) -> Result<OrderChange, ChangeError<E>> {
-        let mut tx = self.write.begin().await.context("failed to start a change")?;
+        let mut tx = self.begin_write().await.context("failed to start a change")?;
         let Some(order) = load_orders_for_change(&mut tx, shop_id, &[order_id.to_owned()]).await?.pop() else {
             return Err(ChangeError::NotFound);
         };
@@ -2152,7 +2166,7 @@ impl Backend {
         order_ids: &[String],
         mut decide: impl FnMut(&Order) -> Result<OrderChange, E>,
     ) -> Result<Vec<Result<OrderChange, ChangeError<E>>>> {
-        let mut tx = self.write.begin().await.context("failed to start a bulk change")?;
+        let mut tx = self.begin_write().await.context("failed to start a bulk change")?;
         let mut orders: HashMap<String, Order> = load_orders_for_change(&mut tx, shop_id, order_ids)
             .await?
             .into_iter()
@@ -2217,7 +2231,7 @@ impl Backend {
     pub(crate) async fn purge_idempotency_keys(&self, now: Timestamp) -> Result<u64> {
         let deleted = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
             .bind(now.plus_seconds(-IDEMPOTENCY_RETENTION_S).unix_micros())
-            .execute(&self.write)
+            .execute(&mut *self.write_connection().await?)
             .await?
             .rows_affected();
         Ok(deleted)
@@ -2261,7 +2275,7 @@ impl Backend {
             .bind(i32::try_from(warehouse.rate_limit)?)
             .bind(i64::try_from(warehouse.rate_limit_window_ms)?)
             .bind(warehouse.created_at.unix_micros())
-            .execute(&self.write)
+            .execute(&mut *self.write_connection().await?)
             .await
             .context("failed to create the warehouse")?;
         Ok(())
@@ -2324,7 +2338,7 @@ impl Backend {
         .bind(&provider.base_url)
         .bind(&provider.credentials)
         .bind(provider.created_at.unix_micros())
-        .execute(&self.write)
+        .execute(&mut *self.write_connection().await?)
         .await
         .context("failed to create the payment provider")?;
         Ok(())
@@ -2536,7 +2550,7 @@ impl Backend {
     }
 
     pub(crate) async fn set_listings(&self, shop_id: &str, sku: &str, listings: &[Listing], now: Timestamp) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM inventory_listings WHERE shop_id = $1 AND sku = $2")
             .bind(shop_id)
             .bind(sku)
@@ -2573,7 +2587,7 @@ impl Backend {
     }
 
     pub(crate) async fn claim_stock_pushes(&self, owner: &str, now: Timestamp, lease_until: Timestamp) -> Result<Vec<PushBatch>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let claimed = sqlx::query(&format!(
             "UPDATE inventory_pushes SET lease_owner = $1, lease_expires_at = $2 WHERE (channel_id, sku) IN \
              (SELECT channel_id, sku FROM inventory_pushes WHERE due_at <= $3 AND (lease_expires_at IS NULL \
@@ -2630,7 +2644,7 @@ impl Backend {
         record: &SyncRecord,
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         for item in &batch.items {
             match outcome {
                 PushOutcome::Pushed => {
@@ -2732,7 +2746,7 @@ impl Backend {
 
     /// Sets a SKU's stock (creating it), keeping the difference in the ledger.
     pub(crate) async fn set_stock(&self, shop_id: &str, sku: &str, available: i64, now: Timestamp) -> Result<StockLevel> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let before: Option<i64> = sqlx::query_scalar(&format!("SELECT available FROM inventory WHERE shop_id = $1 AND sku = $2 {}", DIALECT.lock_order))
             .bind(shop_id)
             .bind(sku)
@@ -2755,7 +2769,7 @@ impl Backend {
 
     /// Moves a SKU's stock by hand; `None` when the SKU is not stocked.
     pub(crate) async fn adjust_stock(&self, shop_id: &str, sku: &str, delta: i64, reason: &str, now: Timestamp) -> Result<Option<StockLevel>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let adjustment = StockMove { sku: sku.to_owned(), delta, kind: StockMoveKind::Adjustment, reason: Some(reason.to_owned()) };
         let missing = move_stock(&mut tx, shop_id, None, std::slice::from_ref(&adjustment), now).await?;
         if !missing.is_empty() {
@@ -2793,7 +2807,7 @@ impl Backend {
         .bind(lease_until.unix_micros())
         .bind(now.unix_micros())
         .bind(i64::from(limit))
-        .fetch_all(&self.write)
+        .fetch_all(&mut *self.write_connection().await?)
         .await
         .context("failed to claim due steps")?;
         rows.iter()
@@ -2808,7 +2822,7 @@ impl Backend {
         sqlx::query("DELETE FROM workflow_jobs WHERE order_id = $1 AND lease_owner = $2")
             .bind(order_id)
             .bind(owner)
-            .execute(&self.write)
+            .execute(&mut *self.write_connection().await?)
             .await?;
         Ok(())
     }
@@ -2827,7 +2841,7 @@ impl Backend {
     /// Frees every lease: for a single-process database at start, whose earlier process is gone.
     pub(crate) async fn release_all_leases(&self) -> Result<u64> {
         Ok(sqlx::query("UPDATE workflow_jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner IS NOT NULL")
-            .execute(&self.write)
+            .execute(&mut *self.write_connection().await?)
             .await?
             .rows_affected())
     }
@@ -3143,9 +3157,10 @@ mod batch {
         connection_wanted: ConnectionWanted,
     }
 
-    /// Raised while something outside the group writer waits for its connection (on SQLite, the
-    /// writer's checkpoint): the writer lets the connection go after the group it is writing instead
-    /// of holding it on while changes keep coming.
+    /// Raised while something outside the group writer waits for its connection (on SQLite: a write
+    /// beside it, `Backend::write_connection`, or the writer's checkpoint): the writer lets the
+    /// connection go after the group it is writing instead of holding it on while changes keep
+    /// coming. On PostgreSQL, whose group writer has connections of its own, nobody looks at it.
     #[derive(Clone, Debug, Default)]
     pub(crate) struct ConnectionWanted(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
@@ -3157,7 +3172,6 @@ mod batch {
         }
 
         /// Raised until the answer is dropped.
-        #[allow(dead_code)] // the SQLite checkpoint's
         pub(crate) fn raise(&self) -> Raised {
             self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             Raised(self.clone())
@@ -3197,7 +3211,6 @@ mod batch {
 
     impl Batcher {
         /// What to raise while waiting for the writer's connection outside the group writer.
-        #[allow(dead_code)] // the SQLite checkpoint's
         pub(crate) fn connection_wanted(&self) -> ConnectionWanted {
             self.connection_wanted.clone()
         }

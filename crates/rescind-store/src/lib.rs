@@ -941,14 +941,15 @@ mod sqlite {
         write_leased_changes(sink, changes, leases, stock).await
     }
 
-    /// How long the group writer keeps the writer connection while changes keep coming, before it
-    /// lets the other writes have it (those outside the group writer: settings, tokens, webhooks,
-    /// the workers' leases) and queues for it again. The writer's checkpoint does not wait for it:
-    /// it raises [`batch::ConnectionWanted`] and has the connection after the group being written.
-    /// Taking the connection for every group cost 0.6–2 ms each: the pool's hand-over, a blocking
-    /// thread and the handle's lock, and the writer's task waiting for a free runtime thread after
-    /// each; taken again every 20 ms (until the twenty-fourth session), about 3 % of a full-load
-    /// run went to it (BENCHMARKS.md).
+    /// How long the group writer keeps the writer connection while changes keep coming, at most,
+    /// before it queues for it again. What else wants the connection does not wait for that: the
+    /// writes beside the group writer (`Backend::write_connection`, `Backend::begin_write`: settings,
+    /// tokens, webhooks, the workers' leases, the outbox's deliveries) and the writer's checkpoint
+    /// raise [`batch::ConnectionWanted`] and have it after the group being written. Taking the
+    /// connection for every group cost 0.6–2 ms each: the pool's hand-over, a blocking thread and
+    /// the handle's lock, and the writer's task waiting for a free runtime thread after each; taken
+    /// again every 20 ms (until the twenty-fourth session), about 3 % of a full-load run went to it
+    /// (BENCHMARKS.md).
     const WRITER_HOLD_MAX: std::time::Duration = std::time::Duration::from_millis(100);
     /// How long the group writer, finding no change waiting after a group, waits for the next one
     /// before it lets the writer connection go. Taking it again cost 0.1–1.4 ms each time (the
@@ -1337,12 +1338,14 @@ mod sqlite {
     impl Backend {
         /// See [`crate::Store::sqlite_writer_synchronous`].
         pub(crate) async fn writer_synchronous(&self) -> Result<i64> {
-            Ok(sqlx::query_scalar("PRAGMA synchronous").fetch_one(&self.write).await?)
+            Ok(sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *self.write_connection().await?)
+                .await?)
         }
 
         /// See [`crate::Store::sqlite_writer_lookaside_full`].
         pub(crate) async fn writer_lookaside_full(&self) -> Result<i64> {
-            let mut connection = self.write.acquire().await?;
+            let mut connection = self.write_connection().await?;
             let mut handle = connection.lock_handle().await?;
             let (mut current, mut highest) = (0, 0);
             // SAFETY: the handle is open and locked for this thread.

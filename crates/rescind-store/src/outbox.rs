@@ -155,7 +155,7 @@ impl Backend {
         .bind(&webhook.secret)
         .bind(webhook.active)
         .bind(webhook.created_at.unix_micros())
-        .execute(&self.write)
+        .execute(&mut *self.write_connection().await?)
         .await
         .context("failed to create a webhook")?;
         Ok(())
@@ -182,7 +182,7 @@ impl Backend {
 
     /// Stops a webhook: no new deliveries are queued for it, and those waiting are not sent.
     pub(crate) async fn deactivate_webhook(&self, shop_id: &str, webhook_id: &str) -> Result<bool> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE webhooks SET active = FALSE WHERE shop_id = $1 AND id = $2")
             .bind(shop_id)
             .bind(webhook_id)
@@ -234,7 +234,7 @@ impl Backend {
         .bind(now.unix_micros())
         .bind(webhook_id)
         .bind(delivery_id)
-        .fetch_optional(&self.write)
+        .fetch_optional(&mut *self.write_connection().await?)
         .await
         .context("failed to replay a delivery")?;
         row.as_ref().map(delivery_from_row).transpose()
@@ -249,7 +249,7 @@ impl Backend {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<crate::DueDelivery>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let claimed: Vec<String> = sqlx::query_scalar(&format!(
             "UPDATE webhook_deliveries SET lease_owner = $1, lease_expires_at = $2 WHERE id IN \
              (SELECT d.id FROM webhook_deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
@@ -316,7 +316,7 @@ impl Backend {
         .bind(delivered.map(|at| at.unix_micros()))
         .bind(delivery_id)
         .bind(owner)
-        .execute(&self.write)
+        .execute(&mut *self.write_connection().await?)
         .await
         .context("failed to record a delivery")?;
         Ok(())
@@ -351,7 +351,7 @@ impl Backend {
         .bind(lease_until.unix_micros())
         .bind(now.unix_micros())
         .bind(i64::from(limit))
-        .fetch_all(&self.write)
+        .fetch_all(&mut *self.write_connection().await?)
         .await
         .context("failed to claim events to publish")?;
         let read = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
@@ -373,7 +373,7 @@ impl Backend {
                 list.push_bind(*seq);
             }
             query.push(")");
-            query.build().execute(&self.write).await.context("failed to mark events published")?;
+            query.build().execute(&mut *self.write_connection().await?).await.context("failed to mark events published")?;
         }
         Ok(())
     }
@@ -403,7 +403,7 @@ impl Backend {
         let before = now.plus_seconds(-crate::OUTBOX_RETENTION_S).unix_micros();
         let deliveries = sqlx::query("DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created_at < $1")
             .bind(before)
-            .execute(&self.write)
+            .execute(&mut *self.write_connection().await?)
             .await
             .context("failed to purge old deliveries")?
             .rows_affected();
@@ -423,7 +423,7 @@ impl Backend {
         )
         .bind(kept_from.unwrap_or(i64::MAX))
         .bind(before)
-        .execute(&self.write)
+        .execute(&mut *self.write_connection().await?)
         .await
         .context("failed to purge old events")?
         .rows_affected();

@@ -374,6 +374,38 @@ async fn a_write_beside_the_group_writer_gets_its_turn_while_changes_keep_coming
     store.close().await;
 }
 
+/// A write beside the SQLite group writer (a stock level set by hand here; settings, tokens, webhooks,
+/// the workers' leases) asks for the writer connection and has it after the group being written,
+/// not once the writer's hold of up to 100 ms is over: while changes keep coming, half of twenty
+/// such writes take well under half the hold (each waited for the rest of the hold, they would take
+/// about half of it on average).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_beside_the_group_writer_has_the_connection_after_its_group_not_its_hold() {
+    let (_folder, store, shop_id, order_ids) = sqlite_shop_with_orders("shop_wanted").await;
+    let changing = Changing::start(&store, &shop_id, order_ids, "wanted");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut took = Vec::new();
+    for level in 0..20 {
+        let asked = std::time::Instant::now();
+        store
+            .set_stock(&shop_id, "SKU-WANTED", level)
+            .await
+            .expect("the level is set");
+        took.push(asked.elapsed());
+        // A pause, so that each write comes at another moment of the writer's hold.
+        tokio::time::sleep(std::time::Duration::from_millis(7)).await;
+    }
+    let changes = changing.stop().await;
+    assert!(changes > ORDERS as u64, "the changes kept coming ({changes})");
+    took.sort();
+    let median = took[took.len() / 2];
+    assert!(
+        median < std::time::Duration::from_millis(25),
+        "the median write beside {changes} grouped changes took {median:?} (all: {took:?})"
+    );
+    store.close().await;
+}
+
 /// The SQLite group writer's groups find a slot of SQLite's own small-object allocator (the
 /// connection's lookaside) for every allocation: past the default 40 slots each went to `malloc`
 /// behind a mutex.
