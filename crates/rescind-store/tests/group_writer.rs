@@ -338,6 +338,14 @@ impl Changing {
         Changing { stop, streams }
     }
 
+    /// Stops the changes, which must have gone on past one round of the orders; answers how many
+    /// were written.
+    async fn stop_having_kept_coming(self) -> u64 {
+        let changes = self.stop().await;
+        assert!(changes > ORDERS as u64, "the changes kept coming ({changes})");
+        changes
+    }
+
     /// Stops the changes; answers how many were written.
     async fn stop(self) -> u64 {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -395,8 +403,7 @@ async fn a_write_beside_the_group_writer_has_the_connection_after_its_group_not_
         // A pause, so that each write comes at another moment of the writer's hold.
         tokio::time::sleep(std::time::Duration::from_millis(7)).await;
     }
-    let changes = changing.stop().await;
-    assert!(changes > ORDERS as u64, "the changes kept coming ({changes})");
+    let changes = changing.stop_having_kept_coming().await;
     took.sort();
     let median = took[took.len() / 2];
     assert!(
@@ -414,8 +421,7 @@ async fn the_group_writer_s_groups_never_run_out_of_lookaside() {
     let (_folder, store, shop_id, order_ids) = sqlite_shop_with_orders("shop_lookaside").await;
     let changing = Changing::start(&store, &shop_id, order_ids, "allocated");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let changes = changing.stop().await;
-    assert!(changes > ORDERS as u64, "the changes kept coming ({changes})");
+    let changes = changing.stop_having_kept_coming().await;
     let full = store
         .sqlite_writer_lookaside_full()
         .await
@@ -446,8 +452,7 @@ async fn writes_beside_the_group_writer_commit_with_their_own_fsync_while_change
                 .expect("an SQLite store"),
         );
     }
-    let changes = changing.stop().await;
-    assert!(changes > ORDERS as u64, "the changes kept coming ({changes})");
+    let changes = changing.stop_having_kept_coming().await;
     assert_eq!(
         settings,
         vec![2; 20],
