@@ -452,7 +452,7 @@ async fn writes_beside_the_group_writer_commit_with_their_own_fsync_while_change
                 .expect("an SQLite store"),
         );
     }
-    let changes = changing.stop_having_kept_coming().await;
+    changing.stop_having_kept_coming().await;
     assert_eq!(
         settings,
         vec![2; 20],
