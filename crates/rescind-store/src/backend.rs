@@ -3474,9 +3474,6 @@ mod batch {
             })
         }
 
-        /// The group writer, with nothing waiting after a group, waits a moment for the next change
-        /// while it keeps its connection: one that comes within the wait is taken, none leaves it
-        /// empty-handed once the wait is over, and word to stop ends it at once.
         /// The writer's connection is wanted while anyone who raised the want still waits, and not
         /// once every one of them is gone (the SQLite writer lets it go after its group meanwhile).
         #[test]
@@ -3500,6 +3497,9 @@ mod batch {
             assert!(!groups.connection_wanted(), "every waiter is gone");
         }
 
+        /// The group writer, with nothing waiting after a group, waits a moment for the next change
+        /// while it keeps its connection: one that comes within the wait is taken, none leaves it
+        /// empty-handed once the wait is over, and word to stop ends it at once.
         #[test]
         fn a_change_that_comes_within_the_wait_is_taken_and_none_coming_leaves_the_writer_empty_handed() {
             let runtime = tokio::runtime::Builder::new_multi_thread()
