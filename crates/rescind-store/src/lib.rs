@@ -1040,7 +1040,6 @@ mod sqlite {
                 match unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) } {
                     Ok(db) => {
                         db.set_prepared_statement_cache_capacity(GROUP_STATEMENTS_MAX);
-
                         KeptHandle {
                             raw,
                             db,
