@@ -3001,6 +3001,19 @@ impl Store {
         dispatch!(self, backend => backend.claim_idempotency_key(scope, key, fingerprint, now()).await)
     }
 
+    /// [`Store::claim_idempotency_key`] as of `at`. For tests: a claim left without a response, or a
+    /// stored response, counts as stale only after a while.
+    #[doc(hidden)]
+    pub async fn claim_idempotency_key_at(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        at: Timestamp,
+    ) -> Result<IdempotencyClaim> {
+        dispatch!(self, backend => backend.claim_idempotency_key(scope, key, fingerprint, at).await)
+    }
+
     pub async fn complete_idempotency_key(&self, scope: &str, key: &str, status_code: u16, body: &str) -> Result<()> {
         dispatch!(self, backend => backend.complete_idempotency_key(scope, key, status_code, body).await)
     }

@@ -35,6 +35,7 @@ on_both_backends!(
     an_order_changed_beside_the_group_writer_is_read_again_by_its_next_group,
     a_decision_that_panics_fails_its_change_and_the_group_writer_goes_on,
     idempotency_keys_claimed_among_changes_each_get_their_own_answer_and_replay_once_completed,
+    a_claim_left_without_a_response_is_taken_over_once_abandoned_and_a_response_once_expired,
 );
 
 /// B3 through the group writer (on SQLite a key's claim, response and release run in the writer's
@@ -91,6 +92,50 @@ async fn idempotency_keys_claimed_among_changes_each_get_their_own_answer_and_re
         .expect("released");
     assert_eq!(claim(&store, "key-1", "fp").await, IdempotencyClaim::New);
     assert_eq!(notes_of(&store, &shop_id, &order_id).await, ["beside the keys"]);
+    store.close().await;
+}
+
+/// B3's retention: a claim left without a response stands (in progress) until it counts as abandoned
+/// (`IDEMPOTENCY_ABANDONED_AFTER_S`), then a new claim takes the key over; a stored response is
+/// replayed until it expires (`IDEMPOTENCY_RETENTION_S`), then the key is new again.
+async fn a_claim_left_without_a_response_is_taken_over_once_abandoned_and_a_response_once_expired(store: Store) {
+    use rescind_store::{IdempotencyClaim, IDEMPOTENCY_ABANDONED_AFTER_S, IDEMPOTENCY_RETENTION_S};
+    let claim_at = |key: &'static str, fingerprint: &'static str, at: Timestamp| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_idempotency_key_at("shop_stale", key, fingerprint, at)
+                .await
+                .expect("asked")
+        }
+    };
+    let first = now();
+    assert_eq!(claim_at("left", "fp", first).await, IdempotencyClaim::New);
+    let meanwhile = first.plus_seconds(IDEMPOTENCY_ABANDONED_AFTER_S - 1);
+    assert_eq!(claim_at("left", "fp", meanwhile).await, IdempotencyClaim::InProgress);
+    let abandoned = first.plus_seconds(IDEMPOTENCY_ABANDONED_AFTER_S + 1);
+    assert_eq!(
+        claim_at("left", "another", abandoned).await,
+        IdempotencyClaim::New,
+        "an abandoned claim is taken over, whatever the request"
+    );
+    store
+        .complete_idempotency_key("shop_stale", "left", 200, "{}")
+        .await
+        .expect("completed");
+    let replay = IdempotencyClaim::Replay {
+        status_code: 200,
+        body: "{}".to_owned(),
+    };
+    let kept = abandoned.plus_seconds(IDEMPOTENCY_RETENTION_S - 1);
+    assert_eq!(
+        claim_at("left", "another", kept).await,
+        replay,
+        "a response is kept, not abandoned"
+    );
+    let expired = abandoned.plus_seconds(IDEMPOTENCY_RETENTION_S + 1);
+    assert_eq!(claim_at("left", "fp", expired).await, IdempotencyClaim::New);
+    assert_eq!(claim_at("left", "fp", expired).await, IdempotencyClaim::InProgress);
     store.close().await;
 }
 
