@@ -3319,8 +3319,9 @@ mod batch {
             self.ask(Message::Import(job), answer).await?
         }
 
-        /// Runs `op` on the key `key` of `scope` in the next group's transaction; answers once that
-        /// is committed (and, on SQLite, synced): the claim for [`KeyOp::Claim`], `None` otherwise.
+        /// Runs `op` on the key `key` of `scope` in the next group's transaction (on PostgreSQL in the
+        /// next batch of keys); answers once that is committed, not once on disk ([`KeyJob`]): the
+        /// claim for [`KeyOp::Claim`], `None` otherwise.
         pub(crate) async fn key(&self, scope: &str, key: &str, op: KeyOp) -> anyhow::Result<Option<crate::IdempotencyClaim>> {
             let (reply, answer) = oneshot::channel();
             let job = KeyJob {

@@ -402,9 +402,8 @@ impl Changing {
     }
 }
 
-/// The SQLite group writer keeps the writer connection while changes keep coming, but never longer
-/// than a moment: a write outside it (an import here; a claim, the checkpoint) gets its turn while
-/// the changes go on, instead of after they stop.
+/// Imports while changes keep coming (through the group writer since the eighteenth session, in its
+/// groups' transactions) get their turn while the changes go on, instead of after they stop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_beside_the_group_writer_gets_its_turn_while_changes_keep_coming() {
     let (_folder, store, shop_id, order_ids) = sqlite_shop_with_orders("shop_busy").await;
@@ -480,8 +479,9 @@ async fn the_group_writer_s_groups_never_run_out_of_lookaside() {
 }
 
 /// The SQLite group writer leaves its commits' fsync to a thread of its own (`synchronous =
-/// NORMAL` on the writer connection while it holds it); every other write on that connection — an
-/// import, a claim, a checkpoint — still commits with its own (`FULL`), even while changes keep coming.
+/// NORMAL` on the writer connection while it holds it); every other write on that connection — a
+/// setting, a webhook, a worker's lease, a checkpoint — still commits with its own (`FULL`), even while
+/// changes keep coming.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_beside_the_group_writer_commit_with_their_own_fsync_while_changes_keep_coming() {
     let (_folder, store, shop_id, order_ids) = sqlite_shop_with_orders("shop_fsync").await;
