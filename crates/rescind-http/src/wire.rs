@@ -1253,7 +1253,8 @@ pub struct EventBody {
     pub event_type: String,
     pub created_at: String,
     pub shop_id: String,
-    /// The event's place among all events: increasing, and an order's events in the order they happened.
+    /// The event's place among all events: increasing, with gaps (not every number is an event's), and
+    /// an order's events in the order they happened.
     pub sequence: i64,
     /// The order (`order_id`, `order_number`, `channel_order_id`, `order_status`) and what happened
     /// (`message`, `actor`, `data`).

@@ -63,6 +63,14 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
         "event_payload_from_history",
         MigrationSql::Same(include_str!("../migrations/0013_event_payload_from_history.sql")),
     ),
+    (
+        14,
+        "outbox_row_per_change",
+        MigrationSql::PerDatabase {
+            sqlite: include_str!("../migrations/0014_outbox_row_per_change.sqlite.sql"),
+            postgres: include_str!("../migrations/0014_outbox_row_per_change.postgres.sql"),
+        },
+    ),
 ];
 
 /// A migration's SQL: one text for both databases (with the dialect's placeholders), or one each
@@ -733,42 +741,88 @@ struct EventPayload<'a> {
     order_status: &'a str,
 }
 
-/// An event about to be written: its line, its type and its id.
-type NewEvent<'a> = (&'a EventLine<'a>, EventType, String);
+/// One outbox row about to be written (migration 0014): the events of one history row, at most
+/// [`crate::OUTBOX_EVENTS_PER_ROW`], each with its line and type, and the row's id.
+struct NewRow<'a> {
+    id: String,
+    events: Vec<(&'a EventLine<'a>, EventType)>,
+}
+
+/// The outbox's columns, as written; where the writer numbers the rows itself, `seq` follows.
+const OUTBOX_INSERT: &str = "INSERT INTO outbox_events (id, shop_id, order_id, type, at, payload, published_at, \
+    change_id, line_index, order_status, line_indexes) ";
+const OUTBOX_INSERT_NUMBERED: &str = "INSERT INTO outbox_events (id, shop_id, order_id, type, at, payload, \
+    published_at, change_id, line_index, order_status, line_indexes, seq) ";
+
+/// The id of the event at `place` among its outbox row's events: the row's own id for the first.
+fn event_id(row_id: &str, place: usize) -> String {
+    if place == 0 {
+        row_id.to_owned()
+    } else {
+        format!("{row_id}-{place}")
+    }
+}
+
+/// Text of `items` joined by spaces.
+fn space_joined<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let mut text = String::new();
+    for item in items {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(&item.to_string());
+    }
+    text
+}
 
 /// The outbox (B4): the events these history lines announce, and one delivery of each to every active
-/// webhook of its shop that wants it — in the transaction of the change itself. An event stores its
-/// line's history row and place and the order's status, not its payload (migration 0013).
+/// webhook of its shop that wants it — in the transaction of the change itself. The events of one
+/// history row share an outbox row (migration 0014), which names the history row, its lines' places
+/// and the order's status, not the events' payloads (migration 0013).
 async fn insert_events<S: Sink>(sink: &mut S, entries: &[EventLine<'_>]) -> Result<()> {
-    let events: Vec<NewEvent<'_>> = entries
-        .iter()
-        .filter_map(|entry| event_type(entry.line).map(|kind| (entry, kind, new_id("evt"))))
-        .collect();
-    if events.is_empty() {
+    let per_row = usize::try_from(crate::OUTBOX_EVENTS_PER_ROW)?;
+    let mut new_rows: Vec<NewRow<'_>> = Vec::new();
+    for entry in entries {
+        let Some(kind) = event_type(entry.line) else { continue };
+        match new_rows.last_mut() {
+            Some(row) if row.events[0].0.change_id == entry.change_id && row.events.len() < per_row => {
+                row.events.push((entry, kind));
+            }
+            _ => new_rows.push(NewRow {
+                id: new_id("evt"),
+                events: vec![(entry, kind)],
+            }),
+        }
+    }
+    if new_rows.is_empty() {
         return Ok(());
     }
-    let mut rows = Rows::new(
-        "INSERT INTO outbox_events (id, shop_id, order_id, type, at, payload, published_at, change_id, line_index, \
-         order_status) ",
-        10,
-        DIALECT.outbox_turn,
-    );
-    for (entry, kind, id) in &events {
-        let order = entry.order;
-        rows.push([
-            id.as_str().into(),
+    let numbered_from = sink.outbox_rows_from().await.context("failed to number the outbox")?;
+    let mut rows = match numbered_from {
+        Some(_) => Rows::new(OUTBOX_INSERT_NUMBERED, 12, DIALECT.outbox_turn),
+        None => Rows::new(OUTBOX_INSERT, 11, DIALECT.outbox_turn),
+    };
+    for (index, row) in new_rows.iter().enumerate() {
+        let (first, _) = row.events[0];
+        let order = first.order;
+        let line_indexes = (row.events.len() > 1).then(|| space_joined(row.events.iter().map(|(entry, _)| entry.line_index)));
+        let values: [Value<'_>; 11] = [
+            row.id.as_str().into(),
             order.shop_id.as_str().into(),
             order.id.as_str().into(),
-            kind.as_str().into(),
-            entry.line.at.unix_micros().into(),
+            space_joined(row.events.iter().map(|(_, kind)| kind.as_str())).into(),
+            first.line.at.unix_micros().into(),
             PAYLOAD_FROM_HISTORY.into(),
             None::<i64>.into(),
-            entry.change_id.into(),
-            entry.line_index.into(),
+            first.change_id.into(),
+            first.line_index.into(),
             order.status.as_str().into(),
-        ]);
+            line_indexes.into(),
+        ];
+        let seq = numbered_from.map(|from| from + crate::OUTBOX_EVENTS_PER_ROW * i64::try_from(index).unwrap_or(i64::MAX));
+        rows.push_values(values.into_iter().chain(seq.map(Value::from)));
     }
-    let mut shops: Vec<&str> = events.iter().map(|(entry, ..)| entry.order.shop_id.as_str()).collect();
+    let mut shops: Vec<&str> = new_rows.iter().map(|row| row.events[0].0.order.shop_id.as_str()).collect();
     shops.sort_unstable();
     shops.dedup();
     let (seqs, webhooks) = sink.insert_events(&rows, &shops).await.context("failed to write the outbox")?;
@@ -781,34 +835,32 @@ async fn insert_events<S: Sink>(sink: &mut S, entries: &[EventLine<'_>]) -> Resu
         11,
         "",
     );
-    for (entry, kind, event_id) in &events {
-        let order = entry.order;
-        let mut wanted = webhooks
-            .iter()
-            .filter(|(_, shop_id, wanted)| *shop_id == order.shop_id && wanted.split(' ').any(|name| name == kind.as_str()))
-            .peekable();
-        if wanted.peek().is_none() {
-            continue;
-        }
-        // A delivery finds its event by the event's number (migration 0009): one without it would
-        // never go out.
-        let seq = *seqs
-            .get(event_id)
-            .ok_or_else(|| anyhow::anyhow!("the outbox did not number the event {event_id}"))?;
-        for (webhook_id, ..) in wanted {
-            rows.push([
-                new_id("dlv").into(),
-                webhook_id.as_str().into(),
-                order.shop_id.as_str().into(),
-                event_id.as_str().into(),
-                seq.into(),
-                kind.as_str().into(),
-                order.id.as_str().into(),
-                "pending".into(),
-                0_i64.into(),
-                entry.line.at.unix_micros().into(),
-                entry.line.at.unix_micros().into(),
-            ]);
+    for row in &new_rows {
+        // A delivery finds its event by the event's number (migrations 0009, 0014): one without it
+        // would never go out.
+        let row_seq = *seqs
+            .get(&row.id)
+            .ok_or_else(|| anyhow::anyhow!("the outbox did not number the row {}", row.id))?;
+        for (place, (entry, kind)) in row.events.iter().enumerate() {
+            let order = entry.order;
+            let wanted = webhooks
+                .iter()
+                .filter(|(_, shop_id, wanted)| *shop_id == order.shop_id && wanted.split(' ').any(|name| name == kind.as_str()));
+            for (webhook_id, ..) in wanted {
+                rows.push([
+                    new_id("dlv").into(),
+                    webhook_id.as_str().into(),
+                    order.shop_id.as_str().into(),
+                    event_id(&row.id, place).into(),
+                    (row_seq + i64::try_from(place)?).into(),
+                    kind.as_str().into(),
+                    order.id.as_str().into(),
+                    "pending".into(),
+                    0_i64.into(),
+                    entry.line.at.unix_micros().into(),
+                    entry.line.at.unix_micros().into(),
+                ]);
+            }
         }
     }
     sink.insert(&rows).await.context("failed to queue webhook deliveries")
@@ -1666,6 +1718,14 @@ impl Sink for Statements<'_> {
             }
         }
         Ok((seqs, self.active_webhooks(shops).await.context("failed to read the shop's webhooks")?))
+    }
+
+    async fn outbox_rows_from(&mut self) -> Result<Option<i64>> {
+        let Some(handed_out) = DIALECT.outbox_numbers_handed_out else {
+            return Ok(None);
+        };
+        let handed_out: Option<i64> = sqlx::query_scalar(handed_out).fetch_optional(&mut *self.0).await?;
+        Ok(Some(crate::rows::next_outbox_row(handed_out.unwrap_or(0))))
     }
     async fn add_stock(&mut self, shop_id: &str, deltas: &[(&str, i64)], at: i64) -> Result<Vec<String>> {
         let mut stocked: Vec<String> = Vec::with_capacity(deltas.len());

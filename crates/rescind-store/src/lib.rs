@@ -31,6 +31,11 @@ pub(crate) enum DatabaseKind {
     Postgres,
 }
 
+/// How many events one outbox row carries at most (migration 0014): the events of one history row,
+/// where a cancellation has four. Rows are numbered this far apart, and an event's number is its
+/// row's plus its place among the row's events; a change with more events takes more rows.
+pub(crate) const OUTBOX_EVENTS_PER_ROW: i64 = 16;
+
 /// The SQL that differs between the backends.
 pub(crate) struct Dialect {
     /// The database itself: a migration may be written for each.
@@ -60,6 +65,10 @@ pub(crate) struct Dialect {
     /// one that commits later. The lock is a one-time filter of the statement, so it costs no round
     /// trip of its own.
     pub outbox_turn: &'static str,
+    /// Where the writer numbers outbox rows itself (SQLite, whose `AUTOINCREMENT` counts by one, where
+    /// rows are numbered [`OUTBOX_EVENTS_PER_ROW`] apart; migration 0014): the statement that
+    /// reads the highest number handed out. On PostgreSQL the identity column counts by sixteen.
+    pub outbox_numbers_handed_out: Option<&'static str>,
 }
 
 /// A platform tenant (B6).
@@ -535,6 +544,7 @@ mod sqlite {
         skip_locked: "",
         read_snapshot: "BEGIN",
         outbox_turn: "",
+        outbox_numbers_handed_out: Some("SELECT seq FROM sqlite_sequence WHERE name = 'outbox_events'"),
     };
     /// Statements the writer keeps prepared: a group's statements come in a few shapes per table
     /// (power-of-two row counts), well within this.
@@ -1670,6 +1680,16 @@ mod sqlite {
             })?;
             Ok((seqs, webhooks))
         }
+
+        async fn outbox_rows_from(&mut self) -> Result<Option<i64>> {
+            use rusqlite::OptionalExtension;
+            let sql = DIALECT
+                .outbox_numbers_handed_out
+                .context("SQLite's writer numbers the outbox")?;
+            let handed_out: Option<i64> = self.0.prepare_cached(sql)?.query_row([], |row| row.get(0)).optional()?;
+            Ok(Some(crate::rows::next_outbox_row(handed_out.unwrap_or(0))))
+        }
+
         async fn add_stock(&mut self, shop_id: &str, deltas: &[(&str, i64)], at: i64) -> Result<Vec<String>> {
             let mut statement = self.0.prepare_cached(
                 "UPDATE inventory SET available = available + $1, updated_at = $2 WHERE shop_id = $3 AND sku = $4",
@@ -1751,6 +1771,7 @@ mod postgres {
         skip_locked: "FOR UPDATE SKIP LOCKED",
         read_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         outbox_turn: " WHERE (SELECT pg_advisory_xact_lock(7220302)::text) IS NOT NULL",
+        outbox_numbers_handed_out: None,
     };
     /// Enough for the HTTP workers of one process; PostgreSQL's own default limit is 100.
     const CONNECTIONS_MAX: u32 = 16;
@@ -2062,6 +2083,11 @@ mod postgres {
             // numbers are wanted before the order's row is written, so a round trip of its own.
             self.flush().await?;
             Statements(&mut *self.connection).insert_history_rows(rows).await
+        }
+
+        async fn outbox_rows_from(&mut self) -> Result<Option<i64>> {
+            // PostgreSQL's identity column numbers the rows, sixteen apart.
+            Ok(None)
         }
 
         async fn insert_events(

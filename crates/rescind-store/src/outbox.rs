@@ -4,10 +4,11 @@
 const WEBHOOK_COLUMNS: &str = "id, shop_id, url, events, secret, active, created_at";
 const DELIVERY_COLUMNS: &str = "id, webhook_id, event_id, event_seq, event_type, order_id, status, attempts, \
     next_attempt_at, last_status_code, last_error, created_at, delivered_at";
-const EVENT_COLUMNS: &str = "seq, id, shop_id, order_id, type, at, payload, change_id, line_index, order_status";
+const EVENT_COLUMNS: &str = "seq, id, shop_id, order_id, type, at, payload, change_id, line_index, order_status, \
+    line_indexes";
 /// [`EVENT_COLUMNS`] of the events table named `e` in a join.
 const JOINED_EVENT_COLUMNS: &str = "e.seq, e.id AS event_row_id, e.shop_id, e.order_id AS event_order_id, e.type, e.at, \
-    e.payload, e.change_id, e.line_index, e.order_status";
+    e.payload, e.change_id, e.line_index, e.order_status, e.line_indexes";
 
 fn webhook_from_row(row: &<Db as Database>::Row) -> Result<crate::Webhook> {
     let events: String = row.try_get("events")?;
@@ -54,38 +55,68 @@ struct FromHistory {
 /// An event as read: whole, or still to get its payload from its history line ([`with_payloads`]).
 type ReadEvent = (crate::OutboxEvent, Option<FromHistory>);
 
-fn event_from_row(row: &<Db as Database>::Row) -> Result<ReadEvent> {
-    event_from_named_row(row, "id", "order_id")
+fn events_from_row(row: &<Db as Database>::Row, events: &mut Vec<ReadEvent>) -> Result<()> {
+    events_from_named_row(row, "id", "order_id", events)
 }
 
-fn event_from_named_row(row: &<Db as Database>::Row, id: &str, order_id: &str) -> Result<ReadEvent> {
+/// The events of one outbox row (migration 0014): its one event as it stored it, or each event it
+/// names by its history line — numbered from the row's number on, the first with the row's id.
+fn events_from_named_row(
+    row: &<Db as Database>::Row,
+    id: &str,
+    order_id: &str,
+    events: &mut Vec<ReadEvent>,
+) -> Result<()> {
+    let seq: i64 = row.try_get("seq")?;
+    let row_id: String = row.try_get(id)?;
+    let shop_id: String = row.try_get("shop_id")?;
+    let order_id: Option<String> = row.try_get(order_id)?;
+    let types: String = row.try_get("type")?;
+    let at = time(row.try_get("at")?);
     let payload: String = row.try_get("payload")?;
-    let from_history = if payload == PAYLOAD_FROM_HISTORY {
-        let change_id: Option<i64> = row.try_get("change_id")?;
-        let line_index: Option<i64> = row.try_get("line_index")?;
-        let order_status: Option<String> = row.try_get("order_status")?;
-        Some(FromHistory {
-            change_id: change_id.context("an outbox event names no history row")?,
-            line_index: line_index.context("an outbox event names no history line")?,
-            order_status: order_status.context("an outbox event keeps no order status")?,
-        })
-    } else {
-        None
-    };
-    let payload = match from_history {
-        Some(_) => serde_json::Value::Null,
-        None => serde_json::from_str(&payload).context("an outbox payload is not JSON")?,
-    };
-    let event = crate::OutboxEvent {
-        seq: row.try_get("seq")?,
-        id: row.try_get(id)?,
-        shop_id: row.try_get("shop_id")?,
-        order_id: row.try_get(order_id)?,
-        event_type: row.try_get("type")?,
-        at: time(row.try_get("at")?),
+    let event = |seq: i64, id: String, event_type: &str, payload: serde_json::Value| crate::OutboxEvent {
+        seq,
+        id,
+        shop_id: shop_id.clone(),
+        order_id: order_id.clone(),
+        event_type: event_type.to_owned(),
+        at,
         payload,
     };
-    Ok((event, from_history))
+    if payload != PAYLOAD_FROM_HISTORY {
+        let payload = serde_json::from_str(&payload).context("an outbox payload is not JSON")?;
+        events.push((event(seq, row_id, &types, payload), None));
+        return Ok(());
+    }
+    let change_id: Option<i64> = row.try_get("change_id")?;
+    let change_id = change_id.context("an outbox event names no history row")?;
+    let order_status: Option<String> = row.try_get("order_status")?;
+    let order_status = order_status.context("an outbox event keeps no order status")?;
+    let line_indexes: Option<String> = row.try_get("line_indexes")?;
+    let line_indexes: Vec<i64> = match line_indexes {
+        Some(indexes) => indexes
+            .split(' ')
+            .map(|index| index.parse().context("an outbox row names a line by no number"))
+            .collect::<Result<_>>()?,
+        None => {
+            let line_index: Option<i64> = row.try_get("line_index")?;
+            vec![line_index.context("an outbox event names no history line")?]
+        }
+    };
+    let types: Vec<&str> = types.split(' ').collect();
+    if types.len() != line_indexes.len() || line_indexes.len() > crate::OUTBOX_EVENTS_PER_ROW as usize {
+        anyhow::bail!("the outbox row {row_id} names {} events and {} lines", types.len(), line_indexes.len());
+    }
+    for (place, (event_type, line_index)) in types.into_iter().zip(line_indexes).enumerate() {
+        let from = FromHistory {
+            change_id,
+            line_index,
+            order_status: order_status.clone(),
+        };
+        let seq = seq + i64::try_from(place)?;
+        events.push((event(seq, event_id(&row_id, place), event_type, serde_json::Value::Null), Some(from)));
+    }
+    Ok(())
 }
 
 /// The events with their payloads: those that stored none get theirs from their history lines and
@@ -127,6 +158,7 @@ async fn with_payloads(connection: &mut Connection, read: Vec<ReadEvent>) -> Res
             let (number, channel_order_id) = orders
                 .get(order_id)
                 .with_context(|| format!("the order of event {} is gone", event.id))?;
+            event.at = line.at;
             event.payload = serde_json::to_value(EventPayload {
                 actor: &line.actor,
                 channel_order_id: channel_order_id.as_deref(),
@@ -271,15 +303,26 @@ impl Backend {
                 "SELECT d.id, d.webhook_id, d.event_id, d.event_seq, d.event_type, d.order_id, d.status, d.attempts, \
                  d.next_attempt_at, d.last_status_code, d.last_error, d.created_at, d.delivered_at, \
                  w.url AS webhook_url, w.secret AS webhook_secret, {JOINED_EVENT_COLUMNS} FROM webhook_deliveries d \
-                 JOIN webhooks w ON w.id = d.webhook_id JOIN outbox_events e ON e.seq = d.event_seq WHERE d.id IN ("
+                 JOIN webhooks w ON w.id = d.webhook_id JOIN outbox_events e ON e.seq = \
+                 (SELECT MAX(r.seq) FROM outbox_events r WHERE r.seq <= d.event_seq) WHERE d.id IN ("
             ));
             push_in_list(&mut query, claimed);
             query.push(") ORDER BY d.event_seq");
             let mut claimed = Vec::new();
             let mut events = Vec::new();
+            // Each delivery's event is one of its outbox row's (migration 0014): the row numbered last
+            // at or before the event's number.
+            let mut of_row = Vec::new();
             for row in query.build().fetch_all(&mut *tx).await.context("failed to read claimed deliveries")? {
-                claimed.push((delivery_from_row(&row)?, row.try_get("webhook_url")?, row.try_get("webhook_secret")?));
-                events.push(event_from_named_row(&row, "event_row_id", "event_order_id")?);
+                let delivery = delivery_from_row(&row)?;
+                of_row.clear();
+                events_from_named_row(&row, "event_row_id", "event_order_id", &mut of_row)?;
+                let place = of_row
+                    .iter()
+                    .position(|(event, _)| event.seq == delivery.event_seq)
+                    .with_context(|| format!("the event of delivery {} is gone", delivery.id))?;
+                events.push(of_row.swap_remove(place));
+                claimed.push((delivery, row.try_get("webhook_url")?, row.try_get("webhook_secret")?));
             }
             let events = with_payloads(&mut tx, events).await?;
             for ((delivery, url, secret), event) in claimed.into_iter().zip(events) {
@@ -333,7 +376,8 @@ impl Backend {
         Ok(due.map(time))
     }
 
-    /// Takes the lease of events not yet on the event stream, oldest first.
+    /// Takes the lease of events not yet on the event stream, oldest first: of `limit` outbox rows
+    /// and every event they carry.
     pub(crate) async fn claim_unpublished(
         &self,
         owner: &str,
@@ -354,20 +398,39 @@ impl Backend {
         .fetch_all(&mut *self.write_connection().await?)
         .await
         .context("failed to claim events to publish")?;
-        let read = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+        let mut read = Vec::with_capacity(rows.len());
+        for row in &rows {
+            events_from_row(row, &mut read)?;
+        }
         let mut connection = self.read.acquire().await?;
         let mut events = with_payloads(&mut connection, read).await?;
         events.sort_by_key(|event| event.seq);
         Ok(events)
     }
 
+    /// Marks published the outbox rows `owner` holds whose every event is among `seqs`, the events
+    /// acknowledged — a row whose last event is (the publisher sends events in order and stops at the
+    /// first failure). A row's last event is numbered its row's number plus the spaces in its `type`.
     pub(crate) async fn mark_published(&self, seqs: &[i64], owner: &str, now: Timestamp) -> Result<()> {
-        for chunk in seqs.chunks(256) {
+        for chunk in seqs.chunks(128) {
+            // Each event's row is numbered as the event (written before migration 0014) or as the
+            // multiple of sixteen at or before it.
+            let mut rows: Vec<i64> = chunk
+                .iter()
+                .flat_map(|seq| [*seq, seq - seq.rem_euclid(crate::OUTBOX_EVENTS_PER_ROW)])
+                .collect();
+            rows.sort_unstable();
+            rows.dedup();
             let mut query = QueryBuilder::<Db>::new("UPDATE outbox_events SET published_at = ");
             query.push_bind(now.unix_micros());
             query.push(", publish_lease_owner = NULL, publish_lease_expires_at = NULL WHERE publish_lease_owner = ");
             query.push_bind(owner.to_owned());
             query.push(" AND seq IN (");
+            let mut list = query.separated(", ");
+            for seq in rows {
+                list.push_bind(seq);
+            }
+            query.push(") AND seq + LENGTH(type) - LENGTH(REPLACE(type, ' ', '')) IN (");
             let mut list = query.separated(", ");
             for seq in chunk {
                 list.push_bind(*seq);
@@ -378,21 +441,30 @@ impl Backend {
         Ok(())
     }
 
-    /// The shop's events after `after_seq`, oldest first.
+    /// The shop's events after `after_seq`, oldest first, at most `limit`.
     pub(crate) async fn events(&self, shop_id: &str, after_seq: i64, limit: u32) -> Result<Vec<crate::OutboxEvent>> {
+        // The row of the event after `after_seq` may be numbered up to fifteen before it (migration
+        // 0014), and up to fifteen rows so numbered may hold no event after it: each row after holds
+        // at least one.
+        let reach = crate::OUTBOX_EVENTS_PER_ROW - 1;
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM outbox_events WHERE shop_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
         ))
         .bind(shop_id)
-        .bind(after_seq)
-        .bind(i64::from(limit))
+        .bind(after_seq.saturating_sub(reach))
+        .bind(i64::from(limit) + reach)
         .fetch_all(&self.read)
         .await
         .context("failed to read events")?;
         // A consumer pages by sequence number: it must never see an event a crash could still take
         // back, whose number a later event would then reuse.
         self.make_seen_durable().await?;
-        let read = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+        let mut read = Vec::with_capacity(rows.len());
+        for row in &rows {
+            events_from_row(row, &mut read)?;
+        }
+        read.retain(|(event, _)| event.seq > after_seq);
+        read.truncate(limit as usize);
         let mut connection = self.read.acquire().await?;
         with_payloads(&mut connection, read).await
     }
@@ -417,12 +489,14 @@ impl Backend {
                 .fetch_optional(&self.read)
                 .await
                 .context("failed to find the events to keep")?;
+        // A row's events are numbered from its number on, fewer than sixteen of them (migration 0014).
         let events = sqlx::query(
-            "DELETE FROM outbox_events WHERE seq < $1 AND at < $2 AND NOT EXISTS \
-             (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = outbox_events.id)",
+            "DELETE FROM outbox_events WHERE seq < $1 AND at < $2 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+             WHERE d.event_seq >= outbox_events.seq AND d.event_seq < outbox_events.seq + $3)",
         )
         .bind(kept_from.unwrap_or(i64::MAX))
         .bind(before)
+        .bind(crate::OUTBOX_EVENTS_PER_ROW)
         .execute(&mut *self.write_connection().await?)
         .await
         .context("failed to purge old events")?

@@ -103,6 +103,19 @@ impl<'a> Rows<'a> {
         self.values.is_empty()
     }
 
+    /// Adds one row from its values; it has as many as the statement has columns.
+    pub(crate) fn push_values(&mut self, row: impl IntoIterator<Item = Value<'a>>) {
+        let before = self.values.len();
+        self.values.extend(row);
+        assert_eq!(
+            self.values.len() - before,
+            self.width,
+            "a row of {} values for a statement of {} columns",
+            self.values.len() - before,
+            self.width
+        );
+    }
+
     /// Each row's values.
     pub(crate) fn rows(&self) -> impl Iterator<Item = &[Value<'a>]> {
         self.values.chunks_exact(self.width)
@@ -146,6 +159,10 @@ pub(crate) trait Sink {
         rows: &Rows<'_>,
         shops: &[&str],
     ) -> Result<(HashMap<String, i64>, Vec<ActiveWebhook>)>;
+    /// Where the writer numbers outbox rows itself ([`crate::Dialect::outbox_numbers_handed_out`]):
+    /// the first number the next rows may take, the multiple of [`crate::OUTBOX_EVENTS_PER_ROW`] after
+    /// every number handed out. `None` where the database numbers them.
+    async fn outbox_rows_from(&mut self) -> Result<Option<i64>>;
     /// Adds each delta to the shop's SKU where that SKU is stocked; answers the SKUs that were.
     async fn add_stock(&mut self, shop_id: &str, deltas: &[(&str, i64)], at: i64) -> Result<Vec<String>>;
     /// Queues the SKUs' levels for every channel listing them (I5), due one push interval after `at`.
@@ -175,6 +192,12 @@ pub(crate) struct StockAndProofs {
     pub(crate) stocked: Vec<String>,
     /// Each proof's order, cancellation and SKU.
     pub(crate) proofs: Vec<(String, String, String)>,
+}
+
+/// The first multiple of [`crate::OUTBOX_EVENTS_PER_ROW`] after `handed_out`, the highest outbox
+/// number handed out (0 for none).
+pub(crate) fn next_outbox_row(handed_out: i64) -> i64 {
+    (handed_out / crate::OUTBOX_EVENTS_PER_ROW + 1) * crate::OUTBOX_EVENTS_PER_ROW
 }
 
 /// Runs a future that never waits (a [`Sink`] over a synchronous connection) to its end, here.
