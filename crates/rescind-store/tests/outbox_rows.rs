@@ -9,6 +9,15 @@ use common::{import_an_order, open_shop};
 use rescind_domain::{Actor, HistoryEntry, OrderChange, Timestamp};
 use rescind_store::{now, OutboxEvent, Store};
 
+/// Opens the shop, imports an order into it and changes it with these history lines (kind,
+/// message); answers the shop's and the order's ids.
+async fn an_order_changed_with(store: &Store, shop: &str, lines: Vec<(&'static str, String)>) -> (String, String) {
+    let shop_id = open_shop(store, shop).await;
+    let order_id = import_an_order(store, &shop_id).await;
+    change_with_lines(store, &shop_id, &order_id, lines).await;
+    (shop_id, order_id)
+}
+
 /// Writes one change of `shop_id`'s order with these history lines (kind, message).
 async fn change_with_lines(store: &Store, shop_id: &str, order_id: &str, lines: Vec<(&'static str, String)>) {
     store
@@ -45,13 +54,10 @@ fn summary(events: &[OutboxEvent]) -> Vec<(i64, String, String)> {
 }
 
 async fn a_change_s_events_are_numbered_one_after_another_and_read_once_whatever_the_page(store: Store) {
-    let shop_id = open_shop(&store, "shop_outbox_rows").await;
-    let order_id = import_an_order(&store, &shop_id).await;
     // Four lines that announce events, and one between them that announces none.
-    change_with_lines(
+    let (shop_id, order_id) = an_order_changed_with(
         &store,
-        &shop_id,
-        &order_id,
+        "shop_outbox_rows",
         vec![
             ("order.cancelled", "cancelled".to_owned()),
             ("note.added", "no event for this one".to_owned()),
@@ -128,12 +134,10 @@ async fn a_change_s_events_are_numbered_one_after_another_and_read_once_whatever
 }
 
 async fn a_change_with_more_events_than_a_row_holds_keeps_them_all_in_order(store: Store) {
-    let shop_id = open_shop(&store, "shop_outbox_many").await;
-    let order_id = import_an_order(&store, &shop_id).await;
     let lines: Vec<(&'static str, String)> = (0..40)
         .map(|index| ("order.modified", format!("change {index}")))
         .collect();
-    change_with_lines(&store, &shop_id, &order_id, lines).await;
+    let (shop_id, _) = an_order_changed_with(&store, "shop_outbox_many", lines).await;
 
     let events = read_in_pages(&store, &shop_id, 7).await;
     let messages: Vec<String> = events[1..]
@@ -156,12 +160,9 @@ async fn a_change_with_more_events_than_a_row_holds_keeps_them_all_in_order(stor
 }
 
 async fn the_publisher_s_claim_of_a_change_comes_back_until_every_one_of_its_events_is_marked(store: Store) {
-    let shop_id = open_shop(&store, "shop_outbox_publish").await;
-    let order_id = import_an_order(&store, &shop_id).await;
-    change_with_lines(
+    an_order_changed_with(
         &store,
-        &shop_id,
-        &order_id,
+        "shop_outbox_publish",
         vec![
             ("order.cancelled", "cancelled".to_owned()),
             ("refund.recorded", "refunded".to_owned()),
