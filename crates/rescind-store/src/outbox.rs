@@ -489,7 +489,7 @@ impl Backend {
                 .fetch_optional(&self.read)
                 .await
                 .context("failed to find the events to keep")?;
-        // A row's events are numbered from its number on, fewer than sixteen of them (migration 0014).
+        // A row's events are numbered from its number on, at most sixteen of them (migration 0014).
         let events = sqlx::query(
             "DELETE FROM outbox_events WHERE seq < $1 AND at < $2 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
              WHERE d.event_seq >= outbox_events.seq AND d.event_seq < outbox_events.seq + $3)",
