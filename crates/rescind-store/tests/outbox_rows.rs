@@ -6,8 +6,8 @@
 mod common;
 
 use common::{import_an_order, open_shop};
-use rescind_domain::{Actor, HistoryEntry, OrderChange, Timestamp};
-use rescind_store::{now, OutboxEvent, Store};
+use rescind_domain::{Actor, EventType, HistoryEntry, OrderChange, Timestamp};
+use rescind_store::{now, DeliveryOutcome, OutboxEvent, Store, Webhook};
 
 /// Opens the shop, imports an order into it and changes it with these history lines (kind,
 /// message); answers the shop's and the order's ids.
@@ -210,7 +210,81 @@ async fn the_publisher_s_claim_of_a_change_comes_back_until_every_one_of_its_eve
     assert!(left.is_empty(), "every event is out: {left:?}");
 }
 
+async fn a_delivery_of_a_change_s_last_event_keeps_the_change_s_row_until_it_is_delivered(store: Store) {
+    let shop_id = open_shop(&store, "shop_outbox_delivery").await;
+    // Only the change's last event is wanted.
+    store
+        .create_webhook(&Webhook {
+            id: "whk_last".to_owned(),
+            shop_id: shop_id.clone(),
+            url: "http://127.0.0.1:9/hook".to_owned(),
+            events: vec![EventType::CancellationCompleted],
+            secret: "secret".to_owned(),
+            active: true,
+            created_at: now(),
+        })
+        .await
+        .expect("the webhook is stored");
+    let order_id = import_an_order(&store, &shop_id).await;
+    change_with_lines(
+        &store,
+        &shop_id,
+        &order_id,
+        vec![
+            ("order.cancelled", "cancelled".to_owned()),
+            ("refund.recorded", "refunded".to_owned()),
+            ("cancellation.completed", "completed".to_owned()),
+        ],
+    )
+    .await;
+    let events = store.events(&shop_id, 0, 100).await.expect("the events are read");
+    let completed = events.last().expect("the change's last event");
+
+    let lease = Timestamp::from_unix_micros(now().unix_micros() + 60_000_000);
+    let due = store.claim_deliveries("deliverer", lease, 10).await.expect("claimed");
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(
+        (
+            due[0].event.seq,
+            due[0].event.id.as_str(),
+            due[0].event.event_type.as_str()
+        ),
+        (completed.seq, completed.id.as_str(), "cancellation.completed"),
+        "the delivery goes out with its own event, not its row's first"
+    );
+    assert_eq!(due[0].event.payload["message"], "completed");
+
+    let later =
+        Timestamp::from_unix_micros(now().unix_micros() + (rescind_store::OUTBOX_RETENTION_S + 3600) * 1_000_000);
+    store.purge_outbox(later).await.expect("purged");
+    let kept = store.events(&shop_id, 0, 100).await.expect("the events are read");
+    assert_eq!(
+        kept.iter().map(|event| event.event_type.as_str()).collect::<Vec<_>>(),
+        ["order.cancelled", "refund.created", "cancellation.completed"],
+        "the pending delivery keeps its change's row, every event of it; the import's goes"
+    );
+
+    store
+        .finish_delivery(
+            &due[0].delivery.id,
+            "deliverer",
+            &DeliveryOutcome::Delivered { status_code: 200 },
+        )
+        .await
+        .expect("recorded");
+    store.purge_outbox(later).await.expect("purged");
+    assert!(
+        store
+            .events(&shop_id, 0, 100)
+            .await
+            .expect("the events are read")
+            .is_empty(),
+        "once delivered, the row goes with its delivery"
+    );
+}
+
 on_both_backends!(
+    a_delivery_of_a_change_s_last_event_keeps_the_change_s_row_until_it_is_delivered,
     a_change_s_events_are_numbered_one_after_another_and_read_once_whatever_the_page,
     a_change_with_more_events_than_a_row_holds_keeps_them_all_in_order,
     the_publisher_s_claim_of_a_change_comes_back_until_every_one_of_its_events_is_marked,
