@@ -1914,7 +1914,7 @@ mod postgres {
     }
 
     /// The statement that writes `rows`, pushed onto a statement that outlives them (a held part of
-    /// [`Batched`]): the texts are copied.
+    /// [`Batched`]): the texts are copied into one buffer per column ([`TextArray`]).
     fn push_insert_owned(query: &mut QueryBuilder<'static, Db>, rows: &Rows<'_>) -> Result<()> {
         query.push(rows.head);
         query.push("SELECT * FROM UNNEST(");
@@ -1923,10 +1923,7 @@ mod postgres {
                 query.push(", ");
             }
             match column {
-                Column::Texts(texts) => {
-                    let texts: Vec<Option<String>> = texts.into_iter().map(|text| text.map(str::to_owned)).collect();
-                    query.push_bind(texts).push("::text[]")
-                }
+                Column::Texts(texts) => query.push_bind(TextArray::of(&texts)?).push("::text[]"),
                 Column::Ints(numbers) => query.push_bind(numbers).push("::int8[]"),
                 Column::Bools(flags) => query.push_bind(flags).push("::bool[]"),
             };
@@ -1934,6 +1931,52 @@ mod postgres {
         query.push(")");
         query.push(rows.tail);
         Ok(())
+    }
+
+    /// A column of texts bound as a `text[]`, in PostgreSQL's binary array format, built at once from
+    /// borrowed texts: one buffer per column instead of a `String` per value (a group's held write
+    /// outlives the rows it was built from).
+    struct TextArray(Vec<u8>);
+
+    /// PostgreSQL's type number of `text`, the arrays' element type.
+    const TEXT_OID: u32 = 25;
+
+    impl TextArray {
+        fn of(texts: &[Option<&str>]) -> Result<TextArray> {
+            let length: usize = texts.iter().map(|text| 4 + text.map_or(0, str::len)).sum();
+            let mut bytes = Vec::with_capacity(20 + length);
+            bytes.extend(1_i32.to_be_bytes()); // dimensions
+            bytes.extend(0_i32.to_be_bytes()); // flags
+            bytes.extend(TEXT_OID.to_be_bytes());
+            bytes.extend(i32::try_from(texts.len())?.to_be_bytes());
+            bytes.extend(1_i32.to_be_bytes()); // lower bound
+            for text in texts {
+                match text {
+                    Some(text) => {
+                        bytes.extend(i32::try_from(text.len())?.to_be_bytes());
+                        bytes.extend_from_slice(text.as_bytes());
+                    }
+                    None => bytes.extend((-1_i32).to_be_bytes()),
+                }
+            }
+            Ok(TextArray(bytes))
+        }
+    }
+
+    impl sqlx::Type<Db> for TextArray {
+        fn type_info() -> sqlx::postgres::PgTypeInfo {
+            <Vec<String> as sqlx::Type<Db>>::type_info()
+        }
+    }
+
+    impl sqlx::Encode<'_, Db> for TextArray {
+        fn encode_by_ref(
+            &self,
+            buf: &mut sqlx::postgres::PgArgumentBuffer,
+        ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+            buf.extend_from_slice(&self.0);
+            Ok(sqlx::encode::IsNull::No)
+        }
     }
 
     /// One column of rows, as the array it is bound as.
@@ -2527,6 +2570,35 @@ mod postgres {
                 batch::KeyOp::Complete { .. } | batch::KeyOp::Release => Ok(None),
             })
             .collect())
+    }
+
+    #[cfg(test)]
+    mod text_array_tests {
+        use super::*;
+        use sqlx::Encode;
+
+        /// The held write's texts reach PostgreSQL exactly as sqlx would send the same `Vec` of
+        /// owned texts: NULLs, empty texts and multi-byte ones included.
+        #[test]
+        fn a_text_array_is_encoded_byte_for_byte_as_sqlx_encodes_one() {
+            for texts in [
+                vec![Some("ord_1"), None, Some(""), Some("キャンセル済み"), Some("{\"a\":1}")],
+                vec![None],
+                vec![],
+            ] {
+                let mut ours = sqlx::postgres::PgArgumentBuffer::default();
+                let null = TextArray::of(&texts)
+                    .expect("encoded")
+                    .encode_by_ref(&mut ours)
+                    .expect("written");
+                assert!(matches!(null, sqlx::encode::IsNull::No));
+                let owned: Vec<Option<String>> = texts.iter().map(|text| text.map(str::to_owned)).collect();
+                let mut theirs = sqlx::postgres::PgArgumentBuffer::default();
+                let null = owned.encode_by_ref(&mut theirs).expect("written");
+                assert!(matches!(null, sqlx::encode::IsNull::No));
+                assert_eq!(&ours[..], &theirs[..], "{texts:?}");
+            }
+        }
     }
 }
 
