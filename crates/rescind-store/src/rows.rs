@@ -151,9 +151,9 @@ pub(crate) trait Sink {
     /// Inserts an order's history rows (`order_changes`: the order's id first), which the database
     /// numbers, and answers each row's order id and number — the order's row names them.
     async fn insert_history_rows(&mut self, rows: &Rows<'_>) -> Result<Vec<(String, i64)>>;
-    /// Inserts outbox events (their first column is the event id) and answers each id's `seq`, with
-    /// the active webhooks of `shops` to deliver them to, by id — read in the same statement where the
-    /// sink holds its writes (PostgreSQL's `Batched`: no round trip of its own).
+    /// Inserts outbox rows (their first column is the row's id, its first event's) and answers each
+    /// id's `seq`, with the active webhooks of `shops` to deliver them to, by id — read in the same
+    /// statement where the sink holds its writes (PostgreSQL's `Batched`: no round trip of its own).
     async fn insert_events(
         &mut self,
         rows: &Rows<'_>,
