@@ -763,18 +763,6 @@ fn event_id(row_id: &str, place: usize) -> String {
     }
 }
 
-/// Text of `items` joined by spaces.
-fn space_joined<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
-    let mut text = String::new();
-    for item in items {
-        if !text.is_empty() {
-            text.push(' ');
-        }
-        text.push_str(&item.to_string());
-    }
-    text
-}
-
 /// The outbox (B4): the events these history lines announce, and one delivery of each to every active
 /// webhook of its shop that wants it — in the transaction of the change itself. The events of one
 /// history row share an outbox row (migration 0014), which names the history row, its lines' places
@@ -805,12 +793,15 @@ async fn insert_events<S: Sink>(sink: &mut S, entries: &[EventLine<'_>]) -> Resu
     for (index, row) in new_rows.iter().enumerate() {
         let (first, _) = row.events[0];
         let order = first.order;
-        let line_indexes = (row.events.len() > 1).then(|| space_joined(row.events.iter().map(|(entry, _)| entry.line_index)));
+        let line_indexes = match row.events.len() {
+            1 => None,
+            _ => crate::codec::joined(row.events.iter().map(|(entry, _)| entry.line_index), ' '),
+        };
         let values: [Value<'_>; 11] = [
             row.id.as_str().into(),
             order.shop_id.as_str().into(),
             order.id.as_str().into(),
-            space_joined(row.events.iter().map(|(_, kind)| kind.as_str())).into(),
+            crate::codec::joined(row.events.iter().map(|(_, kind)| kind.as_str()), ' ').unwrap_or_default().into(),
             first.line.at.unix_micros().into(),
             PAYLOAD_FROM_HISTORY.into(),
             None::<i64>.into(),

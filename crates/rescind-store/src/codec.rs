@@ -361,16 +361,22 @@ pub(crate) fn history_data_from_json(json: &str) -> Result<Vec<(String, String)>
 /// no keys. A key never holds a comma: refund ids are a prefix and Crockford base32
 /// ([`crate::new_id`]), history rows' numbers.
 fn comma_joined<T: std::fmt::Display>(keys: impl IntoIterator<Item = T>) -> Option<String> {
+    joined(keys, ',')
+}
+
+/// Items joined by `separator`, which none of them holds, or none for no items (the keys of an
+/// order's row; an outbox row's event types and lines, space-separated).
+pub(crate) fn joined<T: std::fmt::Display>(items: impl IntoIterator<Item = T>, separator: char) -> Option<String> {
     let mut text: Option<String> = None;
-    for key in keys {
-        let key = key.to_string();
-        debug_assert!(!key.contains(','), "a key with a comma: {key}");
+    for item in items {
+        let item = item.to_string();
+        debug_assert!(!item.contains(separator), "{item:?} holds the separator {separator:?}");
         match &mut text {
             Some(text) => {
-                text.push(',');
-                text.push_str(&key);
+                text.push(separator);
+                text.push_str(&item);
             }
-            None => text = Some(key),
+            None => text = Some(item),
         }
     }
     text
