@@ -516,7 +516,24 @@ async fn by_default_a_webhook_cannot_point_inside_the_operators_network() {
     assert!(receiver.accepted().is_empty(), "nothing reached the loopback receiver");
 }
 
+async fn a_page_of_events_after_no_sequence_number_is_refused_with_the_field_named(app: TestApp) {
+    let shop = app.shop().await;
+    for after in ["-1", "abc", "1.5"] {
+        let refused = app.get(&format!("/api/v1/events?after={after}"), &shop.token).await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (400, "invalid_request"),
+            "after={after}: {}",
+            refused.text
+        );
+        assert!(refused.text.contains("after"), "the field is named: {}", refused.text);
+    }
+    let from_the_start = app.get("/api/v1/events?after=0", &shop.token).await;
+    assert_eq!(from_the_start.status, 200, "{}", from_the_start.text);
+}
+
 on_both_backends!(
+    a_page_of_events_after_no_sequence_number_is_refused_with_the_field_named,
     old_events_and_finished_deliveries_are_forgotten_but_a_pending_one_is_kept,
     a_receiver_can_verify_every_deliverys_signature_and_sees_the_orders_story_in_order,
     a_receiver_that_fails_gets_the_event_again_and_the_log_shows_each_attempt,
