@@ -71,6 +71,14 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
             postgres: include_str!("../migrations/0014_outbox_row_per_change.postgres.sql"),
         },
     ),
+    (
+        15,
+        "cancellations_in_effect_without_in_list",
+        MigrationSql::PerDatabase {
+            sqlite: include_str!("../migrations/0015_cancellations_in_effect_without_in_list.sqlite.sql"),
+            postgres: include_str!("../migrations/0015_cancellations_in_effect_without_in_list.postgres.sql"),
+        },
+    ),
 ];
 
 /// A migration's SQL: one text for both databases (with the dialect's placeholders), or one each
