@@ -1636,8 +1636,12 @@ impl ImportSink for Statements<'_> {
     async fn orders_of_channel_orders(&mut self, keys: &[(&str, &str)]) -> Result<HashMap<(String, String), String>> {
         let mut found = HashMap::new();
         for chunk in keys.chunks(IN_LIST_MAX / 2) {
-            let mut query =
-                QueryBuilder::<Db>::new("SELECT channel_id, channel_order_id, id FROM orders WHERE (channel_id, channel_order_id) IN (");
+            // Each key looked up in `orders_by_channel_order_id` by both its columns. As pairs
+            // `IN (…)`, PostgreSQL took the channel (the same in every pair of a batch) out of them and,
+            // guessing from a table not analyzed since the channel's orders came that it holds few,
+            // read every order of the channel for every batch (BENCHMARKS.md, twenty-sixth session;
+            // `tests/query_plans.rs`).
+            let mut query = QueryBuilder::<Db>::new("WITH k (channel_id, channel_order_id) AS (VALUES ");
             let mut list = query.separated(", ");
             for (channel_id, channel_order_id) in padded(chunk) {
                 list.push("(");
@@ -1646,7 +1650,10 @@ impl ImportSink for Statements<'_> {
                 list.push_bind_unseparated(*channel_order_id);
                 list.push_unseparated(")");
             }
-            query.push(")");
+            query.push(
+                ") SELECT o.channel_id, o.channel_order_id, o.id FROM k JOIN orders o \
+                 ON o.channel_id = k.channel_id AND o.channel_order_id = k.channel_order_id",
+            );
             for row in query.build().fetch_all(&mut *self.0).await? {
                 found.insert((row.try_get("channel_id")?, row.try_get("channel_order_id")?), row.try_get("id")?);
             }

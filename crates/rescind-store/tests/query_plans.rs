@@ -250,6 +250,85 @@ async fn a_group_s_restock_proofs_are_read_by_key_from_a_large_restocks_table_no
     schema.drop().await;
 }
 
+/// Orders of one channel in the table an import's look-up for orders already there reads.
+const CHANNEL_ORDERS: i64 = 5_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_looks_its_channel_orders_up_by_key_not_through_its_channel_s_whole_part_on_postgres() {
+    // A channel whose orders were imported since the table was last analyzed (a new database, or a
+    // new channel on an old one): PostgreSQL guesses that the channel holds 0.5 % of the orders.
+    let Some(OnPostgres {
+        schema,
+        store,
+        orders,
+        mut raw,
+        ..
+    }) = shop_on_postgres("shop_channel", 1).await
+    else {
+        return;
+    };
+    sqlx::query("ALTER TABLE orders SET (autovacuum_enabled = off)")
+        .execute(&mut raw)
+        .await
+        .expect("set");
+    sqlx::query(
+        "INSERT INTO orders SELECT (jsonb_populate_record(o, jsonb_build_object('id', 'ord_c' || n, \
+         'number', '#c' || n, 'channel_order_id', 'bench-' || n))).* \
+         FROM orders o, generate_series(1, $2) AS n WHERE o.id = $1",
+    )
+    .bind(&orders[0])
+    .bind(CHANNEL_ORDERS)
+    .execute(&mut raw)
+    .await
+    .expect("orders written");
+    // The look-up of an import batch of 32 (`orders_of_channel_orders`), its last key repeated as the
+    // store pads a batch.
+    let keys: Vec<String> = (0..32)
+        .flat_map(|key| ["ch_shop_channel".to_owned(), format!("bench-{}", 4_000 + key.min(20))])
+        .collect();
+    let pairs: Vec<String> = (0..32)
+        .map(|pair| format!("(${}, ${})", 2 * pair + 1, 2 * pair + 2))
+        .collect();
+    let by_key = format!(
+        "WITH k (channel_id, channel_order_id) AS (VALUES {}) SELECT o.channel_id, o.channel_order_id, o.id \
+         FROM k JOIN orders o ON o.channel_id = k.channel_id AND o.channel_order_id = k.channel_order_id",
+        pairs.join(", ")
+    );
+    // Planned for its values, and as the prepared statement's generic plan.
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        sqlx::query(&format!("SET plan_cache_mode = {mode}"))
+            .execute(&mut raw)
+            .await
+            .expect("set");
+        let plan = explain(&mut raw, &by_key, &keys).await;
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("Index Cond: ((channel_id = ") && step.contains("AND (channel_order_id = ")),
+            "{mode}: {plan:#?}"
+        );
+        assert!(!plan.iter().any(|step| step.contains("Filter")), "{mode}: {plan:#?}");
+    }
+    sqlx::query("SET plan_cache_mode = force_custom_plan")
+        .execute(&mut raw)
+        .await
+        .expect("set");
+    // What the keys' list is for: as pairs `IN (…)`, PostgreSQL takes the channel out of the pairs,
+    // finds it in the index and reads every order of the channel, checking each against the 32.
+    let as_pairs = format!(
+        "SELECT channel_id, channel_order_id, id FROM orders WHERE (channel_id, channel_order_id) IN ({})",
+        pairs.join(", ")
+    );
+    let plan = explain(&mut raw, &as_pairs, &keys).await;
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("Index Cond: (channel_id = 'ch_shop_channel'::text)")),
+        "{plan:#?}"
+    );
+    raw.close().await.expect("closed");
+    store.close().await;
+    schema.drop().await;
+}
+
 /// A store on a PostgreSQL schema of its own, with a shop and its imported orders, and a connection
 /// of its own beside the store.
 struct OnPostgres {
