@@ -2,8 +2,9 @@
 //! answers the same for an empty table as for a full one) the store's own statements are explained.
 //! On PostgreSQL, a group's load of its orders reads them by key alone in the generic plan a prepared
 //! statement ends up with, however many orders their shop holds; and its restocks' proofs by key from
-//! a table not analyzed yet. And no row SQLite inserts into any table builds a temporary B-tree to test
-//! a partial index's condition.
+//! a table not analyzed yet, and an import's look-up of its channel orders by both key columns from a
+//! channel whose orders came since the table was analyzed. And no row SQLite inserts into any table
+//! builds a temporary B-tree to test a partial index's condition.
 
 mod common;
 
