@@ -882,8 +882,8 @@ trait ImportSink: Sink {
     async fn lock_shops(&mut self, shop_ids: &[&str]) -> Result<HashMap<String, i64>>;
     /// Moves each shop's next order number on to the one given.
     async fn set_next_order_numbers(&mut self, numbers: &[(&str, i64)]) -> Result<()>;
-    /// Names each new order's history rows in its row (`change_ids`, migration 0012).
-    async fn name_changes(&mut self, named: &[(&str, String)]) -> Result<()>;
+    /// `count` new history row numbers ([`crate::Dialect::history_numbers`]), each not yet in use.
+    async fn history_numbers(&mut self, count: usize) -> Result<Vec<i64>>;
 }
 
 /// Stores new orders in the transaction `sink` writes in, each table's rows together: their rows,
@@ -968,10 +968,20 @@ async fn import_all<S: ImportSink>(sink: &mut S, imports: Vec<(NewImport<'_>, Bu
 }
 
 /// Writes the orders [`import_all`] built, with their first history lines (to which their stock
-/// deduction's line is added here).
+/// deduction's line is added here). Each order's one history row is numbered first, so that the
+/// order's row names it as it goes in (`change_ids`, migration 0012): an update of every new row
+/// afterwards (never HOT on PostgreSQL, a second version of the row and its index entries) cost
+/// imports a third of their time there (BENCHMARKS.md, twenty-sixth session).
 async fn write_stored_imports<S: ImportSink>(sink: &mut S, stored: &mut [(Order, Vec<HistoryEntry>)]) -> Result<()> {
+    let numbers = sink
+        .history_numbers(stored.len())
+        .await
+        .context("failed to number the orders' history")?;
+    anyhow::ensure!(numbers.len() == stored.len(), "{} history numbers for {} orders", numbers.len(), stored.len());
+    let new_changes: NewChanges =
+        stored.iter().zip(numbers).map(|((order, _), number)| (order.id.clone(), vec![number])).collect();
     let orders: Vec<&Order> = stored.iter().map(|(order, _)| order).collect();
-    write_orders(sink, &orders, &NewChanges::new()).await.context("failed to store the order")?;
+    write_orders(sink, &orders, &new_changes).await.context("failed to store the order")?;
     // Each order's deduction (I1), moved shop by shop (in one order, as a group's restocks are).
     let deductions: Vec<Vec<StockMove>> = orders
         .iter()
@@ -1028,15 +1038,20 @@ async fn write_stored_imports<S: ImportSink>(sink: &mut S, stored: &mut [(Order,
     }
     let imported: Vec<(&Order, &[HistoryEntry])> =
         stored.iter().map(|(order, history)| (order, history.as_slice())).collect();
-    let new_changes = insert_history(sink, &imported).await?;
-    // The orders' rows went in first (the history's key refers to them); now they name their history.
-    let named: Vec<(&str, String)> = imported
-        .iter()
-        .filter_map(|(order, _)| Some((order.id.as_str(), change_ids_to_text(new_changes.get(&order.id)?)?)))
-        .collect();
-    if !named.is_empty() {
-        sink.name_changes(&named).await.context("failed to name the orders' history")?;
+    // After the orders' rows, which the history's key refers to.
+    let mut history = Rows::new(DIALECT.numbered_history_insert, 4, "");
+    for (order, lines) in &imported {
+        let (Some(first), Some(&[number])) = (lines.first(), new_changes.get(&order.id).map(Vec::as_slice)) else {
+            anyhow::bail!("order {} was imported without its history", order.id);
+        };
+        history.push([
+            number.into(),
+            order.id.as_str().into(),
+            first.at.unix_micros().into(),
+            history_lines_to_json(lines).into(),
+        ]);
     }
+    sink.insert(&history).await.context("failed to write the order's history")?;
     insert_events_of(sink, &imported, &new_changes).await?;
     let mut jobs = job_rows();
     for (order, _) in &imported {
@@ -1680,18 +1695,11 @@ impl ImportSink for Statements<'_> {
         Ok(())
     }
 
-    async fn name_changes(&mut self, named: &[(&str, String)]) -> Result<()> {
-        for chunk in named.chunks(IN_LIST_MAX / 4) {
-            let mut query = QueryBuilder::<Db>::new("UPDATE orders SET change_ids = CASE id");
-            for (order_id, change_ids) in padded(chunk) {
-                query.push(" WHEN ").push_bind(*order_id).push(" THEN ").push_bind(change_ids.as_str());
-            }
-            query.push(" END WHERE id IN (");
-            push_in_list(&mut query, chunk.iter().map(|(order_id, _)| (*order_id).to_owned()));
-            query.push(")");
-            query.build().execute(&mut *self.0).await?;
-        }
-        Ok(())
+    async fn history_numbers(&mut self, count: usize) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(DIALECT.history_numbers)
+            .bind(i64::try_from(count)?)
+            .fetch_all(&mut *self.0)
+            .await?)
     }
 }
 

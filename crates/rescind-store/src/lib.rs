@@ -69,6 +69,12 @@ pub(crate) struct Dialect {
     /// rows are numbered [`OUTBOX_EVENTS_PER_ROW`] apart; migration 0014): the statement that
     /// reads the highest number handed out. On PostgreSQL the identity column counts by sixteen.
     pub outbox_numbers_handed_out: Option<&'static str>,
+    /// Hands out `$1` new history row numbers (`order_changes.id`), one per row: an import names its
+    /// orders' history rows in the orders' own rows as it writes them. On SQLite, whose one writer
+    /// numbers the rows in its transaction, the ones after the highest there.
+    pub history_numbers: &'static str,
+    /// Inserts history rows with the numbers [`Dialect::history_numbers`] handed out.
+    pub numbered_history_insert: &'static str,
 }
 
 /// A platform tenant (B6).
@@ -545,6 +551,9 @@ mod sqlite {
         read_snapshot: "BEGIN",
         outbox_turn: "",
         outbox_numbers_handed_out: Some("SELECT seq FROM sqlite_sequence WHERE name = 'outbox_events'"),
+        history_numbers: "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+             SELECT (SELECT COALESCE(MAX(id), 0) FROM order_changes) + i FROM n",
+        numbered_history_insert: "INSERT INTO order_changes (id, order_id, at, lines) ",
     };
     /// Statements the writer keeps prepared: a group's statements come in a few shapes per table
     /// (power-of-two row counts), well within this.
@@ -1637,14 +1646,10 @@ mod sqlite {
             Ok(())
         }
 
-        async fn name_changes(&mut self, named: &[(&str, String)]) -> Result<()> {
-            let mut statement = self
-                .0
-                .prepare_cached("UPDATE orders SET change_ids = $1 WHERE id = $2")?;
-            for (order_id, change_ids) in named {
-                statement.execute([change_ids.as_str(), order_id])?;
-            }
-            Ok(())
+        async fn history_numbers(&mut self, count: usize) -> Result<Vec<i64>> {
+            let mut statement = self.0.prepare_cached(DIALECT.history_numbers)?;
+            let numbers = statement.query_map([i64::try_from(count)?], |row| row.get(0))?;
+            Ok(numbers.collect::<rusqlite::Result<_>>()?)
         }
     }
 
@@ -1772,6 +1777,8 @@ mod postgres {
         read_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         outbox_turn: " WHERE (SELECT pg_advisory_xact_lock(7220302)::text) IS NOT NULL",
         outbox_numbers_handed_out: None,
+        history_numbers: "SELECT nextval('order_changes_id_seq') FROM generate_series(1, $1::int8)",
+        numbered_history_insert: "INSERT INTO order_changes (id, order_id, at, lines) OVERRIDING SYSTEM VALUE ",
     };
     /// Enough for the HTTP workers of one process; PostgreSQL's own default limit is 100.
     const CONNECTIONS_MAX: u32 = 16;
