@@ -73,7 +73,8 @@ pub(crate) struct Dialect {
     /// orders' history rows in the orders' own rows as it writes them. On SQLite, whose one writer
     /// numbers the rows in its transaction, the ones after the highest there.
     pub history_numbers: &'static str,
-    /// Inserts history rows with the numbers [`Dialect::history_numbers`] handed out.
+    /// Inserts history rows with numbers already handed out ([`Dialect::history_numbers`], or on
+    /// PostgreSQL the group writer's, taken with its orders' locks).
     pub numbered_history_insert: &'static str,
 }
 
@@ -2110,11 +2111,7 @@ mod postgres {
 
         async fn insert_history_rows(&mut self, rows: &Rows<'_>) -> Result<Vec<(String, i64)>> {
             if rows.len() <= self.spare_change_ids.len() {
-                let mut numbered_rows = Rows::new(
-                    "INSERT INTO order_changes (id, order_id, at, lines) OVERRIDING SYSTEM VALUE ",
-                    4,
-                    "",
-                );
+                let mut numbered_rows = Rows::new(DIALECT.numbered_history_insert, 4, "");
                 let mut numbered = Vec::with_capacity(rows.len());
                 for (row, id) in rows.rows().zip(self.spare_change_ids.drain(..rows.len())) {
                     let [order_id, at, lines] = row else {
