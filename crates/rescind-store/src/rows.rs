@@ -82,12 +82,7 @@ impl<'a> Rows<'a> {
 
     /// Adds one row; it has as many values as the statement has columns.
     pub(crate) fn push<const N: usize>(&mut self, row: [Value<'a>; N]) {
-        assert_eq!(
-            N, self.width,
-            "a row of {N} values for a statement of {} columns",
-            self.width
-        );
-        self.values.extend(row);
+        self.push_values(row);
     }
 
     pub(crate) fn width(&self) -> usize {
