@@ -79,6 +79,14 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
             postgres: include_str!("../migrations/0015_cancellations_in_effect_without_in_list.postgres.sql"),
         },
     ),
+    (
+        16,
+        "orders_named_per_statement",
+        MigrationSql::PerDatabase {
+            sqlite: include_str!("../migrations/0016_orders_named_per_statement.sqlite.sql"),
+            postgres: include_str!("../migrations/0016_orders_named_per_statement.postgres.sql"),
+        },
+    ),
 ];
 
 /// A migration's SQL: one text for both databases (with the dialect's placeholders), or one each

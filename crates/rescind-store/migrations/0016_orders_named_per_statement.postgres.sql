@@ -1,0 +1,66 @@
+-- A cancellation, a refund and a history row each name their order. As foreign keys, PostgreSQL
+-- checked every such row on its own: a query of `orders` under `FOR KEY SHARE` per row, run through
+-- the executor from start to end — about a sixth of the group writer's backend's time, three rows of
+-- every cancellation (BENCHMARKS.md, "Rows that name an order checked once per statement"). The same
+-- guarantees, kept by triggers instead:
+-- * the rows a statement inserts into those tables are checked together, once, at the statement's end
+--   (`rescind_inserted_rows_name_orders`, with the statement's new rows as `inserted`);
+-- * a row moved to another order is checked as it moves (never done by rescind; a row trigger whose
+--   `WHEN` is false for every other update);
+-- * orders are never deleted or truncated, so that no row is left naming an order that went (rescind
+--   deletes none; the foreign keys of the other tables that name orders stay as they were).
+-- The error is the foreign key's own, `foreign_key_violation` (23503). SQLite keeps its foreign keys,
+-- whose checks are an index probe each (0016_orders_named_per_statement.sqlite.sql).
+ALTER TABLE cancellations DROP CONSTRAINT cancellations_order_id_fkey;
+ALTER TABLE refunds DROP CONSTRAINT refunds_order_id_fkey;
+ALTER TABLE order_changes DROP CONSTRAINT order_changes_order_id_fkey;
+
+CREATE FUNCTION rescind_inserted_rows_name_orders() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+    missing TEXT;
+BEGIN
+    SELECT i.order_id INTO missing FROM inserted i
+    WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = i.order_id) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'a row of % names order %, which is not there', TG_TABLE_NAME, missing
+            USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION rescind_moved_row_names_an_order() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM orders WHERE id = NEW.order_id) THEN
+        RAISE EXCEPTION 'a row of % names order %, which is not there', TG_TABLE_NAME, NEW.order_id
+            USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION rescind_orders_are_kept() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'orders are kept for good: cancellations, refunds and history name them'
+        USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME;
+END
+$$;
+
+CREATE TRIGGER cancellations_name_orders AFTER INSERT ON cancellations REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION rescind_inserted_rows_name_orders();
+CREATE TRIGGER refunds_name_orders AFTER INSERT ON refunds REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION rescind_inserted_rows_name_orders();
+CREATE TRIGGER order_changes_name_orders AFTER INSERT ON order_changes REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION rescind_inserted_rows_name_orders();
+
+CREATE TRIGGER cancellations_moved AFTER UPDATE ON cancellations FOR EACH ROW
+    WHEN (OLD.order_id IS DISTINCT FROM NEW.order_id) EXECUTE FUNCTION rescind_moved_row_names_an_order();
+CREATE TRIGGER refunds_moved AFTER UPDATE ON refunds FOR EACH ROW
+    WHEN (OLD.order_id IS DISTINCT FROM NEW.order_id) EXECUTE FUNCTION rescind_moved_row_names_an_order();
+CREATE TRIGGER order_changes_moved AFTER UPDATE ON order_changes FOR EACH ROW
+    WHEN (OLD.order_id IS DISTINCT FROM NEW.order_id) EXECUTE FUNCTION rescind_moved_row_names_an_order();
+
+CREATE TRIGGER orders_kept BEFORE DELETE OR TRUNCATE ON orders
+    FOR EACH STATEMENT EXECUTE FUNCTION rescind_orders_are_kept();
