@@ -1,8 +1,8 @@
-//! Every cancellation, refund and history row names an order that is there, and the database itself
-//! refuses one that does not, whatever a writer gets wrong: on SQLite by foreign keys, on PostgreSQL
-//! (migration 0016) by triggers that check a statement's new rows together at its end, a row moved
-//! to another order as it moves, and refuse deleting orders. On both backends, rows written straight
-//! into the tables.
+//! Every cancellation, refund, history row, restock, sync history row and workflow job names an order
+//! that is there, and the database itself refuses one that does not, whatever a writer gets wrong: on
+//! SQLite by foreign keys, on PostgreSQL (migration 0016) by triggers that check a statement's new rows
+//! together at its end, a row moved to another order as it moves, and refuse deleting orders. On both
+//! backends, rows written straight into the tables.
 
 mod common;
 
@@ -37,6 +37,26 @@ fn insert_history(order_id: &str) -> String {
     format!("INSERT INTO order_changes (order_id, at, lines) VALUES ('{order_id}', 0, '[]')")
 }
 
+fn insert_restock(order_id: &str) -> String {
+    format!("INSERT INTO restocks (order_id, cancellation_id, sku, quantity, at) VALUES ('{order_id}', 'can_kept', 'TEA-001', 1, 0)")
+}
+
+/// A call's row in the sync history; `order_id` `None` for one about no order (a stock push).
+fn insert_call(order_id: Option<&str>) -> String {
+    let order_id = order_id.map_or("NULL".to_owned(), |id| format!("'{id}'"));
+    format!(
+        "INSERT INTO sync_history (shop_id, order_id, at, kind, target, request, ok, message) \
+         VALUES ('shop_named', {order_id}, 0, 'channel_cancel', 'own_store', '{{}}', TRUE, 'named')"
+    )
+}
+
+fn insert_job(order_id: &str) -> String {
+    format!(
+        "INSERT INTO workflow_jobs (order_id, shop_id, due_at) VALUES ('{order_id}', 'shop_named', 0) \
+         ON CONFLICT (order_id) DO NOTHING"
+    )
+}
+
 /// Each statement the checks run on a database holding `order_id`, and whether the database must
 /// take it. `with_cte` adds the statements only PostgreSQL can say: rows inserted by a data-modifying
 /// `WITH`, as the PostgreSQL group writer writes them.
@@ -46,6 +66,9 @@ fn statements(order_id: &str, with_cte: bool) -> Vec<(String, bool)> {
         (insert_cancellations(&[cancellation("can_missing", missing)]), false),
         (insert_refund("ref_missing", missing), false),
         (insert_history(missing), false),
+        (insert_restock(missing), false),
+        (insert_call(Some(missing)), false),
+        (insert_job(missing), false),
         // One row of many naming no order refuses them all.
         (
             insert_cancellations(&[
@@ -58,6 +81,10 @@ fn statements(order_id: &str, with_cte: bool) -> Vec<(String, bool)> {
         (insert_cancellations(&[cancellation("can_kept", order_id)]), true),
         (insert_refund("ref_kept", order_id), true),
         (insert_history(order_id), true),
+        (insert_restock(order_id), true),
+        (insert_call(Some(order_id)), true),
+        (insert_call(None), true),
+        (insert_job(order_id), true),
         (
             format!("UPDATE cancellations SET order_id = '{missing}' WHERE id = 'can_kept'"),
             false,
@@ -68,6 +95,10 @@ fn statements(order_id: &str, with_cte: bool) -> Vec<(String, bool)> {
         ),
         (
             format!("UPDATE order_changes SET order_id = '{missing}' WHERE order_id = '{order_id}'"),
+            false,
+        ),
+        (
+            format!("UPDATE sync_history SET order_id = '{missing}' WHERE order_id IS NULL"),
             false,
         ),
         // Updates that keep the order are taken.
@@ -110,7 +141,10 @@ fn statements(order_id: &str, with_cte: bool) -> Vec<(String, bool)> {
 /// The rows the refused statements tried to write: none of them is there.
 const LEFT_BEHIND: &str = "SELECT (SELECT count(*) FROM cancellations WHERE id IN ('can_missing', 'can_one', \
      'can_two', 'can_three', 'can_cte')) + (SELECT count(*) FROM refunds WHERE id IN ('ref_missing', 'ref_cte')) + \
-     (SELECT count(*) FROM order_changes WHERE order_id = 'ord_not_there')";
+     (SELECT count(*) FROM order_changes WHERE order_id = 'ord_not_there') + \
+     (SELECT count(*) FROM restocks WHERE order_id = 'ord_not_there') + \
+     (SELECT count(*) FROM sync_history WHERE order_id = 'ord_not_there') + \
+     (SELECT count(*) FROM workflow_jobs WHERE order_id = 'ord_not_there')";
 
 /// Runs [`statements`] on `$raw`, a connection to a store's database holding `$order_id`.
 macro_rules! only_rows_naming_orders {
