@@ -1879,7 +1879,7 @@ mod postgres {
         }
     }
 
-    /// The history row numbers `load_orders_numbering_changes` took, on each of its rows.
+    /// The history row numbers `load_orders_numbering_changes` took, on its first row (none on the others).
     fn spare_change_ids(row: &DbRow) -> Result<Vec<i64>> {
         Ok(row
             .try_get::<Option<Vec<i64>>, _>("spare_change_ids")?
