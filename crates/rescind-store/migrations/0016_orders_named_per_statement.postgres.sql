@@ -58,31 +58,22 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER cancellations_name_orders AFTER INSERT ON cancellations REFERENCING NEW TABLE AS inserted
-    FOR EACH STATEMENT EXECUTE FUNCTION rescind_inserted_rows_name_orders();
-CREATE TRIGGER refunds_name_orders AFTER INSERT ON refunds REFERENCING NEW TABLE AS inserted
-    FOR EACH STATEMENT EXECUTE FUNCTION rescind_inserted_rows_name_orders();
-CREATE TRIGGER order_changes_name_orders AFTER INSERT ON order_changes REFERENCING NEW TABLE AS inserted
-    FOR EACH STATEMENT EXECUTE FUNCTION rescind_inserted_rows_name_orders();
-CREATE TRIGGER restocks_name_orders AFTER INSERT ON restocks REFERENCING NEW TABLE AS inserted
-    FOR EACH STATEMENT EXECUTE FUNCTION rescind_inserted_rows_name_orders();
-CREATE TRIGGER sync_history_name_orders AFTER INSERT ON sync_history REFERENCING NEW TABLE AS inserted
-    FOR EACH STATEMENT EXECUTE FUNCTION rescind_inserted_rows_name_orders();
-CREATE TRIGGER workflow_jobs_name_orders AFTER INSERT ON workflow_jobs REFERENCING NEW TABLE AS inserted
-    FOR EACH STATEMENT EXECUTE FUNCTION rescind_inserted_rows_name_orders();
-
-CREATE TRIGGER cancellations_moved AFTER UPDATE ON cancellations FOR EACH ROW
-    WHEN (OLD.order_id IS DISTINCT FROM NEW.order_id) EXECUTE FUNCTION rescind_moved_row_names_an_order();
-CREATE TRIGGER refunds_moved AFTER UPDATE ON refunds FOR EACH ROW
-    WHEN (OLD.order_id IS DISTINCT FROM NEW.order_id) EXECUTE FUNCTION rescind_moved_row_names_an_order();
-CREATE TRIGGER order_changes_moved AFTER UPDATE ON order_changes FOR EACH ROW
-    WHEN (OLD.order_id IS DISTINCT FROM NEW.order_id) EXECUTE FUNCTION rescind_moved_row_names_an_order();
-CREATE TRIGGER restocks_moved AFTER UPDATE ON restocks FOR EACH ROW
-    WHEN (OLD.order_id IS DISTINCT FROM NEW.order_id) EXECUTE FUNCTION rescind_moved_row_names_an_order();
-CREATE TRIGGER sync_history_moved AFTER UPDATE ON sync_history FOR EACH ROW
-    WHEN (OLD.order_id IS DISTINCT FROM NEW.order_id) EXECUTE FUNCTION rescind_moved_row_names_an_order();
-CREATE TRIGGER workflow_jobs_moved AFTER UPDATE ON workflow_jobs FOR EACH ROW
-    WHEN (OLD.order_id IS DISTINCT FROM NEW.order_id) EXECUTE FUNCTION rescind_moved_row_names_an_order();
+-- The same two triggers on each table that names an order.
+DO $$
+DECLARE
+    naming TEXT;
+BEGIN
+    FOREACH naming IN ARRAY ARRAY['cancellations', 'refunds', 'order_changes', 'restocks', 'sync_history',
+        'workflow_jobs']
+    LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %I REFERENCING NEW TABLE AS inserted '
+            'FOR EACH STATEMENT EXECUTE FUNCTION rescind_inserted_rows_name_orders()', naming || '_name_orders', naming);
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %I FOR EACH ROW '
+            'WHEN (OLD.order_id IS DISTINCT FROM NEW.order_id) EXECUTE FUNCTION rescind_moved_row_names_an_order()',
+            naming || '_moved', naming);
+    END LOOP;
+END
+$$;
 
 CREATE TRIGGER orders_kept BEFORE DELETE OR TRUNCATE ON orders
     FOR EACH STATEMENT EXECUTE FUNCTION rescind_orders_are_kept();
