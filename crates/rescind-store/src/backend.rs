@@ -29,6 +29,16 @@ use std::collections::{HashMap, HashSet};
 type Connection = <Db as Database>::Connection;
 type DbRow = <Db as Database>::Row;
 
+/// A migration with a file for each database: `<name>.sqlite.sql` and `<name>.postgres.sql`.
+macro_rules! per_database {
+    ($file:literal) => {
+        MigrationSql::PerDatabase {
+            sqlite: include_str!(concat!("../migrations/", $file, ".sqlite.sql")),
+            postgres: include_str!(concat!("../migrations/", $file, ".postgres.sql")),
+        }
+    };
+}
+
 /// The migrations, oldest first. Never edit one that has landed: add a new one.
 const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
     (1, "init", MigrationSql::Same(include_str!("../migrations/0001_init.sql"))),
@@ -46,10 +56,7 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
     (
         9,
         "outbox_events_without_id_key",
-        MigrationSql::PerDatabase {
-            sqlite: include_str!("../migrations/0009_outbox_events_without_id_key.sqlite.sql"),
-            postgres: include_str!("../migrations/0009_outbox_events_without_id_key.postgres.sql"),
-        },
+        per_database!("0009_outbox_events_without_id_key"),
     ),
     (
         10,
@@ -66,26 +73,17 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
     (
         14,
         "outbox_row_per_change",
-        MigrationSql::PerDatabase {
-            sqlite: include_str!("../migrations/0014_outbox_row_per_change.sqlite.sql"),
-            postgres: include_str!("../migrations/0014_outbox_row_per_change.postgres.sql"),
-        },
+        per_database!("0014_outbox_row_per_change"),
     ),
     (
         15,
         "cancellations_in_effect_without_in_list",
-        MigrationSql::PerDatabase {
-            sqlite: include_str!("../migrations/0015_cancellations_in_effect_without_in_list.sqlite.sql"),
-            postgres: include_str!("../migrations/0015_cancellations_in_effect_without_in_list.postgres.sql"),
-        },
+        per_database!("0015_cancellations_in_effect_without_in_list"),
     ),
     (
         16,
         "orders_named_per_statement",
-        MigrationSql::PerDatabase {
-            sqlite: include_str!("../migrations/0016_orders_named_per_statement.sqlite.sql"),
-            postgres: include_str!("../migrations/0016_orders_named_per_statement.postgres.sql"),
-        },
+        per_database!("0016_orders_named_per_statement"),
     ),
 ];
 
