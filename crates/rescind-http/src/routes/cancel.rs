@@ -121,17 +121,8 @@ pub async fn cancel_order(
     };
     let options = CancelOptions { lines, ..options };
     if request.dry_run == Some(true) {
-        let setup = state.store.shop_setup(&shop.shop_id).await?;
-        let order = state
-            .store
-            .order(&shop.shop_id, &order_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("order"))?;
-        let plan = plan_cancellation(&order, &options_for(&options, &setup, &order))?;
-        return Ok(Json(DryRunBody {
-            plan: plan_body(&order, &plan),
-        })
-        .into_response());
+        // Boxed: the plan's reads would otherwise make every cancel's future larger (B2 is rare).
+        return Box::pin(dry_run(&state, &shop.shop_id, &order_id, &options)).await;
     }
     let actor = principal.actor();
     // Before the change, so the wait hears every outcome of its steps.
@@ -141,6 +132,26 @@ pub async fn cancel_order(
     })
     .await;
     cancel_outcome(&state, &shop.shop_id, watch, changed, steps).await
+}
+
+/// The plan of a dry run (B2): what cancelling the order with these options would do.
+async fn dry_run(
+    state: &AppState,
+    shop_id: &str,
+    order_id: &str,
+    options: &CancelOptions,
+) -> Result<Response, ApiError> {
+    let setup = state.store.shop_setup(shop_id).await?;
+    let order = state
+        .store
+        .order(shop_id, order_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
+    let plan = plan_cancellation(&order, &options_for(options, &setup, &order))?;
+    Ok(Json(DryRunBody {
+        plan: plan_body(&order, &plan),
+    })
+    .into_response())
 }
 
 /// Who runs the steps a change scheduled.
@@ -161,10 +172,10 @@ async fn write_cancel(
     shop_id: &str,
     order_id: &str,
     decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, CancelError> + Send + 'static,
-) -> (Result<OrderChange, ChangeError<CancelError>>, StepsGo) {
+) -> (Result<Box<OrderChange>, ChangeError<CancelError>>, StepsGo) {
     let Some(reservation) = state.workflow.reserve() else {
         let changed = state.store.change_order_grouped(shop_id, order_id, decide).await;
-        return (changed, StepsGo::ToBeClaimed);
+        return (changed.map(Box::new), StepsGo::ToBeClaimed);
     };
     let store = state.store.clone();
     let (shop_id, order_id) = (shop_id.to_owned(), order_id.to_owned());
@@ -177,9 +188,9 @@ async fn write_cancel(
                 if let WorkflowSchedule::DueAt(due_at) = change.workflow {
                     reservation.hand_off(store, change.order.clone(), due_at);
                 }
-                (Ok(change), StepsGo::Handed)
+                (Ok(Box::new(change)), StepsGo::Handed)
             }
-            Ok((change, false)) => (Ok(change), StepsGo::ToBeClaimed),
+            Ok((change, false)) => (Ok(Box::new(change)), StepsGo::ToBeClaimed),
             Err(error) => (Err(error), StepsGo::ToBeClaimed),
         }
     })
@@ -192,16 +203,21 @@ async fn write_cancel(
 
 /// Answers a cancel decision (a merchant's cancel, an accepted customer request): the order once its
 /// cancellation settled, or why nothing changed. `watch` was taken before the change was written.
+/// The change comes boxed, as the wait's future is: moved between futures and tasks, an order is
+/// over a kilobyte, and every byte of a future is copied as it is boxed or spawned.
 pub(crate) async fn cancel_outcome(
     state: &AppState,
     shop_id: &str,
     watch: Watch,
-    changed: Result<OrderChange, ChangeError<CancelError>>,
+    changed: Result<Box<OrderChange>, ChangeError<CancelError>>,
     steps: StepsGo,
 ) -> Result<Response, ApiError> {
     match changed {
         Ok(change) => {
-            let order = settled_order(state, shop_id, watch, change, steps).await?;
+            let order = match change.workflow {
+                WorkflowSchedule::DueAt(_) => Box::pin(settled_order(state, shop_id, watch, change, steps)).await?,
+                WorkflowSchedule::Unchanged | WorkflowSchedule::Finished => change.order,
+            };
             if let Some(message) = failed_gate(&order, StepKind::WarehouseCancel) {
                 state.metrics.count_cancellation("order_not_cancellable");
                 return Err(ApiError::new(
@@ -280,7 +296,7 @@ async fn settled_order(
     state: &AppState,
     shop_id: &str,
     watch: Watch,
-    change: OrderChange,
+    change: Box<OrderChange>,
     steps: StepsGo,
 ) -> Result<Order, ApiError> {
     if !matches!(change.workflow, WorkflowSchedule::DueAt(_)) {
@@ -303,9 +319,7 @@ async fn settled_order(
     if let Some(order) = known.remove(&change.order.id) {
         return Ok(Arc::unwrap_or_clone(order));
     }
-    Ok(state
-        .store
-        .order(shop_id, &change.order.id)
+    Ok(Box::pin(state.store.order(shop_id, &change.order.id))
         .await?
         .unwrap_or(change.order))
 }
@@ -615,7 +629,7 @@ pub async fn retry(
         .await;
     match changed {
         Ok(change) => Ok(Json(order_body(
-            &settled_order(&state, &shop.shop_id, watch, change, StepsGo::ToBeClaimed).await?,
+            &settled_order(&state, &shop.shop_id, watch, Box::new(change), StepsGo::ToBeClaimed).await?,
         ))),
         Err(ChangeError::NotFound) => Err(ApiError::not_found("cancellation")),
         Err(ChangeError::Refused(refusal)) => Err(ApiError::new(

@@ -202,7 +202,7 @@ pub async fn accept(
         .await;
     // A refusal of the cancel itself is answered (and counted) like any cancel's.
     let changed = match changed {
-        Ok(change) => Ok(change),
+        Ok(change) => Ok(Box::new(change)),
         Err(ChangeError::Refused(RequestError::Cancel(refusal))) => Err(ChangeError::Refused(refusal)),
         Err(ChangeError::Refused(refusal)) => return Err(refusal.into()),
         Err(ChangeError::NotFound) => Err(ChangeError::NotFound),
