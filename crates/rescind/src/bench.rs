@@ -307,12 +307,17 @@ async fn workflow(args: &BenchArgs, client: &reqwest::Client, server: &Server, s
     .await?
     .json()
     .await?;
-    client
-        .put(server.url("/api/v1/inventory/TEA-001"))
-        .bearer_auth(&shop.token)
-        .json(&json!({"available": 1_000_000_000}))
-        .send()
-        .await?;
+    // Every SKU the orders hold is stocked, so each restock succeeds (a SKU not stocked here would
+    // fail its step and leave the cancellation needing attention, I4).
+    for sku in ORDER_SKUS {
+        client
+            .put(server.url(&format!("/api/v1/inventory/{sku}")))
+            .bearer_auth(&shop.token)
+            .json(&json!({"available": 1_000_000_000}))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
     let channel_id = channel["id"].as_str().context("channel id")?.to_owned();
     let provider_id = provider["id"].as_str().context("provider id")?.to_owned();
 
@@ -398,6 +403,21 @@ async fn workflow(args: &BenchArgs, client: &reqwest::Client, server: &Server, s
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let settled = started.elapsed();
+    // Settled means every step done: none may have failed into needing attention.
+    let attention: Value = client
+        .get(server.url("/api/v1/cancellations?needs_attention=true&limit=1"))
+        .bearer_auth(&shop.token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    if let Some(first) = attention["items"].as_array().and_then(|items| items.first()) {
+        anyhow::bail!(
+            "cancellation {} settled needing attention: {}",
+            first["id"],
+            first["last_error"]
+        );
+    }
     Ok(ScenarioLine {
         text: format!(
             "answers {}; all {} settled (channel, refund, restock) at {:.0}/s",
@@ -422,6 +442,9 @@ fn own_store_cancel() -> Value {
     json!({"reason": "customer asked", "refund_method": "store_credit"})
 }
 
+/// The SKUs of [`order_body`]'s lines.
+const ORDER_SKUS: [&str; 2] = ["TEA-001", "CUP-002"];
+
 /// A valid own-store order of ¥2,600.
 fn order_body(channel_id: &str, number: &str) -> Value {
     json!({
@@ -432,8 +455,8 @@ fn order_body(channel_id: &str, number: &str) -> Value {
         "shipping_address": {"name": "山田 太郎", "postcode": "150-0001", "prefecture": "東京都",
             "address1": "渋谷区神宮前1-2-3", "phone": "090-1234-5678"},
         "line_items": [
-            {"sku": "TEA-001", "title": "Sencha", "quantity": 1, "price": "1000"},
-            {"sku": "CUP-002", "title": "Yunomi", "quantity": 2, "price": "500"}
+            {"sku": ORDER_SKUS[0], "title": "Sencha", "quantity": 1, "price": "1000"},
+            {"sku": ORDER_SKUS[1], "title": "Yunomi", "quantity": 2, "price": "500"}
         ],
         "total_shipping": "600",
         "payment": {"method": "bank_transfer", "amount": "2600"},
