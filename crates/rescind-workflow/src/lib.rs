@@ -23,7 +23,7 @@ use rescind_store::{new_id, now, ChangeError, Job, Lease, RandomIds, Store};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 /// How the worker behaves.
 #[derive(Clone, Copy, Debug)]
@@ -53,13 +53,40 @@ impl Default for WorkerConfig {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Signals {
     /// A step was scheduled: look for due steps now.
     wake: Notify,
-    /// The order whose step's outcome was just recorded, as that outcome left it: a request waiting
-    /// on it needs no look at the order to know how it stands, nor a read to answer with it.
-    settled: broadcast::Sender<Settled>,
+    /// Who waits on which order's outcomes ([`Workflow::watch`]).
+    watchers: std::sync::Mutex<Watchers>,
+}
+
+/// The watches of the requests waiting, by the order each waits on. An outcome goes to the watches of
+/// its order alone: a broadcast to every watch woke each waiting request for every other request's
+/// outcome (64 waiting, 64 wakes and copies per outcome).
+#[derive(Debug, Default)]
+struct Watchers {
+    by_order: HashMap<String, Vec<(u64, mpsc::UnboundedSender<Settled>)>>,
+    last_id: u64,
+}
+
+impl Signals {
+    /// A step's outcome was just recorded for the order: `order` tells how it left the order, so a
+    /// request waiting on it needs no look at the order to know how it stands, nor a read to answer
+    /// with it. Nobody may be waiting (then `order` is not called): that is not an error.
+    fn settled(&self, order_id: &str, order: impl FnOnce() -> Option<Arc<Order>>) {
+        let watchers = self.watchers.lock().expect("the watchers' lock");
+        let Some(watches) = watchers.by_order.get(order_id) else {
+            return;
+        };
+        let settled = Settled {
+            order_id: order_id.to_owned(),
+            order: order(),
+        };
+        for (_, watch) in watches {
+            let _ = watch.send(settled.clone());
+        }
+    }
 }
 
 /// A step's outcome recorded for an order.
@@ -69,18 +96,6 @@ struct Settled {
     /// The order as the recorded outcome left it; `None` when the worker does not know (the step
     /// failed unexpectedly, or nothing was recorded), so a waiting request looks.
     order: Option<Arc<Order>>,
-}
-
-/// Outcomes a waiting request may fall behind on before it simply looks at all its orders again.
-const SETTLED_BACKLOG: usize = 1024;
-
-impl Default for Signals {
-    fn default() -> Self {
-        Signals {
-            wake: Notify::new(),
-            settled: broadcast::channel(SETTLED_BACKLOG).0,
-        }
-    }
 }
 
 /// The handle requests use to wake the worker, hand it their orders' first steps and wait for
@@ -209,17 +224,33 @@ impl Workflow {
         timeout: Duration,
     ) -> Result<HashMap<String, Arc<Order>>> {
         // Subscribed before the first look, so an outcome recorded meanwhile is not missed.
-        let watch = self.watch();
+        let watch = self.watch(order_ids);
         let waiting = store.processing_orders(shop_id, order_ids).await?;
         self.wait_until_settled_watched(watch, store, shop_id, waiting, timeout)
             .await
     }
 
-    /// Hears the worker's outcomes from now on. Taken before a change is written, it hears every
-    /// outcome of that change's steps, so the wait needs no first look at the store
+    /// Hears the worker's outcomes for these orders from now on. Taken before a change is written, it
+    /// hears every outcome of that change's steps, so the wait needs no first look at the store
     /// ([`Workflow::wait_until_settled_watched`]).
-    pub fn watch(&self) -> Watch {
-        Watch(self.signals.settled.subscribe())
+    pub fn watch<S: AsRef<str>>(&self, order_ids: &[S]) -> Watch {
+        let (sender, outcomes) = mpsc::unbounded_channel();
+        let mut watchers = self.signals.watchers.lock().expect("the watchers' lock");
+        watchers.last_id += 1;
+        let id = watchers.last_id;
+        for order_id in order_ids {
+            watchers
+                .by_order
+                .entry(order_id.as_ref().to_owned())
+                .or_default()
+                .push((id, sender.clone()));
+        }
+        Watch {
+            outcomes,
+            signals: self.signals.clone(),
+            id,
+            order_ids: order_ids.iter().map(|order_id| order_id.as_ref().to_owned()).collect(),
+        }
     }
 
     /// [`Workflow::wait_until_settled`] for orders the caller knows are processing — from the change
@@ -233,7 +264,7 @@ impl Workflow {
         timeout: Duration,
     ) -> Result<HashMap<String, Arc<Order>>> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let Watch(mut settled) = watch;
+        let mut watch = watch;
         let mut waiting = processing;
         let mut known = HashMap::new();
         loop {
@@ -245,19 +276,20 @@ impl Workflow {
             let look_again_at = (now + SETTLE_POLL).min(deadline);
             loop {
                 tokio::select! {
-                    received = settled.recv() => match received {
-                        Ok(Settled { order_id, .. }) if !waiting.contains(&order_id) => continue,
+                    received = watch.outcomes.recv() => match received {
+                        Some(Settled { order_id, .. }) if !waiting.contains(&order_id) => continue,
                         // The worker tells how the order stands: no need to read it.
-                        Ok(Settled { order: Some(order), .. }) if is_processing(&order) => continue,
-                        Ok(Settled { order_id, order: Some(order) }) => {
+                        Some(Settled { order: Some(order), .. }) if is_processing(&order) => continue,
+                        Some(Settled { order_id, order: Some(order) }) => {
                             waiting.remove(&order_id);
                             known.insert(order_id, order);
                             if waiting.is_empty() {
                                 return Ok(known);
                             }
                         }
-                        Ok(Settled { order: None, .. }) | Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(broadcast::error::RecvError::Closed) => {
+                        Some(Settled { order: None, .. }) => break,
+                        // Not reached while the watch is registered (it holds a sender itself).
+                        None => {
                             tokio::time::sleep_until(look_again_at).await;
                             break;
                         }
@@ -271,8 +303,28 @@ impl Workflow {
     }
 }
 
-/// A subscription to the worker's outcomes ([`Workflow::watch`]).
-pub struct Watch(broadcast::Receiver<Settled>);
+/// A subscription to the worker's outcomes for some orders ([`Workflow::watch`]); dropped, it is
+/// taken off the watchers.
+pub struct Watch {
+    outcomes: mpsc::UnboundedReceiver<Settled>,
+    signals: Arc<Signals>,
+    id: u64,
+    order_ids: Vec<String>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut watchers = self.signals.watchers.lock().expect("the watchers' lock");
+        for order_id in &self.order_ids {
+            if let Some(watches) = watchers.by_order.get_mut(order_id) {
+                watches.retain(|(id, _)| *id != self.id);
+                if watches.is_empty() {
+                    watchers.by_order.remove(order_id);
+                }
+            }
+        }
+    }
+}
 
 /// Whether the order's cancellation is still processing: what a wait for it waits on.
 pub fn is_processing(order: &Order) -> bool {
@@ -391,11 +443,7 @@ async fn run_job(
         }
     };
     drop(permit);
-    // Nobody may be waiting: that is not an error.
-    let _ = signals.settled.send(Settled {
-        order_id: job.order_id.clone(),
-        order: ran.order.map(Arc::new),
-    });
+    signals.settled(&job.order_id, || ran.order.map(Arc::new));
     // The loop looks again only when there is something to claim: this job's next step, or the
     // due jobs it left for want of a free place (a look per finished job was a claim transaction
     // per cancellation).
@@ -494,10 +542,7 @@ async fn execute(
                             if kept {
                                 lease_until = kept_until;
                             }
-                            let _ = signals.settled.send(Settled {
-                                order_id: job.order_id.clone(),
-                                order: Some(Arc::new(change.order)),
-                            });
+                            signals.settled(&job.order_id, || Some(Arc::new(change.order)));
                         }
                         // Undone meanwhile, or gone: this call's outcome finds its step stale too.
                         Err(ChangeError::Refused(StaleStep) | ChangeError::NotFound) => {}
@@ -543,10 +588,7 @@ async fn execute(
         }
         // The job is still ours: tell who waits how the order stands, and go on with its next step.
         lease_until = kept_until;
-        let _ = signals.settled.send(Settled {
-            order_id: job.order_id.clone(),
-            order: Some(Arc::new(change.order.clone())),
-        });
+        signals.settled(&job.order_id, || Some(Arc::new(change.order.clone())));
         let wait = due_at.unix_micros() - now().unix_micros();
         order = if wait > 0 {
             tokio::time::sleep(Duration::from_micros(wait as u64)).await;
@@ -1030,3 +1072,37 @@ pub async fn run_poller(
 }
 
 pub use rescind_store::warehouse_settings;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heard(watch: &mut Watch) -> Vec<String> {
+        std::iter::from_fn(|| watch.outcomes.try_recv().ok())
+            .map(|settled| settled.order_id)
+            .collect()
+    }
+
+    #[test]
+    fn a_watch_hears_the_outcomes_of_its_own_orders_only_and_is_gone_once_dropped() {
+        let workflow = Workflow::new();
+        let mut first = workflow.watch(&["ord_a"]);
+        let mut second = workflow.watch(&["ord_b", "ord_a"]);
+        workflow.signals.settled("ord_a", || None);
+        workflow.signals.settled("ord_b", || None);
+        workflow
+            .signals
+            .settled("ord_c", || panic!("nobody watches ord_c: its order is not even built"));
+        assert_eq!(heard(&mut first), ["ord_a"]);
+        assert_eq!(heard(&mut second), ["ord_a", "ord_b"]);
+        drop(first);
+        workflow.signals.settled("ord_a", || None);
+        assert_eq!(
+            heard(&mut second),
+            ["ord_a"],
+            "the other watch of the order still hears it"
+        );
+        drop(second);
+        assert!(workflow.signals.watchers.lock().unwrap().by_order.is_empty());
+    }
+}

@@ -126,7 +126,7 @@ pub async fn cancel_order(
     }
     let actor = principal.actor();
     // Before the change, so the wait hears every outcome of its steps.
-    let watch = state.workflow.watch();
+    let watch = state.workflow.watch(&[&order_id]);
     let (changed, steps) = write_cancel(&state, &shop.shop_id, &order_id, move |order, setup| {
         decide(order, &options, setup, &actor)
     })
@@ -616,7 +616,7 @@ pub async fn retry(
         .ok_or_else(|| ApiError::not_found("cancellation"))?;
     let actor = principal.actor();
     // Before the change, so the wait hears every outcome of its steps.
-    let watch = state.workflow.watch();
+    let watch = state.workflow.watch(&[&order_id]);
     let changed = state
         .store
         .change_order(&shop.shop_id, &order_id, |order| {

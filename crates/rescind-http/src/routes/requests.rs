@@ -192,7 +192,7 @@ pub async fn accept(
     let setup = state.store.shop_setup(&shop.shop_id).await?;
     let actor = principal.actor();
     // Before the change, so the wait hears every outcome of its steps.
-    let watch = state.workflow.watch();
+    let watch = state.workflow.watch(&[&order_id]);
     let changed = state
         .store
         .change_order(&shop.shop_id, &order_id, |order| {
