@@ -386,14 +386,10 @@ async fn workflow(args: &BenchArgs, client: &reqwest::Client, server: &Server, s
     // Every cancellation must have finished all its steps: wait for the ones answered 202.
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let listed: Value = client
-            .get(server.url("/api/v1/orders?cancellation_status=processing&limit=1"))
-            .bearer_auth(&shop.token)
-            .send()
+        if first_listed(client, server, shop, "/api/v1/orders?cancellation_status=processing")
             .await?
-            .json()
-            .await?;
-        if listed["items"].as_array().is_none_or(|items| items.is_empty()) {
+            .is_none()
+        {
             break;
         }
         anyhow::ensure!(
@@ -404,14 +400,7 @@ async fn workflow(args: &BenchArgs, client: &reqwest::Client, server: &Server, s
     }
     let settled = started.elapsed();
     // Settled means every step done: none may have failed into needing attention.
-    let attention: Value = client
-        .get(server.url("/api/v1/cancellations?needs_attention=true&limit=1"))
-        .bearer_auth(&shop.token)
-        .send()
-        .await?
-        .json()
-        .await?;
-    if let Some(first) = attention["items"].as_array().and_then(|items| items.first()) {
+    if let Some(first) = first_listed(client, server, shop, "/api/v1/cancellations?needs_attention=true").await? {
         anyhow::bail!(
             "cancellation {} settled needing attention: {}",
             first["id"],
@@ -427,6 +416,19 @@ async fn workflow(args: &BenchArgs, client: &reqwest::Client, server: &Server, s
         ),
         run: Some(run),
     })
+}
+
+/// The first item of a list the shop reads (`path` with its query), if the list has any.
+async fn first_listed(client: &reqwest::Client, server: &Server, shop: &Shop, path: &str) -> Result<Option<Value>> {
+    let listed: Value = client
+        .get(server.url(&format!("{path}&limit=1")))
+        .bearer_auth(&shop.token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(listed["items"].as_array().and_then(|items| items.first()).cloned())
 }
 
 fn http_client(clients: usize) -> reqwest::Client {
