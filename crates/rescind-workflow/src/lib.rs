@@ -75,15 +75,19 @@ impl Signals {
     /// request waiting on it needs no look at the order to know how it stands, nor a read to answer
     /// with it. Nobody may be waiting (then `order` is not called): that is not an error.
     fn settled(&self, order_id: &str, order: impl FnOnce() -> Option<Arc<Order>>) {
-        let watchers = self.watchers.lock().expect("the watchers' lock");
-        let Some(watches) = watchers.by_order.get(order_id) else {
-            return;
+        let watches: Vec<mpsc::UnboundedSender<Settled>> = {
+            let watchers = self.watchers.lock().expect("the watchers' lock");
+            let Some(watches) = watchers.by_order.get(order_id) else {
+                return;
+            };
+            watches.iter().map(|(_, watch)| watch.clone()).collect()
         };
+        // Built once the lock is let go: it may be a copy of the whole order.
         let settled = Settled {
             order_id: order_id.to_owned(),
             order: order(),
         };
-        for (_, watch) in watches {
+        for watch in watches {
             let _ = watch.send(settled.clone());
         }
     }
