@@ -62,29 +62,31 @@ fn insert_job(order_id: &str) -> String {
 /// `WITH`, as the PostgreSQL group writer writes them.
 fn statements(order_id: &str, with_cte: bool) -> Vec<(String, bool)> {
     let missing = "ord_not_there";
-    let mut statements = vec![
-        (insert_cancellations(&[cancellation("can_missing", missing)]), false),
-        (insert_refund("ref_missing", missing), false),
-        (insert_history(missing), false),
-        (insert_restock(missing), false),
-        (insert_call(Some(missing)), false),
-        (insert_job(missing), false),
-        // One row of many naming no order refuses them all.
-        (
-            insert_cancellations(&[
-                cancellation("can_one", order_id),
-                cancellation("can_two", missing),
-                cancellation("can_three", order_id),
-            ]),
-            false,
-        ),
-        (insert_cancellations(&[cancellation("can_kept", order_id)]), true),
-        (insert_refund("ref_kept", order_id), true),
-        (insert_history(order_id), true),
-        (insert_restock(order_id), true),
-        (insert_call(Some(order_id)), true),
+    // A row of each of the six tables naming `order`, with `suffix` in the ids it makes up.
+    let one_of_each = |order: &str, suffix: &str, taken: bool| {
+        [
+            insert_cancellations(&[cancellation(&format!("can_{suffix}"), order)]),
+            insert_refund(&format!("ref_{suffix}"), order),
+            insert_history(order),
+            insert_restock(order),
+            insert_call(Some(order)),
+            insert_job(order),
+        ]
+        .map(|statement| (statement, taken))
+    };
+    let mut statements = Vec::from(one_of_each(missing, "missing", false));
+    // One row of many naming no order refuses them all.
+    statements.push((
+        insert_cancellations(&[
+            cancellation("can_one", order_id),
+            cancellation("can_two", missing),
+            cancellation("can_three", order_id),
+        ]),
+        false,
+    ));
+    statements.extend(one_of_each(order_id, "kept", true));
+    statements.extend([
         (insert_call(None), true),
-        (insert_job(order_id), true),
         (
             format!("UPDATE cancellations SET order_id = '{missing}' WHERE id = 'can_kept'"),
             false,
@@ -107,7 +109,7 @@ fn statements(order_id: &str, with_cte: bool) -> Vec<(String, bool)> {
             true,
         ),
         (format!("DELETE FROM orders WHERE id = '{order_id}'"), false),
-    ];
+    ]);
     if with_cte {
         statements.extend([
             (
