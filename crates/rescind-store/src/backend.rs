@@ -85,6 +85,7 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
         "orders_named_per_statement",
         per_database!("0016_orders_named_per_statement"),
     ),
+    (17, "text_compared_bytewise", per_database!("0017_text_compared_bytewise")),
 ];
 
 /// A migration's SQL: one text for both databases (with the dialect's placeholders), or one each
