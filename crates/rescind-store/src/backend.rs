@@ -86,6 +86,7 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
         per_database!("0016_orders_named_per_statement"),
     ),
     (17, "text_compared_bytewise", per_database!("0017_text_compared_bytewise")),
+    (18, "stock_and_proofs_function", per_database!("0018_stock_and_proofs_function")),
 ];
 
 /// A migration's SQL: one text for both databases (with the dialect's placeholders), or one each
@@ -1821,6 +1822,7 @@ impl Sink for Statements<'_> {
             ") SELECT sku, NULL AS order_id, NULL AS cancellation_id FROM locked \
              UNION ALL SELECT sku, order_id, cancellation_id FROM restocks WHERE ",
         );
+        // (PostgreSQL's group writer reads both through the function of migration 0018 instead.)
         // By the primary key's first two columns, and planned for each statement's values on the
         // table as it is (not prepared): by order alone, PostgreSQL guessed that 32 orders match a
         // fifth of a table not analyzed yet and read it whole, and a prepared statement kept the

@@ -2238,9 +2238,35 @@ mod postgres {
         ) -> Result<crate::rows::StockAndProofs> {
             // A read sees what is held: it is sent first.
             self.flush().await?;
-            Statements(&mut *self.connection)
-                .stock_and_proofs(shop_id, skus, orders)
-                .await
+            // One prepared statement whose function keeps its plans (migration 0018), instead of a
+            // statement parsed and planned for each group.
+            let (proof_orders, proof_cancellations): (Vec<String>, Vec<String>) = orders
+                .iter()
+                .map(|(order_id, cancellation_id)| ((*order_id).to_owned(), (*cancellation_id).to_owned()))
+                .unzip();
+            let skus: Vec<String> = skus.iter().map(|sku| (*sku).to_owned()).collect();
+            let rows = sqlx::query(
+                "SELECT stocked_sku, proof_order_id, proof_cancellation_id, proof_sku \
+                 FROM rescind_stock_and_proofs($1, $2, $3, $4)",
+            )
+            .bind(shop_id)
+            .bind(skus)
+            .bind(proof_orders)
+            .bind(proof_cancellations)
+            .fetch_all(&mut *self.connection)
+            .await?;
+            let mut known = crate::rows::StockAndProofs::default();
+            for row in rows {
+                match row.try_get::<Option<String>, _>("stocked_sku")? {
+                    Some(sku) => known.stocked.push(sku),
+                    None => known.proofs.push((
+                        row.try_get("proof_order_id")?,
+                        row.try_get("proof_cancellation_id")?,
+                        row.try_get("proof_sku")?,
+                    )),
+                }
+            }
+            Ok(known)
         }
 
         async fn add_known_stock(&mut self, shop_id: &str, deltas: &[(&str, i64)], at: i64) -> Result<()> {

@@ -2,7 +2,8 @@
 //! answers the same for an empty table as for a full one) the store's own statements are explained.
 //! On PostgreSQL, a group's load of its orders reads them by key alone in the generic plan a prepared
 //! statement ends up with, however many orders their shop holds; and its restocks' proofs by key from
-//! a table not analyzed yet, and an import's look-up of its channel orders by both key columns from a
+//! a table not analyzed yet — through a function whose plans, kept since the table was empty, never read
+//! it whole — and an import's look-up of its channel orders by both key columns from a
 //! channel whose orders came since the table was analyzed. And no row SQLite inserts into any table
 //! builds a temporary B-tree to test a partial index's condition.
 
@@ -246,6 +247,93 @@ async fn a_group_s_restock_proofs_are_read_by_key_from_a_large_restocks_table_no
         plan.iter().any(|step| step.contains("Seq Scan on restocks")),
         "{plan:#?}"
     );
+    raw.close().await.expect("closed");
+    store.close().await;
+    schema.drop().await;
+}
+
+/// How often `restocks` was read whole and through an index so far (`pg_stat_user_tables`), with this
+/// connection's own counts flushed first.
+async fn restocks_scans(raw: &mut sqlx::PgConnection) -> (i64, i64) {
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut *raw)
+        .await
+        .expect("flushed");
+    sqlx::query_as(
+        "SELECT seq_scan, idx_scan FROM pg_stat_user_tables WHERE schemaname = current_schema() \
+         AND relname = 'restocks'",
+    )
+    .fetch_one(&mut *raw)
+    .await
+    .expect("the table's scans")
+}
+
+/// The group writer's read of levels and proofs on PostgreSQL (`Batched::stock_and_proofs`).
+const STOCK_AND_PROOFS: &str = "SELECT stocked_sku, proof_order_id, proof_cancellation_id, proof_sku \
+     FROM rescind_stock_and_proofs($1, $2, $3, $4)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_s_restock_proofs_are_read_by_key_in_plans_kept_since_restocks_was_empty_on_postgres() {
+    // The function of migration 0018 keeps its plans for the session: the ones here are made while
+    // `restocks` is empty (a new database's first groups), then the table fills and is not analyzed
+    // (autovacuum's next round is up to a minute away). Not one read of the whole table follows.
+    let Some(OnPostgres {
+        schema,
+        store,
+        shop,
+        orders,
+        mut raw,
+    }) = shop_on_postgres("shop_kept_plans", 16).await
+    else {
+        return;
+    };
+    sqlx::query("INSERT INTO inventory (shop_id, sku, available, updated_at) VALUES ($1, 'TEA-001', 5, 0)")
+        .bind(&shop)
+        .execute(&mut raw)
+        .await
+        .expect("a level");
+    let pairs: Vec<(String, String)> = (0..32)
+        .map(|pair| (orders[pair % orders.len()].clone(), format!("can_{pair}")))
+        .collect();
+    let (proof_orders, proof_cancellations): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
+    let read = |skus: Vec<&'static str>| {
+        sqlx::query_as::<_, (Option<String>, Option<String>, Option<String>, Option<String>)>(STOCK_AND_PROOFS)
+            .bind(shop.clone())
+            .bind(skus)
+            .bind(proof_orders.clone())
+            .bind(proof_cancellations.clone())
+    };
+    // More calls than PostgreSQL's five custom plans before it settles on a kept one.
+    for _ in 0..8 {
+        let rows = read(vec!["TEA-001", "CUP-002"])
+            .fetch_all(&mut raw)
+            .await
+            .expect("read");
+        assert_eq!(
+            rows,
+            vec![(Some("TEA-001".to_owned()), None, None, None)],
+            "the level, no proofs"
+        );
+    }
+    sqlx::query(
+        "INSERT INTO restocks (order_id, cancellation_id, sku, quantity, at) \
+         SELECT ($1::text[])[1 + n % 16], 'can_' || n, 'TEA-001', 1, 0 FROM generate_series(1, $2) AS n",
+    )
+    .bind(&orders)
+    .bind(i64::try_from(RESTOCKS).expect("a count"))
+    .execute(&mut raw)
+    .await
+    .expect("restocks written");
+    let (seq_before, index_before) = restocks_scans(&mut raw).await;
+    let rows = read(vec!["TEA-001"]).fetch_all(&mut raw).await.expect("read");
+    // `can_n` was written for order n % 16 only: the pairs (order 1, can_1) … name 31 such proofs.
+    let proofs: Vec<&(Option<String>, Option<String>, Option<String>, Option<String>)> =
+        rows.iter().filter(|row| row.1.is_some()).collect();
+    assert_eq!(proofs.len(), 31, "{rows:?}");
+    assert!(proofs.iter().all(|row| row.3.as_deref() == Some("TEA-001")), "{rows:?}");
+    let (seq_after, index_after) = restocks_scans(&mut raw).await;
+    assert_eq!(seq_after, seq_before, "restocks read whole");
+    assert!(index_after > index_before, "{index_before} → {index_after}");
     raw.close().await.expect("closed");
     store.close().await;
     schema.drop().await;
