@@ -268,6 +268,9 @@ async fn restocks_scans(raw: &mut sqlx::PgConnection) -> (i64, i64) {
     .expect("the table's scans")
 }
 
+/// A row of [`STOCK_AND_PROOFS`]: a stocked SKU, or a proof's order, cancellation and SKU.
+type StockOrProof = (Option<String>, Option<String>, Option<String>, Option<String>);
+
 /// The group writer's read of levels and proofs on PostgreSQL (`Batched::stock_and_proofs`).
 const STOCK_AND_PROOFS: &str = "SELECT stocked_sku, proof_order_id, proof_cancellation_id, proof_sku \
      FROM rescind_stock_and_proofs($1, $2, $3, $4)";
@@ -297,7 +300,7 @@ async fn a_group_s_restock_proofs_are_read_by_key_in_plans_kept_since_restocks_w
         .collect();
     let (proof_orders, proof_cancellations): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
     let read = |skus: Vec<&'static str>| {
-        sqlx::query_as::<_, (Option<String>, Option<String>, Option<String>, Option<String>)>(STOCK_AND_PROOFS)
+        sqlx::query_as::<_, StockOrProof>(STOCK_AND_PROOFS)
             .bind(shop.clone())
             .bind(skus)
             .bind(proof_orders.clone())
@@ -327,8 +330,7 @@ async fn a_group_s_restock_proofs_are_read_by_key_in_plans_kept_since_restocks_w
     let (seq_before, index_before) = restocks_scans(&mut raw).await;
     let rows = read(vec!["TEA-001"]).fetch_all(&mut raw).await.expect("read");
     // `can_n` was written for order n % 16 only: the pairs (order 1, can_1) … name 31 such proofs.
-    let proofs: Vec<&(Option<String>, Option<String>, Option<String>, Option<String>)> =
-        rows.iter().filter(|row| row.1.is_some()).collect();
+    let proofs: Vec<&StockOrProof> = rows.iter().filter(|row| row.1.is_some()).collect();
     assert_eq!(proofs.len(), 31, "{rows:?}");
     assert!(proofs.iter().all(|row| row.3.as_deref() == Some("TEA-001")), "{rows:?}");
     let (seq_after, index_after) = restocks_scans(&mut raw).await;
