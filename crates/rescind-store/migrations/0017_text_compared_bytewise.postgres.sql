@@ -7,19 +7,25 @@
 -- more under a language's collation (BENCHMARKS.md, twenty-ninth session). Byte by byte, the two
 -- backends now also sort ids and SKUs alike.
 --
--- A column cannot change its collation under a trigger's condition that names it: the triggers of
--- 0016 that check a row moved to another order go, and come back unchanged. Each table's columns
--- change in one statement, so its indexes are rebuilt once (its rows are not rewritten: the type
--- stays `text`).
+-- A column cannot change its collation under a trigger's condition that names it: the triggers with a
+-- condition (those of 0016 that check a row moved to another order) go, and come back as they were
+-- defined. Each table's columns change in one statement, so its indexes are rebuilt once (its rows are
+-- not rewritten: the type stays `text`).
 DO $$
 DECLARE
-    naming TEXT;
+    conditional RECORD;
+    definitions TEXT[] := ARRAY[]::TEXT[];
+    definition TEXT;
     changed RECORD;
 BEGIN
-    FOREACH naming IN ARRAY ARRAY['cancellations', 'refunds', 'order_changes', 'restocks', 'sync_history',
-        'workflow_jobs']
+    FOR conditional IN
+        SELECT t.tgname, c.relname, pg_get_triggerdef(t.oid) AS definition
+        FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+        WHERE NOT t.tgisinternal AND t.tgqual IS NOT NULL AND c.relnamespace = current_schema()::regnamespace
+        ORDER BY c.relname, t.tgname
     LOOP
-        EXECUTE format('DROP TRIGGER %I ON %I', naming || '_moved', naming);
+        definitions := definitions || conditional.definition;
+        EXECUTE format('DROP TRIGGER %I ON %I', conditional.tgname, conditional.relname);
     END LOOP;
     FOR changed IN
         SELECT c.table_name,
@@ -34,12 +40,9 @@ BEGIN
     LOOP
         EXECUTE format('ALTER TABLE %I %s', changed.table_name, changed.alterations);
     END LOOP;
-    FOREACH naming IN ARRAY ARRAY['cancellations', 'refunds', 'order_changes', 'restocks', 'sync_history',
-        'workflow_jobs']
+    FOREACH definition IN ARRAY definitions
     LOOP
-        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %I FOR EACH ROW '
-            'WHEN (OLD.order_id IS DISTINCT FROM NEW.order_id) EXECUTE FUNCTION rescind_moved_row_names_an_order()',
-            naming || '_moved', naming);
+        EXECUTE definition;
     END LOOP;
 END
 $$;

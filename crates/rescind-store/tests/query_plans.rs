@@ -193,6 +193,20 @@ async fn a_group_s_orders_are_locked_by_their_key_not_by_reading_their_whole_sho
 /// Restocks (one row per SKU a cancellation put back) in the table whose proofs a group reads.
 const RESTOCKS: usize = 20_000;
 
+/// Writes [`RESTOCKS`] proofs straight into the table: cancellation `can_n` of order `n % 16` (among
+/// `orders`), one SKU each.
+async fn fill_restocks(raw: &mut sqlx::PgConnection, orders: &[String]) {
+    sqlx::query(
+        "INSERT INTO restocks (order_id, cancellation_id, sku, quantity, at) \
+         SELECT ($1::text[])[1 + n % 16], 'can_' || n, 'TEA-001', 1, 0 FROM generate_series(1, $2) AS n",
+    )
+    .bind(orders)
+    .bind(i64::try_from(RESTOCKS).expect("a count"))
+    .execute(raw)
+    .await
+    .expect("restocks written");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_s_restock_proofs_are_read_by_key_from_a_large_restocks_table_not_analyzed_yet_on_postgres() {
     // A `restocks` table filled since the database was made and not analyzed yet (autovacuum's next
@@ -207,15 +221,7 @@ async fn a_group_s_restock_proofs_are_read_by_key_from_a_large_restocks_table_no
     else {
         return;
     };
-    sqlx::query(
-        "INSERT INTO restocks (order_id, cancellation_id, sku, quantity, at) \
-         SELECT ($1::text[])[1 + n % 16], 'can_' || n, 'TEA-001', 1, 0 FROM generate_series(1, $2) AS n",
-    )
-    .bind(&orders)
-    .bind(i64::try_from(RESTOCKS).expect("a count"))
-    .execute(&mut raw)
-    .await
-    .expect("restocks written");
+    fill_restocks(&mut raw, &orders).await;
     // The restocks part of the group's read of levels and proofs (`stock_and_proofs`), for 32 orders'
     // current cancellations, planned for its values as the store sends it; and by order alone, as it was.
     let pairs: Vec<String> = (0..32)
@@ -318,15 +324,7 @@ async fn a_group_s_restock_proofs_are_read_by_key_in_plans_kept_since_restocks_w
             "the level, no proofs"
         );
     }
-    sqlx::query(
-        "INSERT INTO restocks (order_id, cancellation_id, sku, quantity, at) \
-         SELECT ($1::text[])[1 + n % 16], 'can_' || n, 'TEA-001', 1, 0 FROM generate_series(1, $2) AS n",
-    )
-    .bind(&orders)
-    .bind(i64::try_from(RESTOCKS).expect("a count"))
-    .execute(&mut raw)
-    .await
-    .expect("restocks written");
+    fill_restocks(&mut raw, &orders).await;
     let (seq_before, index_before) = restocks_scans(&mut raw).await;
     let rows = read(vec!["TEA-001"]).fetch_all(&mut raw).await.expect("read");
     // `can_n` was written for order n % 16 only: the pairs (order 1, can_1) … name 31 such proofs.
