@@ -5,7 +5,7 @@
 //! still lets the other writes have the connection in turn. A worker recording a step's
 //! outcome keeps its lease on the order's job exactly when the next step falls due by the lease's
 //! horizon (on both backends), and a step's outcome that leaves the restock due now runs it in the
-//! same transaction. The shops' setups it keeps between groups take in a channel or a warehouse
+//! same transaction — as one change, one history row and one outbox row for both. The shops' setups it keeps between groups take in a channel or a warehouse
 //! created since. Restocks of one SKU written together move its level by all of them, each once; a
 //! step's outcome whose cancellation has no restock left to run locks no stock level. Changes of one
 //! order sent at once each start from the one before, the last is what is kept, and the order's history
@@ -611,9 +611,15 @@ fn record_restock(
     record_step_outcome(order, StepKind::Restock, outcome, &mut RandomIds, now())
 }
 
-/// Records a step's outcome (a note) scheduling the next step at `due_at`, with the restock to run
-/// after it when that is due now; answers the order as the change left it.
-async fn record_then_restock(store: &Store, shop_id: &str, order_id: &str, due_at: Timestamp) -> rescind_domain::Order {
+/// Records a step's outcome (a line of `kind`) scheduling the next step at `due_at`, with the restock
+/// to run after it when that is due now; answers the order as the change left it.
+async fn record_then_restock(
+    store: &Store,
+    shop_id: &str,
+    order_id: &str,
+    kind: &'static str,
+    due_at: Timestamp,
+) -> rescind_domain::Order {
     let lease = Lease {
         owner: "worker_a".to_owned(),
         until: at(30_000),
@@ -625,7 +631,7 @@ async fn record_then_restock(store: &Store, shop_id: &str, order_id: &str, due_a
             order_id,
             lease,
             move |order, _setup| {
-                let line = HistoryEntry::new(now(), "note", &Actor::System, "the step before the restock");
+                let line = HistoryEntry::new(now(), kind, &Actor::System, "the step before the restock");
                 let mut change = OrderChange::new(order.clone(), vec![line], Vec::new());
                 change.workflow = WorkflowSchedule::DueAt(due_at);
                 Ok(change)
@@ -645,7 +651,7 @@ async fn a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the
         .await
         .expect("the stock is set");
     let later = an_order_waiting_for_its_restock(&store, &shop_id).await;
-    let order = record_then_restock(&store, &shop_id, &later, at(60_000)).await;
+    let order = record_then_restock(&store, &shop_id, &later, "note", at(60_000)).await;
     assert!(
         matches!(pending_work(&order), Some(PendingWork::Restock)),
         "a restock due later is left to its own step"
@@ -653,7 +659,7 @@ async fn a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the
     assert_eq!(available(&store, &shop_id).await, 9, "nothing went back yet");
 
     let now_due = an_order_waiting_for_its_restock(&store, &shop_id).await;
-    let order = record_then_restock(&store, &shop_id, &now_due, now()).await;
+    let order = record_then_restock(&store, &shop_id, &now_due, "note", now()).await;
     assert!(
         pending_work(&order).is_none(),
         "nothing is left: {:?}",
@@ -683,6 +689,92 @@ async fn a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the
         .expect("the restock's line");
     assert!(note < restocked, "the step's line, then the restock's: {kinds:?}");
     store.close().await;
+}
+
+/// Rows of `table` that name `order_id`, counted on a connection of their own.
+async fn rows_naming(url: &str, table: &str, order_id: &str) -> i64 {
+    let statement = format!("SELECT COUNT(*) FROM {table} WHERE order_id = $1");
+    if url.starts_with("sqlite:") {
+        let mut raw = sqlx::SqliteConnection::connect(url).await.expect("the file opens");
+        let count = sqlx::query_scalar(&statement)
+            .bind(order_id)
+            .fetch_one(&mut raw)
+            .await
+            .expect("counted");
+        raw.close().await.expect("closed");
+        count
+    } else {
+        let mut raw = sqlx::PgConnection::connect(url).await.expect("connected");
+        let count = sqlx::query_scalar(&statement)
+            .bind(order_id)
+            .fetch_one(&mut raw)
+            .await
+            .expect("counted");
+        raw.close().await.expect("closed");
+        count
+    }
+}
+
+/// A step's outcome and the restock it lets run are written as one change: the history lines of both in
+/// one history row, the events of both in one outbox row.
+async fn a_step_s_outcome_and_the_restock_it_lets_run_make_one_history_row_and_one_outbox_row(url: &str) {
+    let store = Store::open(url).await.expect("the store opens");
+    let shop_id = open_shop(&store, "shop_one_row").await;
+    store
+        .set_stock(&shop_id, "TEA-001", 10)
+        .await
+        .expect("the stock is set");
+    let order_id = an_order_waiting_for_its_restock(&store, &shop_id).await;
+    let history_rows = rows_naming(url, "order_changes", &order_id).await;
+    let outbox_rows = rows_naming(url, "outbox_events", &order_id).await;
+    let lines = store
+        .history(&shop_id, &order_id)
+        .await
+        .expect("read")
+        .expect("the order exists")
+        .len();
+    // A line that announces an event (`order.modification_synced`), as the restock's does.
+    let order = record_then_restock(&store, &shop_id, &order_id, "order.modified", now()).await;
+    assert!(pending_work(&order).is_none(), "{:?}", order.cancellation);
+    assert_eq!(available(&store, &shop_id).await, 10, "I2: the unit went back");
+    let history = store
+        .history(&shop_id, &order_id)
+        .await
+        .expect("read")
+        .expect("the order exists");
+    let kinds: Vec<&str> = history[lines..].iter().map(|line| line.kind.as_str()).collect();
+    assert_eq!(
+        kinds.first(),
+        Some(&"order.modified"),
+        "the step's line first: {kinds:?}"
+    );
+    assert!(kinds.contains(&"step.restock"), "then the restock's: {kinds:?}");
+    assert_eq!(
+        rows_naming(url, "order_changes", &order_id).await,
+        history_rows + 1,
+        "one history row for both"
+    );
+    assert_eq!(
+        rows_naming(url, "outbox_events", &order_id).await,
+        outbox_rows + 1,
+        "one outbox row for both"
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_s_outcome_and_the_restock_it_lets_run_make_one_history_row_and_one_outbox_row_on_sqlite() {
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    a_step_s_outcome_and_the_restock_it_lets_run_make_one_history_row_and_one_outbox_row(&sqlite_url(&folder)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_s_outcome_and_the_restock_it_lets_run_make_one_history_row_and_one_outbox_row_on_postgres() {
+    let Some(schema) = PostgresSchema::create().await else {
+        return;
+    };
+    a_step_s_outcome_and_the_restock_it_lets_run_make_one_history_row_and_one_outbox_row(&schema.url).await;
+    schema.drop().await;
 }
 
 /// What a restock found: what it put back and what was back already.
@@ -966,7 +1058,7 @@ async fn a_step_s_outcome_after_the_restock_ran_waits_for_no_lock_on_the_stock_o
     // its group has no level to read or lock.
     let recorded = tokio::time::timeout(
         std::time::Duration::from_secs(3),
-        record_then_restock(&store, &shop_id, &order_id, now()),
+        record_then_restock(&store, &shop_id, &order_id, "note", now()),
     )
     .await;
     sqlx::query("ROLLBACK").execute(&mut holder).await.expect("released");
