@@ -691,27 +691,27 @@ async fn a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the
     store.close().await;
 }
 
+/// The count `statement` answers for `order_id`, on a connection of `$connection` of its own.
+macro_rules! count_on {
+    ($connection:ty, $url:expr, $statement:expr, $order_id:expr) => {{
+        let mut raw = <$connection>::connect($url).await.expect("connected");
+        let count: i64 = sqlx::query_scalar($statement)
+            .bind($order_id)
+            .fetch_one(&mut raw)
+            .await
+            .expect("counted");
+        raw.close().await.expect("closed");
+        count
+    }};
+}
+
 /// Rows of `table` that name `order_id`, counted on a connection of their own.
 async fn rows_naming(url: &str, table: &str, order_id: &str) -> i64 {
     let statement = format!("SELECT COUNT(*) FROM {table} WHERE order_id = $1");
     if url.starts_with("sqlite:") {
-        let mut raw = sqlx::SqliteConnection::connect(url).await.expect("the file opens");
-        let count = sqlx::query_scalar(&statement)
-            .bind(order_id)
-            .fetch_one(&mut raw)
-            .await
-            .expect("counted");
-        raw.close().await.expect("closed");
-        count
+        count_on!(sqlx::SqliteConnection, url, &statement, order_id)
     } else {
-        let mut raw = sqlx::PgConnection::connect(url).await.expect("connected");
-        let count = sqlx::query_scalar(&statement)
-            .bind(order_id)
-            .fetch_one(&mut raw)
-            .await
-            .expect("counted");
-        raw.close().await.expect("closed");
-        count
+        count_on!(sqlx::PgConnection, url, &statement, order_id)
     }
 }
 
