@@ -258,17 +258,18 @@ async fn a_group_s_restock_proofs_are_read_by_key_from_a_large_restocks_table_no
     schema.drop().await;
 }
 
-/// How often `restocks` was read whole and through an index so far (`pg_stat_user_tables`), with this
+/// How often `table` was read whole and through an index so far (`pg_stat_user_tables`), with this
 /// connection's own counts flushed first.
-async fn restocks_scans(raw: &mut sqlx::PgConnection) -> (i64, i64) {
+async fn scans(raw: &mut sqlx::PgConnection, table: &str) -> (i64, i64) {
     sqlx::query("SELECT pg_stat_force_next_flush()")
         .execute(&mut *raw)
         .await
         .expect("flushed");
     sqlx::query_as(
         "SELECT seq_scan, idx_scan FROM pg_stat_user_tables WHERE schemaname = current_schema() \
-         AND relname = 'restocks'",
+         AND relname = $1",
     )
+    .bind(table)
     .fetch_one(&mut *raw)
     .await
     .expect("the table's scans")
@@ -325,14 +326,65 @@ async fn a_group_s_restock_proofs_are_read_by_key_in_plans_kept_since_restocks_w
         );
     }
     fill_restocks(&mut raw, &orders).await;
-    let (seq_before, index_before) = restocks_scans(&mut raw).await;
+    let (seq_before, index_before) = scans(&mut raw, "restocks").await;
     let rows = read(vec!["TEA-001"]).fetch_all(&mut raw).await.expect("read");
     // `can_n` was written for order n % 16 only: the pairs (order 1, can_1) … name 31 such proofs.
     let proofs: Vec<&StockOrProof> = rows.iter().filter(|row| row.1.is_some()).collect();
     assert_eq!(proofs.len(), 31, "{rows:?}");
     assert!(proofs.iter().all(|row| row.3.as_deref() == Some("TEA-001")), "{rows:?}");
-    let (seq_after, index_after) = restocks_scans(&mut raw).await;
+    let (seq_after, index_after) = scans(&mut raw, "restocks").await;
     assert_eq!(seq_after, seq_before, "restocks read whole");
+    assert!(index_after > index_before, "{index_before} → {index_after}");
+    raw.close().await.expect("closed");
+    store.close().await;
+    schema.drop().await;
+}
+
+/// The cancellations the group writer reads with its orders on PostgreSQL, once they are locked
+/// (`push_current_cancellations`, migration 0019).
+const CANCELLATIONS_NOW: &str = "SELECT id, order_id FROM rescind_cancellations_now($1)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_s_cancellations_are_read_by_key_in_plans_kept_since_cancellations_was_empty_on_postgres() {
+    // As for 0018's function: plans made while `cancellations` is empty, kept for the session, then
+    // 20 000 cancellations that autovacuum has not analyzed yet. The group's few are read by key.
+    let Some(OnPostgres {
+        schema,
+        store,
+        orders,
+        mut raw,
+        ..
+    }) = shop_on_postgres("shop_cancellations_now", 16).await
+    else {
+        return;
+    };
+    let ids: Vec<String> = (0..32).map(|n| format!("can_{n}")).collect();
+    let read = || sqlx::query_as::<_, (String, String)>(CANCELLATIONS_NOW).bind(ids.clone());
+    // More calls than PostgreSQL's five custom plans before it settles on a kept one.
+    for _ in 0..8 {
+        assert_eq!(read().fetch_all(&mut raw).await.expect("read"), vec![]);
+    }
+    // Cancellations that failed (in no partial unique index's condition), `can_n` of order n % 16.
+    sqlx::query(
+        "INSERT INTO cancellations (id, order_id, shop_id, status, requested_by, refund, restock, \
+         notify_customer, needs_attention, steps, fulfillment_status_before, financial_status_before, \
+         reauthorization_generation, created_at, updated_at) \
+         SELECT 'can_' || n, ($1::text[])[1 + n % 16], 'shop', 'failed', 'merchant', false, false, false, \
+         false, '[]', 'unfulfilled', 'paid', 0, 0, 0 FROM generate_series(1, 20000) AS n",
+    )
+    .bind(&orders)
+    .execute(&mut raw)
+    .await
+    .expect("cancellations written");
+    let (seq_before, index_before) = scans(&mut raw, "cancellations").await;
+    let mut read_back = read().fetch_all(&mut raw).await.expect("read");
+    read_back.sort_unstable();
+    // can_0 was never written (the series starts at 1).
+    let mut expected: Vec<(String, String)> = (1..32).map(|n| (format!("can_{n}"), orders[n % 16].clone())).collect();
+    expected.sort_unstable();
+    assert_eq!(read_back, expected);
+    let (seq_after, index_after) = scans(&mut raw, "cancellations").await;
+    assert_eq!(seq_after, seq_before, "cancellations read whole");
     assert!(index_after > index_before, "{index_before} → {index_after}");
     raw.close().await.expect("closed");
     store.close().await;
