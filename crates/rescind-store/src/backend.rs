@@ -88,6 +88,7 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
     (17, "text_compared_bytewise", per_database!("0017_text_compared_bytewise")),
     (18, "stock_and_proofs_function", per_database!("0018_stock_and_proofs_function")),
     (19, "cancellations_read_with_their_orders", per_database!("0019_cancellations_read_with_their_orders")),
+    (20, "stock_read_with_the_orders", per_database!("0020_stock_read_with_the_orders")),
 ];
 
 /// A migration's SQL: one text for both databases (with the dialect's placeholders), or one each
@@ -511,16 +512,26 @@ async fn load_orders_for_change(connection: &mut Connection, shop_id: &str, ids:
 /// (`change_ids`). Taken under the orders' locks, an order's history rows still number in the order
 /// its changes commit, which its history is read in. Numbers not used are skipped, as a rolled-back
 /// insert's are. The numbers come back in ascending order, with the first row. The orders'
-/// cancellations come on their rows, read after the locks ([`push_current_cancellations`]): one round
-/// trip fewer per group.
+/// cancellations come on their rows, read after the locks (`current`, [`CURRENT_CANCELLATIONS`]): one
+/// round trip fewer per group. So does, for the orders of `restocking` (those whose jobs may run a
+/// restock), the group's read of their levels and proofs ([`STOCK_READ_COLUMNS`]): one more.
 async fn load_orders_numbering_changes(
     connection: &mut Connection,
     shop_id: &str,
     ids: &[String],
     numbers: usize,
-) -> Result<(Vec<Order>, Vec<i64>)> {
-    let mut query = QueryBuilder::<Db>::new(format!("WITH locked AS (SELECT {ORDER_COLUMNS} FROM orders WHERE "));
-    push_orders_to_lock(&mut query, shop_id, ids);
+    restocking: &[String],
+) -> Result<NumberedLoad> {
+    let mut query = QueryBuilder::<Db>::new(format!("WITH locked AS (SELECT {ORDER_COLUMNS} FROM orders WHERE id"));
+    // As `push_orders_to_lock` does, with the ids as one array on PostgreSQL.
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    push_ids(&mut query, &sorted);
+    query.push(" AND shop_id || '' = ");
+    query.push_bind(shop_id.to_owned());
+    query.push(" ORDER BY id ");
+    query.push(DIALECT.lock_order);
     // `count(*)` reads every locked row before the first number is taken.
     query.push(
         "), numbers AS (SELECT array_agg(nextval('order_changes_id_seq') ORDER BY n) AS spare_change_ids \
@@ -528,41 +539,103 @@ async fn load_orders_numbering_changes(
     );
     query.push_bind(i64::try_from(numbers)?);
     query.push(") AS n), ");
-    push_current_cancellations(&mut query);
-    // The numbers come with the first row only: on every row they were a group's whole array again
-    // (64 numbers on each of 32 rows), each built, sent and parsed for nothing.
+    query.push(CURRENT_CANCELLATIONS);
+    if !restocking.is_empty() {
+        query.push(", stock AS (SELECT * FROM rescind_stock_of_restocks(");
+        query.push_bind(shop_id.to_owned());
+        query.push(", ARRAY(SELECT id FROM locked WHERE id");
+        push_ids(&mut query, restocking);
+        query.push(")))");
+    }
+    // The numbers (and the stock read) come with the first row only: on every row they were a group's
+    // whole array again (64 numbers on each of 32 rows), each built, sent and parsed for nothing.
+    query.push(" SELECT locked.*, CASE WHEN locked.id = first.id THEN numbers.spare_change_ids END AS spare_change_ids, ");
+    query.push(current_cancellation_columns());
+    if !restocking.is_empty() {
+        query.push(STOCK_READ_COLUMNS);
+    }
     query.push(
         " FROM locked CROSS JOIN numbers CROSS JOIN (SELECT min(id) AS id FROM locked) AS first \
          LEFT JOIN current ON current.id = locked.cancellation_id ORDER BY locked.id",
     );
     let rows = query.build().fetch_all(&mut *connection).await.context("failed to load orders for a change")?;
-    let mut spare = match rows.first() {
-        Some(row) => spare_change_ids(row)?,
-        None => Vec::new(),
+    let (mut spare, stock) = match rows.first() {
+        Some(row) => (spare_change_ids(row)?, stock_read(row, !restocking.is_empty())?),
+        None => (Vec::new(), None),
     };
     spare.sort_unstable();
-    Ok((complete_orders_read(connection, rows, CancellationsRead::OnTheRows).await?, spare))
+    Ok(NumberedLoad {
+        orders: complete_orders_read(connection, rows, CancellationsRead::OnTheRows).await?,
+        spare_change_ids: spare,
+        stock,
+    })
 }
 
-/// The `current` part of [`load_orders_numbering_changes`]'s statement and its select list: the
-/// cancellations of the `locked` orders, read by `rescind_cancellations_now` (migration 0019) once
-/// every order is locked — its argument reads them all first — with a snapshot of its own, as a
-/// statement of their own would; each of their columns named with [`CANCELLATION_PREFIX`].
-fn push_current_cancellations(query: &mut QueryBuilder<'_, Db>) {
+/// What [`load_orders_numbering_changes`] read.
+struct NumberedLoad {
+    orders: Vec<Order>,
+    spare_change_ids: Vec<i64>,
+    stock: Option<StockRead>,
+}
+
+/// The levels and proofs read with a group's orders: the SKUs and orders asked about, and what was
+/// found of them.
+struct StockRead {
+    skus: Vec<String>,
+    orders: Vec<String>,
+    known: crate::rows::StockAndProofs,
+}
+
+/// The `current` part of [`load_orders_numbering_changes`]'s statement: the cancellations of the
+/// `locked` orders, read by `rescind_cancellations_now` (migration 0019) once every order is locked —
+/// its argument reads them all first — with a snapshot of its own, as a statement of their own would.
+const CURRENT_CANCELLATIONS: &str = "current AS (SELECT * FROM rescind_cancellations_now(ARRAY(SELECT \
+     cancellation_id FROM locked WHERE cancellation_id IS NOT NULL)))";
+
+/// The columns of the `current` cancellations on the orders' rows, each named with [`CANCELLATION_PREFIX`].
+fn current_cancellation_columns() -> &'static str {
     static SELECTED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let selected = SELECTED.get_or_init(|| {
+    SELECTED.get_or_init(|| {
         let columns: Vec<String> = CANCELLATION_COLUMNS
             .split(", ")
             .map(|column| format!("current.{column} AS {CANCELLATION_PREFIX}{column}"))
             .collect();
         columns.join(", ")
-    });
-    query.push(
-        "current AS (SELECT * FROM rescind_cancellations_now(ARRAY(SELECT cancellation_id FROM locked \
-         WHERE cancellation_id IS NOT NULL))) SELECT locked.*, \
-         CASE WHEN locked.id = first.id THEN numbers.spare_change_ids END AS spare_change_ids, ",
-    );
-    query.push(selected.as_str());
+    })
+}
+
+/// The stock read's column, on the first row: what `rescind_stock_of_restocks` (migration 0020) read,
+/// four texts a row (what, and up to three values; '' for none). It reads, for the orders whose jobs
+/// may run a restock, the levels of the SKUs they hold back and the proofs of their current
+/// cancellations, as the group's decisions would (`GroupStock::learn`): the levels locked in SKU order
+/// after the shop's orders, by queries with a snapshot taken then; whatever else the decisions want (a
+/// partial cancellation's lines outside the snapshot, a cancellation made in the group) they read
+/// themselves.
+const STOCK_READ_COLUMNS: &str = ", CASE WHEN locked.id = first.id THEN ARRAY(SELECT unnest(ARRAY[what, \
+     coalesce(value1, ''), coalesce(value2, ''), coalesce(value3, '')]) FROM stock) END AS stock_read";
+
+/// The stock read on the first row of [`load_orders_numbering_changes`]'s statement, when it had one.
+fn stock_read(row: &DbRow, asked: bool) -> Result<Option<StockRead>> {
+    if !asked {
+        return Ok(None);
+    }
+    let mut read = StockRead {
+        skus: Vec::new(),
+        orders: Vec::new(),
+        known: crate::rows::StockAndProofs::default(),
+    };
+    let texts = texts_column(row, "stock_read")?;
+    for found in texts.chunks(4) {
+        let [what, first, second, third] = found else { anyhow::bail!("the stock read comes in fours") };
+        match what.as_str() {
+            "sku" => read.skus.push(first.clone()),
+            "order" => read.orders.push(first.clone()),
+            "stocked" => read.known.stocked.push(first.clone()),
+            "proof" => read.known.proofs.push((first.clone(), second.clone(), third.clone())),
+            other => anyhow::bail!("the stock read has rows of an unknown kind: {other}"),
+        }
+    }
+    Ok(Some(read))
 }
 
 /// A shop's channels, by id.
@@ -1622,18 +1695,24 @@ impl GroupStock {
         for (index, chunk) in chunks.into_iter().enumerate() {
             let orders: &[(&str, &str)] = if index == 0 { &unknown } else { &[] };
             let known = sink.stock_and_proofs(shop_id, chunk, orders).await.context("failed to read stock")?;
-            for sku in chunk {
-                let stocked = known.stocked.iter().any(|stocked| stocked == sku);
-                self.stocked.insert((shop_id.to_owned(), (*sku).to_owned()), stocked);
-            }
-            for (order_id, _) in orders {
-                self.proofs.entry((*order_id).to_owned()).or_default();
-            }
-            for (order_id, cancellation_id, sku) in known.proofs {
-                self.proofs.entry(order_id).or_default().insert((cancellation_id, sku));
-            }
+            let orders: Vec<&str> = orders.iter().map(|(order_id, _)| *order_id).collect();
+            self.record(shop_id, chunk, &orders, known);
         }
         Ok(())
+    }
+
+    /// Keeps what a read of the shop's `skus` and of `orders`' proofs found.
+    fn record(&mut self, shop_id: &str, skus: &[&str], orders: &[&str], known: crate::rows::StockAndProofs) {
+        for sku in skus {
+            let stocked = known.stocked.iter().any(|stocked| stocked == sku);
+            self.stocked.insert((shop_id.to_owned(), (*sku).to_owned()), stocked);
+        }
+        for order_id in orders {
+            self.proofs.entry((*order_id).to_owned()).or_default();
+        }
+        for (order_id, cancellation_id, sku) in known.proofs {
+            self.proofs.entry(order_id).or_default().insert((cancellation_id, sku));
+        }
     }
 
     /// The restock of the order's current cancellation as it stands, read only: what would go back,
@@ -3707,8 +3786,8 @@ mod batch {
         Failed,
     }
 
-    /// The group's orders by shop and id, and each shop's setup.
-    pub(crate) type Loaded = (HashMap<(String, String), Order>, HashMap<String, ShopSetup>);
+    /// The group's orders by shop and id, each shop's setup, and the levels and proofs read with them.
+    pub(crate) type Loaded = (HashMap<(String, String), Order>, HashMap<String, ShopSetup>, GroupStock);
 
     /// The most shops whose setup a group writer keeps; past it, it starts again from none.
     const SETUPS_KEPT_MAX: usize = 1024;
@@ -3756,11 +3835,10 @@ mod batch {
     /// through its change when that change is the order's last in the group and schedules the next
     /// step by the lease's horizon. A failed write of a restock fails the group (the error comes last).
     pub(crate) async fn decide_all<S: Sink>(sink: &mut S, group: Vec<Job>, loaded: Loaded) -> (Decisions, Option<anyhow::Error>) {
-        let (mut orders, setups) = loaded;
+        let (mut orders, setups, mut stock) = loaded;
         let mut replies = Vec::with_capacity(group.len());
         let mut changes = Vec::new();
         let mut leases = Vec::new();
-        let mut stock = GroupStock::default();
         let wanted = restocks_wanted(&group, &orders);
         let mut failure = learn_restocks(sink, &mut stock, wanted).await.err();
         // Whether a later job of the group is on the same order, for each job: only then must the
@@ -3865,10 +3943,11 @@ mod batch {
             // A step's outcome may leave the restock due only while the cancellation's restock is still
             // to run; the others' levels are not locked (an import deducting them would wait for the
             // group).
-            let may_restock = match job.decide {
-                Decide::Restock(_) => true,
-                Decide::Change(_) => job.then_restock.is_some() && restock_still_to_run(order),
-            };
+            let may_restock = job_may_restock(job)
+                && match job.decide {
+                    Decide::Restock(_) => true,
+                    Decide::Change(_) => restock_still_to_run(order),
+                };
             if !may_restock {
                 continue;
             }
@@ -3880,6 +3959,11 @@ mod batch {
             skus.extend(order.current_restock_quantities().into_iter().map(|(sku, _)| sku));
         }
         wanted
+    }
+
+    /// Whether the job may run a restock: one asked for, or the one a step's outcome may let run.
+    fn job_may_restock(job: &Job) -> bool {
+        matches!(job.decide, Decide::Restock(_)) || job.then_restock.is_some()
     }
 
     /// Whether the order's cancellation has a restock step that has not ended.
@@ -3982,7 +4066,7 @@ mod batch {
             }
         };
         let begun_us = started.elapsed().as_micros();
-        let (loaded, spare_change_ids) = match load_group(&mut connection, ids_by_shop(&group), setups).await {
+        let (loaded, spare_change_ids) = match load_group(&mut connection, &group, setups).await {
             Ok(loaded) => loaded,
             Err(error) => {
                 roll_back(&mut connection).await;
@@ -4086,22 +4170,32 @@ mod batch {
         })
     }
 
-    /// The group's orders and each shop's setup, with history row numbers taken for its changes.
-    async fn load_group(
-        connection: &mut Connection,
-        ids_by_shop: HashMap<String, Vec<String>>,
-        kept: &mut Setups,
-    ) -> anyhow::Result<(Loaded, Vec<i64>)> {
+    /// The group's orders and each shop's setup, with history row numbers taken for its changes and
+    /// the levels and proofs its restocks will want (most of them) read with the orders.
+    async fn load_group(connection: &mut Connection, group: &[Job], kept: &mut Setups) -> anyhow::Result<(Loaded, Vec<i64>)> {
         let mut spare_change_ids = Vec::new();
         let mut orders = HashMap::new();
         let mut setups = HashMap::new();
-        // Shop by shop in one order, so group writers of two processes take their locks in one order.
-        let mut ids_by_shop: Vec<(String, Vec<String>)> = ids_by_shop.into_iter().collect();
+        let mut stock = GroupStock::default();
+        let mut restocking: HashMap<String, Vec<String>> = HashMap::new();
+        for job in group.iter().filter(|job| job_may_restock(job)) {
+            restocking.entry(job.shop_id.clone()).or_default().push(job.order_id.clone());
+        }
+        // Shop by shop in one order, so group writers of two processes take their locks in one order
+        // (a shop's orders, then its levels).
+        let mut ids_by_shop: Vec<(String, Vec<String>)> = ids_by_shop(group).into_iter().collect();
         ids_by_shop.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (shop_id, ids) in ids_by_shop {
+            let restocking = restocking.remove(&shop_id).unwrap_or_default();
             // A job makes at most two changes (a step's outcome and the restock it lets run).
-            let (loaded, numbers) = load_orders_numbering_changes(connection, &shop_id, &ids, ids.len() * 2).await?;
-            spare_change_ids.extend(numbers);
+            let load = load_orders_numbering_changes(connection, &shop_id, &ids, ids.len() * 2, &restocking).await?;
+            spare_change_ids.extend(load.spare_change_ids);
+            if let Some(read) = load.stock {
+                let skus: Vec<&str> = read.skus.iter().map(String::as_str).collect();
+                let asked: Vec<&str> = read.orders.iter().map(String::as_str).collect();
+                stock.record(&shop_id, &skus, &asked, read.known);
+            }
+            let loaded = load.orders;
             let setup = match kept.covering(&shop_id, loaded.iter()) {
                 Some(setup) => setup.clone(),
                 None => {
@@ -4116,7 +4210,7 @@ mod batch {
             }
         }
         spare_change_ids.sort_unstable();
-        Ok(((orders, setups), spare_change_ids))
+        Ok(((orders, setups, stock), spare_change_ids))
     }
 
     /// How long the group's longest-waiting job waited for the writer (µs), for the group's log line.

@@ -951,6 +951,18 @@ mod sqlite {
         Ok(Vec::new())
     }
 
+    /// See `stock_read` (PostgreSQL's group writer only).
+    fn texts_column(_row: &DbRow, name: &str) -> Result<Vec<String>> {
+        anyhow::bail!("SQLite has no arrays: no column {name} of them")
+    }
+
+    /// `ids` as a list an `IN` or `= ANY` condition takes: SQLite has no arrays, so an `IN` list.
+    fn push_ids(query: &mut QueryBuilder<'_, Db>, ids: &[String]) {
+        query.push(" IN (");
+        push_in_list(query, ids.iter().cloned());
+        query.push(")");
+    }
+
     /// Writes a group's changes after its decisions.
     async fn save_into(
         sink: &mut Statements<'_>,
@@ -1478,7 +1490,7 @@ mod sqlite {
                 orders.insert((shop_id.clone(), order.id.clone()), order);
             }
         }
-        Ok((orders, setups))
+        Ok((orders, setups, GroupStock::default()))
     }
 
     /// The statements that write `rows` through sqlx (the writes outside the group writer): multi-row
@@ -1884,6 +1896,19 @@ mod postgres {
         Ok(row
             .try_get::<Option<Vec<i64>>, _>("spare_change_ids")?
             .unwrap_or_default())
+    }
+
+    /// A column of text arrays on the load's first row (`stock_read`); empty where it is NULL.
+    fn texts_column(row: &DbRow, name: &str) -> Result<Vec<String>> {
+        Ok(row.try_get::<Option<Vec<String>>, _>(name)?.unwrap_or_default())
+    }
+
+    /// `ids` as a list an `IN` or `= ANY` condition takes: one array parameter, whatever their
+    /// number, so that a statement has one shape and PostgreSQL keeps one plan for it.
+    fn push_ids(query: &mut QueryBuilder<'_, Db>, ids: &[String]) {
+        query.push(" = ANY (");
+        query.push_bind(ids.to_vec());
+        query.push(")");
     }
 
     /// Writes a group's changes after its decisions, with whatever the decisions left held.

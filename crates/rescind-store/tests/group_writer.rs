@@ -1037,6 +1037,53 @@ async fn a_group_that_waited_for_an_order_s_lock_decides_on_the_cancellation_wri
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restock_that_waited_for_its_order_s_lock_sees_the_proof_written_under_it_and_puts_nothing_back_on_postgres()
+{
+    let Some((schema, store, shop_id, order_id)) = postgres_order_waiting_for_its_restock("shop_proof_waited").await
+    else {
+        return;
+    };
+    assert_eq!(
+        available(&store, &shop_id).await,
+        9,
+        "one TEA-001 held back by the order"
+    );
+    // Another writer (another process's restock, say) holds the order while its proof goes in.
+    let mut other = sqlx::PgConnection::connect(&schema.url).await.expect("connected");
+    sqlx::query("BEGIN").execute(&mut other).await.expect("begun");
+    sqlx::query("UPDATE orders SET updated_at = updated_at + 1 WHERE id = $1")
+        .bind(&order_id)
+        .execute(&mut other)
+        .await
+        .expect("the order is held");
+    sqlx::query(
+        "INSERT INTO restocks (order_id, cancellation_id, sku, quantity, at) \
+         SELECT id, cancellation_id, 'TEA-001', 1, 0 FROM orders WHERE id = $1",
+    )
+    .bind(&order_id)
+    .execute(&mut other)
+    .await
+    .expect("the proof is written");
+    // The group writer's restock of the order reads it meanwhile (its levels and proofs with the
+    // order's load), and waits for the lock.
+    let restocked = tokio::spawn({
+        let (store, shop_id, order_id) = (store.clone(), shop_id.clone(), order_id.clone());
+        async move { store.restock(&shop_id, &order_id, record_restock).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sqlx::query("COMMIT").execute(&mut other).await.expect("committed");
+    restocked
+        .await
+        .expect("the restock ran")
+        .map_err(|error| format!("{error:?}"))
+        .expect("the restock is recorded");
+    // I2: the proof committed while it waited counts — the unit is not put back a second time.
+    assert_eq!(available(&store, &shop_id).await, 9);
+    store.close().await;
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_s_outcome_after_the_restock_ran_waits_for_no_lock_on_the_stock_on_postgres() {
     let Some((schema, store, shop_id, order_id)) = postgres_order_waiting_for_its_restock("shop_locks").await else {
         return;
