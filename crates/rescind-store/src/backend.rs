@@ -340,7 +340,7 @@ enum CancellationsRead {
     /// Read by [`complete_orders_read`] in a statement of their own.
     Apart,
     /// On the orders' rows, as columns named `c_` and the cancellation's column
-    /// ([`push_current_cancellations`]); NULL where the order has none.
+    /// ([`CURRENT_CANCELLATIONS`], [`current_cancellation_columns`]); NULL where the order has none.
     OnTheRows,
 }
 

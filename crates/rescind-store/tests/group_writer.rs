@@ -995,24 +995,39 @@ async fn postgres_order_waiting_for_its_restock(shop_id: &str) -> Option<(Postgr
     Some((schema, store, shop_id, order_id))
 }
 
+/// Another writer's transaction (another process's, say) holding the order — its row changed — with
+/// `also` (a statement naming the order as `$1`) done under it; committed by the caller.
+async fn another_writer_holding(url: &str, order_id: &str, also: &str) -> sqlx::PgConnection {
+    let mut other = sqlx::PgConnection::connect(url).await.expect("connected");
+    sqlx::query("BEGIN").execute(&mut other).await.expect("begun");
+    for statement in ["UPDATE orders SET updated_at = updated_at + 1 WHERE id = $1", also] {
+        sqlx::query(statement)
+            .bind(order_id)
+            .execute(&mut other)
+            .await
+            .expect("written under the order's lock");
+    }
+    other
+}
+
+/// Commits `other` once the group writer has had the time to start waiting for its lock.
+async fn commit_after_the_group_waits(mut other: sqlx::PgConnection) {
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sqlx::query("COMMIT").execute(&mut other).await.expect("committed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_that_waited_for_an_order_s_lock_decides_on_the_cancellation_written_under_it_on_postgres() {
     let Some((schema, store, shop_id, order_id)) = postgres_order_waiting_for_its_restock("shop_waited").await else {
         return;
     };
     // Another writer (another process, say) holds the order while it changes it and its cancellation.
-    let mut other = sqlx::PgConnection::connect(&schema.url).await.expect("connected");
-    sqlx::query("BEGIN").execute(&mut other).await.expect("begun");
-    sqlx::query("UPDATE orders SET updated_at = updated_at + 1 WHERE id = $1")
-        .bind(&order_id)
-        .execute(&mut other)
-        .await
-        .expect("the order is changed");
-    sqlx::query("UPDATE cancellations SET staff_note = 'written while the group waited' WHERE order_id = $1")
-        .bind(&order_id)
-        .execute(&mut other)
-        .await
-        .expect("the cancellation is changed");
+    let other = another_writer_holding(
+        &schema.url,
+        &order_id,
+        "UPDATE cancellations SET staff_note = 'written while the group waited' WHERE order_id = $1",
+    )
+    .await;
     // The group writer's next group reads the order meanwhile, and waits for its lock.
     let seen = tokio::spawn({
         let (store, shop_id, order_id) = (store.clone(), shop_id.clone(), order_id.clone());
@@ -1024,8 +1039,7 @@ async fn a_group_that_waited_for_an_order_s_lock_decides_on_the_cancellation_wri
                 .await
         }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    sqlx::query("COMMIT").execute(&mut other).await.expect("committed");
+    commit_after_the_group_waits(other).await;
     let seen = seen.await.expect("the change ran");
     // Its statement began before that commit: what it joined to the order then is not what it decides on.
     assert!(
@@ -1049,29 +1063,20 @@ async fn a_restock_that_waited_for_its_order_s_lock_sees_the_proof_written_under
         "one TEA-001 held back by the order"
     );
     // Another writer (another process's restock, say) holds the order while its proof goes in.
-    let mut other = sqlx::PgConnection::connect(&schema.url).await.expect("connected");
-    sqlx::query("BEGIN").execute(&mut other).await.expect("begun");
-    sqlx::query("UPDATE orders SET updated_at = updated_at + 1 WHERE id = $1")
-        .bind(&order_id)
-        .execute(&mut other)
-        .await
-        .expect("the order is held");
-    sqlx::query(
+    let other = another_writer_holding(
+        &schema.url,
+        &order_id,
         "INSERT INTO restocks (order_id, cancellation_id, sku, quantity, at) \
          SELECT id, cancellation_id, 'TEA-001', 1, 0 FROM orders WHERE id = $1",
     )
-    .bind(&order_id)
-    .execute(&mut other)
-    .await
-    .expect("the proof is written");
+    .await;
     // The group writer's restock of the order reads it meanwhile (its levels and proofs with the
     // order's load), and waits for the lock.
     let restocked = tokio::spawn({
         let (store, shop_id, order_id) = (store.clone(), shop_id.clone(), order_id.clone());
         async move { store.restock(&shop_id, &order_id, record_restock).await }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    sqlx::query("COMMIT").execute(&mut other).await.expect("committed");
+    commit_after_the_group_waits(other).await;
     restocked
         .await
         .expect("the restock ran")

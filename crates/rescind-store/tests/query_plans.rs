@@ -341,7 +341,7 @@ async fn a_group_s_restock_proofs_are_read_by_key_in_plans_kept_since_restocks_w
 }
 
 /// The cancellations the group writer reads with its orders on PostgreSQL, once they are locked
-/// (`push_current_cancellations`, migration 0019).
+/// (`CURRENT_CANCELLATIONS` in `backend.rs`, migration 0019).
 const CANCELLATIONS_NOW: &str = "SELECT id, order_id FROM rescind_cancellations_now($1)";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
