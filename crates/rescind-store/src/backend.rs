@@ -477,21 +477,42 @@ async fn order_changes_by_id(connection: &mut Connection, ids: &[i64]) -> Result
 /// shop's whole part of `orders_by_shop` beside the key (a `BitmapAnd`, seen in a benchmark: 7 195
 /// entries read to find 32 orders) — work that grows with the shop. `shop_id || ''` is no index's
 /// column, so the key alone is used, on both backends.
-fn push_orders_of_shop(query: &mut QueryBuilder<'_, Db>, shop_id: &str, ids: impl IntoIterator<Item = String>) {
-    query.push("id IN (");
-    push_in_list(query, ids);
-    query.push(") AND shop_id || '' = ");
+fn push_orders_of_shop(query: &mut QueryBuilder<'_, Db>, shop_id: &str, ids: &[String], listed: Listed) {
+    query.push("id");
+    push_listed(query, ids, listed);
+    query.push(" AND shop_id || '' = ");
     query.push_bind(shop_id.to_owned());
+}
+
+/// How a statement is given a list of ids.
+#[derive(Clone, Copy)]
+enum Listed {
+    /// An `IN` list ([`push_in_list`]).
+    InList,
+    /// One array parameter on PostgreSQL (`push_ids`; an `IN` list on SQLite, which has no arrays).
+    Array,
+}
+
+/// `IN (…)` or `= ANY (…)` with `ids`, as `listed` says.
+fn push_listed(query: &mut QueryBuilder<'_, Db>, ids: &[String], listed: Listed) {
+    match listed {
+        Listed::InList => {
+            query.push(" IN (");
+            push_in_list(query, ids.iter().cloned());
+            query.push(")");
+        }
+        Listed::Array => push_ids(query, ids),
+    }
 }
 
 /// The condition that picks the shop's orders of `ids` ([`push_orders_of_shop`]), then their order and
 /// the lock where the backend locks rows: locks are taken in id order, so two changes of many orders
 /// cannot deadlock.
-fn push_orders_to_lock(query: &mut QueryBuilder<'_, Db>, shop_id: &str, ids: &[String]) {
-    let mut sorted: Vec<&String> = ids.iter().collect();
-    sorted.sort();
+fn push_orders_to_lock(query: &mut QueryBuilder<'_, Db>, shop_id: &str, ids: &[String], listed: Listed) {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
     sorted.dedup();
-    push_orders_of_shop(query, shop_id, sorted.into_iter().cloned());
+    push_orders_of_shop(query, shop_id, &sorted, listed);
     query.push(" ORDER BY id ");
     query.push(DIALECT.lock_order);
 }
@@ -500,7 +521,7 @@ fn push_orders_to_lock(query: &mut QueryBuilder<'_, Db>, shop_id: &str, ids: &[S
 /// backend locks rows.
 async fn load_orders_for_change(connection: &mut Connection, shop_id: &str, ids: &[String]) -> Result<Vec<Order>> {
     let mut query = QueryBuilder::<Db>::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE "));
-    push_orders_to_lock(&mut query, shop_id, ids);
+    push_orders_to_lock(&mut query, shop_id, ids, Listed::InList);
     let rows = query.build().fetch_all(&mut *connection).await.context("failed to load orders for a change")?;
     complete_orders(connection, rows).await
 }
@@ -523,23 +544,12 @@ async fn load_orders_numbering_changes(
     restocking: &[String],
 ) -> Result<NumberedLoad> {
     let mut query = QueryBuilder::<Db>::new(format!("WITH locked AS (SELECT {ORDER_COLUMNS} FROM orders WHERE "));
-    if restocking.is_empty() {
-        push_orders_to_lock(&mut query, shop_id, ids);
-    } else {
-        // With the stock read, PostgreSQL planned the statement anew for every group while the ids
-        // were `IN` lists (0.39 ms of a workflow group's bind), and kept a plan once they were arrays
-        // (0.15 ms); without it, the `IN` lists' plan is kept and arrays were planned anew for groups
-        // of a few (0.42 against 0.13 ms at 8 clients). As `push_orders_to_lock`, with an array.
-        let mut sorted = ids.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        query.push("id");
-        push_ids(&mut query, &sorted);
-        query.push(" AND shop_id || '' = ");
-        query.push_bind(shop_id.to_owned());
-        query.push(" ORDER BY id ");
-        query.push(DIALECT.lock_order);
-    }
+    // With the stock read, PostgreSQL planned the statement anew for every group while the ids were
+    // `IN` lists (0.39 ms of a workflow group's bind), and kept a plan once they were arrays (0.15 ms);
+    // without it, the `IN` lists' plan is kept and arrays were planned anew for groups of a few (0.42
+    // against 0.13 ms at 8 clients).
+    let listed = if restocking.is_empty() { Listed::InList } else { Listed::Array };
+    push_orders_to_lock(&mut query, shop_id, ids, listed);
     // `count(*)` reads every locked row before the first number is taken.
     query.push(
         "), numbers AS (SELECT array_agg(nextval('order_changes_id_seq') ORDER BY n) AS spare_change_ids \
@@ -552,7 +562,7 @@ async fn load_orders_numbering_changes(
         query.push(", stock AS (SELECT * FROM rescind_stock_of_restocks(");
         query.push_bind(shop_id.to_owned());
         query.push(", ARRAY(SELECT id FROM locked WHERE id");
-        push_ids(&mut query, restocking);
+        push_listed(&mut query, restocking, Listed::Array);
         query.push(")))");
     }
     // The numbers (and the stock read) come with the first row only: on every row they were a group's
@@ -2273,7 +2283,7 @@ impl Backend {
         let mut processing = HashSet::new();
         for chunk in order_ids.chunks(IN_LIST_MAX) {
             let mut query = QueryBuilder::<Db>::new("SELECT id FROM orders WHERE cancellation_status = 'processing' AND ");
-            push_orders_of_shop(&mut query, shop_id, chunk.iter().cloned());
+            push_orders_of_shop(&mut query, shop_id, chunk, Listed::InList);
             let rows = query.build().fetch_all(&self.read).await.context("failed to look at the orders")?;
             for row in rows {
                 processing.insert(row.try_get::<String, _>("id")?);

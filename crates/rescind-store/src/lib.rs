@@ -956,7 +956,7 @@ mod sqlite {
         anyhow::bail!("SQLite has no arrays: no column {name} of them")
     }
 
-    /// `ids` as a list an `IN` or `= ANY` condition takes: SQLite has no arrays, so an `IN` list.
+    /// `ids` as `Listed::Array` asks: SQLite has no arrays, so an `IN` list.
     fn push_ids(query: &mut QueryBuilder<'_, Db>, ids: &[String]) {
         query.push(" IN (");
         push_in_list(query, ids.iter().cloned());
@@ -1903,8 +1903,7 @@ mod postgres {
         Ok(row.try_get::<Option<Vec<String>>, _>(name)?.unwrap_or_default())
     }
 
-    /// `ids` as a list an `IN` or `= ANY` condition takes: one array parameter, whatever their
-    /// number, so that a statement has one shape and PostgreSQL keeps one plan for it.
+    /// `ids` as `Listed::Array` asks: `= ANY` one array parameter, whatever their number.
     fn push_ids(query: &mut QueryBuilder<'_, Db>, ids: &[String]) {
         query.push(" = ANY (");
         query.push_bind(ids.to_vec());

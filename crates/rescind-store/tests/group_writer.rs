@@ -588,6 +588,18 @@ async fn an_order_waiting_for_its_restock(store: &Store, shop_id: &str) -> Strin
     order.id
 }
 
+/// The shop `shop_id` with ten TEA-001 in stock and [`an_order_waiting_for_its_restock`]: the shop's
+/// id and the order's.
+async fn a_stocked_shop_with_an_order_waiting_for_its_restock(store: &Store, shop_id: &str) -> (String, String) {
+    let shop_id = open_shop(store, shop_id).await;
+    store
+        .set_stock(&shop_id, "TEA-001", 10)
+        .await
+        .expect("the stock is set");
+    let order_id = an_order_waiting_for_its_restock(store, &shop_id).await;
+    (shop_id, order_id)
+}
+
 /// The shop's available TEA-001.
 async fn available(store: &Store, shop_id: &str) -> i64 {
     store
@@ -645,12 +657,7 @@ async fn record_then_restock(
 }
 
 async fn a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the_same_change(store: Store) {
-    let shop_id = open_shop(&store, "shop_restock").await;
-    store
-        .set_stock(&shop_id, "TEA-001", 10)
-        .await
-        .expect("the stock is set");
-    let later = an_order_waiting_for_its_restock(&store, &shop_id).await;
+    let (shop_id, later) = a_stocked_shop_with_an_order_waiting_for_its_restock(&store, "shop_restock").await;
     let order = record_then_restock(&store, &shop_id, &later, "note", at(60_000)).await;
     assert!(
         matches!(pending_work(&order), Some(PendingWork::Restock)),
@@ -719,12 +726,7 @@ async fn rows_naming(url: &str, table: &str, order_id: &str) -> i64 {
 /// one history row, the events of both in one outbox row.
 async fn a_step_s_outcome_and_the_restock_it_lets_run_make_one_history_row_and_one_outbox_row(url: &str) {
     let store = Store::open(url).await.expect("the store opens");
-    let shop_id = open_shop(&store, "shop_one_row").await;
-    store
-        .set_stock(&shop_id, "TEA-001", 10)
-        .await
-        .expect("the stock is set");
-    let order_id = an_order_waiting_for_its_restock(&store, &shop_id).await;
+    let (shop_id, order_id) = a_stocked_shop_with_an_order_waiting_for_its_restock(&store, "shop_one_row").await;
     let history_rows = rows_naming(url, "order_changes", &order_id).await;
     let outbox_rows = rows_naming(url, "outbox_events", &order_id).await;
     let lines = store
@@ -986,12 +988,7 @@ async fn a_channel_created_after_the_writer_read_the_shop_s_setup_is_in_the_next
 async fn postgres_order_waiting_for_its_restock(shop_id: &str) -> Option<(PostgresSchema, Store, String, String)> {
     let schema = PostgresSchema::create().await?;
     let store = Store::open(&schema.url).await.expect("the store opens");
-    let shop_id = open_shop(&store, shop_id).await;
-    store
-        .set_stock(&shop_id, "TEA-001", 10)
-        .await
-        .expect("the stock is set");
-    let order_id = an_order_waiting_for_its_restock(&store, &shop_id).await;
+    let (shop_id, order_id) = a_stocked_shop_with_an_order_waiting_for_its_restock(&store, shop_id).await;
     Some((schema, store, shop_id, order_id))
 }
 

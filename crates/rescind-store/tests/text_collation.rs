@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{open_shop, sqlite_url, PostgresSchema};
+use common::{open_shop, PostgresSchema};
 use rescind_store::Store;
 use sqlx::Connection;
 
@@ -39,25 +39,12 @@ fn in_byte_order() -> Vec<String> {
     skus
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn skus_are_listed_in_byte_order_across_pages_on_sqlite() {
-    let folder = tempfile::tempdir().expect("a temporary folder");
-    let store = Store::open(&sqlite_url(&folder)).await.expect("the store opens");
-    let shop_id = open_shop(&store, "shop_bytes").await;
-    assert_eq!(listed_skus(&store, &shop_id).await, in_byte_order());
-    store.close().await;
-}
+on_both_backends!(skus_are_listed_in_byte_order_across_pages);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn skus_are_listed_in_byte_order_across_pages_on_postgres_as_on_sqlite() {
-    let Some(schema) = PostgresSchema::create().await else {
-        return;
-    };
-    let store = Store::open(&schema.url).await.expect("the store opens");
+async fn skus_are_listed_in_byte_order_across_pages(store: Store) {
     let shop_id = open_shop(&store, "shop_bytes").await;
     assert_eq!(listed_skus(&store, &shop_id).await, in_byte_order());
     store.close().await;
-    schema.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
