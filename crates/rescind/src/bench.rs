@@ -90,11 +90,9 @@ struct Run {
     failed: usize,
     elapsed: Duration,
     latencies_us: Vec<u64>,
-    /// CPU time the servers spent over the run (user and system): steadier than throughput on a
-    /// machine whose speed drifts, and it counts the work, not the waiting.
-    server_cpu: Duration,
-    /// CPU time the clients (this process) spent over the run, on the cores the servers run on.
-    clients_cpu: Duration,
+    /// CPU time spent over the run: steadier than throughput on a machine whose speed drifts, and it
+    /// counts the work, not the waiting.
+    cpu: CpuTimes,
 }
 
 impl Run {
@@ -113,8 +111,14 @@ impl Run {
     }
 
     fn summary(&self) -> String {
+        let each = |spent: Duration| spent.as_secs_f64() * 1e6 / (self.done + self.failed).max(1) as f64;
+        let postgres = self
+            .cpu
+            .postgres
+            .map(|spent| format!(", PostgreSQL {:.0} µs", each(spent)))
+            .unwrap_or_default();
         format!(
-            "{:>9.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  ({} ok, {} failed, {:.2} s, server CPU {:.0} µs each, clients {:.0} µs)",
+            "{:>9.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  ({} ok, {} failed, {:.2} s, server CPU {:.0} µs each (group writer {:.0}){postgres}, clients {:.0} µs)",
             self.per_second(),
             self.percentile_ms(50.0),
             self.percentile_ms(99.0),
@@ -122,9 +126,48 @@ impl Run {
             self.done,
             self.failed,
             self.elapsed.as_secs_f64(),
-            self.server_cpu.as_secs_f64() * 1e6 / (self.done + self.failed).max(1) as f64,
-            self.clients_cpu.as_secs_f64() * 1e6 / (self.done + self.failed).max(1) as f64
+            each(self.cpu.server),
+            each(self.cpu.writer),
+            each(self.cpu.clients)
         )
+    }
+}
+
+/// CPU time (user and system) used so far, or over a run, by whom.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct CpuTimes {
+    /// The servers, whole.
+    server: Duration,
+    /// The servers' group writer threads: the one stage every change passes in turn.
+    writer: Duration,
+    /// This machine's PostgreSQL processes, on a benchmark of a PostgreSQL server here; none
+    /// otherwise (SQLite, or a server elsewhere).
+    postgres: Option<Duration>,
+    /// This process: the benchmark's clients, on the cores the servers run on.
+    clients: Duration,
+}
+
+impl CpuTimes {
+    fn now(server: &Server) -> CpuTimes {
+        CpuTimes {
+            server: server.cpu_time(),
+            writer: server.writer_cpu_time(),
+            postgres: server.on_postgres.then(postgres_cpu_time).flatten(),
+            clients: cpu_time(Path::new("/proc/self/stat")),
+        }
+    }
+
+    /// What was spent since `before`.
+    fn since(self, before: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            server: self.server.saturating_sub(before.server),
+            writer: self.writer.saturating_sub(before.writer),
+            postgres: self
+                .postgres
+                .zip(before.postgres)
+                .map(|(now, then)| now.saturating_sub(then)),
+            clients: self.clients.saturating_sub(before.clients),
+        }
     }
 }
 
@@ -508,7 +551,7 @@ async fn import_orders(
     prefix: &str,
 ) -> Result<(Vec<String>, Run)> {
     let next = Arc::new(AtomicUsize::new(0));
-    let (cpu_before, clients_cpu_before) = (server.cpu_time(), clients_cpu_time());
+    let cpu_before = CpuTimes::now(server);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for number in 0..clients {
@@ -557,8 +600,7 @@ async fn import_orders(
         failed: 0,
         elapsed: started.elapsed(),
         latencies_us: latencies,
-        server_cpu: server.cpu_time().saturating_sub(cpu_before),
-        clients_cpu: clients_cpu_time().saturating_sub(clients_cpu_before),
+        cpu: CpuTimes::now(server).since(cpu_before),
     };
     Ok((ids, run))
 }
@@ -608,7 +650,7 @@ impl Call {
 async fn run_calls(server: &Server, shop: &Shop, call: Call, clients: usize, rate: Option<u32>) -> Result<Run> {
     let count = call.count();
     let call = Arc::new(call);
-    let (cpu_before, clients_cpu_before) = (server.cpu_time(), clients_cpu_time());
+    let cpu_before = CpuTimes::now(server);
     let started = Instant::now();
     let pace = Pace::start(count, rate, started);
     let mut tasks = Vec::new();
@@ -653,8 +695,7 @@ async fn run_calls(server: &Server, shop: &Shop, call: Call, clients: usize, rat
         failed,
         elapsed,
         latencies_us: latencies,
-        server_cpu: server.cpu_time().saturating_sub(cpu_before),
-        clients_cpu: clients_cpu_time().saturating_sub(clients_cpu_before),
+        cpu: CpuTimes::now(server).since(cpu_before),
     })
 }
 
@@ -776,6 +817,8 @@ struct Server {
     /// Every process's address; clients take them in turn.
     bases: Vec<String>,
     admin_token: String,
+    /// Whether the servers run on PostgreSQL.
+    on_postgres: bool,
 }
 
 /// The `RUST_LOG` filter of the servers the benchmark starts, when set; their log then goes to the
@@ -837,6 +880,7 @@ impl Server {
             base: bases[0].clone(),
             bases,
             admin_token,
+            on_postgres: args.database_url != "sqlite",
         })
     }
 
@@ -856,6 +900,21 @@ impl Server {
             .iter()
             .filter_map(|child| child.id())
             .map(|pid| cpu_time(Path::new(&format!("/proc/{pid}/stat"))))
+            .sum()
+    }
+
+    /// The CPU time the processes' group writer threads have used so far.
+    fn writer_cpu_time(&self) -> Duration {
+        self.children
+            .iter()
+            .filter_map(|child| child.id())
+            .filter_map(|pid| std::fs::read_dir(format!("/proc/{pid}/task")).ok())
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+            .filter_map(|stat| match stat_name_and_ticks(&stat) {
+                Some((WRITER_THREAD, ticks)) => Some(ticks_to_duration(ticks)),
+                _ => None,
+            })
             .sum()
     }
 
@@ -886,20 +945,54 @@ impl Server {
 /// Clock ticks per second of `/proc/PID/stat`'s times (`USER_HZ`, 100 on Linux).
 const CLOCK_TICKS_PER_SECOND: u64 = 100;
 
+/// The name the group writer's thread goes by (`rescind-store`'s writers, on either backend).
+const WRITER_THREAD: &str = "rescind-writer";
+
 /// A process's user and system CPU time from its `/proc/PID/stat` (zero when unreadable).
 fn cpu_time(stat: &Path) -> Duration {
-    let ticks = std::fs::read_to_string(stat).ok().and_then(|text| {
-        // The fields after the command name, which is in parentheses and may hold spaces.
-        let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
-        // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name.
-        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-    });
-    Duration::from_millis(ticks.unwrap_or(0) * 1000 / CLOCK_TICKS_PER_SECOND)
+    let ticks = std::fs::read_to_string(stat)
+        .ok()
+        .and_then(|text| Some(stat_name_and_ticks(&text)?.1));
+    ticks_to_duration(ticks.unwrap_or(0))
 }
 
-/// The CPU time this process — the benchmark's clients — has used so far.
-fn clients_cpu_time() -> Duration {
-    cpu_time(Path::new("/proc/self/stat"))
+/// A process's or thread's name and its user and system CPU time in clock ticks, from its `stat`
+/// line (`PID (NAME) STATE …`; the name may hold spaces and parentheses).
+fn stat_name_and_ticks(stat: &str) -> Option<(&str, u64)> {
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name.
+    Some((
+        name,
+        fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?,
+    ))
+}
+
+fn ticks_to_duration(ticks: u64) -> Duration {
+    Duration::from_millis(ticks * 1000 / CLOCK_TICKS_PER_SECOND)
+}
+
+/// The CPU time every process named `postgres` on this machine has used so far (the server and its
+/// backends, the benchmark's own and any other's); none when there is none to read.
+fn postgres_cpu_time() -> Option<Duration> {
+    let mut ticks = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        if !entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.bytes().all(|byte| byte.is_ascii_digit()))
+        {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Some(("postgres", spent)) = stat_name_and_ticks(&stat) {
+            *ticks.get_or_insert(0) += spent;
+        }
+    }
+    ticks.map(ticks_to_duration)
 }
 
 fn peak_rss_kb(status: &Path) -> u64 {
@@ -1036,14 +1129,59 @@ mod tests {
     }
 
     #[test]
+    fn a_stat_line_gives_its_name_and_its_user_and_system_ticks_whatever_the_name_holds() {
+        let writer = "4242 (rescind-writer) S 1 4240 4240 0 -1 4194368 1200 0 0 0 731 269 0 0 20 0 9 0 1234 0 0";
+        assert_eq!(stat_name_and_ticks(writer), Some(("rescind-writer", 1000)));
+        let odd = "77 (a (b) c) R 1 77 77 0 -1 0 0 0 0 0 5 7 0 0 20 0 1 0 1 0 0";
+        assert_eq!(stat_name_and_ticks(odd), Some(("a (b) c", 12)));
+        assert_eq!(stat_name_and_ticks("77 (cut short) R 1"), None);
+        assert_eq!(ticks_to_duration(250), Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn cpu_spent_over_a_run_is_what_each_part_used_since_its_start() {
+        let before = CpuTimes {
+            server: Duration::from_millis(1000),
+            writer: Duration::from_millis(400),
+            postgres: Some(Duration::from_millis(5000)),
+            clients: Duration::from_millis(300),
+        };
+        let after = CpuTimes {
+            server: Duration::from_millis(1600),
+            writer: Duration::from_millis(650),
+            postgres: Some(Duration::from_millis(5900)),
+            clients: Duration::from_millis(380),
+        };
+        let spent = after.since(before);
+        assert_eq!(spent.server, Duration::from_millis(600));
+        assert_eq!(spent.writer, Duration::from_millis(250));
+        assert_eq!(spent.postgres, Some(Duration::from_millis(900)));
+        assert_eq!(spent.clients, Duration::from_millis(80));
+        // No PostgreSQL here to read: none, never a figure made up.
+        let on_sqlite = CpuTimes {
+            postgres: None,
+            ..after
+        }
+        .since(CpuTimes {
+            postgres: None,
+            ..before
+        });
+        assert_eq!(on_sqlite.postgres, None);
+    }
+
+    #[test]
     fn percentiles_are_read_from_the_sorted_latencies() {
         let run = Run {
             done: 1000,
             failed: 0,
             elapsed: Duration::from_secs(2),
             latencies_us: (1..=1000).map(|ms| ms * 1000).collect(),
-            server_cpu: Duration::from_millis(300),
-            clients_cpu: Duration::from_millis(100),
+            cpu: CpuTimes {
+                server: Duration::from_millis(300),
+                writer: Duration::from_millis(120),
+                postgres: None,
+                clients: Duration::from_millis(100),
+            },
         };
         assert_eq!(run.per_second(), 500.0);
         assert_eq!(run.percentile_ms(50.0), 500.0);
