@@ -550,13 +550,14 @@ async fn load_orders_numbering_changes(
     // against 0.13 ms at 8 clients).
     let listed = if restocking.is_empty() { Listed::InList } else { Listed::Array };
     push_orders_to_lock(&mut query, shop_id, ids, listed);
-    // `count(*)` reads every locked row before the first number is taken.
+    // `count(*)` reads every locked row before the first number is taken. The series in a select
+    // list, not in `FROM`: no tuplestore for it (`push_rows`).
     query.push(
         "), numbers AS (SELECT array_agg(nextval('order_changes_id_seq') ORDER BY n) AS spare_change_ids \
-         FROM generate_series(1, LEAST((SELECT count(*) FROM locked), 1) * ",
+         FROM (SELECT generate_series(1, LEAST((SELECT count(*) FROM locked), 1) * ",
     );
     query.push_bind(i64::try_from(numbers)?);
-    query.push(") AS n), ");
+    query.push(") AS n) AS series), ");
     query.push(CURRENT_CANCELLATIONS);
     if !restocking.is_empty() {
         query.push(", stock AS (SELECT * FROM rescind_stock_of_restocks(");
