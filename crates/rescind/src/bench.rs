@@ -40,7 +40,7 @@ pub enum Scenario {
 pub struct BenchArgs {
     /// `sqlite` (a fresh file in a temporary folder) or a PostgreSQL server URL
     /// (`postgres://user@host:port/db`; a fresh database is created there and dropped afterwards).
-    #[arg(long, default_value = "sqlite")]
+    #[arg(long, default_value = SQLITE)]
     database_url: String,
     /// Orders cancelled per scenario.
     #[arg(long, default_value_t = 10_000)]
@@ -82,6 +82,16 @@ pub struct BenchArgs {
     /// Send each cancel with an `Idempotency-Key` of its own, as API.md asks clients to (B3).
     #[arg(long)]
     idempotency_keys: bool,
+}
+
+/// The `--database-url` that means SQLite: a fresh file in a temporary folder.
+const SQLITE: &str = "sqlite";
+
+impl BenchArgs {
+    /// Whether the benchmark runs on SQLite rather than on a PostgreSQL server.
+    fn on_sqlite(&self) -> bool {
+        self.database_url == SQLITE
+    }
 }
 
 /// The figures of one measured run.
@@ -177,14 +187,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "--orders, --clients and --processes must be at least 1"
     );
     anyhow::ensure!(
-        args.processes == 1 || args.database_url != "sqlite",
+        args.processes == 1 || !args.on_sqlite(),
         "several processes share a PostgreSQL database; an SQLite file belongs to one process"
     );
-    let backend = if args.database_url == "sqlite" {
-        "SQLite"
-    } else {
-        "PostgreSQL"
-    };
+    let backend = if args.on_sqlite() { "SQLite" } else { "PostgreSQL" };
     println!(
         "rescind bench: {backend}, {} orders per scenario, {} clients, {} process{}, {} cores",
         args.orders,
@@ -753,7 +759,7 @@ struct Database {
 
 impl Database {
     async fn create(database_url: &str) -> Result<Database> {
-        if database_url == "sqlite" {
+        if database_url == SQLITE {
             let folder = std::env::temp_dir().join(format!("rescind-bench-{:016x}", rand::random::<u64>()));
             std::fs::create_dir_all(&folder)?;
             return Ok(Database {
@@ -880,7 +886,7 @@ impl Server {
             base: bases[0].clone(),
             bases,
             admin_token,
-            on_postgres: args.database_url != "sqlite",
+            on_postgres: !args.on_sqlite(),
         })
     }
 
@@ -1014,7 +1020,7 @@ struct Reference {
 }
 
 async fn reference(args: &BenchArgs) -> Result<Reference> {
-    if args.database_url == "sqlite" {
+    if args.on_sqlite() {
         sqlite_reference(args.orders).await
     } else {
         pgbench_reference(&args.database_url, args.clients, args.reference_seconds).await
