@@ -89,6 +89,11 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
     (18, "stock_and_proofs_function", per_database!("0018_stock_and_proofs_function")),
     (19, "cancellations_read_with_their_orders", per_database!("0019_cancellations_read_with_their_orders")),
     (20, "stock_read_with_the_orders", per_database!("0020_stock_read_with_the_orders")),
+    (
+        21,
+        "stored_responses_compressed_with_lz4",
+        per_database!("0021_stored_responses_compressed_with_lz4"),
+    ),
 ];
 
 /// A migration's SQL: one text for both databases (with the dialect's placeholders), or one each
