@@ -890,7 +890,7 @@ pub fn cancel_order(
         },
     )
     .with("cancellation_id", &cancellation_id)
-    .with("requested_by", options.requested_by)];
+    .with("requested_by", options.requested_by.as_str())];
     // The channel and the warehouse are gates: until both have stopped the order, it is not cancelled (W4).
     let gated = plan.steps.iter().any(|step| {
         matches!(step.kind, StepKind::ChannelCancel | StepKind::WarehouseCancel)
@@ -959,11 +959,11 @@ pub fn cancel_order(
         history.push(
             HistoryEntry::new(
                 now,
-                &format!("step.{}", planned.kind),
+                ["step.", planned.kind.as_str()].concat(),
                 actor,
-                format!("{}: {}", planned.kind, planned.action),
+                [planned.kind.as_str(), ": ", &planned.action].concat(),
             )
-            .with("status", planned.status),
+            .with("status", planned.status.as_str()),
         );
     }
     if gated {
@@ -1035,11 +1035,11 @@ pub(crate) fn apply_cancellation(
         history.push(
             HistoryEntry::new(
                 now,
-                &format!("step.{}", step.kind),
+                ["step.", step.kind.as_str()].concat(),
                 actor,
-                format!("{}: {}", step.kind, step.message),
+                [step.kind.as_str(), ": ", &step.message].concat(),
             )
-            .with("status", step.status),
+            .with("status", step.status.as_str()),
         );
     }
     cancellation.refund_method = plan.refund_method;
@@ -1073,7 +1073,7 @@ pub(crate) fn apply_cancellation(
             )
             .with("refund_id", &refund.id)
             .with("amount", refund.amount.format(currency))
-            .with("method", refund.method),
+            .with("method", refund.method.as_str()),
         );
     }
     apply_refunds(order, &refunds, now);
@@ -1127,7 +1127,7 @@ pub(crate) fn apply_cancellation(
     history.push(
         HistoryEntry::new(
             now,
-            &format!("cancellation.{}", plan.cancellation_status),
+            ["cancellation.", plan.cancellation_status.as_str()].concat(),
             actor,
             match plan.cancellation_status {
                 CancellationStatus::Completed => "Cancellation completed.".to_owned(),

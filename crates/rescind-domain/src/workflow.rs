@@ -630,11 +630,11 @@ pub fn record_step_outcome(
     history.push(
         HistoryEntry::new(
             now,
-            &format!("step.{kind}"),
+            ["step.", kind.as_str()].concat(),
             &actor,
             format!("{kind}: {}", step.message),
         )
-        .with("status", step_status)
+        .with("status", step_status.as_str())
         .with("attempts", step.attempts),
     );
 
@@ -705,7 +705,7 @@ pub fn record_step_outcome(
             )
             .with("refund_id", &refund.id)
             .with("amount", refund.amount.format(currency))
-            .with("method", refund.method),
+            .with("method", refund.method.as_str()),
         );
     }
     apply_refunds(&mut order, &refunds, now);
@@ -853,8 +853,13 @@ fn settle_cancellation(order: &mut Order, history: &mut Vec<HistoryEntry>, now: 
         cancellation.completed_at = Some(now);
     }
     history.push(
-        HistoryEntry::new(now, &format!("cancellation.{status}"), &Actor::System, message)
-            .with("cancellation_id", &cancellation.id),
+        HistoryEntry::new(
+            now,
+            ["cancellation.", status.as_str()].concat(),
+            &Actor::System,
+            message,
+        )
+        .with("cancellation_id", &cancellation.id),
     );
 }
 
