@@ -2480,9 +2480,10 @@ mod postgres {
     type StoredKey = (String, Option<i32>, Option<String>);
 
     /// Runs `jobs` in one transaction: every response stored and claim given up (one statement each
-    /// for all), then every claim — stale claims of their keys dropped, the keys inserted, and those
-    /// already there read when any was (two or three statements for all). Two claims of one key in a
-    /// batch: the first is new, the second finds it. Answers each job's outcome, in order.
+    /// for all), then every claim — the keys inserted (one statement) and, only when a key was there
+    /// already, the stale rows among those dropped and their keys inserted again, then the keys there
+    /// read. Two claims of one key in a batch: the first is new, the second finds it. Answers each
+    /// job's outcome, in order.
     async fn key_batch(
         pool: &sqlx::Pool<Db>,
         jobs: &[batch::KeyJob],
@@ -2546,45 +2547,22 @@ mod postgres {
         if !claims.is_empty() {
             let scopes: Vec<&str> = claims.iter().map(|(job, ..)| job.scope.as_str()).collect();
             let keys: Vec<&str> = claims.iter().map(|(job, ..)| job.key.as_str()).collect();
-            let stale: Vec<(i64, i64)> = claims.iter().map(|(.., now)| stale_keys_before(*now)).collect();
-            sqlx::query(
-                "DELETE FROM idempotency_keys k \
-                 USING (SELECT unnest($1::text[]) AS scope, unnest($2::text[]) AS key, \
-                 unnest($3::int8[]) AS expired, unnest($4::int8[]) AS abandoned) AS i \
-                 WHERE k.scope = i.scope AND k.key = i.key \
-                 AND (k.created_at < i.expired OR (k.status_code IS NULL AND k.created_at < i.abandoned))",
-            )
-            .bind(&scopes)
-            .bind(&keys)
-            .bind(stale.iter().map(|(expired, _)| *expired).collect::<Vec<_>>())
-            .bind(stale.iter().map(|(_, abandoned)| *abandoned).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
-            let rows = sqlx::query(
-                "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at) \
-                 SELECT scope, key, fingerprint, created_at \
-                 FROM (SELECT unnest($1::text[]) AS scope, unnest($2::text[]) AS key, \
-                 unnest($3::text[]) AS fingerprint, unnest($4::int8[]) AS created_at, \
-                 generate_series(1, cardinality($1::text[])) AS place) AS i ORDER BY place \
-                 ON CONFLICT (scope, key) DO NOTHING RETURNING scope, key",
-            )
-            .bind(&scopes)
-            .bind(&keys)
-            .bind(
-                claims
-                    .iter()
-                    .map(|(_, fingerprint, _)| *fingerprint)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(claims.iter().map(|(.., now)| now.unix_micros()).collect::<Vec<_>>())
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in rows {
-                inserted.insert((row.try_get("scope")?, row.try_get("key")?));
-            }
-            // The keys already there, read only when a claim found one (most batches are all new keys:
-            // a round trip fewer).
+            inserted.extend(insert_claims(&mut tx, &claims).await?);
+            // A key already there may be stale (a response past its retention, a claim abandoned): those
+            // rows are dropped and their keys inserted again. Most batches are all new keys, so the drop
+            // runs only when a claim found its key — a round trip fewer than dropping first.
             let all_new = inserted.len() == claims.len();
+            if !all_new {
+                let found_there: Vec<(&batch::KeyJob, &str, Timestamp)> = claims
+                    .iter()
+                    .filter(|(job, ..)| !inserted.contains(&(job.scope.clone(), job.key.clone())))
+                    .copied()
+                    .collect();
+                if drop_stale_claims(&mut tx, &found_there).await? > 0 {
+                    inserted.extend(insert_claims(&mut tx, &found_there).await?);
+                }
+            }
+            // The keys already there, read only when a claim found one (a round trip fewer again).
             let rows = if all_new {
                 Vec::new()
             } else {
@@ -2634,6 +2612,58 @@ mod postgres {
                 batch::KeyOp::Complete { .. } | batch::KeyOp::Release => Ok(None),
             })
             .collect())
+    }
+
+    /// Inserts the claims' keys, each unless it is there; answers those inserted (the first of two
+    /// claims of one key).
+    async fn insert_claims(
+        connection: &mut Connection,
+        claims: &[(&batch::KeyJob, &str, Timestamp)],
+    ) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at) \
+             SELECT scope, key, fingerprint, created_at \
+             FROM (SELECT unnest($1::text[]) AS scope, unnest($2::text[]) AS key, \
+             unnest($3::text[]) AS fingerprint, unnest($4::int8[]) AS created_at, \
+             generate_series(1, cardinality($1::text[])) AS place) AS i ORDER BY place \
+             ON CONFLICT (scope, key) DO NOTHING RETURNING scope, key",
+        )
+        .bind(claims.iter().map(|(job, ..)| job.scope.as_str()).collect::<Vec<_>>())
+        .bind(claims.iter().map(|(job, ..)| job.key.as_str()).collect::<Vec<_>>())
+        .bind(
+            claims
+                .iter()
+                .map(|(_, fingerprint, _)| *fingerprint)
+                .collect::<Vec<_>>(),
+        )
+        .bind(claims.iter().map(|(.., now)| now.unix_micros()).collect::<Vec<_>>())
+        .fetch_all(&mut *connection)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("scope")?, row.try_get("key")?)))
+            .collect()
+    }
+
+    /// Drops the stale rows of the claims' keys (B3's retention); answers how many.
+    async fn drop_stale_claims(
+        connection: &mut Connection,
+        claims: &[(&batch::KeyJob, &str, Timestamp)],
+    ) -> Result<u64> {
+        let stale: Vec<(i64, i64)> = claims.iter().map(|(.., now)| stale_keys_before(*now)).collect();
+        Ok(sqlx::query(
+            "DELETE FROM idempotency_keys k \
+             USING (SELECT unnest($1::text[]) AS scope, unnest($2::text[]) AS key, \
+             unnest($3::int8[]) AS expired, unnest($4::int8[]) AS abandoned) AS i \
+             WHERE k.scope = i.scope AND k.key = i.key \
+             AND (k.created_at < i.expired OR (k.status_code IS NULL AND k.created_at < i.abandoned))",
+        )
+        .bind(claims.iter().map(|(job, ..)| job.scope.as_str()).collect::<Vec<_>>())
+        .bind(claims.iter().map(|(job, ..)| job.key.as_str()).collect::<Vec<_>>())
+        .bind(stale.iter().map(|(expired, _)| *expired).collect::<Vec<_>>())
+        .bind(stale.iter().map(|(_, abandoned)| *abandoned).collect::<Vec<_>>())
+        .execute(&mut *connection)
+        .await?
+        .rows_affected())
     }
 
     #[cfg(test)]
