@@ -2545,8 +2545,6 @@ mod postgres {
         let mut found: HashMap<(String, String), StoredKey> = HashMap::new();
         let mut inserted: HashSet<(String, String)> = HashSet::new();
         if !claims.is_empty() {
-            let scopes: Vec<&str> = claims.iter().map(|(job, ..)| job.scope.as_str()).collect();
-            let keys: Vec<&str> = claims.iter().map(|(job, ..)| job.key.as_str()).collect();
             inserted.extend(insert_claims(&mut tx, &claims).await?);
             // A key already there may be stale (a response past its retention, a claim abandoned): those
             // rows are dropped and their keys inserted again. Most batches are all new keys, so the drop
@@ -2566,6 +2564,8 @@ mod postgres {
             let rows = if all_new {
                 Vec::new()
             } else {
+                let scopes: Vec<&str> = claims.iter().map(|(job, ..)| job.scope.as_str()).collect();
+                let keys: Vec<&str> = claims.iter().map(|(job, ..)| job.key.as_str()).collect();
                 sqlx::query(
                     "SELECT k.scope, k.key, k.fingerprint, k.status_code, k.response_body FROM idempotency_keys k \
                      JOIN (SELECT DISTINCT scope, key \
