@@ -866,15 +866,16 @@ fn plan_restock_step(order: &Order, options: &CancelOptions, scope: &CancelScope
 /// Cancels `order` as `options` ask (C1–C7, W1–W6). A marketplace order only starts its cancellation
 /// here: the channel step is left for the worker, and the order is cancelled when the channel
 /// confirms (C3). Any other order is cancelled at once; refunds that need no outside call are recorded.
+/// Takes the order itself: the change is made on it, not on a copy (the group writer hands over the
+/// order it loaded).
 pub fn cancel_order(
-    order: &Order,
+    mut order: Order,
     options: &CancelOptions,
     actor: &Actor,
     ids: &mut dyn IdSource,
     now: Timestamp,
 ) -> Result<(CancelPlan, OrderChange), CancelError> {
-    let plan = plan_cancellation(order, options)?;
-    let mut order = order.clone();
+    let plan = plan_cancellation(&order, options)?;
     let cancellation_id = ids.new_id("can");
     let what = match &plan.scope {
         CancelScope::Order { .. } => String::new(),

@@ -136,7 +136,7 @@ pub fn accept_request(
         requested_by: RequestedBy::Customer,
         ..options.clone()
     };
-    let (_, change) = cancel_order(order, &options, actor, ids, now).map_err(RequestError::Cancel)?;
+    let (_, change) = cancel_order(order.clone(), &options, actor, ids, now).map_err(RequestError::Cancel)?;
     Ok(change)
 }
 

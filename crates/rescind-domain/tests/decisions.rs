@@ -134,7 +134,14 @@ fn a_marketplace_order_is_cancelled_at_the_channel_first() {
         reason_code: Some("8".to_owned()),
         ..options(None)
     };
-    let (_, change) = cancel_order(&order, &with_reason, &merchant(), &mut SequentialIds::default(), now()).unwrap();
+    let (_, change) = cancel_order(
+        order.clone(),
+        &with_reason,
+        &merchant(),
+        &mut SequentialIds::default(),
+        now(),
+    )
+    .unwrap();
     assert_eq!(
         change.order.status,
         OrderStatus::Open,
@@ -198,7 +205,7 @@ fn a_marketplace_order_is_cancelled_at_the_channel_first() {
 fn store_credit_refunds_at_once_and_completes_the_cancellation() {
     let order = paid(PaymentMethod::BankTransfer);
     let (plan, change) = cancel_order(
-        &order,
+        order.clone(),
         &options(Some(RefundMethod::StoreCredit)),
         &merchant(),
         &mut SequentialIds::default(),
@@ -222,7 +229,7 @@ fn store_credit_refunds_at_once_and_completes_the_cancellation() {
 fn a_bank_transfer_refund_leaves_the_cancellation_awaiting_refund_until_it_is_recorded() {
     let order = paid(PaymentMethod::BankTransfer);
     let mut ids = SequentialIds::default();
-    let (_, change) = cancel_order(&order, &options(None), &merchant(), &mut ids, now()).unwrap();
+    let (_, change) = cancel_order(order.clone(), &options(None), &merchant(), &mut ids, now()).unwrap();
     let cancelled = change.order;
     assert_eq!(cancelled.status, OrderStatus::Cancelled, "W4: it will not ship");
     assert_eq!(
@@ -265,7 +272,7 @@ fn refunds_to_the_original_payment_wait_for_the_payment_provider() {
 fn an_unpaid_order_is_voided_and_completes_at_once() {
     let order = order(FulfillmentStatus::AwaitingPayment, None, FinancialStatus::Pending);
     let (plan, change) = cancel_order(
-        &order,
+        order.clone(),
         &options(None),
         &merchant(),
         &mut SequentialIds::default(),
@@ -282,7 +289,7 @@ fn a_dry_run_plan_is_what_the_cancel_then_does() {
     let order = paid(PaymentMethod::Points);
     let planned = plan_cancellation(&order, &options(None)).unwrap();
     let (plan, change) = cancel_order(
-        &order,
+        order.clone(),
         &options(None),
         &merchant(),
         &mut SequentialIds::default(),
@@ -358,7 +365,7 @@ proptest! {
             let outcome = match event {
                 Event::Cancel { refund, method } => {
                     let options = CancelOptions { refund, refund_method: method, ..CancelOptions::default() };
-                    let result = cancel_order(&order, &options, &merchant(), &mut ids, now()).map(|(_, change)| change);
+                    let result = cancel_order(order.clone(), &options, &merchant(), &mut ids, now()).map(|(_, change)| change);
                     if result.is_ok() {
                         cancellations += 1;
                     }
@@ -403,7 +410,7 @@ fn card_paid() -> Order {
 
 fn cancelled_by_card() -> Order {
     cancel_order(
-        &card_paid(),
+        card_paid(),
         &options(None),
         &merchant(),
         &mut SequentialIds::default(),
@@ -462,10 +469,16 @@ fn cancelled_at_a_marketplace_by_card() -> Order {
         reason_code: Some("8".to_owned()),
         ..options(None)
     };
-    cancel_order(&order, &with_reason, &merchant(), &mut SequentialIds::default(), now())
-        .unwrap()
-        .1
-        .order
+    cancel_order(
+        order.clone(),
+        &with_reason,
+        &merchant(),
+        &mut SequentialIds::default(),
+        now(),
+    )
+    .unwrap()
+    .1
+    .order
 }
 
 #[test]
@@ -547,7 +560,7 @@ fn after_a_card_refund_the_restock_runs_next_and_a_replayed_restock_changes_noth
     deducted.inventory_deducted = true;
     deducted.stock_snapshot = vec![("TEA".to_owned(), 2)];
     let (_, cancelled) = cancel_order(
-        &deducted,
+        deducted.clone(),
         &options(None),
         &merchant(),
         &mut SequentialIds::default(),
@@ -673,7 +686,7 @@ fn a_refusal_changes_the_key_of_the_next_attempt() {
 fn a_marketplace_cancellation_cannot_be_undone() {
     let mut order = paid(PaymentMethod::BankTransfer);
     let (_, change) = cancel_order(
-        &order,
+        order.clone(),
         &options(Some(RefundMethod::StoreCredit)),
         &merchant(),
         &mut SequentialIds::default(),
@@ -769,7 +782,7 @@ proptest! {
     ) {
         let mut ids = SequentialIds::default();
         let options = CancelOptions { reason_code: Some("8".to_owned()), ..options(None) };
-        let (_, change) = cancel_order(&marketplace_order(card), &options, &merchant(), &mut ids, now()).unwrap();
+        let (_, change) = cancel_order(marketplace_order(card), &options, &merchant(), &mut ids, now()).unwrap();
         let mut order = change.order;
         for event in events {
             let pending = pending_work(&order).and_then(|work| work.step_kind());

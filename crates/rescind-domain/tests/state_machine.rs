@@ -225,7 +225,7 @@ proptest! {
                         warehouse: Some(WarehouseSettings::default()),
                         ..CancelOptions::default()
                     };
-                    let result = cancel_order(&order, &options, &actor, &mut ids, at(step)).map(|(_, change)| change);
+                    let result = cancel_order(order.clone(), &options, &actor, &mut ids, at(step)).map(|(_, change)| change);
                     let open = order.status == OrderStatus::Open && !processing(&order) && waiting;
                     match (&lines[..], &result) {
                         ([], Ok(_)) => prop_assert!(

@@ -918,7 +918,7 @@ const PAYLOAD_FROM_HISTORY: &str = "";
 struct EventPayload<'a> {
     actor: &'a str,
     channel_order_id: Option<&'a str>,
-    data: std::collections::BTreeMap<&'a str, &'a str>,
+    data: crate::codec::HistoryData<'a>,
     message: &'a str,
     order_id: &'a str,
     order_number: &'a str,
@@ -3131,7 +3131,7 @@ impl Backend {
         &self,
         shop_id: &str,
         order_id: &str,
-        decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
+        decide: impl FnOnce(Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
     ) -> Result<OrderChange, ChangeError<E>> {
         self.batcher.change(shop_id, order_id, decide).await
     }
@@ -3141,7 +3141,7 @@ impl Backend {
         shop_id: &str,
         order_id: &str,
         lease: crate::Lease,
-        decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
+        decide: impl FnOnce(Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
     ) -> Result<(OrderChange, bool), ChangeError<E>> {
         self.batcher.change_leased(shop_id, order_id, Some(lease), decide).await
     }
@@ -3151,7 +3151,7 @@ impl Backend {
         shop_id: &str,
         order_id: &str,
         lease: crate::Lease,
-        decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
+        decide: impl FnOnce(Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
         restock: impl FnOnce(&Order, RestockReport) -> Result<OrderChange, E> + Send + 'static,
     ) -> Result<(OrderChange, bool), ChangeError<E>> {
         self.batcher.change_leased_then_restock(shop_id, order_id, Some(lease), decide, restock).await
@@ -3206,7 +3206,7 @@ mod batch {
         Restock(DecideRestock),
     }
 
-    type DecideChange = Box<dyn FnOnce(&Order, &ShopSetup) -> Result<OrderChange, Refusal> + Send>;
+    type DecideChange = Box<dyn FnOnce(Order, &ShopSetup) -> Result<OrderChange, Refusal> + Send>;
     type DecideRestock = Box<dyn FnOnce(&Order, RestockReport) -> Result<OrderChange, Refusal> + Send>;
 
     pub(crate) enum Outcome {
@@ -3476,7 +3476,7 @@ mod batch {
             &self,
             shop_id: &str,
             order_id: &str,
-            decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
+            decide: impl FnOnce(Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
         ) -> Result<OrderChange, ChangeError<E>> {
             Ok(self.change_leased(shop_id, order_id, None, decide).await?.0)
         }
@@ -3487,7 +3487,7 @@ mod batch {
             shop_id: &str,
             order_id: &str,
             lease: Option<Lease>,
-            decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
+            decide: impl FnOnce(Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
         ) -> Result<(OrderChange, bool), ChangeError<E>> {
             let decide = Decide::Change(Box::new(move |order, setup| {
                 decide(order, setup).map_err(|refusal| Box::new(refusal) as Refusal)
@@ -3502,7 +3502,7 @@ mod batch {
             shop_id: &str,
             order_id: &str,
             lease: Option<Lease>,
-            decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
+            decide: impl FnOnce(Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
             restock: impl FnOnce(&Order, RestockReport) -> Result<OrderChange, E> + Send + 'static,
         ) -> Result<(OrderChange, bool), ChangeError<E>> {
             let decide = Decide::Change(Box::new(move |order, setup| {
@@ -3879,13 +3879,23 @@ mod batch {
             let lease = job.lease;
             let more_to_come = later_jobs_on_order.pop().unwrap_or(true);
             let setup = setups.get(&job.shop_id);
-            let decided = match (orders.get_mut(&(job.shop_id, job.order_id)), setup) {
+            let key = (job.shop_id, job.order_id);
+            // The group's last job on an order takes the order: a change is made on the order
+            // itself, not on a copy of it (some thirty allocations an order).
+            let held = if more_to_come {
+                orders.get_mut(&key).map(Held::Shared)
+            } else {
+                orders.remove(&key).map(Held::Last)
+            };
+            let decided = match (held, setup) {
                 _ if failure.is_some() => Decided::Failed,
                 (None, _) | (_, None) => Decided::NotFound,
-                (Some(order), Some(setup)) => {
-                    let decision = match job.decide {
-                        Decide::Change(decide) => Ok(decide(order, setup)),
-                        Decide::Restock(decide) => restock(sink, &mut stock, order, decide).await,
+                (Some(held), Some(setup)) => {
+                    let (decision, mut shared) = match (job.decide, held) {
+                        (Decide::Change(decide), Held::Last(order)) => (Ok(decide(order, setup)), None),
+                        (Decide::Change(decide), Held::Shared(order)) => (Ok(decide(order.clone(), setup)), Some(order)),
+                        (Decide::Restock(decide), Held::Last(order)) => (restock(sink, &mut stock, &order, decide).await, None),
+                        (Decide::Restock(decide), Held::Shared(order)) => (restock(sink, &mut stock, order, decide).await, Some(order)),
                     };
                     let decision = match (decision, job.then_restock) {
                         (Ok(Ok(change)), Some(then)) if restock_is_due(&change) => {
@@ -3915,7 +3925,7 @@ mod batch {
                             let count = made.len();
                             for change in made {
                                 // A later job on the same order sees this change.
-                                if more_to_come {
+                                if let Some(order) = shared.as_deref_mut() {
                                     *order = change.order.clone();
                                 }
                                 let kept = lease.clone().filter(|lease| {
@@ -3939,6 +3949,15 @@ mod batch {
             replies.push((job.reply, decided));
         }
         ((replies, changes, leases, stock), failure)
+    }
+
+    /// A job's order in [`decide_all`]: the group's copy, when a later job of the group decides on
+    /// the order too, or the order itself, taken from the group, for the last one.
+    // On the stack for one job at a time: boxing the order would be an allocation of its own.
+    #[allow(clippy::large_enum_variant)]
+    enum Held<'o> {
+        Shared(&'o mut Order),
+        Last(Order),
     }
 
     /// Reads at once what the group's restocks — those asked for and those a step may leave due —

@@ -277,8 +277,30 @@ pub(crate) fn steps_from_json(json: &str, created_at: Timestamp) -> Result<Vec<S
 
 /// A history line's data as the JSON object it is stored and sent as: keys in order, the last of a
 /// repeated key kept (as a `serde_json::Map` keeps them), borrowed rather than copied.
-pub(crate) fn history_data_map(data: &[(String, String)]) -> std::collections::BTreeMap<&str, &str> {
-    data.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect()
+pub(crate) fn history_data_map(data: &[(String, String)]) -> HistoryData<'_> {
+    HistoryData(data)
+}
+
+/// See [`history_data_map`]. Data whose keys already come in order, each once (a line's one or two
+/// keys, nearly always), is written as it is; only other data is sorted first, in a map of its own
+/// (an allocation per history line before, nine per cancellation).
+pub(crate) struct HistoryData<'a>(&'a [(String, String)]);
+
+impl HistoryData<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl serde::Serialize for HistoryData<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let pairs = self.0.iter().map(|(key, value)| (key.as_str(), value.as_str()));
+        if self.0.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+            serializer.collect_map(pairs)
+        } else {
+            serializer.collect_map(pairs.collect::<std::collections::BTreeMap<&str, &str>>())
+        }
+    }
 }
 
 /// One history line as `order_changes.lines` keeps it (migration 0006): its data the same object a
@@ -286,24 +308,36 @@ pub(crate) fn history_data_map(data: &[(String, String)]) -> std::collections::B
 /// line before's (for the first line, the row's own `at`), the actor when it is the line before's, and
 /// data when there is none — a cancellation's nine lines share both, about a third of the row
 /// (BENCHMARKS.md, fifteenth session). Lines written whole before read back the same.
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(bound(deserialize = "S: serde::Deserialize<'de> + Ord"))]
-struct HistoryLineColumn<S> {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+#[derive(serde::Deserialize)]
+struct HistoryLineColumn {
+    #[serde(default)]
     at: Option<i64>,
-    kind: S,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    actor: Option<S>,
-    message: S,
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    data: std::collections::BTreeMap<S, S>,
+    kind: String,
+    #[serde(default)]
+    actor: Option<String>,
+    message: String,
+    #[serde(default)]
+    data: std::collections::BTreeMap<String, String>,
+}
+
+/// A [`HistoryLineColumn`] as it is written, from the line's own fields.
+#[derive(serde::Serialize)]
+struct HistoryLineWritten<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    at: Option<i64>,
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<&'a str>,
+    message: &'a str,
+    #[serde(skip_serializing_if = "HistoryData::is_empty")]
+    data: HistoryData<'a>,
 }
 
 /// The lines of one change as the JSON array of its `order_changes` row, oldest first; the row's `at`
 /// is the first line's.
 pub(crate) fn history_lines_to_json(lines: &[HistoryEntry]) -> String {
     let mut before: Option<&HistoryEntry> = None;
-    let columns: Vec<HistoryLineColumn<&str>> = lines
+    let columns: Vec<HistoryLineWritten> = lines
         .iter()
         .map(|line| {
             let (at_before, actor_before) = match before {
@@ -311,7 +345,7 @@ pub(crate) fn history_lines_to_json(lines: &[HistoryEntry]) -> String {
                 None => (line.at, None),
             };
             before = Some(line);
-            HistoryLineColumn {
+            HistoryLineWritten {
                 at: (line.at != at_before).then_some(line.at.unix_micros()),
                 kind: line.kind.as_str(),
                 actor: (actor_before != Some(line.actor.as_str())).then_some(line.actor.as_str()),
@@ -325,7 +359,7 @@ pub(crate) fn history_lines_to_json(lines: &[HistoryEntry]) -> String {
 
 /// The lines of one `order_changes` row whose `at` is `row_at`, appended to `lines`.
 pub(crate) fn history_lines_from_json(json: &str, row_at: Timestamp, lines: &mut Vec<HistoryEntry>) -> Result<()> {
-    let columns: Vec<HistoryLineColumn<String>> = stored_short(json, "history lines")?;
+    let columns: Vec<HistoryLineColumn> = stored_short(json, "history lines")?;
     let (mut at, mut actor): (Timestamp, Option<String>) = (row_at, None);
     lines.reserve(columns.len());
     for line in columns {
@@ -366,21 +400,31 @@ fn comma_joined<T: std::fmt::Display>(keys: impl IntoIterator<Item = T>) -> Opti
 
 /// Items joined by `separator`, which none of them holds, or none for no items (the keys of an
 /// order's row; an outbox row's event types and lines, space-separated).
+/// Each item is written straight into the one text (no string of its own).
 pub(crate) fn joined<T: std::fmt::Display>(items: impl IntoIterator<Item = T>, separator: char) -> Option<String> {
+    use std::fmt::Write as _;
     let mut text: Option<String> = None;
     for item in items {
-        let item = item.to_string();
-        debug_assert!(!item.contains(separator), "{item:?} holds the separator {separator:?}");
-        match &mut text {
+        let text = match &mut text {
             Some(text) => {
                 text.push(separator);
-                text.push_str(&item);
+                text
             }
-            None => text = Some(item),
-        }
+            None => text.insert(String::with_capacity(JOINED_CAPACITY)),
+        };
+        let start = text.len();
+        write!(text, "{item}").expect("writing to a String cannot fail");
+        debug_assert!(
+            !text[start..].contains(separator),
+            "{:?} holds the separator {separator:?}",
+            &text[start..]
+        );
     }
     text
 }
+
+/// What [`joined`] reserves at first: an order's few keys, an outbox row's events, without growing.
+const JOINED_CAPACITY: usize = 64;
 
 /// The keys of a [`comma_joined`] column.
 fn comma_separated(text: Option<&str>) -> impl Iterator<Item = &str> {

@@ -3012,7 +3012,7 @@ impl Store {
         &self,
         shop_id: &str,
         order_id: &str,
-        decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
+        decide: impl FnOnce(Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
     ) -> Result<OrderChange, ChangeError<E>> {
         dispatch!(self, backend => backend.change_order_grouped(shop_id, order_id, decide).await)
     }
@@ -3026,7 +3026,7 @@ impl Store {
         shop_id: &str,
         order_id: &str,
         lease: Lease,
-        decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
+        decide: impl FnOnce(Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
     ) -> Result<(OrderChange, bool), ChangeError<E>> {
         dispatch!(self, backend => backend.change_order_leased(shop_id, order_id, lease, decide).await)
     }
@@ -3040,7 +3040,7 @@ impl Store {
         shop_id: &str,
         order_id: &str,
         lease: Lease,
-        decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
+        decide: impl FnOnce(Order, &ShopSetup) -> Result<OrderChange, E> + Send + 'static,
         restock: impl FnOnce(&Order, RestockReport) -> Result<OrderChange, E> + Send + 'static,
     ) -> Result<(OrderChange, bool), ChangeError<E>> {
         dispatch!(self, backend => backend.change_order_leased_then_restock(shop_id, order_id, lease, decide, restock).await)

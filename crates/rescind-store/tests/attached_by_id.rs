@@ -105,7 +105,7 @@ async fn change(
     decide: impl FnOnce(&Order) -> OrderChange + Send + 'static,
 ) -> Order {
     store
-        .change_order_grouped(shop_id, order_id, move |order, _setup| Ok::<_, ()>(decide(order)))
+        .change_order_grouped(shop_id, order_id, move |order, _setup| Ok::<_, ()>(decide(&order)))
         .await
         .expect("the change is written")
         .order
@@ -147,7 +147,7 @@ async fn assert_read_every_way(store: &Store, shop_id: &str, expected: &[(String
         let (seen_tx, seen) = std::sync::mpsc::channel();
         store
             .change_order_grouped(shop_id, order_id, move |order, _setup| {
-                seen_tx.send(attached(order)).expect("sent");
+                seen_tx.send(attached(&order)).expect("sent");
                 Err::<OrderChange, _>(())
             })
             .await

@@ -227,7 +227,7 @@ fn with_reason(order: &rescind_domain::Order, reason: &str) -> Result<OrderChang
 /// A grouped change that sets the order's cancel reason.
 async fn set_reason_grouped(store: &Store, shop_id: &str, order_id: &str, reason: &'static str) {
     store
-        .change_order_grouped(shop_id, order_id, move |order, _setup| with_reason(order, reason))
+        .change_order_grouped(shop_id, order_id, move |order, _setup| with_reason(&order, reason))
         .await
         .expect("the grouped change is written");
 }
@@ -897,7 +897,7 @@ async fn setup_seen(store: &Store, shop_id: &str, order_id: &str) -> (bool, Vec<
     let seen = store
         .change_order_grouped(shop_id, order_id, |order, setup| {
             Err::<OrderChange, _>((
-                setup.channel_cancel_sync(order),
+                setup.channel_cancel_sync(&order),
                 setup
                     .channels
                     .iter()
@@ -973,7 +973,7 @@ async fn a_channel_created_after_the_writer_read_the_shop_s_setup_is_in_the_next
     let third = common::import(&store, &shop_id, shipped).await;
     let seen = store
         .change_order_grouped(&shop_id, &third.id, |order, setup| {
-            Err::<OrderChange, _>(setup.warehouse_settings(order))
+            Err::<OrderChange, _>(setup.warehouse_settings(&order))
         })
         .await;
     assert!(

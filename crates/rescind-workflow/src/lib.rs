@@ -634,7 +634,7 @@ async fn write_outcomes(
             &job.shop_id,
             &job.order_id,
             lease,
-            move |current, _| record_step_outcomes(current, outcomes, &mut RandomIds),
+            move |current, _| record_step_outcomes(&current, outcomes, &mut RandomIds),
             record_restock,
         )
         .await;

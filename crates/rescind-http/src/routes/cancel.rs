@@ -171,7 +171,7 @@ async fn write_cancel(
     state: &AppState,
     shop_id: &str,
     order_id: &str,
-    decide: impl FnOnce(&Order, &ShopSetup) -> Result<OrderChange, CancelError> + Send + 'static,
+    decide: impl FnOnce(Order, &ShopSetup) -> Result<OrderChange, CancelError> + Send + 'static,
 ) -> (Result<Box<OrderChange>, ChangeError<CancelError>>, StepsGo) {
     let Some(reservation) = state.workflow.reserve() else {
         let changed = state.store.change_order_grouped(shop_id, order_id, decide).await;
@@ -253,13 +253,9 @@ pub(crate) async fn cancel_outcome(
 }
 
 /// The cancel decision for one order, with its shop's setup (single and bulk alike).
-fn decide(
-    order: &Order,
-    options: &CancelOptions,
-    setup: &ShopSetup,
-    actor: &Actor,
-) -> Result<OrderChange, CancelError> {
-    decide_cancel(order, &options_for(options, setup, order), actor, &mut RandomIds, now()).map(|(_, change)| change)
+fn decide(order: Order, options: &CancelOptions, setup: &ShopSetup, actor: &Actor) -> Result<OrderChange, CancelError> {
+    let options = options_for(options, setup, &order);
+    decide_cancel(order, &options, actor, &mut RandomIds, now()).map(|(_, change)| change)
 }
 
 /// The options with the order's channel's and warehouse's settings filled in.
@@ -390,7 +386,8 @@ pub async fn bulk_cancel(
     let results = state
         .store
         .change_orders(&shop.shop_id, &order_ids, |order| {
-            decide(order, &options, &setup, &actor).map_err(|refusal| (refusal, order.number.clone(), order.status))
+            decide(order.clone(), &options, &setup, &actor)
+                .map_err(|refusal| (refusal, order.number.clone(), order.status))
         })
         .await?;
     // Orders whose channel (or payment provider) is being called: wait for them within the bound,
