@@ -890,7 +890,7 @@ pub fn cancel_order(
             None => format!("Cancellation{what} requested by {}.", options.requested_by),
         },
     )
-    .with("cancellation_id", &cancellation_id)
+    .with("cancellation_id", cancellation_id.clone())
     .with("requested_by", options.requested_by.as_str())];
     // The channel and the warehouse are gates: until both have stopped the order, it is not cancelled (W4).
     let gated = plan.steps.iter().any(|step| {
@@ -975,7 +975,7 @@ pub fn cancel_order(
                 actor,
                 "Cancellation processing: the channel and the warehouse are asked to stop the order first; it stays open until they have.".to_owned(),
             )
-            .with("cancellation_id", &cancellation_id),
+            .with("cancellation_id", cancellation_id.clone()),
         );
         order.updated_at = now;
         return Ok((
@@ -1072,7 +1072,7 @@ pub(crate) fn apply_cancellation(
                     refund.method
                 ),
             )
-            .with("refund_id", &refund.id)
+            .with("refund_id", refund.id.clone())
             .with("amount", refund.amount.format(currency))
             .with("method", refund.method.as_str()),
         );
@@ -1141,7 +1141,7 @@ pub(crate) fn apply_cancellation(
                 ),
             },
         )
-        .with("cancellation_id", &cancellation_id),
+        .with("cancellation_id", cancellation_id.clone()),
     );
     let workflow = match plan.cancellation_status {
         CancellationStatus::Processing => WorkflowSchedule::DueAt(now),
@@ -1236,8 +1236,8 @@ pub fn cancelled_at_channel(
             reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
         ),
     )
-    .with("cancellation_id", &cancellation_id)
-    .with("requested_by", RequestedBy::Channel)];
+    .with("cancellation_id", cancellation_id.clone())
+    .with("requested_by", RequestedBy::Channel.as_str())];
     let steps = StepKind::ALL
         .iter()
         .map(|kind| Step {
@@ -1320,7 +1320,7 @@ pub fn cancelled_at_channel(
             &actor,
             format!("channel_cancel: cancelled at {kind} ({source})"),
         )
-        .with("status", StepStatus::Succeeded),
+        .with("status", StepStatus::Succeeded.as_str()),
     );
     let (refunds, workflow) = continue_after_gate(&mut order, &actor, ids, now, &mut history);
     if shipped {

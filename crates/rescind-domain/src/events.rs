@@ -34,7 +34,7 @@ pub fn event_type(entry: &HistoryEntry) -> Option<EventType> {
         .data
         .iter()
         .find(|(key, _)| key == "status")
-        .map(|(_, value)| value.as_str());
+        .map(|(_, value)| value.as_ref());
     Some(match (entry.kind.as_str(), status) {
         ("order.imported", _) => EventType::OrderImported,
         ("order.cancelled", _) => EventType::OrderCancelled,
@@ -64,7 +64,7 @@ mod tests {
     fn entry(kind: &str, status: Option<&str>) -> HistoryEntry {
         let entry = HistoryEntry::new(Timestamp::from_unix_micros(0), kind, &Actor::System, "x");
         match status {
-            Some(status) => entry.with("status", status),
+            Some(status) => entry.with("status", status.to_owned()),
             None => entry,
         }
     }

@@ -111,9 +111,9 @@ pub fn record_refund(
             refund.method
         ),
     )
-    .with("refund_id", &refund.id)
+    .with("refund_id", refund.id.clone())
     .with("amount", refund.amount.format(order.currency))
-    .with("method", refund.method)];
+    .with("method", refund.method.as_str())];
     apply_refunds(&mut order, std::slice::from_ref(&refund), now);
 
     let still_owed = order.owed_for_cancellation();
@@ -138,7 +138,7 @@ pub fn record_refund(
                     actor,
                     "Cancellation completed: everything paid has been refunded.",
                 )
-                .with("cancellation_id", &cancellation.id),
+                .with("cancellation_id", cancellation.id.clone()),
             );
         }
     }

@@ -96,7 +96,7 @@ pub fn request_cancellation(
         actor,
         format!("Cancellation requested (customer): {reason}"),
     )
-    .with("request_id", &request.id);
+    .with("request_id", request.id.clone());
     let mut order = order.clone();
     order.cancellation_request = Some(request);
     order.updated_at = now;
@@ -168,8 +168,8 @@ pub(crate) fn grant_open_request(
             actor,
             "The customer's cancellation request is granted by this cancellation.",
         )
-        .with("request_id", &request.id)
-        .with("cancellation_id", cancellation_id),
+        .with("request_id", request.id.clone())
+        .with("cancellation_id", cancellation_id.to_owned()),
     );
 }
 
@@ -197,7 +197,7 @@ pub(crate) fn reopen_request(
             &Actor::System,
             "The cancellation failed, so the customer's cancellation request is open again.",
         )
-        .with("request_id", &request.id),
+        .with("request_id", request.id.clone()),
     );
 }
 
@@ -219,7 +219,7 @@ pub fn reject_request(
         actor,
         format!("The customer's cancellation request was rejected: {reason}"),
     )
-    .with("request_id", &request.id);
+    .with("request_id", request.id.clone());
     let mut order = order.clone();
     order.cancellation_request = Some(request);
     order.updated_at = now;

@@ -146,7 +146,7 @@ pub fn undo_cancellation(
                     reauthorization.amount.format(reauthorization.currency)
                 ),
             )
-            .with("reference", &reference),
+            .with("reference", reference.clone()),
         );
         (
             cancellation.fulfillment_status_before,
@@ -163,8 +163,9 @@ pub fn undo_cancellation(
     cancellation.status = CancellationStatus::Undone;
     cancellation.needs_attention = false;
     cancellation.updated_at = now;
-    history
-        .push(HistoryEntry::new(now, "cancellation.undone", actor, message).with("cancellation_id", &cancellation.id));
+    history.push(
+        HistoryEntry::new(now, "cancellation.undone", actor, message).with("cancellation_id", cancellation.id.clone()),
+    );
     order.status = OrderStatus::Open;
     order.fulfillment_status = fulfillment_status;
     order.financial_status = financial_status;
@@ -235,6 +236,6 @@ pub fn record_reauthorization_declined(
         actor,
         format!("Undo refused: the payment provider declined to authorize the payment again: {message}"),
     )
-    .with("cancellation_id", &cancellation.id)];
+    .with("cancellation_id", cancellation.id.clone())];
     Ok(OrderChange::new(order, history, Vec::new()))
 }

@@ -191,7 +191,7 @@ pub fn warehouse_event(
                         message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
                     ),
                 )
-                .with("status", status),
+                .with("status", status.as_str()),
             );
             let cancelled_here = order.status == OrderStatus::Cancelled
                 || order
@@ -264,7 +264,7 @@ pub fn warehouse_event(
                 }
                 history.push(
                     HistoryEntry::new(now, "cancellation.needs_attention", &actor, format!("The warehouse rejected the cancellation request{note}: the goods will ship. Arrange a refusal of delivery or a return."))
-                        .with("cancellation_id", &cancellation_id),
+                        .with("cancellation_id", cancellation_id.clone()),
                 );
                 sync.push(SyncRecord {
                     at: now,

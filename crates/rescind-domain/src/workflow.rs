@@ -635,7 +635,7 @@ pub fn record_step_outcome(
             format!("{kind}: {}", step.message),
         )
         .with("status", step_status.as_str())
-        .with("attempts", step.attempts),
+        .with("attempts", step.attempts.to_string()),
     );
 
     if warehouse_too_late && !channel_done {
@@ -659,7 +659,7 @@ pub fn record_step_outcome(
                 &actor,
                 "The channel cancelled the order but the warehouse ships it: arrange a refusal of delivery or a return.",
             )
-            .with("cancellation_id", &cancellation_id),
+            .with("cancellation_id", cancellation_id.clone()),
         );
     } else if channel_refused {
         // C3: the channel said no, so nothing else happens and the order stays as it was.
@@ -682,7 +682,7 @@ pub fn record_step_outcome(
                 &actor,
                 "Cancellation needs attention: a step failed and was not retried again; retry it once the cause is fixed.",
             )
-            .with("cancellation_id", &cancellation_id),
+            .with("cancellation_id", cancellation_id.clone()),
         );
     }
     if order
@@ -703,7 +703,7 @@ pub fn record_step_outcome(
                     refund.amount.format(currency)
                 ),
             )
-            .with("refund_id", &refund.id)
+            .with("refund_id", refund.id.clone())
             .with("amount", refund.amount.format(currency))
             .with("method", refund.method.as_str()),
         );
@@ -821,7 +821,7 @@ fn fail_cancellation(
     }
     history.push(
         HistoryEntry::new(now, "cancellation.failed", &Actor::System, message)
-            .with("cancellation_id", &cancellation.id),
+            .with("cancellation_id", cancellation.id.clone()),
     );
 }
 
@@ -859,7 +859,7 @@ fn settle_cancellation(order: &mut Order, history: &mut Vec<HistoryEntry>, now: 
             &Actor::System,
             message,
         )
-        .with("cancellation_id", &cancellation.id),
+        .with("cancellation_id", cancellation.id.clone()),
     );
 }
 
@@ -897,7 +897,7 @@ pub fn retry_cancellation(order: &Order, actor: &Actor, now: Timestamp) -> Resul
         actor,
         "Cancellation retried by an operator.",
     )
-    .with("cancellation_id", &cancellation.id)];
+    .with("cancellation_id", cancellation.id.clone())];
     order.updated_at = now;
     Ok(OrderChange {
         order,

@@ -1115,7 +1115,7 @@ pub fn history_body(entry: &HistoryEntry) -> HistoryEntryBody {
         data: entry
             .data
             .iter()
-            .map(|(key, value)| (key.clone(), Value::from(value.as_str())))
+            .map(|(key, value)| (key.to_string(), Value::from(value.as_ref())))
             .collect(),
     }
 }

@@ -729,20 +729,28 @@ mod chunk_tests {
 mod payload_tests {
     use super::{history_data_map, history_lines_from_json, history_lines_to_json, EventPayload};
     use rescind_domain::{Actor, HistoryEntry, Timestamp};
+    use std::borrow::Cow;
 
     #[test]
     fn an_event_payload_and_history_data_are_the_json_objects_they_always_were() {
-        let data = vec![
-            ("refund".to_owned(), "¥2,600".to_owned()),
-            ("channel".to_owned(), "first \"quoted\"".to_owned()),
-            ("channel".to_owned(), "second".to_owned()),
+        let as_tree = |data: &[(Cow<'static, str>, Cow<'static, str>)]| -> serde_json::Map<String, serde_json::Value> {
+            data.iter().map(|(key, value)| (key.to_string(), serde_json::Value::from(value.as_ref()))).collect()
+        };
+        // Keys in order, each once (written as they are), and keys out of order, one repeated.
+        let in_order: Vec<(Cow<'static, str>, Cow<'static, str>)> =
+            vec![("amount".into(), "¥2,600".into()), ("method".into(), "card".into()), ("refund_id".into(), "ref_1".to_owned().into())];
+        let data: Vec<(Cow<'static, str>, Cow<'static, str>)> = vec![
+            ("refund".into(), "¥2,600".into()),
+            ("channel".into(), "first \"quoted\"".into()),
+            ("channel".into(), "second".into()),
         ];
-        let as_tree: serde_json::Map<String, serde_json::Value> =
-            data.iter().map(|(key, value)| (key.clone(), serde_json::Value::from(value.as_str()))).collect();
-        assert_eq!(
-            serde_json::to_string(&history_data_map(&data)).expect("the data serializes"),
-            serde_json::Value::Object(as_tree.clone()).to_string()
-        );
+        for data in [&in_order, &data] {
+            assert_eq!(
+                serde_json::to_string(&history_data_map(data)).expect("the data serializes"),
+                serde_json::Value::Object(as_tree(data)).to_string()
+            );
+        }
+        let as_tree = as_tree(&data);
         let payload = serde_json::to_string(&EventPayload {
             actor: "merchant",
             channel_order_id: None,
@@ -789,7 +797,7 @@ mod payload_tests {
         // The data comes back in key order, as a line's own data column always gave it.
         assert_eq!(
             loaded[1].data,
-            [("cancellation_id".to_owned(), "can_1".to_owned()), ("requested_by".to_owned(), "merchant".to_owned())]
+            [("cancellation_id".into(), "can_1".into()), ("requested_by".into(), "merchant".into())]
         );
         assert!(
             history_lines_from_json("[{\"at\": 1}]", at, &mut loaded).is_err(),

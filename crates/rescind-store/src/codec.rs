@@ -8,6 +8,7 @@ use rescind_domain::{
     Warning,
 };
 use serde_json::{json, Value};
+use std::borrow::Cow;
 
 fn text(value: &Value, key: &str) -> Result<String> {
     value
@@ -277,14 +278,14 @@ pub(crate) fn steps_from_json(json: &str, created_at: Timestamp) -> Result<Vec<S
 
 /// A history line's data as the JSON object it is stored and sent as: keys in order, the last of a
 /// repeated key kept (as a `serde_json::Map` keeps them), borrowed rather than copied.
-pub(crate) fn history_data_map(data: &[(String, String)]) -> HistoryData<'_> {
+pub(crate) fn history_data_map<'a>(data: &'a [(Cow<'static, str>, Cow<'static, str>)]) -> HistoryData<'a> {
     HistoryData(data)
 }
 
 /// See [`history_data_map`]. Data whose keys already come in order, each once (a line's one or two
 /// keys, nearly always), is written as it is; only other data is sorted first, in a map of its own
 /// (an allocation per history line before, nine per cancellation).
-pub(crate) struct HistoryData<'a>(&'a [(String, String)]);
+pub(crate) struct HistoryData<'a>(&'a [(Cow<'static, str>, Cow<'static, str>)]);
 
 impl HistoryData<'_> {
     fn is_empty(&self) -> bool {
@@ -294,7 +295,7 @@ impl HistoryData<'_> {
 
 impl serde::Serialize for HistoryData<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        let pairs = self.0.iter().map(|(key, value)| (key.as_str(), value.as_str()));
+        let pairs = self.0.iter().map(|(key, value)| (key.as_ref(), value.as_ref()));
         if self.0.windows(2).all(|pair| pair[0].0 < pair[1].0) {
             serializer.collect_map(pairs)
         } else {
@@ -374,20 +375,27 @@ pub(crate) fn history_lines_from_json(json: &str, row_at: Timestamp, lines: &mut
             kind: line.kind,
             actor: actor.clone().context("a stored history line has no actor")?,
             message: line.message,
-            data: line.data.into_iter().collect(),
+            data: line
+                .data
+                .into_iter()
+                .map(|(key, value)| (Cow::Owned(key), Cow::Owned(value)))
+                .collect(),
         });
     }
     Ok(())
 }
 
-pub(crate) fn history_data_from_json(json: &str) -> Result<Vec<(String, String)>> {
+pub(crate) fn history_data_from_json(json: &str) -> Result<Vec<(Cow<'static, str>, Cow<'static, str>)>> {
     let value = parse(json)?;
     let map = value
         .as_object()
         .ok_or_else(|| anyhow!("stored history data is not an object"))?;
     Ok(map
         .iter()
-        .map(|(key, value)| (key.clone(), value.as_str().unwrap_or_default().to_owned()))
+        .map(|(key, value)| {
+            let value = value.as_str().unwrap_or_default().to_owned();
+            (Cow::Owned(key.clone()), Cow::Owned(value))
+        })
         .collect())
 }
 

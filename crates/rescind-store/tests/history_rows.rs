@@ -48,12 +48,12 @@ async fn history_before_and_after_the_migration(store: &Store, raw: impl AsyncFn
             "third"
         ]
     );
-    assert_eq!(history[0].data, [("from".to_owned(), "0005".to_owned())]);
+    assert_eq!(history[0].data, [("from".into(), "0005".into())]);
     assert_eq!(
         (history[2].at.unix_micros(), history[2].actor.as_str()),
         (1_764_000_000_000_001, "token:tok_old")
     );
-    assert_eq!(history[2].data, [("a".to_owned(), "1".to_owned())]);
+    assert_eq!(history[2].data, [("a".into(), "1".into())]);
     assert_eq!(
         (history[3].at.unix_micros(), history[3].actor.as_str()),
         (1_764_000_000_000_002, "system")
@@ -62,7 +62,7 @@ async fn history_before_and_after_the_migration(store: &Store, raw: impl AsyncFn
     // The three lines of one change share their time and actor, written once.
     assert!(history[4..].iter().all(|line| line.at == history[4].at));
     assert_eq!(history[5].actor, "token:tok_history");
-    assert_eq!(history[5].data, [("n".to_owned(), "second".to_owned())]);
+    assert_eq!(history[5].data, [("n".into(), "second".into())]);
     store.close().await;
 }
 

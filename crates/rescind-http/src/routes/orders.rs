@@ -98,9 +98,9 @@ pub async fn import_order(
                         order.number, order.channel_kind
                     ),
                 )
-                .with("status", order.status)
-                .with("financial_status", order.financial_status)
-                .with("fulfillment_status", order.fulfillment_status);
+                .with("status", order.status.as_str())
+                .with("financial_status", order.financial_status.as_str())
+                .with("fulfillment_status", order.fulfillment_status.as_str());
                 Ok((order, entry))
             },
         )
