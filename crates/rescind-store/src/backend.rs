@@ -2484,7 +2484,7 @@ impl Backend {
     pub(crate) async fn complete_idempotency_key(&self, scope: &str, key: &str, status_code: u16, body: &str) -> Result<()> {
         let op = batch::KeyOp::Complete {
             status_code,
-            body: body.to_owned(),
+            body: stored_response(body),
         };
         self.batcher.key(scope, key, op).await.map(drop)
     }
@@ -3332,8 +3332,8 @@ mod batch {
         /// Claims the key for a request of this fingerprint, first dropping a claim that expired or
         /// was abandoned by `now`.
         Claim { fingerprint: String, now: rescind_domain::Timestamp },
-        /// Stores the claimed request's response.
-        Complete { status_code: u16, body: String },
+        /// Stores the claimed request's response, as the backend keeps it.
+        Complete { status_code: u16, body: super::StoredResponse },
         /// Gives up a claim that has no response.
         Release,
     }

@@ -907,6 +907,99 @@ mod sqlite {
         }
     }
 
+    /// A stored response (B3) as SQLite keeps it: a blob whose first byte says how it is written
+    /// (`STORED_*`), compressed with LZ4 against a dictionary of a cancelled order's answer. That
+    /// answer is about 2.9 KB of JSON — past what a 2 KiB page holds, so each took an overflow page of
+    /// its own; LZ4 alone made it 1.5 KB, one to a page; with the dictionary about 0.5 KB, four to a
+    /// page (BENCHMARKS.md, thirty-third session). Compressed by the request's own task, off the
+    /// group writer. Responses stored as text before still read.
+    type StoredResponse = Vec<u8>;
+
+    /// The rest of the blob is the response's UTF-8 as it is (one too long to compress whole).
+    const STORED_PLAIN: u8 = 0;
+    /// The rest is the response's length (4 bytes, little-endian) and its LZ4 block compressed with
+    /// [`STORED_DICTIONARY_1`].
+    const STORED_LZ4_DICTIONARY_1: u8 = 1;
+    /// What the responses of [`STORED_LZ4_DICTIONARY_1`] were compressed against. Never changed:
+    /// stored blobs need it byte for byte to read back — a better dictionary takes a new first byte
+    /// (`tests/stored_responses.rs` holds a blob written with it).
+    const STORED_DICTIONARY_1: &[u8] = include_bytes!("stored_response_dictionary.json");
+
+    /// The longest response that is compressed, and the longest a compressed one may say it is: a
+    /// bulk cancel of the most orders answers well under a megabyte.
+    const STORED_RESPONSE_MAX: usize = 64 << 20;
+
+    fn stored_response(body: &str) -> StoredResponse {
+        let input = body.as_bytes();
+        let plain = || [&[STORED_PLAIN], input].concat();
+        if input.len() > STORED_RESPONSE_MAX {
+            return plain();
+        }
+        let Ok(length) = u32::try_from(input.len()).map(u32::to_le_bytes) else {
+            return plain();
+        };
+        let mut stored = vec![0; 5 + lz4_flex::block::get_maximum_output_size(input.len())];
+        stored[0] = STORED_LZ4_DICTIONARY_1;
+        stored[1..5].copy_from_slice(&length);
+        match lz4_flex::block::compress_into_with_dict(input, &mut stored[5..], STORED_DICTIONARY_1) {
+            Ok(written) => {
+                stored.truncate(5 + written);
+                stored
+            }
+            // Not for an output of the maximum size; kept whole all the same.
+            Err(_) => plain(),
+        }
+    }
+
+    /// A stored response as [`stored_response`] wrote it, or as text (before it compressed).
+    fn response_from_store(stored: rusqlite::types::ValueRef<'_>) -> Result<Option<String>> {
+        use rusqlite::types::ValueRef;
+        let text = match stored {
+            ValueRef::Null => return Ok(None),
+            ValueRef::Text(text) => text.to_vec(),
+            ValueRef::Blob([STORED_PLAIN, plain @ ..]) => plain.to_vec(),
+            ValueRef::Blob([STORED_LZ4_DICTIONARY_1, compressed @ ..]) => {
+                let (length, compressed) =
+                    lz4_flex::block::uncompressed_size(compressed).context("a stored response is cut short")?;
+                anyhow::ensure!(
+                    length <= STORED_RESPONSE_MAX,
+                    "a stored response says it is {length} bytes long"
+                );
+                let mut text = vec![0; length];
+                let written = lz4_flex::block::decompress_into_with_dict(compressed, &mut text, STORED_DICTIONARY_1)
+                    .context("a stored response does not decompress")?;
+                anyhow::ensure!(written == length, "a stored response is {written} bytes, not {length}");
+                text
+            }
+            ValueRef::Blob(blob) => anyhow::bail!("a stored response of an unknown kind ({:?})", blob.first()),
+            ValueRef::Integer(_) | ValueRef::Real(_) => anyhow::bail!("a stored response is a number"),
+        };
+        Ok(Some(String::from_utf8(text).context("a stored response is not UTF-8")?))
+    }
+
+    #[cfg(test)]
+    mod stored_response_tests {
+        use super::{response_from_store, stored_response, STORED_LZ4_DICTIONARY_1, STORED_PLAIN};
+        use rusqlite::types::ValueRef;
+
+        #[test]
+        fn a_response_is_stored_compressed_and_read_back_whole_and_a_plain_one_reads_too() {
+            let answer = r#"{"id":"ord_1","status":"cancelled","note":"日本語 \"quoted\""}"#;
+            let stored = stored_response(answer);
+            assert_eq!(stored[0], STORED_LZ4_DICTIONARY_1);
+            let read = response_from_store(ValueRef::Blob(&stored)).expect("it reads");
+            assert_eq!(read.as_deref(), Some(answer));
+            let plain = [&[STORED_PLAIN], answer.as_bytes()].concat();
+            let read = response_from_store(ValueRef::Blob(&plain)).expect("it reads");
+            assert_eq!(read.as_deref(), Some(answer));
+            assert_eq!(response_from_store(ValueRef::Null).expect("it reads"), None);
+            assert!(
+                response_from_store(ValueRef::Blob(&[STORED_PLAIN, 0xFF])).is_err(),
+                "not UTF-8"
+            );
+        }
+    }
+
     include!("backend.rs");
     include!("outbox.rs");
 
@@ -1182,15 +1275,11 @@ mod sqlite {
                     if inserted == 1 {
                         return Ok(Some(crate::IdempotencyClaim::New));
                     }
-                    let (stored, status_code, body) =
-                        db.prepare_cached(SELECT_KEY)?
-                            .query_row(rusqlite::params![scope, key], |row| {
-                                Ok((
-                                    row.get::<_, String>(0)?,
-                                    row.get::<_, Option<i64>>(1)?,
-                                    row.get::<_, Option<String>>(2)?,
-                                ))
-                            })?;
+                    let mut select = db.prepare_cached(SELECT_KEY)?;
+                    let mut rows = select.query(rusqlite::params![scope, key])?;
+                    let row = rows.next()?.context("a claimed key is gone")?;
+                    let (stored, status_code) = (row.get::<_, String>(0)?, row.get::<_, Option<i64>>(1)?);
+                    let body = response_from_store(row.get_ref(2)?)?;
                     Ok(Some(claim_found(&stored, status_code, body, fingerprint)?))
                 }
                 batch::KeyOp::Complete { status_code, body } => {
@@ -1811,6 +1900,14 @@ mod postgres {
             write: pool.clone(),
             read: pool,
         })
+    }
+
+    /// A stored response (B3) as PostgreSQL keeps it: text, which the server compresses (LZ4 where
+    /// it has it, migration 0021).
+    type StoredResponse = String;
+
+    fn stored_response(body: &str) -> StoredResponse {
+        body.to_owned()
     }
 
     include!("backend.rs");
