@@ -1263,16 +1263,24 @@ mod sqlite {
             let (scope, key) = (job.scope.as_str(), job.key.as_str());
             match &job.op {
                 batch::KeyOp::Claim { fingerprint, now } => {
+                    // Inserted first: nearly every key is new. Only a key found there has its claim
+                    // dropped when stale (expired, or abandoned without a response) and tried again.
+                    let insert = || {
+                        db.prepare_cached(INSERT_KEY)?.execute(rusqlite::params![
+                            scope,
+                            key,
+                            fingerprint,
+                            now.unix_micros()
+                        ])
+                    };
+                    if insert()? == 1 {
+                        return Ok(Some(crate::IdempotencyClaim::New));
+                    }
                     let (expired, abandoned) = stale_keys_before(*now);
-                    db.prepare_cached(DROP_STALE_KEY)?
+                    let dropped = db
+                        .prepare_cached(DROP_STALE_KEY)?
                         .execute(rusqlite::params![scope, key, expired, abandoned])?;
-                    let inserted = db.prepare_cached(INSERT_KEY)?.execute(rusqlite::params![
-                        scope,
-                        key,
-                        fingerprint,
-                        now.unix_micros()
-                    ])?;
-                    if inserted == 1 {
+                    if dropped == 1 && insert()? == 1 {
                         return Ok(Some(crate::IdempotencyClaim::New));
                     }
                     let mut select = db.prepare_cached(SELECT_KEY)?;
