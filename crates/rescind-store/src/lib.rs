@@ -910,7 +910,7 @@ mod sqlite {
     /// A stored response (B3) as SQLite keeps it: a blob whose first byte says how it is written
     /// (`STORED_*`), compressed with LZ4 against a dictionary of a cancelled order's answer. That
     /// answer is about 2.9 KB of JSON — past what a 2 KiB page holds, so each took an overflow page of
-    /// its own; LZ4 alone made it 1.5 KB, one to a page; with the dictionary about 0.5 KB, four to a
+    /// its own; LZ4 alone made it 1.5 KB, one to a page; with the dictionary about 0.65 KB, three to a
     /// page (BENCHMARKS.md, thirty-third session). Compressed by the request's own task, off the
     /// group writer. Responses stored as text before still read.
     type StoredResponse = Vec<u8>;
