@@ -96,6 +96,14 @@ async fn sqlite_with_a_stored_response(folder: &tempfile::TempDir, body: &str) -
     url
 }
 
+/// What claiming key-1 again answers once the store at `url` is opened anew.
+async fn claimed_again_after_a_restart(url: &str) -> anyhow::Result<IdempotencyClaim> {
+    let store = Store::open(url).await.expect("the store opens again");
+    let claimed = store.claim_idempotency_key("shop_1", "key-1", "fp").await;
+    store.close().await;
+    claimed
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_response_is_kept_compressed_on_sqlite_and_replayed_after_a_restart() {
     let folder = tempfile::tempdir().expect("a temporary folder");
@@ -116,13 +124,8 @@ async fn a_stored_response_is_kept_compressed_on_sqlite_and_replayed_after_a_res
         body.len()
     );
 
-    let store = Store::open(&url).await.expect("the store opens again");
-    let again = store
-        .claim_idempotency_key("shop_1", "key-1", "fp")
-        .await
-        .expect("claimed again");
+    let again = claimed_again_after_a_restart(&url).await.expect("claimed again");
     assert_eq!(again, IdempotencyClaim::Replay { status_code: 200, body });
-    store.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,11 +138,7 @@ async fn a_response_stored_as_text_before_it_was_compressed_is_replayed_as_it_wa
     )
     .await;
 
-    let store = Store::open(&url).await.expect("the store opens");
-    let again = store
-        .claim_idempotency_key("shop_1", "key-1", "fp")
-        .await
-        .expect("claimed again");
+    let again = claimed_again_after_a_restart(&url).await.expect("claimed again");
     assert_eq!(
         again,
         IdempotencyClaim::Replay {
@@ -147,7 +146,6 @@ async fn a_response_stored_as_text_before_it_was_compressed_is_replayed_as_it_wa
             body: r#"{"id":"ord_01","status":"cancelled"}"#.to_owned()
         }
     );
-    store.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,10 +160,8 @@ async fn a_stored_response_rescind_did_not_write_is_an_error_not_a_crash() {
             &format!("UPDATE idempotency_keys SET response_body = {blob} WHERE key = 'key-1'"),
         )
         .await;
-        let store = Store::open(&url).await.expect("the store opens");
-        let claimed = store.claim_idempotency_key("shop_1", "key-1", "fp").await;
+        let claimed = claimed_again_after_a_restart(&url).await;
         assert!(claimed.is_err(), "{blob}: {claimed:?}");
-        store.close().await;
     }
 }
 
@@ -181,11 +177,7 @@ async fn a_response_compressed_with_the_first_dictionary_reads_back_for_good() {
          X'017400000003BC00686F72645F30311E0203FB000166030F8E0937504A5059227D' WHERE key = 'key-1'",
     )
     .await;
-    let store = Store::open(&url).await.expect("the store opens");
-    let again = store
-        .claim_idempotency_key("shop_1", "key-1", "fp")
-        .await
-        .expect("claimed again");
+    let again = claimed_again_after_a_restart(&url).await.expect("claimed again");
     let body = r#"{"id":"ord_01","status":"cancelled","financial_status":"refunded","fulfillment_status":"cancelled","currency":"JPY"}"#;
     assert_eq!(
         again,
@@ -194,5 +186,4 @@ async fn a_response_compressed_with_the_first_dictionary_reads_back_for_good() {
             body: body.to_owned()
         }
     );
-    store.close().await;
 }
