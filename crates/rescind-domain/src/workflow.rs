@@ -394,14 +394,15 @@ pub enum StepOutcome {
 pub struct StaleStep;
 
 /// Records the outcome of the pending step `kind` and moves the cancellation along (C3, W3, W4, W7).
+/// Takes the order itself: the change is made on it, not on a copy (the group writer hands over the
+/// order it loaded).
 pub fn record_step_outcome(
-    order: &Order,
+    mut order: Order,
     kind: StepKind,
     outcome: StepOutcome,
     ids: &mut dyn IdSource,
     now: Timestamp,
 ) -> Result<OrderChange, StaleStep> {
-    let mut order = order.clone();
     let currency = order.currency;
     let channel = order.channel_kind;
     let order_channel_id = order.channel_id.clone();
@@ -785,7 +786,7 @@ pub fn record_step_outcome(
 /// An outcome found stale ends the run there: the ones before it are recorded, it and the rest are
 /// not, as if each had been recorded on its own. `Err(StaleStep)` only when the first one is stale.
 pub fn record_step_outcomes(
-    order: &Order,
+    order: Order,
     outcomes: Vec<(StepKind, StepOutcome, Timestamp)>,
     ids: &mut dyn IdSource,
 ) -> Result<OrderChange, StaleStep> {
@@ -793,7 +794,7 @@ pub fn record_step_outcomes(
     let (kind, outcome, at) = outcomes.next().ok_or(StaleStep)?;
     let mut change = record_step_outcome(order, kind, outcome, ids, at)?;
     for (kind, outcome, at) in outcomes {
-        match record_step_outcome(&change.order, kind, outcome, ids, at) {
+        match record_step_outcome(change.order.clone(), kind, outcome, ids, at) {
             Ok(later) => change = change.then(later),
             Err(StaleStep) => break,
         }

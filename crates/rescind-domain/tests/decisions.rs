@@ -159,7 +159,7 @@ fn a_marketplace_order_is_cancelled_at_the_channel_first() {
     assert!(call.refund_at_channel, "the channel collected the money and refunds it");
 
     let confirmed = record_step_outcome(
-        &change.order,
+        change.order.clone(),
         StepKind::ChannelCancel,
         StepOutcome::ChannelCancelled {
             message: "INFO_101".to_owned(),
@@ -180,7 +180,7 @@ fn a_marketplace_order_is_cancelled_at_the_channel_first() {
     );
 
     let refused = record_step_outcome(
-        &change.order,
+        change.order.clone(),
         StepKind::ChannelCancel,
         StepOutcome::Refused {
             message: "ERROR_017".to_owned(),
@@ -447,7 +447,7 @@ fn a_refund_outcome_recorded_twice_refunds_once() {
         reference: "re_1".to_owned(),
     };
     let mut ids = SequentialIds::default();
-    let first = record_step_outcome(&order, StepKind::Refund, outcome.clone(), &mut ids, now()).unwrap();
+    let first = record_step_outcome(order.clone(), StepKind::Refund, outcome.clone(), &mut ids, now()).unwrap();
     assert_eq!(
         first.order.cancellation.as_ref().unwrap().status,
         CancellationStatus::Completed
@@ -455,7 +455,7 @@ fn a_refund_outcome_recorded_twice_refunds_once() {
     assert_eq!(first.order.total_refund_price, money("2600"));
     assert_eq!(first.workflow, WorkflowSchedule::Finished);
     assert_eq!(
-        record_step_outcome(&first.order, StepKind::Refund, outcome, &mut ids, now()),
+        record_step_outcome(first.order.clone(), StepKind::Refund, outcome, &mut ids, now()),
         Err(StaleStep)
     );
 }
@@ -495,15 +495,29 @@ fn the_channel_s_outcome_and_the_refund_s_written_together_read_as_each_recorded
     };
 
     let mut ids = SequentialIds::default();
-    let first = record_step_outcome(&order, StepKind::ChannelCancel, cancelled.clone(), &mut ids, channel_at).unwrap();
+    let first = record_step_outcome(
+        order.clone(),
+        StepKind::ChannelCancel,
+        cancelled.clone(),
+        &mut ids,
+        channel_at,
+    )
+    .unwrap();
     assert!(
         matches!(pending_work(&first.order), Some(PendingWork::Payment(_))),
         "the refund is due once the channel has cancelled"
     );
-    let second = record_step_outcome(&first.order, StepKind::Refund, refunded.clone(), &mut ids, refund_at).unwrap();
+    let second = record_step_outcome(
+        first.order.clone(),
+        StepKind::Refund,
+        refunded.clone(),
+        &mut ids,
+        refund_at,
+    )
+    .unwrap();
 
     let together = record_step_outcomes(
-        &order,
+        order.clone(),
         vec![
             (StepKind::ChannelCancel, cancelled.clone(), channel_at),
             (StepKind::Refund, refunded.clone(), refund_at),
@@ -533,7 +547,7 @@ fn the_channel_s_outcome_and_the_refund_s_written_together_read_as_each_recorded
     // Undone between the calls and the write: nothing of the run is recorded.
     assert_eq!(
         record_step_outcomes(
-            &second.order,
+            second.order.clone(),
             vec![(StepKind::ChannelCancel, cancelled.clone(), channel_at)],
             &mut SequentialIds::default()
         ),
@@ -541,7 +555,7 @@ fn the_channel_s_outcome_and_the_refund_s_written_together_read_as_each_recorded
     );
     // An outcome stale after the first: the first is recorded alone, as it would have been.
     let refunded_by_hand = record_step_outcomes(
-        &order,
+        order.clone(),
         vec![
             (StepKind::ChannelCancel, cancelled.clone(), channel_at),
             (StepKind::ChannelCancel, cancelled, refund_at),
@@ -551,7 +565,7 @@ fn the_channel_s_outcome_and_the_refund_s_written_together_read_as_each_recorded
     .unwrap();
     assert_eq!(refunded_by_hand.order, first.order);
     assert_eq!(refunded_by_hand.history, first.history);
-    assert!(record_step_outcomes(&order, Vec::new(), &mut SequentialIds::default()).is_err());
+    assert!(record_step_outcomes(order.clone(), Vec::new(), &mut SequentialIds::default()).is_err());
 }
 
 #[test]
@@ -569,7 +583,7 @@ fn after_a_card_refund_the_restock_runs_next_and_a_replayed_restock_changes_noth
     .unwrap();
     let mut ids = SequentialIds::default();
     let refunded = record_step_outcome(
-        &cancelled.order,
+        cancelled.order.clone(),
         StepKind::Refund,
         StepOutcome::Refunded {
             amount: money("2600"),
@@ -591,7 +605,7 @@ fn after_a_card_refund_the_restock_runs_next_and_a_replayed_restock_changes_noth
         "not completed while a step is pending"
     );
     let replayed = record_step_outcome(
-        &refunded.order,
+        refunded.order.clone(),
         StepKind::Restock,
         StepOutcome::Restocked {
             restocked: Vec::new(),
@@ -622,7 +636,14 @@ fn failures_are_retried_until_the_attempts_run_out_then_an_operator_is_asked() {
         message: "503".to_owned(),
         retry_at: Some(retry_at),
     };
-    let change = record_step_outcome(&order, StepKind::Refund, failed, &mut SequentialIds::default(), now()).unwrap();
+    let change = record_step_outcome(
+        order.clone(),
+        StepKind::Refund,
+        failed,
+        &mut SequentialIds::default(),
+        now(),
+    )
+    .unwrap();
     assert_eq!(change.workflow, WorkflowSchedule::DueAt(retry_at));
     order = change.order;
     let Some(PendingWork::Payment(call)) = pending_work(&order) else {
@@ -639,7 +660,7 @@ fn failures_are_retried_until_the_attempts_run_out_then_an_operator_is_asked() {
         retry_at: None,
     };
     let change = record_step_outcome(
-        &order,
+        order.clone(),
         StepKind::Refund,
         exhausted,
         &mut SequentialIds::default(),
@@ -672,7 +693,14 @@ fn a_refusal_changes_the_key_of_the_next_attempt() {
     let refused = StepOutcome::Refused {
         message: "card_declined".to_owned(),
     };
-    let change = record_step_outcome(&order, StepKind::Refund, refused, &mut SequentialIds::default(), now()).unwrap();
+    let change = record_step_outcome(
+        order.clone(),
+        StepKind::Refund,
+        refused,
+        &mut SequentialIds::default(),
+        now(),
+    )
+    .unwrap();
     assert!(change.order.cancellation.as_ref().unwrap().needs_attention);
     assert_eq!(change.order.total_refund_price, Money::ZERO);
     let retried = retry_cancellation(&change.order, &merchant(), now()).unwrap();
@@ -706,7 +734,7 @@ fn a_marketplace_cancellation_cannot_be_undone() {
 fn undoing_a_card_refund_needs_a_new_authorization_for_what_went_back() {
     let order = cancelled_by_card();
     let refunded = record_step_outcome(
-        &order,
+        order.clone(),
         StepKind::Refund,
         StepOutcome::Refunded {
             amount: money("2600"),
@@ -804,7 +832,7 @@ proptest! {
                     prop_assert!(undo_cancellation(&order, None, &merchant(), now()).is_err(), "C6: never undone");
                     None
                 }
-                (_, Some(kind)) => outcome(kind).and_then(|outcome| record_step_outcome(&order, kind, outcome, &mut ids, now()).ok()),
+                (_, Some(kind)) => outcome(kind).and_then(|outcome| record_step_outcome(order.clone(), kind, outcome, &mut ids, now()).ok()),
                 (_, None) => None,
             };
             if let Some(change) = next {

@@ -270,7 +270,7 @@ proptest! {
                             *model.returned.entry(sku.clone()).or_default() += i64::from(*quantity);
                         }
                     }
-                    record_step_outcome(&order, kind, outcome, &mut ids, at(step)).ok()
+                    record_step_outcome(order.clone(), kind, outcome, &mut ids, at(step)).ok()
                 }),
                 Op::Retry => retry_cancellation(&order, &actor, at(step)).ok(),
                 Op::Undo => {

@@ -620,7 +620,7 @@ fn record_restock(
         already: report.already,
         missing: report.missing,
     };
-    record_step_outcome(order, StepKind::Restock, outcome, &mut RandomIds, now())
+    record_step_outcome(order.clone(), StepKind::Restock, outcome, &mut RandomIds, now())
 }
 
 /// Records a step's outcome (a line of `kind`) scheduling the next step at `due_at`, with the restock

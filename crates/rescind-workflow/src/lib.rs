@@ -634,7 +634,7 @@ async fn write_outcomes(
             &job.shop_id,
             &job.order_id,
             lease,
-            move |current, _| record_step_outcomes(&current, outcomes, &mut RandomIds),
+            move |current, _| record_step_outcomes(current, outcomes, &mut RandomIds),
             record_restock,
         )
         .await;
@@ -668,7 +668,7 @@ fn goes_on_unwritten(
     if held + 1 >= UNWRITTEN_MAX || later(came, config.partner_timeout) >= lease_until {
         return None;
     }
-    let change = record_step_outcome(order, kind, outcome.clone(), &mut RandomIds, came).ok()?;
+    let change = record_step_outcome(order.clone(), kind, outcome.clone(), &mut RandomIds, came).ok()?;
     let WorkflowSchedule::DueAt(due_at) = change.workflow else {
         return None;
     };
@@ -690,7 +690,7 @@ fn record_restock(current: &Order, report: rescind_store::RestockReport) -> Resu
         already: report.already,
         missing: report.missing,
     };
-    record_step_outcome(current, StepKind::Restock, outcome, &mut RandomIds, now())
+    record_step_outcome(current.clone(), StepKind::Restock, outcome, &mut RandomIds, now())
 }
 
 /// `duration` after `at`.
