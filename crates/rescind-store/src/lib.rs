@@ -3111,8 +3111,9 @@ impl Store {
     }
 
     /// [`Store::change_order`] for the hot path: the change shares a transaction with the others
-    /// waiting (group commit), and `decide` gets the shop's setup read in that transaction; the
-    /// answer still comes only once it is committed.
+    /// waiting (group commit), and `decide` gets the shop's setup read in that transaction and the
+    /// order itself to change (the group's loaded order, not a copy, unless another change of the
+    /// group is on the same order); the answer still comes only once it is committed.
     pub async fn change_order_grouped<E: Send + 'static>(
         &self,
         shop_id: &str,
