@@ -104,6 +104,19 @@ async fn claimed_again_after_a_restart(url: &str) -> anyhow::Result<IdempotencyC
     claimed
 }
 
+/// What claiming key-1 again answers after a restart, once its stored response's bytes were
+/// replaced by `stored` (an SQL literal: text written before compression, or a blob).
+async fn claimed_again_with_the_response_stored_as(stored: &str) -> anyhow::Result<IdempotencyClaim> {
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let url = sqlite_with_a_stored_response(&folder, "{}").await;
+    execute_on::<SqliteConnection>(
+        &url,
+        &format!("UPDATE idempotency_keys SET response_body = {stored} WHERE key = 'key-1'"),
+    )
+    .await;
+    claimed_again_after_a_restart(&url).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_response_is_kept_compressed_on_sqlite_and_replayed_after_a_restart() {
     let folder = tempfile::tempdir().expect("a temporary folder");
@@ -130,15 +143,9 @@ async fn a_stored_response_is_kept_compressed_on_sqlite_and_replayed_after_a_res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_stored_as_text_before_it_was_compressed_is_replayed_as_it_was() {
-    let folder = tempfile::tempdir().expect("a temporary folder");
-    let url = sqlite_with_a_stored_response(&folder, "{}").await;
-    execute_on::<SqliteConnection>(
-        &url,
-        r#"UPDATE idempotency_keys SET response_body = '{"id":"ord_01","status":"cancelled"}' WHERE key = 'key-1'"#,
-    )
-    .await;
-
-    let again = claimed_again_after_a_restart(&url).await.expect("claimed again");
+    let again = claimed_again_with_the_response_stored_as(r#"'{"id":"ord_01","status":"cancelled"}'"#)
+        .await
+        .expect("claimed again");
     assert_eq!(
         again,
         IdempotencyClaim::Replay {
@@ -150,17 +157,10 @@ async fn a_response_stored_as_text_before_it_was_compressed_is_replayed_as_it_wa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_response_rescind_did_not_write_is_an_error_not_a_crash() {
-    let folder = tempfile::tempdir().expect("a temporary folder");
-    let url = sqlite_with_a_stored_response(&folder, "{}").await;
     // A blob of no kind rescind writes, one that says it is 4 GiB long, one cut short, one whose
     // compressed bytes are not LZ4.
     for blob in ["X'FF00'", "X'01FFFFFFFF00'", "X'01'", "X'0110000000FFFFFFFF'"] {
-        execute_on::<SqliteConnection>(
-            &url,
-            &format!("UPDATE idempotency_keys SET response_body = {blob} WHERE key = 'key-1'"),
-        )
-        .await;
-        let claimed = claimed_again_after_a_restart(&url).await;
+        let claimed = claimed_again_with_the_response_stored_as(blob).await;
         assert!(claimed.is_err(), "{blob}: {claimed:?}");
     }
 }
@@ -169,15 +169,11 @@ async fn a_stored_response_rescind_did_not_write_is_an_error_not_a_crash() {
 async fn a_response_compressed_with_the_first_dictionary_reads_back_for_good() {
     // Written by the reference LZ4 (python-lz4's block format) against the dictionary in
     // `src/stored_response_dictionary.json`: a changed dictionary would read stored responses wrong.
-    let folder = tempfile::tempdir().expect("a temporary folder");
-    let url = sqlite_with_a_stored_response(&folder, "{}").await;
-    execute_on::<SqliteConnection>(
-        &url,
-        "UPDATE idempotency_keys SET response_body = \
-         X'017400000003BC00686F72645F30311E0203FB000166030F8E0937504A5059227D' WHERE key = 'key-1'",
+    let again = claimed_again_with_the_response_stored_as(
+        "X'017400000003BC00686F72645F30311E0203FB000166030F8E0937504A5059227D'",
     )
-    .await;
-    let again = claimed_again_after_a_restart(&url).await.expect("claimed again");
+    .await
+    .expect("claimed again");
     let body = r#"{"id":"ord_01","status":"cancelled","financial_status":"refunded","fulfillment_status":"cancelled","currency":"JPY"}"#;
     assert_eq!(
         again,
