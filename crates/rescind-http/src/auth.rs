@@ -125,7 +125,8 @@ pub fn new_secret() -> String {
 }
 
 /// Resolves the bearer token of every `/api/v1` request (but the OpenAPI document) into a
-/// [`Principal`], or answers 401.
+/// [`Principal`], or answers 401; then the request's `Idempotency-Key` ([`crate::idempotency::keyed`]),
+/// in the same layer.
 pub async fn authenticate(
     State(state): State<AppState>,
     mut request: Request,
@@ -146,7 +147,7 @@ pub async fn authenticate(
         Principal::Shop(shop_access(&state, &hash).await?.ok_or_else(ApiError::unauthorized)?)
     };
     request.extensions_mut().insert(principal);
-    Ok(next.run(request).await)
+    crate::idempotency::keyed(&state, request, next).await
 }
 
 /// The shop token with this hash, from the cache or the database; `None` when there is none.

@@ -7,8 +7,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::header::CONTENT_LENGTH;
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::Response;
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
@@ -36,9 +34,9 @@ fn too_large() -> ApiError {
     )
 }
 
-/// Buffers the body (refusing oversize ones) so the idempotency layer and the handlers see the same
-/// bytes.
-pub async fn limit_body(request: Request, next: Next) -> Result<Response, ApiError> {
+/// Buffers the body (refusing oversize ones, and oversize headers and paths) so the idempotency layer
+/// and the handlers see the same bytes. Run for every request by [`crate::metrics::track`].
+pub async fn buffered(request: Request) -> Result<Request, ApiError> {
     let header_bytes: usize = request
         .headers()
         .iter()
@@ -85,7 +83,7 @@ pub async fn limit_body(request: Request, next: Next) -> Result<Response, ApiErr
     if received > REQUEST_BODY_BYTES_MAX {
         return Err(too_large());
     }
-    Ok(next.run(Request::from_parts(parts, Body::from(buffered))).await)
+    Ok(Request::from_parts(parts, Body::from(buffered)))
 }
 
 /// Parses a JSON body into `T`: malformed JSON, wrong types and unknown fields are a 400 naming the

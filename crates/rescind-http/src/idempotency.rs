@@ -22,7 +22,16 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Set on a replayed response.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
+/// The `Idempotency-Key` layer on its own (the console's in-process API, whose caller is already
+/// known); `/api/v1` runs [`keyed`] from [`crate::auth::authenticate`], one layer fewer per request.
 pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+    keyed(&state, request, next).await
+}
+
+/// Answers a POST carrying an `Idempotency-Key` once (B3): claims the key, runs `next`, stores its
+/// answer; replays a stored answer for the same request, refuses the key for another. Requests
+/// without a key go straight to `next`.
+pub(crate) async fn keyed(state: &AppState, request: Request, next: Next) -> Result<Response, ApiError> {
     if request.method() != Method::POST {
         return Ok(next.run(request).await);
     }

@@ -13,7 +13,7 @@ pub mod openapi;
 mod routes;
 pub mod wire;
 
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
 use rescind_store::Store;
@@ -111,9 +111,9 @@ impl AppState {
 /// The whole application: `/api/v1/…` behind authentication and idempotency, the operator console at
 /// `/console`, plus the open `/healthz`, `/metrics` and `/api/v1/openapi.json`.
 pub fn router(state: AppState) -> Router {
-    let api = api_routes()
-        .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
-        .layer(from_fn_with_state(state.clone(), auth::authenticate));
+    // Each layer clones its inner service and boxes a future per request: the token and the
+    // idempotency key are one layer, the body's limits and the metrics another.
+    let api = api_routes().layer(from_fn_with_state(state.clone(), auth::authenticate));
     // The console calls the same routes in process, having authenticated the operator itself.
     let console = console::router(console::ConsoleState {
         app: state.clone(),
@@ -137,7 +137,6 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(routes::ops::metrics))
         .fallback(routes::ops::not_found)
         .method_not_allowed_fallback(routes::ops::method_not_allowed)
-        .layer(from_fn(body::limit_body))
         .layer(from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
 }

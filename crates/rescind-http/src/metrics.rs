@@ -4,15 +4,13 @@
 
 use crate::AppState;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
-use axum::response::Response;
-use std::collections::BTreeMap;
+use axum::response::{IntoResponse, Response};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Instant;
-
-/// A request's labels: method, route template, status.
-type RequestLabels = (String, String, u16);
 
 /// How many requests, and the seconds spent answering them.
 #[derive(Clone, Copy, Debug, Default)]
@@ -21,9 +19,13 @@ struct RequestTotals {
     seconds: f64,
 }
 
+/// One route's requests by method and status: a handful, looked up without allocating.
+type RouteTotals = Vec<(Method, u16, RequestTotals)>;
+
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<RequestLabels, RequestTotals>>,
+    /// route template → its requests.
+    requests: Mutex<HashMap<String, RouteTotals>>,
     /// outcome → count.
     cancellations: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -40,13 +42,21 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    fn count_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    fn count_request(&self, method: &Method, route: &str, status: u16, seconds: f64) {
         let mut requests = self.requests.lock().expect("metrics lock");
-        let entry = requests
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default();
-        entry.count += 1;
-        entry.seconds += seconds;
+        let route = match requests.get_mut(route) {
+            Some(route) => route,
+            None => requests.entry(route.to_owned()).or_default(),
+        };
+        let totals = match route.iter().position(|(m, s, _)| m == method && *s == status) {
+            Some(at) => &mut route[at].2,
+            None => {
+                route.push((method.clone(), status, RequestTotals::default()));
+                &mut route.last_mut().expect("just pushed").2
+            }
+        };
+        totals.count += 1;
+        totals.seconds += seconds;
     }
 
     /// The Prometheus text exposition.
@@ -54,7 +64,15 @@ impl Metrics {
         let mut text = String::new();
         text.push_str("# HELP rescind_http_requests_total HTTP requests by method, route and status.\n");
         text.push_str("# TYPE rescind_http_requests_total counter\n");
-        let requests = self.requests.lock().expect("metrics lock").clone();
+        let by_route = self.requests.lock().expect("metrics lock");
+        let requests: BTreeMap<(&str, &str, u16), RequestTotals> = by_route
+            .iter()
+            .flat_map(|(route, totals)| {
+                totals
+                    .iter()
+                    .map(|(method, status, totals)| ((method.as_str(), route.as_str(), *status), *totals))
+            })
+            .collect();
         for ((method, route, status), RequestTotals { count, .. }) in &requests {
             let _ = writeln!(
                 text,
@@ -80,18 +98,20 @@ impl Metrics {
     }
 }
 
-/// Times and counts every request, and logs it.
+/// Times and counts every request, and logs it; its body is buffered under the limits first
+/// ([`crate::body::buffered`]; one layer for both, as each layer costs a boxed future per request).
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let response = next.run(request).await;
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let response = match crate::body::buffered(request).await {
+        Ok(request) => next.run(request).await,
+        Err(refused) => refused.into_response(),
+    };
     let seconds = started.elapsed().as_secs_f64();
     let status = response.status().as_u16();
-    state.metrics.count_request(&method, &route, status, seconds);
+    state.metrics.count_request(&method, route, status, seconds);
     tracing::info!(%method, %route, status, latency_ms = seconds * 1000.0, "request");
     response
 }

@@ -31,7 +31,10 @@ use rescind_domain::{Actor, CancelOptions, StepStatus};
 use rescind_store::{now, ChangeError, RandomIds, ShopSetup, BULK_ORDERS_MAX};
 use rescind_workflow::{is_processing, Watch};
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 /// Counts a cancel that went through, by the cancellation's status.
 fn count_cancelled(state: &AppState, order: &Order) {
@@ -165,8 +168,9 @@ pub(crate) enum StepsGo {
 
 /// Writes a single cancel decision in the group writer. With a free place in this process's worker,
 /// the order's job is written leased to it and handed over once committed, so the worker neither
-/// claims the job nor reads the order; the write and the hand-off run apart from the request, so a
-/// client that goes away cannot leave a committed job waiting out its lease.
+/// claims the job nor reads the order; the write and the hand-off go on when the request is dropped
+/// ([`FinishedIfDropped`]), so a client that goes away cannot leave a committed job waiting out its
+/// lease.
 async fn write_cancel(
     state: &AppState,
     shop_id: &str,
@@ -179,7 +183,7 @@ async fn write_cancel(
     };
     let store = state.store.clone();
     let (shop_id, order_id) = (shop_id.to_owned(), order_id.to_owned());
-    let written = tokio::spawn(async move {
+    FinishedIfDropped::new(async move {
         let changed = store
             .change_order_leased(&shop_id, &order_id, reservation.lease(), decide)
             .await;
@@ -194,11 +198,44 @@ async fn write_cancel(
             Err(error) => (Err(error), StepsGo::ToBeClaimed),
         }
     })
-    .await;
-    written.unwrap_or_else(|error| {
-        let error = anyhow::anyhow!("the cancel's write stopped: {error}");
-        (Err(ChangeError::Store(error)), StepsGo::ToBeClaimed)
-    })
+    .await
+}
+
+/// A future run in place by the request that awaits it, and in a task of its own from where it
+/// stopped when that request is dropped first (its client went away): what a `tokio::spawn` of it
+/// guarantees, without a task per cancel while the client waits.
+struct FinishedIfDropped<F: Future<Output: Send + 'static> + Send + 'static> {
+    future: Option<Pin<Box<F>>>,
+}
+
+impl<F: Future<Output: Send + 'static> + Send + 'static> FinishedIfDropped<F> {
+    fn new(future: F) -> Self {
+        Self {
+            future: Some(Box::pin(future)),
+        }
+    }
+}
+
+impl<F: Future<Output: Send + 'static> + Send + 'static> Future for FinishedIfDropped<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let future = self
+            .future
+            .as_mut()
+            .expect("FinishedIfDropped polled after it finished");
+        let output = std::task::ready!(future.as_mut().poll(cx));
+        self.future = None;
+        Poll::Ready(output)
+    }
+}
+
+impl<F: Future<Output: Send + 'static> + Send + 'static> Drop for FinishedIfDropped<F> {
+    fn drop(&mut self) {
+        if let (Some(future), Ok(runtime)) = (self.future.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(future);
+        }
+    }
 }
 
 /// Answers a cancel decision (a merchant's cancel, an accepted customer request): the order once its
@@ -784,5 +821,45 @@ async fn reauthorize(
                 format!("The payment provider could not be reached, so nothing changed; try again: {error}."),
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FinishedIfDropped;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::sync::oneshot;
+
+    #[tokio::test]
+    async fn a_future_awaited_to_its_end_answers_in_place() {
+        assert_eq!(FinishedIfDropped::new(async { 7 }).await, 7);
+    }
+
+    #[tokio::test]
+    async fn a_future_whose_request_is_dropped_half_way_still_runs_to_its_end() {
+        let (go_on, went_on) = oneshot::channel::<()>();
+        let (finished, heard) = oneshot::channel::<()>();
+        let ended = Arc::new(AtomicBool::new(false));
+        let ended_there = ended.clone();
+        let request = tokio::spawn(async move {
+            FinishedIfDropped::new(async move {
+                went_on.await.expect("the test goes on");
+                ended_there.store(true, Ordering::SeqCst);
+                finished.send(()).expect("the test hears");
+            })
+            .await;
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        request.abort();
+        assert!(request.await.expect_err("aborted").is_cancelled());
+        assert!(!ended.load(Ordering::SeqCst), "nothing ran past the wait yet");
+        go_on.send(()).expect("the dropped request's future still listens");
+        tokio::time::timeout(Duration::from_secs(5), heard)
+            .await
+            .expect("the rest ran in a task of its own")
+            .expect("and finished");
+        assert!(ended.load(Ordering::SeqCst));
     }
 }
