@@ -113,16 +113,16 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     // Each layer clones its inner service and boxes a future per request: the token and the
     // idempotency key are one layer, the body's limits and the metrics another.
-    let api = api_routes().layer(from_fn_with_state(state.clone(), auth::authenticate));
+    let api = api_routes("/api/v1").layer(from_fn_with_state(state.clone(), auth::authenticate));
     // The console calls the same routes in process, having authenticated the operator itself.
     let console = console::router(console::ConsoleState {
         app: state.clone(),
-        api: api_routes()
+        api: api_routes("")
             .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
             .with_state(state.clone()),
     });
     Router::new()
-        .nest("/api/v1", api)
+        .merge(api)
         .nest_service("/console", console)
         .route("/api/v1/openapi.json", get(routes::ops::openapi_document))
         .route(
@@ -141,93 +141,102 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Every route of `/api/v1`, without its layers.
-fn api_routes() -> Router<AppState> {
+/// Every route of `/api/v1`, without its layers, each path under `prefix` (`/api/v1` served, none for
+/// the console's in-process calls): registered whole rather than nested, as a nested router strips its
+/// prefix from every request's path (a new URI) and looks the route up a second time.
+fn api_routes(prefix: &str) -> Router<AppState> {
+    let at = |path: &str| format!("{prefix}{path}");
     Router::new()
-        .route("/shops", post(routes::admin::create_shop))
-        .route("/shops/{shop_id}/tokens", post(routes::admin::create_token))
+        .route(&at("/shops"), post(routes::admin::create_shop))
+        .route(&at("/shops/{shop_id}/tokens"), post(routes::admin::create_token))
         .route(
-            "/settings",
+            &at("/settings"),
             get(routes::settings::get_settings).patch(routes::settings::update_settings),
         )
         .route(
-            "/channels",
+            &at("/channels"),
             post(routes::channels::create_channel).get(routes::channels::list_channels),
         )
-        .route("/channels/{channel_id}", get(routes::channels::get_channel))
+        .route(&at("/channels/{channel_id}"), get(routes::channels::get_channel))
         .route(
-            "/channels/{channel_id}/cancel_reasons",
+            &at("/channels/{channel_id}/cancel_reasons"),
             get(routes::channels::cancel_reasons),
         )
-        .route("/channels/{channel_id}/poll", post(routes::channels::poll))
+        .route(&at("/channels/{channel_id}/poll"), post(routes::channels::poll))
         .route(
-            "/orders",
+            &at("/orders"),
             post(routes::orders::import_order).get(routes::orders::list_orders),
         )
-        .route("/orders/cancel", post(routes::cancel::bulk_cancel))
+        .route(&at("/orders/cancel"), post(routes::cancel::bulk_cancel))
         .route(
-            "/orders/{order_id}",
+            &at("/orders/{order_id}"),
             get(routes::orders::get_order).patch(routes::orders::modify),
         )
-        .route("/orders/{order_id}/history", get(routes::orders::order_history))
-        .route("/orders/{order_id}/cancel", post(routes::cancel::cancel_order))
-        .route("/orders/{order_id}/refunds", post(routes::cancel::record_refund))
-        .route("/orders/{order_id}/uncancel", post(routes::cancel::undo_cancel))
-        .route("/cancellations", get(routes::cancel::list_cancellations))
+        .route(&at("/orders/{order_id}/history"), get(routes::orders::order_history))
+        .route(&at("/orders/{order_id}/cancel"), post(routes::cancel::cancel_order))
+        .route(&at("/orders/{order_id}/refunds"), post(routes::cancel::record_refund))
+        .route(&at("/orders/{order_id}/uncancel"), post(routes::cancel::undo_cancel))
+        .route(&at("/cancellations"), get(routes::cancel::list_cancellations))
         .route(
-            "/orders/{order_id}/cancellation_requests",
+            &at("/orders/{order_id}/cancellation_requests"),
             post(routes::requests::create_request),
         )
-        .route("/cancellation_requests", get(routes::requests::list_requests))
+        .route(&at("/cancellation_requests"), get(routes::requests::list_requests))
         .route(
-            "/cancellation_requests/{request_id}/accept",
+            &at("/cancellation_requests/{request_id}/accept"),
             post(routes::requests::accept),
         )
         .route(
-            "/cancellation_requests/{request_id}/reject",
+            &at("/cancellation_requests/{request_id}/reject"),
             post(routes::requests::reject),
         )
-        .route("/sync_history", get(routes::sync_history::list))
+        .route(&at("/sync_history"), get(routes::sync_history::list))
         .route(
-            "/webhooks",
+            &at("/webhooks"),
             post(routes::subscriptions::create_webhook).get(routes::subscriptions::list_webhooks),
         )
         .route(
-            "/webhooks/{webhook_id}",
+            &at("/webhooks/{webhook_id}"),
             get(routes::subscriptions::get_webhook).delete(routes::subscriptions::delete_webhook),
         )
         .route(
-            "/webhooks/{webhook_id}/deliveries",
+            &at("/webhooks/{webhook_id}/deliveries"),
             get(routes::subscriptions::list_deliveries),
         )
         .route(
-            "/webhooks/{webhook_id}/deliveries/{delivery_id}/replay",
+            &at("/webhooks/{webhook_id}/deliveries/{delivery_id}/replay"),
             post(routes::subscriptions::replay_delivery),
         )
-        .route("/events", get(routes::subscriptions::list_events))
-        .route("/inventory", get(routes::inventory::list_stock))
+        .route(&at("/events"), get(routes::subscriptions::list_events))
+        .route(&at("/inventory"), get(routes::inventory::list_stock))
         .route(
-            "/inventory/{sku}",
+            &at("/inventory/{sku}"),
             get(routes::inventory::get_stock).put(routes::inventory::set_stock),
         )
-        .route("/inventory/{sku}/adjust", post(routes::inventory::adjust_stock))
+        .route(&at("/inventory/{sku}/adjust"), post(routes::inventory::adjust_stock))
         .route(
-            "/inventory/{sku}/listings",
+            &at("/inventory/{sku}/listings"),
             get(routes::inventory::get_listings).put(routes::inventory::set_listings),
         )
         .route(
-            "/warehouses",
+            &at("/warehouses"),
             post(routes::warehouses::create_warehouse).get(routes::warehouses::list_warehouses),
         )
-        .route("/warehouses/{warehouse_id}", get(routes::warehouses::get_warehouse))
-        .route("/cancellations/{cancellation_id}/retry", post(routes::cancel::retry))
         .route(
-            "/payment_providers",
+            &at("/warehouses/{warehouse_id}"),
+            get(routes::warehouses::get_warehouse),
+        )
+        .route(
+            &at("/cancellations/{cancellation_id}/retry"),
+            post(routes::cancel::retry),
+        )
+        .route(
+            &at("/payment_providers"),
             post(routes::payment_providers::create_payment_provider)
                 .get(routes::payment_providers::list_payment_providers),
         )
         .route(
-            "/payment_providers/{provider_id}",
+            &at("/payment_providers/{provider_id}"),
             get(routes::payment_providers::get_payment_provider),
         )
 }
