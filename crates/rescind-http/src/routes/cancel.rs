@@ -7,9 +7,9 @@ use crate::input::{self, Problems};
 use crate::routes::orders::page_size;
 use crate::routes::query;
 use crate::wire::{
-    cancellation_body, cancelled_lines_body, order_body, refund_body, BulkCancelRequest, BulkCancelResponse,
-    BulkCancelResult, CancelRequest, CancellationList, CancellationListItem, DryRunBody, OrderBody, PlanBody,
-    PlanStepBody, RecordRefundRequest, RecordRefundResponse, RestockLine, UndoRequest,
+    cancellation_body, cancelled_lines_body, order_answer, order_body, refund_body, BulkCancelRequest,
+    BulkCancelResponse, BulkCancelResult, CancelRequest, CancellationList, CancellationListItem, DryRunBody, OrderBody,
+    PlanBody, PlanStepBody, RecordRefundRequest, RecordRefundResponse, RestockLine, UndoRequest,
 };
 use crate::AppState;
 use axum::body::Bytes;
@@ -278,7 +278,7 @@ pub(crate) async fn cancel_outcome(
                 ));
             }
             count_cancelled(state, &order);
-            Ok((cancel_status(&order), Json(order_body(&order))).into_response())
+            Ok(order_answer(cancel_status(&order), &order))
         }
         Err(ChangeError::NotFound) => Err(ApiError::not_found("order")),
         Err(ChangeError::Refused(refusal)) => {

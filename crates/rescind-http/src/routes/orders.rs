@@ -6,7 +6,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::input::{self, Problems};
 use crate::routes::query;
 use crate::wire::{
-    history_body, order_body, HistoryList, ImportOrderRequest, ModificationSyncBody, ModifiedOrderBody,
+    history_body, order_answer, order_body, HistoryList, ImportOrderRequest, ModificationSyncBody, ModifiedOrderBody,
     ModifyOrderRequest, OrderBody, OrderList,
 };
 use crate::AppState;
@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::{Extension, Json};
 use rescind_domain::{modify_order, plan_modification, ModificationRoute, ModificationSync};
 use rescind_domain::{CancellationStatus, FulfillmentStatus, HistoryEntry, OrderStatus, Scope};
@@ -36,7 +37,7 @@ pub async fn import_order(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
-) -> Result<(StatusCode, Json<OrderBody>), ApiError> {
+) -> Result<Response, ApiError> {
     let shop = principal.shop(Scope::WriteOrder)?;
     let request: ImportOrderRequest = parse_json(&body)?;
     let channel = match request.channel_id.as_deref() {
@@ -106,7 +107,7 @@ pub async fn import_order(
         )
         .await;
     match imported {
-        Ok(order) => Ok((StatusCode::CREATED, Json(order_body(&order)))),
+        Ok(order) => Ok(order_answer(StatusCode::CREATED, &order)),
         Err(ImportError::Duplicate { existing_id }) => Err(ApiError {
             status: StatusCode::CONFLICT,
             code: "duplicate_order",
@@ -126,14 +127,14 @@ pub async fn get_order(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(order_id): Path<String>,
-) -> Result<Json<OrderBody>, ApiError> {
+) -> Result<Response, ApiError> {
     let shop = principal.shop(Scope::ReadOrder)?;
     let order = state
         .store
         .order(&shop.shop_id, &order_id)
         .await?
         .ok_or_else(|| ApiError::not_found("order"))?;
-    Ok(Json(order_body(&order)))
+    Ok(order_answer(StatusCode::OK, &order))
 }
 
 /// The filters and page of `GET /orders`.
