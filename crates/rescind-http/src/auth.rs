@@ -11,7 +11,7 @@ use rand::RngCore;
 use rescind_domain::Scope;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a token looked up in the database is believed without asking again. Tokens are never
@@ -24,11 +24,11 @@ pub const TOKEN_CACHE_MAX: usize = 10_000;
 /// requests do not each read its token. Unknown secrets are never remembered.
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    known: Mutex<HashMap<String, (ShopAccess, Instant)>>,
+    known: Mutex<HashMap<String, (Arc<ShopAccess>, Instant)>>,
 }
 
 impl TokenCache {
-    fn get(&self, hash: &str) -> Option<ShopAccess> {
+    fn get(&self, hash: &str) -> Option<Arc<ShopAccess>> {
         let known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         known
             .get(hash)
@@ -36,7 +36,7 @@ impl TokenCache {
             .map(|(access, _)| access.clone())
     }
 
-    fn remember(&self, hash: String, access: ShopAccess) {
+    fn remember(&self, hash: String, access: Arc<ShopAccess>) {
         let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if known.len() >= TOKEN_CACHE_MAX {
             known.clear();
@@ -45,12 +45,13 @@ impl TokenCache {
     }
 }
 
-/// The caller of a request, put in the request's extensions by [`authenticate`].
+/// The caller of a request, put in the request's extensions by [`authenticate`] (and cloned out of
+/// them by every handler: a shop's token is shared, not copied).
 #[derive(Clone, Debug)]
 pub enum Principal {
     /// The platform operator: may only create shops and their tokens.
     Admin,
-    Shop(ShopAccess),
+    Shop(Arc<ShopAccess>),
 }
 
 /// A shop's token, resolved.
@@ -73,7 +74,7 @@ impl Principal {
             Principal::Admin => Err(ApiError::forbidden(
                 "The platform token may only create shops and tokens; use a shop's token for this endpoint.",
             )),
-            Principal::Shop(access) if scopes.iter().any(|scope| access.scopes.contains(scope)) => Ok(access),
+            Principal::Shop(access) if scopes.iter().any(|scope| access.scopes.contains(scope)) => Ok(access.as_ref()),
             Principal::Shop(_) => Err(ApiError::forbidden(format!(
                 "This token lacks the scope this endpoint needs ({}).",
                 scopes
@@ -151,18 +152,18 @@ pub async fn authenticate(
 }
 
 /// The shop token with this hash, from the cache or the database; `None` when there is none.
-pub async fn shop_access(state: &AppState, token_hash: &str) -> anyhow::Result<Option<ShopAccess>> {
+pub async fn shop_access(state: &AppState, token_hash: &str) -> anyhow::Result<Option<Arc<ShopAccess>>> {
     if let Some(access) = state.tokens.get(token_hash) {
         return Ok(Some(access));
     }
     let Some(token) = state.store.token_by_hash(token_hash).await? else {
         return Ok(None);
     };
-    let access = ShopAccess {
+    let access = Arc::new(ShopAccess {
         token_id: token.id,
         shop_id: token.shop_id,
         scopes: token.scopes,
-    };
+    });
     state.tokens.remember(token_hash.to_owned(), access.clone());
     Ok(Some(access))
 }
@@ -183,12 +184,12 @@ pub fn equal_in_constant_time(left: &[u8], right: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn access(shop_id: &str) -> ShopAccess {
-        ShopAccess {
+    fn access(shop_id: &str) -> Arc<ShopAccess> {
+        Arc::new(ShopAccess {
             token_id: format!("tok_{shop_id}"),
             shop_id: shop_id.to_owned(),
             scopes: vec![Scope::ReadOrder],
-        }
+        })
     }
 
     #[test]
@@ -196,7 +197,7 @@ mod tests {
         let cache = TokenCache::default();
         cache.remember(hash_secret("rsk_a"), access("shop_a"));
         assert_eq!(
-            cache.get(&hash_secret("rsk_a")).map(|found| found.shop_id),
+            cache.get(&hash_secret("rsk_a")).map(|found| found.shop_id.clone()),
             Some("shop_a".to_owned())
         );
         assert!(cache.get(&hash_secret("rsk_b")).is_none());
