@@ -6,7 +6,7 @@ use crate::AppState;
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use rand::RngCore;
 use rescind_domain::Scope;
 use sha2::{Digest, Sha256};
@@ -125,14 +125,19 @@ pub fn new_secret() -> String {
     format!("rsk_{}", rescind_connectors::encoding::hex(&bytes))
 }
 
-/// Resolves the bearer token of every `/api/v1` request (but the OpenAPI document) into a
-/// [`Principal`], or answers 401; then the request's `Idempotency-Key` ([`crate::idempotency::keyed`]),
-/// in the same layer.
-pub async fn authenticate(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+/// The one layer of every `/api/v1` route (but the OpenAPI document's and the partners' own): the
+/// request timed and counted with its body buffered ([`crate::metrics::tracked`]), its bearer token
+/// resolved into a [`Principal`] or 401, then its `Idempotency-Key` ([`crate::idempotency::keyed`]).
+pub async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    crate::metrics::tracked(&state, request, |request| async {
+        authenticated(&state, request, next)
+            .await
+            .unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
+}
+
+async fn authenticated(state: &AppState, mut request: Request, next: Next) -> Result<Response, ApiError> {
     let secret = request
         .headers()
         .get(AUTHORIZATION)
@@ -145,10 +150,10 @@ pub async fn authenticate(
     let principal = if state.admin_token_hash.as_deref() == Some(hash.as_str()) {
         Principal::Admin
     } else {
-        Principal::Shop(shop_access(&state, &hash).await?.ok_or_else(ApiError::unauthorized)?)
+        Principal::Shop(shop_access(state, &hash).await?.ok_or_else(ApiError::unauthorized)?)
     };
     request.extensions_mut().insert(principal);
-    crate::idempotency::keyed(&state, request, next).await
+    crate::idempotency::keyed(state, request, next).await
 }
 
 /// The shop token with this hash, from the cache or the database; `None` when there is none.

@@ -111,9 +111,13 @@ impl AppState {
 /// The whole application: `/api/v1/…` behind authentication and idempotency, the operator console at
 /// `/console`, plus the open `/healthz`, `/metrics` and `/api/v1/openapi.json`.
 pub fn router(state: AppState) -> Router {
-    // Each layer clones its inner service and boxes a future per request: the token and the
-    // idempotency key are one layer, the body's limits and the metrics another.
-    let api = api_routes("/api/v1").layer(from_fn_with_state(state.clone(), auth::authenticate));
+    // Each layer clones the routes below it and boxes a future per request, so every route has one:
+    // the API's its metrics, body limits, token and idempotency key; the rest their metrics and body
+    // limits. The API's routes are merged after the others' layer.
+    // A wrong method on an API path is answered inside that layer: 401 without a token, else 405.
+    let api = api_routes("/api/v1")
+        .method_not_allowed_fallback(routes::ops::method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), auth::authenticate));
     // The console calls the same routes in process, having authenticated the operator itself.
     let console = console::router(console::ConsoleState {
         app: state.clone(),
@@ -122,7 +126,6 @@ pub fn router(state: AppState) -> Router {
             .with_state(state.clone()),
     });
     Router::new()
-        .merge(api)
         .nest_service("/console", console)
         .route("/api/v1/openapi.json", get(routes::ops::openapi_document))
         .route(
@@ -138,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::ops::not_found)
         .method_not_allowed_fallback(routes::ops::method_not_allowed)
         .layer(from_fn_with_state(state.clone(), metrics::track))
+        .merge(api)
         .with_state(state)
 }
 

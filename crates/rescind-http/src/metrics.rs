@@ -9,6 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -98,15 +99,26 @@ impl Metrics {
     }
 }
 
-/// Times and counts every request, and logs it; its body is buffered under the limits first
-/// ([`crate::body::buffered`]; one layer for both, as each layer costs a boxed future per request).
+/// Times and counts every request but `/api/v1`'s own (whose layer, [`crate::auth::authenticate`], does
+/// it itself), and logs it; its body is buffered under the limits first ([`crate::body::buffered`]).
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    tracked(&state, request, |request| next.run(request)).await
+}
+
+/// `inner` timed, counted and logged, with the request's body buffered under the limits first: the
+/// part of every route's one layer that every request goes through. One layer per route, as each
+/// clones the routes below it and boxes a future per request.
+pub(crate) async fn tracked<F: Future<Output = Response>>(
+    state: &AppState,
+    request: Request,
+    inner: impl FnOnce(Request) -> F,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let response = match crate::body::buffered(request).await {
-        Ok(request) => next.run(request).await,
+        Ok(request) => inner(request).await,
         Err(refused) => refused.into_response(),
     };
     let seconds = started.elapsed().as_secs_f64();
