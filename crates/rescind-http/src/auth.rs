@@ -126,8 +126,8 @@ pub fn new_secret() -> String {
 }
 
 /// The one layer of every `/api/v1` route (but the OpenAPI document's and the partners' own): the
-/// request timed and counted with its body buffered ([`crate::metrics::tracked`]), its bearer token
-/// resolved into a [`Principal`] or 401, then its `Idempotency-Key` ([`crate::idempotency::keyed`]).
+/// request timed and counted with its body buffered (`metrics::tracked`), its bearer token
+/// resolved into a [`Principal`] or 401, then its `Idempotency-Key` (`idempotency::keyed`).
 pub async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
     crate::metrics::tracked(&state, request, |request| async {
         authenticated(&state, request, next)

@@ -35,7 +35,7 @@ fn too_large() -> ApiError {
 }
 
 /// Buffers the body (refusing oversize ones, and oversize headers and paths) so the idempotency layer
-/// and the handlers see the same bytes. Run for every request by [`crate::metrics::track`].
+/// and the handlers see the same bytes. Run for every request by `metrics::tracked`.
 pub async fn buffered(request: Request) -> Result<Request, ApiError> {
     let header_bytes: usize = request
         .headers()

@@ -23,7 +23,7 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 /// The `Idempotency-Key` layer on its own (the console's in-process API, whose caller is already
-/// known); `/api/v1` runs [`keyed`] from [`crate::auth::authenticate`], one layer fewer per request.
+/// known); `/api/v1` runs `keyed` from [`crate::auth::authenticate`], one layer fewer per request.
 pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
     keyed(&state, request, next).await
 }

@@ -99,8 +99,9 @@ impl Metrics {
     }
 }
 
-/// Times and counts every request but `/api/v1`'s own (whose layer, [`crate::auth::authenticate`], does
-/// it itself), and logs it; its body is buffered under the limits first ([`crate::body::buffered`]).
+/// The layer of the routes outside the API's token (`/healthz`, `/metrics`, the console, the OpenAPI
+/// document, the partners' webhooks, unknown paths): `tracked`. The API's own layer,
+/// [`crate::auth::authenticate`], runs `tracked` itself.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     tracked(&state, request, |request| next.run(request)).await
 }

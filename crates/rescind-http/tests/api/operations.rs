@@ -195,6 +195,15 @@ async fn unknown_paths_and_methods_answer_with_the_error_body(app: TestApp) {
         .send(Method::DELETE, "/api/v1/orders", Some(&shop.token), None, None)
         .await;
     assert_eq!((wrong_method.status, wrong_method.code()), (405, "method_not_allowed"));
+    // An API path's wrong method is answered behind its token: without one, 401 first.
+    let without_token = app.send(Method::DELETE, "/api/v1/orders", None, None, None).await;
+    assert_eq!((without_token.status, without_token.code()), (401, "unauthorized"));
+    let metrics = app.metrics().await;
+    for status in [405, 401] {
+        let line =
+            format!(r#"rescind_http_requests_total{{method="DELETE",route="/api/v1/orders",status="{status}"}} 1"#);
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
 }
 
 async fn a_retry_with_the_same_idempotency_key_replays_the_first_answer(app: TestApp) {
