@@ -570,7 +570,8 @@ async fn execute(
             }
         };
         let came = now();
-        if let Some(next) = goes_on_unwritten(&order, kind, &outcome, came, lease_until, config, unwritten.len()) {
+        // The order is taken (not copied): when the worker writes instead, it acts on what the write leaves.
+        if let Some(next) = goes_on_unwritten(order, kind, &outcome, came, lease_until, config, unwritten.len()) {
             unwritten.push((kind, outcome, came));
             order = next;
             continue;
@@ -657,7 +658,7 @@ const UNWRITTEN_MAX: usize = 3;
 /// saves a transaction per cancellation; it risks nothing W7 does not already cover: if the process
 /// stops before the write, the steps run again with the same idempotency keys.
 fn goes_on_unwritten(
-    order: &Order,
+    order: Order,
     kind: StepKind,
     outcome: &StepOutcome,
     came: Timestamp,
@@ -668,7 +669,7 @@ fn goes_on_unwritten(
     if held + 1 >= UNWRITTEN_MAX || later(came, config.partner_timeout) >= lease_until {
         return None;
     }
-    let change = record_step_outcome(order.clone(), kind, outcome.clone(), &mut RandomIds, came).ok()?;
+    let change = record_step_outcome(order, kind, outcome.clone(), &mut RandomIds, came).ok()?;
     let WorkflowSchedule::DueAt(due_at) = change.workflow else {
         return None;
     };
