@@ -107,8 +107,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
 }
 
 /// `inner` timed, counted and logged, with the request's body buffered under the limits first: the
-/// part of every route's one layer that every request goes through. One layer per route, as each
-/// clones the routes below it and boxes a future per request.
+/// part of every route's one layer (`router()`) that every request goes through.
 pub(crate) async fn tracked<F: Future<Output = Response>>(
     state: &AppState,
     request: Request,

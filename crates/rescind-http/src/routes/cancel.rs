@@ -641,7 +641,7 @@ pub async fn retry(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(cancellation_id): Path<String>,
-) -> Result<Json<OrderBody>, ApiError> {
+) -> Result<Response, ApiError> {
     let shop = principal.shop(Scope::WriteOrder)?;
     let order_id = state
         .store
@@ -662,9 +662,10 @@ pub async fn retry(
         })
         .await;
     match changed {
-        Ok(change) => Ok(Json(order_body(
+        Ok(change) => Ok(order_answer(
+            StatusCode::OK,
             &settled_order(&state, &shop.shop_id, watch, Box::new(change), StepsGo::ToBeClaimed).await?,
-        ))),
+        )),
         Err(ChangeError::NotFound) => Err(ApiError::not_found("cancellation")),
         Err(ChangeError::Refused(refusal)) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -688,7 +689,7 @@ pub async fn undo_cancel(
     Extension(principal): Extension<Principal>,
     Path(order_id): Path<String>,
     body: Bytes,
-) -> Result<Json<OrderBody>, ApiError> {
+) -> Result<Response, ApiError> {
     let shop = principal.shop(Scope::WriteOrder)?;
     let request: UndoRequest = parse_json(&body)?;
     let order = state
@@ -751,7 +752,7 @@ pub async fn undo_cancel(
         })
         .await;
     match changed {
-        Ok(change) => Ok(Json(order_body(&change.order))),
+        Ok(change) => Ok(order_answer(StatusCode::OK, &change.order)),
         Err(ChangeError::NotFound) => Err(ApiError::not_found("order")),
         Err(ChangeError::Refused(refusal)) => Err(undo_error(refusal)),
         Err(ChangeError::Store(error)) => Err(ApiError::internal(&error)),
