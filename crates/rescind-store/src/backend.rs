@@ -3203,6 +3203,19 @@ mod batch {
 
     /// The most changes one transaction takes.
     const GROUP_MAX: usize = 256;
+    /// Past this many changes waiting, a group takes half of them (but never fewer than this many):
+    /// a group's callers are all answered at once, after its sync, and a group that took every
+    /// change waiting would leave a fixed number of callers (a script's workers, the benchmark's
+    /// clients) all waiting on it, and the writer idle while they are answered and come back. Half
+    /// keeps the other half's group written meanwhile: at 64 clients on SQLite the writer was idle a
+    /// quarter of the time, its groups swinging between 64 changes and 3 (BENCHMARKS.md,
+    /// thirty-sixth session).
+    const GROUP_SPLIT_FROM: usize = 16;
+
+    /// How many changes the group taken with `waiting` in the queue takes at most.
+    fn group_limit(waiting: usize) -> usize {
+        waiting.div_ceil(2).clamp(GROUP_SPLIT_FROM, GROUP_MAX)
+    }
     /// Changes waiting for the writer; callers wait when it is full.
     const QUEUE_MAX: usize = 4096;
 
@@ -3636,7 +3649,7 @@ mod batch {
             self.connection_wanted.is_raised()
         }
 
-        /// Waits for a change and takes whatever else waits with it (up to [`GROUP_MAX`]); `None`
+        /// Waits for a change and takes what else waits with it (up to [`group_limit`]); `None`
         /// once the writer is to stop. A group may be empty (the stop came first).
         #[allow(dead_code)] // each backend's writer uses its own part
         pub(crate) async fn next(&mut self) -> Option<Vec<Job>> {
@@ -3689,6 +3702,7 @@ mod batch {
 
         fn fill(&mut self, first: Message) -> Vec<Job> {
             let mut group = Vec::new();
+            let limit = group_limit(self.queue.len() + 1);
             let mut next = Some(first);
             while let Some(message) = next.take() {
                 match message {
@@ -3697,7 +3711,7 @@ mod batch {
                     Message::Key(job) => self.keys.push(job),
                     Message::Close(done) => self.closing = Some(done),
                 }
-                if self.closing.is_none() && group.len() + self.imports.len() + self.keys.len() < GROUP_MAX {
+                if self.closing.is_none() && group.len() + self.imports.len() + self.keys.len() < limit {
                     next = self.queue.try_recv().ok();
                 }
             }
@@ -3761,6 +3775,39 @@ mod batch {
             assert!(groups.connection_wanted(), "one waiter is still there");
             drop(another);
             assert!(!groups.connection_wanted(), "every waiter is gone");
+        }
+
+        /// Many changes waiting go in two groups of half, so that one is written while the other's
+        /// callers are answered; a few go in one, and none takes more than [`GROUP_MAX`].
+        #[test]
+        fn a_group_takes_half_of_many_changes_waiting_and_all_of_a_few() {
+            let (jobs, queue) = mpsc::channel(QUEUE_MAX);
+            let mut groups = Groups {
+                queue,
+                imports: Vec::new(),
+                keys: Vec::new(),
+                closing: None,
+                connection_wanted: ConnectionWanted::default(),
+            };
+            let mut taken = |count: usize| {
+                for n in 0..count {
+                    jobs.blocking_send(job(&format!("ord_{n}"))).expect("sent");
+                }
+                let mut sizes = Vec::new();
+                while let Some(group) = Some(groups.waiting()).filter(|group| !group.is_empty()) {
+                    sizes.push(group.len());
+                }
+                sizes
+            };
+            assert_eq!(taken(64), [32, 16, 16]);
+            assert_eq!(taken(GROUP_SPLIT_FROM), [GROUP_SPLIT_FROM]);
+            assert_eq!(taken(3), [3]);
+            assert_eq!(taken(1000), [GROUP_MAX, GROUP_MAX, 244, 122, 61, 31, 16, 14]);
+            assert_eq!(
+                group_limit(GROUP_SPLIT_FROM + 1),
+                GROUP_SPLIT_FROM,
+                "never fewer than the floor"
+            );
         }
 
         /// The group writer, with nothing waiting after a group, waits a moment for the next change
