@@ -3472,19 +3472,23 @@ mod batch {
     }
 
     pub(crate) fn start(pool: sqlx::Pool<Db>) -> Batcher {
-        let (jobs, queue) = mpsc::channel(QUEUE_MAX);
         let connection_wanted = ConnectionWanted::default();
-        super::run_writer(
-            pool,
-            Groups {
-                queue,
-                imports: Vec::new(),
-                keys: Vec::new(),
-                closing: None,
-                connection_wanted: connection_wanted.clone(),
-            },
-        );
+        let (jobs, groups) = queue(connection_wanted.clone());
+        super::run_writer(pool, groups);
         Batcher { jobs, connection_wanted }
+    }
+
+    /// A queue of changes for the writer ([`QUEUE_MAX`] long), and the writer's end of it.
+    fn queue(connection_wanted: ConnectionWanted) -> (mpsc::Sender<Message>, Groups) {
+        let (jobs, queue) = mpsc::channel(QUEUE_MAX);
+        let groups = Groups {
+            queue,
+            imports: Vec::new(),
+            keys: Vec::new(),
+            closing: None,
+            connection_wanted,
+        };
+        (jobs, groups)
     }
 
     impl Batcher {
@@ -3758,15 +3762,8 @@ mod batch {
         /// once every one of them is gone (the SQLite writer lets it go after its group meanwhile).
         #[test]
         fn the_writer_sees_its_connection_wanted_until_every_waiter_is_gone() {
-            let (_jobs, queue) = mpsc::channel(QUEUE_MAX);
             let wanted = ConnectionWanted::default();
-            let groups = Groups {
-                queue,
-                imports: Vec::new(),
-                keys: Vec::new(),
-                closing: None,
-                connection_wanted: wanted.clone(),
-            };
+            let (_jobs, groups) = queue(wanted.clone());
             assert!(!groups.connection_wanted(), "nobody waits yet");
             let checkpoint = wanted.raise();
             let another = wanted.raise();
@@ -3781,14 +3778,7 @@ mod batch {
         /// callers are answered; a few go in one, and none takes more than [`GROUP_MAX`].
         #[test]
         fn a_group_takes_half_of_many_changes_waiting_and_all_of_a_few() {
-            let (jobs, queue) = mpsc::channel(QUEUE_MAX);
-            let mut groups = Groups {
-                queue,
-                imports: Vec::new(),
-                keys: Vec::new(),
-                closing: None,
-                connection_wanted: ConnectionWanted::default(),
-            };
+            let (jobs, mut groups) = queue(ConnectionWanted::default());
             let mut taken = |count: usize| {
                 for n in 0..count {
                     jobs.blocking_send(job(&format!("ord_{n}"))).expect("sent");
@@ -3820,14 +3810,7 @@ mod batch {
                 .enable_all()
                 .build()
                 .expect("a runtime");
-            let (jobs, queue) = mpsc::channel(QUEUE_MAX);
-            let mut groups = Groups {
-                queue,
-                imports: Vec::new(),
-                keys: Vec::new(),
-                closing: None,
-                connection_wanted: ConnectionWanted::default(),
-            };
+            let (jobs, mut groups) = queue(ConnectionWanted::default());
             let asked = Instant::now();
             assert!(groups.waiting_within(runtime.handle(), Duration::from_millis(20)).is_empty());
             assert!(asked.elapsed() >= Duration::from_millis(20), "it waited the whole wait");
