@@ -3207,15 +3207,16 @@ mod batch {
     /// a group's callers are all answered at once, after its sync, and a group that took every
     /// change waiting would leave a fixed number of callers (a script's workers, the benchmark's
     /// clients) all waiting on it, and the writer idle while they are answered and come back. Half
-    /// keeps the other half's group written meanwhile: at 64 clients on SQLite the writer was idle a
-    /// quarter of the time, its groups swinging between 64 changes and 3 (BENCHMARKS.md,
-    /// thirty-sixth session).
+    /// keeps the other half's group written meanwhile: at 64 clients on SQLite the writer had been idle
+    /// 22 % of the time, its groups swinging between 64 changes and 3 (BENCHMARKS.md, thirty-sixth
+    /// session).
     const GROUP_SPLIT_FROM: usize = 16;
 
     /// How many changes the group taken with `waiting` in the queue takes at most.
     fn group_limit(waiting: usize) -> usize {
         waiting.div_ceil(2).clamp(GROUP_SPLIT_FROM, GROUP_MAX)
     }
+
     /// Changes waiting for the writer; callers wait when it is full.
     const QUEUE_MAX: usize = 4096;
 
