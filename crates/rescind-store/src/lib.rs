@@ -1520,20 +1520,17 @@ mod sqlite {
         ids_by_shop: HashMap<String, Vec<String>>,
         kept: &mut batch::Setups,
     ) -> Result<batch::Loaded> {
-        let mut select_order = db.prepare_cached(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE shop_id = $1 AND id = $2"
-        ))?;
-        let mut select_cancellation = db.prepare_cached(&format!(
-            "SELECT {CANCELLATION_COLUMNS} FROM cancellations WHERE id = $1"
-        ))?;
-        let mut select_refund = db.prepare_cached(&format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE id = $1"))?;
-        let mut select_request = db.prepare_cached(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM cancellation_requests WHERE id = $1"
-        ))?;
-        let order_columns = Columns::of(&select_order);
-        let cancellation_columns = Columns::of(&select_cancellation);
-        let refund_columns = Columns::of(&select_refund);
-        let request_columns = Columns::of(&select_request);
+        static SELECT_ORDER: Load =
+            Load::new(|| format!("SELECT {ORDER_COLUMNS} FROM orders WHERE shop_id = $1 AND id = $2"));
+        static SELECT_CANCELLATION: Load =
+            Load::new(|| format!("SELECT {CANCELLATION_COLUMNS} FROM cancellations WHERE id = $1"));
+        static SELECT_REFUND: Load = Load::new(|| format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE id = $1"));
+        static SELECT_REQUEST: Load =
+            Load::new(|| format!("SELECT {REQUEST_COLUMNS} FROM cancellation_requests WHERE id = $1"));
+        let (mut select_order, order_columns) = SELECT_ORDER.prepare(db)?;
+        let (mut select_cancellation, cancellation_columns) = SELECT_CANCELLATION.prepare(db)?;
+        let (mut select_refund, refund_columns) = SELECT_REFUND.prepare(db)?;
+        let (mut select_request, request_columns) = SELECT_REQUEST.prepare(db)?;
         let mut orders = HashMap::new();
         let mut setups = HashMap::new();
         for (shop_id, ids) in ids_by_shop {
@@ -1644,6 +1641,34 @@ mod sqlite {
 
         fn of_row<'r, 's>(&'r self, row: &'r rusqlite::Row<'s>) -> Named<'r, 's> {
             Named { row, columns: self }
+        }
+    }
+
+    /// One of a group's load statements: its text, put together once, and its [`Columns`], taken from
+    /// the first statement prepared (the text never changes, so neither do they). Taken anew, they
+    /// had cost every group four maps of up to 40 names and four texts (BENCHMARKS.md, thirty-sixth
+    /// session).
+    struct Load {
+        sql: std::sync::LazyLock<String>,
+        columns: std::sync::OnceLock<Columns>,
+    }
+
+    impl Load {
+        const fn new(sql: fn() -> String) -> Load {
+            Load {
+                sql: std::sync::LazyLock::new(sql),
+                columns: std::sync::OnceLock::new(),
+            }
+        }
+
+        /// The statement, prepared on `db` (or taken from its cache), and its columns.
+        fn prepare<'c>(
+            &'static self,
+            db: &'c rusqlite::Connection,
+        ) -> Result<(rusqlite::CachedStatement<'c>, &'static Columns)> {
+            let statement = db.prepare_cached(&self.sql)?;
+            let columns = self.columns.get_or_init(|| Columns::of(&statement));
+            Ok((statement, columns))
         }
     }
 
