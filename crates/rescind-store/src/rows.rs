@@ -118,6 +118,7 @@ impl<'a> Rows<'a> {
 
     /// The statement for one row, with numbered parameters (`$1` works on both backends).
     pub(crate) fn single_row_sql(&self) -> String {
+        use std::fmt::Write;
         let mut sql = String::with_capacity(self.head.len() + self.tail.len() + 8 + 5 * self.width);
         sql.push_str(self.head);
         sql.push_str("VALUES (");
@@ -125,8 +126,9 @@ impl<'a> Rows<'a> {
             if column > 1 {
                 sql.push_str(", ");
             }
-            sql.push('$');
-            sql.push_str(&column.to_string());
+            // Written in place: the SQLite group writer puts each table's statement together once
+            // per group, and a number's own string was an allocation per column.
+            let _ = write!(sql, "${column}");
         }
         sql.push(')');
         sql.push_str(self.tail);
