@@ -141,6 +141,21 @@ pub struct Backend {
 /// below read both.
 trait Read {
     fn column<T: Readable>(&self, name: &str) -> Result<T>;
+
+    /// A text column handed to `read` where the row holds it (NULL as `None`), without a String of
+    /// its own: an order's row has some twenty columns that are only parsed (its statuses, amounts
+    /// and JSON), each of which was copied out first (thirty-seventh session).
+    fn text<T>(&self, name: &str, read: impl FnOnce(Option<&str>) -> Result<T>) -> Result<T>;
+
+    /// A NOT NULL text column, parsed in place.
+    fn parsed<T>(&self, name: &str, parse: impl FnOnce(&str) -> Result<T>) -> Result<T> {
+        self.text(name, |text| parse(text.ok_or_else(|| anyhow::anyhow!("the column {name} is NULL"))?))
+    }
+
+    /// A text column that may be NULL, parsed in place.
+    fn parsed_optional<T>(&self, name: &str, parse: impl FnOnce(&str) -> Result<T>) -> Result<Option<T>> {
+        self.text(name, |text| text.map(parse).transpose())
+    }
 }
 
 /// A column type both sqlx and rusqlite decode.
@@ -154,8 +169,7 @@ fn time(micros: i64) -> Timestamp {
 }
 
 fn money_column(row: &impl Read, column: &str) -> Result<Money> {
-    let text: String = row.column(column)?;
-    Ok(Money::parse_stored(&text)?)
+    row.parsed(column, |text| Ok(Money::parse_stored(text)?))
 }
 
 /// An order as its row holds it, and the ids of what is stored apart from it: its current
@@ -168,27 +182,17 @@ struct OrderRow {
 }
 
 fn order_from_row(row: &impl Read) -> Result<OrderRow> {
-    let currency: String = row.column("currency")?;
-    let payment: Option<String> = row.column("payment")?;
     let order = Order {
         id: row.column("id")?,
         shop_id: row.column("shop_id")?,
         number: row.column("number")?,
         channel_id: row.column("channel_id")?,
-        channel_kind: parse_named(&row.column::<String>("channel_kind")?, ChannelKind::parse, "channel kind")?,
+        channel_kind: row.parsed("channel_kind", |text| parse_named(text, ChannelKind::parse, "channel kind"))?,
         channel_order_id: row.column("channel_order_id")?,
-        status: parse_named(&row.column::<String>("status")?, OrderStatus::parse, "order status")?,
-        financial_status: parse_named(
-            &row.column::<String>("financial_status")?,
-            FinancialStatus::parse,
-            "financial status",
-        )?,
-        fulfillment_status: parse_named(
-            &row.column::<String>("fulfillment_status")?,
-            FulfillmentStatus::parse,
-            "fulfillment status",
-        )?,
-        currency: Currency::parse(&currency)?,
+        status: row.parsed("status", |text| parse_named(text, OrderStatus::parse, "order status"))?,
+        financial_status: row.parsed("financial_status", |text| parse_named(text, FinancialStatus::parse, "financial status"))?,
+        fulfillment_status: row.parsed("fulfillment_status", |text| parse_named(text, FulfillmentStatus::parse, "fulfillment status"))?,
+        currency: row.parsed("currency", |text| Ok(Currency::parse(text)?))?,
         sub_total: money_column(row, "sub_total")?,
         total_shipping: money_column(row, "total_shipping")?,
         total_tax: money_column(row, "total_tax")?,
@@ -200,16 +204,16 @@ fn order_from_row(row: &impl Read) -> Result<OrderRow> {
         canceled_at: row.column::<Option<i64>>("canceled_at")?.map(time),
         created_at: time(row.column("created_at")?),
         updated_at: time(row.column("updated_at")?),
-        customer: customer_from_json(&row.column::<String>("customer")?)?,
-        shipping_address: address_from_json(&row.column::<String>("shipping_address")?)?,
-        line_items: line_items_from_json(&row.column::<String>("line_items")?)?,
-        payment: payment.as_deref().map(payment_from_json).transpose()?,
+        customer: row.parsed("customer", customer_from_json)?,
+        shipping_address: row.parsed("shipping_address", address_from_json)?,
+        line_items: row.parsed("line_items", line_items_from_json)?,
+        payment: row.parsed_optional("payment", payment_from_json)?,
         inventory_deducted: row.column("inventory_deducted")?,
-        stock_snapshot: stock_snapshot_from_json(&row.column::<String>("stock_snapshot")?)?,
+        stock_snapshot: row.parsed("stock_snapshot", stock_snapshot_from_json)?,
         restocked: row.column("restocked")?,
         warehouse_id: row.column("warehouse_id")?,
-        outbound: row.column::<Option<String>>("outbound")?.as_deref().map(outbound_from_json).transpose()?,
-        warnings: warnings_from_json(&row.column::<String>("warnings")?)?,
+        outbound: row.parsed_optional("outbound", outbound_from_json)?,
+        warnings: row.parsed("warnings", warnings_from_json)?,
         refunds: Vec::new(),
         cancellation: None,
         cancellation_request: None,
@@ -223,37 +227,31 @@ fn order_from_row(row: &impl Read) -> Result<OrderRow> {
 }
 
 fn cancellation_from_row(row: &impl Read) -> Result<(String, Cancellation)> {
-    let refund_method: Option<String> = row.column("refund_method")?;
     let created_at = time(row.column("created_at")?);
     let cancellation = Cancellation {
         id: row.column("id")?,
-        status: parse_named(&row.column::<String>("status")?, CancellationStatus::parse, "cancellation status")?,
-        scope: scope_from_json(row.column("partial")?, &row.column::<String>("scope")?)?,
-        requested_by: parse_named(&row.column::<String>("requested_by")?, RequestedBy::parse, "requester")?,
+        status: row.parsed("status", |text| parse_named(text, CancellationStatus::parse, "cancellation status"))?,
+        scope: {
+            let partial = row.column("partial")?;
+            row.parsed("scope", |text| scope_from_json(partial, text))?
+        },
+        requested_by: row.parsed("requested_by", |text| parse_named(text, RequestedBy::parse, "requester"))?,
         reason: row.column("reason")?,
         reason_code: row.column("reason_code")?,
         reason_detail: row.column("reason_detail")?,
         staff_note: row.column("staff_note")?,
         refund: row.column("refund")?,
-        refund_method: refund_method
-            .map(|method| parse_named(&method, RefundMethod::parse, "refund method"))
-            .transpose()?,
+        refund_method: row.parsed_optional("refund_method", |method| {
+            parse_named(method, RefundMethod::parse, "refund method")
+        })?,
         restock: row.column("restock")?,
         notify_customer: row.column("notify_customer")?,
         needs_attention: row.column("needs_attention")?,
-        steps: steps_from_json(&row.column::<String>("steps")?, created_at)?,
-        fulfillment_status_before: parse_named(
-            &row.column::<String>("fulfillment_status_before")?,
-            FulfillmentStatus::parse,
-            "fulfillment status",
-        )?,
-        financial_status_before: parse_named(
-            &row.column::<String>("financial_status_before")?,
-            FinancialStatus::parse,
-            "financial status",
-        )?,
+        steps: row.parsed("steps", |text| steps_from_json(text, created_at))?,
+        fulfillment_status_before: row.parsed("fulfillment_status_before", |text| parse_named(text, FulfillmentStatus::parse, "fulfillment status"))?,
+        financial_status_before: row.parsed("financial_status_before", |text| parse_named(text, FinancialStatus::parse, "financial status"))?,
         reauthorization_generation: u32::try_from(row.column::<i64>("reauthorization_generation")?)?,
-        fee: row.column::<Option<String>>("fee")?.as_deref().map(Money::parse_stored).transpose()?,
+        fee: row.parsed_optional("fee", |text| Ok(Money::parse_stored(text)?))?,
         created_at,
         updated_at: time(row.column("updated_at")?),
         completed_at: row.column::<Option<i64>>("completed_at")?.map(time),
@@ -265,7 +263,7 @@ fn refund_from_row(row: &impl Read) -> Result<(String, Refund)> {
     let refund = Refund {
         id: row.column("id")?,
         amount: money_column(row, "amount")?,
-        method: parse_named(&row.column::<String>("method")?, RefundMethod::parse, "refund method")?,
+        method: row.parsed("method", |text| parse_named(text, RefundMethod::parse, "refund method"))?,
         note: row.column("note")?,
         cancellation_id: row.column("cancellation_id")?,
         actor: row.column("actor")?,
@@ -295,7 +293,7 @@ const REQUEST_COLUMNS: &str =
 fn request_from_row(row: &impl Read) -> Result<(String, CancellationRequest)> {
     let request = CancellationRequest {
         id: row.column("id")?,
-        status: parse_named(&row.column::<String>("status")?, RequestStatus::parse, "request status")?,
+        status: row.parsed("status", |text| parse_named(text, RequestStatus::parse, "request status"))?,
         reason: row.column("reason")?,
         decision_reason: row.column("decision_reason")?,
         cancellation_id: row.column("cancellation_id")?,
@@ -309,7 +307,7 @@ fn channel_from_row(row: &impl Read) -> Result<Channel> {
     Ok(Channel {
         id: row.column("id")?,
         shop_id: row.column("shop_id")?,
-        kind: parse_named(&row.column::<String>("kind")?, ChannelKind::parse, "channel kind")?,
+        kind: row.parsed("kind", |text| parse_named(text, ChannelKind::parse, "channel kind"))?,
         name: row.column("name")?,
         base_url: row.column("base_url")?,
         credentials: row.column("credentials")?,
@@ -358,6 +356,10 @@ struct Prefixed<'r, R>(&'r R);
 impl<R: Read> Read for Prefixed<'_, R> {
     fn column<T: Readable>(&self, name: &str) -> Result<T> {
         self.0.column(&format!("{CANCELLATION_PREFIX}{name}"))
+    }
+
+    fn text<T>(&self, name: &str, read: impl FnOnce(Option<&str>) -> Result<T>) -> Result<T> {
+        self.0.text(&format!("{CANCELLATION_PREFIX}{name}"), read)
     }
 }
 
@@ -2510,7 +2512,7 @@ fn warehouse_from_row(row: &impl Read) -> Result<Warehouse> {
     Ok(Warehouse {
         id: row.column("id")?,
         shop_id: row.column("shop_id")?,
-        kind: parse_named(&row.column::<String>("kind")?, WarehouseKind::parse, "warehouse kind")?,
+        kind: row.parsed("kind", |text| parse_named(text, WarehouseKind::parse, "warehouse kind"))?,
         name: row.column("name")?,
         base_url: row.column("base_url")?,
         credentials: row.column("credentials")?,

@@ -1615,11 +1615,27 @@ mod sqlite {
         fn column<T: Readable>(&self, name: &str) -> Result<T> {
             Ok(self.try_get(name)?)
         }
+
+        fn text<T>(&self, name: &str, read: impl FnOnce(Option<&str>) -> Result<T>) -> Result<T> {
+            read(self.try_get(name)?)
+        }
+    }
+
+    /// A rusqlite value as text in place (NULL as `None`).
+    fn text_of(value: rusqlite::types::ValueRef<'_>) -> Result<Option<&str>> {
+        match value {
+            rusqlite::types::ValueRef::Null => Ok(None),
+            other => Ok(Some(other.as_str()?)),
+        }
     }
 
     impl Read for rusqlite::Row<'_> {
         fn column<T: Readable>(&self, name: &str) -> Result<T> {
             Ok(self.get(name)?)
+        }
+
+        fn text<T>(&self, name: &str, read: impl FnOnce(Option<&str>) -> Result<T>) -> Result<T> {
+            read(text_of(self.get_ref(name)?)?)
         }
     }
 
@@ -1678,14 +1694,23 @@ mod sqlite {
         columns: &'r Columns,
     }
 
-    impl Read for Named<'_, '_> {
-        fn column<T: Readable>(&self, name: &str) -> Result<T> {
-            let index = self
-                .columns
+    impl Named<'_, '_> {
+        fn index(&self, name: &str) -> Result<usize> {
+            self.columns
                 .0
                 .get(name)
-                .ok_or_else(|| anyhow::anyhow!("the statement has no column {name}"))?;
-            Ok(self.row.get(*index)?)
+                .copied()
+                .ok_or_else(|| anyhow::anyhow!("the statement has no column {name}"))
+        }
+    }
+
+    impl Read for Named<'_, '_> {
+        fn column<T: Readable>(&self, name: &str) -> Result<T> {
+            Ok(self.row.get(self.index(name)?)?)
+        }
+
+        fn text<T>(&self, name: &str, read: impl FnOnce(Option<&str>) -> Result<T>) -> Result<T> {
+            read(text_of(self.row.get_ref(self.index(name)?)?)?)
         }
     }
 
@@ -2458,6 +2483,10 @@ mod postgres {
     impl Read for sqlx::postgres::PgRow {
         fn column<T: Readable>(&self, name: &str) -> Result<T> {
             Ok(self.try_get(name)?)
+        }
+
+        fn text<T>(&self, name: &str, read: impl FnOnce(Option<&str>) -> Result<T>) -> Result<T> {
+            read(self.try_get(name)?)
         }
     }
 
