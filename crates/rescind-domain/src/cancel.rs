@@ -65,6 +65,19 @@ crate::named_enum! {
     }
 }
 
+impl StepKind {
+    /// The kind of the history line of this step's outcome: `step.` and the step's name.
+    pub const fn history_kind(self) -> &'static str {
+        match self {
+            StepKind::ChannelCancel => "step.channel_cancel",
+            StepKind::WarehouseCancel => "step.warehouse_cancel",
+            StepKind::Refund => "step.refund",
+            StepKind::Restock => "step.restock",
+            StepKind::Notify => "step.notify",
+        }
+    }
+}
+
 crate::named_enum! {
     pub enum StepStatus {
         Pending => "pending",
@@ -960,7 +973,7 @@ pub fn cancel_order(
         history.push(
             HistoryEntry::new(
                 now,
-                ["step.", planned.kind.as_str()].concat(),
+                planned.kind.history_kind(),
                 actor,
                 [planned.kind.as_str(), ": ", &planned.action].concat(),
             )
@@ -1036,7 +1049,7 @@ pub(crate) fn apply_cancellation(
         history.push(
             HistoryEntry::new(
                 now,
-                ["step.", step.kind.as_str()].concat(),
+                step.kind.history_kind(),
                 actor,
                 [step.kind.as_str(), ": ", &step.message].concat(),
             )

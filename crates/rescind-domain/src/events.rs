@@ -35,7 +35,7 @@ pub fn event_type(entry: &HistoryEntry) -> Option<EventType> {
         .iter()
         .find(|(key, _)| key == "status")
         .map(|(_, value)| value.as_ref());
-    Some(match (entry.kind.as_str(), status) {
+    Some(match (entry.kind.as_ref(), status) {
         ("order.imported", _) => EventType::OrderImported,
         ("order.cancelled", _) => EventType::OrderCancelled,
         ("order.lines_cancelled", _) => EventType::OrderLinesCancelled,
@@ -61,7 +61,7 @@ mod tests {
     use super::*;
     use crate::{Actor, Timestamp};
 
-    fn entry(kind: &str, status: Option<&str>) -> HistoryEntry {
+    fn entry(kind: &'static str, status: Option<&str>) -> HistoryEntry {
         let entry = HistoryEntry::new(Timestamp::from_unix_micros(0), kind, &Actor::System, "x");
         match status {
             Some(status) => entry.with("status", status.to_owned()),

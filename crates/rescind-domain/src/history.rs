@@ -27,8 +27,9 @@ impl Actor {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HistoryEntry {
     pub at: Timestamp,
-    /// A stable dotted name, e.g. `order.cancelled`, `step.refund`.
-    pub kind: String,
+    /// A stable dotted name, e.g. `order.cancelled`, `step.refund`: borrowed when the change names
+    /// it (a cancellation writes six to ten lines), owned when read back.
+    pub kind: Cow<'static, str>,
     pub actor: String,
     /// A sentence for people.
     pub message: String,
@@ -39,7 +40,7 @@ pub struct HistoryEntry {
 }
 
 impl HistoryEntry {
-    pub fn new(at: Timestamp, kind: impl Into<String>, actor: &Actor, message: impl Into<String>) -> Self {
+    pub fn new(at: Timestamp, kind: impl Into<Cow<'static, str>>, actor: &Actor, message: impl Into<String>) -> Self {
         HistoryEntry {
             at,
             kind: kind.into(),

@@ -629,14 +629,9 @@ pub fn record_step_outcome(
         Vec::new()
     };
     history.push(
-        HistoryEntry::new(
-            now,
-            ["step.", kind.as_str()].concat(),
-            &actor,
-            format!("{kind}: {}", step.message),
-        )
-        .with("status", step_status.as_str())
-        .with("attempts", step.attempts.to_string()),
+        HistoryEntry::new(now, kind.history_kind(), &actor, format!("{kind}: {}", step.message))
+            .with("status", step_status.as_str())
+            .with("attempts", step.attempts.to_string()),
     );
 
     if warehouse_too_late && !channel_done {

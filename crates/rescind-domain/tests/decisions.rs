@@ -81,6 +81,13 @@ fn merchant() -> Actor {
 }
 
 #[test]
+fn a_step_s_history_lines_are_named_step_and_the_step_s_name() {
+    for kind in StepKind::ALL {
+        assert_eq!(kind.history_kind(), format!("step.{}", kind.as_str()));
+    }
+}
+
+#[test]
 fn only_orders_not_yet_in_the_warehouses_hands_may_be_cancelled() {
     for status in FulfillmentStatus::ALL {
         let mut order = paid(PaymentMethod::BankTransfer);

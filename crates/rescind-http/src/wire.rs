@@ -1134,7 +1134,7 @@ cancel_request! {
 pub fn history_body(entry: &HistoryEntry) -> HistoryEntryBody {
     HistoryEntryBody {
         at: rfc3339(entry.at),
-        kind: entry.kind.clone(),
+        kind: entry.kind.to_string(),
         actor: entry.actor.clone(),
         message: entry.message.clone(),
         data: entry

@@ -2392,7 +2392,7 @@ impl Backend {
             .map(|row| {
                 Ok(HistoryEntry {
                     at: time(row.try_get("at")?),
-                    kind: row.try_get("kind")?,
+                    kind: row.try_get::<String, _>("kind")?.into(),
                     actor: row.try_get("actor")?,
                     message: row.try_get("message")?,
                     data: history_data_from_json(&row.try_get::<String, _>("data")?)?,

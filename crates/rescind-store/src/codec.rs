@@ -348,7 +348,7 @@ pub(crate) fn history_lines_to_json(lines: &[HistoryEntry]) -> String {
             before = Some(line);
             HistoryLineWritten {
                 at: (line.at != at_before).then_some(line.at.unix_micros()),
-                kind: line.kind.as_str(),
+                kind: &line.kind,
                 actor: (actor_before != Some(line.actor.as_str())).then_some(line.actor.as_str()),
                 message: line.message.as_str(),
                 data: history_data_map(&line.data),
@@ -372,7 +372,7 @@ pub(crate) fn history_lines_from_json(json: &str, row_at: Timestamp, lines: &mut
         }
         lines.push(HistoryEntry {
             at,
-            kind: line.kind,
+            kind: line.kind.into(),
             actor: actor.clone().context("a stored history line has no actor")?,
             message: line.message,
             data: line

@@ -185,7 +185,12 @@ async fn histories(store: &Store, shop_id: &str, expected: &[(String, Attached)]
             .await
             .expect("the history is read")
             .expect("the order exists");
-        histories.push(history.into_iter().map(|line| (line.kind, line.message)).collect());
+        histories.push(
+            history
+                .into_iter()
+                .map(|line| (line.kind.into_owned(), line.message))
+                .collect(),
+        );
     }
     histories
 }

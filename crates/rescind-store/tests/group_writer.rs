@@ -688,7 +688,7 @@ async fn a_step_s_outcome_that_leaves_the_restock_due_puts_the_stock_back_in_the
         .await
         .expect("read")
         .expect("the order exists");
-    let kinds: Vec<&str> = history.iter().map(|line| line.kind.as_str()).collect();
+    let kinds: Vec<&str> = history.iter().map(|line| line.kind.as_ref()).collect();
     let note = kinds.iter().position(|kind| *kind == "note").expect("the step's line");
     let restocked = kinds
         .iter()
@@ -744,7 +744,7 @@ async fn a_step_s_outcome_and_the_restock_it_lets_run_make_one_history_row_and_o
         .await
         .expect("read")
         .expect("the order exists");
-    let kinds: Vec<&str> = history[lines..].iter().map(|line| line.kind.as_str()).collect();
+    let kinds: Vec<&str> = history[lines..].iter().map(|line| line.kind.as_ref()).collect();
     assert_eq!(
         kinds.first(),
         Some(&"order.modified"),

@@ -49,7 +49,7 @@ async fn concurrent_imports_of_one_channel_order_store_it_once_and_name_it_to_th
         .expect("read")
         .expect("the order exists");
     assert_eq!(
-        history.iter().map(|line| line.kind.as_str()).collect::<Vec<_>>(),
+        history.iter().map(|line| line.kind.as_ref()).collect::<Vec<_>>(),
         ["order.imported"]
     );
 }
@@ -177,7 +177,7 @@ async fn an_import_deducts_what_is_stocked_and_its_history_and_event_say_so(stor
         .expect("read")
         .expect("the order exists");
     assert_eq!(
-        history.iter().map(|line| line.kind.as_str()).collect::<Vec<_>>(),
+        history.iter().map(|line| line.kind.as_ref()).collect::<Vec<_>>(),
         ["order.imported", "stock.deducted"]
     );
     assert!(history[1].message.contains("TEA-001"), "{}", history[1].message);
