@@ -161,19 +161,6 @@ impl Money {
 
     /// The amount written with exactly the currency's minor units: `"1200"` in JPY, `"9.90"` in USD.
     pub fn format(&self, currency: Currency) -> String {
-        let mut text = String::with_capacity(24);
-        self.write_formatted(currency, &mut text)
-            .expect("a String takes whatever is written");
-        text
-    }
-
-    /// [`Money::format`]'s text, written where it is displayed: an order's answer writes about fifteen
-    /// amounts straight into its JSON.
-    pub const fn formatted(self, currency: Currency) -> Formatted {
-        Formatted(self, currency)
-    }
-
-    fn write_formatted(&self, currency: Currency, out: &mut impl fmt::Write) -> fmt::Result {
         let units = currency.minor_units();
         // An amount that already holds exactly the currency's minor units — nearly all: they are
         // parsed and stored so — has its digits written out as they are, without rounding, rescaling
@@ -181,28 +168,18 @@ impl Money {
         // in its order's row and in its answer). A negative zero takes the general way.
         if self.0.scale() == units && !(self.0.is_zero() && self.0.is_sign_negative()) {
             if let Ok(mantissa) = i64::try_from(self.0.mantissa()) {
-                return write_scaled_digits(mantissa, units, out);
+                return scaled_digits(mantissa, units);
             }
         }
         let mut value = self.0.round_dp(units);
         value.rescale(units);
-        write!(out, "{value}")
-    }
-}
-
-/// An amount in its currency's minor units, as [`Money::format`] writes it (`Money::formatted`).
-#[derive(Clone, Copy, Debug)]
-pub struct Formatted(Money, Currency);
-
-impl fmt::Display for Formatted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.write_formatted(self.1, f)
+        value.to_string()
     }
 }
 
 /// `mantissa` × 10^−`units` written out with exactly `units` digits after the point, as the decimal's
 /// formatter writes it: `-0.05`, `1200`, `9.90`.
-fn write_scaled_digits(mantissa: i64, units: u32, out: &mut impl fmt::Write) -> fmt::Result {
+fn scaled_digits(mantissa: i64, units: u32) -> String {
     let mut buffer = [0u8; 20];
     let mut start = buffer.len();
     let mut rest = mantissa.unsigned_abs();
@@ -216,24 +193,23 @@ fn write_scaled_digits(mantissa: i64, units: u32, out: &mut impl fmt::Write) -> 
     }
     let digits = std::str::from_utf8(&buffer[start..]).expect("ASCII digits");
     let units = usize::try_from(units).expect("a few minor units");
+    let mut text = String::with_capacity(digits.len() + units + 3);
     if mantissa < 0 {
-        out.write_char('-')?;
+        text.push('-');
     }
     if digits.len() > units {
         let (whole, fraction) = digits.split_at(digits.len() - units);
-        out.write_str(whole)?;
+        text.push_str(whole);
         if units > 0 {
-            out.write_char('.')?;
-            out.write_str(fraction)?;
+            text.push('.');
+            text.push_str(fraction);
         }
     } else {
-        out.write_str("0.")?;
-        for _ in digits.len()..units {
-            out.write_char('0')?;
-        }
-        out.write_str(digits)?;
+        text.push_str("0.");
+        text.extend(std::iter::repeat_n('0', units - digits.len()));
+        text.push_str(digits);
     }
-    Ok(())
+    text
 }
 
 impl fmt::Display for Money {
@@ -355,7 +331,6 @@ mod tests {
                 let mut general = amount.0.round_dp(units);
                 general.rescale(units);
                 assert_eq!(amount.format(currency), general.to_string(), "{mantissa} at {units}");
-                assert_eq!(amount.formatted(currency).to_string(), general.to_string());
             }
         }
     }

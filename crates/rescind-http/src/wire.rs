@@ -13,8 +13,6 @@ use utoipa::ToSchema;
 
 pub use rescind_workflow::webhooks::rfc3339;
 
-mod answer;
-
 fn enum_schema(names: Vec<&'static str>) -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
@@ -981,12 +979,11 @@ pub fn refund_body(order: &Order, refund: &rescind_domain::Refund) -> RefundBody
 /// and its refund is about 2.9 KB of JSON; axum's `Json` starts at 128 bytes and doubles five times.
 pub const ORDER_ANSWER_BYTES: usize = 4 * 1024;
 
-/// An order as the answer of a request (`status`: 200, 201, 202): [`order_body`]'s JSON, written
-/// straight from the order (`answer.rs`).
+/// An order as the answer of a request (`status`: 200, 201, 202): [`order_body`] as JSON.
 pub fn order_answer(status: axum::http::StatusCode, order: &Order) -> axum::response::Response {
     use axum::response::IntoResponse;
     let mut json = Vec::with_capacity(ORDER_ANSWER_BYTES);
-    match serde_json::to_writer(&mut json, &answer::OrderJson(order)) {
+    match serde_json::to_writer(&mut json, &order_body(order)) {
         Ok(()) => (
             status,
             [(

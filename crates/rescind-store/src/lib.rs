@@ -10,7 +10,6 @@
 mod codec;
 pub mod ids;
 mod now;
-mod pcache;
 mod phrases;
 mod rows;
 mod syncer;
@@ -633,7 +632,6 @@ mod sqlite {
                     .clone()
                     .pragma("wal_autocheckpoint", "0")
                     .pragma("journal_size_limit", WAL_SIZE_LIMIT)
-                    .pragma("cache_size", WRITER_CACHE_SIZE)
                     .statement_cache_capacity(STATEMENTS_CACHED),
             )
             .await?;
@@ -669,12 +667,6 @@ mod sqlite {
     /// benchmark), each new frame written to a new block of the file. Taking the writer connection for
     /// the few frames the readers left lets the next group write over the old ones.
     const WRITER_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
-    /// The writer connection's page cache (`cache_size`, negative: KiB): the pages of every order
-    /// it changed lately, so that loading an order seldom reads the file. With SQLite's default of
-    /// 2 MB the writer read about one page from the kernel per cancellation; with 64 MB none in a
-    /// 10 000-order benchmark. Only worth it with `pcache.rs`: SQLite's own cache walked all its
-    /// pages on every commit that split one (BENCHMARKS.md, thirty-seventh session).
-    const WRITER_CACHE_SIZE: &str = "-65536";
     /// What a restarted WAL is cut back to (bytes).
     const WAL_SIZE_LIMIT: &str = "67108864";
 

@@ -57,10 +57,6 @@ pub(crate) fn register() -> anyhow::Result<&'static str> {
             // SAFETY: `sqlite3_vfs_find` initializes SQLite and answers a VFS that lives as long as
             // the process; the copy made of it is leaked, so it does too, as SQLite requires of a
             // registered VFS.
-            // First, while SQLite is not yet initialized: its page cache is set only before.
-            if !crate::pcache::install() {
-                tracing::debug!("SQLite keeps its own page cache as it is (it was initialized already)");
-            }
             unsafe {
                 let platform = ffi::sqlite3_vfs_find(std::ptr::null());
                 if platform.is_null() {
