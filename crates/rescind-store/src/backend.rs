@@ -378,7 +378,7 @@ async fn complete_orders_read(
         match read {
             CancellationsRead::Apart => cancellation_ids.extend(stored.cancellation_id),
             CancellationsRead::OnTheRows => {
-                if Read::column::<Option<String>>(row, &format!("{CANCELLATION_PREFIX}id"))?.is_some() {
+                if Prefixed(row).text("id", |id| Ok(id.is_some()))? {
                     let (order_id, cancellation) = cancellation_from_row(&Prefixed(row))?;
                     cancellations.insert(order_id, cancellation);
                 }
